@@ -1,0 +1,21 @@
+//! The domain types Paid persists and passes between ports.
+
+mod audit;
+mod decision;
+mod issue;
+mod log;
+mod outcome;
+mod project;
+mod run;
+mod step;
+mod usage;
+
+pub use audit::AuditEvent;
+pub use decision::{ModelCandidate, ModelDecision};
+pub use issue::{IssueState, TrackedIssue};
+pub use log::{LogAppend, LogChunk, LogStream, TRUNCATION_MARKER};
+pub use outcome::Outcome;
+pub use project::{LabelConfig, Project, RepoRef};
+pub use run::{Failure, NewRun, Run, RunKind, RunState};
+pub use step::{StepRecord, StepStatus};
+pub use usage::{Usage, UsageRecord};

@@ -1,0 +1,180 @@
+//! The one error type of `paid-core`, shared by every port.
+//!
+//! Variants are grouped by meaning, not by backend: a backend maps its own
+//! errors into these, keeping the original as `source`. [`Error::is_retryable`]
+//! is the one flag retry logic reads.
+
+use std::time::Duration;
+
+/// A boxed error from a backend, kept as the `source` of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result type of every port.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in Paid, by meaning.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The named entity does not exist.
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// Kind of entity, e.g. `run`.
+        entity: &'static str,
+        /// Its identifier.
+        id: String,
+    },
+    /// The entity already exists and may not be created twice.
+    #[error("{entity} {id} already exists")]
+    AlreadyExists {
+        /// Kind of entity.
+        entity: &'static str,
+        /// Its identifier.
+        id: String,
+    },
+    /// A run state transition that the state machine forbids, or whose
+    /// expected current state did not match (someone else moved the run).
+    #[error("run {run}: illegal transition {from} -> {to}")]
+    IllegalTransition {
+        /// The run.
+        run: String,
+        /// State the caller expected the run to be in (or the actual state).
+        from: String,
+        /// State the caller asked for.
+        to: String,
+    },
+    /// The caller does not hold the lease on the run (it expired or another
+    /// worker took it).
+    #[error("run {run}: lease not held by {owner}")]
+    LeaseLost {
+        /// The run.
+        run: String,
+        /// The worker that thought it held the lease.
+        owner: String,
+    },
+    /// An issue was opened by an author outside the project's allowlist.
+    #[error("issue #{issue} was opened by untrusted author {author:?}; only {allowed:?} may trigger runs")]
+    Untrusted {
+        /// Issue number.
+        issue: u64,
+        /// Its author.
+        author: String,
+        /// The project's allowlist.
+        allowed: Vec<String>,
+    },
+    /// The change touches paths the project's policy forbids.
+    #[error("policy violation: changes touch forbidden paths {paths:?}; nothing was pushed")]
+    PolicyViolation {
+        /// The offending paths, relative to the repository root.
+        paths: Vec<String>,
+    },
+    /// A sandbox image is not present.
+    #[error("image {image} not found; build it with `{hint}`")]
+    ImageMissing {
+        /// The image reference.
+        image: String,
+        /// The command that builds it.
+        hint: String,
+    },
+    /// A backend (Docker, the database, GitHub, git) cannot be reached.
+    #[error("{backend} unavailable: {message}")]
+    Unavailable {
+        /// Which backend.
+        backend: &'static str,
+        /// What to do about it.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A git repository could not be cloned or fetched.
+    #[error("cannot clone {url}: {message}")]
+    Clone {
+        /// The remote URL (never carrying credentials).
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// Input rejected before anything was written.
+    #[error("invalid {what}: {message}")]
+    InvalidInput {
+        /// What was invalid, e.g. `project.trigger_labels`.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// An operation exceeded its time limit.
+    #[error("{what} timed out after {after:?}")]
+    Timeout {
+        /// The operation.
+        what: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The run or operation was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// A budget (tokens or cost) would be exceeded.
+    #[error("budget exceeded: {0}")]
+    BudgetExceeded(String),
+    /// The agent finished without success.
+    #[error("agent failed: {0}")]
+    Agent(String),
+    /// A backend error with no more specific meaning.
+    #[error("{backend}: {message}")]
+    Backend {
+        /// Which backend.
+        backend: &'static str,
+        /// What happened.
+        message: String,
+        /// Whether retrying the same call may succeed.
+        retryable: bool,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same operation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Unavailable { .. } | Error::Timeout { .. } => true,
+            Error::Backend { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// A backend error that retrying may fix.
+    pub fn transient(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        Error::Backend { backend, message: source.to_string(), retryable: true, source: Some(source) }
+    }
+
+    /// A backend error that retrying will not fix.
+    pub fn permanent(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        Error::Backend { backend, message: source.to_string(), retryable: false, source: Some(source) }
+    }
+
+    /// A short machine-readable code for this error, stored with failed runs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "not_found",
+            Error::AlreadyExists { .. } => "already_exists",
+            Error::IllegalTransition { .. } => "illegal_transition",
+            Error::LeaseLost { .. } => "lease_lost",
+            Error::Untrusted { .. } => "untrusted_author",
+            Error::PolicyViolation { .. } => "policy_violation",
+            Error::ImageMissing { .. } => "image_missing",
+            Error::Unavailable { .. } => "unavailable",
+            Error::Clone { .. } => "clone_failed",
+            Error::InvalidInput { .. } => "invalid_input",
+            Error::Timeout { .. } => "timeout",
+            Error::Cancelled => "cancelled",
+            Error::BudgetExceeded(_) => "budget_exceeded",
+            Error::Agent(_) => "agent_failed",
+            Error::Backend { .. } => "backend",
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The code host: the [`Forge`] port.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{IssueState, RepoRef, Result};
+
+/// An issue as the forge reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForgeIssue {
+    /// Number.
+    pub number: u64,
+    /// Title.
+    pub title: String,
+    /// Body (may be empty).
+    pub body: String,
+    /// Author login.
+    pub author: String,
+    /// Label names.
+    pub labels: Vec<String>,
+    /// Open or closed.
+    pub state: IssueState,
+    /// Web URL.
+    pub url: String,
+}
+
+/// Which issues to look for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollRequest {
+    /// The repository.
+    pub repo: RepoRef,
+    /// Issues carrying **any** of these labels.
+    pub labels: Vec<String>,
+}
+
+/// A pull request to find or create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrRequest {
+    /// The repository.
+    pub repo: RepoRef,
+    /// Head branch (the idempotency key).
+    pub head: String,
+    /// Base branch.
+    pub base: String,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Labels to put on it.
+    pub labels: Vec<String>,
+}
+
+/// A pull request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequest {
+    /// Number.
+    pub number: u64,
+    /// Web URL.
+    pub url: String,
+    /// Head branch.
+    pub head: String,
+    /// Whether this call created it (false: it already existed).
+    pub created: bool,
+}
+
+/// A comment identified by a hidden marker, created once and edited after.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommentRequest {
+    /// The repository.
+    pub repo: RepoRef,
+    /// Issue or PR number.
+    pub number: u64,
+    /// A hidden marker, e.g. `<!-- paid:run:... -->`; the comment carrying it
+    /// is edited instead of a new one being added.
+    pub marker: String,
+    /// Body (the marker is added if missing).
+    pub body: String,
+}
+
+/// Label changes on an issue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelChange {
+    /// The repository.
+    pub repo: RepoRef,
+    /// Issue number.
+    pub number: u64,
+    /// Labels to add.
+    pub add: Vec<String>,
+    /// Labels to remove (absent ones are ignored).
+    pub remove: Vec<String>,
+}
+
+/// The code host Paid reads issues from and opens PRs on.
+#[async_trait]
+pub trait Forge: Send + Sync + 'static {
+    /// Open issues carrying any of the labels.
+    async fn poll_triggered(&self, req: &PollRequest) -> Result<Vec<ForgeIssue>>;
+    /// One issue.
+    async fn issue(&self, repo: &RepoRef, number: u64) -> Result<ForgeIssue>;
+    /// Creates or edits the comment carrying `marker`. Returns its id.
+    async fn upsert_comment(&self, req: &CommentRequest) -> Result<u64>;
+    /// Adds and removes labels.
+    async fn set_labels(&self, req: &LabelChange) -> Result<()>;
+    /// Returns the open PR for `head`, or creates it. Never merges.
+    async fn find_or_create_pr(&self, req: &PrRequest) -> Result<PullRequest>;
+}

@@ -1,0 +1,178 @@
+//! Durable state: the [`Store`] port.
+
+use async_trait::async_trait;
+use chrono::Duration;
+
+use crate::{
+    AuditEvent, Failure, LogAppend, LogChunk, LogStream, ModelDecision, NewRun, Outcome, Project, ProjectId, Result,
+    Run, RunId, RunState, StepRecord, Timestamp, TrackedIssue, UsageRecord,
+};
+
+/// A state change, applied only if the run is in `from` and the caller holds
+/// its lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// The run.
+    pub run_id: RunId,
+    /// The state the caller believes the run is in.
+    pub from: RunState,
+    /// The new state; must be allowed by [`RunState::can_transition_to`].
+    pub to: RunState,
+    /// The lease owner making the change.
+    pub owner: String,
+    /// Now.
+    pub at: Timestamp,
+}
+
+/// Fields a step sets on a run, checked against the lease like a transition.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunPatch {
+    /// The branch.
+    pub branch: Option<String>,
+    /// The model.
+    pub model: Option<String>,
+    /// The PR URL.
+    pub pr_url: Option<String>,
+    /// Agent iterations.
+    pub iterations: Option<u32>,
+    /// Failure reason.
+    pub failure: Option<Failure>,
+}
+
+/// A request to claim one runnable run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimRequest {
+    /// The claiming worker.
+    pub owner: String,
+    /// How long the lease lasts without a heartbeat.
+    pub lease: Duration,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    /// Only this project.
+    pub project_id: Option<ProjectId>,
+    /// Only this issue (with `project_id`).
+    pub issue_number: Option<u64>,
+    /// Only runs not yet in an end state.
+    pub active_only: bool,
+    /// At most this many, newest first. `None` for all.
+    pub limit: Option<u32>,
+}
+
+/// A chunk of output to append to a run's log, under a per-run byte cap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendLog<'a> {
+    /// The run.
+    pub run_id: RunId,
+    /// Source stream.
+    pub stream: LogStream,
+    /// The text.
+    pub text: &'a str,
+    /// The run's total log budget in bytes. When an append would exceed it,
+    /// the rest is cut and [`crate::TRUNCATION_MARKER`] is stored once.
+    pub cap_bytes: usize,
+    /// Now.
+    pub at: Timestamp,
+}
+
+/// Durable state of Paid. Implemented by `paid-store-sqlite`,
+/// `paid-store-postgres`, and anything passing
+/// `paid_core::testing::store` (feature `testing`).
+///
+/// Every method is atomic. Lease-checked writes (`transition`, `patch_run`,
+/// `begin_step`, `complete_step`) fail with [`crate::Error::LeaseLost`] when
+/// `owner` does not hold an unexpired lease.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts or replaces a project.
+    async fn put_project(&self, project: &Project) -> Result<()>;
+    /// Reads a project.
+    async fn project(&self, id: ProjectId) -> Result<Project>;
+    /// All projects, oldest first.
+    async fn projects(&self) -> Result<Vec<Project>>;
+    /// Deletes a project that has no active run.
+    async fn delete_project(&self, id: ProjectId) -> Result<()>;
+
+    /// Inserts or updates a tracked issue.
+    async fn put_issue(&self, issue: &TrackedIssue) -> Result<()>;
+    /// Reads a tracked issue.
+    async fn issue(&self, project: ProjectId, number: u64) -> Result<TrackedIssue>;
+    /// A project's tracked issues, by number.
+    async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>>;
+
+    /// Queues a run. Fails with [`crate::Error::AlreadyExists`] when the
+    /// issue already has an active run of the same kind.
+    async fn create_run(&self, run: &NewRun) -> Result<Run>;
+    /// Reads a run.
+    async fn run(&self, id: RunId) -> Result<Run>;
+    /// Lists runs, newest first.
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+    /// Moves a run to a new state (compare-and-set on `from`, lease-checked).
+    async fn transition(&self, t: &Transition) -> Result<Run>;
+    /// Sets fields on a run (lease-checked).
+    async fn patch_run(&self, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> Result<Run>;
+    /// Moves a run that is not leased (or whose lease expired) straight to
+    /// `cancelled`; a leased run is marked for cancellation and its worker
+    /// stops it. Returns the run.
+    async fn request_cancel(&self, id: RunId, at: Timestamp) -> Result<Run>;
+    /// Whether cancellation was requested.
+    async fn cancel_requested(&self, id: RunId) -> Result<bool>;
+
+    /// Claims the highest-priority runnable run: not in an end state, and
+    /// unleased or with an expired lease.
+    async fn claim(&self, req: &ClaimRequest) -> Result<Option<Run>>;
+    /// Extends a held lease.
+    async fn heartbeat(&self, id: RunId, owner: &str, lease: Duration, now: Timestamp) -> Result<()>;
+    /// Gives a lease up.
+    async fn release(&self, id: RunId, owner: &str) -> Result<()>;
+
+    /// Journals a step before its side effect. Returns the new record.
+    async fn begin_step(
+        &self,
+        id: RunId,
+        owner: &str,
+        step: RunState,
+        idempotency_key: Option<&str>,
+        at: Timestamp,
+    ) -> Result<StepRecord>;
+    /// Marks the latest record of `step` done (with output) or failed (with an error).
+    async fn finish_step(
+        &self,
+        id: RunId,
+        owner: &str,
+        step: RunState,
+        result: std::result::Result<serde_json::Value, String>,
+        at: Timestamp,
+    ) -> Result<StepRecord>;
+    /// The journal, in order.
+    async fn steps(&self, id: RunId) -> Result<Vec<StepRecord>>;
+
+    /// Appends to a run's bounded log.
+    async fn append_log(&self, req: &AppendLog<'_>) -> Result<LogAppend>;
+    /// A run's log chunks with `seq > after`, in order.
+    async fn logs(&self, id: RunId, after: u64) -> Result<Vec<LogChunk>>;
+
+    /// Records LLM usage.
+    async fn record_usage(&self, usage: &UsageRecord) -> Result<()>;
+    /// A run's usage records, in order.
+    async fn usage(&self, id: RunId) -> Result<Vec<UsageRecord>>;
+
+    /// Records (replaces) a run's model decision.
+    async fn record_decision(&self, decision: &ModelDecision) -> Result<()>;
+    /// A run's model decision.
+    async fn decision(&self, id: RunId) -> Result<Option<ModelDecision>>;
+
+    /// Records (replaces) a run's outcome.
+    async fn record_outcome(&self, outcome: &Outcome) -> Result<()>;
+    /// A project's outcomes, newest first.
+    async fn outcomes(&self, project: ProjectId) -> Result<Vec<Outcome>>;
+
+    /// Appends an audit event.
+    async fn audit(&self, event: &AuditEvent) -> Result<()>;
+    /// Audit events, oldest first, optionally for one project.
+    async fn audit_events(&self, project: Option<ProjectId>) -> Result<Vec<AuditEvent>>;
+}
