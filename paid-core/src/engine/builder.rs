@@ -1,0 +1,147 @@
+//! Assembling an [`Engine`] from its parts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::broadcast;
+
+use super::{Engine, EngineConfig, Inner};
+use crate::ports::selector::FixedSelector;
+use crate::{
+    Agent, Clock, Error, Forge, Ids, ModelSelector, RandomIds, Result, SandboxRuntime, Store, SystemClock, Workspaces,
+};
+
+/// Builds an [`Engine`]. Store, runtime, forge, workspaces and at least one
+/// agent are required; the rest have defaults.
+#[derive(Default)]
+pub struct EngineBuilder {
+    store: Option<Arc<dyn Store>>,
+    runtime: Option<Arc<dyn SandboxRuntime>>,
+    forge: Option<Arc<dyn Forge>>,
+    workspaces: Option<Arc<dyn Workspaces>>,
+    agents: HashMap<String, Arc<dyn Agent>>,
+    selector: Option<Arc<dyn ModelSelector>>,
+    clock: Option<Arc<dyn Clock>>,
+    ids: Option<Arc<dyn Ids>>,
+    config: EngineConfig,
+    template: Option<String>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("agents", &self.agents.keys().collect::<Vec<_>>())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The store (required).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The sandbox runtime (required).
+    pub fn runtime(mut self, runtime: Arc<dyn SandboxRuntime>) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// The forge (required).
+    pub fn forge(mut self, forge: Arc<dyn Forge>) -> Self {
+        self.forge = Some(forge);
+        self
+    }
+
+    /// The git workspaces (required).
+    pub fn workspaces(mut self, workspaces: Arc<dyn Workspaces>) -> Self {
+        self.workspaces = Some(workspaces);
+        self
+    }
+
+    /// Registers an agent under its [`Agent::kind`]; projects name it.
+    pub fn agent(mut self, agent: Arc<dyn Agent>) -> Self {
+        self.agents.insert(agent.kind().to_string(), agent);
+        self
+    }
+
+    /// The model selector (default: [`FixedSelector`] on the first configured
+    /// model, or `scripted/none`).
+    pub fn selector(mut self, selector: Arc<dyn ModelSelector>) -> Self {
+        self.selector = Some(selector);
+        self
+    }
+
+    /// The clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The id source (default: [`RandomIds`]).
+    pub fn ids(mut self, ids: Arc<dyn Ids>) -> Self {
+        self.ids = Some(ids);
+        self
+    }
+
+    /// Settings.
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The task prompt template (default: [`super::prompt::DEFAULT_TEMPLATE`]).
+    pub fn prompt_template(mut self, template: impl Into<String>) -> Self {
+        self.template = Some(template.into());
+        self
+    }
+
+    /// Builds the engine, naming the first missing part.
+    pub fn build(self) -> Result<Engine> {
+        let missing = |part: &str| Error::InvalidInput {
+            what: "engine".into(),
+            message: format!("no {part} configured; call EngineBuilder::{part}(..)"),
+        };
+        if self.agents.is_empty() {
+            return Err(missing("agent"));
+        }
+        if self.config.max_iterations == 0 {
+            return Err(Error::InvalidInput {
+                what: "engine.max_iterations".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        let selector = self.selector.unwrap_or_else(|| {
+            let (provider, model) = self
+                .config
+                .models
+                .first()
+                .map(|m| (m.provider.clone(), m.model.clone()))
+                .unwrap_or_else(|| ("scripted".into(), "none".into()));
+            Arc::new(FixedSelector { provider, model })
+        });
+        let (events, _) = broadcast::channel(1024);
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store: self.store.ok_or_else(|| missing("store"))?,
+                runtime: self.runtime.ok_or_else(|| missing("runtime"))?,
+                forge: self.forge.ok_or_else(|| missing("forge"))?,
+                workspaces: self.workspaces.ok_or_else(|| missing("workspaces"))?,
+                agents: self.agents,
+                selector,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                ids: self.ids.unwrap_or_else(|| Arc::new(RandomIds)),
+                config: self.config,
+                template: self.template.unwrap_or_else(|| super::prompt::DEFAULT_TEMPLATE.to_string()),
+                events,
+            }),
+        })
+    }
+}

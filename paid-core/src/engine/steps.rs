@@ -1,0 +1,620 @@
+//! One function per run state: what the engine does there, and where the
+//! run goes next.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::config::MAX_PR_BODY;
+use super::journal::Retry;
+use super::{Engine, EngineEvent, RunLogger, SandboxSession, prompt};
+use crate::policy::{ForbiddenPaths, branch_name, pr_title};
+use crate::{
+    Agent, AgentContext, AgentExit, AgentOutcome, AuditEvent, CommentRequest, CommitRequest, Error, ExecExit,
+    ExecRequest, Failure, LabelChange, LogStream, ModelDecision, PrRequest, Project, ProxyEndpoint, PullRequest,
+    Result, Run, RunId, RunPatch, RunState, SandboxHandle, SandboxSpec, SelectionRequest, StepStatus, Transition,
+    UsageRecord, Worktree, WorktreeRequest,
+};
+
+/// The worktree and sandbox a run works in. Every step that (re)creates
+/// them records them in its journal output under `resources`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Resources {
+    worktree: Worktree,
+    sandbox: SandboxHandle,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ProvisionOut {
+    resources: Resources,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AgentOut {
+    resources: Resources,
+    iteration: u32,
+    outcome: AgentOutcome,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VerifyOut {
+    resources: Resources,
+    passed: bool,
+    digest: String,
+}
+
+/// How much of a failing verify command's output the agent gets back.
+const DIGEST_TAIL: usize = 2_000;
+
+impl Engine {
+    /// Executes the step of the run's current state once and moves it on.
+    /// The caller must hold the run's lease (see [`Engine::claim_next`]).
+    /// Returns the run in its new state; a run in an end state is returned
+    /// unchanged.
+    pub async fn advance(&self, run_id: RunId) -> Result<Run> {
+        self.advance_with(run_id, &CancellationToken::new()).await
+    }
+
+    pub(super) async fn advance_with(&self, run_id: RunId, cancel: &CancellationToken) -> Result<Run> {
+        let store = &self.inner.store;
+        let run = store.run(run_id).await?;
+        if run.state.is_terminal() {
+            return Ok(run);
+        }
+        let owner = &self.inner.config.worker_id;
+        if run.lease_owner.as_deref() != Some(owner.as_str()) {
+            return Err(Error::LeaseLost { run: run_id.to_string(), owner: owner.clone() });
+        }
+        if run.state != RunState::Cleaning && run.failure.is_none() && store.cancel_requested(run_id).await? {
+            return self.fail(&run, Error::Cancelled).await;
+        }
+        let project = store.project(run.project_id).await?;
+        match self.step(&run, &project, cancel).await {
+            Ok(next) => self.move_to(&run, next).await,
+            Err(e @ Error::LeaseLost { .. }) => Err(e),
+            Err(e) => {
+                let e = if cancel.is_cancelled() && store.cancel_requested(run_id).await.unwrap_or(false) {
+                    Error::Cancelled
+                } else {
+                    e
+                };
+                self.fail(&run, e).await
+            }
+        }
+    }
+
+    async fn step(&self, run: &Run, project: &Project, cancel: &CancellationToken) -> Result<RunState> {
+        match run.state {
+            RunState::Queued => Ok(RunState::SelectingModel),
+            RunState::SelectingModel => self.select_model(run, project).await,
+            RunState::Provisioning => self.provision(run, project).await,
+            RunState::RunningAgent => self.run_agent(run, project, cancel).await,
+            RunState::Verifying => self.verify(run, project, cancel).await,
+            RunState::Committing => self.commit(run, project).await,
+            RunState::PolicyCheck => self.policy_check(run, project).await,
+            RunState::Pushing => self.push(run, project).await,
+            RunState::OpeningPr => self.open_pr(run, project).await,
+            RunState::Reporting => self.report(run, project).await,
+            RunState::Cleaning => self.clean(run, project).await,
+            end => Err(Error::IllegalTransition { run: run.id.to_string(), from: end.to_string(), to: end.to_string() }),
+        }
+    }
+
+    async fn move_to(&self, run: &Run, to: RunState) -> Result<Run> {
+        let moved = self
+            .inner
+            .store
+            .transition(&Transition {
+                run_id: run.id,
+                from: run.state,
+                to,
+                owner: self.inner.config.worker_id.clone(),
+                at: self.inner.clock.now(),
+            })
+            .await?;
+        info!(run_id = %run.id, project_id = %run.project_id, from = %run.state, %to, "run moved");
+        self.emit(EngineEvent::Transition { run_id: run.id, from: run.state, to });
+        Ok(moved)
+    }
+
+    /// Records why the run failed and sends it to cleanup (or, from cleanup,
+    /// to its end state).
+    async fn fail(&self, run: &Run, error: Error) -> Result<Run> {
+        let store = &self.inner.store;
+        let owner = self.inner.config.worker_id.as_str();
+        warn!(run_id = %run.id, step = %run.state, error = %error, "run step failed");
+        if let Error::PolicyViolation { paths } = &error {
+            store
+                .audit(&AuditEvent {
+                    at: self.inner.clock.now(),
+                    project_id: Some(run.project_id),
+                    actor: "engine".into(),
+                    action: "policy.forbidden_paths".into(),
+                    subject: format!("run:{}", run.id),
+                    details: serde_json::json!({ "paths": paths }),
+                })
+                .await?;
+        }
+        let failure =
+            run.failure.clone().unwrap_or(Failure { step: run.state, code: error.code().into(), message: error.to_string() });
+        let mut run = run.clone();
+        if run.failure.is_none() {
+            run = store
+                .patch_run(run.id, owner, &RunPatch { failure: Some(failure.clone()), ..Default::default() }, self.inner.clock.now())
+                .await?;
+            let _ = self.logger(run.id).write(LogStream::System, &format!("[paid] {}: {}\n", run.state, failure.message)).await;
+        }
+        let to = if run.state == RunState::Cleaning { end_state(&failure) } else { RunState::Cleaning };
+        self.move_to(&run, to).await
+    }
+
+    fn logger(&self, run_id: RunId) -> RunLogger {
+        RunLogger::new(self.inner.store.clone(), self.inner.clock.clone(), run_id, self.inner.config.log_cap_bytes)
+    }
+
+    fn agent(&self, project: &Project) -> Result<Arc<dyn Agent>> {
+        self.inner.agents.get(&project.agent).cloned().ok_or_else(|| Error::InvalidInput {
+            what: "project.agent".into(),
+            message: format!(
+                "no agent {:?} is registered; known: {:?}",
+                project.agent,
+                self.inner.agents.keys().collect::<Vec<_>>()
+            ),
+        })
+    }
+
+    async fn select_model(&self, run: &Run, project: &Project) -> Result<RunState> {
+        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
+        let req = SelectionRequest {
+            run_id: run.id,
+            title: issue.title.clone(),
+            labels: issue.labels.clone(),
+            candidates: self.inner.config.models.clone(),
+            budget_micros: self.inner.config.budget_micros,
+            at: self.inner.clock.now(),
+        };
+        let selector = &self.inner.selector;
+        let decision: ModelDecision =
+            self.journaled(run, None, Duration::from_secs(30), Retry::Transient, || selector.select(&req)).await?;
+        self.inner.store.record_decision(&decision).await?;
+        self.patch(run, RunPatch { model: Some(decision.model.clone()), ..Default::default() }).await?;
+        Ok(RunState::Provisioning)
+    }
+
+    async fn provision(&self, run: &Run, project: &Project) -> Result<RunState> {
+        let branch = match &run.branch {
+            Some(b) => b.clone(),
+            None => {
+                let issue = self.inner.store.issue(project.id, run.issue_number).await?;
+                let b = branch_name(run.issue_number, &issue.title, &self.inner.ids.hex(3));
+                self.patch(run, RunPatch { branch: Some(b.clone()), ..Default::default() }).await?;
+                b
+            }
+        };
+        let t = &self.inner.config.timeouts;
+        let _: ProvisionOut = self
+            .journaled(run, Some(&branch), t.provision + t.clone, Retry::Transient, || async {
+                Ok(ProvisionOut { resources: self.create_resources(run, project, &branch).await? })
+            })
+            .await?;
+        Ok(RunState::RunningAgent)
+    }
+
+    async fn create_resources(&self, run: &Run, project: &Project, branch: &str) -> Result<Resources> {
+        let runtime = &self.inner.runtime;
+        runtime.ensure_image(&project.image).await?;
+        self.inner.workspaces.ensure_mirror(project).await?;
+        let worktree =
+            self.inner.workspaces.create_worktree(&WorktreeRequest { project, run_id: run.id, branch }).await?;
+        let env = BTreeMap::from([
+            ("PAID_RUN_ID".to_string(), run.id.to_string()),
+            ("HOME".to_string(), "/home/agent".to_string()),
+        ]);
+        let spec = SandboxSpec {
+            run_id: run.id,
+            project_id: project.id,
+            image: project.image.clone(),
+            worktree: worktree.path.clone(),
+            mount_at: SandboxSpec::DEFAULT_MOUNT.to_string(),
+            env,
+            limits: Default::default(),
+        };
+        let started = std::time::Instant::now();
+        match runtime.create(&spec).await {
+            Ok(sandbox) => {
+                info!(run_id = %run.id, sandbox = %sandbox.id, elapsed_ms = started.elapsed().as_millis() as u64, "sandbox ready");
+                Ok(Resources { worktree, sandbox })
+            }
+            Err(e) => {
+                if let Err(cleanup) = self.inner.workspaces.remove(&worktree).await {
+                    warn!(run_id = %run.id, error = %cleanup, "could not remove worktree after failed sandbox create");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The run's resources, re-created if the worktree or sandbox is gone
+    /// (the run moved to another worker, or the host restarted).
+    async fn ensure_resources(&self, run: &Run, project: &Project) -> Result<Resources> {
+        let current = self.latest_resources(run.id).await?;
+        if let Some(r) = &current {
+            if r.worktree.path.exists() && self.inner.runtime.is_running(&r.sandbox).await.unwrap_or(false) {
+                return Ok(r.clone());
+            }
+            let _ = self.inner.runtime.remove(&r.sandbox).await;
+        }
+        let branch = run.branch.clone().ok_or_else(|| Error::InvalidInput {
+            what: "run.branch".into(),
+            message: format!("run {} has no branch; it was never provisioned", run.id),
+        })?;
+        self.create_resources(run, project, &branch).await
+    }
+
+    async fn latest_resources(&self, run_id: RunId) -> Result<Option<Resources>> {
+        Ok(self.all_resources(run_id).await?.pop())
+    }
+
+    async fn all_resources(&self, run_id: RunId) -> Result<Vec<Resources>> {
+        let steps = self.inner.store.steps(run_id).await?;
+        Ok(steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Done)
+            .filter_map(|s| s.output.get("resources"))
+            .filter_map(|r| serde_json::from_value(r.clone()).ok())
+            .collect())
+    }
+
+    async fn worktree(&self, run: &Run, project: &Project) -> Result<Worktree> {
+        match self.latest_resources(run.id).await? {
+            Some(r) if r.worktree.path.exists() => Ok(r.worktree),
+            _ => {
+                let branch = run.branch.as_deref().unwrap_or_default();
+                self.inner.workspaces.create_worktree(&WorktreeRequest { project, run_id: run.id, branch }).await
+            }
+        }
+    }
+
+    async fn run_agent(&self, run: &Run, project: &Project, cancel: &CancellationToken) -> Result<RunState> {
+        let store = &self.inner.store;
+        let issue = store.issue(project.id, run.issue_number).await?;
+        let agent = self.agent(project)?;
+        let feedback = self.last_verify(run.id).await?.filter(|v| !v.passed).map(|v| v.digest);
+        let prompt = prompt::render(&self.inner.template, &issue, feedback.as_deref())?;
+        let iteration = run.iterations + 1;
+        let limit = self.inner.config.timeouts.agent;
+        // The metering proxy (and its per-run token) is wired in by the LLM layer.
+        let proxy: Option<ProxyEndpoint> = None;
+        let (issue, prompt, feedback, agent, proxy) = (&issue, &prompt, &feedback, &agent, &proxy);
+        let out: AgentOut = self
+            .journaled(run, None, limit + Duration::from_secs(30), Retry::Never, move || async move {
+                let resources = self.ensure_resources(run, project).await?;
+                let session =
+                    SandboxSession::new(self.inner.runtime.clone(), resources.sandbox.clone(), self.logger(run.id));
+                let agent_cancel = cancel.child_token();
+                let timer = tokio::spawn({
+                    let t = agent_cancel.clone();
+                    async move {
+                        tokio::time::sleep(limit).await;
+                        t.cancel();
+                    }
+                });
+                let started = tokio::time::Instant::now();
+                let result = agent
+                    .run(AgentContext {
+                        run_id: run.id,
+                        project,
+                        issue,
+                        prompt,
+                        model: run.model.as_deref(),
+                        sandbox: &session,
+                        proxy: proxy.as_ref(),
+                        iteration,
+                        feedback: feedback.as_deref(),
+                        cancel: agent_cancel,
+                    })
+                    .await;
+                timer.abort();
+                if started.elapsed() >= limit {
+                    return Err(Error::Timeout { what: "agent".into(), after: limit });
+                }
+                Ok(AgentOut { resources, iteration, outcome: result? })
+            })
+            .await?;
+        self.patch(run, RunPatch { iterations: Some(out.iteration), ..Default::default() }).await?;
+        if let Some(usage) = out.outcome.usage {
+            store
+                .record_usage(&UsageRecord {
+                    run_id: run.id,
+                    provider: format!("agent:{}", project.agent),
+                    model: run.model.clone().unwrap_or_default(),
+                    usage,
+                    cost_micros: out.outcome.cost_micros,
+                    latency_ms: 0,
+                    status: "reported".into(),
+                    at: self.inner.clock.now(),
+                })
+                .await?;
+        }
+        match out.outcome.exit {
+            AgentExit::Completed if project.verify.is_empty() => Ok(RunState::Committing),
+            AgentExit::Completed => Ok(RunState::Verifying),
+            AgentExit::Failed { class, message } => Err(Error::Agent(format!("{class:?}: {message}"))),
+            AgentExit::Stuck { reason } => Err(Error::Agent(format!("stuck: {reason}"))),
+        }
+    }
+
+    async fn last_verify(&self, run_id: RunId) -> Result<Option<VerifyOut>> {
+        let steps = self.inner.store.steps(run_id).await?;
+        Ok(steps
+            .iter()
+            .rev()
+            .find(|s| s.step == RunState::Verifying && s.status == StepStatus::Done)
+            .and_then(|s| serde_json::from_value(s.output.clone()).ok()))
+    }
+
+    async fn verify(&self, run: &Run, project: &Project, cancel: &CancellationToken) -> Result<RunState> {
+        let per_command = self.inner.config.timeouts.verify;
+        let total = per_command * (project.verify.len() as u32).max(1) + Duration::from_secs(30);
+        let out: VerifyOut = self
+            .journaled(run, None, total, Retry::Never, || async {
+                let resources = self.ensure_resources(run, project).await?;
+                let session =
+                    SandboxSession::new(self.inner.runtime.clone(), resources.sandbox.clone(), self.logger(run.id));
+                let mut digest = String::new();
+                for cmd in &project.verify {
+                    let req = ExecRequest::shell(cmd.clone()).with_timeout(per_command).with_cancel(cancel.clone());
+                    let out = session.exec(req).await?;
+                    match out.exit {
+                        ExecExit::Code(0) => {}
+                        ExecExit::Cancelled => return Err(Error::Cancelled),
+                        exit => {
+                            let text = format!("{}{}", out.stdout, out.stderr);
+                            digest.push_str(&format!("$ {cmd}\n[{exit:?}]\n{}\n", tail(&text, DIGEST_TAIL)));
+                        }
+                    }
+                }
+                Ok(VerifyOut { resources, passed: digest.is_empty(), digest })
+            })
+            .await?;
+        if out.passed {
+            Ok(RunState::Committing)
+        } else if run.iterations < self.inner.config.max_iterations {
+            self.emit(EngineEvent::Note { run_id: run.id, message: format!("verify failed on iteration {}; retrying", run.iterations) });
+            Ok(RunState::RunningAgent)
+        } else {
+            Err(Error::Agent(format!(
+                "verification still failing after {} iterations:\n{}",
+                run.iterations,
+                tail(&out.digest, 500)
+            )))
+        }
+    }
+
+    async fn commit(&self, run: &Run, project: &Project) -> Result<RunState> {
+        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
+        let message = format!("{}\n\nPaid-Run: {}\n", pr_title(run.issue_number, &issue.title), run.id);
+        let cfg = &self.inner.config;
+        let _: Option<String> = self
+            .journaled(run, None, cfg.timeouts.commit, Retry::Transient, || async {
+                let worktree = self.worktree(run, project).await?;
+                self.inner
+                    .workspaces
+                    .commit_all(&CommitRequest {
+                        worktree: &worktree,
+                        message: &message,
+                        author_name: &cfg.author_name,
+                        author_email: &cfg.author_email,
+                    })
+                    .await
+            })
+            .await?;
+        Ok(RunState::PolicyCheck)
+    }
+
+    async fn policy_check(&self, run: &Run, project: &Project) -> Result<RunState> {
+        let policy = ForbiddenPaths::new(&project.allowed_paths)?;
+        let _: Vec<String> = self
+            .journaled(run, None, self.inner.config.timeouts.commit, Retry::Transient, || async {
+                let worktree = self.worktree(run, project).await?;
+                let paths = self.inner.workspaces.changed_paths(&worktree).await?;
+                if paths.is_empty() {
+                    return Err(Error::Agent("the agent made no changes".into()));
+                }
+                policy.check(paths.iter().map(String::as_str))?;
+                Ok(paths)
+            })
+            .await?;
+        Ok(RunState::Pushing)
+    }
+
+    async fn push(&self, run: &Run, project: &Project) -> Result<RunState> {
+        let key = run.branch.clone();
+        let _: () = self
+            .journaled(run, key.as_deref(), self.inner.config.timeouts.push, Retry::Transient, || async {
+                let worktree = self.worktree(run, project).await?;
+                self.inner.workspaces.push(project, &worktree).await
+            })
+            .await?;
+        Ok(RunState::OpeningPr)
+    }
+
+    async fn open_pr(&self, run: &Run, project: &Project) -> Result<RunState> {
+        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
+        let head = run.branch.clone().unwrap_or_default();
+        let summary = self.agent_summary(run.id).await?;
+        let footer = format!(
+            "\n\nCloses #{}\n\n---\nOpened by Paid run `{}` with model `{}`. Paid never merges; please review.",
+            run.issue_number,
+            run.id,
+            run.model.as_deref().unwrap_or("unknown")
+        );
+        let room = MAX_PR_BODY.saturating_sub(footer.chars().count());
+        let body = format!("{}{footer}", truncate_chars(&summary, room));
+        let req = PrRequest {
+            repo: project.repo.clone(),
+            head: head.clone(),
+            base: project.default_branch.clone(),
+            title: pr_title(run.issue_number, &issue.title),
+            body,
+            labels: vec![project.labels.pr.clone()],
+        };
+        let key = format!("pr:{head}");
+        let forge = &self.inner.forge;
+        let pr: PullRequest = self
+            .journaled(run, Some(&key), self.inner.config.timeouts.pr, Retry::Transient, || forge.find_or_create_pr(&req))
+            .await?;
+        self.patch(run, RunPatch { pr_url: Some(pr.url.clone()), ..Default::default() }).await?;
+        self.emit(EngineEvent::Note { run_id: run.id, message: format!("pull request {}", pr.url) });
+        Ok(RunState::Reporting)
+    }
+
+    async fn agent_summary(&self, run_id: RunId) -> Result<String> {
+        let steps = self.inner.store.steps(run_id).await?;
+        Ok(steps
+            .iter()
+            .rev()
+            .filter(|s| s.step == RunState::RunningAgent && s.status == StepStatus::Done)
+            .find_map(|s| serde_json::from_value::<AgentOut>(s.output.clone()).ok())
+            .map(|a| a.outcome.summary)
+            .unwrap_or_default())
+    }
+
+    async fn report(&self, run: &Run, project: &Project) -> Result<RunState> {
+        let marker = comment_marker(run.id);
+        let body = self.summary_comment(run, None).await?;
+        let mut remove = vec![project.labels.in_progress.clone(), project.labels.failed.clone()];
+        remove.extend(project.trigger_labels.iter().cloned());
+        let labels = LabelChange {
+            repo: project.repo.clone(),
+            number: run.issue_number,
+            add: vec![project.labels.done.clone()],
+            remove,
+        };
+        let comment = CommentRequest { repo: project.repo.clone(), number: run.issue_number, marker: marker.clone(), body };
+        let forge = &self.inner.forge;
+        let _: u64 = self
+            .journaled(run, Some(&marker), self.inner.config.timeouts.issue_update, Retry::Transient, || async {
+                let id = forge.upsert_comment(&comment).await?;
+                forge.set_labels(&labels).await?;
+                Ok(id)
+            })
+            .await?;
+        Ok(RunState::Cleaning)
+    }
+
+    async fn summary_comment(&self, run: &Run, failure: Option<&Failure>) -> Result<String> {
+        let usage = self.inner.store.usage(run.id).await?;
+        let cost = if usage.is_empty() {
+            "none reported".to_string()
+        } else if usage.iter().any(|u| u.cost_micros.is_none()) {
+            "unknown".to_string()
+        } else {
+            format!("${:.4}", usage.iter().filter_map(|u| u.cost_micros).sum::<i64>() as f64 / 1e6)
+        };
+        let secs = (self.inner.clock.now() - run.created_at).num_seconds().max(0);
+        let headline = match failure {
+            None => format!("Paid opened {} for this issue.", run.pr_url.as_deref().unwrap_or("a pull request")),
+            Some(f) => format!("Paid could not finish this issue ({}): {}", f.code, f.message),
+        };
+        Ok(format!(
+            "{headline}\n\n| run | model | iterations | cost | duration |\n|---|---|---|---|---|\n| `{}` | {} | {} | {cost} | {secs}s |\n\n{}",
+            run.id,
+            run.model.as_deref().unwrap_or("-"),
+            run.iterations,
+            comment_marker(run.id)
+        ))
+    }
+
+    async fn clean(&self, run: &Run, project: &Project) -> Result<RunState> {
+        let _: () = self
+            .journaled(run, None, self.inner.config.timeouts.cleanup, Retry::Transient, || async {
+                let run_label = run.id.to_string();
+                for sandbox in self.inner.runtime.list_managed().await? {
+                    if sandbox.run_id.as_deref() == Some(run_label.as_str()) {
+                        let handle = SandboxHandle { id: sandbox.id, mount_at: SandboxSpec::DEFAULT_MOUNT.into() };
+                        self.inner.runtime.remove(&handle).await?;
+                    }
+                }
+                let mut seen = Vec::new();
+                for r in self.all_resources(run.id).await? {
+                    if !seen.contains(&r.worktree.path) {
+                        self.inner.workspaces.remove(&r.worktree).await?;
+                        seen.push(r.worktree.path);
+                    }
+                }
+                if let Some(failure) = &run.failure {
+                    self.report_failure(run, project, failure).await;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(run.failure.as_ref().map(end_state).unwrap_or(RunState::Succeeded))
+    }
+
+    /// Tells the issue a run failed. Best effort: the run's end state is
+    /// recorded whatever the forge says.
+    async fn report_failure(&self, run: &Run, project: &Project, failure: &Failure) {
+        let result = async {
+            let body = self.summary_comment(run, Some(failure)).await?;
+            let forge = &self.inner.forge;
+            forge
+                .upsert_comment(&CommentRequest {
+                    repo: project.repo.clone(),
+                    number: run.issue_number,
+                    marker: comment_marker(run.id),
+                    body,
+                })
+                .await?;
+            forge
+                .set_labels(&LabelChange {
+                    repo: project.repo.clone(),
+                    number: run.issue_number,
+                    add: vec![project.labels.failed.clone()],
+                    remove: vec![project.labels.in_progress.clone()],
+                })
+                .await
+        }
+        .await;
+        if let Err(e) = result {
+            warn!(run_id = %run.id, error = %e, "could not report the failure on the issue");
+        }
+    }
+
+    async fn patch(&self, run: &Run, patch: RunPatch) -> Result<Run> {
+        self.inner.store.patch_run(run.id, &self.inner.config.worker_id, &patch, self.inner.clock.now()).await
+    }
+}
+
+/// The hidden marker that identifies a run's comment on its issue.
+pub fn comment_marker(run_id: RunId) -> String {
+    format!("<!-- paid:run:{run_id} -->")
+}
+
+fn end_state(failure: &Failure) -> RunState {
+    match failure.code.as_str() {
+        "cancelled" => RunState::Cancelled,
+        "timeout" => RunState::TimedOut,
+        "budget_exceeded" => RunState::BudgetExceeded,
+        _ => RunState::Failed,
+    }
+}
+
+fn tail(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = s.len() - max;
+    while !s.is_char_boundary(cut) {
+        cut += 1;
+    }
+    &s[cut..]
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max { s.to_string() } else { s.chars().take(max.saturating_sub(1)).chain(['…']).collect() }
+}

@@ -1,0 +1,87 @@
+//! Claiming runs and driving them to an end state under a lease.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::Engine;
+use crate::{ClaimRequest, Error, Result, Run, RunId};
+
+impl Engine {
+    fn lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.inner.config.lease).unwrap_or(chrono::Duration::seconds(60))
+    }
+
+    /// Claims the next runnable run for this worker, if any.
+    pub async fn claim_next(&self) -> Result<Option<Run>> {
+        self.inner
+            .store
+            .claim(&ClaimRequest {
+                owner: self.inner.config.worker_id.clone(),
+                lease: self.lease(),
+                now: self.inner.clock.now(),
+            })
+            .await
+    }
+
+    /// Drives a claimed run to an end state, renewing the lease as it goes
+    /// and stopping the agent when cancellation is requested. Releases the
+    /// lease at the end.
+    pub async fn drive(&self, run_id: RunId) -> Result<Run> {
+        let cancel = CancellationToken::new();
+        let heartbeat = tokio::spawn(self.clone().heartbeat(run_id, cancel.clone()));
+        let result = loop {
+            match self.advance_with(run_id, &cancel).await {
+                Ok(run) if run.state.is_terminal() => break Ok(run),
+                Ok(_) => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        heartbeat.abort();
+        if let Err(e) = self.inner.store.release(run_id, &self.inner.config.worker_id).await {
+            if !matches!(e, Error::LeaseLost { .. }) {
+                warn!(%run_id, error = %e, "could not release lease");
+            }
+        }
+        result
+    }
+
+    async fn heartbeat(self, run_id: RunId, cancel: CancellationToken) {
+        let store = self.inner.store.clone();
+        let owner = self.inner.config.worker_id.clone();
+        let every = self.inner.config.heartbeat_interval.max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(every).await;
+            match store.heartbeat(run_id, &owner, self.lease(), self.inner.clock.now()).await {
+                Ok(()) => {}
+                Err(Error::LeaseLost { .. }) => {
+                    warn!(%run_id, "lease lost; stopping work on this run");
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) => warn!(%run_id, error = %e, "heartbeat failed"),
+            }
+            if store.cancel_requested(run_id).await.unwrap_or(false) {
+                cancel.cancel();
+            }
+        }
+    }
+
+    /// Claims one run and drives it to its end. `None` when nothing is runnable.
+    pub async fn run_once(&self) -> Result<Option<Run>> {
+        match self.claim_next().await? {
+            Some(run) => self.drive(run.id).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs until no run is runnable. Returns the runs it finished.
+    pub async fn run_until_idle(&self) -> Result<Vec<Run>> {
+        let mut done = Vec::new();
+        while let Some(run) = self.run_once().await? {
+            done.push(run);
+        }
+        Ok(done)
+    }
+}
