@@ -42,12 +42,12 @@ impl Engine {
         let store = &self.inner.store;
         let owner = self.inner.config.worker_id.as_str();
         let steps = store.steps(run.id).await?;
-        if let Some(last) = steps.last() {
-            if last.step == run.state && last.status == StepStatus::Done {
-                if let Ok(out) = serde_json::from_value::<T>(last.output.clone()) {
-                    return Ok(out);
-                }
-            }
+        if let Some(last) = steps.last()
+            && last.step == run.state
+            && last.status == StepStatus::Done
+            && let Ok(out) = serde_json::from_value::<T>(last.output.clone())
+        {
+            return Ok(out);
         }
         store.begin_step(run.id, owner, run.state, key, self.inner.clock.now()).await?;
         let result = self.attempt(run.state, timeout, retry, effect).await;

@@ -39,10 +39,10 @@ impl Engine {
             }
         };
         heartbeat.abort();
-        if let Err(e) = self.inner.store.release(run_id, &self.inner.config.worker_id).await {
-            if !matches!(e, Error::LeaseLost { .. }) {
-                warn!(%run_id, error = %e, "could not release lease");
-            }
+        if let Err(e) = self.inner.store.release(run_id, &self.inner.config.worker_id).await
+            && !matches!(e, Error::LeaseLost { .. })
+        {
+            warn!(%run_id, error = %e, "could not release lease");
         }
         result
     }

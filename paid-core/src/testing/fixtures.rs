@@ -92,7 +92,14 @@ pub fn issue(project: ProjectId, number: u64) -> TrackedIssue {
 
 /// A build run of `issue` with a fresh id, priority 0, queued at [`T0`].
 pub fn new_run(project: ProjectId, issue: u64) -> NewRun {
-    NewRun { id: run_id(), project_id: project, issue_number: issue, kind: RunKind::Build, priority: 0, created_at: at(0) }
+    NewRun {
+        id: run_id(),
+        project_id: project,
+        issue_number: issue,
+        kind: RunKind::Build,
+        priority: 0,
+        created_at: at(0),
+    }
 }
 
 /// One metered request of `run`, at `at`.

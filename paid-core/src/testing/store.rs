@@ -1,0 +1,1108 @@
+//! The conformance suite of the [`Store`] port.
+//!
+//! A backend is done when every function here passes against it. Each test
+//! takes a fresh, empty store; [`run_all`] runs them all with a factory, and
+//! [`concurrent_writers`] takes two handles on one database. Failures name the
+//! test and the broken expectation.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use paid_core::{Store, testing::store};
+//!
+//! # fn open_store() -> Arc<dyn Store> { unimplemented!() }
+//! # async fn example() {
+//! store::run_all(|| async { open_store() }).await;
+//! # }
+//! ```
+//!
+//! # The contract the suite pins
+//!
+//! - **Lists** of a missing parent are empty; every other call naming a
+//!   missing project, issue, run or step fails with [`Error::NotFound`].
+//! - **Projects**: `put_project` replaces the whole value; `projects` is
+//!   oldest first. `delete_project` fails with [`Error::InvalidInput`] while
+//!   the project has an active run, and otherwise deletes its issues and runs
+//!   with everything recorded about them. Audit events outlive it.
+//! - **Runs**: `create_run` needs the project (not the tracked issue) and
+//!   fails with [`Error::AlreadyExists`] on a duplicate id or a second active
+//!   run of the same issue and kind. `runs` is newest first.
+//! - **Transitions** are checked in this order: the run exists; the state
+//!   machine allows `from -> to` ([`Error::IllegalTransition`]); the owner
+//!   holds the lease ([`Error::LeaseLost`]); the run is in `from`
+//!   ([`Error::IllegalTransition`]). A transition sets `updated_at`, and
+//!   `finished_at` when the new state is an end state. It keeps the lease.
+//! - **Leases** are held while `now < lease_expires_at`. `claim` takes the
+//!   runnable run with the highest priority, then the oldest, then the lowest
+//!   id; it and `heartbeat` set `lease_expires_at = now + lease`. Lease
+//!   operations do not change `updated_at`. `heartbeat` needs an unexpired
+//!   lease. `release` by the recorded owner always succeeds (even after
+//!   expiry); releasing an unleased run is a no-op; releasing someone else's
+//!   lease fails with [`Error::LeaseLost`].
+//! - **Cancellation**: an unleased (or lease-expired) run goes to `cancelled`
+//!   at once, its lease cleared; a leased run only gets the flag; an ended
+//!   run is left alone and gets no flag.
+//! - **Step journal**: `seq` counts from 1 per run; `finish_step` marks the
+//!   latest record of the step that is still `started`.
+//! - **Logs**: `seq` counts from 1 per run. The cap counts chunk bytes, not
+//!   the marker. An append that would cross the cap stores the part that fits
+//!   (cut on a character boundary), then [`TRUNCATION_MARKER`] as a `system`
+//!   chunk, once; later appends store nothing. Logs are not lease-checked.
+//! - **Usage** and **audit events** come back oldest first, ties in insertion
+//!   order; **outcomes** newest first. Decisions and outcomes are one per run,
+//!   replaced on record.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test suite: panicking with the unexpected value is how it reports"
+)]
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use chrono::Duration;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use pretty_assertions::assert_eq;
+
+use super::fixtures::{self, at, at_millis};
+use crate::{
+    AppendLog, AuditEvent, ClaimRequest, Error, Failure, IssueState, LabelConfig, LogAppend, LogChunk, LogStream,
+    ModelDecision, NewRun, Outcome, Project, Run, RunFilter, RunKind, RunPatch, RunState, StepRecord, StepStatus,
+    Store, TRUNCATION_MARKER, Timestamp, TrackedIssue, Transition, Usage, UsageRecord,
+};
+
+/// One test of the suite. It gets a fresh, empty store.
+pub type TestFn = fn(Arc<dyn Store>) -> BoxFuture<'static, ()>;
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        /// Every test that needs one fresh store, with its name, in the order
+        /// [`run_all`] runs them. [`concurrent_writers`] is not among them: it
+        /// needs two handles on one database.
+        pub const TESTS: &[(&str, TestFn)] = &[
+            $((stringify!($name), |store| -> BoxFuture<'static, ()> { Box::pin($name(store)) })),*
+        ];
+    };
+}
+
+suite!(
+    projects_crud,
+    project_delete_needs_no_active_run,
+    issues_crud,
+    runs_create_and_read,
+    runs_one_active_per_issue_and_kind,
+    runs_list_newest_first,
+    transitions_follow_the_pipeline,
+    transitions_reject_illegal,
+    transitions_compare_and_set,
+    transitions_need_the_lease,
+    patch_run_sets_given_fields,
+    claim_order,
+    leases_expire_and_are_reclaimed,
+    heartbeat_and_release,
+    ended_runs_are_never_claimed,
+    cancellation,
+    step_journal,
+    logs_are_bounded,
+    logs_cap_edges,
+    logs_page_by_seq,
+    usage_records,
+    model_decisions,
+    outcomes,
+    audit_events,
+    missing_entities,
+);
+
+/// Runs every test in [`TESTS`], each on a store from `new_store`, which must
+/// return a fresh, empty one each time. Panics at the end, naming every
+/// failed test.
+pub async fn run_all<F, Fut>(mut new_store: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    let mut failed = Vec::new();
+    for (name, test) in TESTS {
+        eprintln!("store conformance: {name}");
+        let store = new_store().await;
+        if let Err(panic) = AssertUnwindSafe(test(store)).catch_unwind().await {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_default();
+            failed.push(format!("{name}: {message}"));
+        }
+    }
+    assert!(failed.is_empty(), "{} store conformance test(s) failed:\n{}", failed.len(), failed.join("\n"));
+}
+
+/// Fails unless `$result` is an `Err` matching `$pattern`.
+macro_rules! expect_err {
+    ($result:expr, $pattern:pat) => {
+        match $result {
+            Err($pattern) => {}
+            other => panic!("expected Err({}), got {other:?}", stringify!($pattern)),
+        }
+    };
+}
+
+const OWNER: &str = "worker-a";
+const OTHER: &str = "worker-b";
+
+const HAPPY_PATH: [RunState; 11] = [
+    RunState::SelectingModel,
+    RunState::Provisioning,
+    RunState::RunningAgent,
+    RunState::Verifying,
+    RunState::Committing,
+    RunState::PolicyCheck,
+    RunState::Pushing,
+    RunState::OpeningPr,
+    RunState::Reporting,
+    RunState::Cleaning,
+    RunState::Succeeded,
+];
+
+/// The states a queued run goes through to reach `target`.
+fn path_to(target: RunState) -> Vec<RunState> {
+    match HAPPY_PATH.iter().position(|s| *s == target) {
+        Some(i) => HAPPY_PATH[..=i].to_vec(),
+        None if target == RunState::Queued => Vec::new(),
+        None => vec![target],
+    }
+}
+
+fn hour() -> Duration {
+    Duration::hours(1)
+}
+
+fn claim_req(owner: &str, lease: Duration, now: Timestamp) -> ClaimRequest {
+    ClaimRequest { owner: owner.into(), lease, now }
+}
+
+fn leased(run: &Run, owner: &str, until: Timestamp) -> Run {
+    Run { lease_owner: Some(owner.into()), lease_expires_at: Some(until), ..run.clone() }
+}
+
+async fn seed(store: &dyn Store, name: &str) -> Project {
+    let project = fixtures::project(name);
+    store.put_project(&project).await.unwrap();
+    project
+}
+
+async fn queue(store: &dyn Store, new: &NewRun) -> Run {
+    let run = store.create_run(new).await.unwrap();
+    assert_eq!(run, Run::from_new(new), "create_run returns the queued run");
+    run
+}
+
+/// Queues `new` and claims it for `owner` for an hour from `now`. The run
+/// must be the only claimable one.
+async fn claimed(store: &dyn Store, new: &NewRun, owner: &str, now: Timestamp) -> Run {
+    let run = queue(store, new).await;
+    let got = store.claim(&claim_req(owner, hour(), now)).await.unwrap();
+    let want = leased(&run, owner, now + hour());
+    assert_eq!(got, Some(want.clone()), "claim of the only runnable run");
+    want
+}
+
+/// Moves `run` through `states`, each at `when`, checking every result.
+async fn walk(store: &dyn Store, mut run: Run, owner: &str, states: &[RunState], when: Timestamp) -> Run {
+    for &to in states {
+        let got = store
+            .transition(&Transition { run_id: run.id, from: run.state, to, owner: owner.into(), at: when })
+            .await
+            .unwrap();
+        run.state = to;
+        run.updated_at = when;
+        if to.is_terminal() {
+            run.finished_at = Some(when);
+        }
+        assert_eq!(got, run, "transition to {to}");
+    }
+    run
+}
+
+async fn append(store: &dyn Store, run: &Run, stream: LogStream, text: &str, cap: usize, when: Timestamp) -> LogAppend {
+    store.append_log(&AppendLog { run_id: run.id, stream, text, cap_bytes: cap, at: when }).await.unwrap()
+}
+
+fn chunk(run: &Run, seq: u64, stream: LogStream, text: &str, when: Timestamp) -> LogChunk {
+    LogChunk { run_id: run.id, seq, stream, text: text.into(), at: when }
+}
+
+/// Create, read, update, list and delete projects.
+pub async fn projects_crud(store: Arc<dyn Store>) {
+    let s = &*store;
+    assert_eq!(s.projects().await.unwrap(), Vec::<Project>::new());
+
+    let newer = Project { created_at: at(60), ..fixtures::project("newer") };
+    let older = fixtures::project("older");
+    s.put_project(&newer).await.unwrap();
+    s.put_project(&older).await.unwrap();
+    assert_eq!(s.project(older.id).await.unwrap(), older);
+    assert_eq!(s.project(newer.id).await.unwrap(), newer);
+    assert_eq!(s.projects().await.unwrap(), vec![older.clone(), newer.clone()], "oldest first");
+
+    let updated = Project {
+        clone_url: "/srv/git/older.git".into(),
+        default_branch: "main".into(),
+        trigger_labels: vec!["only-this".into()],
+        allowed_authors: Vec::new(),
+        verify: Vec::new(),
+        allowed_paths: Vec::new(),
+        labels: LabelConfig::default(),
+        max_concurrent_runs: 1,
+        ..older.clone()
+    };
+    s.put_project(&updated).await.unwrap();
+    assert_eq!(s.project(older.id).await.unwrap(), updated, "put_project replaces the whole value");
+    assert_eq!(s.projects().await.unwrap(), vec![updated.clone(), newer.clone()]);
+
+    s.delete_project(newer.id).await.unwrap();
+    expect_err!(s.project(newer.id).await, Error::NotFound { entity: "project", .. });
+    assert_eq!(s.projects().await.unwrap(), vec![updated]);
+}
+
+/// A project with an active run cannot be deleted; without one, deleting it
+/// deletes its issues and runs with everything recorded about them, but not
+/// its audit trail.
+pub async fn project_delete_needs_no_active_run(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "doomed").await;
+    let keep = seed(s, "kept").await;
+    s.put_issue(&fixtures::issue(project.id, 1)).await.unwrap();
+    s.put_issue(&fixtures::issue(keep.id, 1)).await.unwrap();
+    let event = fixtures::audit_event(Some(project.id), "run.cancelled", "issue#1", at(9));
+    s.audit(&event).await.unwrap();
+
+    let run = claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
+    s.begin_step(run.id, OWNER, RunState::SelectingModel, None, at(1)).await.unwrap();
+    append(s, &run, LogStream::Stdout, "output\n", 1024, at(1)).await;
+    s.record_usage(&fixtures::usage_record(run.id, at(1))).await.unwrap();
+    s.record_decision(&fixtures::decision(run.id)).await.unwrap();
+    s.record_outcome(&fixtures::outcome(project.id, run.id, at(2))).await.unwrap();
+    let kept_run = queue(s, &fixtures::new_run(keep.id, 1)).await;
+
+    expect_err!(s.delete_project(project.id).await, Error::InvalidInput { .. });
+    assert_eq!(s.project(project.id).await.unwrap(), project, "a refused delete changes nothing");
+    assert_eq!(s.run(run.id).await.unwrap(), run);
+
+    walk(s, run.clone(), OWNER, &[RunState::Failed], at(3)).await;
+    s.delete_project(project.id).await.unwrap();
+
+    expect_err!(s.project(project.id).await, Error::NotFound { entity: "project", .. });
+    expect_err!(s.run(run.id).await, Error::NotFound { entity: "run", .. });
+    assert_eq!(s.issues(project.id).await.unwrap(), Vec::<TrackedIssue>::new());
+    let filter = RunFilter { project_id: Some(project.id), ..RunFilter::default() };
+    assert_eq!(s.runs(&filter).await.unwrap(), Vec::<Run>::new());
+    assert_eq!(s.steps(run.id).await.unwrap(), Vec::<StepRecord>::new());
+    assert_eq!(s.logs(run.id, 0).await.unwrap(), Vec::<LogChunk>::new());
+    assert_eq!(s.usage(run.id).await.unwrap(), Vec::<UsageRecord>::new());
+    assert_eq!(s.decision(run.id).await.unwrap(), None);
+    assert_eq!(s.outcomes(project.id).await.unwrap(), Vec::<Outcome>::new());
+    assert_eq!(s.audit_events(Some(project.id)).await.unwrap(), vec![event], "the audit trail outlives the project");
+
+    assert_eq!(s.projects().await.unwrap(), vec![keep.clone()], "other projects are untouched");
+    assert_eq!(s.issues(keep.id).await.unwrap(), vec![fixtures::issue(keep.id, 1)]);
+    assert_eq!(s.run(kept_run.id).await.unwrap(), kept_run);
+}
+
+/// Create, read, update and list tracked issues.
+pub async fn issues_crud(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let other = seed(s, "gadgets").await;
+    assert_eq!(s.issues(project.id).await.unwrap(), Vec::<TrackedIssue>::new());
+
+    let i1 = TrackedIssue {
+        state: IssueState::Closed,
+        trusted: false,
+        labels: Vec::new(),
+        body: String::new(),
+        ..fixtures::issue(project.id, 1)
+    };
+    let i2 = fixtures::issue(project.id, 2);
+    let i10 = fixtures::issue(project.id, 10);
+    for issue in [&i10, &i1, &i2] {
+        s.put_issue(issue).await.unwrap();
+    }
+    assert_eq!(s.issue(project.id, 2).await.unwrap(), i2);
+    assert_eq!(s.issues(project.id).await.unwrap(), vec![i1.clone(), i2.clone(), i10.clone()], "by number");
+
+    let i2_changed = TrackedIssue {
+        title: "Retitled".into(),
+        labels: vec!["paid-plan".into()],
+        state: IssueState::Closed,
+        updated_at: at_millis(5_005),
+        ..i2.clone()
+    };
+    s.put_issue(&i2_changed).await.unwrap();
+    assert_eq!(s.issue(project.id, 2).await.unwrap(), i2_changed, "put_issue updates");
+
+    let same_number = fixtures::issue(other.id, 2);
+    s.put_issue(&same_number).await.unwrap();
+    assert_eq!(s.issues(other.id).await.unwrap(), vec![same_number], "issue numbers are per project");
+    assert_eq!(s.issues(project.id).await.unwrap(), vec![i1, i2_changed, i10]);
+}
+
+/// A queued run reads back as queued; ids are unique.
+pub async fn runs_create_and_read(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+
+    let new = NewRun { priority: 7, created_at: at_millis(1_001), ..fixtures::new_run(project.id, 1) };
+    let run = queue(s, &new).await;
+    assert_eq!(s.run(new.id).await.unwrap(), run);
+    assert!(!s.cancel_requested(new.id).await.unwrap());
+
+    let plan = NewRun {
+        kind: RunKind::Plan,
+        priority: -3,
+        issue_number: 1 << 40,
+        created_at: at_millis(2_002),
+        ..fixtures::new_run(project.id, 0)
+    };
+    let plan_run = queue(s, &plan).await;
+    assert_eq!(s.run(plan.id).await.unwrap(), plan_run);
+
+    let same_id = NewRun { issue_number: 2, ..new.clone() };
+    expect_err!(s.create_run(&same_id).await, Error::AlreadyExists { .. });
+    assert_eq!(s.run(new.id).await.unwrap(), run, "a refused create changes nothing");
+}
+
+/// One active run per issue and kind; a new one once the first has ended.
+pub async fn runs_one_active_per_issue_and_kind(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let other = seed(s, "gadgets").await;
+
+    let first = claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
+    expect_err!(s.create_run(&fixtures::new_run(project.id, 1)).await, Error::AlreadyExists { .. });
+
+    queue(s, &NewRun { kind: RunKind::Plan, ..fixtures::new_run(project.id, 1) }).await;
+    queue(s, &fixtures::new_run(project.id, 2)).await;
+    queue(s, &fixtures::new_run(other.id, 1)).await;
+
+    let ended = walk(s, first, OWNER, &[RunState::Failed], at(1)).await;
+    let second = queue(s, &fixtures::new_run(ended.project_id, ended.issue_number)).await;
+    expect_err!(s.create_run(&fixtures::new_run(project.id, 1)).await, Error::AlreadyExists { .. });
+
+    s.request_cancel(second.id, at(2)).await.unwrap();
+    queue(s, &fixtures::new_run(project.id, 1)).await;
+}
+
+/// `runs` is newest first and honours every filter.
+pub async fn runs_list_newest_first(store: Arc<dyn Store>) {
+    let s = &*store;
+    let p1 = seed(s, "widgets").await;
+    let p2 = seed(s, "gadgets").await;
+    let new = |p: &Project, issue, kind, secs| NewRun { kind, created_at: at(secs), ..fixtures::new_run(p.id, issue) };
+
+    let a = queue(s, &new(&p1, 1, RunKind::Build, 1)).await;
+    let d = queue(s, &new(&p1, 1, RunKind::Plan, 4)).await;
+    let b = queue(s, &new(&p1, 2, RunKind::Build, 2)).await;
+    let c = queue(s, &new(&p2, 1, RunKind::Build, 3)).await;
+    let b = s.request_cancel(b.id, at(5)).await.unwrap();
+    assert_eq!(b.state, RunState::Cancelled);
+
+    let list = |filter: RunFilter| async move { s.runs(&filter).await.unwrap() };
+    assert_eq!(list(RunFilter::default()).await, vec![d.clone(), c.clone(), b.clone(), a.clone()]);
+    let in_p1 = RunFilter { project_id: Some(p1.id), ..RunFilter::default() };
+    assert_eq!(list(in_p1.clone()).await, vec![d.clone(), b.clone(), a.clone()]);
+    assert_eq!(list(RunFilter { issue_number: Some(1), ..in_p1.clone() }).await, vec![d.clone(), a.clone()]);
+    assert_eq!(list(RunFilter { active_only: true, ..in_p1.clone() }).await, vec![d.clone(), a.clone()]);
+    assert_eq!(list(RunFilter { limit: Some(2), ..RunFilter::default() }).await, vec![d.clone(), c.clone()]);
+    assert_eq!(list(RunFilter { active_only: true, limit: Some(1), ..RunFilter::default() }).await, vec![d]);
+    assert_eq!(list(RunFilter { issue_number: Some(3), ..in_p1 }).await, Vec::<Run>::new());
+}
+
+/// A run walks the whole pipeline, looping between agent and verify.
+pub async fn transitions_follow_the_pipeline(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let mut run = claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
+    let path = [
+        RunState::SelectingModel,
+        RunState::Provisioning,
+        RunState::RunningAgent,
+        RunState::Verifying,
+        RunState::RunningAgent,
+        RunState::Verifying,
+        RunState::Committing,
+        RunState::PolicyCheck,
+        RunState::Pushing,
+        RunState::OpeningPr,
+        RunState::Reporting,
+        RunState::Cleaning,
+        RunState::Succeeded,
+    ];
+    for (i, to) in path.into_iter().enumerate() {
+        let when = at_millis(1_000 * (i as i64 + 1) + 7);
+        run = walk(s, run, OWNER, &[to], when).await;
+        assert_eq!(s.run(run.id).await.unwrap(), run, "read back after {to}");
+    }
+    assert_eq!(run.finished_at, Some(at_millis(13_007)));
+    assert_eq!(run.lease_owner.as_deref(), Some(OWNER), "a transition keeps the lease");
+
+    // Failures clean up, then end.
+    let run = claimed(s, &fixtures::new_run(project.id, 2), OWNER, at(20)).await;
+    let run = walk(s, run, OWNER, &path_to(RunState::RunningAgent), at(21)).await;
+    let run = walk(s, run, OWNER, &[RunState::Cleaning, RunState::TimedOut], at(22)).await;
+    assert_eq!(s.run(run.id).await.unwrap(), run);
+}
+
+/// Every transition the state machine forbids is refused and changes nothing.
+pub async fn transitions_reject_illegal(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    for (i, from) in RunState::ALL.into_iter().enumerate() {
+        let new = fixtures::new_run(project.id, i as u64 + 1);
+        let run = claimed(s, &new, OWNER, at(0)).await;
+        let run = walk(s, run, OWNER, &path_to(from), at(1)).await;
+        assert_eq!(run.state, from);
+        for to in RunState::ALL {
+            if from.can_transition_to(to) {
+                continue;
+            }
+            let t = Transition { run_id: run.id, from, to, owner: OWNER.into(), at: at(2) };
+            expect_err!(s.transition(&t).await, Error::IllegalTransition { .. });
+        }
+        assert_eq!(s.run(run.id).await.unwrap(), run, "refused transitions from {from} change nothing");
+    }
+}
+
+/// A transition applies only if the run is in `from`.
+pub async fn transitions_compare_and_set(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
+    let run = walk(s, run, OWNER, &[RunState::SelectingModel], at(1)).await;
+
+    for (from, to) in [
+        (RunState::Queued, RunState::SelectingModel),
+        (RunState::Queued, RunState::Failed),
+        (RunState::Provisioning, RunState::RunningAgent),
+        (RunState::Provisioning, RunState::Cleaning),
+    ] {
+        let stale = Transition { run_id: run.id, from, to, owner: OWNER.into(), at: at(2) };
+        expect_err!(s.transition(&stale).await, Error::IllegalTransition { .. });
+    }
+    assert_eq!(s.run(run.id).await.unwrap(), run);
+    walk(s, run, OWNER, &[RunState::Provisioning], at(3)).await;
+}
+
+/// Transitions, patches and journal writes need an unexpired lease.
+pub async fn transitions_need_the_lease(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = queue(s, &fixtures::new_run(project.id, 1)).await;
+    let t = |owner: &str, when| Transition {
+        run_id: run.id,
+        from: RunState::Queued,
+        to: RunState::SelectingModel,
+        owner: owner.into(),
+        at: when,
+    };
+    let patch = RunPatch { branch: Some("paid/1-x-abcdef".into()), ..RunPatch::default() };
+
+    expect_err!(s.transition(&t(OWNER, at(1))).await, Error::LeaseLost { .. });
+    expect_err!(s.patch_run(run.id, OWNER, &patch, at(1)).await, Error::LeaseLost { .. });
+    expect_err!(s.begin_step(run.id, OWNER, RunState::Queued, None, at(1)).await, Error::LeaseLost { .. });
+
+    let lease = Duration::seconds(60);
+    let got = s.claim(&claim_req(OWNER, lease, at(10))).await.unwrap();
+    assert_eq!(got, Some(leased(&run, OWNER, at(70))));
+
+    expect_err!(s.transition(&t(OTHER, at(11))).await, Error::LeaseLost { .. });
+    expect_err!(s.patch_run(run.id, OTHER, &patch, at(11)).await, Error::LeaseLost { .. });
+    expect_err!(s.begin_step(run.id, OTHER, RunState::Queued, None, at(11)).await, Error::LeaseLost { .. });
+    expect_err!(
+        s.finish_step(run.id, OTHER, RunState::Queued, Ok(serde_json::Value::Null), at(11)).await,
+        Error::LeaseLost { .. }
+    );
+
+    // The lease ends at its expiry instant, not a millisecond later.
+    expect_err!(s.transition(&t(OWNER, at(70))).await, Error::LeaseLost { .. });
+    expect_err!(s.patch_run(run.id, OWNER, &patch, at(70)).await, Error::LeaseLost { .. });
+    assert_eq!(s.run(run.id).await.unwrap(), leased(&run, OWNER, at(70)), "refused writes change nothing");
+
+    let moved = s.transition(&t(OWNER, at_millis(69_999))).await.unwrap();
+    assert_eq!(moved.state, RunState::SelectingModel);
+}
+
+/// `patch_run` sets the fields given and leaves the rest.
+pub async fn patch_run_sets_given_fields(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
+
+    let first = RunPatch {
+        branch: Some("paid/1-fix-the-flaky-test-a1b2c3".into()),
+        model: Some("claude-sonnet".into()),
+        ..RunPatch::default()
+    };
+    let want =
+        Run { branch: first.branch.clone(), model: first.model.clone(), updated_at: at_millis(5_005), ..run.clone() };
+    assert_eq!(s.patch_run(run.id, OWNER, &first, at_millis(5_005)).await.unwrap(), want);
+
+    let failure =
+        Failure { step: RunState::Verifying, code: "agent_failed".into(), message: "tests still fail".into() };
+    let second = RunPatch {
+        pr_url: Some("https://forge.example/acme/widgets/pull/9".into()),
+        iterations: Some(3),
+        failure: Some(failure.clone()),
+        ..RunPatch::default()
+    };
+    let want = Run { pr_url: second.pr_url.clone(), iterations: 3, failure: Some(failure), updated_at: at(6), ..want };
+    assert_eq!(s.patch_run(run.id, OWNER, &second, at(6)).await.unwrap(), want);
+    assert_eq!(s.run(run.id).await.unwrap(), want);
+}
+
+/// `claim` takes the highest priority first, then the oldest.
+pub async fn claim_order(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let now = at(100);
+    assert_eq!(s.claim(&claim_req(OWNER, hour(), now)).await.unwrap(), None, "nothing to claim");
+
+    let new = |issue, priority, secs| NewRun { priority, created_at: at(secs), ..fixtures::new_run(project.id, issue) };
+    let low_old = new(1, 0, 1);
+    let high_new = new(2, 5, 3);
+    let high_old = new(3, 5, 2);
+    let low_new = new(4, 0, 4);
+    let negative = new(5, -1, 0);
+    for run in [&low_new, &high_new, &negative, &low_old, &high_old] {
+        queue(s, run).await;
+    }
+
+    for (i, want) in [&high_old, &high_new, &low_old, &low_new, &negative].into_iter().enumerate() {
+        let owner = format!("worker-{i}");
+        let got = s.claim(&claim_req(&owner, hour(), now)).await.unwrap();
+        let want = leased(&Run::from_new(want), &owner, now + hour());
+        assert_eq!(got, Some(want.clone()), "claim #{i}");
+        assert_eq!(s.run(want.id).await.unwrap(), want);
+    }
+    assert_eq!(s.claim(&claim_req(OWNER, hour(), now)).await.unwrap(), None, "all runs are leased");
+}
+
+/// A claimed run is not claimable until its lease expires; then another
+/// worker takes it over, and the first loses it.
+pub async fn leases_expire_and_are_reclaimed(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = queue(s, &fixtures::new_run(project.id, 1)).await;
+    let lease = Duration::seconds(30);
+
+    let got = s.claim(&claim_req(OWNER, lease, at(100))).await.unwrap();
+    assert_eq!(got, Some(leased(&run, OWNER, at(130))));
+    let run = walk(s, got.unwrap(), OWNER, &[RunState::SelectingModel], at(101)).await;
+
+    assert_eq!(s.claim(&claim_req(OTHER, lease, at(101))).await.unwrap(), None);
+    assert_eq!(s.claim(&claim_req(OTHER, lease, at_millis(129_999))).await.unwrap(), None);
+
+    let taken = s.claim(&claim_req(OTHER, lease, at(130))).await.unwrap();
+    let want = leased(&run, OTHER, at(160));
+    assert_eq!(taken, Some(want.clone()), "an expired lease is re-claimable, state kept");
+
+    expect_err!(s.heartbeat(run.id, OWNER, lease, at(131)).await, Error::LeaseLost { .. });
+    expect_err!(s.release(run.id, OWNER).await, Error::LeaseLost { .. });
+    let stale = Transition {
+        run_id: run.id,
+        from: RunState::SelectingModel,
+        to: RunState::Provisioning,
+        owner: OWNER.into(),
+        at: at(131),
+    };
+    expect_err!(s.transition(&stale).await, Error::LeaseLost { .. });
+    assert_eq!(s.run(run.id).await.unwrap(), want);
+
+    walk(s, want, OTHER, &[RunState::Provisioning], at(132)).await;
+}
+
+/// Heartbeats extend a lease; release makes the run claimable.
+pub async fn heartbeat_and_release(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = queue(s, &fixtures::new_run(project.id, 1)).await;
+    let lease = Duration::seconds(30);
+
+    s.claim(&claim_req(OWNER, lease, at(0))).await.unwrap();
+    s.heartbeat(run.id, OWNER, lease, at(20)).await.unwrap();
+    assert_eq!(s.run(run.id).await.unwrap(), leased(&run, OWNER, at(50)), "heartbeat sets now + lease");
+    assert_eq!(s.claim(&claim_req(OTHER, lease, at(40))).await.unwrap(), None, "extended past the first expiry");
+
+    expect_err!(s.heartbeat(run.id, OTHER, lease, at(41)).await, Error::LeaseLost { .. });
+    expect_err!(s.release(run.id, OTHER).await, Error::LeaseLost { .. });
+    assert_eq!(s.run(run.id).await.unwrap(), leased(&run, OWNER, at(50)));
+
+    s.release(run.id, OWNER).await.unwrap();
+    assert_eq!(s.run(run.id).await.unwrap(), run, "release clears the lease");
+    s.release(run.id, OWNER).await.unwrap();
+
+    let got = s.claim(&claim_req(OTHER, lease, at(42))).await.unwrap();
+    assert_eq!(got, Some(leased(&run, OTHER, at(72))), "a released run is claimable at once");
+
+    expect_err!(s.heartbeat(run.id, OTHER, lease, at(72)).await, Error::LeaseLost { .. });
+    assert_eq!(s.run(run.id).await.unwrap(), leased(&run, OTHER, at(72)), "an expired lease is not renewed");
+    s.release(run.id, OTHER).await.unwrap();
+    assert_eq!(s.run(run.id).await.unwrap(), run, "the holder may release an expired lease");
+}
+
+/// Runs in an end state are never claimed, leased or not.
+pub async fn ended_runs_are_never_claimed(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    for (i, end) in RunState::ALL.into_iter().filter(|s| s.is_terminal()).enumerate() {
+        let new = NewRun { priority: 100, ..fixtures::new_run(project.id, i as u64 + 1) };
+        let run = claimed(s, &new, OWNER, at(0)).await;
+        let run = walk(s, run, OWNER, &path_to(end), at(1)).await;
+        if i % 2 == 0 {
+            s.release(run.id, OWNER).await.unwrap();
+        }
+    }
+    let cancelled = queue(s, &NewRun { priority: 100, ..fixtures::new_run(project.id, 99) }).await;
+    s.request_cancel(cancelled.id, at(1)).await.unwrap();
+
+    let waiting = queue(s, &fixtures::new_run(project.id, 100)).await;
+    let later = at(10) + hour();
+    let got = s.claim(&claim_req(OTHER, hour(), later)).await.unwrap();
+    assert_eq!(got, Some(leased(&waiting, OTHER, later + hour())), "only the unfinished run is claimable");
+    assert_eq!(s.claim(&claim_req(OTHER, hour(), later)).await.unwrap(), None);
+}
+
+/// Cancelling an unleased run ends it; a leased run gets a flag its worker
+/// acts on; an ended run is left alone.
+pub async fn cancellation(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+
+    let queued = queue(s, &fixtures::new_run(project.id, 1)).await;
+    let cancelled = Run { state: RunState::Cancelled, updated_at: at(5), finished_at: Some(at(5)), ..queued.clone() };
+    assert_eq!(s.request_cancel(queued.id, at(5)).await.unwrap(), cancelled, "unleased: cancelled at once");
+    assert_eq!(s.run(queued.id).await.unwrap(), cancelled);
+    assert!(s.cancel_requested(queued.id).await.unwrap());
+    assert_eq!(s.request_cancel(queued.id, at(6)).await.unwrap(), cancelled, "a second request changes nothing");
+
+    let busy = claimed(s, &fixtures::new_run(project.id, 2), OWNER, at(0)).await;
+    let busy = walk(s, busy, OWNER, &path_to(RunState::RunningAgent), at(1)).await;
+    assert!(!s.cancel_requested(busy.id).await.unwrap());
+    assert_eq!(s.request_cancel(busy.id, at(6)).await.unwrap(), busy, "leased: only flagged");
+    assert_eq!(s.run(busy.id).await.unwrap(), busy);
+    assert!(s.cancel_requested(busy.id).await.unwrap());
+    walk(s, busy, OWNER, &[RunState::Cleaning, RunState::Cancelled], at(7)).await;
+
+    let orphan = queue(s, &fixtures::new_run(project.id, 3)).await;
+    s.claim(&claim_req(OWNER, Duration::seconds(10), at(0))).await.unwrap();
+    let got = s.request_cancel(orphan.id, at(10)).await.unwrap();
+    let want = Run { state: RunState::Cancelled, updated_at: at(10), finished_at: Some(at(10)), ..orphan };
+    assert_eq!(got, want, "an expired lease does not hold off cancellation");
+    assert_eq!(s.run(want.id).await.unwrap(), want);
+
+    let done = claimed(s, &fixtures::new_run(project.id, 4), OWNER, at(20)).await;
+    let done = walk(s, done, OWNER, &[RunState::Failed], at(21)).await;
+    assert_eq!(s.request_cancel(done.id, at(22)).await.unwrap(), done, "an ended run is left alone");
+    assert!(!s.cancel_requested(done.id).await.unwrap());
+}
+
+/// Steps are journaled in order; `finish_step` marks the latest started
+/// record of its step.
+pub async fn step_journal(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
+    let key = "paid/1-fix-the-flaky-test-a1b2c3";
+    assert_eq!(s.steps(run.id).await.unwrap(), Vec::<StepRecord>::new());
+
+    let begun = |seq, step, key: Option<&str>, when| StepRecord {
+        run_id: run.id,
+        seq,
+        step,
+        idempotency_key: key.map(Into::into),
+        status: StepStatus::Started,
+        output: serde_json::Value::Null,
+        error: None,
+        started_at: when,
+        finished_at: None,
+    };
+
+    let s1 = s.begin_step(run.id, OWNER, RunState::Provisioning, None, at(1)).await.unwrap();
+    assert_eq!(s1, begun(1, RunState::Provisioning, None, at(1)));
+    let f1 = s.finish_step(run.id, OWNER, RunState::Provisioning, Err("docker is down".into()), at(2)).await.unwrap();
+    let f1_want =
+        StepRecord { status: StepStatus::Failed, error: Some("docker is down".into()), finished_at: Some(at(2)), ..s1 };
+    assert_eq!(f1, f1_want);
+
+    let s2 = s.begin_step(run.id, OWNER, RunState::Provisioning, None, at(3)).await.unwrap();
+    assert_eq!(s2, begun(2, RunState::Provisioning, None, at(3)));
+    let s3 = s.begin_step(run.id, OWNER, RunState::Pushing, Some(key), at_millis(4_004)).await.unwrap();
+    assert_eq!(s3, begun(3, RunState::Pushing, Some(key), at_millis(4_004)));
+
+    let output = serde_json::json!({ "container": "c1", "ports": [1, 2], "nested": { "ok": true } });
+    let d2 = s.finish_step(run.id, OWNER, RunState::Provisioning, Ok(output.clone()), at(5)).await.unwrap();
+    let d2_want = StepRecord { status: StepStatus::Done, output, finished_at: Some(at(5)), ..s2 };
+    assert_eq!(d2, d2_want, "the retry is marked, not the failed attempt");
+
+    // A worker died after journaling `pushing`; its successor journals it again.
+    let s4 = s.begin_step(run.id, OWNER, RunState::Pushing, Some(key), at(6)).await.unwrap();
+    let d4 = s.finish_step(run.id, OWNER, RunState::Pushing, Ok(serde_json::json!("pushed")), at(7)).await.unwrap();
+    let d4_want =
+        StepRecord { status: StepStatus::Done, output: serde_json::json!("pushed"), finished_at: Some(at(7)), ..s4 };
+    assert_eq!(d4, d4_want);
+    assert_eq!(d4.seq, 4);
+
+    assert_eq!(s.steps(run.id).await.unwrap(), vec![f1_want, d2_want, s3, d4_want]);
+
+    let none_started = s.finish_step(run.id, OWNER, RunState::Provisioning, Ok(serde_json::Value::Null), at(8)).await;
+    expect_err!(none_started, Error::NotFound { entity: "step", .. });
+    let never_begun = s.finish_step(run.id, OWNER, RunState::OpeningPr, Ok(serde_json::Value::Null), at(8)).await;
+    expect_err!(never_begun, Error::NotFound { entity: "step", .. });
+
+    let other = claimed(s, &fixtures::new_run(project.id, 2), OTHER, at(0)).await;
+    let first = s.begin_step(other.id, OTHER, RunState::SelectingModel, None, at(9)).await.unwrap();
+    assert_eq!(first.seq, 1, "seq counts per run");
+}
+
+/// Appends stop at the cap: the part that fits is kept, the marker is stored
+/// once, and later appends store nothing.
+pub async fn logs_are_bounded(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = queue(s, &fixtures::new_run(project.id, 1)).await;
+    let cap = 64;
+    let errors = "e".repeat(50);
+
+    assert_eq!(
+        append(s, &run, LogStream::Stdout, "hello\n", cap, at(1)).await,
+        LogAppend { stored: 6, truncated: false }
+    );
+    assert_eq!(
+        append(s, &run, LogStream::Stderr, &errors, cap, at(2)).await,
+        LogAppend { stored: 50, truncated: false }
+    );
+    assert_eq!(
+        append(s, &run, LogStream::Stdout, "0123456789", cap, at_millis(3_003)).await,
+        LogAppend { stored: 8, truncated: true }
+    );
+    assert_eq!(append(s, &run, LogStream::Stdout, "more", cap, at(4)).await, LogAppend { stored: 0, truncated: true });
+    assert_eq!(
+        append(s, &run, LogStream::System, "[exit 1]", cap, at(5)).await,
+        LogAppend { stored: 0, truncated: true }
+    );
+
+    let logs = s.logs(run.id, 0).await.unwrap();
+    assert_eq!(
+        logs,
+        vec![
+            chunk(&run, 1, LogStream::Stdout, "hello\n", at(1)),
+            chunk(&run, 2, LogStream::Stderr, &errors, at(2)),
+            chunk(&run, 3, LogStream::Stdout, "01234567", at_millis(3_003)),
+            chunk(&run, 4, LogStream::System, TRUNCATION_MARKER, at_millis(3_003)),
+        ]
+    );
+    let kept: usize = logs.iter().filter(|c| c.text != TRUNCATION_MARKER).map(|c| c.text.len()).sum();
+    assert_eq!(kept, cap);
+
+    let other = queue(s, &fixtures::new_run(project.id, 2)).await;
+    assert_eq!(
+        append(s, &other, LogStream::Stdout, "fresh", cap, at(6)).await,
+        LogAppend { stored: 5, truncated: false }
+    );
+    assert_eq!(s.logs(other.id, 0).await.unwrap(), vec![chunk(&other, 1, LogStream::Stdout, "fresh", at(6))]);
+}
+
+/// The cap's edge cases: an exact fill, a zero cap, a cut inside a
+/// multi-byte character.
+pub async fn logs_cap_edges(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let mut issue = 0;
+    let mut fresh = async || {
+        issue += 1;
+        queue(s, &fixtures::new_run(project.id, issue)).await
+    };
+
+    let exact = fresh().await;
+    let full = append(s, &exact, LogStream::Stdout, "0123456789", 10, at(1)).await;
+    assert_eq!(full, LogAppend { stored: 10, truncated: false }, "filling the cap exactly is not a cut");
+    let over = append(s, &exact, LogStream::Stdout, "x", 10, at(2)).await;
+    assert_eq!(over, LogAppend { stored: 0, truncated: true });
+    assert_eq!(
+        s.logs(exact.id, 0).await.unwrap(),
+        vec![
+            chunk(&exact, 1, LogStream::Stdout, "0123456789", at(1)),
+            chunk(&exact, 2, LogStream::System, TRUNCATION_MARKER, at(2)),
+        ]
+    );
+
+    let zero = fresh().await;
+    assert_eq!(append(s, &zero, LogStream::Stderr, "x", 0, at(1)).await, LogAppend { stored: 0, truncated: true });
+    assert_eq!(s.logs(zero.id, 0).await.unwrap(), vec![chunk(&zero, 1, LogStream::System, TRUNCATION_MARKER, at(1))]);
+
+    // "é" is two bytes: a cap of 5 keeps two of three, a cap of 3 keeps one.
+    for (cap, kept) in [(5, "éé"), (3, "é")] {
+        let run = fresh().await;
+        let got = append(s, &run, LogStream::Stdout, "ééé", cap, at(1)).await;
+        assert_eq!(got, LogAppend { stored: kept.len(), truncated: true });
+        assert_eq!(
+            s.logs(run.id, 0).await.unwrap(),
+            vec![
+                chunk(&run, 1, LogStream::Stdout, kept, at(1)),
+                chunk(&run, 2, LogStream::System, TRUNCATION_MARKER, at(1)),
+            ]
+        );
+    }
+}
+
+/// `logs(id, after)` returns the chunks after `after`, in order.
+pub async fn logs_page_by_seq(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = queue(s, &fixtures::new_run(project.id, 1)).await;
+    let mut all = Vec::new();
+    for i in 1..=5u64 {
+        let text = format!("line {i}\n");
+        append(s, &run, LogStream::Stdout, &text, 1 << 20, at(i as i64)).await;
+        all.push(chunk(&run, i, LogStream::Stdout, &text, at(i as i64)));
+    }
+    assert_eq!(s.logs(run.id, 0).await.unwrap(), all);
+    assert_eq!(s.logs(run.id, 2).await.unwrap(), all[2..].to_vec());
+    assert_eq!(s.logs(run.id, 4).await.unwrap(), all[4..].to_vec());
+    assert_eq!(s.logs(run.id, 5).await.unwrap(), Vec::<LogChunk>::new());
+    assert_eq!(s.logs(run.id, 99).await.unwrap(), Vec::<LogChunk>::new());
+}
+
+/// Usage records read back whole, per run, in order.
+pub async fn usage_records(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = queue(s, &fixtures::new_run(project.id, 1)).await;
+    let other = queue(s, &fixtures::new_run(project.id, 2)).await;
+
+    let u1 = fixtures::usage_record(run.id, at(1));
+    let u2 = UsageRecord {
+        usage: Usage::default(),
+        cost_micros: None,
+        status: "529".into(),
+        ..fixtures::usage_record(run.id, at(1))
+    };
+    let u3 = UsageRecord {
+        provider: "openai".into(),
+        model: "gpt".into(),
+        usage: Usage { input: 1 << 40, ..Usage::default() },
+        ..fixtures::usage_record(run.id, at_millis(2_002))
+    };
+    let o1 = fixtures::usage_record(other.id, at(0));
+    for u in [&u1, &u2, &o1, &u3] {
+        s.record_usage(u).await.unwrap();
+    }
+    assert_eq!(s.usage(run.id).await.unwrap(), vec![u1, u2, u3]);
+    assert_eq!(s.usage(other.id).await.unwrap(), vec![o1]);
+}
+
+/// A run has at most one model decision; recording replaces it.
+pub async fn model_decisions(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = queue(s, &fixtures::new_run(project.id, 1)).await;
+    let other = queue(s, &fixtures::new_run(project.id, 2)).await;
+    assert_eq!(s.decision(run.id).await.unwrap(), None);
+
+    let first = fixtures::decision(run.id);
+    s.record_decision(&first).await.unwrap();
+    assert_eq!(s.decision(run.id).await.unwrap(), Some(first));
+
+    let second = ModelDecision {
+        model: "tiny".into(),
+        selector: "fixed".into(),
+        candidates: Vec::new(),
+        budget_micros: None,
+        complexity: None,
+        at: at(9),
+        ..fixtures::decision(run.id)
+    };
+    s.record_decision(&second).await.unwrap();
+    assert_eq!(s.decision(run.id).await.unwrap(), Some(second));
+    assert_eq!(s.decision(other.id).await.unwrap(), None);
+}
+
+/// Outcomes read back whole, per project, newest first; one per run.
+pub async fn outcomes(store: Arc<dyn Store>) {
+    let s = &*store;
+    let p1 = seed(s, "widgets").await;
+    let p2 = seed(s, "gadgets").await;
+    let a = queue(s, &fixtures::new_run(p1.id, 1)).await;
+    let b = queue(s, &fixtures::new_run(p1.id, 2)).await;
+    let c = queue(s, &fixtures::new_run(p2.id, 1)).await;
+    assert_eq!(s.outcomes(p1.id).await.unwrap(), Vec::<Outcome>::new());
+
+    let oa = fixtures::outcome(p1.id, a.id, at(10));
+    let ob = Outcome {
+        pr_merged: None,
+        ci_passed: None,
+        lint_clean: None,
+        tests_passing: None,
+        human_vote: Some(-1),
+        iterations: 0,
+        cost_micros: None,
+        quality_score: None,
+        ..fixtures::outcome(p1.id, b.id, at_millis(20_020))
+    };
+    let oc = fixtures::outcome(p2.id, c.id, at(15));
+    for o in [&oa, &ob, &oc] {
+        s.record_outcome(o).await.unwrap();
+    }
+    assert_eq!(s.outcomes(p1.id).await.unwrap(), vec![ob.clone(), oa.clone()]);
+    assert_eq!(s.outcomes(p2.id).await.unwrap(), vec![oc]);
+
+    let oa2 = Outcome { pr_merged: Some(false), quality_score: Some(0.1), recorded_at: at(30), ..oa };
+    s.record_outcome(&oa2).await.unwrap();
+    assert_eq!(s.outcomes(p1.id).await.unwrap(), vec![oa2, ob], "recording again replaces");
+}
+
+/// Audit events read back whole, oldest first, all or per project.
+pub async fn audit_events(store: Arc<dyn Store>) {
+    let s = &*store;
+    let p1 = seed(s, "widgets").await;
+    let p2 = seed(s, "gadgets").await;
+    assert_eq!(s.audit_events(None).await.unwrap(), Vec::<AuditEvent>::new());
+
+    let e1 = fixtures::audit_event(Some(p1.id), "issue.untrusted", "issue#3", at(1));
+    let e2 = fixtures::audit_event(None, "engine.started", "engine", at(2));
+    let e3 = fixtures::audit_event(Some(p2.id), "policy.refused", "run", at(2));
+    let e4 = fixtures::audit_event(Some(p1.id), "run.cancelled", "issue#4", at_millis(4_004));
+    for e in [&e1, &e2, &e3, &e4] {
+        s.audit(e).await.unwrap();
+    }
+    assert_eq!(s.audit_events(None).await.unwrap(), vec![e1.clone(), e2, e3.clone(), e4.clone()]);
+    assert_eq!(s.audit_events(Some(p1.id)).await.unwrap(), vec![e1, e4]);
+    assert_eq!(s.audit_events(Some(p2.id)).await.unwrap(), vec![e3]);
+    assert_eq!(s.audit_events(Some(fixtures::project_id())).await.unwrap(), Vec::<AuditEvent>::new());
+}
+
+/// Every call naming a missing entity fails with `NotFound`; lists of a
+/// missing parent are empty.
+pub async fn missing_entities(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
+    let gone_project = fixtures::project_id();
+    let gone = fixtures::run_id();
+    let null = || Ok(serde_json::Value::Null);
+
+    expect_err!(s.project(gone_project).await, Error::NotFound { entity: "project", .. });
+    expect_err!(s.delete_project(gone_project).await, Error::NotFound { entity: "project", .. });
+    expect_err!(s.put_issue(&fixtures::issue(gone_project, 1)).await, Error::NotFound { entity: "project", .. });
+    expect_err!(s.issue(project.id, 404).await, Error::NotFound { entity: "issue", .. });
+    expect_err!(s.create_run(&fixtures::new_run(gone_project, 1)).await, Error::NotFound { entity: "project", .. });
+
+    expect_err!(s.run(gone).await, Error::NotFound { entity: "run", .. });
+    let t = Transition {
+        run_id: gone,
+        from: RunState::Queued,
+        to: RunState::SelectingModel,
+        owner: OWNER.into(),
+        at: at(1),
+    };
+    expect_err!(s.transition(&t).await, Error::NotFound { entity: "run", .. });
+    expect_err!(s.patch_run(gone, OWNER, &RunPatch::default(), at(1)).await, Error::NotFound { entity: "run", .. });
+    expect_err!(s.request_cancel(gone, at(1)).await, Error::NotFound { entity: "run", .. });
+    expect_err!(s.cancel_requested(gone).await, Error::NotFound { entity: "run", .. });
+    expect_err!(s.heartbeat(gone, OWNER, hour(), at(1)).await, Error::NotFound { entity: "run", .. });
+    expect_err!(s.release(gone, OWNER).await, Error::NotFound { entity: "run", .. });
+    expect_err!(s.begin_step(gone, OWNER, RunState::Queued, None, at(1)).await, Error::NotFound { entity: "run", .. });
+    expect_err!(
+        s.finish_step(gone, OWNER, RunState::Queued, null(), at(1)).await,
+        Error::NotFound { entity: "run", .. }
+    );
+    let log = AppendLog { run_id: gone, stream: LogStream::Stdout, text: "x", cap_bytes: 10, at: at(1) };
+    expect_err!(s.append_log(&log).await, Error::NotFound { entity: "run", .. });
+    expect_err!(s.record_usage(&fixtures::usage_record(gone, at(1))).await, Error::NotFound { entity: "run", .. });
+    expect_err!(s.record_decision(&fixtures::decision(gone)).await, Error::NotFound { entity: "run", .. });
+    let outcome = fixtures::outcome(project.id, gone, at(1));
+    expect_err!(s.record_outcome(&outcome).await, Error::NotFound { entity: "run", .. });
+
+    assert_eq!(s.issues(gone_project).await.unwrap(), Vec::<TrackedIssue>::new());
+    assert_eq!(s.outcomes(gone_project).await.unwrap(), Vec::<Outcome>::new());
+    assert_eq!(s.steps(gone).await.unwrap(), Vec::<StepRecord>::new());
+    assert_eq!(s.logs(gone, 0).await.unwrap(), Vec::<LogChunk>::new());
+    assert_eq!(s.usage(gone).await.unwrap(), Vec::<UsageRecord>::new());
+    assert_eq!(s.decision(gone).await.unwrap(), None);
+}
+
+/// Two handles on one database (`a` and `b`, e.g. two connections to one
+/// file) write at once from two tasks; nothing is lost, counted twice, or
+/// claimed twice. Needs a tokio runtime; a multi-threaded one makes the race
+/// real.
+pub async fn concurrent_writers(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    const N: u64 = 200;
+    let project = seed(&*a, "widgets").await;
+    let log_run = queue(&*a, &NewRun { priority: -1, ..fixtures::new_run(project.id, 0) }).await;
+    let capped_run = queue(&*b, &NewRun { priority: -1, ..fixtures::new_run(project.id, 1) }).await;
+    assert_eq!(b.run(log_run.id).await.unwrap(), log_run, "both handles see one database");
+
+    let writer = |store: Arc<dyn Store>, name: &'static str, first_issue: u64| {
+        let (log_run, capped_run) = (log_run.id, capped_run.id);
+        let project = project.id;
+        tokio::spawn(async move {
+            for i in 0..N {
+                let text = format!("{name}{i:03}\n");
+                let log = AppendLog {
+                    run_id: log_run,
+                    stream: LogStream::Stdout,
+                    text: &text,
+                    cap_bytes: 1 << 20,
+                    at: at(1),
+                };
+                assert_eq!(store.append_log(&log).await.unwrap(), LogAppend { stored: 5, truncated: false });
+                let capped = AppendLog { run_id: capped_run, cap_bytes: 500, ..log };
+                store.append_log(&capped).await.unwrap();
+                if i % 4 == 0 {
+                    store.create_run(&fixtures::new_run(project, first_issue + i)).await.unwrap();
+                }
+            }
+        })
+    };
+    let (ra, rb) = tokio::join!(writer(a.clone(), "a", 1_000), writer(b.clone(), "b", 2_000));
+    ra.unwrap();
+    rb.unwrap();
+
+    let logs = a.logs(log_run.id, 0).await.unwrap();
+    assert_eq!(logs.iter().map(|c| c.seq).collect::<Vec<_>>(), (1..=2 * N).collect::<Vec<_>>(), "seq has no gaps");
+    for name in ["a", "b"] {
+        let mine: Vec<String> = logs.iter().filter(|c| c.text.starts_with(name)).map(|c| c.text.clone()).collect();
+        let want: Vec<String> = (0..N).map(|i| format!("{name}{i:03}\n")).collect();
+        assert_eq!(mine, want, "every append of {name}, in its order");
+    }
+
+    let capped = b.logs(capped_run.id, 0).await.unwrap();
+    let kept: usize = capped.iter().filter(|c| c.text != TRUNCATION_MARKER).map(|c| c.text.len()).sum();
+    assert_eq!(kept, 500, "the cap holds under concurrent appends");
+    assert_eq!(capped.iter().filter(|c| c.text == TRUNCATION_MARKER).count(), 1, "one marker");
+    assert_eq!(capped.last().map(|c| c.text.as_str()), Some(TRUNCATION_MARKER));
+
+    let all = a.runs(&RunFilter { project_id: Some(project.id), ..RunFilter::default() }).await.unwrap();
+    assert_eq!(all.len() as u64, 2 + 2 * N / 4);
+
+    // Both handles claim until nothing is left: each run exactly once.
+    let claimer = |store: Arc<dyn Store>, owner: &'static str| {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(run) = store.claim(&claim_req(owner, hour(), at(10))).await.unwrap() {
+                assert_eq!(run.lease_owner.as_deref(), Some(owner));
+                got.push(run.id);
+            }
+            got
+        })
+    };
+    let (ca, cb) = tokio::join!(claimer(a.clone(), OWNER), claimer(b.clone(), OTHER));
+    let (ca, cb) = (ca.unwrap(), cb.unwrap());
+    let claimed: BTreeSet<_> = ca.iter().chain(&cb).copied().collect();
+    assert_eq!(claimed.len(), ca.len() + cb.len(), "no run was claimed twice");
+    assert_eq!(claimed, all.iter().map(|r| r.id).collect::<BTreeSet<_>>(), "every run was claimed");
+}

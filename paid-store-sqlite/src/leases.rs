@@ -1,0 +1,75 @@
+//! Leases: claim, heartbeat, release, and the check every lease-guarded
+//! write makes.
+//!
+//! A lease is held while `now < lease_expires_at`.
+
+use chrono::Duration;
+use paid_core::{ClaimRequest, Run, RunId, Timestamp};
+use rusqlite::{Connection, params};
+
+use crate::error::OpError;
+use crate::rows::{self, RUN_COLUMNS, millis};
+use crate::runs;
+
+/// Whether anyone holds an unexpired lease on `run` at `now`.
+pub(crate) fn lease_held(run: &Run, now: Timestamp) -> bool {
+    run.lease_owner.is_some() && run.lease_expires_at.is_some_and(|until| now < until)
+}
+
+/// Fails with `LeaseLost` unless `owner` holds an unexpired lease on `run`.
+pub(crate) fn check_lease(run: &Run, owner: &str, now: Timestamp) -> Result<(), OpError> {
+    if lease_held(run, now) && run.lease_owner.as_deref() == Some(owner) {
+        Ok(())
+    } else {
+        Err(lease_lost(run.id, owner))
+    }
+}
+
+fn lease_lost(run: RunId, owner: &str) -> OpError {
+    OpError::Refused(paid_core::Error::LeaseLost { run: run.to_string(), owner: owner.into() })
+}
+
+/// Leases the runnable run with the highest priority, then the oldest, in
+/// one statement.
+pub(crate) fn claim(c: &Connection, req: &ClaimRequest) -> Result<Option<Run>, OpError> {
+    let now = millis(req.now);
+    let mut stmt = c.prepare_cached(&format!(
+        "UPDATE runs SET lease_owner = ?1, lease_expires_at = ?2
+         WHERE id = (
+             SELECT id FROM runs
+             WHERE finished_at IS NULL AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ?3)
+             ORDER BY priority DESC, created_at, id
+             LIMIT 1
+         )
+         RETURNING {RUN_COLUMNS}"
+    ))?;
+    rows::first(&mut stmt, params![req.owner, now + req.lease.num_milliseconds(), now], rows::run)
+}
+
+pub(crate) fn heartbeat(
+    c: &Connection,
+    id: RunId,
+    owner: &str,
+    lease: Duration,
+    now: Timestamp,
+) -> Result<(), OpError> {
+    let mut run = runs::get(c, id)?;
+    check_lease(&run, owner, now)?;
+    run.lease_expires_at = Some(now + lease);
+    runs::save(c, &run)
+}
+
+/// The recorded owner may always release (even after expiry); releasing an
+/// unleased run does nothing.
+pub(crate) fn release(c: &Connection, id: RunId, owner: &str) -> Result<(), OpError> {
+    let mut run = runs::get(c, id)?;
+    match run.lease_owner.as_deref() {
+        None => Ok(()),
+        Some(holder) if holder == owner => {
+            run.lease_owner = None;
+            run.lease_expires_at = None;
+            runs::save(c, &run)
+        }
+        Some(_) => Err(lease_lost(id, owner)),
+    }
+}

@@ -1,0 +1,129 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The Store conformance suite against SQLite files, and what is particular
+//! to SQLite: migrations on open, WAL mode.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use paid_core::Store;
+use paid_core::testing::{fixtures, store as suite};
+use paid_store_sqlite::{Error, SCHEMA_VERSION, SqliteStore};
+use pretty_assertions::assert_eq;
+use rusqlite::Connection;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_on_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    suite::run_all(|| {
+        let path = dir.path().join(format!("store-{}.db", n.fetch_add(1, Ordering::Relaxed)));
+        async move { Arc::new(SqliteStore::open(path).unwrap()) as Arc<dyn Store> }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_in_memory() {
+    suite::run_all(|| async { Arc::new(SqliteStore::open_in_memory().unwrap()) as Arc<dyn Store> }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_on_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let a = SqliteStore::open(&path).unwrap();
+    let b = SqliteStore::open(&path).unwrap();
+    suite::concurrent_writers(Arc::new(a), Arc::new(b)).await;
+}
+
+/// The versions recorded in `schema_migrations`.
+fn recorded_migrations(path: &std::path::Path) -> Vec<(u32, String)> {
+    let conn = Connection::open(path).unwrap();
+    let mut stmt = conn.prepare("SELECT version, name FROM schema_migrations ORDER BY version").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+#[tokio::test]
+async fn migrations_apply_on_open_and_reopening_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paid.db");
+
+    let store = SqliteStore::open(&path).unwrap();
+    let project = fixtures::project("widgets");
+    store.put_project(&project).await.unwrap();
+    drop(store);
+    let applied = recorded_migrations(&path);
+    assert_eq!(applied.iter().map(|(v, _)| *v).collect::<Vec<_>>(), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(recorded_migrations(&path), applied, "re-opening applies nothing again");
+    assert_eq!(reopened.project(project.id).await.unwrap(), project);
+}
+
+#[test]
+fn two_handles_opening_a_new_file_at_once_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("race.db");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| SqliteStore::open(&path).unwrap())).collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    assert_eq!(recorded_migrations(&path).len(), SCHEMA_VERSION as usize);
+}
+
+#[test]
+fn files_are_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paid.db");
+    let _store = SqliteStore::open(&path).unwrap();
+    let conn = Connection::open(&path).unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paid.db");
+    drop(SqliteStore::open(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, 'future', 0)",
+            [SCHEMA_VERSION + 1],
+        )
+        .unwrap();
+
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::SchemaTooNew { .. }), "{err:?}");
+    assert!(err.to_string().contains("upgrade Paid"), "{err}");
+}
+
+#[test]
+fn a_missing_directory_says_which_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no-such-dir").join("paid.db");
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+}
+
+#[tokio::test]
+async fn a_busy_database_gives_a_retryable_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paid.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let project = fixtures::project("widgets");
+
+    let mut blocker = Connection::open(&path).unwrap();
+    let held = blocker.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive).unwrap();
+    let started = std::time::Instant::now();
+    let err = store.put_project(&project).await.unwrap_err();
+    assert!(started.elapsed() >= SqliteStore::BUSY_TIMEOUT, "waited for the lock first");
+    assert!(err.is_retryable(), "{err:?}");
+    drop(held);
+
+    store.put_project(&project).await.unwrap();
+}
