@@ -1,0 +1,317 @@
+//! [`GitHubForge`]: the [`Forge`] port on GitHub's REST API, through octocrab.
+//!
+//! Requests use octocrab's raw methods and this crate's own small models
+//! (`models.rs`), so only the fields Paid reads must be present. The client
+//! (`client.rs`) follows `link` pagination, makes list requests conditional
+//! with ETags and records rate-limit headers.
+//!
+//! Retries are not done here: every call maps its failure to an error whose
+//! [`paid_core::Error::is_retryable`] flag says whether to try again, and the
+//! engine's retry policy (or a retry layer) decides. octocrab's own retry
+//! middleware is off, because it would resend non-idempotent POSTs.
+
+mod client;
+pub(crate) mod models;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::Method;
+use octocrab::Octocrab;
+use paid_core::{CommentRequest, Forge, ForgeIssue, LabelChange, PollRequest, PrRequest, PullRequest, RepoRef};
+use secrecy::SecretString;
+
+use client::Client;
+pub(crate) use client::encode;
+pub use client::{ClientStats, RateLimit};
+use models::{AddLabels, Comment, CommentBody, Issue, NewPull, Pull};
+
+use crate::error::{Error, Result};
+
+/// GitHub's public API.
+pub const DEFAULT_BASE_URI: &str = "https://api.github.com";
+
+/// How to reach GitHub.
+///
+/// ```
+/// use paid_github::GitHubConfig;
+///
+/// let config = GitHubConfig::new()
+///     .token("ghp_example".to_string().into())
+///     .base_uri("http://127.0.0.1:8080")
+///     .per_page(30);
+/// assert_eq!(config.base(), "http://127.0.0.1:8080");
+/// ```
+#[derive(Clone)]
+pub struct GitHubConfig {
+    base_uri: String,
+    token: Option<SecretString>,
+    per_page: u8,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl std::fmt::Debug for GitHubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubConfig")
+            .field("base_uri", &self.base_uri)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("per_page", &self.per_page)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for GitHubConfig {
+    fn default() -> Self {
+        Self {
+            base_uri: DEFAULT_BASE_URI.into(),
+            token: None,
+            per_page: 100,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl GitHubConfig {
+    /// `https://api.github.com`, no token, 100 items per page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The API base, e.g. `https://ghe.example.com/api/v3` or a fake's URL.
+    pub fn base_uri(mut self, base_uri: impl Into<String>) -> Self {
+        self.base_uri = base_uri.into();
+        self
+    }
+
+    /// The token sent as `Authorization: Bearer ...`.
+    pub fn token(mut self, token: SecretString) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Items per page of list requests (1 to 100; GitHub's maximum is 100).
+    pub fn per_page(mut self, per_page: u8) -> Self {
+        self.per_page = per_page.clamp(1, 100);
+        self
+    }
+
+    /// Connect and read timeouts of each request.
+    pub fn timeouts(mut self, connect: Duration, read: Duration) -> Self {
+        self.connect_timeout = connect;
+        self.read_timeout = read;
+        self
+    }
+
+    /// The API base.
+    pub fn base(&self) -> &str {
+        &self.base_uri
+    }
+}
+
+/// The [`Forge`] on GitHub. Cheap to share behind an `Arc`.
+///
+/// Idempotency keys: the PR is looked up by head branch before it is
+/// created, and the run's comment by its hidden marker before one is added.
+/// It never merges anything.
+#[derive(Debug)]
+pub struct GitHubForge {
+    client: Client,
+    per_page: u8,
+}
+
+impl GitHubForge {
+    /// A forge for `config`. Does no I/O, but must be called within a tokio
+    /// runtime (octocrab starts its request buffer on it), and the forge is
+    /// used on that runtime.
+    pub fn new(config: GitHubConfig) -> Result<Self> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config {
+                what: "runtime",
+                message: "GitHubForge::new must be called within a tokio runtime".into(),
+            });
+        }
+        let mut builder = Octocrab::builder()
+            .base_uri(config.base_uri.as_str())
+            .map_err(|e| Error::Config { what: "base_uri", message: format!("{:?}: {e}", config.base_uri) })?
+            .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
+            .set_connect_timeout(Some(config.connect_timeout))
+            .set_read_timeout(Some(config.read_timeout));
+        if let Some(token) = &config.token {
+            builder = builder.personal_token(token.clone());
+        }
+        let octo = builder.build().map_err(|e| Error::Config { what: "client", message: e.to_string() })?;
+        Ok(Self { client: Client::new(octo, &config.base_uri)?, per_page: config.per_page })
+    }
+
+    /// The rate-limit state of the last response, if GitHub sent one.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.client.rate_limit()
+    }
+
+    /// Requests sent and conditional requests answered `304`.
+    pub fn stats(&self) -> ClientStats {
+        self.client.stats()
+    }
+
+    /// The API base this forge talks to.
+    pub fn base_uri(&self) -> &str {
+        self.client.base()
+    }
+
+    async fn poll(&self, req: &PollRequest) -> Result<Vec<ForgeIssue>> {
+        // A comma-joined `labels=` means "all of them" on GitHub: ask per label.
+        let mut found = BTreeMap::new();
+        for label in &req.labels {
+            let uri = format!(
+                "{}/issues?state=open&labels={}&per_page={}",
+                repo_path(&req.repo),
+                encode(label),
+                self.per_page
+            );
+            let issues: Vec<Issue> = self.client.list(&uri).await?;
+            for issue in issues.into_iter().filter(|i| !i.is_pull_request()) {
+                found.entry(issue.number).or_insert_with(|| ForgeIssue::from(issue));
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    async fn get_issue(&self, repo: &RepoRef, number: u64) -> Result<ForgeIssue> {
+        let uri = format!("{}/issues/{number}", repo_path(repo));
+        let issue: Issue =
+            self.client.json(Method::GET, &uri, None::<&()>).await.map_err(not_found("issue", repo, number))?;
+        Ok(issue.into())
+    }
+
+    async fn upsert(&self, req: &CommentRequest) -> Result<u64> {
+        let body =
+            if req.body.contains(&req.marker) { req.body.clone() } else { format!("{}\n\n{}", req.body, req.marker) };
+        let repo = repo_path(&req.repo);
+        let list = format!("{repo}/issues/{}/comments?per_page={}", req.number, self.per_page);
+        let comments: Vec<Comment> =
+            self.client.list(&list).await.map_err(not_found("issue", &req.repo, req.number))?;
+        let existing = comments.into_iter().find(|c| c.body.as_deref().is_some_and(|b| b.contains(&req.marker)));
+        match existing {
+            Some(c) if c.body.as_deref() == Some(body.as_str()) => Ok(c.id),
+            Some(c) => {
+                let uri = format!("{repo}/issues/comments/{}", c.id);
+                let edited: Comment = self.client.json(Method::PATCH, &uri, Some(&CommentBody { body: &body })).await?;
+                Ok(edited.id)
+            }
+            None => {
+                let uri = format!("{repo}/issues/{}/comments", req.number);
+                let created: Comment = self
+                    .client
+                    .json(Method::POST, &uri, Some(&CommentBody { body: &body }))
+                    .await
+                    .map_err(not_found("issue", &req.repo, req.number))?;
+                Ok(created.id)
+            }
+        }
+    }
+
+    async fn labels(&self, req: &LabelChange) -> Result<()> {
+        let repo = repo_path(&req.repo);
+        if !req.add.is_empty() {
+            let uri = format!("{repo}/issues/{}/labels", req.number);
+            self.client
+                .call(Method::POST, &uri, Some(&AddLabels { labels: &req.add }))
+                .await
+                .map_err(not_found("issue", &req.repo, req.number))?;
+        }
+        // A label both added and removed stays: adding wins.
+        for label in req.remove.iter().filter(|l| !req.add.contains(l)) {
+            let uri = format!("{repo}/issues/{}/labels/{}", req.number, encode(label));
+            match self.client.call::<()>(Method::DELETE, &uri, None).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_pull(&self, repo: &RepoRef, head: &str) -> Result<Option<Pull>> {
+        let uri = format!(
+            "{}/pulls?head={}&state=open&per_page={}",
+            repo_path(repo),
+            encode(&format!("{}:{head}", repo.owner)),
+            self.per_page
+        );
+        let pulls: Vec<Pull> = self.client.list(&uri).await.map_err(not_found("repository", repo, None))?;
+        Ok(pulls.into_iter().find(|p| p.head.ref_name == head))
+    }
+
+    async fn pull(&self, req: &PrRequest) -> Result<PullRequest> {
+        let (pull, created) = match self.open_pull(&req.repo, &req.head).await? {
+            Some(p) => (p, false),
+            None => {
+                let uri = format!("{}/pulls", repo_path(&req.repo));
+                let new = NewPull {
+                    title: &req.title,
+                    head: &req.head,
+                    base: &req.base,
+                    body: &req.body,
+                    maintainer_can_modify: true,
+                };
+                match self.client.json::<Pull, _>(Method::POST, &uri, Some(&new)).await {
+                    Ok(p) => (p, true),
+                    // Created concurrently (or by an attempt whose answer was lost).
+                    Err(e) if e.is_pull_request_exists() => match self.open_pull(&req.repo, &req.head).await? {
+                        Some(p) => (p, false),
+                        None => return Err(e),
+                    },
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let missing: Vec<String> =
+            req.labels.iter().filter(|l| !pull.labels.iter().any(|have| have.name() == l.as_str())).cloned().collect();
+        if !missing.is_empty() {
+            let uri = format!("{}/issues/{}/labels", repo_path(&req.repo), pull.number);
+            self.client.call(Method::POST, &uri, Some(&AddLabels { labels: &missing })).await?;
+        }
+        Ok(PullRequest { number: pull.number, url: pull.html_url, head: pull.head.ref_name, created })
+    }
+}
+
+#[async_trait]
+impl Forge for GitHubForge {
+    async fn poll_triggered(&self, req: &PollRequest) -> paid_core::Result<Vec<ForgeIssue>> {
+        Ok(self.poll(req).await?)
+    }
+
+    async fn issue(&self, repo: &RepoRef, number: u64) -> paid_core::Result<ForgeIssue> {
+        Ok(self.get_issue(repo, number).await?)
+    }
+
+    async fn upsert_comment(&self, req: &CommentRequest) -> paid_core::Result<u64> {
+        Ok(self.upsert(req).await?)
+    }
+
+    async fn set_labels(&self, req: &LabelChange) -> paid_core::Result<()> {
+        Ok(self.labels(req).await?)
+    }
+
+    async fn find_or_create_pr(&self, req: &PrRequest) -> paid_core::Result<PullRequest> {
+        Ok(self.pull(req).await?)
+    }
+}
+
+fn repo_path(repo: &RepoRef) -> String {
+    format!("/repos/{}/{}", encode(&repo.owner), encode(&repo.name))
+}
+
+/// Names the entity of a 404.
+fn not_found(entity: &'static str, repo: &RepoRef, number: impl Into<Option<u64>>) -> impl FnOnce(Error) -> Error {
+    let id = match number.into() {
+        Some(n) => format!("{repo}#{n}"),
+        None => repo.to_string(),
+    };
+    move |e| match e {
+        Error::NotFound { request, .. } => Error::NotFound { entity, id, request },
+        e => e,
+    }
+}

@@ -1,0 +1,280 @@
+//! [`GitWorkspaces`]: the [`Workspaces`] port on libgit2 (git2).
+//!
+//! Layout under the configured root:
+//!
+//! ```text
+//! <root>/mirrors/<owner>/<name>.git   bare clone per project (remote branches in refs/remotes/origin/*)
+//! <root>/worktrees/<run_id>           one git worktree of that mirror per run
+//! ```
+//!
+//! Every git2 call runs on tokio's blocking pool, never on the runtime's
+//! workers. Operations on one mirror are serialized by an in-process lock;
+//! two processes sharing a root are not coordinated.
+//!
+//! Credentials: when a token is configured it is handed to libgit2 from a
+//! credentials callback on fetch and push. It is never written into a remote
+//! URL, the mirror's config or anything a sandbox can read.
+//!
+//! Transports: this build of git2 has no TLS or ssh backend (git2's default
+//! features are off), so clone URLs may be local paths, `file://` or plain
+//! `http://`. Cloning from `https://` needs git2's `https` feature.
+
+mod credentials;
+mod mirror;
+mod push;
+mod worktree;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use paid_core::{CommitRequest, Project, RepoRef, RunId, Workspaces, Worktree, WorktreeRequest};
+use secrecy::SecretString;
+
+use crate::error::{Error, Result};
+use credentials::{Auth, DEFAULT_USERNAME};
+
+/// Where workspaces live and how to authenticate to remotes.
+///
+/// ```
+/// use paid_github::GitWorkspacesConfig;
+///
+/// let config = GitWorkspacesConfig::new("/var/lib/paid/git").token("ghs_example".to_string().into());
+/// assert!(config.root().ends_with("git"));
+/// ```
+#[derive(Clone)]
+pub struct GitWorkspacesConfig {
+    root: PathBuf,
+    token: Option<SecretString>,
+    username: String,
+}
+
+impl std::fmt::Debug for GitWorkspacesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitWorkspacesConfig")
+            .field("root", &self.root)
+            .field("username", &self.username)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+impl GitWorkspacesConfig {
+    /// Workspaces under `root`, without credentials.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into(), token: None, username: DEFAULT_USERNAME.into() }
+    }
+
+    /// A token for fetch and push over http(s), sent as the password of HTTP
+    /// basic auth (GitHub's way for installation and personal tokens).
+    pub fn token(mut self, token: SecretString) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// The username sent with the token (default `x-access-token`).
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = username.into();
+        self
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// The [`Workspaces`] on git2. Cheap to share behind an `Arc`.
+pub struct GitWorkspaces {
+    root: PathBuf,
+    auth: Arc<Auth>,
+    locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for GitWorkspaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitWorkspaces").field("root", &self.root).field("auth", &self.auth).finish_non_exhaustive()
+    }
+}
+
+impl GitWorkspaces {
+    /// Workspaces for `config`. Does no I/O; directories are made on demand.
+    pub fn new(config: GitWorkspacesConfig) -> Self {
+        let root = std::path::absolute(&config.root).unwrap_or(config.root);
+        Self {
+            root,
+            auth: Arc::new(Auth { token: config.token, username: config.username }),
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The root directory (absolute).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the project's mirror lives.
+    pub fn mirror_path(&self, repo: &RepoRef) -> Result<PathBuf> {
+        Ok(self
+            .mirrors_dir()
+            .join(segment("repository owner", &repo.owner)?)
+            .join(format!("{}.git", segment("repository name", &repo.name)?)))
+    }
+
+    /// Where the run's worktree lives.
+    pub fn worktree_path(&self, run_id: RunId) -> PathBuf {
+        self.worktrees_dir().join(run_id.to_string())
+    }
+
+    fn mirrors_dir(&self) -> PathBuf {
+        self.root.join("mirrors")
+    }
+
+    fn worktrees_dir(&self) -> PathBuf {
+        self.root.join("worktrees")
+    }
+
+    fn lock_for(&self, mirror: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(mirror.to_path_buf()).or_default().clone()
+    }
+
+    /// The worktree's path, checked to be one of ours.
+    fn own(&self, worktree: &Worktree) -> Result<PathBuf> {
+        let dir = self.worktrees_dir();
+        let path = std::path::absolute(&worktree.path).unwrap_or_else(|_| worktree.path.clone());
+        if path.parent() != Some(dir.as_path()) {
+            return Err(Error::ForeignWorktree { path, root: dir });
+        }
+        Ok(path)
+    }
+
+    async fn ensure_mirror(&self, project: &Project) -> Result<()> {
+        let path = self.mirror_path(&project.repo)?;
+        let lock = self.lock_for(&path);
+        let _guard = lock.lock().await;
+        let (url, auth) = (project.clone_url.clone(), self.auth.clone());
+        blocking("fetch", move || mirror::ensure(&path, &url, &auth)).await
+    }
+
+    async fn create_worktree(&self, req: &WorktreeRequest<'_>) -> Result<Worktree> {
+        let mirror_path = self.mirror_path(&req.project.repo)?;
+        if !mirror_path.exists() {
+            return Err(Error::MirrorMissing { repo: req.project.repo.to_string(), path: mirror_path });
+        }
+        let lock = self.lock_for(&mirror_path);
+        let _guard = lock.lock().await;
+        let path = self.worktree_path(req.run_id);
+        let (branch, default_branch) = (req.branch.to_string(), req.project.default_branch.clone());
+        let (repo_name, name) = (req.project.repo.to_string(), req.run_id.to_string());
+        let wt_path = path.clone();
+        let base_commit = blocking("create worktree", move || {
+            worktree::create(&worktree::Create {
+                mirror: &mirror_path,
+                repo_name: &repo_name,
+                path: &wt_path,
+                name: &name,
+                branch: &branch,
+                default_branch: &default_branch,
+            })
+        })
+        .await?;
+        Ok(Worktree { run_id: req.run_id, path, branch: req.branch.to_string(), base_commit })
+    }
+
+    async fn commit_all(&self, req: &CommitRequest<'_>) -> Result<Option<String>> {
+        let path = self.own(req.worktree)?;
+        let (message, name, email) =
+            (req.message.to_string(), req.author_name.to_string(), req.author_email.to_string());
+        blocking("commit", move || worktree::commit_all(&path, &message, &name, &email)).await
+    }
+
+    async fn changed_paths(&self, wt: &Worktree) -> Result<Vec<String>> {
+        let path = self.own(wt)?;
+        let base = wt.base_commit.clone();
+        blocking("changed paths", move || worktree::changed_paths(&path, &base)).await
+    }
+
+    async fn push(&self, project: &Project, wt: &Worktree) -> Result<()> {
+        let mirror_path = self.mirror_path(&project.repo)?;
+        if !mirror_path.exists() {
+            return Err(Error::MirrorMissing { repo: project.repo.to_string(), path: mirror_path });
+        }
+        let lock = self.lock_for(&mirror_path);
+        let _guard = lock.lock().await;
+        let (url, branch, auth) = (project.clone_url.clone(), wt.branch.clone(), self.auth.clone());
+        blocking("push", move || push::push(&mirror_path, &url, &branch, &auth)).await
+    }
+
+    async fn remove(&self, wt: &Worktree) -> Result<()> {
+        let path = self.own(wt)?;
+        let (name, mirrors) = (wt.run_id.to_string(), self.mirrors_dir());
+        blocking("remove worktree", move || worktree::remove(&path, &name, &mirrors)).await
+    }
+
+    async fn sweep(&self, keep: &[RunId], older_than: chrono::Duration) -> Result<Vec<PathBuf>> {
+        let older_than = older_than.to_std().unwrap_or_default();
+        let keep: Vec<String> = keep.iter().map(ToString::to_string).collect();
+        let (dir, mirrors) = (self.worktrees_dir(), self.mirrors_dir());
+        blocking("sweep worktrees", move || {
+            let mut removed = Vec::new();
+            for path in worktree::read_dirs(&dir) {
+                let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+                // Only directories named like a run id are ours to remove.
+                if RunId::parse(&name).is_err() || keep.contains(&name) || worktree::age(&path) < older_than {
+                    continue;
+                }
+                worktree::remove(&path, &name, &mirrors)?;
+                removed.push(path);
+            }
+            worktree::prune_stale(&mirrors);
+            Ok(removed)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Workspaces for GitWorkspaces {
+    async fn ensure_mirror(&self, project: &Project) -> paid_core::Result<()> {
+        Ok(GitWorkspaces::ensure_mirror(self, project).await?)
+    }
+
+    async fn create_worktree(&self, req: &WorktreeRequest<'_>) -> paid_core::Result<Worktree> {
+        Ok(GitWorkspaces::create_worktree(self, req).await?)
+    }
+
+    async fn commit_all(&self, req: &CommitRequest<'_>) -> paid_core::Result<Option<String>> {
+        Ok(GitWorkspaces::commit_all(self, req).await?)
+    }
+
+    async fn changed_paths(&self, worktree: &Worktree) -> paid_core::Result<Vec<String>> {
+        Ok(GitWorkspaces::changed_paths(self, worktree).await?)
+    }
+
+    async fn push(&self, project: &Project, worktree: &Worktree) -> paid_core::Result<()> {
+        Ok(GitWorkspaces::push(self, project, worktree).await?)
+    }
+
+    async fn remove(&self, worktree: &Worktree) -> paid_core::Result<()> {
+        Ok(GitWorkspaces::remove(self, worktree).await?)
+    }
+
+    async fn sweep_orphans(&self, keep: &[RunId], older_than: chrono::Duration) -> paid_core::Result<Vec<PathBuf>> {
+        Ok(self.sweep(keep, older_than).await?)
+    }
+}
+
+/// Runs blocking git work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(op: &'static str, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Task { op, message: e.to_string() })?
+}
+
+/// `s` if it is usable as one directory name.
+fn segment<'a>(what: &'static str, s: &'a str) -> Result<&'a str> {
+    if s.is_empty() || s == "." || s == ".." || s.contains(['/', '\\', '\0']) {
+        return Err(Error::InvalidInput { what, message: format!("{s:?} cannot name a directory") });
+    }
+    Ok(s)
+}

@@ -1,0 +1,238 @@
+//! Run worktrees: creation on a branch, commits, changed paths, removal.
+//!
+//! A run's worktree is a git worktree of the project's mirror, named after
+//! the run id, at `worktrees/<run_id>`. Its branch lives in the mirror, so
+//! commits made in the worktree can be pushed from the mirror.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use git2::{IndexAddOption, Oid, Repository, Signature, StatusOptions, WorktreeAddOptions, WorktreePruneOptions};
+
+use super::mirror::{REMOTE, default_tip};
+use super::push::lease_ref;
+use crate::error::{Error, Result};
+
+/// What [`create`] needs.
+pub(crate) struct Create<'a> {
+    pub mirror: &'a Path,
+    pub repo_name: &'a str,
+    pub path: &'a Path,
+    pub name: &'a str,
+    pub branch: &'a str,
+    pub default_branch: &'a str,
+}
+
+/// Creates (or finds) the worktree. Returns the base commit.
+///
+/// The branch is reused when it exists in the mirror, created from the
+/// remote's branch of the same name when only that exists (a follow-up run
+/// on a fresh host), and otherwise created from the default branch.
+pub(crate) fn create(req: &Create<'_>) -> Result<String> {
+    let local_ref = branch_ref(req.branch)?;
+    let mirror = Repository::open_bare(req.mirror).map_err(Error::git("open mirror", req.mirror))?;
+    let tip = default_tip(&mirror, req.repo_name, req.default_branch)?;
+
+    if let Ok(existing) = mirror.find_worktree(req.name) {
+        if existing.validate().is_ok() && req.path.join(".git").exists() {
+            let wt = Repository::open(req.path).map_err(Error::git("open worktree", req.path))?;
+            let head = wt.head().map_err(Error::git("read worktree HEAD", req.path))?;
+            if head.name().ok() != Some(local_ref.as_str()) {
+                return Err(Error::InvalidInput {
+                    what: "worktree",
+                    message: format!(
+                        "the worktree at {} is on {}, not {}",
+                        req.path.display(),
+                        head.name().unwrap_or("a detached HEAD"),
+                        local_ref
+                    ),
+                });
+            }
+            let head_oid = head.target().ok_or_else(|| detached(req.path))?;
+            return Ok(base(&mirror, head_oid, tip).to_string());
+        }
+        // Left behind by a crash: drop the stale metadata and start over.
+        existing
+            .prune(Some(WorktreePruneOptions::new().valid(true).working_tree(true)))
+            .map_err(Error::git("prune stale worktree", req.mirror))?;
+    }
+    if req.path.exists() {
+        std::fs::remove_dir_all(req.path).map_err(Error::io("remove stale worktree directory", req.path))?;
+    }
+    if let Some(parent) = req.path.parent() {
+        std::fs::create_dir_all(parent).map_err(Error::io("create worktrees directory", parent))?;
+    }
+
+    let branch_oid = match mirror.refname_to_id(&local_ref) {
+        Ok(oid) => oid,
+        Err(_) => {
+            let from_remote = mirror.refname_to_id(&format!("refs/remotes/{REMOTE}/{}", req.branch)).ok();
+            let start = from_remote.unwrap_or(tip);
+            mirror
+                .reference(&local_ref, start, false, "paid: run branch")
+                .map_err(Error::git("create branch", req.mirror))?;
+            if let Some(remote) = from_remote {
+                // What we saw on the remote: pushing over it later is allowed.
+                mirror
+                    .reference(&lease_ref(req.branch), remote, true, "paid: lease")
+                    .map_err(Error::git("record lease", req.mirror))?;
+            }
+            start
+        }
+    };
+    let reference = mirror.find_reference(&local_ref).map_err(Error::git("find branch", req.mirror))?;
+    let mut opts = WorktreeAddOptions::new();
+    opts.reference(Some(&reference));
+    mirror.worktree(req.name, req.path, Some(&opts)).map_err(Error::git("add worktree", req.path))?;
+    Ok(base(&mirror, branch_oid, tip).to_string())
+}
+
+/// Where the branch forked from the default branch (the branch head itself
+/// when the histories are unrelated).
+fn base(repo: &Repository, branch: Oid, default_tip: Oid) -> Oid {
+    repo.merge_base(branch, default_tip).unwrap_or(branch)
+}
+
+/// `refs/heads/{branch}`, checked.
+pub(crate) fn branch_ref(branch: &str) -> Result<String> {
+    let r = format!("refs/heads/{branch}");
+    if branch.is_empty() || !git2::Reference::is_valid_name(&r) {
+        return Err(Error::InvalidInput { what: "branch", message: format!("{branch:?} is not a valid branch name") });
+    }
+    Ok(r)
+}
+
+fn detached(path: &Path) -> Error {
+    Error::InvalidInput { what: "worktree", message: format!("{} has no branch checked out", path.display()) }
+}
+
+/// Stages everything (additions, edits, deletions; ignored files stay out)
+/// and commits. `None` when the tree did not change.
+pub(crate) fn commit_all(path: &Path, message: &str, name: &str, email: &str) -> Result<Option<String>> {
+    let repo = Repository::open(path).map_err(Error::git("open worktree", path))?;
+    let mut index = repo.index().map_err(Error::git("read index", path))?;
+    index.add_all(["*"], IndexAddOption::DEFAULT, None).map_err(Error::git("stage changes", path))?;
+    index.update_all(["*"], None).map_err(Error::git("stage deletions", path))?;
+    index.write().map_err(Error::git("write index", path))?;
+    let tree_id = index.write_tree().map_err(Error::git("write tree", path))?;
+    let parent = repo.head().and_then(|h| h.peel_to_commit()).map_err(Error::git("read HEAD", path))?;
+    if parent.tree_id() == tree_id {
+        return Ok(None);
+    }
+    let tree = repo.find_tree(tree_id).map_err(Error::git("read tree", path))?;
+    let sig = Signature::now(name, email).map_err(|e| Error::InvalidInput {
+        what: "commit author",
+        message: format!("{name:?} <{email}>: {}", e.message()),
+    })?;
+    let id = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent]).map_err(Error::git("commit", path))?;
+    Ok(Some(id.to_string()))
+}
+
+/// Paths changed between `base` and HEAD, plus uncommitted and untracked
+/// ones; relative, `/`-separated, sorted, without duplicates.
+pub(crate) fn changed_paths(path: &Path, base: &str) -> Result<Vec<String>> {
+    let repo = Repository::open(path).map_err(Error::git("open worktree", path))?;
+    let mut paths = BTreeSet::new();
+    let base_oid = Oid::from_str(base).map_err(|e| Error::InvalidInput {
+        what: "worktree.base_commit",
+        message: format!("{base:?}: {}", e.message()),
+    })?;
+    let base_tree = repo.find_commit(base_oid).and_then(|c| c.tree()).map_err(Error::git("read base commit", path))?;
+    let head_tree = repo.head().and_then(|h| h.peel_to_tree()).map_err(Error::git("read HEAD", path))?;
+    let diff = repo.diff_tree_to_tree(Some(&base_tree), Some(&head_tree), None).map_err(Error::git("diff", path))?;
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(p) = file.path() {
+                paths.insert(slashed(p));
+            }
+        }
+    }
+    let mut opts = StatusOptions::new();
+    opts.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false).include_unmodified(false);
+    let statuses = repo.statuses(Some(&mut opts)).map_err(Error::git("status", path))?;
+    for entry in statuses.iter() {
+        if let Ok(p) = entry.path() {
+            paths.insert(p.to_string());
+        }
+        for delta in [entry.head_to_index(), entry.index_to_workdir()].into_iter().flatten() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = file.path() {
+                    paths.insert(slashed(p));
+                }
+            }
+        }
+    }
+    Ok(paths.into_iter().collect())
+}
+
+fn slashed(p: &Path) -> String {
+    p.to_string_lossy().replace('\\', "/")
+}
+
+/// Removes the worktree directory and its metadata in the mirror
+/// (`mirrors` is searched when the directory is already gone). Idempotent.
+pub(crate) fn remove(path: &Path, name: &str, mirrors: &Path) -> Result<()> {
+    let mirror = match Repository::open(path) {
+        Ok(repo) if repo.is_worktree() => Some(repo.commondir().to_path_buf()),
+        _ => find_mirror_of(mirrors, name),
+    };
+    if path.exists() {
+        std::fs::remove_dir_all(path).map_err(Error::io("remove worktree", path))?;
+    }
+    if let Some(mirror) = mirror {
+        let repo = Repository::open_bare(&mirror).map_err(Error::git("open mirror", &mirror))?;
+        if let Ok(wt) = repo.find_worktree(name) {
+            wt.prune(Some(WorktreePruneOptions::new().valid(true))).map_err(Error::git("prune worktree", &mirror))?;
+        }
+    }
+    Ok(())
+}
+
+/// The mirror whose worktree metadata names `name`.
+fn find_mirror_of(mirrors: &Path, name: &str) -> Option<PathBuf> {
+    all_mirrors(mirrors).into_iter().find(|m| m.join("worktrees").join(name).is_dir())
+}
+
+/// Every `mirrors/<owner>/<name>.git`.
+pub(crate) fn all_mirrors(mirrors: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for owner in read_dirs(mirrors) {
+        out.extend(read_dirs(&owner).into_iter().filter(|p| p.extension().is_some_and(|e| e == "git")));
+    }
+    out
+}
+
+pub(crate) fn read_dirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    dirs
+}
+
+/// How long ago the worktree was created: the age of its `.git` file, which
+/// `git worktree add` writes once (the directory's own time changes with
+/// every file the agent adds at the top level).
+pub(crate) fn age(path: &Path) -> Duration {
+    let modified = std::fs::metadata(path.join(".git"))
+        .or_else(|_| std::fs::metadata(path))
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| SystemTime::now());
+    SystemTime::now().duration_since(modified).unwrap_or_default()
+}
+
+/// Prunes worktree metadata whose directory is gone, in every mirror.
+pub(crate) fn prune_stale(mirrors: &Path) {
+    for mirror in all_mirrors(mirrors) {
+        let Ok(repo) = Repository::open_bare(&mirror) else { continue };
+        let Ok(names) = repo.worktrees() else { continue };
+        for name in names.iter().flatten().flatten() {
+            if let Ok(wt) = repo.find_worktree(name)
+                && wt.validate().is_err()
+                && let Err(e) = wt.prune(None)
+            {
+                tracing::warn!(mirror = %mirror.display(), worktree = name, error = %e, "could not prune worktree metadata");
+            }
+        }
+    }
+}
