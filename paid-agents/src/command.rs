@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use paid_core::{Agent, AgentContext, AgentExit, AgentOutcome, Error as CoreError, ExecExit, ExecRequest, FailureClass};
+use paid_core::{
+    Agent, AgentContext, AgentExit, AgentOutcome, Error as CoreError, ExecExit, ExecRequest, FailureClass,
+};
 use secrecy::ExposeSecret;
 
 use crate::Error;

@@ -1,1 +1,91 @@
-fn main() {}
+//! `paid`: the reference deployment binary.
+//!
+//! `paid demo [--dir DIR]` runs one labeled issue through the whole pipeline
+//! on this machine and prints the pull request it opened.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use paid_core::RunState;
+
+#[derive(Parser)]
+#[command(name = "paid", version, about = "Labeled issues in, pull requests out.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole pipeline locally: SQLite, local Docker, a bare git remote,
+    /// a fake GitHub with one labeled issue, and a scripted agent.
+    Demo {
+        /// Working directory (created; reused runs start fresh in it).
+        #[arg(long, default_value = "paid-demo")]
+        dir: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Demo { dir } => demo(dir).await,
+    }
+}
+
+async fn demo(dir: PathBuf) -> ExitCode {
+    if dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            eprintln!("error: cannot clear {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let say: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(|line: &str| println!("{line}"));
+    match paid_examples::demo::run(&dir, say).await {
+        Ok(report) if report.run.state == RunState::Succeeded => {
+            println!();
+            println!("Done. Pull request: {}", report.pr_url.as_deref().unwrap_or("-"));
+            println!("  branch {} pushed to {}", report.branch.as_deref().unwrap_or("-"), report.remote.display());
+            println!(
+                "  inspect it: git -C {} log --stat {}",
+                report.remote.display(),
+                report.branch.as_deref().unwrap_or("")
+            );
+            println!(
+                "  run journal and logs: sqlite3 {} 'select step, status, error from steps'",
+                report.db_path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            let why = report.run.failure.map(|f| format!("{}: {}", f.code, f.message)).unwrap_or_default();
+            eprintln!("error: the run ended {}: {why}", report.run.state);
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if !line.contains(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    line
+}
