@@ -41,11 +41,11 @@ async fn main() -> ExitCode {
 }
 
 async fn demo(dir: PathBuf) -> ExitCode {
-    if dir.exists() {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            eprintln!("error: cannot clear {}: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
+    if dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(&dir)
+    {
+        eprintln!("error: cannot clear {}: {e}", dir.display());
+        return ExitCode::FAILURE;
     }
     let say: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(|line: &str| println!("{line}"));
     match paid_examples::demo::run(&dir, say).await {
