@@ -23,6 +23,7 @@ mod domain;
 pub mod engine;
 mod error;
 mod ids;
+pub mod metrics;
 pub mod policy;
 pub mod ports;
 #[cfg(feature = "testing")]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 use super::{Engine, EngineConfig, Inner};
+use crate::metrics::Metrics;
 use crate::ports::selector::FixedSelector;
 use crate::{
     Agent, Clock, Error, Forge, Ids, ModelSelector, RandomIds, Result, SandboxRuntime, Store, SystemClock, Workspaces,
@@ -25,6 +26,7 @@ pub struct EngineBuilder {
     ids: Option<Arc<dyn Ids>>,
     config: EngineConfig,
     template: Option<String>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -103,6 +105,12 @@ impl EngineBuilder {
         self
     }
 
+    /// Where run metrics are recorded (default: a fresh, unregistered set).
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Builds the engine, naming the first missing part.
     pub fn build(self) -> Result<Engine> {
         let missing = |part: &str| Error::InvalidInput {
@@ -141,6 +149,7 @@ impl EngineBuilder {
                 config: self.config,
                 template: self.template.unwrap_or_else(|| super::prompt::DEFAULT_TEMPLATE.to_string()),
                 events,
+                metrics: self.metrics.unwrap_or_default(),
             }),
         })
     }

@@ -30,6 +30,7 @@ pub use intake::PollReport;
 pub use session::{ExecOutput, RunLogger, SandboxSession};
 pub use steps::comment_marker;
 
+use crate::metrics::Metrics;
 use crate::{Agent, Clock, Forge, Ids, ModelSelector, SandboxRuntime, Store, Workspaces};
 
 /// Runs issues through the pipeline. Cheap to clone; clones share state.
@@ -65,6 +66,7 @@ struct Inner {
     config: EngineConfig,
     template: String,
     events: broadcast::Sender<EngineEvent>,
+    metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -81,6 +83,11 @@ impl Engine {
     /// The store this engine uses.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The metrics this engine records.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The settings.

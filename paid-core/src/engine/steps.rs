@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use super::config::MAX_PR_BODY;
 use super::journal::Retry;
 use super::{Engine, EngineEvent, RunLogger, SandboxSession, prompt};
+use crate::metrics::{AgentLabels, ProjectLabels, RunLabels};
 use crate::policy::{ForbiddenPaths, branch_name, pr_title};
 use crate::{
     Agent, AgentContext, AgentExit, AgentOutcome, AuditEvent, CommentRequest, CommitRequest, Error, ExecExit,
@@ -117,6 +118,9 @@ impl Engine {
             })
             .await?;
         info!(run_id = %run.id, project_id = %run.project_id, from = %run.state, %to, "run moved");
+        if to.is_terminal() {
+            self.record_end(&moved).await;
+        }
         self.emit(EngineEvent::Transition { run_id: run.id, from: run.state, to });
         Ok(moved)
     }
@@ -150,6 +154,28 @@ impl Engine {
         }
         let to = if run.state == RunState::Cleaning { end_state(&failure) } else { RunState::Cleaning };
         self.move_to(&run, to).await
+    }
+
+    async fn record_end(&self, run: &Run) {
+        let m = &self.inner.metrics;
+        let agent_type = match self.inner.store.project(run.project_id).await {
+            Ok(p) => p.agent,
+            Err(_) => "unknown".into(),
+        };
+        let project_id = run.project_id.to_string();
+        m.agent_runs_total
+            .get_or_create(&RunLabels {
+                project_id: project_id.clone(),
+                agent_type: agent_type.clone(),
+                status: run.state.to_string(),
+            })
+            .inc();
+        let labels = AgentLabels { project_id, agent_type };
+        let secs = (self.inner.clock.now() - run.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+        m.agent_run_duration_seconds.get_or_create(&labels).observe(secs);
+        if run.state == RunState::Succeeded {
+            m.iterations_to_complete.get_or_create(&labels).observe(f64::from(run.iterations));
+        }
     }
 
     fn logger(&self, run_id: RunId) -> RunLogger {
@@ -226,6 +252,7 @@ impl Engine {
         let started = std::time::Instant::now();
         match runtime.create(&spec).await {
             Ok(sandbox) => {
+                self.inner.metrics.container_startup_seconds.observe(started.elapsed().as_secs_f64());
                 info!(run_id = %run.id, sandbox = %sandbox.id, elapsed_ms = started.elapsed().as_millis() as u64, "sandbox ready");
                 Ok(Resources { worktree, sandbox })
             }
@@ -469,6 +496,9 @@ impl Engine {
             .journaled(run, Some(&key), self.inner.config.timeouts.pr, Retry::Transient, || forge.find_or_create_pr(&req))
             .await?;
         self.patch(run, RunPatch { pr_url: Some(pr.url.clone()), ..Default::default() }).await?;
+        if pr.created {
+            self.inner.metrics.prs_created_total.get_or_create(&ProjectLabels { project_id: project.id.to_string() }).inc();
+        }
         self.emit(EngineEvent::Note { run_id: run.id, message: format!("pull request {}", pr.url) });
         Ok(RunState::Reporting)
     }

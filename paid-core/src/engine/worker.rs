@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::Engine;
+use crate::metrics::WorkflowLabels;
 use crate::{ClaimRequest, Error, Result, Run, RunId};
 
 impl Engine {
@@ -30,6 +31,8 @@ impl Engine {
     /// lease at the end.
     pub async fn drive(&self, run_id: RunId) -> Result<Run> {
         let cancel = CancellationToken::new();
+        let active = self.inner.metrics.active_workflows.get_or_create(&WorkflowLabels { workflow_type: "execute".into() }).clone();
+        active.inc();
         let heartbeat = tokio::spawn(self.clone().heartbeat(run_id, cancel.clone()));
         let result = loop {
             match self.advance_with(run_id, &cancel).await {
@@ -39,6 +42,7 @@ impl Engine {
             }
         };
         heartbeat.abort();
+        active.dec();
         if let Err(e) = self.inner.store.release(run_id, &self.inner.config.worker_id).await
             && !matches!(e, Error::LeaseLost { .. })
         {

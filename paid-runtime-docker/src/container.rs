@@ -1,0 +1,323 @@
+//! Pure translations between Paid's portable types and the engine's:
+//! a [`SandboxSpec`] becomes a hardened container-create body, and a listed
+//! container becomes a [`SandboxInfo`]. No I/O here, so every hardening
+//! setting is unit tested (and checked against a live engine in
+//! `tests/hardening.rs`, since the engine silently ignores misplaced keys).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bollard::models::{ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig, Mount, MountType};
+use paid_core::{SandboxInfo, SandboxSpec, Timestamp};
+
+use crate::config::DockerConfig;
+use crate::error::DockerError;
+
+/// The `SecurityOpt` entry that sets the kernel's `no_new_privs` bit, spelled
+/// as the engine parses it (the bare form; `no-new-privileges:true` is the
+/// deprecated colon syntax).
+pub(crate) const NO_NEW_PRIVILEGES: &str = "no-new-privileges";
+
+/// A numeric `uid:gid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SandboxUser {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+}
+
+impl SandboxUser {
+    /// Parses `uid:gid`. Names are refused (they resolve against the image's
+    /// `/etc/passwd`, which the runtime does not control) and so is uid 0.
+    pub(crate) fn parse(user: &str) -> Result<Self, DockerError> {
+        let invalid = |message: String| DockerError::Invalid { what: "sandbox user", message };
+        let (uid, gid) =
+            user.split_once(':').ok_or_else(|| invalid(format!("{user:?} is not a numeric uid:gid pair")))?;
+        let uid: u32 = uid.parse().map_err(|_| invalid(format!("{user:?}: uid {uid:?} is not a number")))?;
+        let gid: u32 = gid.parse().map_err(|_| invalid(format!("{user:?}: gid {gid:?} is not a number")))?;
+        if uid == 0 {
+            return Err(invalid("sandboxes never run as root (uid 0)".to_string()));
+        }
+        Ok(Self { uid, gid })
+    }
+}
+
+/// The container name for a sandbox: `<prefix>-<run id>-<suffix>`.
+pub(crate) fn container_name(config: &DockerConfig, spec: &SandboxSpec, suffix: &str) -> String {
+    format!("{}-{}-{}", config.label_prefix, spec.run_id, suffix)
+}
+
+/// The labels every sandbox carries.
+pub(crate) fn labels(config: &DockerConfig, spec: &SandboxSpec) -> HashMap<String, String> {
+    HashMap::from([
+        (config.managed_label(), "true".to_string()),
+        (config.run_label(), spec.run_id.to_string()),
+        (config.project_label(), spec.project_id.to_string()),
+    ])
+}
+
+/// Turns a spec into the body of `POST /containers/create`: a non-root user,
+/// all capabilities dropped, `no-new-privileges`, a read-only root with tmpfs
+/// for `/tmp` and home, the worktree as the only writable bind mount, memory
+/// with swap equal to it, a CPU quota, a PID limit, an init process that
+/// reaps orphans, and the management labels. It keeps running `sleep
+/// infinity` until stopped; work happens in execs.
+pub(crate) fn create_body(config: &DockerConfig, spec: &SandboxSpec) -> Result<ContainerCreateBody, DockerError> {
+    let user = SandboxUser::parse(&config.user)?;
+    validate(config, spec)?;
+    let limits = &spec.limits;
+    let memory = i64::try_from(limits.memory_bytes).map_err(|_| DockerError::Invalid {
+        what: "sandbox memory limit",
+        message: format!("{} bytes is too large", limits.memory_bytes),
+    })?;
+    // Nano-CPUs are whole numbers; 1.5 CPUs is 1_500_000_000.
+    let nano_cpus = (limits.cpus * 1e9).round() as i64;
+
+    let tmpfs = HashMap::from([
+        ("/tmp".to_string(), format!("rw,nosuid,nodev,exec,size={},mode=1777", limits.tmp_bytes)),
+        (
+            config.home.clone(),
+            format!("rw,nosuid,nodev,exec,size={},uid={},gid={},mode=0700", config.home_bytes, user.uid, user.gid),
+        ),
+    ]);
+    let worktree = Mount {
+        typ: Some(MountType::BIND),
+        source: Some(spec.worktree.to_string_lossy().into_owned()),
+        target: Some(spec.mount_at.clone()),
+        read_only: Some(false),
+        ..Default::default()
+    };
+
+    let mut env = vec![format!("HOME={}", config.home)];
+    env.extend(spec.env.iter().filter(|(k, _)| k.as_str() != "HOME").map(|(k, v)| format!("{k}={v}")));
+    if let Some(home) = spec.env.get("HOME") {
+        env[0] = format!("HOME={home}");
+    }
+
+    Ok(ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        user: Some(format!("{}:{}", user.uid, user.gid)),
+        entrypoint: Some(vec!["sleep".to_string(), "infinity".to_string()]),
+        cmd: None,
+        env: Some(env),
+        working_dir: Some(spec.mount_at.clone()),
+        labels: Some(labels(config, spec)),
+        network_disabled: None,
+        host_config: Some(HostConfig {
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec![NO_NEW_PRIVILEGES.to_string()]),
+            readonly_rootfs: Some(true),
+            privileged: Some(false),
+            tmpfs: Some(tmpfs),
+            mounts: Some(vec![worktree]),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            nano_cpus: Some(nano_cpus),
+            pids_limit: Some(limits.pids),
+            init: Some(true),
+            network_mode: config.network.clone(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+fn validate(config: &DockerConfig, spec: &SandboxSpec) -> Result<(), DockerError> {
+    let invalid = |what, message: String| Err(DockerError::Invalid { what, message });
+    if !spec.worktree.is_absolute() {
+        return invalid("sandbox worktree", format!("{} is not an absolute path", spec.worktree.display()));
+    }
+    for (what, path) in [("sandbox mount point", &spec.mount_at), ("sandbox home", &config.home)] {
+        if !Path::new(path).is_absolute() || path == "/" {
+            return invalid(what, format!("{path:?} must be an absolute path below /"));
+        }
+    }
+    if spec.mount_at == "/tmp" || spec.mount_at == config.home {
+        return invalid("sandbox mount point", format!("{:?} is already a tmpfs", spec.mount_at));
+    }
+    let limits = &spec.limits;
+    // The engine's own floor is 6 MiB.
+    if limits.memory_bytes < 6 << 20 {
+        return invalid("sandbox memory limit", format!("{} bytes is below the 6 MiB minimum", limits.memory_bytes));
+    }
+    if !(limits.cpus.is_finite() && limits.cpus >= 0.01) {
+        return invalid("sandbox cpus", format!("{} is not a positive number of CPUs", limits.cpus));
+    }
+    if limits.pids < 1 {
+        return invalid("sandbox pid limit", format!("{} leaves no room for a process", limits.pids));
+    }
+    if limits.tmp_bytes == 0 || config.home_bytes == 0 {
+        return invalid("sandbox tmpfs size", "a tmpfs size of 0 means unlimited; give a size".to_string());
+    }
+    Ok(())
+}
+
+/// Reads a listed container as a [`SandboxInfo`].
+pub(crate) fn sandbox_info(config: &DockerConfig, summary: ContainerSummary) -> SandboxInfo {
+    let mut labels = summary.labels.unwrap_or_default();
+    SandboxInfo {
+        id: summary.id.unwrap_or_default(),
+        run_id: labels.remove(&config.run_label()),
+        project_id: labels.remove(&config.project_label()),
+        created_at: summary.created.and_then(|secs| Timestamp::from_timestamp(secs, 0)),
+        running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use paid_core::{ProjectId, ResourceLimits, RunId};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn spec() -> SandboxSpec {
+        SandboxSpec {
+            run_id: RunId(Uuid::from_u128(1)),
+            project_id: ProjectId(Uuid::from_u128(2)),
+            image: "paid/agent:bookworm".into(),
+            worktree: PathBuf::from("/var/lib/paid/worktrees/run-1"),
+            mount_at: "/workspace".into(),
+            env: BTreeMap::from([("PAID_PROXY".to_string(), "http://proxy:8080".to_string())]),
+            limits: ResourceLimits { memory_bytes: 512 << 20, cpus: 1.5, pids: 100, tmp_bytes: 64 << 20 },
+        }
+    }
+
+    #[test]
+    fn spec_becomes_a_hardened_container() {
+        let body = create_body(&DockerConfig::default(), &spec()).unwrap();
+        let expected = ContainerCreateBody {
+            image: Some("paid/agent:bookworm".into()),
+            user: Some("1000:1000".into()),
+            entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+            env: Some(vec!["HOME=/home/agent".into(), "PAID_PROXY=http://proxy:8080".into()]),
+            working_dir: Some("/workspace".into()),
+            labels: Some(HashMap::from([
+                ("paid.managed".to_string(), "true".to_string()),
+                ("paid.run_id".to_string(), "00000000-0000-0000-0000-000000000001".to_string()),
+                ("paid.project_id".to_string(), "00000000-0000-0000-0000-000000000002".to_string()),
+            ])),
+            host_config: Some(HostConfig {
+                cap_drop: Some(vec!["ALL".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                readonly_rootfs: Some(true),
+                privileged: Some(false),
+                tmpfs: Some(HashMap::from([
+                    ("/tmp".to_string(), "rw,nosuid,nodev,exec,size=67108864,mode=1777".to_string()),
+                    (
+                        "/home/agent".to_string(),
+                        "rw,nosuid,nodev,exec,size=268435456,uid=1000,gid=1000,mode=0700".to_string(),
+                    ),
+                ])),
+                mounts: Some(vec![Mount {
+                    typ: Some(MountType::BIND),
+                    source: Some("/var/lib/paid/worktrees/run-1".into()),
+                    target: Some("/workspace".into()),
+                    read_only: Some(false),
+                    ..Default::default()
+                }]),
+                memory: Some(512 << 20),
+                memory_swap: Some(512 << 20),
+                nano_cpus: Some(1_500_000_000),
+                pids_limit: Some(100),
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        pretty_assertions::assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn config_shapes_user_labels_network_and_home() {
+        let config = DockerConfig {
+            user: "2000:3000".into(),
+            label_prefix: "acme".into(),
+            home: "/home/bot".into(),
+            network: Some("paid-internal".into()),
+            ..DockerConfig::default()
+        };
+        let mut spec = spec();
+        spec.env.insert("HOME".into(), "/workspace".into());
+        let body = create_body(&config, &spec).unwrap();
+        assert_eq!(body.user.as_deref(), Some("2000:3000"));
+        assert_eq!(body.env, Some(vec!["HOME=/workspace".into(), "PAID_PROXY=http://proxy:8080".into()]));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels.get("acme.managed").map(String::as_str), Some("true"));
+        assert!(labels.contains_key("acme.run_id") && labels.contains_key("acme.project_id"));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("paid-internal"));
+        assert!(host.tmpfs.unwrap()["/home/bot"].contains("uid=2000,gid=3000"));
+    }
+
+    #[test]
+    fn refuses_root_names_and_nonsense() {
+        let cases: Vec<(DockerConfig, SandboxSpec)> = vec![
+            (DockerConfig { user: "0:0".into(), ..Default::default() }, spec()),
+            (DockerConfig { user: "agent".into(), ..Default::default() }, spec()),
+            (DockerConfig { user: "root:root".into(), ..Default::default() }, spec()),
+            (DockerConfig::default(), SandboxSpec { worktree: "relative/dir".into(), ..spec() }),
+            (DockerConfig::default(), SandboxSpec { mount_at: "workspace".into(), ..spec() }),
+            (DockerConfig::default(), SandboxSpec { mount_at: "/".into(), ..spec() }),
+            (DockerConfig::default(), SandboxSpec { mount_at: "/tmp".into(), ..spec() }),
+            (
+                DockerConfig::default(),
+                SandboxSpec { limits: ResourceLimits { memory_bytes: 1024, ..spec().limits }, ..spec() },
+            ),
+            (DockerConfig::default(), SandboxSpec { limits: ResourceLimits { cpus: 0.0, ..spec().limits }, ..spec() }),
+            (
+                DockerConfig::default(),
+                SandboxSpec { limits: ResourceLimits { cpus: f64::NAN, ..spec().limits }, ..spec() },
+            ),
+            (DockerConfig::default(), SandboxSpec { limits: ResourceLimits { pids: 0, ..spec().limits }, ..spec() }),
+            (
+                DockerConfig::default(),
+                SandboxSpec { limits: ResourceLimits { tmp_bytes: 0, ..spec().limits }, ..spec() },
+            ),
+        ];
+        for (config, spec) in cases {
+            let err = create_body(&config, &spec).unwrap_err();
+            assert!(matches!(err, DockerError::Invalid { .. }), "{config:?} {spec:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn names_carry_the_run() {
+        assert_eq!(
+            container_name(&DockerConfig::default(), &spec(), "a1b2c3"),
+            "paid-00000000-0000-0000-0000-000000000001-a1b2c3"
+        );
+    }
+
+    #[test]
+    fn listed_containers_become_sandbox_infos() {
+        let summary = ContainerSummary {
+            id: Some("c0ffee".into()),
+            created: Some(1_700_000_000),
+            state: Some(ContainerSummaryStateEnum::RUNNING),
+            labels: Some(labels(&DockerConfig::default(), &spec())),
+            ..Default::default()
+        };
+        pretty_assertions::assert_eq!(
+            sandbox_info(&DockerConfig::default(), summary),
+            SandboxInfo {
+                id: "c0ffee".into(),
+                run_id: Some("00000000-0000-0000-0000-000000000001".into()),
+                project_id: Some("00000000-0000-0000-0000-000000000002".into()),
+                created_at: Timestamp::from_timestamp(1_700_000_000, 0),
+                running: true,
+            }
+        );
+        let bare = ContainerSummary {
+            id: Some("x".into()),
+            state: Some(ContainerSummaryStateEnum::EXITED),
+            ..Default::default()
+        };
+        assert_eq!(
+            sandbox_info(&DockerConfig::default(), bare),
+            SandboxInfo { id: "x".into(), run_id: None, project_id: None, created_at: None, running: false }
+        );
+    }
+}
