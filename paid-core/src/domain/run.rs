@@ -101,7 +101,11 @@ impl RunState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RunState::Succeeded | RunState::Failed | RunState::Cancelled | RunState::TimedOut | RunState::BudgetExceeded
+            RunState::Succeeded
+                | RunState::Failed
+                | RunState::Cancelled
+                | RunState::TimedOut
+                | RunState::BudgetExceeded
         )
     }
 
@@ -153,10 +157,10 @@ impl FromStr for RunState {
     type Err = crate::Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RunState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| crate::Error::InvalidInput { what: "run state".into(), message: format!("unknown state {s:?}") })
+        RunState::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| crate::Error::InvalidInput {
+            what: "run state".into(),
+            message: format!("unknown state {s:?}"),
+        })
     }
 }
 

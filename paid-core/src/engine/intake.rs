@@ -113,7 +113,11 @@ impl Engine {
                         details: serde_json::json!({ "author": fi.author }),
                     })
                     .await?;
-                self.emit(EngineEvent::Untrusted { project_id: project.id, issue: fi.number, author: fi.author.clone() });
+                self.emit(EngineEvent::Untrusted {
+                    project_id: project.id,
+                    issue: fi.number,
+                    author: fi.author.clone(),
+                });
             }
             self.inner.store.put_issue(&tracked).await?;
             return Err(Error::Untrusted {

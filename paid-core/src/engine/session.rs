@@ -33,7 +33,13 @@ impl RunLogger {
     /// Appends text.
     pub async fn write(&self, stream: LogStream, text: &str) -> Result<LogAppend> {
         self.store
-            .append_log(&AppendLog { run_id: self.run_id, stream, text, cap_bytes: self.cap_bytes, at: self.clock.now() })
+            .append_log(&AppendLog {
+                run_id: self.run_id,
+                stream,
+                text,
+                cap_bytes: self.cap_bytes,
+                at: self.clock.now(),
+            })
             .await
     }
 }

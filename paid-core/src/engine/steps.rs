@@ -101,7 +101,9 @@ impl Engine {
             RunState::OpeningPr => self.open_pr(run, project).await,
             RunState::Reporting => self.report(run, project).await,
             RunState::Cleaning => self.clean(run, project).await,
-            end => Err(Error::IllegalTransition { run: run.id.to_string(), from: end.to_string(), to: end.to_string() }),
+            end => {
+                Err(Error::IllegalTransition { run: run.id.to_string(), from: end.to_string(), to: end.to_string() })
+            }
         }
     }
 
@@ -143,14 +145,25 @@ impl Engine {
                 })
                 .await?;
         }
-        let failure =
-            run.failure.clone().unwrap_or(Failure { step: run.state, code: error.code().into(), message: error.to_string() });
+        let failure = run.failure.clone().unwrap_or(Failure {
+            step: run.state,
+            code: error.code().into(),
+            message: error.to_string(),
+        });
         let mut run = run.clone();
         if run.failure.is_none() {
             run = store
-                .patch_run(run.id, owner, &RunPatch { failure: Some(failure.clone()), ..Default::default() }, self.inner.clock.now())
+                .patch_run(
+                    run.id,
+                    owner,
+                    &RunPatch { failure: Some(failure.clone()), ..Default::default() },
+                    self.inner.clock.now(),
+                )
                 .await?;
-            let _ = self.logger(run.id).write(LogStream::System, &format!("[paid] {}: {}\n", run.state, failure.message)).await;
+            let _ = self
+                .logger(run.id)
+                .write(LogStream::System, &format!("[paid] {}: {}\n", run.state, failure.message))
+                .await;
         }
         let to = if run.state == RunState::Cleaning { end_state(&failure) } else { RunState::Cleaning };
         self.move_to(&run, to).await
@@ -411,7 +424,10 @@ impl Engine {
         if out.passed {
             Ok(RunState::Committing)
         } else if run.iterations < self.inner.config.max_iterations {
-            self.emit(EngineEvent::Note { run_id: run.id, message: format!("verify failed on iteration {}; retrying", run.iterations) });
+            self.emit(EngineEvent::Note {
+                run_id: run.id,
+                message: format!("verify failed on iteration {}; retrying", run.iterations),
+            });
             Ok(RunState::RunningAgent)
         } else {
             Err(Error::Agent(format!(
@@ -493,11 +509,17 @@ impl Engine {
         let key = format!("pr:{head}");
         let forge = &self.inner.forge;
         let pr: PullRequest = self
-            .journaled(run, Some(&key), self.inner.config.timeouts.pr, Retry::Transient, || forge.find_or_create_pr(&req))
+            .journaled(run, Some(&key), self.inner.config.timeouts.pr, Retry::Transient, || {
+                forge.find_or_create_pr(&req)
+            })
             .await?;
         self.patch(run, RunPatch { pr_url: Some(pr.url.clone()), ..Default::default() }).await?;
         if pr.created {
-            self.inner.metrics.prs_created_total.get_or_create(&ProjectLabels { project_id: project.id.to_string() }).inc();
+            self.inner
+                .metrics
+                .prs_created_total
+                .get_or_create(&ProjectLabels { project_id: project.id.to_string() })
+                .inc();
         }
         self.emit(EngineEvent::Note { run_id: run.id, message: format!("pull request {}", pr.url) });
         Ok(RunState::Reporting)
@@ -525,7 +547,8 @@ impl Engine {
             add: vec![project.labels.done.clone()],
             remove,
         };
-        let comment = CommentRequest { repo: project.repo.clone(), number: run.issue_number, marker: marker.clone(), body };
+        let comment =
+            CommentRequest { repo: project.repo.clone(), number: run.issue_number, marker: marker.clone(), body };
         let forge = &self.inner.forge;
         let _: u64 = self
             .journaled(run, Some(&marker), self.inner.config.timeouts.issue_update, Retry::Transient, || async {
@@ -646,5 +669,9 @@ fn tail(s: &str, max: usize) -> &str {
 }
 
 fn truncate_chars(s: &str, max: usize) -> String {
-    if s.chars().count() <= max { s.to_string() } else { s.chars().take(max.saturating_sub(1)).chain(['…']).collect() }
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        s.chars().take(max.saturating_sub(1)).chain(['…']).collect()
+    }
 }

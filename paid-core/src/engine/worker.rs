@@ -31,7 +31,12 @@ impl Engine {
     /// lease at the end.
     pub async fn drive(&self, run_id: RunId) -> Result<Run> {
         let cancel = CancellationToken::new();
-        let active = self.inner.metrics.active_workflows.get_or_create(&WorkflowLabels { workflow_type: "execute".into() }).clone();
+        let active = self
+            .inner
+            .metrics
+            .active_workflows
+            .get_or_create(&WorkflowLabels { workflow_type: "execute".into() })
+            .clone();
         active.inc();
         let heartbeat = tokio::spawn(self.clone().heartbeat(run_id, cancel.clone()));
         let result = loop {

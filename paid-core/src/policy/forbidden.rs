@@ -28,7 +28,10 @@ pub struct ForbiddenPaths {
 impl ForbiddenPaths {
     /// The default policy with the project's `allowed` globs exempted.
     pub fn new(allowed: &[String]) -> Result<Self> {
-        Ok(Self { forbidden: build(DEFAULT_FORBIDDEN.iter().copied())?, allowed: build(allowed.iter().map(String::as_str))? })
+        Ok(Self {
+            forbidden: build(DEFAULT_FORBIDDEN.iter().copied())?,
+            allowed: build(allowed.iter().map(String::as_str))?,
+        })
     }
 
     /// The paths (relative, `/`-separated) that violate the policy.
@@ -50,8 +53,10 @@ impl ForbiddenPaths {
 fn build<'a>(patterns: impl Iterator<Item = &'a str>) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
-        let glob = Glob::new(p)
-            .map_err(|e| Error::InvalidInput { what: "project.allowed_paths".into(), message: format!("{p:?}: {e}") })?;
+        let glob = Glob::new(p).map_err(|e| Error::InvalidInput {
+            what: "project.allowed_paths".into(),
+            message: format!("{p:?}: {e}"),
+        })?;
         b.add(glob);
     }
     b.build().map_err(|e| Error::InvalidInput { what: "project.allowed_paths".into(), message: e.to_string() })
