@@ -221,3 +221,74 @@ async fn unclonable_repository_fails_clearly() {
     assert!(failure.message.contains("no-such-repo.git"), "{}", failure.message);
     assert_cleaned_up(&s, run.id).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_failures_are_fed_back_until_the_agent_fixes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Fails verification on the first iteration; fixes only once it has feedback.
+    let script = format!(
+        "if [ \"$PAID_ITERATION\" = 1 ]; then echo 'first try: no change'; \
+         else case \"$PAID_FEEDBACK\" in *'FAIL: add 2 3'*) {FIXER_SCRIPT};; *) exit 3;; esac; fi"
+    );
+    let s = setup(tmp.path(), DemoConfig { agent_script: script, ..DemoConfig::default() }).await;
+    let engine = s.engine().unwrap();
+    engine.poll_project(s.project.id).await.unwrap();
+    let run = engine.run_until_idle().await.unwrap().pop().unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.failure);
+    assert_eq!(run.iterations, 2);
+    let steps = s.store.steps(run.id).await.unwrap();
+    let verifies: Vec<_> = steps.iter().filter(|st| st.step == RunState::Verifying).collect();
+    assert_eq!(verifies.len(), 2);
+    assert_eq!(verifies[0].output["passed"], false);
+    assert_eq!(verifies[1].output["passed"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_that_never_passes_stops_at_max_iterations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = DemoConfig { agent_script: "echo 'I changed nothing'".into(), ..DemoConfig::default() };
+    config.engine.max_iterations = 3;
+    let s = setup(tmp.path(), config).await;
+    let engine = s.engine().unwrap();
+    engine.poll_project(s.project.id).await.unwrap();
+    let run = engine.run_until_idle().await.unwrap().pop().unwrap();
+    assert_eq!(run.state, RunState::Failed);
+    assert_eq!(run.iterations, 3);
+    let failure = run.failure.unwrap();
+    assert_eq!(failure.code, "verify_failed");
+    assert!(failure.message.contains("after 3 iterations"), "{}", failure.message);
+    assert!(failure.message.contains("FAIL: add 2 3"), "{}", failure.message);
+    assert_cleaned_up(&s, run.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_agent_stops_it_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = DemoConfig { agent_script: "sleep 300".into(), ..DemoConfig::default() };
+    config.engine.heartbeat_interval = std::time::Duration::from_millis(200);
+    let s = setup(tmp.path(), config).await;
+    let engine = s.engine().unwrap();
+    engine.poll_project(s.project.id).await.unwrap();
+    let worker = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.run_once().await }
+    });
+    // Wait until the agent is running.
+    let run_id = loop {
+        let runs = s.store.runs(&RunFilter::default()).await.unwrap();
+        if let Some(r) = runs.iter().find(|r| r.state == RunState::RunningAgent) {
+            break r.id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let asked = std::time::Instant::now();
+    engine.cancel(run_id).await.unwrap();
+    let run =
+        tokio::time::timeout(std::time::Duration::from_secs(20), worker).await.unwrap().unwrap().unwrap().unwrap();
+    let took = asked.elapsed();
+    assert_eq!(run.state, RunState::Cancelled, "{:?}", run.failure);
+    assert!(took < std::time::Duration::from_secs(5), "cancel took {took:?}");
+    assert_cleaned_up(&s, run.id).await;
+    assert!(s.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).is_empty());
+}

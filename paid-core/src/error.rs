@@ -120,6 +120,18 @@ pub enum Error {
     /// The agent finished without success.
     #[error("agent failed: {0}")]
     Agent(String),
+    /// The agent looped without progress (same tool call repeated, or no
+    /// file change for many turns).
+    #[error("agent stuck: {0}")]
+    Stuck(String),
+    /// Verification kept failing until the iteration limit.
+    #[error("verification still failing after {iterations} iterations:\n{digest}")]
+    VerifyFailed {
+        /// Agent iterations made.
+        iterations: u32,
+        /// The last failure digest (tail).
+        digest: String,
+    },
     /// A backend error with no more specific meaning.
     #[error("{backend}: {message}")]
     Backend {
@@ -174,6 +186,8 @@ impl Error {
             Error::Cancelled => "cancelled",
             Error::BudgetExceeded(_) => "budget_exceeded",
             Error::Agent(_) => "agent_failed",
+            Error::Stuck(_) => "stuck",
+            Error::VerifyFailed { .. } => "verify_failed",
             Error::Backend { .. } => "backend",
         }
     }

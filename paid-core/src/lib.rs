@@ -34,6 +34,7 @@ pub use domain::*;
 pub use error::{BoxError, Error, Result};
 pub use ids::{Ids, ProjectId, RandomIds, RunId, SequentialIds};
 pub use ports::agent::{Agent, AgentContext, AgentExit, AgentOutcome, FailureClass, ProxyEndpoint};
+pub use ports::credentials::RunCredentials;
 pub use ports::forge::{CommentRequest, Forge, ForgeIssue, LabelChange, PollRequest, PrRequest, PullRequest};
 pub use ports::llm::{ChatEvent, ChatRequest, ChatResponse, LlmProvider, Message, Role, ToolCall, ToolSpec};
 pub use ports::sandbox::{

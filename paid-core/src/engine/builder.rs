@@ -9,7 +9,8 @@ use super::{Engine, EngineConfig, Inner};
 use crate::metrics::Metrics;
 use crate::ports::selector::FixedSelector;
 use crate::{
-    Agent, Clock, Error, Forge, Ids, ModelSelector, RandomIds, Result, SandboxRuntime, Store, SystemClock, Workspaces,
+    Agent, Clock, Error, Forge, Ids, ModelSelector, RandomIds, Result, RunCredentials, SandboxRuntime, Store,
+    SystemClock, Workspaces,
 };
 
 /// Builds an [`Engine`]. Store, runtime, forge, workspaces and at least one
@@ -27,6 +28,7 @@ pub struct EngineBuilder {
     config: EngineConfig,
     template: Option<String>,
     metrics: Option<Arc<Metrics>>,
+    credentials: Option<Arc<dyn RunCredentials>>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -111,6 +113,13 @@ impl EngineBuilder {
         self
     }
 
+    /// The metering proxy's per-run credentials (default: none; agents then
+    /// get no proxy endpoint).
+    pub fn credentials(mut self, credentials: Arc<dyn RunCredentials>) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
     /// Builds the engine, naming the first missing part.
     pub fn build(self) -> Result<Engine> {
         let missing = |part: &str| Error::InvalidInput {
@@ -150,6 +159,7 @@ impl EngineBuilder {
                 template: self.template.unwrap_or_else(|| super::prompt::DEFAULT_TEMPLATE.to_string()),
                 events,
                 metrics: self.metrics.unwrap_or_default(),
+                credentials: self.credentials,
             }),
         })
     }

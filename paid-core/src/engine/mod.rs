@@ -31,7 +31,7 @@ pub use session::{ExecOutput, RunLogger, SandboxSession};
 pub use steps::comment_marker;
 
 use crate::metrics::Metrics;
-use crate::{Agent, Clock, Forge, Ids, ModelSelector, SandboxRuntime, Store, Workspaces};
+use crate::{Agent, Clock, Forge, Ids, ModelSelector, RunCredentials, SandboxRuntime, Store, Workspaces};
 
 /// Runs issues through the pipeline. Cheap to clone; clones share state.
 ///
@@ -67,6 +67,7 @@ struct Inner {
     template: String,
     events: broadcast::Sender<EngineEvent>,
     metrics: Arc<Metrics>,
+    credentials: Option<Arc<dyn RunCredentials>>,
 }
 
 impl Engine {

@@ -327,8 +327,10 @@ impl Engine {
         let prompt = prompt::render(&self.inner.template, &issue, feedback.as_deref())?;
         let iteration = run.iterations + 1;
         let limit = self.inner.config.timeouts.agent;
-        // The metering proxy (and its per-run token) is wired in by the LLM layer.
-        let proxy: Option<ProxyEndpoint> = None;
+        let proxy: Option<ProxyEndpoint> = match &self.inner.credentials {
+            Some(c) => Some(c.issue(run.id, run.project_id).await?),
+            None => None,
+        };
         let (issue, prompt, feedback, agent, proxy) = (&issue, &prompt, &feedback, &agent, &proxy);
         let out: AgentOut = self
             .journaled(run, None, limit + Duration::from_secs(30), Retry::Never, move || async move {
@@ -366,6 +368,11 @@ impl Engine {
             })
             .await?;
         self.patch(run, RunPatch { iterations: Some(out.iteration), ..Default::default() }).await?;
+        if let Some(c) = &self.inner.credentials
+            && let Some(reason) = c.budget_exceeded(run.id).await?
+        {
+            return Err(Error::BudgetExceeded(reason));
+        }
         if let Some(usage) = out.outcome.usage {
             store
                 .record_usage(&UsageRecord {
@@ -384,7 +391,7 @@ impl Engine {
             AgentExit::Completed if project.verify.is_empty() => Ok(RunState::Committing),
             AgentExit::Completed => Ok(RunState::Verifying),
             AgentExit::Failed { class, message } => Err(Error::Agent(format!("{class:?}: {message}"))),
-            AgentExit::Stuck { reason } => Err(Error::Agent(format!("stuck: {reason}"))),
+            AgentExit::Stuck { reason } => Err(Error::Stuck(reason)),
         }
     }
 
@@ -430,11 +437,7 @@ impl Engine {
             });
             Ok(RunState::RunningAgent)
         } else {
-            Err(Error::Agent(format!(
-                "verification still failing after {} iterations:\n{}",
-                run.iterations,
-                tail(&out.digest, 500)
-            )))
+            Err(Error::VerifyFailed { iterations: run.iterations, digest: tail(&out.digest, 500).to_string() })
         }
     }
 
@@ -599,6 +602,9 @@ impl Engine {
                         self.inner.workspaces.remove(&r.worktree).await?;
                         seen.push(r.worktree.path);
                     }
+                }
+                if let Some(c) = &self.inner.credentials {
+                    c.revoke(run.id).await?;
                 }
                 if let Some(failure) = &run.failure {
                     self.report_failure(run, project, failure).await;

@@ -30,6 +30,13 @@ impl Engine {
     /// and stopping the agent when cancellation is requested. Releases the
     /// lease at the end.
     pub async fn drive(&self, run_id: RunId) -> Result<Run> {
+        self.drive_until(run_id, &CancellationToken::new()).await
+    }
+
+    /// [`Engine::drive`], stopping between steps when `shutdown` is
+    /// cancelled: the lease is released and the run, still in its current
+    /// state, is returned for another worker to resume.
+    pub async fn drive_until(&self, run_id: RunId, shutdown: &CancellationToken) -> Result<Run> {
         let cancel = CancellationToken::new();
         let active = self
             .inner
@@ -42,6 +49,7 @@ impl Engine {
         let result = loop {
             match self.advance_with(run_id, &cancel).await {
                 Ok(run) if run.state.is_terminal() => break Ok(run),
+                Ok(run) if shutdown.is_cancelled() => break Ok(run),
                 Ok(_) => continue,
                 Err(e) => break Err(e),
             }
@@ -75,6 +83,46 @@ impl Engine {
                 cancel.cancel();
             }
         }
+    }
+
+    /// The worker loop: claims and drives runs until `shutdown` is cancelled.
+    /// When idle it waits `idle_wait` (or less, when `wake` fires: a store
+    /// notification such as PostgreSQL `LISTEN/NOTIFY`). On shutdown it stops
+    /// claiming, lets the current step finish, releases the lease and
+    /// returns; another worker resumes the run from its journal.
+    pub async fn run_until_shutdown(
+        &self,
+        shutdown: CancellationToken,
+        idle_wait: Duration,
+        wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+    ) -> Result<u64> {
+        let mut finished = 0;
+        while !shutdown.is_cancelled() {
+            match self.claim_next().await {
+                Ok(Some(run)) => {
+                    match self.drive_until(run.id, &shutdown).await {
+                        Ok(run) if run.state.is_terminal() => finished += 1,
+                        Ok(_) => {}
+                        Err(e) => warn!(run_id = %run.id, error = %e, "run interrupted; its lease will expire"),
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "claim failed; retrying after the idle wait"),
+            }
+            let notified = async {
+                match &wake {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(idle_wait) => {}
+                _ = notified => {}
+            }
+        }
+        Ok(finished)
     }
 
     /// Claims one run and drives it to its end. `None` when nothing is runnable.

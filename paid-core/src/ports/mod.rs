@@ -4,6 +4,7 @@
 //! new options do not break implementors.
 
 pub mod agent;
+pub mod credentials;
 pub mod forge;
 pub mod llm;
 pub mod sandbox;
