@@ -6,5 +6,7 @@
 //! done when its port's suite passes against it.
 
 pub mod fixtures;
+pub mod forge;
 pub mod sandbox;
 pub mod store;
+pub mod workspaces;
