@@ -178,6 +178,14 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the sample project's bare repository at `<dir>/remote.git` (the
+/// remote `paid demo` works on; the daemon tests use it too). Returns its path.
+pub fn create_sample_remote_in(dir: &Path) -> anyhow::Result<PathBuf> {
+    let remote = dir.join("remote.git");
+    create_sample_remote(dir, &remote)?;
+    Ok(remote)
+}
+
 fn create_sample_remote(dir: &Path, remote: &Path) -> anyhow::Result<()> {
     let work = dir.join("sample");
     if work.exists() {

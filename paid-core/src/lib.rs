@@ -23,6 +23,7 @@ mod domain;
 pub mod engine;
 mod error;
 mod ids;
+pub mod learning;
 pub mod metrics;
 pub mod policy;
 pub mod ports;
@@ -41,5 +42,6 @@ pub use ports::sandbox::{
     ExecEvent, ExecExit, ExecRequest, ResourceLimits, SandboxHandle, SandboxInfo, SandboxRuntime, SandboxSpec,
 };
 pub use ports::selector::{FixedSelector, ModelSelector, SelectionRequest};
+pub use ports::secrets::{PutSecret, SecretMeta, SecretRecord, SecretStore};
 pub use ports::store::{AppendLog, ClaimRequest, RunFilter, RunPatch, Store, Transition};
 pub use ports::workspaces::{CommitRequest, Workspaces, Worktree, WorktreeRequest};

@@ -2,7 +2,9 @@
 //! ([`GitHubForge`]) and the [`Workspaces`](paid_core::Workspaces) on git
 //! ([`GitWorkspaces`]): mirror clones, one worktree per run, host-side push.
 //! With the `fake` feature, `fake::FakeGitHub` is an in-process GitHub for
-//! tests whose responses follow recorded sessions.
+//! tests whose responses follow recorded sessions. With the `webhooks`
+//! feature, `webhooks::WebhookReceiver` is an axum router that verifies and
+//! forwards GitHub webhook deliveries.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -30,8 +32,13 @@ mod forge;
 mod workspaces;
 
 pub use error::{Error, Result, ValidationError};
-pub use forge::{ClientStats, DEFAULT_BASE_URI, GitHubConfig, GitHubForge, RateLimit};
+pub use forge::{
+    ClientStats, DEFAULT_BASE_URI, FailingCheck, FeedbackRequest, GitHubConfig, GitHubForge, PrFeedback, PrState,
+    RateLimit, RetryPolicy, Review, ReviewComment, ReviewThread, Votes,
+};
 pub use workspaces::{GitWorkspaces, GitWorkspacesConfig};
 
 #[cfg(feature = "fake")]
 pub mod fake;
+#[cfg(feature = "webhooks")]
+pub mod webhooks;

@@ -3,7 +3,7 @@
 
 use paid_core::{CommentRequest, Forge, IssueState, LabelChange, PollRequest, PrRequest, RepoRef};
 use paid_github::fake::{FakeConfig, FakeGitHub};
-use paid_github::{GitHubConfig, GitHubForge};
+use paid_github::{GitHubConfig, GitHubForge, RetryPolicy};
 use pretty_assertions::assert_eq;
 
 fn repo() -> RepoRef {
@@ -277,10 +277,10 @@ async fn the_token_is_required_and_checked() {
 }
 
 #[tokio::test]
-async fn server_errors_and_unreachable_hosts_are_retryable() {
+async fn without_retries_server_errors_and_unreachable_hosts_are_retryable_errors() {
     let github = FakeGitHub::start().await.unwrap();
     github.add_issue("octo", "app", 1, "t", "", "alice", &["paid-build"]);
-    let forge = forge(&github, 100);
+    let forge = GitHubForge::new(GitHubConfig::new().base_uri(github.base_url()).retry(RetryPolicy::none())).unwrap();
     github.fail_next(502, 1);
     let err = forge.poll_triggered(&poll(&["paid-build"])).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
@@ -295,7 +295,7 @@ async fn server_errors_and_unreachable_hosts_are_retryable() {
 
     let base = github.base_url().to_string();
     drop(github);
-    let gone = GitHubForge::new(GitHubConfig::new().base_uri(base)).unwrap();
+    let gone = GitHubForge::new(GitHubConfig::new().base_uri(base).retry(RetryPolicy::none())).unwrap();
     let err = gone.issue(&repo(), 1).await.unwrap_err();
     assert!(matches!(err, paid_core::Error::Unavailable { .. }), "{err:?}");
     assert!(err.is_retryable());

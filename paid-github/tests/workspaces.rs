@@ -414,3 +414,132 @@ async fn bad_input_is_refused_before_touching_disk() {
             .await;
     assert!(matches!(err, Err(paid_core::Error::NotFound { entity: "mirror", .. })), "{err:?}");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn mirrors_and_worktrees_are_private_to_the_host_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let remote = Remote::new();
+    let s = setup(&remote);
+    // Even a directory left too open (say, by an older version) is tightened.
+    std::fs::create_dir_all(s.root.join("worktrees")).unwrap();
+    std::fs::set_permissions(s.root.join("worktrees"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    s.ws.ensure_mirror(&s.project).await.unwrap();
+    s.worktree(s.run_id(), "paid/20-p-000020").await;
+    for dir in ["worktrees", "mirrors"] {
+        let mode = std::fs::metadata(s.root.join(dir)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{dir} is {mode:o}");
+    }
+}
+
+/// What a hostile agent can do from inside the sandbox: rewrite the
+/// worktree's `.git` to a repository of its own whose `core.worktree` points
+/// at host files, hoping the host-side commit picks them up and pushes them.
+#[tokio::test]
+async fn a_tampered_dot_git_is_never_followed_and_is_restored() {
+    let remote = Remote::new();
+    let s = setup(&remote);
+    s.ws.ensure_mirror(&s.project).await.unwrap();
+    let branch = "paid/21-t-000021";
+    let wt = s.worktree(s.run_id(), branch).await;
+    let genuine = std::fs::read_to_string(wt.path.join(".git")).unwrap();
+    assert!(genuine.starts_with("gitdir: ") && genuine.contains("mirrors/octo/app.git/worktrees/"), "{genuine}");
+
+    let host = tempfile::tempdir().unwrap();
+    write(host.path(), "secret.txt", "host secret\n");
+    let evil = wt.path.join("evil.git");
+    let evil_repo = Repository::init_bare(&evil).unwrap();
+    evil_repo.config().unwrap().set_str("core.worktree", &host.path().display().to_string()).unwrap();
+    evil_repo.config().unwrap().set_bool("core.bare", false).unwrap();
+    std::fs::write(wt.path.join(".git"), format!("gitdir: {}\n", evil.display())).unwrap();
+    write(&wt.path, "fix.txt", "the real fix\n");
+
+    let paths = s.ws.changed_paths(&wt).await.unwrap();
+    assert_eq!(std::fs::read_to_string(wt.path.join(".git")).unwrap(), genuine, "restored");
+    assert!(paths.contains(&"fix.txt".to_string()) && !paths.iter().any(|p| p.contains("secret")), "{paths:?}");
+
+    // Tamper again, then commit: the commit lands on the run's branch in the
+    // mirror and holds the worktree's files, not the host's.
+    std::fs::write(wt.path.join(".git"), format!("gitdir: {}\n", evil.display())).unwrap();
+    let commit = s.commit(&wt, "fix").await.unwrap();
+    assert_eq!(std::fs::read_to_string(wt.path.join(".git")).unwrap(), genuine);
+    let mirror = Repository::open_bare(s.root.join("mirrors/octo/app.git")).unwrap();
+    assert_eq!(mirror.refname_to_id(&format!("refs/heads/{branch}")).unwrap().to_string(), commit);
+    let tree = mirror.find_commit(Oid::from_str(&commit).unwrap()).unwrap().tree().unwrap();
+    assert!(tree.get_path(Path::new("fix.txt")).is_ok());
+    assert!(tree.get_path(Path::new("secret.txt")).is_err(), "no host file was committed");
+    assert!(Repository::open_bare(&evil).unwrap().head().is_err(), "the planted repository got nothing");
+
+    // A `.git` directory or symlink in its place is replaced too.
+    std::fs::remove_file(wt.path.join(".git")).unwrap();
+    std::fs::create_dir(wt.path.join(".git")).unwrap();
+    write(&wt.path, ".git/HEAD", "ref: refs/heads/main\n");
+    assert!(s.ws.changed_paths(&wt).await.unwrap().contains(&"fix.txt".to_string()));
+    assert_eq!(std::fs::read_to_string(wt.path.join(".git")).unwrap(), genuine);
+    #[cfg(unix)]
+    {
+        std::fs::remove_file(wt.path.join(".git")).unwrap();
+        std::os::unix::fs::symlink(&evil, wt.path.join(".git")).unwrap();
+        s.ws.push(&s.project, &wt).await.unwrap();
+        assert!(std::fs::symlink_metadata(wt.path.join(".git")).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(wt.path.join(".git")).unwrap(), genuine);
+    }
+    assert_eq!(remote.branch(branch).unwrap().to_string(), commit);
+    // And an untouched `.git` is left exactly as it is.
+    let before = std::fs::metadata(wt.path.join(".git")).unwrap().modified().unwrap();
+    s.ws.changed_paths(&wt).await.unwrap();
+    assert_eq!(std::fs::metadata(wt.path.join(".git")).unwrap().modified().unwrap(), before);
+}
+
+#[tokio::test]
+async fn forbidden_paths_in_a_real_diff_are_refused_unless_allowed() {
+    use paid_core::policy::ForbiddenPaths;
+    let remote = Remote::new();
+    let s = setup(&remote);
+    s.ws.ensure_mirror(&s.project).await.unwrap();
+    let wt = s.worktree(s.run_id(), "paid/22-f-000022").await;
+    write(&wt.path, ".github/workflows/ci.yml", "on: push\n");
+    write(&wt.path, ".env", "TOKEN=x\n");
+    write(&wt.path, "id_rsa.key", "-----BEGIN-----\n");
+    write(&wt.path, "src/ok.rs", "pub fn ok() {}\n");
+    s.commit(&wt, "mixed").await.unwrap();
+    let paths = s.ws.changed_paths(&wt).await.unwrap();
+    assert_eq!(paths, vec![".env", ".github/workflows/ci.yml", "id_rsa.key", "src/ok.rs"]);
+
+    let refused = ForbiddenPaths::new(&[]).unwrap().check(paths.iter().map(String::as_str)).unwrap_err();
+    match refused {
+        paid_core::Error::PolicyViolation { paths } => {
+            assert_eq!(paths, vec![".env", ".github/workflows/ci.yml", "id_rsa.key"]);
+        }
+        other => panic!("expected a policy violation, got {other:?}"),
+    }
+    // A project that allows its workflows still may not push secrets.
+    let allowing = ForbiddenPaths::new(&[".github/workflows/**".into()]).unwrap();
+    assert_eq!(allowing.violations(paths.iter().map(String::as_str)), vec![".env", "id_rsa.key"]);
+    let everything = ForbiddenPaths::new(&[".github/workflows/**".into(), ".env".into(), "*.key".into()]).unwrap();
+    assert!(everything.check(paths.iter().map(String::as_str)).is_ok());
+}
+
+#[tokio::test]
+async fn https_urls_reach_the_tls_transport() {
+    // A port nothing listens on: the clone must fail to *connect*, which
+    // proves git2 has an https transport (without one it fails at once with
+    // "unsupported URL protocol").
+    let port = {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ws = GitWorkspaces::new(GitWorkspacesConfig::new(dir.path()).token(TOKEN.to_string().into()));
+    let url = format!("https://127.0.0.1:{port}/octo/app.git");
+    let project =
+        Project::new(ProjectId(SequentialIds::default().uuid()), RepoRef::new("octo", "app"), &url, chrono::Utc::now());
+    match ws.ensure_mirror(&project).await.unwrap_err() {
+        paid_core::Error::Clone { url: u, message } => {
+            assert_eq!(u, url);
+            assert!(!message.to_lowercase().contains("unsupported url protocol"), "{message}");
+            assert!(message.to_lowercase().contains("connect"), "{message}");
+        }
+        other => panic!("expected a clone error, got {other:?}"),
+    }
+}

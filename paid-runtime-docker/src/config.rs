@@ -1,4 +1,8 @@
-//! [`DockerConfig`]: how the runtime reaches the engine and shapes sandboxes.
+//! [`DockerConfig`]: how the runtime reaches the engines and shapes
+//! sandboxes, with its parts [`EgressConfig`], [`WarmPoolConfig`] and
+//! [`ReaperConfig`].
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +30,12 @@ pub struct DockerConfig {
     /// `connect_with_local_defaults` finds it (`DOCKER_HOST` when it is a
     /// `unix://` URI, otherwise `/var/run/docker.sock`).
     pub endpoint: Option<String>,
+    /// Several engines to spread sandboxes over (scale-out), in the same
+    /// forms as [`endpoint`](Self::endpoint). When not empty it replaces
+    /// `endpoint`, which must then be unset. Each new sandbox goes to the
+    /// engine with the fewest sandboxes placed through that endpoint (see
+    /// [`DockerRuntime`](crate::DockerRuntime)). Default: empty.
+    pub endpoints: Vec<String>,
     /// The user every sandbox process runs as, `uid:gid`. Default
     /// `"1000:1000"`, the `agent` user of `docker/agent.Dockerfile`. Never
     /// root: [`DockerRuntime::create`](crate::DockerRuntime) refuses uid 0.
@@ -43,9 +53,20 @@ pub struct DockerConfig {
     /// Size of the home tmpfs in bytes. Default 256 MiB. Like `/tmp`, it
     /// counts against the sandbox's memory limit only as far as it is used.
     pub home_bytes: u64,
-    /// The Docker network mode or network name sandboxes join. Default
-    /// `None`: the engine's default bridge.
+    /// The Docker network mode or network name sandboxes join when
+    /// [`egress`](Self::egress) is off. Default `None`: the engine's default
+    /// bridge, which reaches everything the host reaches. Use `"none"` for no
+    /// network at all, or set `egress`.
     pub network: Option<String>,
+    /// Egress control: every sandbox on its own internal network whose only
+    /// reachable endpoint is the metering proxy. Default `None` (off). When
+    /// set, [`network`](Self::network) must be unset.
+    pub egress: Option<EgressConfig>,
+    /// Pre-created sandboxes, so a run does not wait for a cold create.
+    /// Default: off (`per_image: 0`).
+    pub warm_pool: WarmPoolConfig,
+    /// Thresholds of [`DockerRuntime::reap`](crate::DockerRuntime::reap).
+    pub reaper: ReaperConfig,
     /// The umask of every exec, as octal. Default `"0000"`: files the agent
     /// writes into the worktree stay writable by the host user that commits
     /// and removes the worktree, which is usually a different uid than the
@@ -64,13 +85,7 @@ impl DockerConfig {
     /// The endpoint as shown in messages: the configured URI, or the local
     /// socket bollard's defaults use.
     pub fn endpoint_display(&self) -> String {
-        match &self.endpoint {
-            Some(endpoint) => endpoint.clone(),
-            None => match std::env::var("DOCKER_HOST") {
-                Ok(host) if host.starts_with("unix://") => host,
-                _ => "unix:///var/run/docker.sock".to_string(),
-            },
-        }
+        display_of(self.endpoint.as_deref())
     }
 
     /// The label marking sandboxes this runtime manages, `<prefix>.managed`.
@@ -87,18 +102,163 @@ impl DockerConfig {
     pub fn project_label(&self) -> String {
         format!("{}.project_id", self.label_prefix)
     }
+
+    /// `<prefix>.<name>`, for the runtime's other labels (`role`,
+    /// `endpoint`, `network`, `pool.owner`, `pool.slot`).
+    pub(crate) fn label(&self, name: &str) -> String {
+        format!("{}.{name}", self.label_prefix)
+    }
+
+    /// The endpoints to connect to: [`endpoints`](Self::endpoints), or the
+    /// one [`endpoint`](Self::endpoint) (`None`: the local default).
+    pub(crate) fn endpoint_list(&self) -> Vec<Option<String>> {
+        if self.endpoints.is_empty() {
+            vec![self.endpoint.clone()]
+        } else {
+            self.endpoints.iter().cloned().map(Some).collect()
+        }
+    }
+}
+
+/// How sandboxes reach the metering proxy and nothing else.
+///
+/// Each sandbox gets its own Docker network, created on demand with
+/// `Internal: true` (no route out), no address on the host side
+/// (`com.docker.network.bridge.inhibit_ipv4`, so not even the host's own
+/// ports answer) and a subnet cut from [`subnet_pool`](Self::subnet_pool).
+/// A small forwarder container per engine, hardened like a sandbox, joins
+/// every sandbox network and the [`uplink_network`](Self::uplink_network),
+/// and relays one TCP port to the proxy. Sandboxes find it in
+/// `PAID_PROXY_URL` (`http://<forwarder address>:<forwarder_port>`),
+/// `PAID_PROXY_HOST` and `PAID_PROXY_PORT`.
+///
+/// ```
+/// use paid_runtime_docker::DockerConfig;
+///
+/// let config: DockerConfig = serde_json::from_str(r#"{ "egress": { "proxy_port": 8089 } }"#).unwrap();
+/// let egress = config.egress.unwrap();
+/// assert_eq!((egress.proxy_host.as_str(), egress.proxy_port), ("host-gateway", 8089));
+/// assert_eq!(egress.subnet_pool, "10.213.0.0/16");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EgressConfig {
+    /// The proxy's TCP port on [`proxy_host`](Self::proxy_host). Required.
+    pub proxy_port: u16,
+    /// Where the proxy listens, as seen from the forwarder: a host name, an
+    /// address, or `"host-gateway"` (default), the Docker host's address on
+    /// the default bridge (`docker0`). The proxy must listen on that address
+    /// (or on `0.0.0.0`), not only on `127.0.0.1`.
+    pub proxy_host: String,
+    /// The port the forwarder listens on in sandbox networks. Default 3128.
+    pub forwarder_port: u16,
+    /// The forwarder's image; it needs `python3`. Default
+    /// `"paid/agent:bookworm"`.
+    pub forwarder_image: String,
+    /// The ordinary network the forwarder reaches the proxy through.
+    /// Default `"bridge"`.
+    pub uplink_network: String,
+    /// The address range sandbox networks are cut from, as a CIDR. Default
+    /// `"10.213.0.0/16"`. Pick one no host route uses.
+    pub subnet_pool: String,
+    /// Prefix length of each sandbox network (at most 29). Default 28:
+    /// 4096 sandbox networks in the default pool.
+    pub subnet_prefix: u8,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        Self {
+            proxy_port: 0,
+            proxy_host: "host-gateway".to_string(),
+            forwarder_port: 3128,
+            forwarder_image: "paid/agent:bookworm".to_string(),
+            uplink_network: "bridge".to_string(),
+            subnet_pool: "10.213.0.0/16".to_string(),
+            subnet_prefix: 28,
+        }
+    }
+}
+
+impl EgressConfig {
+    /// Egress through the proxy on port `proxy_port` of the Docker host,
+    /// everything else by default.
+    pub fn proxy(proxy_port: u16) -> Self {
+        Self { proxy_port, ..Self::default() }
+    }
+}
+
+/// The warm pool: sandboxes created ahead of demand, per image.
+///
+/// See "Warm pool" in the [crate docs](crate) for how a pooled sandbox gets
+/// the run's worktree with the same isolation as a cold one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarmPoolConfig {
+    /// Ready sandboxes kept per pool key (image, mount point and limits).
+    /// Default 0: no pool, every sandbox is created cold.
+    pub per_image: usize,
+    /// Directory of the pooled sandboxes' slot directories. It must be on
+    /// the same filesystem as the worktrees (claiming moves the worktree's
+    /// entries into a slot, which is a rename only within one filesystem).
+    /// Default `None`: `.paid-warm-pool` next to the first worktree seen.
+    pub root: Option<PathBuf>,
+    /// Seconds a pooled sandbox waits before it is replaced by a fresh one.
+    /// Default 1200 (20 min), below the reaper's idle threshold, so another
+    /// worker's reaper never takes a live pool's sandboxes.
+    pub max_idle_secs: u64,
+}
+
+impl Default for WarmPoolConfig {
+    fn default() -> Self {
+        Self { per_image: 0, root: None, max_idle_secs: 1200 }
+    }
+}
+
+/// Thresholds of the reaper (DESIGN §7 defaults).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReaperConfig {
+    /// A sandbox with no exec for this long is removed. Default 1800 (30 min).
+    pub idle_after_secs: u64,
+    /// A sandbox older than this is removed. Default 86400 (24 h).
+    pub max_age_secs: u64,
+    /// Anything younger than this is left alone, so a sandbox being created
+    /// right now is never taken for an orphan. Default 60.
+    pub grace_secs: u64,
+}
+
+impl Default for ReaperConfig {
+    fn default() -> Self {
+        Self { idle_after_secs: 30 * 60, max_age_secs: 24 * 3600, grace_secs: 60 }
+    }
+}
+
+/// An endpoint as shown in messages and labels.
+pub(crate) fn display_of(endpoint: Option<&str>) -> String {
+    match endpoint {
+        Some(endpoint) => endpoint.to_string(),
+        None => match std::env::var("DOCKER_HOST") {
+            Ok(host) if host.starts_with("unix://") => host,
+            _ => "unix:///var/run/docker.sock".to_string(),
+        },
+    }
 }
 
 impl Default for DockerConfig {
     fn default() -> Self {
         Self {
             endpoint: None,
+            endpoints: Vec::new(),
             user: "1000:1000".to_string(),
             label_prefix: "paid".to_string(),
             image_build_hint: "scripts/build-images".to_string(),
             home: "/home/agent".to_string(),
             home_bytes: 256 << 20,
             network: None,
+            egress: None,
+            warm_pool: WarmPoolConfig::default(),
+            reaper: ReaperConfig::default(),
             umask: "0000".to_string(),
             stop_timeout_secs: 2,
             request_timeout_secs: 120,

@@ -4,8 +4,8 @@
 //! setting is unit tested (and checked against a live engine in
 //! `tests/hardening.rs`, since the engine silently ignores misplaced keys).
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
 use bollard::models::{ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig, Mount, MountType};
 use paid_core::{SandboxInfo, SandboxSpec, Timestamp};
@@ -43,10 +43,37 @@ impl SandboxUser {
 
 /// The container name for a sandbox: `<prefix>-<run id>-<suffix>`.
 pub(crate) fn container_name(config: &DockerConfig, spec: &SandboxSpec, suffix: &str) -> String {
-    format!("{}-{}-{}", config.label_prefix, spec.run_id, suffix)
+    run_container_name(config, &spec.run_id.to_string(), suffix)
 }
 
-/// The labels every sandbox carries.
+/// `<prefix>-<run id>-<suffix>`: the name of a run's sandbox, also given to
+/// a pooled sandbox when a run claims it (labels cannot change after
+/// creation, a name can).
+pub(crate) fn run_container_name(config: &DockerConfig, run_id: &str, suffix: &str) -> String {
+    format!("{}-{run_id}-{suffix}", config.label_prefix)
+}
+
+/// The run id in a container name made by [`run_container_name`] (the
+/// engine reports names with a leading `/`).
+pub(crate) fn run_id_from_name(config: &DockerConfig, name: &str) -> Option<String> {
+    let rest = name.trim_start_matches('/').strip_prefix(&config.label_prefix)?.strip_prefix('-')?;
+    let run = rest.get(..36)?;
+    let uuid_like = run.len() == 36
+        && run.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() });
+    (uuid_like && rest[36..].starts_with('-')).then(|| run.to_string())
+}
+
+/// What the runtime role label says a managed container is.
+pub(crate) mod role {
+    /// A run's sandbox (cold, or pooled and claimed).
+    pub(crate) const SANDBOX: &str = "sandbox";
+    /// The egress forwarder of one engine.
+    pub(crate) const FORWARDER: &str = "forwarder";
+    /// A sandbox's own internal network.
+    pub(crate) const SANDBOX_NET: &str = "sandbox-net";
+}
+
+/// The labels of a run's sandbox.
 pub(crate) fn labels(config: &DockerConfig, spec: &SandboxSpec) -> HashMap<String, String> {
     HashMap::from([
         (config.managed_label(), "true".to_string()),
@@ -55,13 +82,47 @@ pub(crate) fn labels(config: &DockerConfig, spec: &SandboxSpec) -> HashMap<Strin
     ])
 }
 
+/// How one sandbox differs from the spec alone: what is mounted, its
+/// labels, its environment and its network. A cold sandbox mounts the
+/// worktree and carries the run's labels; a pooled one mounts an empty
+/// slot and carries no run yet.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Shape {
+    /// The host directory mounted at `spec.mount_at`.
+    pub(crate) mount_source: PathBuf,
+    /// Every label.
+    pub(crate) labels: HashMap<String, String>,
+    /// The container's environment (after `HOME`, which a `HOME` entry here
+    /// overrides).
+    pub(crate) env: BTreeMap<String, String>,
+    /// The network mode or network to join.
+    pub(crate) network: Option<String>,
+}
+
+impl Shape {
+    /// A cold sandbox for `spec`: its worktree, its run's labels, its
+    /// environment, the configured network.
+    pub(crate) fn cold(config: &DockerConfig, spec: &SandboxSpec) -> Self {
+        Self {
+            mount_source: spec.worktree.clone(),
+            labels: labels(config, spec),
+            env: spec.env.clone(),
+            network: config.network.clone(),
+        }
+    }
+}
+
 /// Turns a spec into the body of `POST /containers/create`: a non-root user,
 /// all capabilities dropped, `no-new-privileges`, a read-only root with tmpfs
 /// for `/tmp` and home, the worktree as the only writable bind mount, memory
 /// with swap equal to it, a CPU quota, a PID limit, an init process that
 /// reaps orphans, and the management labels. It keeps running `sleep
 /// infinity` until stopped; work happens in execs.
-pub(crate) fn create_body(config: &DockerConfig, spec: &SandboxSpec) -> Result<ContainerCreateBody, DockerError> {
+pub(crate) fn create_body(
+    config: &DockerConfig,
+    spec: &SandboxSpec,
+    shape: &Shape,
+) -> Result<ContainerCreateBody, DockerError> {
     let user = SandboxUser::parse(&config.user)?;
     validate(config, spec)?;
     let limits = &spec.limits;
@@ -81,17 +142,15 @@ pub(crate) fn create_body(config: &DockerConfig, spec: &SandboxSpec) -> Result<C
     ]);
     let worktree = Mount {
         typ: Some(MountType::BIND),
-        source: Some(spec.worktree.to_string_lossy().into_owned()),
+        source: Some(shape.mount_source.to_string_lossy().into_owned()),
         target: Some(spec.mount_at.clone()),
         read_only: Some(false),
         ..Default::default()
     };
 
-    let mut env = vec![format!("HOME={}", config.home)];
-    env.extend(spec.env.iter().filter(|(k, _)| k.as_str() != "HOME").map(|(k, v)| format!("{k}={v}")));
-    if let Some(home) = spec.env.get("HOME") {
-        env[0] = format!("HOME={home}");
-    }
+    let home = shape.env.get("HOME").unwrap_or(&config.home);
+    let mut env = vec![format!("HOME={home}")];
+    env.extend(shape.env.iter().filter(|(k, _)| k.as_str() != "HOME").map(|(k, v)| format!("{k}={v}")));
 
     Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -100,7 +159,7 @@ pub(crate) fn create_body(config: &DockerConfig, spec: &SandboxSpec) -> Result<C
         cmd: None,
         env: Some(env),
         working_dir: Some(spec.mount_at.clone()),
-        labels: Some(labels(config, spec)),
+        labels: Some(shape.labels.clone()),
         network_disabled: None,
         host_config: Some(HostConfig {
             cap_drop: Some(vec!["ALL".to_string()]),
@@ -114,7 +173,7 @@ pub(crate) fn create_body(config: &DockerConfig, spec: &SandboxSpec) -> Result<C
             nano_cpus: Some(nano_cpus),
             pids_limit: Some(limits.pids),
             init: Some(true),
-            network_mode: config.network.clone(),
+            network_mode: shape.network.clone(),
             ..Default::default()
         }),
         ..Default::default()
@@ -151,12 +210,14 @@ fn validate(config: &DockerConfig, spec: &SandboxSpec) -> Result<(), DockerError
     Ok(())
 }
 
-/// Reads a listed container as a [`SandboxInfo`].
+/// Reads a listed container as a [`SandboxInfo`]. A claimed pooled sandbox
+/// has no run labels; its run comes from its name.
 pub(crate) fn sandbox_info(config: &DockerConfig, summary: ContainerSummary) -> SandboxInfo {
     let mut labels = summary.labels.unwrap_or_default();
+    let from_name = || summary.names.iter().flatten().find_map(|name| run_id_from_name(config, name));
     SandboxInfo {
         id: summary.id.unwrap_or_default(),
-        run_id: labels.remove(&config.run_label()),
+        run_id: labels.remove(&config.run_label()).or_else(from_name),
         project_id: labels.remove(&config.project_label()),
         created_at: summary.created.and_then(|secs| Timestamp::from_timestamp(secs, 0)),
         running: summary.state == Some(ContainerSummaryStateEnum::RUNNING),
@@ -187,7 +248,7 @@ mod tests {
 
     #[test]
     fn spec_becomes_a_hardened_container() {
-        let body = create_body(&DockerConfig::default(), &spec()).unwrap();
+        let body = create_body(&DockerConfig::default(), &spec(), &Shape::cold(&DockerConfig::default(), &spec())).unwrap();
         let expected = ContainerCreateBody {
             image: Some("paid/agent:bookworm".into()),
             user: Some("1000:1000".into()),
@@ -241,7 +302,7 @@ mod tests {
         };
         let mut spec = spec();
         spec.env.insert("HOME".into(), "/workspace".into());
-        let body = create_body(&config, &spec).unwrap();
+        let body = create_body(&config, &spec, &Shape::cold(&config, &spec)).unwrap();
         assert_eq!(body.user.as_deref(), Some("2000:3000"));
         assert_eq!(body.env, Some(vec!["HOME=/workspace".into(), "PAID_PROXY=http://proxy:8080".into()]));
         let labels = body.labels.unwrap();
@@ -278,7 +339,7 @@ mod tests {
             ),
         ];
         for (config, spec) in cases {
-            let err = create_body(&config, &spec).unwrap_err();
+            let err = create_body(&config, &spec, &Shape::cold(&config, &spec)).unwrap_err();
             assert!(matches!(err, DockerError::Invalid { .. }), "{config:?} {spec:?} gave {err:?}");
         }
     }
@@ -289,6 +350,39 @@ mod tests {
             container_name(&DockerConfig::default(), &spec(), "a1b2c3"),
             "paid-00000000-0000-0000-0000-000000000001-a1b2c3"
         );
+        let config = DockerConfig::default();
+        let run = "00000000-0000-0000-0000-000000000001";
+        for (name, want) in [
+            ("/paid-00000000-0000-0000-0000-000000000001-a1b2c3", Some(run)),
+            ("paid-00000000-0000-0000-0000-000000000001-x", Some(run)),
+            ("/paid-pool-a1b2c3d4e5f6", None),
+            ("/paid-00000000-0000-0000-0000-00000000000g-a1b2c3", None),
+            ("/paid-00000000-0000-0000-0000-000000000001", None),
+            ("/acme-00000000-0000-0000-0000-000000000001-a1b2c3", None),
+            ("/paid-egress-1a2b", None),
+        ] {
+            assert_eq!(run_id_from_name(&config, name).as_deref(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_shape_decides_mount_labels_env_and_network() {
+        let config = DockerConfig::default();
+        let shape = Shape {
+            mount_source: PathBuf::from("/pool/slot-1"),
+            labels: HashMap::from([("paid.managed".to_string(), "true".to_string())]),
+            env: BTreeMap::from([("PAID_PROXY_URL".to_string(), "http://10.213.0.2:3128".to_string())]),
+            network: Some("paid-net-1".into()),
+        };
+        let body = create_body(&config, &spec(), &shape).unwrap();
+        assert_eq!(body.env, Some(vec!["HOME=/home/agent".into(), "PAID_PROXY_URL=http://10.213.0.2:3128".into()]));
+        assert_eq!(body.labels, Some(shape.labels.clone()));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("paid-net-1"));
+        let mounts = host.mounts.unwrap();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].source.as_deref(), Some("/pool/slot-1"));
+        assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
     }
 
     #[test]

@@ -63,6 +63,24 @@ pub enum DockerError {
         /// Why.
         message: String,
     },
+    /// A warm-pool slot could not be prepared, claimed or released (see
+    /// "Warm pool" in the crate docs).
+    #[error("warm pool: cannot {op} ({path}): {source}")]
+    Slot {
+        /// What was being done, e.g. `move worktree entry into slot`.
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Egress control could not be set up for a sandbox.
+    #[error("egress: {message}")]
+    Egress {
+        /// What went wrong and what to do.
+        message: String,
+    },
     /// An exec did not behave as the engine's API promises.
     #[error("exec in sandbox {id}: {message}")]
     Exec {
@@ -143,8 +161,11 @@ impl From<DockerError> for paid_core::Error {
             DockerError::Api { source, .. } => {
                 paid_core::Error::Backend { backend: "docker", message, retryable, source: Some(Box::new(source)) }
             }
-            DockerError::Permissions { source, .. } => {
+            DockerError::Permissions { source, .. } | DockerError::Slot { source, .. } => {
                 paid_core::Error::Backend { backend: "docker", message, retryable, source: Some(Box::new(source)) }
+            }
+            DockerError::Egress { .. } => {
+                paid_core::Error::Backend { backend: "docker", message, retryable: true, source: None }
             }
             DockerError::Exec { .. } => {
                 paid_core::Error::Backend { backend: "docker", message, retryable, source: None }

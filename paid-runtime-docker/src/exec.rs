@@ -99,15 +99,24 @@ pub(crate) struct ExecTarget {
     pub(crate) oom: Arc<OomCounts>,
 }
 
+/// Touched by every exec when it starts and when it ends: the reaper reads
+/// its modification time to tell how long a sandbox has been idle, also
+/// for sandboxes another process started.
+pub(crate) const ACTIVITY_FILE: &str = "/tmp/.paid-activity";
+
 /// The pid file of the exec identified by `token`.
 pub(crate) fn pid_file(token: &str) -> String {
     format!("/tmp/.paid-exec-{token}.pid")
 }
 
-/// `argv` wrapped so it records its process group in `pid_file` and runs
-/// with `umask`. The command's exit status is passed through.
+/// `argv` wrapped so it records its process group in `pid_file`, marks
+/// activity in [`ACTIVITY_FILE`] and runs with `umask`. The command's exit
+/// status is passed through.
 pub(crate) fn wrap(umask: &str, pid_file: &str, argv: &[String]) -> Vec<String> {
-    let script = format!("umask {umask}; echo $$ > {pid_file}; \"$@\"; status=$?; rm -f {pid_file}; exit $status");
+    let touch = format!("echo $$ 2>/dev/null >{ACTIVITY_FILE}");
+    let script = format!(
+        "umask {umask}; echo $$ > {pid_file}; {touch}; \"$@\"; status=$?; rm -f {pid_file}; {touch}; exit $status"
+    );
     let mut wrapped = vec!["sh".to_string(), "-c".to_string(), script, "paid-exec".to_string()];
     wrapped.extend(argv.iter().cloned());
     wrapped
@@ -375,7 +384,7 @@ async fn oom_killed(target: &ExecTarget) -> bool {
 
 /// Runs a short helper command as the sandbox user and returns its exit
 /// code and stdout.
-async fn run_captured(target: &ExecTarget, cmd: Vec<String>) -> Result<(i64, Vec<u8>), DockerError> {
+pub(crate) async fn run_captured(target: &ExecTarget, cmd: Vec<String>) -> Result<(i64, Vec<u8>), DockerError> {
     let options = CreateExecOptions {
         attach_stdout: Some(true),
         attach_stderr: Some(true),
@@ -433,7 +442,8 @@ mod tests {
             vec![
                 "sh",
                 "-c",
-                "umask 0002; echo $$ > /tmp/.paid-exec-ab.pid; \"$@\"; status=$?; rm -f /tmp/.paid-exec-ab.pid; exit $status",
+                "umask 0002; echo $$ > /tmp/.paid-exec-ab.pid; echo $$ 2>/dev/null >/tmp/.paid-activity; \"$@\"; \
+                 status=$?; rm -f /tmp/.paid-exec-ab.pid; echo $$ 2>/dev/null >/tmp/.paid-activity; exit $status",
                 "paid-exec",
                 "python3",
                 "-c",

@@ -1,5 +1,6 @@
 //! A [`SandboxRuntime`](paid_core::SandboxRuntime) on the Docker engine
-//! (through bollard): hardened containers, streamed exec.
+//! (through bollard): hardened containers, streamed exec, egress control, a
+//! warm pool, a reaper, and placement over several engines.
 //!
 //! ```no_run
 //! use futures::StreamExt;
@@ -48,6 +49,60 @@
 //! that coincides with a rise of the memory cgroup's `oom_kill` counter is
 //! reported as [`ExecExit::OutOfMemory`](paid_core::ExecExit::OutOfMemory).
 //!
+//! # Egress
+//!
+//! With [`DockerConfig::egress`] set, a sandbox reaches exactly one thing:
+//! the metering proxy, through a forwarder container, at the address in its
+//! `PAID_PROXY_URL` / `PAID_PROXY_HOST` / `PAID_PROXY_PORT`. Other sandboxes,
+//! the host's other ports and outside addresses are unreachable, and names
+//! outside the sandbox's network do not resolve. Each sandbox gets its own
+//! internal network with no host-side address; [`EgressConfig`] says why a
+//! shared one is not enough on the engine.
+//!
+//! ```no_run
+//! use paid_runtime_docker::{DockerConfig, DockerRuntime, EgressConfig};
+//! # async fn demo() -> paid_core::Result<()> {
+//! // The metering proxy listens on port 8089 of the Docker host (0.0.0.0).
+//! let config = DockerConfig { egress: Some(EgressConfig::proxy(8089)), ..DockerConfig::default() };
+//! let runtime = DockerRuntime::connect(config).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Warm pool
+//!
+//! With [`WarmPoolConfig::per_image`] above 0, the runtime keeps that many
+//! sandboxes running per pool key (image, mount point, limits), each with
+//! an empty *slot* directory bind-mounted where the worktree goes. `create`
+//! takes a ready one when there is one and refills in the background;
+//! otherwise it creates cold. Claiming moves the worktree's entries into
+//! the slot (renames on one filesystem), leaves a symbolic link to the slot
+//! at the worktree's path for host-side git, and renames the container
+//! after the run; `remove` puts the directory back. The sandbox sees the
+//! same files with the same permissions as a cold one, and pooled sandboxes
+//! are hardened and labeled identically, never reused (a claimed one is
+//! removed with its run), and replaced after
+//! [`max_idle_secs`](WarmPoolConfig::max_idle_secs). The engine needs no
+//! change. Call [`DockerRuntime::drain_pool`] on shutdown.
+//!
+//! # Reaper
+//!
+//! [`DockerRuntime::reap`] removes orphaned, idle, too old and abandoned
+//! sandboxes, dangling networks and orphan pool slots, and reports them in
+//! a [`ReapReport`]. It never touches a container without the management
+//! label. See [`ReapPolicy`].
+//!
+//! # Several engines
+//!
+//! [`DockerConfig::endpoints`] spreads sandboxes over several engines, each
+//! new one to the endpoint with the fewest sandboxes; handles stay plain
+//! container ids.
+//!
+//! # Metrics
+//!
+//! [`DockerRuntime::with_metrics`] records `paid_active_containers{project_id}`
+//! and `paid_container_startup_seconds` in paid-core's
+//! [`Metrics`](paid_core::metrics::Metrics).
+//!
 //! # Errors
 //!
 //! [`DockerError`] converts into [`paid_core::Error`] by meaning: an
@@ -58,11 +113,18 @@
 
 mod config;
 mod container;
+mod egress;
+mod endpoint;
 mod error;
 mod exec;
 mod permissions;
+mod pool;
+mod reaper;
 mod runtime;
 
-pub use config::DockerConfig;
+pub use config::{DockerConfig, EgressConfig, ReaperConfig, WarmPoolConfig};
+pub use egress::{PROXY_HOST_ENV, PROXY_PORT_ENV, PROXY_URL_ENV};
 pub use error::DockerError;
+pub use pool::PoolStatus;
+pub use reaper::{ReapPolicy, ReapReason, ReapReport, Reaped};
 pub use runtime::DockerRuntime;

@@ -1,67 +1,119 @@
-//! [`DockerRuntime`]: the [`SandboxRuntime`] on one Docker engine.
+//! [`DockerRuntime`]: the [`SandboxRuntime`] on one or more Docker engines.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use bollard::{API_DEFAULT_VERSION, Docker};
 use futures::stream::BoxStream;
+use paid_core::metrics::{Metrics, ProjectLabels};
 use paid_core::{
     ExecEvent, ExecRequest, Ids, RandomIds, Result, SandboxHandle, SandboxInfo, SandboxRuntime, SandboxSpec,
 };
 
 use crate::config::DockerConfig;
-use crate::container::{SandboxUser, container_name, create_body, sandbox_info};
+use crate::container::{SandboxUser, Shape, container_name, create_body, role, run_container_name, sandbox_info};
+use crate::egress::Egress;
+use crate::endpoint::{Endpoint, least_loaded};
 use crate::error::{DockerError, status_of};
-use crate::exec::{self, ExecTarget, OomCounts};
+use crate::exec;
 use crate::permissions::make_writable;
+use crate::pool::{self, Pool, PoolEntry, PoolKey, PoolStatus, SlotRecord};
 
-/// A [`SandboxRuntime`] on a Docker engine: one hardened container per run,
-/// commands run in it with `docker exec`.
+/// A [`SandboxRuntime`] on Docker: one hardened container per run, commands
+/// run in it with `docker exec`.
 ///
-/// Cheap to clone (clones share the connection). See the [crate docs](crate)
-/// for what a sandbox looks like, and [`exec`](SandboxRuntime::exec) for how
-/// commands end.
+/// Cheap to clone (clones share connections, the warm pool and metrics).
+/// See the [crate docs](crate) for what a sandbox looks like, and
+/// [`exec`](SandboxRuntime::exec) for how commands end.
+///
+/// # Several engines
+///
+/// With [`DockerConfig::endpoints`], each new sandbox goes to the endpoint
+/// with the fewest sandboxes placed through it (pooled ones included, as
+/// the engine lists them, plus creates in flight; ties go to the first).
+/// Handles stay plain container ids: the runtime remembers where each
+/// sandbox lives, and asks every endpoint about ids it does not know (after
+/// a restart, or created by another worker).
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
-    docker: Docker,
-    config: Arc<DockerConfig>,
-    endpoint: Arc<str>,
-    oom: Arc<OomCounts>,
+    shared: Arc<Shared>,
+}
+
+/// What every clone shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: DockerConfig,
+    /// Random id of this runtime instance; owner label of its pool.
+    pub(crate) instance: String,
+    pub(crate) endpoints: Vec<Arc<Endpoint>>,
+    pub(crate) egress: Option<Egress>,
+    pub(crate) pool: Option<Pool>,
+    tracked: Mutex<HashMap<String, Tracked>>,
+    metrics: RwLock<Option<Arc<Metrics>>>,
+}
+
+/// What the runtime remembers about a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Tracked {
+    /// Index of its endpoint.
+    pub(crate) endpoint: usize,
+    /// Its project, when known.
+    pub(crate) project_id: Option<String>,
+    /// Whether this runtime counted it in `paid_active_containers`.
+    pub(crate) counted: bool,
+    /// Its own network, with egress.
+    pub(crate) network: Option<String>,
+    /// Its slot, when it came from the warm pool.
+    pub(crate) slot: Option<PathBuf>,
+    /// Environment applied to every exec under the request's (a pooled
+    /// sandbox's container predates its run's environment).
+    pub(crate) env: BTreeMap<String, String>,
 }
 
 impl DockerRuntime {
-    /// Connects to the engine `config` names and agrees on an API version
-    /// with it (older engines, such as 20.10 with API 1.41, are fine).
+    /// Connects to the engine(s) `config` names and agrees on an API version
+    /// with each (older engines, such as 20.10 with API 1.41, are fine).
     ///
     /// # Errors
     ///
-    /// [`paid_core::Error::Unavailable`] when the engine cannot be reached,
+    /// [`paid_core::Error::Unavailable`] when an engine cannot be reached,
     /// with the endpoint in the message; [`paid_core::Error::InvalidInput`]
-    /// for a root or non-numeric [`user`](DockerConfig::user) or a malformed
-    /// [`umask`](DockerConfig::umask).
+    /// for a root or non-numeric [`user`](DockerConfig::user), a malformed
+    /// [`umask`](DockerConfig::umask), both `endpoint` and `endpoints`, or an
+    /// invalid [`egress`](DockerConfig::egress).
     pub async fn connect(config: DockerConfig) -> Result<Self> {
         SandboxUser::parse(&config.user)?;
         exec::validate_umask(&config.umask)?;
-        let endpoint: Arc<str> = config.endpoint_display().into();
-        let unreachable = |source| DockerError::Unreachable { endpoint: endpoint.to_string(), source };
-        let timeout = config.request_timeout_secs;
-        let docker = match config.endpoint.as_deref() {
-            None => Docker::connect_with_local_defaults(),
-            Some(path) if path.starts_with('/') => Docker::connect_with_unix(path, timeout, API_DEFAULT_VERSION),
-            Some(uri) => Docker::connect_with_host(uri),
+        if config.endpoint.is_some() && !config.endpoints.is_empty() {
+            return Err(DockerError::Invalid {
+                what: "endpoints",
+                message: "set either `endpoint` or `endpoints`, not both".to_string(),
+            }
+            .into());
         }
-        .map_err(unreachable)?
-        .with_timeout(Duration::from_secs(timeout));
-        let docker =
-            docker.negotiate_version().await.map_err(|e| DockerError::from_bollard("version", &endpoint, e))?;
-        tracing::debug!(endpoint = %endpoint, api = %docker.client_version(), "connected to the Docker engine");
-        Ok(Self { docker, config: Arc::new(config), endpoint, oom: Arc::default() })
+        let egress = Egress::from_config(&config)?;
+        let mut endpoints = Vec::new();
+        for (index, endpoint) in config.endpoint_list().iter().enumerate() {
+            let endpoint = Endpoint::connect(index, endpoint.as_deref(), config.request_timeout_secs).await?;
+            endpoints.push(Arc::new(endpoint));
+        }
+        let shared = Shared {
+            instance: RandomIds.hex(4),
+            pool: Pool::new(&config.warm_pool),
+            config,
+            endpoints,
+            egress,
+            tracked: Mutex::default(),
+            metrics: RwLock::new(None),
+        };
+        Ok(Self { shared: Arc::new(shared) })
     }
 
     /// Connects to the local engine with the default configuration.
@@ -73,94 +125,584 @@ impl DockerRuntime {
         Self::connect(DockerConfig::default()).await
     }
 
+    /// Records `paid_active_containers{project_id}` (up on create, down on
+    /// remove) and `paid_container_startup_seconds` (from `create` being
+    /// called until the sandbox runs with the worktree mounted) in
+    /// `metrics`. Applies to every clone.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        *self.shared.metrics.write().unwrap_or_else(|p| p.into_inner()) = Some(metrics);
+        self
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &DockerConfig {
-        &self.config
+        &self.shared.config
     }
 
-    /// The underlying bollard client, for what the port does not cover
-    /// (tests inspect containers with it).
-    pub fn client(&self) -> &Docker {
-        &self.docker
+    /// The bollard client of the first endpoint, for what the port does not
+    /// cover (tests inspect containers with it).
+    pub fn client(&self) -> &bollard::Docker {
+        &self.shared.endpoints[0].docker
     }
 
-    fn api(&self, op: &'static str) -> impl FnOnce(bollard::errors::Error) -> DockerError + '_ {
-        move |e| DockerError::from_bollard(op, &self.endpoint, e)
+    /// The bollard client of the endpoint `sandbox` lives on.
+    ///
+    /// # Errors
+    ///
+    /// [`paid_core::Error::NotFound`] when no endpoint has it.
+    pub async fn client_of(&self, sandbox: &SandboxHandle) -> Result<bollard::Docker> {
+        Ok(self.shared.require(&sandbox.id).await?.0.docker.clone())
     }
 
-    fn target(&self, sandbox: &SandboxHandle) -> ExecTarget {
-        ExecTarget {
-            docker: self.docker.clone(),
-            endpoint: self.endpoint.clone(),
-            sandbox: sandbox.id.clone(),
-            user: self.config.user.clone(),
-            umask: self.config.umask.clone(),
-            oom: self.oom.clone(),
+    /// The endpoint `sandbox` lives on, as configured.
+    ///
+    /// # Errors
+    ///
+    /// [`paid_core::Error::NotFound`] when no endpoint has it.
+    pub async fn endpoint_of(&self, sandbox: &SandboxHandle) -> Result<String> {
+        Ok(self.shared.require(&sandbox.id).await?.0.name.to_string())
+    }
+
+    /// The configured endpoints, in order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.shared.endpoints.iter().map(|e| e.name.to_string()).collect()
+    }
+
+    /// How many pooled sandboxes are ready and being created, per pool key
+    /// seen so far. Empty without a warm pool.
+    pub fn pool_status(&self) -> Vec<PoolStatus> {
+        self.shared.pool.as_ref().map(Pool::status).unwrap_or_default()
+    }
+
+    /// Starts filling the warm pool for sandboxes like `spec` (image, mount
+    /// point and limits; its worktree tells where the pool root goes by
+    /// default) and waits until `warm_pool.per_image` are ready, or
+    /// `timeout` passes. Without a warm pool it returns at once.
+    ///
+    /// # Errors
+    ///
+    /// [`paid_core::Error::Timeout`] when the pool is not full in time (its
+    /// creates keep going).
+    pub async fn warm_up(&self, spec: &SandboxSpec, timeout: Duration) -> Result<()> {
+        let Some(pool) = &self.shared.pool else { return Ok(()) };
+        pool.reopen();
+        pool.root_for(&spec.worktree);
+        let key = pool.register(spec);
+        self.shared.destroy_all(pool.take_stale()).await;
+        let until = Instant::now() + timeout;
+        loop {
+            self.shared.refill(&key);
+            let full = pool
+                .status()
+                .iter()
+                .any(|s| s.image == spec.image && s.mount_at == spec.mount_at && s.ready >= pool.config.per_image);
+            if full {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(paid_core::Error::Timeout {
+                    what: format!("warm pool for {}", spec.image),
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    async fn create_inner(&self, spec: &SandboxSpec) -> Result<SandboxHandle, DockerError> {
-        let started = Instant::now();
-        let body = create_body(&self.config, spec)?;
-        let worktree = spec.worktree.clone();
-        tokio::task::spawn_blocking(move || make_writable(&worktree)).await.map_err(|e| {
-            DockerError::Permissions { path: spec.worktree.clone(), source: std::io::Error::other(e) }
-        })??;
-
-        let name = container_name(&self.config, spec, &RandomIds.hex(3));
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let created = self.docker.create_container(Some(options), body).await.map_err(|e| match status_of(&e) {
-            Some(404) => self.image_missing(&spec.image),
-            _ => DockerError::from_bollard("create container", &self.endpoint, e),
-        })?;
-        if let Err(e) = self.docker.start_container(&created.id, None).await {
-            let _ = self.remove_inner(&created.id).await;
-            return Err(DockerError::from_bollard("start container", &self.endpoint, e));
+    /// Removes every pooled sandbox that no run has claimed, and stops
+    /// refilling until [`warm_up`](Self::warm_up) or the next `create`.
+    /// Waits (up to a minute) for creates under way. Call it before
+    /// dropping the last clone, or the reaper takes them later.
+    pub async fn drain_pool(&self) {
+        let Some(pool) = &self.shared.pool else { return };
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (entries, filling) = pool.drain(true);
+            self.shared.destroy_all(entries).await;
+            if filling == 0 || Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        self.oom.reset(&created.id);
-        tracing::info!(
-            sandbox = %created.id,
-            name = %name,
-            run_id = %spec.run_id,
-            project_id = %spec.project_id,
-            image = %spec.image,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "sandbox started"
-        );
-        Ok(SandboxHandle { id: created.id, mount_at: spec.mount_at.clone() })
     }
 
-    async fn remove_inner(&self, id: &str) -> Result<(), DockerError> {
-        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-        match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) => {}
-            Err(e) if status_of(&e) == Some(404) => {}
-            // Another caller is removing it right now: the outcome is the same.
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, message })
-                if message.contains("already in progress") => {}
-            Err(e) => return Err(self.api("remove container")(e)),
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Shared {
+    fn tracked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
+        self.tracked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn metrics(&self) -> Option<Arc<Metrics>> {
+        self.metrics.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The label `<prefix>.<name>`.
+    fn label(&self, name: &str) -> String {
+        self.config.label(name)
+    }
+
+    /// The endpoint and what is known of sandbox `id`: remembered, or found
+    /// by asking each endpoint. `None` when no endpoint has it.
+    pub(crate) async fn locate(&self, id: &str) -> Result<Option<(Arc<Endpoint>, Tracked)>, DockerError> {
+        if let Some(tracked) = self.tracked().get(id).cloned() {
+            return Ok(Some((self.endpoints[tracked.endpoint].clone(), tracked)));
         }
-        self.oom.forget(id);
-        Ok(())
+        let mut failure = None;
+        for endpoint in &self.endpoints {
+            let inspect = match endpoint.docker.inspect_container(id, None::<InspectContainerOptions>).await {
+                Ok(inspect) => inspect,
+                Err(e) if status_of(&e) == Some(404) => continue,
+                Err(e) => {
+                    failure = Some(endpoint.api("inspect container")(e));
+                    continue;
+                }
+            };
+            let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
+            let home = labels
+                .get(&self.label("endpoint"))
+                .and_then(|name| self.endpoints.iter().find(|e| *e.name == **name))
+                .unwrap_or(endpoint)
+                .clone();
+            let slot = labels.get(&self.label("pool.slot")).map(PathBuf::from);
+            let record = match &slot {
+                Some(slot) => pool::read_record(slot).ok().flatten().filter(|r| inspect.id.as_deref() == Some(&r.container)),
+                None => None,
+            };
+            let tracked = Tracked {
+                endpoint: home.index,
+                project_id: labels
+                    .get(&self.config.project_label())
+                    .cloned()
+                    .or_else(|| record.as_ref().and_then(|r| r.project_id.clone())),
+                counted: false,
+                network: labels.get(&self.label("network")).cloned(),
+                slot: record.as_ref().map(|_| slot.clone()).unwrap_or_default(),
+                env: record.map(|r| r.env).unwrap_or_default(),
+            };
+            let full_id = inspect.id.unwrap_or_else(|| id.to_string());
+            self.tracked().insert(full_id, tracked.clone());
+            return Ok(Some((home, tracked)));
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    /// Like [`locate`](Self::locate), with a missing sandbox as an error.
+    async fn require(&self, id: &str) -> Result<(Arc<Endpoint>, Tracked), DockerError> {
+        self.locate(id).await?.ok_or_else(|| DockerError::SandboxNotFound { id: id.to_string() })
+    }
+
+    /// The endpoint for a new sandbox: the least loaded one.
+    async fn place(&self) -> Result<Arc<Endpoint>, DockerError> {
+        if self.endpoints.len() == 1 {
+            return Ok(self.endpoints[0].clone());
+        }
+        let loads = futures::future::join_all(self.endpoints.iter().map(|e| e.load(&self.config))).await;
+        let mut first_error = None;
+        let counts: Vec<usize> = loads
+            .into_iter()
+            .map(|load| match load {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "endpoint unavailable for placement");
+                    first_error.get_or_insert(e);
+                    usize::MAX
+                }
+            })
+            .collect();
+        if counts.iter().all(|&n| n == usize::MAX)
+            && let Some(e) = first_error
+        {
+            return Err(e);
+        }
+        Ok(self.endpoints[least_loaded(&counts)].clone())
+    }
+
+    /// Creates and starts a container; on any failure removes what was
+    /// made, the network included.
+    async fn start_container(
+        &self,
+        endpoint: &Endpoint,
+        name: &str,
+        image: &str,
+        body: ContainerCreateBody,
+        network: Option<&str>,
+    ) -> Result<String, DockerError> {
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        let created = match endpoint.docker.create_container(Some(options), body).await {
+            Ok(created) => created,
+            Err(e) => {
+                self.drop_network(endpoint, network).await;
+                return Err(match status_of(&e) {
+                    Some(404) => self.image_missing(image),
+                    _ => DockerError::from_bollard("create container", &endpoint.name, e),
+                });
+            }
+        };
+        if let Err(e) = endpoint.docker.start_container(&created.id, None).await {
+            let _ = remove_container(endpoint, &created.id).await;
+            self.drop_network(endpoint, network).await;
+            return Err(DockerError::from_bollard("start container", &endpoint.name, e));
+        }
+        endpoint.oom.reset(&created.id);
+        Ok(created.id)
+    }
+
+    /// Removes a sandbox network, logging (not failing) when it cannot.
+    async fn drop_network(&self, endpoint: &Endpoint, network: Option<&str>) {
+        let (Some(egress), Some(network)) = (&self.egress, network) else { return };
+        if let Err(e) = egress.remove_network(endpoint, network).await {
+            tracing::warn!(network, error = %e, "could not remove a sandbox network; the reaper will");
+        }
     }
 
     fn image_missing(&self, image: &str) -> DockerError {
         DockerError::ImageMissing { image: image.to_string(), hint: self.config.image_build_hint.clone() }
     }
+
+    /// A cold create: the worktree is mounted as it is.
+    async fn create_cold(&self, spec: &SandboxSpec) -> Result<SandboxHandle, DockerError> {
+        let endpoint = self.place().await?;
+        let _in_flight = endpoint.start_create();
+        let worktree = spec.worktree.clone();
+        tokio::task::spawn_blocking(move || make_writable(&worktree)).await.map_err(|e| {
+            DockerError::Permissions { path: spec.worktree.clone(), source: std::io::Error::other(e) }
+        })??;
+
+        let mut shape = Shape::cold(&self.config, spec);
+        shape.labels.insert(self.label("role"), role::SANDBOX.to_string());
+        shape.labels.insert(self.label("endpoint"), endpoint.name.to_string());
+        let network = self.sandbox_network(&endpoint, &mut shape).await?;
+        let body = create_body(&self.config, spec, &shape)?;
+        let name = container_name(&self.config, spec, &RandomIds.hex(3));
+        let id = self.start_container(&endpoint, &name, &spec.image, body, network.as_deref()).await?;
+        self.tracked().insert(
+            id.clone(),
+            Tracked {
+                endpoint: endpoint.index,
+                project_id: Some(spec.project_id.to_string()),
+                counted: false,
+                network,
+                slot: None,
+                env: BTreeMap::new(),
+            },
+        );
+        tracing::info!(
+            sandbox = %id, name = %name, run_id = %spec.run_id, project_id = %spec.project_id,
+            image = %spec.image, endpoint = %endpoint.name, "sandbox started (cold)"
+        );
+        Ok(SandboxHandle { id, mount_at: spec.mount_at.clone() })
+    }
+
+    /// With egress, creates the sandbox's network and puts it, its label
+    /// and the proxy's address into `shape`.
+    async fn sandbox_network(&self, endpoint: &Endpoint, shape: &mut Shape) -> Result<Option<String>, DockerError> {
+        let Some(egress) = &self.egress else { return Ok(None) };
+        let net = egress.create_network(endpoint).await?;
+        shape.network = Some(net.name.clone());
+        shape.labels.insert(self.label("network"), net.name.clone());
+        shape.env.extend(net.env);
+        Ok(Some(net.name))
+    }
+
+    /// Creates one pooled sandbox like `template`, with an empty slot.
+    async fn create_pooled(&self, template: &SandboxSpec) -> Result<PoolEntry, DockerError> {
+        let Some(pool) = &self.pool else {
+            return Err(DockerError::Invalid { what: "warm pool", message: "no warm pool configured".to_string() });
+        };
+        let root = pool.root_for(&template.worktree);
+        let slot_name = format!("{}-{}", self.instance, RandomIds.hex(6));
+        let slot = tokio::task::spawn_blocking(move || pool::create_slot(&root, &slot_name))
+            .await
+            .map_err(|e| DockerError::Exec { id: String::new(), message: format!("slot task failed: {e}") })??;
+        let endpoint = self.place().await?;
+        let _in_flight = endpoint.start_create();
+        let mut shape = Shape {
+            mount_source: slot.clone(),
+            labels: HashMap::from([
+                (self.config.managed_label(), "true".to_string()),
+                (self.label("role"), role::SANDBOX.to_string()),
+                (self.label("endpoint"), endpoint.name.to_string()),
+                (self.label("pool.owner"), self.instance.clone()),
+                (self.label("pool.slot"), slot.to_string_lossy().into_owned()),
+            ]),
+            env: BTreeMap::new(),
+            network: self.config.network.clone(),
+        };
+        let result = async {
+            let network = self.sandbox_network(&endpoint, &mut shape).await?;
+            let body = create_body(&self.config, template, &shape)?;
+            let name = format!("{}-pool-{}", self.config.label_prefix, RandomIds.hex(6));
+            let id = self.start_container(&endpoint, &name, &template.image, body, network.as_deref()).await?;
+            let record = SlotRecord { container: id.clone(), origin: None, run_id: None, project_id: None, env: BTreeMap::new() };
+            let at = slot.clone();
+            if let Err(e) = blocking(move || pool::write_record(&at, &record)).await {
+                let _ = remove_container(&endpoint, &id).await;
+                self.drop_network(&endpoint, network.as_deref()).await;
+                return Err(e);
+            }
+            Ok(PoolEntry { id, endpoint: endpoint.index, slot: slot.clone(), network, born: Instant::now() })
+        }
+        .await;
+        if result.is_err() {
+            let at = slot.clone();
+            let _ = blocking(move || pool::detach(&at, None)).await;
+        }
+        result
+    }
+
+    /// Spawns the creates that bring the pool for `key` back to size.
+    pub(crate) fn refill(self: &Arc<Self>, key: &PoolKey) {
+        let Some(pool) = &self.pool else { return };
+        let Some((template, count)) = pool.reserve(key) else { return };
+        for _ in 0..count {
+            let (shared, key, template) = (self.clone(), key.clone(), template.clone());
+            tokio::spawn(async move {
+                let created = match shared.create_pooled(&template).await {
+                    Ok(entry) => Some(entry),
+                    Err(e) => {
+                        tracing::warn!(image = %template.image, error = %e, "could not fill the warm pool");
+                        None
+                    }
+                };
+                if let Some(pool) = &shared.pool
+                    && let Some(stray) = pool.finish(&key, created)
+                {
+                    shared.destroy(stray).await;
+                }
+            });
+        }
+    }
+
+    /// Hands a pooled sandbox to `spec`'s run, or `None` (then the caller
+    /// creates cold): see "Warm pool" in the crate docs.
+    async fn claim(self: &Arc<Self>, spec: &SandboxSpec) -> Option<SandboxHandle> {
+        let pool = self.pool.as_ref()?;
+        pool.reopen();
+        pool.root_for(&spec.worktree);
+        let key = PoolKey::of(spec);
+        let taken = pool.take(spec);
+        self.refill(&key);
+        if !taken.stale.is_empty() {
+            let (shared, stale) = (self.clone(), taken.stale);
+            tokio::spawn(async move { shared.destroy_all(stale).await });
+        }
+        let entry = taken.entry?;
+        match self.attach(&entry, spec).await {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(sandbox = %entry.id, error = %e, "could not claim a pooled sandbox; creating one cold");
+                self.destroy(entry).await;
+                None
+            }
+        }
+    }
+
+    /// Moves the worktree into the entry's slot and renames the container
+    /// after the run.
+    async fn attach(&self, entry: &PoolEntry, spec: &SandboxSpec) -> Result<SandboxHandle, DockerError> {
+        let record = SlotRecord {
+            container: entry.id.clone(),
+            origin: Some(spec.worktree.clone()),
+            run_id: Some(spec.run_id.to_string()),
+            project_id: Some(spec.project_id.to_string()),
+            env: spec.env.clone(),
+        };
+        let (slot, worktree) = (entry.slot.clone(), spec.worktree.clone());
+        blocking(move || {
+            pool::write_record(&slot, &record)?;
+            pool::attach(&slot, &worktree)?;
+            make_writable(&slot)
+        })
+        .await?;
+        let endpoint = &self.endpoints[entry.endpoint];
+        let name = run_container_name(&self.config, &spec.run_id.to_string(), &RandomIds.hex(3));
+        let options = RenameContainerOptionsBuilder::new().name(&name).build();
+        if let Err(e) = endpoint.docker.rename_container(&entry.id, options).await {
+            let (slot, worktree) = (entry.slot.clone(), spec.worktree.clone());
+            // Put the worktree back where the engine expects it; the caller
+            // destroys the entry.
+            let _ = blocking(move || {
+                pool::detach(&slot, Some(&worktree))?;
+                Ok(())
+            })
+            .await;
+            return Err(DockerError::from_bollard("rename pooled sandbox", &endpoint.name, e));
+        }
+        self.tracked().insert(
+            entry.id.clone(),
+            Tracked {
+                endpoint: entry.endpoint,
+                project_id: Some(spec.project_id.to_string()),
+                counted: false,
+                network: entry.network.clone(),
+                slot: Some(entry.slot.clone()),
+                env: spec.env.clone(),
+            },
+        );
+        tracing::info!(
+            sandbox = %entry.id, name = %name, run_id = %spec.run_id, project_id = %spec.project_id,
+            image = %spec.image, endpoint = %endpoint.name, "sandbox claimed from the warm pool"
+        );
+        Ok(SandboxHandle { id: entry.id.clone(), mount_at: spec.mount_at.clone() })
+    }
+
+    /// Removes an unclaimed pool entry: container, network, slot.
+    pub(crate) async fn destroy(&self, entry: PoolEntry) {
+        let endpoint = &self.endpoints[entry.endpoint];
+        if let Err(e) = remove_container(endpoint, &entry.id).await {
+            tracing::warn!(sandbox = %entry.id, error = %e, "could not remove a pooled sandbox; the reaper will");
+            return;
+        }
+        self.drop_network(endpoint, entry.network.as_deref()).await;
+        let slot = entry.slot.clone();
+        if let Err(e) = blocking(move || pool::detach(&slot, None).map(|_| ())).await {
+            tracing::warn!(slot = %entry.slot.display(), error = %e, "could not delete a pool slot");
+        }
+    }
+
+    pub(crate) async fn destroy_all(&self, entries: Vec<PoolEntry>) {
+        futures::future::join_all(entries.into_iter().map(|e| self.destroy(e))).await;
+    }
+
+    /// Removes sandbox `id` with everything that belongs to it: its
+    /// network, and for a pooled one, the slot (the worktree moves back).
+    pub(crate) async fn remove_sandbox(&self, id: &str) -> Result<Option<Tracked>, DockerError> {
+        let Some((endpoint, tracked)) = self.locate(id).await? else { return Ok(None) };
+        remove_container(&endpoint, id).await?;
+        let tracked = self.tracked().remove(id).unwrap_or(tracked);
+        self.drop_network(&endpoint, tracked.network.as_deref()).await;
+        if let Some(slot) = tracked.slot.clone() {
+            let restored = blocking(move || {
+                let record = pool::read_record(&slot)?;
+                let origin = record.and_then(|r| r.origin);
+                pool::detach(&slot, origin.as_deref())
+            })
+            .await?;
+            tracing::debug!(sandbox = %id, ?restored, "pool slot released");
+        }
+        if tracked.counted
+            && let (Some(metrics), Some(project_id)) = (self.metrics(), tracked.project_id.clone())
+        {
+            metrics.active_containers.get_or_create(&ProjectLabels { project_id }).dec();
+        }
+        Ok(Some(tracked))
+    }
+
+    /// Every managed container on every endpoint, once each.
+    pub(crate) async fn list_all(
+        &self,
+    ) -> Result<Vec<(Arc<Endpoint>, bollard::models::ContainerSummary)>, DockerError> {
+        let filters = HashMap::from([("label", vec![format!("{}=true", self.config.managed_label())])]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let lists = futures::future::join_all(
+            self.endpoints.iter().map(|e| e.docker.list_containers(Some(options.clone()))),
+        )
+        .await;
+        let mut listed = Vec::new();
+        for (endpoint, list) in self.endpoints.iter().zip(lists) {
+            listed.push((endpoint, list.map_err(endpoint.api("list containers"))?));
+        }
+        // Two endpoints may name one engine: each container is reported once,
+        // through the endpoint it was placed through when that is listed.
+        let placed = |summary: &bollard::models::ContainerSummary| {
+            summary.labels.as_ref().and_then(|l| l.get(&self.label("endpoint"))).cloned()
+        };
+        let mut seen = HashSet::new();
+        let mut all = Vec::new();
+        for home_only in [true, false] {
+            for (endpoint, list) in &listed {
+                for summary in list {
+                    let home = placed(summary).is_none_or(|name| *name == *endpoint.name);
+                    if (home || !home_only) && seen.insert(summary.id.clone().unwrap_or_default()) {
+                        all.push(((*endpoint).clone(), summary.clone()));
+                    }
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// Whether a listed container is a run's sandbox (not the forwarder,
+    /// not an unclaimed pool entry).
+    pub(crate) fn is_run_sandbox(&self, summary: &bollard::models::ContainerSummary) -> bool {
+        let labels = summary.labels.clone().unwrap_or_default();
+        if labels.get(&self.label("role")).is_some_and(|r| r != role::SANDBOX) {
+            return false;
+        }
+        let info = sandbox_info(&self.config, summary.clone());
+        !(labels.contains_key(&self.label("pool.slot")) && info.run_id.is_none())
+    }
+}
+
+/// Force-removes container `id` with its anonymous volumes; a missing one
+/// is fine.
+pub(crate) async fn remove_container(endpoint: &Endpoint, id: &str) -> Result<(), DockerError> {
+    let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+    match endpoint.docker.remove_container(id, Some(options)).await {
+        Ok(()) => {}
+        Err(e) if status_of(&e) == Some(404) => {}
+        // Another caller is removing it right now: the outcome is the same.
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, message })
+            if message.contains("already in progress") => {}
+        Err(e) => return Err(endpoint.api("remove container")(e)),
+    }
+    endpoint.oom.forget(id);
+    Ok(())
+}
+
+/// Runs blocking filesystem work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DockerError> + Send + 'static,
+) -> Result<T, DockerError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| DockerError::Slot {
+        op: "run a filesystem task",
+        path: PathBuf::new(),
+        source: std::io::Error::other(e),
+    })?
 }
 
 #[async_trait]
 impl SandboxRuntime for DockerRuntime {
     async fn ensure_image(&self, image: &str) -> Result<()> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => Err(self.image_missing(image).into()),
-            Err(e) => Err(self.api("inspect image")(e).into()),
+        for endpoint in &self.shared.endpoints {
+            match endpoint.docker.inspect_image(image).await {
+                Ok(_) => {}
+                Err(e) if status_of(&e) == Some(404) => return Err(self.shared.image_missing(image).into()),
+                Err(e) => return Err(endpoint.api("inspect image")(e).into()),
+            }
         }
+        Ok(())
     }
 
+    /// Creates a sandbox: from the warm pool when one like `spec` is ready
+    /// (see "Warm pool" in the [crate docs](crate)), otherwise cold on the
+    /// least-loaded endpoint.
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxHandle> {
-        Ok(self.create_inner(spec).await?)
+        let started = Instant::now();
+        let shared = &self.shared;
+        // Refuse a bad spec before any worktree is touched.
+        create_body(&shared.config, spec, &Shape::cold(&shared.config, spec))?;
+        let handle = match shared.claim(spec).await {
+            Some(handle) => handle,
+            None => shared.create_cold(spec).await?,
+        };
+        let elapsed = started.elapsed();
+        if let Some(metrics) = shared.metrics() {
+            metrics.active_containers.get_or_create(&ProjectLabels { project_id: spec.project_id.to_string() }).inc();
+            metrics.container_startup_seconds.observe(elapsed.as_secs_f64());
+            if let Some(tracked) = shared.tracked().get_mut(&handle.id) {
+                tracked.counted = true;
+            }
+        }
+        tracing::debug!(sandbox = %handle.id, elapsed_ms = elapsed.as_millis() as u64, "sandbox ready");
+        Ok(handle)
     }
 
     /// Runs `req` as the sandbox user, in `req.workdir` or the worktree
@@ -175,38 +717,72 @@ impl SandboxRuntime for DockerRuntime {
     /// - `OutOfMemory`: it was killed by the OOM killer.
     ///
     /// Dropping the stream before the end kills the command too.
-    async fn exec(&self, sandbox: &SandboxHandle, req: ExecRequest) -> Result<BoxStream<'static, Result<ExecEvent>>> {
+    async fn exec(&self, sandbox: &SandboxHandle, mut req: ExecRequest) -> Result<BoxStream<'static, Result<ExecEvent>>> {
+        let (endpoint, tracked) = self.shared.require(&sandbox.id).await?;
+        if !tracked.env.is_empty() {
+            let mut env = tracked.env;
+            env.append(&mut req.env);
+            req.env = env;
+        }
         let workdir = req.workdir.clone().unwrap_or_else(|| sandbox.mount_at.clone());
-        Ok(exec::start(self.target(sandbox), workdir, req).await?)
+        Ok(exec::start(endpoint.target(&self.shared.config, &sandbox.id), workdir, req).await?)
     }
 
     async fn is_running(&self, sandbox: &SandboxHandle) -> Result<bool> {
-        match self.docker.inspect_container(&sandbox.id, None::<InspectContainerOptions>).await {
+        let Some((endpoint, _)) = self.shared.locate(&sandbox.id).await? else { return Ok(false) };
+        match endpoint.docker.inspect_container(&sandbox.id, None::<InspectContainerOptions>).await {
             Ok(inspect) => Ok(inspect.state.and_then(|s| s.running).unwrap_or(false)),
             Err(e) if status_of(&e) == Some(404) => Ok(false),
-            Err(e) => Err(self.api("inspect container")(e).into()),
+            Err(e) => Err(endpoint.api("inspect container")(e).into()),
         }
     }
 
     async fn stop(&self, sandbox: &SandboxHandle) -> Result<()> {
-        let t = i32::try_from(self.config.stop_timeout_secs).unwrap_or(i32::MAX);
+        let Some((endpoint, _)) = self.shared.locate(&sandbox.id).await? else { return Ok(()) };
+        let t = i32::try_from(self.shared.config.stop_timeout_secs).unwrap_or(i32::MAX);
         let options = StopContainerOptionsBuilder::new().t(t).build();
-        match self.docker.stop_container(&sandbox.id, Some(options)).await {
+        match endpoint.docker.stop_container(&sandbox.id, Some(options)).await {
             Ok(()) => Ok(()),
             // 304: already stopped; 404: already gone.
             Err(e) if matches!(status_of(&e), Some(304 | 404)) => Ok(()),
-            Err(e) => Err(self.api("stop container")(e).into()),
+            Err(e) => Err(endpoint.api("stop container")(e).into()),
         }
     }
 
+    /// Removes the sandbox, its network, and for a pooled sandbox gives the
+    /// worktree its directory back. Idempotent.
     async fn remove(&self, sandbox: &SandboxHandle) -> Result<()> {
-        Ok(self.remove_inner(&sandbox.id).await?)
+        self.shared.remove_sandbox(&sandbox.id).await?;
+        Ok(())
     }
 
+    /// Run sandboxes on every endpoint (not the forwarder, not unclaimed
+    /// pool entries). A claimed pooled sandbox's run comes from its name
+    /// and its project from what the runtime knows or its slot record.
     async fn list_managed(&self) -> Result<Vec<SandboxInfo>> {
-        let filters = HashMap::from([("label", vec![format!("{}=true", self.config.managed_label())])]);
-        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-        let containers = self.docker.list_containers(Some(options)).await.map_err(self.api("list containers"))?;
-        Ok(containers.into_iter().map(|summary| sandbox_info(&self.config, summary)).collect())
+        let shared = &self.shared;
+        let mut out = Vec::new();
+        for (_, summary) in shared.list_all().await? {
+            if !shared.is_run_sandbox(&summary) {
+                continue;
+            }
+            let slot = summary.labels.as_ref().and_then(|l| l.get(&shared.label("pool.slot"))).map(PathBuf::from);
+            let mut info = sandbox_info(&shared.config, summary);
+            if info.project_id.is_none() {
+                info.project_id = shared.tracked().get(&info.id).and_then(|t| t.project_id.clone());
+            }
+            if info.project_id.is_none()
+                && let Some(slot) = slot
+            {
+                info.project_id = read_project(&slot, &info.id);
+            }
+            out.push(info);
+        }
+        Ok(out)
     }
+}
+
+/// The project in a slot's record, if it names container `id`.
+fn read_project(slot: &Path, id: &str) -> Option<String> {
+    pool::read_record(slot).ok().flatten().filter(|r| r.container == id).and_then(|r| r.project_id)
 }

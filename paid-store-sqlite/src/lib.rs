@@ -56,6 +56,7 @@ mod projects;
 mod records;
 mod rows;
 mod runs;
+mod secrets;
 mod store;
 
 pub use error::Error;

@@ -89,7 +89,7 @@ impl SqliteStore {
     }
 
     /// Runs a read.
-    async fn read<T, F>(&self, f: F) -> paid_core::Result<T>
+    pub(crate) async fn read<T, F>(&self, f: F) -> paid_core::Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, OpError> + Send + 'static,
@@ -99,7 +99,7 @@ impl SqliteStore {
 
     /// Runs a write in one `BEGIN IMMEDIATE` transaction, committed only if
     /// `f` succeeds.
-    async fn write<T, F>(&self, f: F) -> paid_core::Result<T>
+    pub(crate) async fn write<T, F>(&self, f: F) -> paid_core::Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, OpError> + Send + 'static,

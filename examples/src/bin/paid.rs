@@ -2,6 +2,10 @@
 //!
 //! `paid demo [--dir DIR]` runs one labeled issue through the whole pipeline
 //! on this machine and prints the pull request it opened.
+//!
+//! `paid init`, `paid serve`, `paid doctor` and the commands that talk to a
+//! running daemon (`project`, `token`, `run`, `runs`, `prompts`, `costs`)
+//! are in [`paid_examples::daemon::cli`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,10 +13,13 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use paid_core::RunState;
+use paid_examples::daemon::cli::{self, Command, Global};
 
 #[derive(Parser)]
 #[command(name = "paid", version, about = "Labeled issues in, pull requests out.")]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -26,17 +33,24 @@ enum Cmd {
         #[arg(long, default_value = "paid-demo")]
         dir: PathBuf,
     },
+    #[command(flatten)]
+    Daemon(Command),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Demo { dir } => demo(dir).await,
+        Cmd::Demo { dir } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            demo(dir).await
+        }
+        Cmd::Daemon(command) => cli::run(cli.global, command).await,
     }
 }
 

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{IssueState, RepoRef, Result};
+use crate::{Error, IssueState, RepoRef, Result};
 
 /// An issue as the forge reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +90,50 @@ pub struct LabelChange {
     pub remove: Vec<String>,
 }
 
+/// An issue to create under a parent issue (planning): labeled for
+/// execution and linked to the parent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubIssueRequest {
+    /// The repository.
+    pub repo: RepoRef,
+    /// The parent issue's number.
+    pub parent: u64,
+    /// Title.
+    pub title: String,
+    /// Body (acceptance criteria...).
+    pub body: String,
+    /// Labels to put on it, e.g. `paid-build` so it is executed.
+    pub labels: Vec<String>,
+    /// Idempotency key, stable across retries (e.g. `{run_id}:{index}`): a
+    /// sub-issue already created with this key is returned instead of a
+    /// second one.
+    pub key: String,
+}
+
+/// How a sub-issue is tied to its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubIssueLink {
+    /// The forge's own sub-issue relation.
+    SubIssue,
+    /// A task-list line (`- [ ] #N title`) in the parent's body, where the
+    /// forge has no sub-issues.
+    TaskList,
+}
+
+/// A sub-issue created (or found) under a parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubIssue {
+    /// Its number.
+    pub number: u64,
+    /// Web URL.
+    pub url: String,
+    /// How it is tied to the parent.
+    pub link: SubIssueLink,
+    /// Whether this call created it (false: found by its key).
+    pub created: bool,
+}
+
 /// The code host Paid reads issues from and opens PRs on.
 #[async_trait]
 pub trait Forge: Send + Sync + 'static {
@@ -103,4 +147,16 @@ pub trait Forge: Send + Sync + 'static {
     async fn set_labels(&self, req: &LabelChange) -> Result<()>;
     /// Returns the open PR for `head`, or creates it. Never merges.
     async fn find_or_create_pr(&self, req: &PrRequest) -> Result<PullRequest>;
+    /// Creates (or finds, by `req.key`) an issue under `req.parent`, linked
+    /// as a sub-issue or, where the forge has none, by a task list in the
+    /// parent's body. Forges without planning support keep this default,
+    /// which fails with a non-retryable [`Error::Backend`].
+    async fn create_sub_issue(&self, req: &SubIssueRequest) -> Result<SubIssue> {
+        Err(Error::Backend {
+            backend: "forge",
+            message: format!("this forge does not support creating sub-issues (under {}#{})", req.repo, req.parent),
+            retryable: false,
+            source: None,
+        })
+    }
 }

@@ -6,8 +6,10 @@
 pub mod agent;
 pub mod credentials;
 pub mod forge;
+pub mod learning;
 pub mod llm;
 pub mod sandbox;
+pub mod secrets;
 pub mod selector;
 pub mod store;
 pub mod workspaces;

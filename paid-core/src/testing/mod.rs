@@ -7,6 +7,9 @@
 
 pub mod fixtures;
 pub mod forge;
+pub mod instant;
+pub mod learning;
 pub mod sandbox;
+pub mod secrets;
 pub mod store;
 pub mod workspaces;

@@ -5,8 +5,21 @@
 //! GitHub objects in this crate's `fixtures/` (same keys, ids, URLs, users,
 //! labels), with GitHub's pagination `link` headers, ETags and `304`s,
 //! rate-limit headers, and 422 validation bodies. Seed it with
-//! [`FakeGitHub::add_issue`], inspect it with [`FakeGitHub::comments`],
-//! [`FakeGitHub::pull_requests`], [`FakeGitHub::requests`]...
+//! [`FakeGitHub::add_issue`], [`FakeGitHub::add_check_run`],
+//! [`FakeGitHub::add_review_comment`], [`FakeGitHub::add_reaction`]...,
+//! inspect it with [`FakeGitHub::comments`], [`FakeGitHub::pull_requests`],
+//! [`FakeGitHub::sub_issues`], [`FakeGitHub::requests`]..., and make it fail
+//! with [`FakeGitHub::inject`] (5xx, primary and secondary rate limits).
+//! [`FakeConfig::sub_issues`] chooses whether the sub-issue API exists.
+//!
+//! Endpoints: `GET /user`; under `/repos/{o}/{r}` (and `/repositories/{id}`):
+//! `GET|POST /issues` (`state`, `labels`, `since`, `creator`, pages),
+//! `GET|PATCH /issues/{n}`, `GET|POST /issues/{n}/comments`,
+//! `GET|PATCH /issues/comments/{id}`, `GET|POST /issues/{n}/labels`,
+//! `DELETE /issues/{n}/labels/{name}`, `GET|POST /issues/{n}/sub_issues`,
+//! `GET /issues/{n}/reactions`, `GET|POST /pulls`, `GET /pulls/{n}`,
+//! `GET /pulls/{n}/comments`, `GET /pulls/{n}/reviews`,
+//! `GET /commits/{sha}/check-runs`.
 //!
 //! ```
 //! # async fn demo() -> std::io::Result<()> {
@@ -28,7 +41,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::task::JoinHandle;
 
-pub use state::{FakeComment, FakePullRequest, LoggedRequest};
+pub use state::{FakeComment, FakeFault, FakePullRequest, LoggedRequest, SubIssueSupport};
 
 use routes::{Shared, lock};
 use state::State;
@@ -38,11 +51,12 @@ use state::State;
 pub struct FakeConfig {
     token: Option<String>,
     login: String,
+    sub_issues: SubIssueSupport,
 }
 
 impl Default for FakeConfig {
     fn default() -> Self {
-        Self { token: None, login: "paid-bot".into() }
+        Self { token: None, login: "paid-bot".into(), sub_issues: SubIssueSupport::Enabled }
     }
 }
 
@@ -59,9 +73,16 @@ impl FakeConfig {
         self
     }
 
-    /// The login of the authenticated user (author of created comments/PRs).
+    /// The login of the authenticated user (author of created comments/PRs,
+    /// answer of `GET /user`).
     pub fn login(mut self, login: impl Into<String>) -> Self {
         self.login = login.into();
+        self
+    }
+
+    /// Whether the sub-issue API is there (default: enabled, as on github.com).
+    pub fn sub_issues(mut self, support: SubIssueSupport) -> Self {
+        self.sub_issues = support;
         self
     }
 }
@@ -90,7 +111,9 @@ impl FakeGitHub {
     pub async fn start_with(config: FakeConfig) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
-        let state: Shared = Arc::new(Mutex::new(State::new(base_url.clone(), config.token, config.login)));
+        let mut st = State::new(base_url.clone(), config.token, config.login);
+        st.sub_issue_support = config.sub_issues;
+        let state: Shared = Arc::new(Mutex::new(st));
         let app = routes::router(state.clone());
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -206,7 +229,160 @@ impl FakeGitHub {
     /// Answers the next `times` requests with `status` (and GitHub's body for
     /// it; `403`/`429` carry `retry-after: 1`), then behaves normally again.
     pub fn fail_next(&self, status: u16, times: usize) {
+        self.inject(FakeFault::Status(status), times);
+    }
+
+    /// Answers the next `times` requests with `fault`, then behaves normally.
+    pub fn inject(&self, fault: FakeFault, times: usize) {
+        lock(&self.state).failures.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// An issue's body (`None` when it does not exist; empty when it has none).
+    pub fn issue_body(&self, owner: &str, repo: &str, number: u64) -> Option<String> {
+        let st = lock(&self.state);
+        st.repo(owner, repo).and_then(|r| r.issues.get(&number)).map(|i| i.body.clone().unwrap_or_default())
+    }
+
+    /// The numbers of an issue's sub-issues, in the order they were added.
+    pub fn sub_issues(&self, owner: &str, repo: &str, parent: u64) -> Vec<u64> {
+        let st = lock(&self.state);
+        st.repo(owner, repo).and_then(|r| r.sub_issues.get(&parent).cloned()).unwrap_or_default()
+    }
+
+    /// The number of issues (pull requests excluded) in a repository.
+    pub fn issue_count(&self, owner: &str, repo: &str) -> usize {
+        let st = lock(&self.state);
+        st.repo(owner, repo).map_or(0, |r| r.issues.values().filter(|i| i.pull.is_none()).count())
+    }
+
+    /// Adds a completed check run on a pull request's head commit, with
+    /// `conclusion` (`success`, `failure`, ...) and `text` as its output.
+    /// Returns its id, or `None` when there is no such pull request.
+    pub fn add_check_run(
+        &self,
+        owner: &str,
+        repo: &str,
+        pr: u64,
+        name: &str,
+        conclusion: &str,
+        text: &str,
+    ) -> Option<u64> {
         let mut st = lock(&self.state);
-        st.failures.extend(std::iter::repeat_n(status, times));
+        let id = state::bump(&mut st.next_id);
+        let r = st.repos.get_mut(&(owner.to_string(), repo.to_string()))?;
+        let sha = r.issues.get(&pr)?.pull.as_ref()?.head_sha.clone();
+        r.check_runs.entry(sha).or_default().push(state::CheckRunRec {
+            id,
+            name: name.into(),
+            status: "completed".into(),
+            conclusion: Some(conclusion.into()),
+            title: Some(format!("{name}: {conclusion}")),
+            summary: text.lines().next().map(str::to_string),
+            text: Some(text.into()),
+            at: chrono::Utc::now(),
+        });
+        Some(id)
+    }
+
+    /// Adds a review comment by `author` on `path`:`line` of a pull request,
+    /// as a reply to `in_reply_to` when given. Returns its id, or `None` when
+    /// there is no such pull request.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_review_comment(
+        &self,
+        owner: &str,
+        repo: &str,
+        pr: u64,
+        author: &str,
+        path: &str,
+        line: u64,
+        body: &str,
+        in_reply_to: Option<u64>,
+    ) -> Option<u64> {
+        let mut st = lock(&self.state);
+        let id = state::bump(&mut st.next_id);
+        let r = st.repos.get_mut(&(owner.to_string(), repo.to_string()))?;
+        r.issues.get(&pr)?.pull.as_ref()?;
+        r.review_comments.push(state::ReviewCommentRec {
+            id,
+            pull: pr,
+            author: author.into(),
+            body: body.into(),
+            path: path.into(),
+            line,
+            outdated: false,
+            in_reply_to,
+            at: chrono::Utc::now(),
+        });
+        Some(id)
+    }
+
+    /// Marks a review comment outdated (its line left the diff). Returns
+    /// whether it existed.
+    pub fn outdate_review_comment(&self, owner: &str, repo: &str, id: u64) -> bool {
+        let mut st = lock(&self.state);
+        let Some(r) = st.repos.get_mut(&(owner.to_string(), repo.to_string())) else { return false };
+        match r.review_comments.iter_mut().find(|c| c.id == id) {
+            Some(c) => {
+                c.outdated = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds a review (`APPROVED`, `CHANGES_REQUESTED`, `COMMENTED`) by
+    /// `author`. Returns its id, or `None` when there is no such pull request.
+    pub fn add_review(&self, owner: &str, repo: &str, pr: u64, author: &str, state: &str, body: &str) -> Option<u64> {
+        let mut st = lock(&self.state);
+        let id = state::bump(&mut st.next_id);
+        let r = st.repos.get_mut(&(owner.to_string(), repo.to_string()))?;
+        r.issues.get(&pr)?.pull.as_ref()?;
+        r.reviews.push(state::ReviewRec {
+            id,
+            pull: pr,
+            author: author.into(),
+            state: state.into(),
+            body: body.into(),
+            at: chrono::Utc::now(),
+        });
+        Some(id)
+    }
+
+    /// Adds a reaction (`+1`, `-1`, `heart`...) by `author` to an issue or
+    /// pull request. Returns its id, or `None` when there is no such issue.
+    pub fn add_reaction(&self, owner: &str, repo: &str, number: u64, author: &str, content: &str) -> Option<u64> {
+        let mut st = lock(&self.state);
+        let id = state::bump(&mut st.next_id);
+        let r = st.repos.get_mut(&(owner.to_string(), repo.to_string()))?;
+        r.issues.get(&number)?;
+        r.reactions.push(state::ReactionRec {
+            id,
+            issue: number,
+            author: author.into(),
+            content: content.into(),
+            at: chrono::Utc::now(),
+        });
+        Some(id)
+    }
+
+    /// Merges a pull request (as a human would; Paid never does). Returns
+    /// whether it was an open pull request.
+    pub fn merge_pull(&self, owner: &str, repo: &str, number: u64) -> bool {
+        let mut st = lock(&self.state);
+        let issue = st.repos.get_mut(&(owner.to_string(), repo.to_string())).and_then(|r| r.issues.get_mut(&number));
+        match issue {
+            Some(i) if i.open && i.pull.is_some() => {
+                let now = chrono::Utc::now();
+                i.open = false;
+                i.closed_at = Some(now);
+                i.updated_at = now;
+                if let Some(p) = i.pull.as_mut() {
+                    p.merged = true;
+                }
+                true
+            }
+            _ => false,
+        }
     }
 }

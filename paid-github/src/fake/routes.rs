@@ -17,7 +17,7 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use serde_json::{Value, json};
 
-use super::state::{Comment, Issue, LoggedRequest, Pull, State, bump};
+use super::state::{CheckRunRec, Comment, FakeFault, Issue, LoggedRequest, Pull, State, SubIssueSupport, bump};
 use super::templates::{self, Ctx};
 
 pub(crate) type Shared = Arc<Mutex<State>>;
@@ -97,13 +97,8 @@ fn answer(st: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body:
             return Reply::json(StatusCode::UNAUTHORIZED, templates::message(message, DOCS));
         }
     }
-    if let Some(status) = st.failures.pop_front() {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut r = Reply::json(status, templates::message(status.canonical_reason().unwrap_or("Error"), DOCS));
-        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN {
-            r.headers.push(("retry-after", "1".into()));
-        }
-        return r;
+    if let Some(fault) = st.failures.pop_front() {
+        return fault_reply(st, fault);
     }
     let segs: Vec<String> = uri.path().split('/').skip(1).map(decode).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -111,6 +106,10 @@ fn answer(st: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body:
     let json: Option<Value> = serde_json::from_slice(body).ok();
     let json = json.as_ref();
     // Resolve `/repositories/{id}/...` to the repository's names.
+    if segs.as_slice() == ["user"] && *method == Method::GET {
+        let login = st.login.clone();
+        return Reply::ok(templates::user(&st.base_url, &login, templates::user_id(&login)));
+    }
     let (owner, name, rest): (String, String, &[&str]) = match segs.as_slice() {
         ["repos", o, n, rest @ ..] => (o.to_string(), n.to_string(), rest),
         ["repositories", id, rest @ ..] => match id.parse().ok().and_then(|id| st.repo_by_id(id)) {
@@ -129,6 +128,26 @@ fn answer(st: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body:
     let num = |s: &str| s.parse::<u64>().ok();
     match (method.clone(), rest) {
         (Method::GET, ["issues"]) => list_issues(st, o, n, &query),
+        (Method::POST, ["issues"]) => create_issue(st, o, n, json),
+        (Method::PATCH, ["issues", number]) if num(number).is_some() => {
+            with_issue(st, o, n, number, |st, i| edit_issue(st, o, n, i, json))
+        }
+        (Method::GET, ["issues", number, "sub_issues"]) => {
+            with_issue(st, o, n, number, |st, i| list_sub_issues(st, o, n, i, &query))
+        }
+        (Method::POST, ["issues", number, "sub_issues"]) => {
+            with_issue(st, o, n, number, |st, i| add_sub_issue(st, o, n, i, json))
+        }
+        (Method::GET, ["issues", number, "reactions"]) => {
+            with_issue(st, o, n, number, |st, i| list_reactions(st, o, n, i, &query))
+        }
+        (Method::GET, ["pulls", number, "comments"]) => {
+            with_pull(st, o, n, number, |st, i| list_review_comments(st, o, n, i, &query))
+        }
+        (Method::GET, ["pulls", number, "reviews"]) => {
+            with_pull(st, o, n, number, |st, i| list_reviews(st, o, n, i, &query))
+        }
+        (Method::GET, ["commits", sha, "check-runs"]) => list_check_runs(st, o, n, sha, &query),
         (Method::GET, ["issues", "comments", id]) => match num(id) {
             Some(id) => get_comment(st, o, n, id),
             None => Reply::not_found(),
@@ -197,6 +216,8 @@ fn finish(st: &mut State, method: &Method, req: &HeaderMap, reply: Reply) -> Res
     if let Some(e) = &etag {
         headers.push(("etag", e.clone()));
     }
+    // The handler's own headers win (e.g. a rate-limit fault's).
+    headers.retain(|(name, _)| !reply.headers.iter().any(|(n, _)| n == name));
     headers.extend(reply.headers);
     for (name, value) in headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -280,6 +301,8 @@ fn list_issues(st: &mut State, o: &str, n: &str, query: &[(String, String)]) -> 
     let wanted: Vec<String> = get("labels")
         .map(|l| l.split(',').map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
+    let since = get("since").and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.to_utc());
+    let creator = get("creator");
     let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
     let items: Vec<Value> = repo
         .issues
@@ -292,6 +315,8 @@ fn list_issues(st: &mut State, o: &str, n: &str, query: &[(String, String)]) -> 
         })
         // A comma-separated list means issues carrying *all* of them.
         .filter(|i| wanted.iter().all(|w| i.labels.iter().any(|l| l.to_lowercase() == *w)))
+        .filter(|i| since.is_none_or(|s| i.updated_at >= s))
+        .filter(|i| creator.as_deref().is_none_or(|c| i.author.eq_ignore_ascii_case(c)))
         .map(|i| ctx_issue_json(st, o, n, i, false))
         .collect();
     let link_base = format!("{}/repositories/{}/issues", st.base_url, repo.id);
@@ -523,11 +548,229 @@ fn create_pull(st: &mut State, o: &str, n: &str, json: Option<&Value>) -> Reply 
         created_at: now,
         updated_at: now,
         closed_at: None,
-        pull: Some(Pull { id: pull_id, head, head_sha, base }),
+        pull: Some(Pull { id: pull_id, head, head_sha, base, merged: false }),
     };
     st.repo_mut(o, n).issues.insert(number, issue);
     let location = format!("{}/repos/{o}/{n}/pulls/{number}", st.base_url);
     Reply::created(pull_json(st, o, n, number, true), location)
+}
+
+fn fault_reply(st: &State, fault: FakeFault) -> Reply {
+    match fault {
+        FakeFault::Status(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r = Reply::json(status, templates::message(status.canonical_reason().unwrap_or("Error"), DOCS));
+            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN {
+                r.headers.push(("retry-after", "1".into()));
+            }
+            r
+        }
+        FakeFault::SecondaryRateLimit { retry_after } => {
+            let mut r = Reply::json(
+                StatusCode::FORBIDDEN,
+                templates::message(
+                    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. \
+                     If you reach out to GitHub Support for help, please include the request ID FAKE.",
+                    "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+                ),
+            );
+            r.headers.push(("retry-after", retry_after.to_string()));
+            r
+        }
+        FakeFault::PrimaryRateLimit { reset_in } => {
+            let mut r = Reply::json(
+                StatusCode::FORBIDDEN,
+                templates::message(
+                    "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please \
+                     include the request ID FAKE.",
+                    "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+                ),
+            );
+            let reset = chrono::Utc::now().timestamp() + i64::try_from(reset_in).unwrap_or(i64::MAX / 2);
+            r.headers.push(("x-ratelimit-remaining", "0".into()));
+            r.headers.push(("x-ratelimit-used", st.rate_limit.to_string()));
+            r.headers.push(("x-ratelimit-reset", reset.to_string()));
+            r
+        }
+    }
+}
+
+fn with_pull(st: &mut State, o: &str, n: &str, number: &str, f: impl FnOnce(&mut State, u64) -> Reply) -> Reply {
+    match number.parse::<u64>() {
+        Ok(number) if st.repo(o, n).and_then(|r| r.issues.get(&number)).is_some_and(|i| i.pull.is_some()) => {
+            f(st, number)
+        }
+        _ => Reply::not_found(),
+    }
+}
+
+const ISSUE_DOCS: &str = "https://docs.github.com/rest/issues/issues#create-an-issue";
+
+fn string_list(json: Option<&Value>, key: &str) -> Vec<String> {
+    json.and_then(|j| j.get(key))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+fn create_issue(st: &mut State, o: &str, n: &str, json: Option<&Value>) -> Reply {
+    let title = json.and_then(|j| j.get("title")).and_then(Value::as_str).unwrap_or_default().to_string();
+    if title.trim().is_empty() {
+        return Reply::invalid(json!([{"resource": "Issue", "code": "missing_field", "field": "title"}]), ISSUE_DOCS);
+    }
+    let body = body_field(json).unwrap_or_default();
+    let labels = string_list(json, "labels");
+    let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let Some(number) = st.repo(o, n).map(|r| r.next_number()) else { return Reply::not_found() };
+    let author = st.login.clone();
+    st.add_issue(o, n, number, &title, &body, &author, &labels, chrono::Utc::now());
+    let location = format!("{}/repos/{o}/{n}/issues/{number}", st.base_url);
+    match st.repo(o, n).and_then(|r| r.issues.get(&number)) {
+        Some(i) => Reply::created(ctx_issue_json(st, o, n, i, true), location),
+        None => Reply::not_found(),
+    }
+}
+
+fn edit_issue(st: &mut State, o: &str, n: &str, number: u64, json: Option<&Value>) -> Reply {
+    let now = chrono::Utc::now();
+    let field = |k: &str| json.and_then(|j| j.get(k)).and_then(Value::as_str).map(str::to_string);
+    let repo = st.repo_mut(o, n);
+    let Some(issue) = repo.issues.get_mut(&number) else { return Reply::not_found() };
+    if let Some(body) = field("body") {
+        issue.body = (!body.is_empty()).then_some(body);
+    }
+    if let Some(title) = field("title") {
+        issue.title = title;
+    }
+    match field("state").as_deref() {
+        Some("closed") if issue.open => {
+            issue.open = false;
+            issue.closed_at = Some(now);
+        }
+        Some("open") => {
+            issue.open = true;
+            issue.closed_at = None;
+        }
+        _ => {}
+    }
+    issue.updated_at = now;
+    get_issue(st, o, n, number)
+}
+
+const SUB_ISSUE_DOCS: &str = "https://docs.github.com/rest/issues/sub-issues#add-sub-issue";
+
+fn list_sub_issues(st: &mut State, o: &str, n: &str, parent: u64, query: &[(String, String)]) -> Reply {
+    if st.sub_issue_support != SubIssueSupport::Enabled {
+        return Reply::not_found();
+    }
+    let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
+    let children = repo.sub_issues.get(&parent).cloned().unwrap_or_default();
+    let items: Vec<Value> =
+        children.iter().filter_map(|c| repo.issues.get(c)).map(|i| ctx_issue_json(st, o, n, i, false)).collect();
+    let link_base = format!("{}/repositories/{}/issues/{parent}/sub_issues", st.base_url, repo.id);
+    paginate(items, query, &link_base)
+}
+
+fn add_sub_issue(st: &mut State, o: &str, n: &str, parent: u64, json: Option<&Value>) -> Reply {
+    match st.sub_issue_support {
+        SubIssueSupport::Enabled => {}
+        SubIssueSupport::NotFound => return Reply::not_found(),
+        SubIssueSupport::Disabled => {
+            return Reply::json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                templates::message("Sub-issues are disabled for this repository", SUB_ISSUE_DOCS),
+            );
+        }
+    }
+    let Some(child_id) = json.and_then(|j| j.get("sub_issue_id")).and_then(Value::as_u64) else {
+        return Reply::invalid(
+            json!([{"resource": "Issue", "code": "missing_field", "field": "sub_issue_id"}]),
+            SUB_ISSUE_DOCS,
+        );
+    };
+    let custom = |message: &str| {
+        Reply::invalid(
+            json!([{"resource": "Issue", "code": "custom", "field": "sub_issue_id", "message": message}]),
+            SUB_ISSUE_DOCS,
+        )
+    };
+    let repo = st.repo_mut(o, n);
+    // The API takes the child's id, not its number.
+    let Some(child) = repo.issues.values().find(|i| i.id == child_id).map(|i| i.number) else {
+        return Reply::not_found();
+    };
+    if child == parent {
+        return custom("An issue may not be its own sub-issue");
+    }
+    if repo.sub_issues.get(&parent).is_some_and(|c| c.contains(&child)) {
+        return custom("Issue may not contain duplicate sub-issues");
+    }
+    if repo.sub_issues.values().any(|c| c.contains(&child)) {
+        return custom("Sub issue may only have one parent");
+    }
+    repo.sub_issues.entry(parent).or_default().push(child);
+    if let Some(i) = repo.issues.get_mut(&parent) {
+        i.updated_at = chrono::Utc::now();
+    }
+    let location = format!("{}/repos/{o}/{n}/issues/{parent}/sub_issues", st.base_url);
+    match st.repo(o, n).and_then(|r| r.issues.get(&parent)) {
+        Some(i) => Reply::created(ctx_issue_json(st, o, n, i, true), location),
+        None => Reply::not_found(),
+    }
+}
+
+fn head_sha(st: &State, o: &str, n: &str, number: u64) -> String {
+    st.repo(o, n)
+        .and_then(|r| r.issues.get(&number))
+        .and_then(|i| i.pull.as_ref())
+        .map(|p| p.head_sha.clone())
+        .unwrap_or_default()
+}
+
+fn list_reactions(st: &mut State, o: &str, n: &str, number: u64, query: &[(String, String)]) -> Reply {
+    let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
+    let ctx = Ctx { base: &st.base_url, repo };
+    let items: Vec<Value> =
+        repo.reactions.iter().filter(|r| r.issue == number).map(|r| templates::reaction(&ctx, r)).collect();
+    let link_base = format!("{}/repositories/{}/issues/{number}/reactions", st.base_url, repo.id);
+    paginate(items, query, &link_base)
+}
+
+fn list_review_comments(st: &mut State, o: &str, n: &str, number: u64, query: &[(String, String)]) -> Reply {
+    let sha = head_sha(st, o, n, number);
+    let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
+    let ctx = Ctx { base: &st.base_url, repo };
+    let items: Vec<Value> = repo
+        .review_comments
+        .iter()
+        .filter(|c| c.pull == number)
+        .map(|c| templates::review_comment(&ctx, c, &sha))
+        .collect();
+    let link_base = format!("{}/repositories/{}/pulls/{number}/comments", st.base_url, repo.id);
+    paginate(items, query, &link_base)
+}
+
+fn list_reviews(st: &mut State, o: &str, n: &str, number: u64, query: &[(String, String)]) -> Reply {
+    let sha = head_sha(st, o, n, number);
+    let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
+    let ctx = Ctx { base: &st.base_url, repo };
+    let items: Vec<Value> =
+        repo.reviews.iter().filter(|r| r.pull == number).map(|r| templates::review(&ctx, r, &sha)).collect();
+    let link_base = format!("{}/repositories/{}/pulls/{number}/reviews", st.base_url, repo.id);
+    paginate(items, query, &link_base)
+}
+
+fn list_check_runs(st: &mut State, o: &str, n: &str, sha: &str, query: &[(String, String)]) -> Reply {
+    let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
+    let ctx = Ctx { base: &st.base_url, repo };
+    let runs: Vec<&CheckRunRec> = repo.check_runs.get(sha).map(|v| v.iter().collect()).unwrap_or_default();
+    let items: Vec<Value> = runs.iter().map(|c| templates::check_run(&ctx, sha, c)).collect();
+    let total = items.len();
+    let link_base = format!("{}/repositories/{}/commits/{sha}/check-runs", st.base_url, repo.id);
+    // The list is wrapped: `{"total_count": N, "check_runs": [...]}`.
+    let mut reply = paginate(items, query, &link_base);
+    reply.body = reply.body.take().map(|page| json!({"total_count": total, "check_runs": page}));
+    reply
 }
 
 /// The plain-text page at an issue's or PR's `html_url`.

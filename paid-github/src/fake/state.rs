@@ -52,7 +52,7 @@ pub struct FakePullRequest {
     pub base: String,
     /// Labels.
     pub labels: Vec<String>,
-    /// `open` or `closed`.
+    /// `open`, `closed` or `merged`.
     pub state: String,
     /// Author login.
     pub author: String,
@@ -66,6 +66,86 @@ pub(crate) struct Pull {
     pub head: String,
     pub head_sha: String,
     pub base: String,
+    pub merged: bool,
+}
+
+/// Whether the fake offers GitHub's sub-issue API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubIssueSupport {
+    /// `/issues/{n}/sub_issues` works, as on github.com.
+    #[default]
+    Enabled,
+    /// The endpoint answers `404 Not Found`, as on a GitHub Enterprise
+    /// Server without it.
+    NotFound,
+    /// The endpoint answers `422` saying sub-issues are disabled.
+    Disabled,
+}
+
+/// A failure the fake answers with instead of the next request's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FakeFault {
+    /// This status with GitHub's body for it (`403`/`429` also carry
+    /// `retry-after: 1`).
+    Status(u16),
+    /// `403` "You have exceeded a secondary rate limit" with `retry-after`
+    /// (seconds).
+    SecondaryRateLimit {
+        /// The `retry-after` value, in seconds.
+        retry_after: u64,
+    },
+    /// `403` "API rate limit exceeded" with `x-ratelimit-remaining: 0` and
+    /// `x-ratelimit-reset` this many seconds from now.
+    PrimaryRateLimit {
+        /// Seconds until the reset.
+        reset_in: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CheckRunRec {
+    pub id: u64,
+    pub name: String,
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub text: Option<String>,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ReviewCommentRec {
+    pub id: u64,
+    pub pull: u64,
+    pub author: String,
+    pub body: String,
+    pub path: String,
+    pub line: u64,
+    pub outdated: bool,
+    pub in_reply_to: Option<u64>,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ReviewRec {
+    pub id: u64,
+    pub pull: u64,
+    pub author: String,
+    pub state: String,
+    pub body: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ReactionRec {
+    pub id: u64,
+    pub issue: u64,
+    pub author: String,
+    pub content: String,
+    pub at: Timestamp,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +183,13 @@ pub(crate) struct Repo {
     pub comments: Vec<Comment>,
     /// Label name → id, in the order labels were first used.
     pub labels: BTreeMap<String, u64>,
+    /// Parent number → sub-issue numbers, in the order they were added.
+    pub sub_issues: BTreeMap<u64, Vec<u64>>,
+    /// Head sha → check runs.
+    pub check_runs: BTreeMap<String, Vec<CheckRunRec>>,
+    pub review_comments: Vec<ReviewCommentRec>,
+    pub reviews: Vec<ReviewRec>,
+    pub reactions: Vec<ReactionRec>,
 }
 
 impl Repo {
@@ -127,7 +214,8 @@ pub(crate) struct State {
     /// Requests that count against the rate limit (not `304`s).
     pub rate_used: u64,
     pub rate_limit: u64,
-    pub failures: VecDeque<u16>,
+    pub failures: VecDeque<FakeFault>,
+    pub sub_issue_support: SubIssueSupport,
 }
 
 pub(crate) fn bump(next: &mut u64) -> u64 {
@@ -147,6 +235,7 @@ impl State {
             rate_used: 0,
             rate_limit: 5000,
             failures: VecDeque::new(),
+            sub_issue_support: SubIssueSupport::default(),
         }
     }
 
@@ -160,6 +249,11 @@ impl State {
             issues: BTreeMap::new(),
             comments: Vec::new(),
             labels: BTreeMap::new(),
+            sub_issues: BTreeMap::new(),
+            check_runs: BTreeMap::new(),
+            review_comments: Vec::new(),
+            reviews: Vec::new(),
+            reactions: Vec::new(),
         })
     }
 
@@ -221,7 +315,14 @@ impl State {
                     head: p.head.clone(),
                     base: p.base.clone(),
                     labels: i.labels.clone(),
-                    state: if i.open { "open" } else { "closed" }.into(),
+                    state: if p.merged {
+                        "merged"
+                    } else if i.open {
+                        "open"
+                    } else {
+                        "closed"
+                    }
+                    .into(),
                     author: i.author.clone(),
                     html_url: format!("{}/{owner}/{name}/pull/{}", self.base_url, i.number),
                 })

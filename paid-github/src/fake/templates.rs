@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use paid_core::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::state::{Comment, Issue, Repo};
+use super::state::{CheckRunRec, Comment, Issue, ReactionRec, Repo, ReviewCommentRec, ReviewRec};
 
 const PAGINATE_ISSUES: &str = include_str!("../../fixtures/github/paginate-issues.json");
 const ADD_LABELS: &str = include_str!("../../fixtures/github/add-labels-to-issue.json");
@@ -241,8 +241,9 @@ pub(crate) fn pull(ctx: &Ctx<'_>, issue: &Issue, full: bool) -> Value {
     put(&mut v, "created_at", time(issue.created_at));
     put(&mut v, "updated_at", time(issue.updated_at));
     put(&mut v, "closed_at", opt_time(issue.closed_at));
-    put(&mut v, "merged_at", Value::Null);
-    put(&mut v, "merge_commit_sha", Value::Null);
+    let merged_at = if p.merged { opt_time(issue.closed_at) } else { Value::Null };
+    put(&mut v, "merged_at", merged_at.clone());
+    put(&mut v, "merge_commit_sha", if p.merged { json!(format!("{:0>40}", n)) } else { Value::Null });
     put(&mut v, "assignee", Value::Null);
     put(&mut v, "assignees", json!([]));
     put(&mut v, "requested_reviewers", json!([]));
@@ -275,7 +276,7 @@ pub(crate) fn pull(ctx: &Ctx<'_>, issue: &Issue, full: bool) -> Value {
     });
     put(&mut v, "_links", links);
     // Fields only the full shape has.
-    put(&mut v, "merged", json!(false));
+    put(&mut v, "merged", json!(p.merged));
     put(&mut v, "mergeable", Value::Null);
     put(&mut v, "rebaseable", Value::Null);
     put(&mut v, "mergeable_state", json!("unknown"));
@@ -285,6 +286,112 @@ pub(crate) fn pull(ctx: &Ctx<'_>, issue: &Issue, full: bool) -> Value {
     put(&mut v, "maintainer_can_modify", json!(false));
     put(&mut v, "commits", json!(1));
     v
+}
+
+// The objects below are not in the recorded sessions; their keys follow
+// GitHub's REST documentation for each endpoint (the fields Paid reads, and
+// the ones a client commonly relies on).
+
+/// A check run, as listed by `GET /repos/{o}/{r}/commits/{ref}/check-runs`.
+pub(crate) fn check_run(ctx: &Ctx<'_>, sha: &str, c: &CheckRunRec) -> Value {
+    let html = format!("{}/runs/{}", ctx.html(), c.id);
+    json!({
+        "id": c.id,
+        "node_id": node_id("CR", c.id),
+        "head_sha": sha,
+        "external_id": "",
+        "url": format!("{}/check-runs/{}", ctx.api(), c.id),
+        "html_url": html,
+        "details_url": html,
+        "status": c.status,
+        "conclusion": c.conclusion,
+        "started_at": time(c.at),
+        "completed_at": if c.status == "completed" { time(c.at) } else { Value::Null },
+        "output": {
+            "title": c.title,
+            "summary": c.summary,
+            "text": c.text,
+            "annotations_count": 0,
+            "annotations_url": format!("{}/check-runs/{}/annotations", ctx.api(), c.id),
+        },
+        "name": c.name,
+        "check_suite": {"id": c.id + 1},
+        "app": {"id": 15368, "slug": "github-actions", "name": "GitHub Actions"},
+        "pull_requests": [],
+    })
+}
+
+/// A pull request review comment.
+pub(crate) fn review_comment(ctx: &Ctx<'_>, c: &ReviewCommentRec, head_sha: &str) -> Value {
+    let url = format!("{}/pulls/comments/{}", ctx.api(), c.id);
+    let html = format!("{}/pull/{}#discussion_r{}", ctx.html(), c.pull, c.id);
+    let mut v = json!({
+        "url": url,
+        "pull_request_review_id": c.id + 1,
+        "id": c.id,
+        "node_id": node_id("PRRC", c.id),
+        "diff_hunk": format!("@@ -1,1 +1,1 @@\n+line {}", c.line),
+        "path": c.path,
+        "position": if c.outdated { Value::Null } else { json!(c.line) },
+        "original_position": c.line,
+        "commit_id": head_sha,
+        "original_commit_id": head_sha,
+        "user": user(ctx.base, &c.author, user_id(&c.author)),
+        "body": c.body,
+        "created_at": time(c.at),
+        "updated_at": time(c.at),
+        "html_url": html,
+        "pull_request_url": format!("{}/pulls/{}", ctx.api(), c.pull),
+        "author_association": "CONTRIBUTOR",
+        "_links": {
+            "self": {"href": url},
+            "html": {"href": html},
+            "pull_request": {"href": format!("{}/pulls/{}", ctx.api(), c.pull)},
+        },
+        "start_line": Value::Null,
+        "original_start_line": Value::Null,
+        "start_side": Value::Null,
+        "line": if c.outdated { Value::Null } else { json!(c.line) },
+        "original_line": c.line,
+        "side": "RIGHT",
+        "subject_type": "line",
+    });
+    if let (Some(reply_to), Some(m)) = (c.in_reply_to, v.as_object_mut()) {
+        m.insert("in_reply_to_id".into(), json!(reply_to));
+    }
+    v
+}
+
+/// A pull request review.
+pub(crate) fn review(ctx: &Ctx<'_>, r: &ReviewRec, head_sha: &str) -> Value {
+    let html = format!("{}/pull/{}#pullrequestreview-{}", ctx.html(), r.pull, r.id);
+    json!({
+        "id": r.id,
+        "node_id": node_id("PRR", r.id),
+        "user": user(ctx.base, &r.author, user_id(&r.author)),
+        "body": r.body,
+        "state": r.state,
+        "html_url": html,
+        "pull_request_url": format!("{}/pulls/{}", ctx.api(), r.pull),
+        "author_association": "CONTRIBUTOR",
+        "_links": {
+            "html": {"href": html},
+            "pull_request": {"href": format!("{}/pulls/{}", ctx.api(), r.pull)},
+        },
+        "submitted_at": time(r.at),
+        "commit_id": head_sha,
+    })
+}
+
+/// A reaction.
+pub(crate) fn reaction(ctx: &Ctx<'_>, r: &ReactionRec) -> Value {
+    json!({
+        "id": r.id,
+        "node_id": node_id("REA", r.id),
+        "user": user(ctx.base, &r.author, user_id(&r.author)),
+        "content": r.content,
+        "created_at": time(r.at),
+    })
 }
 
 /// Points a recorded repository object at the fake's repository.
@@ -400,6 +507,7 @@ mod tests {
                     head: "paid/7-bug-abcdef".into(),
                     head_sha: "0".repeat(40),
                     base: "main".into(),
+                    merged: false,
                 }),
             },
         );

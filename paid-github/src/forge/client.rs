@@ -2,7 +2,9 @@
 //!
 //! It sends relative URIs (so octocrab adds the token and the base URI),
 //! reads the status and headers itself, and maps failures into
-//! [`crate::Error`]. Along the way it:
+//! [`crate::Error`]. Every request goes through the layers of
+//! [`super::layer`] (retry, then metrics, then octocrab). Along the way the
+//! client:
 //! - follows `link: <...>; rel="next"` for lists;
 //! - makes list requests conditional (`If-None-Match` with the last `etag`),
 //!   reusing the cached page on `304 Not Modified`, which GitHub does not
@@ -10,7 +12,7 @@
 //! - remembers the last `x-ratelimit-*` headers, see [`RateLimit`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -19,6 +21,9 @@ use paid_core::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::layer::metrics::{MetricsLayer, Observer};
+use super::layer::retry::{RetryLayer, RetryPolicy};
+use super::layer::{Call, Transport};
 use super::models::ErrorBody;
 use crate::error::{Error, Result};
 
@@ -44,7 +49,7 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    fn from_headers(headers: &HeaderMap) -> Option<Self> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Self> {
         Some(Self {
             limit: header_u64(headers, "x-ratelimit-limit")?,
             remaining: header_u64(headers, "x-ratelimit-remaining")?,
@@ -86,19 +91,56 @@ fn per_page_of(uri: &str) -> usize {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientStats {
-    /// Requests sent.
+    /// Requests sent (every attempt, answered or not).
     pub requests: u64,
-    /// Conditional requests answered with `304 Not Modified`.
+    /// Conditional requests answered with `304 Not Modified` (free on GitHub).
     pub not_modified: u64,
+    /// Answered requests that count against GitHub's rate limit: every
+    /// answer but a `304`.
+    pub rate_limited_calls: u64,
+    /// Answers that said a rate limit was hit (`403`/`429`).
+    pub rate_limit_hits: u64,
+    /// Attempts that got no answer (connection, TLS, timeout).
+    pub failed: u64,
+    /// Requests sent again after a failure or a rate limit.
+    pub retries: u64,
+    /// Waits for a rate limit to pass (before sending or between attempts).
+    pub rate_limit_waits: u64,
 }
 
-pub(crate) struct Client {
+/// The bottom of the stack: one request through octocrab.
+pub(crate) struct OctoTransport {
     octo: Octocrab,
     base: String,
+}
+
+impl Transport for OctoTransport {
+    async fn send(&self, call: &Call) -> Result<Reply> {
+        let request = describe(&call.method, &call.uri);
+        let transport =
+            |source| Error::Transport { base: self.base.clone(), request: request.clone(), source: Box::new(source) };
+        let mut builder = http::Request::builder().method(call.method.clone()).uri(call.uri.as_str());
+        for (name, value) in &call.headers {
+            builder = builder.header(name, value);
+        }
+        let req = self.octo.build_request(builder, call.body.as_ref()).map_err(transport)?;
+        let res = self.octo.execute(req).await.map_err(transport)?;
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = self.octo.body_to_string(res).await.map_err(transport)?;
+        tracing::debug!(%request, status = status.as_u16(), "github");
+        Ok(Reply { status, headers, body })
+    }
+}
+
+type Stack = RetryLayer<MetricsLayer<OctoTransport>>;
+
+pub(crate) struct Client {
+    stack: Stack,
+    observer: Arc<Observer>,
+    base: String,
     base_path: String,
-    rate: Mutex<Option<RateLimit>>,
     cache: Mutex<HashMap<String, CachedPage>>,
-    stats: Mutex<ClientStats>,
 }
 
 impl std::fmt::Debug for Client {
@@ -107,8 +149,15 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// What [`Client::new`] needs beside octocrab.
+pub(crate) struct ClientParts {
+    pub policy: RetryPolicy,
+    pub metrics: Option<Arc<paid_core::metrics::Metrics>>,
+    pub token_id: String,
+}
+
 impl Client {
-    pub fn new(octo: Octocrab, base: &str) -> Result<Self> {
+    pub fn new(octo: Octocrab, base: &str, parts: ClientParts) -> Result<Self> {
         let uri: http::Uri =
             base.parse().map_err(|e| Error::Config { what: "base_uri", message: format!("{base:?}: {e}") })?;
         if uri.scheme().is_none() || uri.authority().is_none() {
@@ -118,14 +167,11 @@ impl Client {
             });
         }
         let base_path = uri.path().trim_end_matches('/').to_string();
-        Ok(Self {
-            octo,
-            base: base.trim_end_matches('/').to_string(),
-            base_path,
-            rate: Mutex::new(None),
-            cache: Mutex::new(HashMap::new()),
-            stats: Mutex::new(ClientStats::default()),
-        })
+        let base = base.trim_end_matches('/').to_string();
+        let observer = Arc::new(Observer::new(parts.metrics, parts.token_id));
+        let transport = OctoTransport { octo, base: base.clone() };
+        let stack = RetryLayer::new(MetricsLayer::new(transport, observer.clone()), parts.policy, observer.clone());
+        Ok(Self { stack, observer, base, base_path, cache: Mutex::new(HashMap::new()) })
     }
 
     pub fn base(&self) -> &str {
@@ -133,64 +179,95 @@ impl Client {
     }
 
     pub fn rate_limit(&self) -> Option<RateLimit> {
-        lock(&self.rate).clone()
+        self.observer.rate_limit()
     }
 
     pub fn stats(&self) -> ClientStats {
-        *lock(&self.stats)
+        self.observer.stats()
     }
 
-    /// Sends one request to `uri` (a path and query, relative to the base).
-    pub async fn send<B: Serialize + ?Sized>(
-        &self,
-        method: Method,
-        uri: &str,
-        body: Option<&B>,
-        headers: HeaderMap,
-    ) -> Result<Reply> {
-        let request = describe(&method, uri);
-        let transport =
-            |source| Error::Transport { base: self.base.clone(), request: request.clone(), source: Box::new(source) };
-        let mut builder = http::Request::builder().method(method.clone()).uri(uri);
-        for (name, value) in &headers {
-            builder = builder.header(name, value);
-        }
-        let req = self.octo.build_request(builder, body).map_err(transport)?;
-        lock(&self.stats).requests += 1;
-        let res = self.octo.execute(req).await.map_err(transport)?;
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = self.octo.body_to_string(res).await.map_err(transport)?;
-        if let Some(rate) = RateLimit::from_headers(&headers) {
-            *lock(&self.rate) = Some(rate);
-        }
-        tracing::debug!(%request, status = status.as_u16(), "github");
-        Ok(Reply { status, headers, body })
+    /// Sends `call` through the layers.
+    pub async fn send(&self, call: &Call) -> Result<Reply> {
+        self.stack.send(call).await
     }
 
-    /// Sends a request and decodes a successful JSON answer.
+    fn call_of<B: Serialize + ?Sized>(method: Method, uri: &str, body: Option<&B>) -> Result<Call> {
+        let mut call = Call::new(method.clone(), uri);
+        if let Some(b) = body {
+            call.body = Some(
+                serde_json::to_value(b).map_err(|source| Error::Decode { request: describe(&method, uri), source })?,
+            );
+        }
+        Ok(call)
+    }
+
+    /// Sends a request and decodes a successful JSON answer. `POST`s are
+    /// not resent after a lost answer; see [`Self::json_idempotent`].
     pub async fn json<T: DeserializeOwned, B: Serialize + ?Sized>(
         &self,
         method: Method,
         uri: &str,
         body: Option<&B>,
     ) -> Result<T> {
-        let reply = self.send(method.clone(), uri, body, HeaderMap::new()).await?;
-        if !reply.status.is_success() {
-            return Err(error_from(&describe(&method, uri), &reply));
-        }
-        decode(&describe(&method, uri), &reply.body)
+        let call = Self::call_of(method, uri, body)?;
+        self.json_call(&call).await
     }
 
-    /// Sends a request whose answer body is not needed.
-    pub async fn call<B: Serialize + ?Sized>(&self, method: Method, uri: &str, body: Option<&B>) -> Result<()> {
-        let reply = self.send(method.clone(), uri, body, HeaderMap::new()).await?;
-        if reply.status.is_success() { Ok(()) } else { Err(error_from(&describe(&method, uri), &reply)) }
+    /// [`Self::json`] for a `POST` that is safe to resend (GitHub rejects or
+    /// ignores a repeat).
+    pub async fn json_idempotent<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let mut call = Self::call_of(method, uri, body)?;
+        call.idempotent = true;
+        self.json_call(&call).await
+    }
+
+    async fn json_call<T: DeserializeOwned>(&self, call: &Call) -> Result<T> {
+        let request = describe(&call.method, &call.uri);
+        let reply = self.send(call).await?;
+        if !reply.status.is_success() {
+            return Err(error_from(&request, &reply));
+        }
+        decode(&request, &reply.body)
+    }
+
+    /// Sends a request whose answer body is not needed. `idempotent` says
+    /// whether it may be resent after a lost answer.
+    pub async fn call<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&B>,
+        idempotent: bool,
+    ) -> Result<()> {
+        let mut call = Self::call_of(method, uri, body)?;
+        call.idempotent = idempotent;
+        let reply = self.send(&call).await?;
+        if reply.status.is_success() { Ok(()) } else { Err(error_from(&describe(&call.method, uri), &reply)) }
     }
 
     /// All items of a list, following `next` links. Each page is requested
     /// conditionally when it was seen before.
     pub async fn list<T: DeserializeOwned>(&self, first: &str) -> Result<Vec<T>> {
+        self.list_with(first, decode).await
+    }
+
+    /// [`Self::list`] for lists wrapped in an object, e.g. the `check_runs`
+    /// of `{"total_count": 2, "check_runs": [...]}`.
+    pub async fn list_in<T: DeserializeOwned>(&self, first: &str, field: &str) -> Result<Vec<T>> {
+        self.list_with(first, |request, body| {
+            let mut v: serde_json::Value = decode(request, body)?;
+            let items = v.get_mut(field).map(serde_json::Value::take).unwrap_or(serde_json::Value::Array(Vec::new()));
+            serde_json::from_value(items).map_err(|source| Error::Decode { request: request.to_string(), source })
+        })
+        .await
+    }
+
+    async fn list_with<T>(&self, first: &str, parse: impl Fn(&str, &str) -> Result<Vec<T>>) -> Result<Vec<T>> {
         let mut items = Vec::new();
         let mut next = Some(first.to_string());
         let mut pages = 0;
@@ -201,7 +278,7 @@ impl Client {
                 break;
             }
             let page = self.page(&uri).await?;
-            let mut batch: Vec<T> = decode(&describe(&Method::GET, &uri), &page.body)?;
+            let mut batch: Vec<T> = parse(&describe(&Method::GET, &uri), &page.body)?;
             items.append(&mut batch);
             next = page.next;
         }
@@ -210,53 +287,67 @@ impl Client {
 
     async fn page(&self, uri: &str) -> Result<CachedPage> {
         let mut cached = lock(&self.cache).get(uri).cloned();
-        loop {
-            let mut headers = HeaderMap::new();
-            if let Some(c) = &cached
-                && let Ok(v) = HeaderValue::from_str(&c.etag)
-            {
-                headers.insert(header::IF_NONE_MATCH, v);
-            }
-            let reply = self.send::<()>(Method::GET, uri, None, headers).await?;
-            if reply.status == StatusCode::NOT_MODIFIED
-                && let Some(mut c) = cached.take()
-            {
-                // The page is unchanged, but pages may have been added after
-                // it: trust a `link` sent with the 304, else refetch a full
-                // last page once.
-                match header_str(&reply.headers, "link") {
-                    Some(link) => c.next = next_link(link).map(|u| self.relative(&u)),
-                    None if c.next.is_none() && c.full => continue,
-                    None => {}
-                }
-                lock(&self.stats).not_modified += 1;
-                return Ok(c);
-            }
-            if !reply.status.is_success() {
-                return Err(error_from(&describe(&Method::GET, uri), &reply));
-            }
-            let next = header_str(&reply.headers, "link").and_then(next_link).map(|u| self.relative(&u));
-            let count = serde_json::from_str::<Vec<serde::de::IgnoredAny>>(&reply.body).map_or(0, |v| v.len());
-            let page = CachedPage {
-                etag: header_str(&reply.headers, "etag").unwrap_or_default().to_string(),
-                full: count >= per_page_of(uri),
-                body: reply.body,
-                next,
-            };
-            if !page.etag.is_empty() {
-                let mut cache = lock(&self.cache);
-                if cache.len() >= MAX_CACHED_PAGES {
-                    cache.clear();
-                }
-                cache.insert(uri.to_string(), page.clone());
-            }
-            return Ok(page);
+        let mut call = Call::new(Method::GET, uri);
+        if let Some(c) = &cached
+            && let Ok(v) = HeaderValue::from_str(&c.etag)
+        {
+            call.headers.insert(header::IF_NONE_MATCH, v);
         }
+        let reply = self.send(&call).await?;
+        if reply.status == StatusCode::NOT_MODIFIED
+            && let Some(mut c) = cached.take()
+        {
+            // The page is unchanged, but pages may have been added after
+            // it: trust a `link` sent with the 304; else, after a full
+            // last page, look at the page after it, conditionally too
+            // (an empty page, once seen, is a free 304 from then on).
+            if let Some(link) = header_str(&reply.headers, "link") {
+                c.next = next_link(link).map(|u| self.relative(&u));
+            }
+            if c.next.is_none() && c.full {
+                c.next = Some(following_page(uri));
+            }
+            return Ok(c);
+        }
+        if !reply.status.is_success() {
+            return Err(error_from(&describe(&Method::GET, uri), &reply));
+        }
+        let next = header_str(&reply.headers, "link").and_then(next_link).map(|u| self.relative(&u));
+        let count = serde_json::from_str::<Vec<serde::de::IgnoredAny>>(&reply.body).map_or(0, |v| v.len());
+        let page = CachedPage {
+            etag: header_str(&reply.headers, "etag").unwrap_or_default().to_string(),
+            full: count >= per_page_of(uri),
+            body: reply.body,
+            next,
+        };
+        if !page.etag.is_empty() {
+            let mut cache = lock(&self.cache);
+            if cache.len() >= MAX_CACHED_PAGES {
+                cache.clear();
+            }
+            cache.insert(uri.to_string(), page.clone());
+        }
+        Ok(page)
     }
 
     fn relative(&self, link: &str) -> String {
         relative(&self.base_path, link)
     }
+}
+
+/// `uri` with its `page` query parameter (1 when absent) plus one.
+fn following_page(uri: &str) -> String {
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let mut page = 1u64;
+    let mut params: Vec<String> = Vec::new();
+    for p in query.split('&').filter(|p| !p.is_empty()) {
+        match p.strip_prefix("page=") {
+            Some(n) => page = n.parse().unwrap_or(1),
+            None => params.push(p.to_string()),
+        }
+    }
+    params.push(format!("page={}", page + 1));
+    format!("{path}?{}", params.join("&"))
 }
 
 /// A link from GitHub (absolute) as a path relative to the base URI (whose
@@ -356,7 +447,7 @@ fn timestamp(secs: u64) -> Option<Timestamp> {
     chrono::DateTime::from_timestamp(i64::try_from(secs).ok()?, 0)
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -394,6 +485,19 @@ mod tests {
             "/repositories/1/issues?page=2"
         );
         assert_eq!(relative("/api/v3", "/api/v3x/y"), "/api/v3x/y");
+    }
+
+    #[test]
+    fn the_following_page() {
+        assert_eq!(
+            following_page("/repos/o/r/issues?state=open&per_page=2"),
+            "/repos/o/r/issues?state=open&per_page=2&page=2"
+        );
+        assert_eq!(
+            following_page("/repositories/1/issues?per_page=2&page=7&x=y"),
+            "/repositories/1/issues?per_page=2&x=y&page=8"
+        );
+        assert_eq!(following_page("/x"), "/x?page=2");
     }
 
     #[test]

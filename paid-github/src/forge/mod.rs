@@ -5,27 +5,43 @@
 //! (`client.rs`) follows `link` pagination, makes list requests conditional
 //! with ETags and records rate-limit headers.
 //!
-//! Retries are not done here: every call maps its failure to an error whose
-//! [`paid_core::Error::is_retryable`] flag says whether to try again, and the
-//! engine's retry policy (or a retry layer) decides. octocrab's own retry
-//! middleware is off, because it would resend non-idempotent POSTs.
+//! Retries, rate-limit waits and metrics are layers under the client
+//! (`layer/`), configured with [`RetryPolicy`]. What they give up on maps to
+//! an error whose [`paid_core::Error::is_retryable`] flag tells the engine
+//! whether to try again later. octocrab's own retry middleware is off,
+//! because it would resend non-idempotent POSTs.
+//!
+//! Beyond the [`Forge`] port, [`GitHubForge`] has planning
+//! ([`GitHubForge::create_sub_issue`]), follow-up
+//! ([`GitHubForge::pr_feedback`]) and closed-issue
+//! ([`GitHubForge::closed_since`]) methods.
 
 mod client;
+mod feedback;
+pub(crate) mod layer;
 pub(crate) mod models;
+mod planning;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use http::Method;
 use octocrab::Octocrab;
-use paid_core::{CommentRequest, Forge, ForgeIssue, LabelChange, PollRequest, PrRequest, PullRequest, RepoRef};
+use paid_core::metrics::Metrics;
+use paid_core::ports::forge::{SubIssue, SubIssueRequest};
+use paid_core::{
+    CommentRequest, Forge, ForgeIssue, LabelChange, PollRequest, PrRequest, PullRequest, RepoRef, Timestamp,
+};
 use secrecy::SecretString;
 
-use client::Client;
 pub(crate) use client::encode;
+use client::{Client, ClientParts};
 pub use client::{ClientStats, RateLimit};
-use models::{AddLabels, Comment, CommentBody, Issue, NewPull, Pull};
+pub use feedback::{FailingCheck, FeedbackRequest, PrFeedback, PrState, Review, ReviewComment, ReviewThread, Votes};
+pub use layer::retry::RetryPolicy;
+use models::{AddLabels, Comment, CommentBody, Issue, NewPull, Pull, User};
 
 use crate::error::{Error, Result};
 
@@ -50,6 +66,10 @@ pub struct GitHubConfig {
     per_page: u8,
     connect_timeout: Duration,
     read_timeout: Duration,
+    retry: RetryPolicy,
+    metrics: Option<Arc<Metrics>>,
+    token_id: String,
+    login: Option<String>,
 }
 
 impl std::fmt::Debug for GitHubConfig {
@@ -58,6 +78,9 @@ impl std::fmt::Debug for GitHubConfig {
             .field("base_uri", &self.base_uri)
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .field("per_page", &self.per_page)
+            .field("retry", &self.retry)
+            .field("token_id", &self.token_id)
+            .field("login", &self.login)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +93,10 @@ impl Default for GitHubConfig {
             per_page: 100,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            metrics: None,
+            token_id: "default".into(),
+            login: None,
         }
     }
 }
@@ -105,6 +132,36 @@ impl GitHubConfig {
         self
     }
 
+    /// How failed calls are retried and rate limits waited out (default
+    /// [`RetryPolicy::new`]; [`RetryPolicy::none`] returns every failure at once).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Records `paid_github_api_calls_total{endpoint,status}` and
+    /// `paid_github_rate_limit_remaining{token_id}` into `metrics`.
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The `token_id` label of the rate-limit gauge: a name for the token
+    /// (never the token itself). Default `default`.
+    pub fn token_id(mut self, token_id: impl Into<String>) -> Self {
+        self.token_id = token_id.into();
+        self
+    }
+
+    /// The login the token acts as, e.g. `paid-app[bot]` for a GitHub App
+    /// installation token (which cannot call `GET /user`). Without it the
+    /// forge asks `GET /user` once. Only comments by this login are ever
+    /// edited.
+    pub fn login(mut self, login: impl Into<String>) -> Self {
+        self.login = Some(login.into());
+        self
+    }
+
     /// The API base.
     pub fn base(&self) -> &str {
         &self.base_uri
@@ -120,6 +177,7 @@ impl GitHubConfig {
 pub struct GitHubForge {
     client: Client,
     per_page: u8,
+    login: tokio::sync::OnceCell<String>,
 }
 
 impl GitHubForge {
@@ -143,7 +201,39 @@ impl GitHubForge {
             builder = builder.personal_token(token.clone());
         }
         let octo = builder.build().map_err(|e| Error::Config { what: "client", message: e.to_string() })?;
-        Ok(Self { client: Client::new(octo, &config.base_uri)?, per_page: config.per_page })
+        let parts = ClientParts { policy: config.retry, metrics: config.metrics, token_id: config.token_id };
+        let login = tokio::sync::OnceCell::new_with(config.login);
+        Ok(Self { client: Client::new(octo, &config.base_uri, parts)?, per_page: config.per_page, login })
+    }
+
+    /// The login the token acts as (configured, or `GET /user` once).
+    pub async fn login(&self) -> Result<String> {
+        self.login
+            .get_or_try_init(|| async {
+                let user: User = self.client.json(Method::GET, "/user", None::<&()>).await?;
+                Ok::<_, Error>(user.login)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Issues of `repo` closed since `since` (GitHub's `since` compares the
+    /// issue's `updated_at`, so an issue closed earlier but touched later is
+    /// included), pull requests left out. For noticing that tracked issues
+    /// were closed: the caller keeps the ones it tracks.
+    ///
+    /// The request is conditional like every list: with an unchanged `since`
+    /// (e.g. the time of the last closure seen, not "now"), an idle poll is
+    /// answered `304` and costs no rate-limited call.
+    pub async fn closed_since(&self, repo: &RepoRef, since: Timestamp) -> Result<Vec<ForgeIssue>> {
+        let uri = format!(
+            "{}/issues?state=closed&since={}&per_page={}",
+            repo_path(repo),
+            encode(&since.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            self.per_page
+        );
+        let issues: Vec<Issue> = self.client.list(&uri).await.map_err(not_found("repository", repo, None))?;
+        Ok(issues.into_iter().filter(|i| !i.is_pull_request()).map(ForgeIssue::from).collect())
     }
 
     /// The rate-limit state of the last response, if GitHub sent one.
@@ -193,7 +283,22 @@ impl GitHubForge {
         let list = format!("{repo}/issues/{}/comments?per_page={}", req.number, self.per_page);
         let comments: Vec<Comment> =
             self.client.list(&list).await.map_err(not_found("issue", &req.repo, req.number))?;
-        let existing = comments.into_iter().find(|c| c.body.as_deref().is_some_and(|b| b.contains(&req.marker)));
+        let login = self.login().await?;
+        // Only our own comment is ever edited: anyone can paste the marker.
+        let (ours, foreign): (Vec<Comment>, Vec<Comment>) = comments
+            .into_iter()
+            .filter(|c| c.body.as_deref().is_some_and(|b| b.contains(&req.marker)))
+            .partition(|c| c.user.as_ref().is_some_and(|u| u.login.eq_ignore_ascii_case(&login)));
+        for c in &foreign {
+            tracing::warn!(
+                repo = %req.repo,
+                issue = req.number,
+                comment = c.id,
+                author = c.user.as_ref().map_or("ghost", |u| u.login.as_str()),
+                "ignoring a comment that carries the run marker but was not written by {login}"
+            );
+        }
+        let existing = ours.into_iter().next();
         match existing {
             Some(c) if c.body.as_deref() == Some(body.as_str()) => Ok(c.id),
             Some(c) => {
@@ -218,14 +323,14 @@ impl GitHubForge {
         if !req.add.is_empty() {
             let uri = format!("{repo}/issues/{}/labels", req.number);
             self.client
-                .call(Method::POST, &uri, Some(&AddLabels { labels: &req.add }))
+                .call(Method::POST, &uri, Some(&AddLabels { labels: &req.add }), true)
                 .await
                 .map_err(not_found("issue", &req.repo, req.number))?;
         }
         // A label both added and removed stays: adding wins.
         for label in req.remove.iter().filter(|l| !req.add.contains(l)) {
             let uri = format!("{repo}/issues/{}/labels/{}", req.number, encode(label));
-            match self.client.call::<()>(Method::DELETE, &uri, None).await {
+            match self.client.call::<()>(Method::DELETE, &uri, None, true).await {
                 Ok(()) | Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -256,7 +361,8 @@ impl GitHubForge {
                     body: &req.body,
                     maintainer_can_modify: true,
                 };
-                match self.client.json::<Pull, _>(Method::POST, &uri, Some(&new)).await {
+                // Safe to resend: a repeat is refused with "already exists".
+                match self.client.json_idempotent::<Pull, _>(Method::POST, &uri, Some(&new)).await {
                     Ok(p) => (p, true),
                     // Created concurrently (or by an attempt whose answer was lost).
                     Err(e) if e.is_pull_request_exists() => match self.open_pull(&req.repo, &req.head).await? {
@@ -271,7 +377,7 @@ impl GitHubForge {
             req.labels.iter().filter(|l| !pull.labels.iter().any(|have| have.name() == l.as_str())).cloned().collect();
         if !missing.is_empty() {
             let uri = format!("{}/issues/{}/labels", repo_path(&req.repo), pull.number);
-            self.client.call(Method::POST, &uri, Some(&AddLabels { labels: &missing })).await?;
+            self.client.call(Method::POST, &uri, Some(&AddLabels { labels: &missing }), true).await?;
         }
         Ok(PullRequest { number: pull.number, url: pull.html_url, head: pull.head.ref_name, created })
     }
@@ -298,14 +404,22 @@ impl Forge for GitHubForge {
     async fn find_or_create_pr(&self, req: &PrRequest) -> paid_core::Result<PullRequest> {
         Ok(self.pull(req).await?)
     }
+
+    async fn create_sub_issue(&self, req: &SubIssueRequest) -> paid_core::Result<SubIssue> {
+        Ok(GitHubForge::create_sub_issue(self, req).await?)
+    }
 }
 
-fn repo_path(repo: &RepoRef) -> String {
+pub(crate) fn repo_path(repo: &RepoRef) -> String {
     format!("/repos/{}/{}", encode(&repo.owner), encode(&repo.name))
 }
 
 /// Names the entity of a 404.
-fn not_found(entity: &'static str, repo: &RepoRef, number: impl Into<Option<u64>>) -> impl FnOnce(Error) -> Error {
+pub(crate) fn not_found(
+    entity: &'static str,
+    repo: &RepoRef,
+    number: impl Into<Option<u64>>,
+) -> impl FnOnce(Error) -> Error {
     let id = match number.into() {
         Some(n) => format!("{repo}#{n}"),
         None => repo.to_string(),

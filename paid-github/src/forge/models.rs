@@ -34,6 +34,9 @@ impl Label {
 /// An item of `GET /repos/{o}/{r}/issues` or `GET .../issues/{n}`.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Issue {
+    /// The database id (what the sub-issue API takes), not the number.
+    #[serde(default)]
+    pub id: u64,
     pub number: u64,
     pub title: String,
     #[serde(default)]
@@ -76,6 +79,8 @@ pub(crate) struct Comment {
     pub id: u64,
     #[serde(default)]
     pub body: Option<String>,
+    #[serde(default)]
+    pub user: Option<User>,
 }
 
 /// `head` / `base` of a pull request.
@@ -83,6 +88,8 @@ pub(crate) struct Comment {
 pub(crate) struct PullRef {
     #[serde(rename = "ref")]
     pub ref_name: String,
+    #[serde(default)]
+    pub sha: String,
 }
 
 /// A pull request (simple or full shape).
@@ -93,6 +100,97 @@ pub(crate) struct Pull {
     pub head: PullRef,
     #[serde(default)]
     pub labels: Vec<Label>,
+    #[serde(default)]
+    pub state: String,
+    /// Only in the full shape.
+    #[serde(default)]
+    pub merged: Option<bool>,
+    #[serde(default)]
+    pub merged_at: Option<String>,
+}
+
+/// Body of `POST .../issues`.
+#[derive(Debug, Serialize)]
+pub(crate) struct NewIssue<'a> {
+    pub title: &'a str,
+    pub body: &'a str,
+    pub labels: &'a [String],
+}
+
+/// Body of `PATCH .../issues/{n}` changing the body.
+#[derive(Debug, Serialize)]
+pub(crate) struct IssueBody<'a> {
+    pub body: &'a str,
+}
+
+/// Body of `POST .../issues/{n}/sub_issues`.
+#[derive(Debug, Serialize)]
+pub(crate) struct AddSubIssue {
+    pub sub_issue_id: u64,
+}
+
+/// A check run (`GET .../commits/{ref}/check-runs`, inside `check_runs`).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct CheckRun {
+    pub name: String,
+    #[serde(default)]
+    pub conclusion: Option<String>,
+    #[serde(default)]
+    pub details_url: Option<String>,
+    #[serde(default)]
+    pub html_url: Option<String>,
+    #[serde(default)]
+    pub output: Option<CheckOutput>,
+}
+
+/// `output` of a check run.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct CheckOutput {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// A pull request review comment (`GET .../pulls/{n}/comments`).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ReviewComment {
+    pub id: u64,
+    #[serde(default)]
+    pub user: Option<User>,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub path: String,
+    #[serde(default)]
+    pub line: Option<u64>,
+    /// `null` once the commented line is no longer in the diff (outdated).
+    #[serde(default)]
+    pub position: Option<u64>,
+    #[serde(default)]
+    pub in_reply_to_id: Option<u64>,
+}
+
+/// A pull request review (`GET .../pulls/{n}/reviews`).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Review {
+    pub id: u64,
+    #[serde(default)]
+    pub user: Option<User>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub state: String,
+}
+
+/// A reaction (`GET .../issues/{n}/reactions`).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Reaction {
+    #[serde(default)]
+    pub user: Option<User>,
+    pub content: String,
 }
 
 /// Body of `POST .../issues/{n}/comments` and `PATCH .../issues/comments/{id}`.

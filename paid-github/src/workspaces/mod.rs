@@ -7,6 +7,12 @@
 //! <root>/worktrees/<run_id>           one git worktree of that mirror per run
 //! ```
 //!
+//! `mirrors/` and `worktrees/` are mode `0700`: the sandbox writes
+//! world-writable files (its umask is `0000`), which no other host user may
+//! reach. A worktree's `.git` file is in the sandbox's mount, so it is never
+//! trusted: host-side commits, diffs and pushes open the worktree through the
+//! mirror's record of it and restore the file (see `worktree::open`).
+//!
 //! Every git2 call runs on tokio's blocking pool, never on the runtime's
 //! workers. Operations on one mirror are serialized by an in-process lock;
 //! two processes sharing a root are not coordinated.
@@ -15,9 +21,9 @@
 //! credentials callback on fetch and push. It is never written into a remote
 //! URL, the mirror's config or anything a sandbox can read.
 //!
-//! Transports: this build of git2 has no TLS or ssh backend (git2's default
-//! features are off), so clone URLs may be local paths, `file://` or plain
-//! `http://`. Cloning from `https://` needs git2's `https` feature.
+//! Transports: git2 is built with its `https` feature (OpenSSL), so clone
+//! URLs may be `https://` (GitHub), plain `http://`, local paths or
+//! `file://`. There is no ssh transport: tokens travel as HTTP basic auth.
 
 mod credentials;
 mod mirror;
@@ -152,6 +158,8 @@ impl GitWorkspaces {
 
     async fn ensure_mirror(&self, project: &Project) -> Result<()> {
         let path = self.mirror_path(&project.repo)?;
+        let dirs = [self.mirrors_dir(), self.worktrees_dir()];
+        blocking("create directories", move || dirs.iter().try_for_each(|d| worktree::private_dir(d))).await?;
         let lock = self.lock_for(&path);
         let _guard = lock.lock().await;
         let (url, auth) = (project.clone_url.clone(), self.auth.clone());
@@ -187,13 +195,23 @@ impl GitWorkspaces {
         let path = self.own(req.worktree)?;
         let (message, name, email) =
             (req.message.to_string(), req.author_name.to_string(), req.author_email.to_string());
-        blocking("commit", move || worktree::commit_all(&path, &message, &name, &email)).await
+        let (this, run_id) = (self.opener(), req.worktree.run_id);
+        blocking("commit", move || {
+            let repo = this.open_worktree(&path, run_id)?;
+            worktree::commit_all(&repo, &path, &message, &name, &email)
+        })
+        .await
     }
 
     async fn changed_paths(&self, wt: &Worktree) -> Result<Vec<String>> {
         let path = self.own(wt)?;
         let base = wt.base_commit.clone();
-        blocking("changed paths", move || worktree::changed_paths(&path, &base)).await
+        let (this, run_id) = (self.opener(), wt.run_id);
+        blocking("changed paths", move || {
+            let repo = this.open_worktree(&path, run_id)?;
+            worktree::changed_paths(&repo, &path, &base)
+        })
+        .await
     }
 
     async fn push(&self, project: &Project, wt: &Worktree) -> Result<()> {
@@ -201,10 +219,25 @@ impl GitWorkspaces {
         if !mirror_path.exists() {
             return Err(Error::MirrorMissing { repo: project.repo.to_string(), path: mirror_path });
         }
+        // The push reads only the mirror, but leave no tampered `.git` behind.
+        let path = self.own(wt)?;
+        let (name, admin_mirror) = (wt.run_id.to_string(), mirror_path.clone());
+        blocking("check worktree", move || {
+            if path.is_dir() && admin_mirror.join("worktrees").join(&name).is_dir() {
+                worktree::restore_gitlink(&path, &worktree::admin_dir(&admin_mirror, &name))?;
+            }
+            Ok(())
+        })
+        .await?;
         let lock = self.lock_for(&mirror_path);
         let _guard = lock.lock().await;
         let (url, branch, auth) = (project.clone_url.clone(), wt.branch.clone(), self.auth.clone());
         blocking("push", move || push::push(&mirror_path, &url, &branch, &auth)).await
+    }
+
+    /// What blocking tasks need to open worktrees.
+    fn opener(&self) -> Opener {
+        Opener { root: self.root.clone() }
     }
 
     async fn remove(&self, wt: &Worktree) -> Result<()> {
@@ -222,7 +255,7 @@ impl GitWorkspaces {
             for path in worktree::read_dirs(&dir) {
                 let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
                 // Only directories named like a run id are ours to remove.
-                if RunId::parse(&name).is_err() || keep.contains(&name) || worktree::age(&path) < older_than {
+                if RunId::parse(&name).is_err() || keep.contains(&name) || worktree::age(&path, &mirrors) < older_than {
                     continue;
                 }
                 worktree::remove(&path, &name, &mirrors)?;
@@ -263,6 +296,21 @@ impl Workspaces for GitWorkspaces {
 
     async fn sweep_orphans(&self, keep: &[RunId], older_than: chrono::Duration) -> paid_core::Result<Vec<PathBuf>> {
         Ok(self.sweep(keep, older_than).await?)
+    }
+}
+
+/// Opens worktrees in blocking tasks (owns the paths it needs).
+struct Opener {
+    root: PathBuf,
+}
+
+impl Opener {
+    fn open_worktree(&self, path: &Path, run_id: RunId) -> Result<git2::Repository> {
+        let name = run_id.to_string();
+        let mirrors = self.root.join("mirrors");
+        let mirror = worktree::find_mirror_of(&mirrors, &name)
+            .ok_or_else(|| Error::ForeignWorktree { path: path.to_path_buf(), root: self.root.join("worktrees") })?;
+        worktree::open(path, &name, &mirror)
     }
 }
 

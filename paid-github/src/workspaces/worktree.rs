@@ -35,8 +35,8 @@ pub(crate) fn create(req: &Create<'_>) -> Result<String> {
     let tip = default_tip(&mirror, req.repo_name, req.default_branch)?;
 
     if let Ok(existing) = mirror.find_worktree(req.name) {
-        if existing.validate().is_ok() && req.path.join(".git").exists() {
-            let wt = Repository::open(req.path).map_err(Error::git("open worktree", req.path))?;
+        if existing.validate().is_ok() && req.path.is_dir() {
+            let wt = open(req.path, req.name, req.mirror)?;
             let head = wt.head().map_err(Error::git("read worktree HEAD", req.path))?;
             if head.name().ok() != Some(local_ref.as_str()) {
                 return Err(Error::InvalidInput {
@@ -61,7 +61,7 @@ pub(crate) fn create(req: &Create<'_>) -> Result<String> {
         std::fs::remove_dir_all(req.path).map_err(Error::io("remove stale worktree directory", req.path))?;
     }
     if let Some(parent) = req.path.parent() {
-        std::fs::create_dir_all(parent).map_err(Error::io("create worktrees directory", parent))?;
+        private_dir(parent)?;
     }
 
     let branch_oid = match mirror.refname_to_id(&local_ref) {
@@ -94,6 +94,90 @@ fn base(repo: &Repository, branch: Oid, default_tip: Oid) -> Oid {
     repo.merge_base(branch, default_tip).unwrap_or(branch)
 }
 
+/// Creates `dir` (and its parents) and makes it `0700`: the sandbox writes
+/// world-writable files into worktrees (its umask is `0000`), so no other
+/// user of the host may reach them.
+pub(crate) fn private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir).map_err(Error::io("read directory mode", dir))?.permissions().mode();
+        if mode & 0o777 != 0o700 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(Error::io("make directory private (0700)", dir))?;
+        }
+    }
+    Ok(())
+}
+
+/// The worktree's administrative directory in its mirror.
+pub(crate) fn admin_dir(mirror: &Path, name: &str) -> PathBuf {
+    mirror.join("worktrees").join(name)
+}
+
+/// Opens the run's worktree through the mirror's record of it, never through
+/// the worktree's `.git` file: that file sits in the sandbox's writable
+/// mount, so an agent could point it at a repository of its own (whose
+/// `core.worktree` could, say, make a commit pick up host files, or whose
+/// refs could hide changes from the policy check). The `.git` file is put
+/// back to what it must be, and a change to it is logged.
+pub(crate) fn open(path: &Path, name: &str, mirror: &Path) -> Result<Repository> {
+    let bare = Repository::open_bare(mirror).map_err(Error::git("open mirror", mirror))?;
+    let record = bare.find_worktree(name).map_err(Error::git("find worktree in mirror", mirror))?;
+    let admin = admin_dir(mirror, name);
+    restore_gitlink(path, &admin)?;
+    let repo = Repository::open_from_worktree(&record).map_err(Error::git("open worktree", path))?;
+    repo.set_workdir(path, false).map_err(Error::git("set worktree directory", path))?;
+    Ok(repo)
+}
+
+/// Makes `<path>/.git` the file `gitdir: <admin>` again if it is anything
+/// else (another target, a directory, a symlink, missing).
+pub(crate) fn restore_gitlink(path: &Path, admin: &Path) -> Result<()> {
+    use std::io::Write;
+
+    let link = path.join(".git");
+    let what = match std::fs::symlink_metadata(&link) {
+        Ok(m) if m.file_type().is_file() => {
+            let points_home = m.len() < 4096
+                && std::fs::read_to_string(&link).is_ok_and(|s| {
+                    s.trim().strip_prefix("gitdir:").is_some_and(|target| Path::new(target.trim()) == admin)
+                });
+            if points_home {
+                return Ok(());
+            }
+            std::fs::remove_file(&link).map_err(Error::io("remove tampered .git file", &link))?;
+            "rewritten"
+        }
+        Ok(m) if m.file_type().is_dir() => {
+            std::fs::remove_dir_all(&link).map_err(Error::io("remove .git directory planted in worktree", &link))?;
+            "a directory"
+        }
+        Ok(_) => {
+            std::fs::remove_file(&link).map_err(Error::io("remove .git link planted in worktree", &link))?;
+            "a symlink"
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
+        Err(e) => return Err(Error::Io { op: "inspect worktree .git", path: link, source: e }),
+    };
+    tracing::warn!(
+        worktree = %path.display(),
+        found = what,
+        "the worktree's .git did not point at its mirror (changed inside the sandbox?); restored it"
+    );
+    // `create_new` never follows a symlink planted in the meantime.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&link)
+        .map_err(Error::io("restore worktree .git file", &link))?;
+    // The form libgit2 writes: an absolute path with a trailing slash.
+    file.write_all(format!("gitdir: {}/\n", admin.display()).as_bytes())
+        .map_err(Error::io("restore worktree .git file", &link))?;
+    Ok(())
+}
+
 /// `refs/heads/{branch}`, checked.
 pub(crate) fn branch_ref(branch: &str) -> Result<String> {
     let r = format!("refs/heads/{branch}");
@@ -109,8 +193,13 @@ fn detached(path: &Path) -> Error {
 
 /// Stages everything (additions, edits, deletions; ignored files stay out)
 /// and commits. `None` when the tree did not change.
-pub(crate) fn commit_all(path: &Path, message: &str, name: &str, email: &str) -> Result<Option<String>> {
-    let repo = Repository::open(path).map_err(Error::git("open worktree", path))?;
+pub(crate) fn commit_all(
+    repo: &Repository,
+    path: &Path,
+    message: &str,
+    name: &str,
+    email: &str,
+) -> Result<Option<String>> {
     let mut index = repo.index().map_err(Error::git("read index", path))?;
     index.add_all(["*"], IndexAddOption::DEFAULT, None).map_err(Error::git("stage changes", path))?;
     index.update_all(["*"], None).map_err(Error::git("stage deletions", path))?;
@@ -131,8 +220,7 @@ pub(crate) fn commit_all(path: &Path, message: &str, name: &str, email: &str) ->
 
 /// Paths changed between `base` and HEAD, plus uncommitted and untracked
 /// ones; relative, `/`-separated, sorted, without duplicates.
-pub(crate) fn changed_paths(path: &Path, base: &str) -> Result<Vec<String>> {
-    let repo = Repository::open(path).map_err(Error::git("open worktree", path))?;
+pub(crate) fn changed_paths(repo: &Repository, path: &Path, base: &str) -> Result<Vec<String>> {
     let mut paths = BTreeSet::new();
     let base_oid = Oid::from_str(base).map_err(|e| Error::InvalidInput {
         what: "worktree.base_commit",
@@ -173,10 +261,8 @@ fn slashed(p: &Path) -> String {
 /// Removes the worktree directory and its metadata in the mirror
 /// (`mirrors` is searched when the directory is already gone). Idempotent.
 pub(crate) fn remove(path: &Path, name: &str, mirrors: &Path) -> Result<()> {
-    let mirror = match Repository::open(path) {
-        Ok(repo) if repo.is_worktree() => Some(repo.commondir().to_path_buf()),
-        _ => find_mirror_of(mirrors, name),
-    };
+    // Found from the mirrors, never from the worktree's (sandbox-writable) `.git` file.
+    let mirror = find_mirror_of(mirrors, name);
     if path.exists() {
         std::fs::remove_dir_all(path).map_err(Error::io("remove worktree", path))?;
     }
@@ -190,7 +276,7 @@ pub(crate) fn remove(path: &Path, name: &str, mirrors: &Path) -> Result<()> {
 }
 
 /// The mirror whose worktree metadata names `name`.
-fn find_mirror_of(mirrors: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn find_mirror_of(mirrors: &Path, name: &str) -> Option<PathBuf> {
     all_mirrors(mirrors).into_iter().find(|m| m.join("worktrees").join(name).is_dir())
 }
 
@@ -210,11 +296,16 @@ pub(crate) fn read_dirs(dir: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// How long ago the worktree was created: the age of its `.git` file, which
-/// `git worktree add` writes once (the directory's own time changes with
-/// every file the agent adds at the top level).
-pub(crate) fn age(path: &Path) -> Duration {
-    let modified = std::fs::metadata(path.join(".git"))
+/// How long ago the worktree was created: the age of the `commondir` file in
+/// its record in the mirror, which `git worktree add` writes once and the
+/// sandbox cannot touch (else of its `.git` file; the directory's own time
+/// changes with every file the agent adds at the top level).
+pub(crate) fn age(path: &Path, mirrors: &Path) -> Duration {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let record = find_mirror_of(mirrors, name).map(|m| admin_dir(&m, name).join("commondir"));
+    let modified = record
+        .map_or_else(|| std::fs::metadata(path.join(".git")), std::fs::metadata)
+        .or_else(|_| std::fs::metadata(path.join(".git")))
         .or_else(|_| std::fs::metadata(path))
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| SystemTime::now());

@@ -37,3 +37,62 @@ pub async fn docker_required() -> DockerRuntime {
 pub fn spec_with(worktree: &Path, limits: ResourceLimits) -> SandboxSpec {
     SandboxSpec { limits, ..sandbox::spec(&image(), worktree) }
 }
+
+/// A label prefix no other test uses, so a test can clean up by its own
+/// labels (never by image).
+pub fn unique_prefix(test: &str) -> String {
+    use paid_core::Ids;
+    format!("paidt{}{}", test.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>(), paid_core::RandomIds.hex(3))
+}
+
+/// A runtime on the local engine with `config`, the image present.
+pub async fn runtime_with(config: DockerConfig) -> DockerRuntime {
+    docker_required().await;
+    DockerRuntime::connect(config).await.unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
+/// Removes every container and network labeled `<prefix>.managed=true`
+/// (forwarders included), by id. Returns how many containers it found.
+pub async fn cleanup(docker: &bollard::Docker, prefix: &str) -> usize {
+    use bollard::query_parameters::{
+        ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+    };
+    let filters = std::collections::HashMap::from([("label", vec![format!("{prefix}.managed=true")])]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let containers = docker.list_containers(Some(options)).await.unwrap_or_default();
+    for c in &containers {
+        let id = c.id.clone().unwrap_or_default();
+        let _ = docker.remove_container(&id, Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build())).await;
+    }
+    let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+    for n in docker.list_networks(Some(options)).await.unwrap_or_default() {
+        let _ = docker.remove_network(&n.id.unwrap_or_default()).await;
+    }
+    containers.len()
+}
+
+/// Containers labeled `<prefix>.managed=true`, all states.
+pub async fn managed_ids(docker: &bollard::Docker, prefix: &str) -> Vec<String> {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let filters = std::collections::HashMap::from([("label", vec![format!("{prefix}.managed=true")])]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    docker.list_containers(Some(options)).await.unwrap().into_iter().filter_map(|c| c.id).collect()
+}
+
+/// Networks labeled `<prefix>.managed=true`, by name.
+pub async fn managed_networks(docker: &bollard::Docker, prefix: &str) -> Vec<String> {
+    use bollard::query_parameters::ListNetworksOptionsBuilder;
+    let filters = std::collections::HashMap::from([("label", vec![format!("{prefix}.managed=true")])]);
+    let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+    docker.list_networks(Some(options)).await.unwrap().into_iter().filter_map(|n| n.name).collect()
+}
+
+/// Runs `body`, then [`cleanup`] for `prefix` even when `body` panics.
+pub async fn with_cleanup(docker: &bollard::Docker, prefix: &str, body: impl std::future::Future<Output = ()>) {
+    use futures::FutureExt;
+    let outcome = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+    cleanup(docker, prefix).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

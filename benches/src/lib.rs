@@ -1,0 +1,1 @@
+//! Benchmarks of Paid (see `benches/`).

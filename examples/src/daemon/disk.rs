@@ -1,0 +1,360 @@
+//! The disk guard: measures what Paid keeps on disk, cleans up harder as the
+//! filesystem fills, and stops claiming new runs at the emergency level
+//! until space is back.
+//!
+//! The filesystem is read through [`FsProbe`], and the thresholds are
+//! settings, so tests can simulate pressure.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use paid_core::metrics::{DiskLabels, Metrics, ProjectLabels};
+use paid_core::{RunId, Store};
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+use super::config::DiskSettings;
+use super::reaper::{Pressure, Reaper, SweepReport};
+
+/// Size and free space of a filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FsUsage {
+    /// Bytes in total.
+    pub total: u64,
+    /// Bytes available to this user.
+    pub available: u64,
+}
+
+impl FsUsage {
+    /// Used share in percent.
+    pub fn percent_used(&self) -> f64 {
+        if self.total == 0 { 0.0 } else { (self.total.saturating_sub(self.available)) as f64 * 100.0 / self.total as f64 }
+    }
+}
+
+/// Reads a filesystem's usage.
+pub trait FsProbe: Send + Sync + 'static {
+    /// The filesystem holding `path`.
+    fn usage(&self, path: &Path) -> std::io::Result<FsUsage>;
+}
+
+/// The real filesystem, through `statvfs(3)`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StatvfsProbe;
+
+impl FsProbe for StatvfsProbe {
+    fn usage(&self, path: &Path) -> std::io::Result<FsUsage> {
+        let s = rustix::fs::statvfs(path).map_err(std::io::Error::from)?;
+        Ok(FsUsage { total: s.f_blocks * s.f_frsize, available: s.f_bavail * s.f_frsize })
+    }
+}
+
+/// How full the filesystem is, against the thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Below the warning threshold.
+    Normal,
+    /// Routine cleanup.
+    Warning,
+    /// Aggressive cleanup.
+    Critical,
+    /// Aggressive cleanup, and no new runs.
+    Emergency,
+}
+
+impl Level {
+    /// The level of `percent` under `s`.
+    pub fn of(percent: f64, s: &DiskSettings) -> Self {
+        if percent >= s.emergency_percent {
+            Level::Emergency
+        } else if percent >= s.critical_percent {
+            Level::Critical
+        } else if percent >= s.warning_percent {
+            Level::Warning
+        } else {
+            Level::Normal
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Level::Warning,
+            2 => Level::Critical,
+            3 => Level::Emergency,
+            _ => Level::Normal,
+        }
+    }
+}
+
+/// One measurement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiskReport {
+    /// The filesystem measured.
+    pub path: PathBuf,
+    /// Its usage.
+    pub filesystem: Option<FsUsage>,
+    /// Used share in percent.
+    pub percent_used: f64,
+    /// The level.
+    pub level: Level,
+    /// Bytes by type: repos, worktrees, logs, images.
+    pub bytes: std::collections::BTreeMap<String, u64>,
+    /// What cleanup did, if any ran.
+    pub cleanup: Option<SweepReport>,
+}
+
+/// Where Paid's bytes are.
+#[derive(Debug, Clone)]
+pub struct DiskPaths {
+    /// Mirror clones.
+    pub repos: PathBuf,
+    /// Worktrees.
+    pub worktrees: PathBuf,
+    /// The database file(s) holding run logs (SQLite; none for PostgreSQL).
+    pub database: Option<PathBuf>,
+}
+
+/// The guard.
+pub struct DiskGuard {
+    settings: DiskSettings,
+    probe: Arc<dyn FsProbe>,
+    paths: DiskPaths,
+    docker: Option<paid_runtime_docker::DockerRuntime>,
+    metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+    level: AtomicU8,
+    last: tokio::sync::Mutex<Option<DiskReport>>,
+}
+
+impl std::fmt::Debug for DiskGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskGuard").field("settings", &self.settings).field("level", &self.level()).finish_non_exhaustive()
+    }
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+impl DiskGuard {
+    /// A guard over `paths` on the filesystem of `settings.path`.
+    pub fn new(
+        settings: DiskSettings,
+        probe: Arc<dyn FsProbe>,
+        paths: DiskPaths,
+        docker: Option<paid_runtime_docker::DockerRuntime>,
+        metrics: Arc<Metrics>,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        Self {
+            settings,
+            probe,
+            paths,
+            docker,
+            metrics,
+            store,
+            level: AtomicU8::new(Level::Normal as u8),
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The level of the last measurement.
+    pub fn level(&self) -> Level {
+        Level::from_u8(self.level.load(Ordering::SeqCst))
+    }
+
+    /// Whether new runs may be claimed.
+    pub fn accepting_runs(&self) -> bool {
+        self.level() < Level::Emergency
+    }
+
+    /// The last report.
+    pub async fn last(&self) -> Option<DiskReport> {
+        self.last.lock().await.clone()
+    }
+
+    /// Measures, records metrics, and cleans up as the level asks.
+    pub async fn tick(&self, reaper: Option<&Reaper>) -> DiskReport {
+        let probe = self.probe.clone();
+        let paths = self.paths.clone();
+        let fs_path = self.settings.path.clone();
+        let measured = tokio::task::spawn_blocking(move || {
+            let fs = probe.usage(&fs_path);
+            let repos = dir_size(&paths.repos);
+            let worktrees = dir_size(&paths.worktrees);
+            let logs = paths
+                .database
+                .as_ref()
+                .map(|db| {
+                    let wal = PathBuf::from(format!("{}-wal", db.display()));
+                    dir_size(db) + dir_size(&wal)
+                })
+                .unwrap_or(0);
+            let worktree_runs: Vec<String> = std::fs::read_dir(&paths.worktrees)
+                .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            (fs, repos, worktrees, logs, worktree_runs)
+        })
+        .await;
+        let (fs, repos, worktrees, logs, worktree_runs) = match measured {
+            Ok(m) => m,
+            Err(e) => (Err(std::io::Error::other(e)), 0, 0, 0, Vec::new()),
+        };
+        let images = self.image_bytes().await;
+        let mut bytes = std::collections::BTreeMap::new();
+        bytes.insert("repos".to_string(), repos);
+        bytes.insert("worktrees".to_string(), worktrees);
+        bytes.insert("logs".to_string(), logs);
+        bytes.insert("images".to_string(), images);
+        let fs = match fs {
+            Ok(u) => Some(u),
+            Err(e) => {
+                warn!(path = %self.settings.path.display(), error = %e, "cannot measure the filesystem");
+                None
+            }
+        };
+        if let Some(u) = fs {
+            bytes.insert("filesystem_used".to_string(), u.total.saturating_sub(u.available));
+            bytes.insert("filesystem_size".to_string(), u.total);
+        }
+        for (k, v) in &bytes {
+            self.metrics.disk_usage_bytes.get_or_create(&DiskLabels { r#type: k.clone() }).set(*v as i64);
+        }
+        self.count_worktrees(&worktree_runs).await;
+        let percent = fs.map(|u| u.percent_used()).unwrap_or(0.0);
+        let level = Level::of(percent, &self.settings);
+        let was = self.level();
+        self.level.store(level as u8, Ordering::SeqCst);
+        if level != was {
+            match level {
+                Level::Emergency => error!(percent, "disk emergency: no new runs are claimed until space is back"),
+                Level::Critical => warn!(percent, "disk critical: cleaning up aggressively"),
+                Level::Warning => warn!(percent, "disk filling up: routine cleanup"),
+                Level::Normal => info!(percent, "disk usage back to normal"),
+            }
+        }
+        let pressure = match level {
+            Level::Normal | Level::Warning => Pressure::Routine,
+            Level::Critical => Pressure::Critical,
+            Level::Emergency => Pressure::Emergency,
+        };
+        let cleanup = match (reaper, level) {
+            (Some(r), l) if l >= Level::Warning => match r.sweep(pressure).await {
+                Ok(rep) => Some(rep),
+                Err(e) => {
+                    warn!(error = %e, "disk cleanup failed");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let report = DiskReport { path: self.settings.path.clone(), filesystem: fs, percent_used: percent, level, bytes, cleanup };
+        *self.last.lock().await = Some(report.clone());
+        report
+    }
+
+    async fn image_bytes(&self) -> u64 {
+        let Some(docker) = &self.docker else { return 0 };
+        match docker.client().list_images(None::<bollard::query_parameters::ListImagesOptions>).await {
+            Ok(images) => images.iter().map(|i| i.size.max(0) as u64).sum(),
+            Err(e) => {
+                warn!(error = %e, "cannot list images");
+                0
+            }
+        }
+    }
+
+    async fn count_worktrees(&self, run_dirs: &[String]) {
+        let mut by_project: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+        for name in run_dirs {
+            if let Ok(id) = RunId::parse(name)
+                && let Ok(run) = self.store.run(id).await
+            {
+                *by_project.entry(run.project_id.to_string()).or_default() += 1;
+            }
+        }
+        if let Ok(projects) = self.store.projects().await {
+            for p in projects {
+                let id = p.id.to_string();
+                let n = by_project.get(&id).copied().unwrap_or(0);
+                self.metrics.worktrees_total.get_or_create(&ProjectLabels { project_id: id }).set(n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    struct FakeFs(Mutex<FsUsage>);
+
+    impl FsProbe for FakeFs {
+        fn usage(&self, _: &Path) -> std::io::Result<FsUsage> {
+            Ok(*self.0.lock().unwrap())
+        }
+    }
+
+    fn settings() -> DiskSettings {
+        DiskSettings {
+            path: PathBuf::from("/"),
+            interval: Duration::from_secs(1),
+            warning_percent: 75.0,
+            critical_percent: 85.0,
+            emergency_percent: 95.0,
+        }
+    }
+
+    #[test]
+    fn levels() {
+        let s = settings();
+        assert_eq!(Level::of(10.0, &s), Level::Normal);
+        assert_eq!(Level::of(75.0, &s), Level::Warning);
+        assert_eq!(Level::of(90.0, &s), Level::Critical);
+        assert_eq!(Level::of(99.0, &s), Level::Emergency);
+    }
+
+    #[tokio::test]
+    async fn emergency_stops_claims_until_space_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(FakeFs(Mutex::new(FsUsage { total: 100, available: 50 })));
+        let store: Arc<dyn Store> = Arc::new(paid_store_sqlite::SqliteStore::open_in_memory().unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let paths = DiskPaths { repos: dir.path().join("r"), worktrees: dir.path().join("w"), database: None };
+        let guard = DiskGuard::new(settings(), fs.clone(), paths, None, metrics.clone(), store);
+        assert_eq!(guard.tick(None).await.level, Level::Normal);
+        assert!(guard.accepting_runs());
+        *fs.0.lock().unwrap() = FsUsage { total: 100, available: 3 };
+        let r = guard.tick(None).await;
+        assert_eq!(r.level, Level::Emergency);
+        assert_eq!(r.percent_used, 97.0);
+        assert!(!guard.accepting_runs());
+        *fs.0.lock().unwrap() = FsUsage { total: 100, available: 40 };
+        guard.tick(None).await;
+        assert!(guard.accepting_runs());
+        let used = metrics.disk_usage_bytes.get_or_create(&DiskLabels { r#type: "filesystem_used".into() }).get();
+        assert_eq!(used, 60);
+    }
+}

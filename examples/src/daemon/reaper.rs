@@ -1,0 +1,161 @@
+//! The reaper: removes worktrees no active run owns and sandboxes of runs
+//! that ended (or that this store never knew), more eagerly under disk
+//! pressure.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use paid_core::metrics::{Metrics, ProjectLabels};
+use paid_core::{RunFilter, RunId, SandboxHandle, SandboxRuntime, Store, Workspaces};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::config::ReaperSettings;
+
+/// How hard to clean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pressure {
+    /// The periodic sweep.
+    Routine,
+    /// Disk above the critical threshold.
+    Critical,
+    /// Disk above the emergency threshold.
+    Emergency,
+}
+
+/// What one sweep removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SweepReport {
+    /// Worktrees removed.
+    pub worktrees: Vec<String>,
+    /// Sandboxes removed.
+    pub sandboxes: Vec<String>,
+    /// Dangling images pruned (critical pressure and above).
+    pub images_pruned: u64,
+    /// What could not be done.
+    pub notes: Vec<String>,
+}
+
+/// Sweeps orphans.
+pub struct Reaper {
+    store: Arc<dyn Store>,
+    workspaces: Arc<dyn Workspaces>,
+    runtime: Arc<dyn SandboxRuntime>,
+    docker: Option<paid_runtime_docker::DockerRuntime>,
+    settings: ReaperSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Reaper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reaper").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Reaper {
+    /// A reaper over these parts.
+    pub fn new(
+        store: Arc<dyn Store>,
+        workspaces: Arc<dyn Workspaces>,
+        runtime: Arc<dyn SandboxRuntime>,
+        docker: Option<paid_runtime_docker::DockerRuntime>,
+        settings: ReaperSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { store, workspaces, runtime, docker, settings, metrics }
+    }
+
+    /// One sweep at `pressure`.
+    pub async fn sweep(&self, pressure: Pressure) -> paid_core::Result<SweepReport> {
+        let mut report = SweepReport::default();
+        let active: Vec<RunId> = self
+            .store
+            .runs(&RunFilter { active_only: true, ..Default::default() })
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let worktree_age = match pressure {
+            Pressure::Routine => self.settings.worktree_max_age,
+            Pressure::Critical => self.settings.worktree_max_age.min(Duration::from_secs(3600)),
+            Pressure::Emergency => Duration::ZERO,
+        };
+        let older_than = chrono::Duration::from_std(worktree_age).unwrap_or(chrono::Duration::hours(24));
+        match self.workspaces.sweep_orphans(&active, older_than).await {
+            Ok(paths) => report.worktrees = paths.iter().map(|p| p.display().to_string()).collect(),
+            Err(e) => report.notes.push(format!("worktree sweep failed: {e}")),
+        }
+
+        let unknown_age = match pressure {
+            Pressure::Routine => self.settings.unknown_sandbox_max_age,
+            Pressure::Critical => self.settings.unknown_sandbox_max_age.min(Duration::from_secs(300)),
+            Pressure::Emergency => self.settings.unknown_sandbox_max_age.min(Duration::from_secs(60)),
+        };
+        let all_runs: BTreeMap<String, bool> = self
+            .store
+            .runs(&RunFilter::default())
+            .await?
+            .into_iter()
+            .map(|r| (r.id.to_string(), r.state.is_terminal()))
+            .collect();
+        let active_set: HashSet<String> = active.iter().map(RunId::to_string).collect();
+        let now = chrono::Utc::now();
+        let mut live_by_project: BTreeMap<String, i64> = BTreeMap::new();
+        match self.runtime.list_managed().await {
+            Ok(sandboxes) => {
+                for s in sandboxes {
+                    let run = s.run_id.clone().unwrap_or_default();
+                    let age = s.created_at.map(|c| (now - c).to_std().unwrap_or_default()).unwrap_or_default();
+                    let remove = if active_set.contains(&run) {
+                        false
+                    } else if all_runs.get(&run) == Some(&true) {
+                        true
+                    } else {
+                        // A run this store does not know (another deployment's, or
+                        // one being created elsewhere): only once old enough.
+                        !run.is_empty() && age >= unknown_age
+                    };
+                    if remove {
+                        let handle = SandboxHandle { id: s.id.clone(), mount_at: String::new() };
+                        match self.runtime.remove(&handle).await {
+                            Ok(()) => report.sandboxes.push(s.id.clone()),
+                            Err(e) => report.notes.push(format!("could not remove sandbox {}: {e}", s.id)),
+                        }
+                    } else if let Some(p) = &s.project_id {
+                        *live_by_project.entry(p.clone()).or_default() += 1;
+                    }
+                }
+            }
+            Err(e) => report.notes.push(format!("listing sandboxes failed: {e}")),
+        }
+        for project in self.store.projects().await? {
+            let id = project.id.to_string();
+            let n = live_by_project.get(&id).copied().unwrap_or(0);
+            self.metrics.active_containers.get_or_create(&ProjectLabels { project_id: id }).set(n);
+        }
+
+        if pressure >= Pressure::Critical {
+            match &self.docker {
+                Some(docker) => {
+                    let filters = std::collections::HashMap::from([("dangling".to_string(), vec!["true".to_string()])]);
+                    let opts = bollard::query_parameters::PruneImagesOptions { filters: Some(filters) };
+                    match docker.client().prune_images(Some(opts)).await {
+                        Ok(r) => report.images_pruned = r.space_reclaimed.unwrap_or(0).max(0) as u64,
+                        Err(e) => report.notes.push(format!("image prune failed: {e}")),
+                    }
+                }
+                None => report.notes.push("image prune: no Docker engine".into()),
+            }
+            report.notes.push("old run logs are kept: the Store port has no log pruning".into());
+        }
+        if !report.worktrees.is_empty() || !report.sandboxes.is_empty() {
+            info!(?pressure, worktrees = report.worktrees.len(), sandboxes = report.sandboxes.len(), "reaper removed orphans");
+        }
+        for n in &report.notes {
+            warn!(?pressure, note = %n, "reaper");
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,596 @@
+//! `paid serve`: the daemon.
+//!
+//! It wires the library's parts from `paid.toml` and runs, until SIGTERM or
+//! SIGINT:
+//!
+//! - the **poller**, which polls every project at the configured interval;
+//! - **workers** (`concurrency` of them), which claim runs and drive them
+//!   with the engine, under a span carrying `trace_id`, `run_id` and
+//!   `project_id`; they claim nothing while the disk guard reports an
+//!   emergency;
+//! - the **HTTP API** with `/metrics` and the health endpoints;
+//! - the **reaper** and the **disk guard**.
+//!
+//! On SIGTERM the workers stop claiming, the current step of each run
+//! finishes, and leases are released, so a restarted daemon (or another
+//! worker) resumes the runs from their journals. A second signal exits at
+//! once.
+//!
+//! Everything that can be checked is checked before anything starts: the
+//! configuration, the API token, the master key (every stored secret must
+//! decrypt), the store, the Docker engine, the agents projects name.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use paid_agents::{CommandAgent, PluginRegistry};
+use paid_core::engine::{Engine, EngineConfig, EngineEvent, StepTimeouts};
+use paid_core::metrics::{Metrics, ModelLabels, TokenLabels};
+use paid_core::{Clock, FixedSelector, RunFilter, SecretStore, Store, SystemClock};
+use paid_github::{GitHubConfig, GitHubForge, GitWorkspaces, GitWorkspacesConfig};
+use paid_runtime_docker::DockerRuntime;
+use prometheus_client::registry::Registry;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, warn};
+
+use super::api::{self, ApiState};
+use super::config::{AgentSpec, Config, ConfigError, StoreUrl};
+use super::disk::{DiskGuard, DiskPaths, FsProbe, StatvfsProbe};
+use super::health::Readiness;
+use super::projects::{ProjectDirectory, ProjectSelector, sync_declared};
+use super::reaper::{Pressure, Reaper};
+use super::vault::{Vault, load_keyring};
+
+/// An opened store, with what else it can do.
+pub struct OpenedStore {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Its secrets capability, if it has one.
+    pub secrets: Option<Arc<dyn SecretStore>>,
+    /// Why it has none.
+    pub no_secrets_reason: String,
+    /// The database file, for SQLite.
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for OpenedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedStore").field("file", &self.file).finish_non_exhaustive()
+    }
+}
+
+/// Opens the configured store.
+pub async fn open_store(url: &StoreUrl) -> anyhow::Result<OpenedStore> {
+    match url {
+        StoreUrl::Sqlite(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let p = path.clone();
+            let store = tokio::task::spawn_blocking(move || paid_store_sqlite::SqliteStore::open(&p)).await??;
+            let store = Arc::new(store);
+            Ok(OpenedStore {
+                store: store.clone(),
+                secrets: Some(store),
+                no_secrets_reason: String::new(),
+                file: Some(path.clone()),
+            })
+        }
+        StoreUrl::Postgres(url) => {
+            let store = paid_store_postgres::PgStore::connect(url)
+                .await
+                .with_context(|| format!("connecting to {}", StoreUrl::Postgres(url.clone())))?;
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                secrets: None,
+                no_secrets_reason: "the PostgreSQL store has no secrets table yet".into(),
+                file: None,
+            })
+        }
+    }
+}
+
+/// Reads the API bearer token the configuration names.
+pub fn api_token(config: &Config) -> Result<SecretString, ConfigError> {
+    let err = |key: &str, reason: String| ConfigError { file: config.file.clone(), key: key.into(), reason };
+    let token = match &config.api.token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| err("api.token_file", format!("cannot read {}: {e}", f.display())))?
+            .trim()
+            .to_string(),
+        None => std::env::var(&config.api.token_env).map_err(|_| {
+            err(
+                "api.token_env",
+                format!(
+                    "environment variable {} is not set; set it, or set api.token_file (`paid init` writes one)",
+                    config.api.token_env
+                ),
+            )
+        })?,
+    };
+    if token.trim().len() < 16 {
+        let key = if config.api.token_file.is_some() { "api.token_file" } else { "api.token_env" };
+        return Err(err(key, "the API token is shorter than 16 characters".into()));
+    }
+    Ok(SecretString::from(token.trim().to_string()))
+}
+
+/// The forge token: stored (`paid token set github`), else the file, else
+/// the environment variable.
+pub async fn forge_token(config: &Config, vault: &Vault) -> anyhow::Result<Option<SecretString>> {
+    let err = |key: &str, reason: String| ConfigError { file: config.file.clone(), key: key.into(), reason };
+    if let Some(t) = vault.get("github").await.context("reading the stored GitHub token")? {
+        return Ok(Some(t));
+    }
+    if let Some(f) = &config.github.token_file {
+        let t = std::fs::read_to_string(f).map_err(|e| err("github.token_file", format!("cannot read {}: {e}", f.display())))?;
+        return Ok(Some(SecretString::from(t.trim().to_string())));
+    }
+    match std::env::var(&config.github.token_env) {
+        Ok(t) if !t.trim().is_empty() => Ok(Some(SecretString::from(t.trim().to_string()))),
+        _ if config.github.token_env_explicit => Err(err(
+            "github.token_env",
+            format!(
+                "environment variable {} is not set (and no token is stored with `paid token set github`)",
+                config.github.token_env
+            ),
+        )
+        .into()),
+        _ => Ok(None),
+    }
+}
+
+/// The agents: the built-in CLIs plus those `paid.toml` declares.
+pub fn agents(config: &Config) -> anyhow::Result<Vec<Arc<dyn paid_core::Agent>>> {
+    let mut registry = PluginRegistry::with_builtins();
+    for (kind, spec) in &config.agents {
+        let bad = |e: paid_agents::Error| ConfigError {
+            file: config.file.clone(),
+            key: format!("agents.{kind}"),
+            reason: e.to_string(),
+        };
+        match spec {
+            AgentSpec::Command { script, env } => {
+                let mut agent = CommandAgent::new(kind.clone(), script.clone()).map_err(bad)?;
+                for (k, v) in env {
+                    agent = agent.env(k.clone(), v.clone());
+                }
+                registry.register_agent(Arc::new(agent)).map_err(bad)?;
+            }
+            AgentSpec::Plugin(p) => {
+                registry.register_config((**p).clone()).map_err(bad)?;
+            }
+        }
+    }
+    Ok(registry.agents())
+}
+
+/// Runs the daemon until a signal, then shuts down gracefully.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let daemon = Daemon::start(config, shutdown.clone()).await?;
+    tokio::spawn(signals(shutdown.clone()));
+    daemon.wait().await
+}
+
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: stopping claims, finishing current steps, releasing leases"),
+        _ = int.recv() => info!("SIGINT: stopping claims, finishing current steps, releasing leases"),
+    }
+    shutdown.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    error!("second signal: exiting now; leases of runs in progress expire and another worker resumes them");
+    std::process::exit(130);
+}
+
+/// A started daemon.
+pub struct Daemon {
+    shutdown: CancellationToken,
+    grace: Duration,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Where the API listens.
+    pub addr: std::net::SocketAddr,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Checks everything and starts every task. Nothing is started when a
+    /// check fails.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        Self::start_with(config, shutdown, Arc::new(StatvfsProbe)).await
+    }
+
+    /// [`Daemon::start`] with another filesystem probe for the disk guard.
+    pub async fn start_with(config: Config, shutdown: CancellationToken, probe: Arc<dyn FsProbe>) -> anyhow::Result<Self> {
+        let cfg_err = |key: &str, reason: String| ConfigError { file: config.file.clone(), key: key.into(), reason };
+        let token = api_token(&config)?;
+        let keyring = load_keyring(&config.keys).map_err(|e| {
+            let key = if config.keys.master_key_file.is_some() { "keys.master_key_file" } else { "keys.master_key_env" };
+            cfg_err(key, e.to_string())
+        })?;
+        for (name, p) in &config.providers {
+            if let Some(f) = &p.key_file
+                && let Err(e) = std::fs::metadata(f)
+            {
+                return Err(cfg_err(&format!("providers.{name}.key_file"), format!("cannot read {}: {e}", f.display())).into());
+            }
+        }
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+        let opened = open_store(&config.store).await?;
+        let store = opened.store.clone();
+        let vault = Arc::new(Vault::new(opened.secrets.clone(), opened.no_secrets_reason.clone(), keyring, clock.clone()));
+        let n = vault.verify_all().await.context("cannot read the stored secrets with the configured master key")?;
+        if n > 0 {
+            info!(secrets = n, key_id = vault.key_id().await.unwrap_or_default(), "stored secrets decrypt with the configured key");
+        }
+        let forge_token = forge_token(&config, &vault).await?;
+        if forge_token.is_none() {
+            warn!("no GitHub token: set {} or store one with `paid token set github`", config.github.token_env);
+        }
+
+        let metrics = Arc::new(Metrics::default());
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+
+        let docker = DockerRuntime::connect(config.docker.clone()).await.context("connecting to the Docker engine")?;
+        let mut gh = GitHubConfig::new().base_uri(config.github.api_url.clone()).metrics(metrics.clone()).token_id("github");
+        if let Some(t) = &forge_token {
+            gh = gh.token(t.clone());
+        }
+        let forge = Arc::new(GitHubForge::new(gh)?);
+        let mut wc = GitWorkspacesConfig::new(config.data_dir.join("workspaces"));
+        if let Some(t) = &forge_token {
+            wc = wc.token(t.clone());
+        }
+        let workspaces = Arc::new(GitWorkspaces::new(wc));
+
+        let agents = agents(&config)?;
+        let kinds: BTreeSet<String> = agents.iter().map(|a| a.kind().to_string()).collect();
+        for (i, p) in config.projects.iter().enumerate() {
+            if !kinds.contains(&p.agent) {
+                return Err(cfg_err(
+                    &format!("projects[{i}].agent"),
+                    format!("no agent {:?}; known: {}", p.agent, kinds.iter().cloned().collect::<Vec<_>>().join(", ")),
+                )
+                .into());
+            }
+        }
+        let directory: Arc<ProjectDirectory> = Arc::new(sync_declared(&store, &config.projects, clock.as_ref()).await?);
+        for p in store.projects().await? {
+            if !kinds.contains(&p.agent) {
+                warn!(project = %p.repo, agent = %p.agent, "project names an agent this daemon does not have; its runs will fail");
+            }
+        }
+
+        let default = config
+            .engine
+            .models
+            .first()
+            .map(|m| FixedSelector { provider: m.provider.clone(), model: m.model.clone() })
+            .unwrap_or(FixedSelector { provider: "scripted".into(), model: "none".into() });
+        let engine_config = EngineConfig {
+            worker_id: config.worker_id.clone(),
+            lease: config.engine.lease,
+            heartbeat_interval: config.engine.heartbeat,
+            max_iterations: config.engine.max_iterations,
+            timeouts: StepTimeouts { agent: config.engine.agent_timeout, ..StepTimeouts::default() },
+            author_name: config.engine.author_name.clone(),
+            author_email: config.engine.author_email.clone(),
+            models: config.engine.models.clone(),
+            ..EngineConfig::default()
+        };
+        let mut builder = Engine::builder()
+            .store(store.clone())
+            .runtime(Arc::new(docker.clone()))
+            .forge(forge.clone())
+            .workspaces(workspaces.clone())
+            .selector(Arc::new(ProjectSelector::new(store.clone(), directory.clone(), default)))
+            .metrics(metrics.clone())
+            .clock(clock.clone())
+            .config(engine_config);
+        for a in agents {
+            builder = builder.agent(a);
+        }
+        let engine = builder.build()?;
+        info!(bind = %config.proxy.bind, "the metering proxy (paid-llm) is not wired into this build; agents get no proxy endpoint");
+
+        let http = super::github::http_client()?;
+        let readiness = Arc::new(Readiness::new(
+            store.clone(),
+            Some(docker.clone()),
+            http.clone(),
+            config.github.api_url.clone(),
+            forge_token.clone(),
+        ));
+        let reaper = Arc::new(Reaper::new(
+            store.clone(),
+            workspaces.clone(),
+            Arc::new(docker.clone()),
+            Some(docker.clone()),
+            config.reaper.clone(),
+            metrics.clone(),
+        ));
+        let disk = Arc::new(DiskGuard::new(
+            config.disk.clone(),
+            probe,
+            DiskPaths {
+                repos: workspaces.root().join("mirrors"),
+                worktrees: workspaces.root().join("worktrees"),
+                database: opened.file.clone(),
+            },
+            Some(docker.clone()),
+            metrics.clone(),
+            store.clone(),
+        ));
+        // Measure once before claiming anything.
+        disk.tick(Some(&reaper)).await;
+        match reaper.sweep(Pressure::Routine).await {
+            Ok(r) if !r.sandboxes.is_empty() || !r.worktrees.is_empty() => {
+                info!(sandboxes = r.sandboxes.len(), worktrees = r.worktrees.len(), "startup sweep removed leftovers")
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "startup sweep failed"),
+        }
+
+        let wake = Arc::new(Notify::new());
+        let state = Arc::new(ApiState {
+            store: store.clone(),
+            engine: engine.clone(),
+            vault: vault.clone(),
+            registry: Arc::new(registry),
+            token_digest: api::digest(token.expose_secret()),
+            wake: wake.clone(),
+            readiness,
+            projects: directory.clone(),
+            disk: disk.clone(),
+            github: (http, config.github.api_url.clone()),
+            agent_kinds: kinds.iter().cloned().collect(),
+            max_body_bytes: config.api.max_body_bytes,
+            worker_id: config.worker_id.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(config.api.bind)
+            .await
+            .map_err(|e| cfg_err("api.bind", format!("cannot listen on {}: {e}", config.api.bind)))?;
+        let addr = listener.local_addr()?;
+        let app = api::router(state);
+        let server_shutdown = shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).with_graceful_shutdown(async move { server_shutdown.cancelled().await }).await
+        });
+
+        let mut workers = Vec::new();
+        for i in 0..config.concurrency {
+            workers.push(tokio::spawn(worker_loop(i, engine.clone(), shutdown.clone(), wake.clone(), disk.clone())));
+        }
+        let mut background = vec![
+            tokio::spawn(poller(engine.clone(), store.clone(), directory, disk.clone(), wake.clone(), config.poll_interval, shutdown.clone())),
+            tokio::spawn(periodic(config.reaper.interval, shutdown.clone(), {
+                let reaper = reaper.clone();
+                move || {
+                    let reaper = reaper.clone();
+                    async move {
+                        if let Err(e) = reaper.sweep(Pressure::Routine).await {
+                            warn!(error = %e, "reaper sweep failed");
+                        }
+                    }
+                }
+            })),
+            tokio::spawn(periodic(config.disk.interval, shutdown.clone(), {
+                let (disk, reaper) = (disk.clone(), reaper.clone());
+                move || {
+                    let (disk, reaper) = (disk.clone(), reaper.clone());
+                    async move {
+                        disk.tick(Some(&reaper)).await;
+                    }
+                }
+            })),
+        ];
+        background.push(tokio::spawn(usage_metrics(engine.clone(), store.clone(), metrics, shutdown.clone())));
+        info!(
+            api = %addr,
+            store = %config.store,
+            worker_id = %config.worker_id,
+            concurrency = config.concurrency,
+            poll_interval_ms = config.poll_interval.as_millis() as u64,
+            "paid serving"
+        );
+        Ok(Self { shutdown, grace: config.shutdown_grace, workers, background, server, addr })
+    }
+
+    /// Waits for shutdown, then for the workers (up to the grace period)
+    /// and the API server.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        let workers = futures::future::join_all(self.workers);
+        match tokio::time::timeout(self.grace, workers).await {
+            Ok(_) => info!("workers stopped; leases released"),
+            Err(_) => warn!(grace_secs = self.grace.as_secs(), "steps still running after the grace period; exiting, their leases will expire"),
+        }
+        for b in &self.background {
+            b.abort();
+        }
+        match tokio::time::timeout(Duration::from_secs(5), self.server).await {
+            Ok(Ok(Err(e))) => warn!(error = %e, "API server error"),
+            Ok(_) => {}
+            Err(_) => warn!("API server did not stop in time"),
+        }
+        info!("paid stopped");
+        Ok(())
+    }
+}
+
+async fn worker_loop(n: usize, engine: Engine, shutdown: CancellationToken, wake: Arc<Notify>, disk: Arc<DiskGuard>) {
+    let idle = Duration::from_millis(500);
+    while !shutdown.is_cancelled() {
+        if disk.accepting_runs() {
+            match engine.claim_next().await {
+                Ok(Some(run)) => {
+                    let span = tracing::info_span!(
+                        "run",
+                        trace_id = %uuid::Uuid::now_v7().simple(),
+                        run_id = %run.id,
+                        project_id = %run.project_id,
+                        worker = n,
+                    );
+                    async {
+                        info!(state = %run.state, "claimed run");
+                        match engine.drive_until(run.id, &shutdown).await {
+                            Ok(r) if r.state.is_terminal() => info!(state = %r.state, pr = r.pr_url.as_deref().unwrap_or("-"), "run ended"),
+                            Ok(r) => info!(state = %r.state, "run paused for shutdown; lease released"),
+                            Err(e) => warn!(error = %e, "run interrupted; its lease will expire"),
+                        }
+                    }
+                    .instrument(span)
+                    .await;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "claim failed"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(idle) => {}
+            _ = wake.notified() => {}
+        }
+    }
+}
+
+async fn poller(
+    engine: Engine,
+    store: Arc<dyn Store>,
+    directory: Arc<ProjectDirectory>,
+    disk: Arc<DiskGuard>,
+    wake: Arc<Notify>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if disk.accepting_runs() {
+            match store.projects().await {
+                Ok(projects) => {
+                    for p in projects {
+                        if shutdown.is_cancelled() {
+                            return;
+                        }
+                        if let Some(limit) = directory.extras(p.id).budget_usd_per_month
+                            && let Ok(spent) = month_spend(store.as_ref(), p.id).await
+                            && spent >= limit
+                        {
+                            warn!(project = %p.repo, spent, limit, "monthly budget spent; not polling this project");
+                            continue;
+                        }
+                        let span = tracing::info_span!("poll", project_id = %p.id, trace_id = %uuid::Uuid::now_v7().simple());
+                        match engine.poll_project(p.id).instrument(span).await {
+                            Ok(r) if !r.queued.is_empty() => {
+                                info!(project = %p.repo, queued = r.queued.len(), "queued runs");
+                                wake.notify_waiters();
+                            }
+                            Ok(_) => {}
+                            Err(e) => warn!(project = %p.repo, error = %e, "poll failed"),
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot list projects"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+async fn month_spend(store: &dyn Store, project: paid_core::ProjectId) -> paid_core::Result<f64> {
+    use chrono::Datelike;
+    let now = chrono::Utc::now();
+    let mut micros = 0i64;
+    for run in store.runs(&RunFilter { project_id: Some(project), ..Default::default() }).await? {
+        for u in store.usage(run.id).await? {
+            if u.at.year() == now.year() && u.at.month() == now.month() {
+                micros += u.cost_micros.unwrap_or(0);
+            }
+        }
+    }
+    Ok(micros as f64 / 1e6)
+}
+
+async fn periodic<F, Fut>(every: Duration, shutdown: CancellationToken, f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        f().await;
+    }
+}
+
+/// Adds each ended run's usage to the token and cost counters.
+async fn usage_metrics(engine: Engine, store: Arc<dyn Store>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let mut events = engine.subscribe();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = events.recv() => e,
+        };
+        let (run_id, to) = match event {
+            Ok(EngineEvent::Transition { run_id, to, .. }) => (run_id, to),
+            Ok(_) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        };
+        if !to.is_terminal() {
+            continue;
+        }
+        let (Ok(run), Ok(usage)) = (store.run(run_id).await, store.usage(run_id).await) else { continue };
+        let project_id = run.project_id.to_string();
+        for u in usage {
+            for (direction, n) in [
+                ("input", u.usage.input),
+                ("cache_read", u.usage.cache_read),
+                ("cache_write", u.usage.cache_write),
+                ("output", u.usage.output),
+                ("reasoning", u.usage.reasoning),
+            ] {
+                if n > 0 {
+                    metrics
+                        .tokens_used_total
+                        .get_or_create(&TokenLabels { project_id: project_id.clone(), model: u.model.clone(), direction: direction.into() })
+                        .inc_by(n);
+                }
+            }
+            if let Some(m) = u.cost_micros {
+                metrics
+                    .cost_cents_total
+                    .get_or_create(&ModelLabels { project_id: project_id.clone(), model: u.model.clone() })
+                    .inc_by(m as f64 / 10_000.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,819 @@
+//! Acceptance tests of `paid serve` and the CLI: the real binary, the fake
+//! GitHub server (started here), a bare git repository as the remote, real
+//! Docker sandboxes and SQLite. Docker, the `paid/agent:bookworm` image
+//! (`scripts/build-images`) and promtool (`scripts/provision-promtool`) are
+//! required: these tests fail, never skip, without them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use paid_examples::demo::{DEMO_REPO, FIXER_SCRIPT, create_sample_remote_in};
+use paid_github::fake::FakeGitHub;
+use serde_json::Value;
+
+const API_TOKEN: &str = "test-api-token-0123456789abcdef";
+const ISSUE_AUTHOR: &str = "demo-user";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn rand_hex() -> String {
+    uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
+}
+
+/// One daemon's world: a directory with paid.toml, the fake forge, the
+/// bare remote.
+struct World {
+    dir: tempfile::TempDir,
+    github: FakeGitHub,
+    remote: PathBuf,
+    port: u16,
+    label_prefix: String,
+    daemon: Option<Child>,
+}
+
+struct Setup<'a> {
+    agent_script: &'a str,
+    extra: &'a str,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Self { agent_script: FIXER_SCRIPT, extra: "" }
+    }
+}
+
+impl World {
+    async fn new(setup: Setup<'_>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = create_sample_remote_in(dir.path()).unwrap();
+        let github = FakeGitHub::start().await.unwrap();
+        github.add_issue(
+            DEMO_REPO.0,
+            DEMO_REPO.1,
+            1,
+            "add() returns the wrong result",
+            "Running `sh test.sh` fails: `add 2 3` prints -1 instead of 5. Please fix add() in calc.sh.",
+            ISSUE_AUTHOR,
+            &["paid-build"],
+        );
+        let port = free_port();
+        let label_prefix = format!("pt{}", rand_hex());
+        std::fs::write(dir.path().join("api-token"), API_TOKEN).unwrap();
+        paid_examples::daemon::vault::write_new_key(&dir.path().join("master.key")).unwrap();
+        let world = Self { dir, github, remote, port, label_prefix, daemon: None };
+        world.write_config("paid.toml", &setup, "master.key");
+        world
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write_config(&self, name: &str, setup: &Setup<'_>, key_file: &str) {
+        let text = format!(
+            r#"
+data_dir = "data"
+worker_id = "test-worker"
+concurrency = 1
+shutdown_grace_secs = 60
+
+[store]
+url = "data/paid.db"
+
+[api]
+bind = "127.0.0.1:{port}"
+token_file = "api-token"
+max_body_bytes = 4096
+
+[keys]
+master_key_file = "{key_file}"
+
+[github]
+api_url = "{github}"
+token_env = "PAID_TEST_GITHUB_TOKEN"
+
+[docker]
+label_prefix = "{prefix}"
+
+[engine]
+lease_secs = 10
+heartbeat_ms = 200
+
+[reaper]
+interval_secs = 2
+
+[disk]
+interval_secs = 1
+
+[log]
+format = "json"
+level = "info,paid_core=debug"
+
+[agents.test-agent]
+script = '''{script}'''
+
+[[projects]]
+repo = "{owner}/{name}"
+clone_url = "{remote}"
+allowed_authors = ["{author}"]
+verify = ["sh test.sh"]
+agent = "test-agent"
+
+{extra}
+"#,
+            port = self.port,
+            github = self.github.base_url(),
+            prefix = self.label_prefix,
+            script = setup.agent_script,
+            owner = DEMO_REPO.0,
+            name = DEMO_REPO.1,
+            remote = self.remote.display(),
+            author = ISSUE_AUTHOR,
+            extra = setup.extra,
+        );
+        std::fs::write(self.path(name), text).unwrap();
+    }
+
+    fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn command(&self, config: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_paid"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("PAID_") {
+                c.env_remove(k);
+            }
+        }
+        c.current_dir(self.dir.path())
+            .arg("--config")
+            .arg(self.path(config))
+            .env("PAID_TEST_GITHUB_TOKEN", "gh-test-token")
+            .env("PAID_POLL_INTERVAL_MS", "300");
+        c
+    }
+
+    /// Runs a CLI command against paid.toml.
+    fn paid(&self, args: &[&str]) -> Output {
+        self.command("paid.toml").args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Runs a CLI command with `--json` and parses its output.
+    fn paid_json(&self, args: &[&str]) -> (bool, Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.paid(&all);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "paid {args:?}: stdout is not JSON ({e}): {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.success(), v)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
+    }
+
+    /// Starts `paid serve` with `config` and waits until /health answers.
+    async fn start(&mut self, config: &str) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path("daemon.log")).unwrap();
+        let child = self.command(config).arg("serve").stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        self.daemon = Some(child);
+        let http = client();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
+                panic!("paid serve exited with {status} (CI={:?}); log:\n{}", std::env::var("CI").ok(), self.log());
+            }
+            if http.get(format!("{}/health", self.api())).send().await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "paid serve did not answer /health in 60 s; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then waits for the exit.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.daemon.take().expect("a running daemon");
+        let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "paid serve did not stop after SIGTERM; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let r = client().get(format!("{}{path}", self.api())).bearer_auth(API_TOKEN).send().await.unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Waits until `f` of the run list holds, returning the list.
+    async fn wait_runs(&self, what: &str, timeout: Duration, f: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.get("/api/v1/runs").await;
+            let runs = v["data"].as_array().cloned().unwrap_or_default();
+            if f(&runs) {
+                return runs;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; runs: {runs:#?}\nlog:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn sandboxes(&self) -> Vec<String> {
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label={}.managed=true", self.label_prefix)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+
+    fn worktrees(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.path("data/workspaces/worktrees"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let ids = self.sandboxes();
+        if !ids.is_empty() {
+            let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    paid_examples::daemon::github::http_client().unwrap()
+}
+
+fn state_of(runs: &[Value]) -> Vec<String> {
+    runs.iter().map(|r| r["state"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+fn promtool() -> PathBuf {
+    let out = Command::new("sh").args(["-c", "command -v promtool"]).output().unwrap();
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !path.is_empty(),
+        "promtool is missing: run scripts/provision-promtool (Debian's prometheus package); CI={:?}",
+        std::env::var("CI").ok()
+    );
+    PathBuf::from(path)
+}
+
+/// `promtool check metrics` on a scrape. DESIGN §8 names the worktree gauge
+/// `paid_worktrees_total`, which promtool's linter flags as a non-counter
+/// with a `_total` suffix; that one finding is expected, anything else fails.
+fn promtool_check_metrics(text: &str) {
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let findings: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    let unexpected: Vec<&String> = findings
+        .iter()
+        .filter(|l| !l.starts_with("paid_worktrees_total non-counter metrics should not have \"_total\" suffix"))
+        .collect();
+    assert!(
+        out.status.success() || (out.status.code() == Some(3) && unexpected.is_empty()),
+        "promtool check metrics: {:?}: {findings:#?}\n{text}",
+        out.status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_polls_the_issue_and_a_pull_request_appears() {
+    let mut w = World::new(Setup::default()).await;
+    w.start("paid.toml").await;
+
+    // The poller picks the labeled issue up; a PR appears on the forge.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while w.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).is_empty() {
+        assert!(Instant::now() < deadline, "no PR after 120 s; log:\n{}", w.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let runs = w.wait_runs("the run to succeed", Duration::from_secs(60), |r| state_of(r) == ["succeeded"]).await;
+    let prs = w.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1);
+    assert_eq!(prs.len(), 1, "{prs:?}");
+    assert!(prs[0].body.contains("Closes #1"), "{}", prs[0].body);
+    let run_id = runs[0]["id"].as_str().unwrap().to_string();
+
+    // `paid runs show --json`: steps and cost.
+    let (ok, show) = w.paid_json(&["runs", "show", &run_id]);
+    assert!(ok, "{show:#}");
+    let data = &show["data"];
+    assert_eq!(data["run"]["state"], "succeeded");
+    assert_eq!(data["run"]["pr_url"].as_str(), Some(prs[0].html_url.as_str()));
+    let steps: Vec<&str> = data["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    for step in ["selecting_model", "provisioning", "running_agent", "verifying", "pushing", "opening_pr", "cleaning"] {
+        assert!(steps.contains(&step), "step {step} missing from {steps:?}");
+    }
+    assert!(data["steps"].as_array().unwrap().iter().all(|s| s["status"] == "done" || s["status"] == "failed"), "{data:#}");
+    assert!(data["cost"]["usd"].is_number(), "{:#}", data["cost"]);
+    assert!(data["cost"]["records"].is_number() && data["cost"]["unpriced_records"].is_number());
+    assert_eq!(data["model_decision"]["selector"], "fixed");
+    assert!(show["meta"]["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+
+    // Human output, logs, lists.
+    let out = w.paid(&["runs", "show", &run_id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("succeeded") && text.contains("opening_pr"), "{text}");
+    let out = w.paid(&["runs", "logs", &run_id, "--follow"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: add 2 3"), "{}", String::from_utf8_lossy(&out.stdout));
+    let (ok, list) = w.paid_json(&["runs", "list"]);
+    assert!(ok && list["data"][0]["id"] == run_id.as_str(), "{list:#}");
+    let (ok, projects) = w.paid_json(&["project", "list"]);
+    assert!(ok, "{projects:#}");
+    assert_eq!(projects["data"][0]["source"], "config");
+    let (ok, costs) = w.paid_json(&["costs"]);
+    assert!(ok && costs["data"]["total"]["usd"].is_number(), "{costs:#}");
+    let (ok, prompts) = w.paid_json(&["prompts", "list"]);
+    assert!(!ok, "prompts have no store support yet and must say so");
+    assert_eq!(prompts["error"]["code"], "not_implemented");
+
+    // Health.
+    let http = client();
+    let health = http.get(format!("{}/health", w.api())).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = http.get(format!("{}/health/ready", w.api())).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    let checks: Vec<(&str, bool)> =
+        ready["checks"].as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap(), c["ok"] == true)).collect();
+    assert_eq!(checks, vec![("store", true), ("docker", true), ("forge", true)], "{ready:#}");
+
+    // Metrics: the DESIGN §8 names, checked by promtool.
+    let metrics = http.get(format!("{}/metrics", w.api())).send().await.unwrap().text().await.unwrap();
+    for name in [
+        "paid_agent_runs_total{",
+        "paid_prs_created_total{",
+        "paid_agent_run_duration_seconds_bucket{",
+        "paid_iterations_to_complete_bucket{",
+        "paid_container_startup_seconds_bucket{",
+        "paid_disk_usage_bytes{type=\"worktrees\"}",
+        "paid_github_api_calls_total{",
+        "paid_github_rate_limit_remaining{",
+        "# TYPE paid_tokens_used_total counter",
+        "# TYPE paid_cost_cents_total counter",
+        "# TYPE paid_quality_score gauge",
+        "# TYPE paid_pr_merge_rate gauge",
+        "# TYPE paid_active_workflows gauge",
+        "# TYPE paid_active_containers gauge",
+        "# TYPE paid_worktrees_total gauge",
+        "# TYPE paid_llm_request_seconds histogram",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+    }
+    assert!(metrics.contains("status=\"succeeded\"} 1"), "{metrics}");
+    promtool_check_metrics(&metrics);
+    let om = http
+        .get(format!("{}/metrics", w.api()))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(om.trim_end().ends_with("# EOF"), "{om}");
+
+    // Every metric the Grafana dashboard queries exists.
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(repo_root().join("deploy/grafana/paid.json")).unwrap()).unwrap();
+    let rows: Vec<&str> =
+        dashboard["panels"].as_array().unwrap().iter().filter(|p| p["type"] == "row").map(|p| p["title"].as_str().unwrap()).collect();
+    assert_eq!(rows, vec!["Overview", "Runs", "Costs", "Quality", "Infrastructure"]);
+    let re = regex_lite_names(&dashboard.to_string());
+    for name in re {
+        let family = name.trim_end_matches("_bucket");
+        assert!(metrics.contains(&format!("# TYPE {family} ")), "the dashboard queries {name}, which /metrics lacks");
+    }
+
+    // JSON logs carry trace_id, run_id and project_id.
+    let log = w.log();
+    let run_line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["span"]["run_id"] == run_id.as_str())
+        .unwrap_or_else(|| panic!("no JSON log line with span.run_id = {run_id}:\n{log}"));
+    assert!(run_line["span"]["trace_id"].is_string() && run_line["span"]["project_id"].is_string(), "{run_line}");
+
+    // `paid doctor` agrees.
+    let (ok, doctor) = w.paid_json(&["doctor"]);
+    let checks = doctor["data"]["checks"].as_array().unwrap();
+    let status = |name: &str| checks.iter().find(|c| c["check"] == name).map(|c| c["status"].as_str().unwrap().to_string());
+    assert_eq!(status("docker").as_deref(), Some("ok"), "{doctor:#}");
+    assert_eq!(status("store").as_deref(), Some("ok"), "{doctor:#}");
+    assert_eq!(status("image").as_deref(), Some("ok"), "{doctor:#}");
+    assert_eq!(status("github token").as_deref(), Some("ok"), "{doctor:#}");
+    assert_eq!(status("daemon").as_deref(), Some("ok"), "{doctor:#}");
+    assert!(ok, "{doctor:#}");
+
+    let status = w.stop();
+    assert!(status.success(), "{status}; log:\n{}", w.log());
+    assert!(w.sandboxes().is_empty(), "sandboxes left: {:?}", w.sandboxes());
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `paid_…` metric names in a text.
+fn regex_lite_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("paid_") {
+        let start = i + pos;
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_lowercase() || bytes[end] == b'_' || bytes[end].is_ascii_digit()) {
+            end += 1;
+        }
+        let name = &text[start..end];
+        if start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_') {
+            names.insert(name.to_string());
+        }
+        i = end;
+    }
+    names.retain(|n| n != "paid_" && n != "paid_json");
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_long_running_agent_within_5_s_and_cleans_up() {
+    // Not labeled: the run is triggered by hand.
+    let mut w = World::new(Setup { agent_script: "sleep 300", ..Setup::default() }).await;
+    w.github.add_issue(DEMO_REPO.0, DEMO_REPO.1, 1, "add() returns the wrong result", "Fix add().", ISSUE_AUTHOR, &[]);
+    w.start("paid.toml").await;
+
+    let url = format!("{}/{}/{}/issues/1", w.github.base_url(), DEMO_REPO.0, DEMO_REPO.1);
+    let (ok, queued) = w.paid_json(&["run", &url]);
+    assert!(ok, "{queued:#}");
+    let run_id = queued["data"]["id"].as_str().unwrap().to_string();
+    w.wait_runs("the agent to run", Duration::from_secs(90), |r| state_of(r) == ["running_agent"]).await;
+    // Let the agent's exec get going.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(w.sandboxes().len(), 1, "one sandbox while the agent runs");
+
+    let asked = Instant::now();
+    let (ok, cancel) = w.paid_json(&["runs", "cancel", &run_id]);
+    assert!(ok, "{cancel:#}");
+    assert_eq!(cancel["data"]["cancel_requested"], true);
+    w.wait_runs("the run to end cancelled", Duration::from_secs(30), |r| state_of(r) == ["cancelled"]).await;
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(5), "cancel took {took:?}");
+    assert!(w.sandboxes().is_empty(), "sandbox left after cancel: {:?}", w.sandboxes());
+    assert!(w.worktrees().is_empty(), "worktree left after cancel: {:?}", w.worktrees());
+    assert!(w.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).is_empty());
+
+    // Cancelling again says it already ended.
+    let (ok, again) = w.paid_json(&["runs", "cancel", &run_id]);
+    assert!(!ok);
+    assert_eq!(again["error"]["code"], "already_finished");
+    assert!(w.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_run_then_restart_finishes_with_exactly_one_pr() {
+    let script = format!("sleep 4 && {FIXER_SCRIPT}");
+    let mut w = World::new(Setup { agent_script: &script, ..Setup::default() }).await;
+    w.start("paid.toml").await;
+    let runs = w.wait_runs("the agent to run", Duration::from_secs(90), |r| state_of(r) == ["running_agent"]).await;
+    let run_id = runs[0]["id"].as_str().unwrap().to_string();
+
+    // SIGTERM while the agent works: the step finishes, the lease is released.
+    let stopped = Instant::now();
+    let status = w.stop();
+    assert!(status.success(), "{status}; log:\n{}", w.log());
+    assert!(stopped.elapsed() < Duration::from_secs(30), "shutdown took {:?}", stopped.elapsed());
+    let store = paid_store_sqlite::SqliteStore::open(w.path("data/paid.db")).unwrap();
+    let run = paid_core::Store::run(&store, paid_core::RunId::parse(&run_id).unwrap()).await.unwrap();
+    assert!(!run.state.is_terminal(), "the run must pause, not end: {run:?}");
+    assert_eq!(run.lease_owner, None, "the lease must be released on SIGTERM");
+    drop(store);
+    assert!(w.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).is_empty());
+    assert!(w.log().contains("run paused for shutdown"), "{}", w.log());
+
+    // A restarted daemon resumes it.
+    w.start("paid.toml").await;
+    w.wait_runs("the resumed run to succeed", Duration::from_secs(120), |r| state_of(r) == ["succeeded"]).await;
+    assert_eq!(w.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).len(), 1, "exactly one PR");
+    assert_eq!(w.github.comments(DEMO_REPO.0, DEMO_REPO.1, 1).len(), 1, "exactly one comment");
+    let runs = w.get("/api/v1/runs").await;
+    assert_eq!(runs["data"].as_array().unwrap().len(), 1, "one run: {runs:#}");
+    assert!(w.stop().success());
+}
+
+fn files_contain(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_tokens_are_encrypted_rotated_and_never_read_with_a_wrong_key() {
+    const GH: &str = "ghp_TESTsecretVALUE0123456789abcdef";
+    const OPENAI: &str = "sk-test-OPENAIsecret-987654321";
+    let mut w = World::new(Setup::default()).await;
+    // No run is wanted here: the issue is not labeled.
+    w.github.add_issue(DEMO_REPO.0, DEMO_REPO.1, 1, "x", "y", ISSUE_AUTHOR, &[]);
+    w.start("paid.toml").await;
+
+    std::fs::write(w.path("gh-token"), format!("{GH}\n")).unwrap();
+    let (ok, set) = w.paid_json(&["token", "set", "github", "--from-file", w.path("gh-token").to_str().unwrap()]);
+    assert!(ok, "{set:#}");
+    assert_eq!(set["data"]["validation"]["login"], "paid-bot", "validated against the forge: {set:#}");
+    assert_eq!(set["data"]["validation"]["repositories"][0], "paid-demo/calc");
+    let mut child = w.command("paid.toml").args(["token", "set", "provider.openai"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(OPENAI.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    std::fs::remove_file(w.path("gh-token")).unwrap();
+
+    // The plaintexts are nowhere in the database files (or anywhere else).
+    for secret in [GH, OPENAI] {
+        let hits = files_contain(w.dir.path(), secret.as_bytes());
+        assert!(hits.is_empty(), "{secret} readable in {hits:?}");
+    }
+    assert!(!w.log().contains(GH) && !w.log().contains(OPENAI), "a secret reached the log");
+    let (_, list) = w.paid_json(&["token", "list"]);
+    let secrets = list["data"]["secrets"].as_array().unwrap();
+    assert_eq!(secrets.len(), 2, "{list:#}");
+    let old_id = list["data"]["master_key_id"].as_str().unwrap().to_string();
+    assert!(secrets.iter().all(|s| s["key_id"] == old_id.as_str()), "{list:#}");
+    assert!(!list.to_string().contains(GH));
+
+    // Rotation re-encrypts everything under the new key, the daemon running.
+    let (ok, rot) = w.paid_json(&["token", "rotate-key", "--new-key-file", w.path("new.key").to_str().unwrap(), "--generate"]);
+    assert!(ok, "{rot:#}");
+    let new_id = rot["data"]["rotation"]["key_id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, old_id);
+    assert_eq!(rot["data"]["rotation"]["rotated"].as_array().unwrap().len(), 2, "{rot:#}");
+    let (_, list) = w.paid_json(&["token", "list"]);
+    assert!(list["data"]["secrets"].as_array().unwrap().iter().all(|s| s["key_id"] == new_id.as_str()), "{list:#}");
+    for secret in [GH, OPENAI] {
+        assert!(files_contain(w.dir.path(), secret.as_bytes()).is_empty());
+    }
+    assert!(w.stop().success());
+
+    // Every secret reads with the new key: the daemon decrypts them all at start.
+    w.write_config("new.toml", &Setup::default(), "new.key");
+    w.start("new.toml").await;
+    assert!(w.log().contains("stored secrets decrypt with the configured key"), "{}", w.log());
+    assert!(w.stop().success());
+
+    // The old key, or an unrelated one, is refused at start, naming the key
+    // the secrets need; nothing starts.
+    paid_examples::daemon::vault::write_new_key(&w.path("other.key")).unwrap();
+    for key in ["master.key", "other.key"] {
+        w.write_config("wrong.toml", &Setup::default(), key);
+        let out = w.command("wrong.toml").arg("serve").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started with the wrong key {key}: {err}");
+        assert!(err.contains(&format!("encrypted under master key {new_id}")), "{err}");
+        assert!(err.contains("loaded keys"), "{err}");
+        assert!(client().get(format!("{}/health", w.api())).send().await.is_err(), "nothing may listen");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_the_forge_rejects_is_not_stored() {
+    let mut w = World::new(Setup::default()).await;
+    w.github.add_issue(DEMO_REPO.0, DEMO_REPO.1, 1, "x", "y", ISSUE_AUTHOR, &[]);
+    // A forge that only takes one token: point the daemon at it.
+    let strict = FakeGitHub::start_with(paid_github::fake::FakeConfig::new().token("gh-test-token")).await.unwrap();
+    strict.add_issue(DEMO_REPO.0, DEMO_REPO.1, 1, "x", "y", ISSUE_AUTHOR, &[]);
+    let cfg = std::fs::read_to_string(w.path("paid.toml")).unwrap().replace(w.github.base_url(), strict.base_url());
+    std::fs::write(w.path("strict.toml"), cfg).unwrap();
+    w.start("strict.toml").await;
+    std::fs::write(w.path("bad-token"), "ghp_wrong").unwrap();
+    let out = w.command("strict.toml").args(["--json", "token", "set", "github", "--from-file"]).arg(w.path("bad-token")).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!out.status.success());
+    assert_eq!(v["error"]["code"], "token_rejected", "{v:#}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("401"), "{v:#}");
+    let (_, list) = w.paid_json_with("strict.toml", &["token", "list"]);
+    assert!(list["data"]["secrets"].as_array().unwrap().is_empty(), "{list:#}");
+    assert!(w.stop().success());
+}
+
+impl World {
+    fn paid_json_with(&self, config: &str, args: &[&str]) -> (bool, Value) {
+        let out = self.command(config).arg("--json").args(args).stdin(Stdio::null()).output().unwrap();
+        (out.status.success(), serde_json::from_slice(&out.stdout).unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_rejected_clearly() {
+    let mut w = World::new(Setup::default()).await;
+    w.github.add_issue(DEMO_REPO.0, DEMO_REPO.1, 1, "x", "y", ISSUE_AUTHOR, &[]);
+
+    // Malformed configuration: file, key and reason; nothing starts.
+    let good = std::fs::read_to_string(w.path("paid.toml")).unwrap();
+    for (bad, key, reason) in [
+        (format!("poll_interval_secs = \"soon\"\n{good}"), "poll_interval_secs", "invalid type"),
+        (format!("poll_interval_secs = 5\n{good}"), "poll_interval_secs", "minimum of 60 s"),
+        (good.replace("token_env = \"PAID_TEST_GITHUB_TOKEN\"", "token = \"ghp_inline\""), "github.token", "never written inline"),
+        (good.replace("repo = \"paid-demo/calc\"", "repo = \"calc\""), "projects[0].repo", "owner/name"),
+        (good.replace("agent = \"test-agent\"", "agent = \"no-such-agent\""), "projects[0].agent", "no agent \"no-such-agent\""),
+    ] {
+        std::fs::write(w.path("bad.toml"), &bad).unwrap();
+        let out = w.command("bad.toml").arg("serve").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {err}");
+        assert!(err.contains(&w.path("bad.toml").display().to_string()), "{key}: file not named: {err}");
+        assert!(err.contains(key), "{key}: key not named: {err}");
+        assert!(err.contains(reason), "{key}: reason missing: {err}");
+        assert!(client().get(format!("{}/health", w.api())).send().await.is_err(), "nothing may listen");
+        let out = w.command("bad.toml").args(["--json", "serve"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["error"]["code"], "invalid_config");
+        assert_eq!(v["error"]["details"]["key"], key);
+    }
+
+    w.start("paid.toml").await;
+
+    // An unknown project in `paid run`.
+    let out = w.paid(&["run", "https://github.com/nobody/nothing/issues/3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no project for nobody/nothing"), "{err}");
+    let (ok, v) = w.paid_json(&["run", "nobody/nothing#3"]);
+    assert!(!ok);
+    assert_eq!(v["error"]["code"], "project_not_found");
+    assert_eq!(v["error"]["details"]["repo"], "nobody/nothing");
+    let (ok, v) = w.paid_json(&["run", "not an issue"]);
+    assert!(!ok && v["error"]["code"] == "invalid_input", "{v:#}");
+
+    // No token, a wrong token, an unknown path: the same 401, revealing nothing.
+    let http = client();
+    let mut bodies = Vec::new();
+    for (path, token) in [("/api/v1/runs", None), ("/api/v1/runs", Some("wrong")), ("/api/v1/no/such/thing", None), ("/api/v9", None)] {
+        let mut req = http.get(format!("{}{path}", w.api()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let mut v: Value = r.json().await.unwrap();
+        assert_eq!(v["meta"]["request_id"], rid.as_str());
+        v["meta"]["request_id"] = Value::Null;
+        bodies.push(v);
+    }
+    assert!(bodies.windows(2).all(|b| b[0] == b[1]), "{bodies:#?}");
+    assert_eq!(
+        bodies[0],
+        serde_json::json!({
+            "error": { "code": "unauthorized", "message": "authentication required", "details": {} },
+            "meta": { "request_id": null },
+        })
+    );
+    let out = w.command("paid.toml").args(["--token-file", "/dev/null", "runs", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("API token is missing or wrong"));
+
+    // An oversized body: 413 in the error shape; the request id is kept.
+    let big = serde_json::json!({ "issue_url": "x".repeat(10_000) });
+    let r = http
+        .post(format!("{}/api/v1/runs", w.api()))
+        .bearer_auth(API_TOKEN)
+        .header("x-request-id", "test-request-1")
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.headers()["x-request-id"], "test-request-1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "payload_too_large");
+    assert_eq!(v["meta"]["request_id"], "test-request-1");
+    assert!(v["error"]["message"].is_string() && v["error"]["details"].is_object());
+
+    // Malformed JSON and unknown fields are in the same shape.
+    let r = http
+        .post(format!("{}/api/v1/runs", w.api()))
+        .bearer_auth(API_TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "bad_request");
+    // Unknown resources, authenticated: 404 in the shape.
+    let r = http.get(format!("{}/api/v1/runs/not-a-run", w.api())).bearer_auth(API_TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "not_found");
+    let r = http.get(format!("{}/api/v1/experiments", w.api())).bearer_auth(API_TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 501);
+    assert!(w.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_emergency_stops_new_runs() {
+    let mut w = World::new(Setup::default()).await;
+    // Thresholds at 0%: any filesystem is "full".
+    let cfg = std::fs::read_to_string(w.path("paid.toml"))
+        .unwrap()
+        .replace("[disk]\ninterval_secs = 1", "[disk]\ninterval_secs = 1\nwarning_percent = 0\ncritical_percent = 0\nemergency_percent = 0");
+    std::fs::write(w.path("full.toml"), cfg).unwrap();
+    w.start("full.toml").await;
+    let status = w.get("/api/v1/status").await;
+    assert_eq!(status["data"]["accepting_runs"], false, "{status:#}");
+    assert_eq!(status["data"]["disk"]["level"], "emergency");
+    // The labeled issue is not picked up, and a manual trigger is refused.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(w.get("/api/v1/runs").await["data"].as_array().unwrap().is_empty());
+    let (ok, v) = w.paid_json_with("full.toml", &["run", "paid-demo/calc#1"]);
+    assert!(!ok);
+    assert_eq!(v["error"]["code"], "disk_emergency");
+    let metrics = client().get(format!("{}/metrics", w.api())).send().await.unwrap().text().await.unwrap();
+    for t in ["repos", "worktrees", "logs", "images", "filesystem_used", "filesystem_size"] {
+        assert!(metrics.contains(&format!("paid_disk_usage_bytes{{type=\"{t}\"}}")), "{t}: {metrics}");
+    }
+    assert!(w.stop().success());
+}
+
+#[test]
+fn promtool_accepts_the_shipped_alert_rules() {
+    let root = repo_root();
+    let out = Command::new(promtool()).args(["check", "rules"]).arg(root.join("deploy/prometheus/alerts.yml")).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(promtool()).args(["test", "rules"]).arg(root.join("deploy/prometheus/alerts.test.yml")).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(root.join("deploy/prometheus/alerts.yml")).unwrap();
+    for alert in [
+        "PaidHighRunFailureRate",
+        "PaidBudgetExceeded",
+        "PaidGitHubRateLimitLow",
+        "PaidSlowContainerStart",
+        "PaidDiskSpaceLow",
+        "PaidQualityDrop",
+    ] {
+        assert!(text.contains(&format!("alert: {alert}")), "{alert} missing");
+    }
+}
+
+#[test]
+fn init_writes_a_config_that_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("paid.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_paid")).args(["--json", "init", "--config"]).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["data"]["created"].as_array().unwrap().len(), 3, "{v:#}");
+    let config = paid_examples::daemon::config::Config::load_with_env(&cfg, &Default::default()).unwrap();
+    assert_eq!(config.poll_interval, Duration::from_secs(60));
+    let key = std::fs::metadata(dir.path().join("paid-master.key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    let out = Command::new(env!("CARGO_BIN_EXE_paid")).args(["init", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!out.status.success(), "init must not overwrite without --force");
+}

@@ -1,0 +1,428 @@
+//! Budgets, fail-closed: per-run token and cost caps, per-project daily and
+//! monthly cost caps.
+//!
+//! Before a request is forwarded, [`Budgets::check`] refuses it when any cap
+//! it falls under is already reached. After the response, [`Budgets::charge`]
+//! adds its tokens and cost; crossing [`BudgetConfig::alert_ratio`] of a cap
+//! raises an alert, and crossing the cap marks the run budget-exceeded so its
+//! next request is refused. Both are reported to the [`BudgetObserver`]
+//! (by default, audit events in the store) and the run's breach stays
+//! queryable with [`Budgets::breach`].
+//!
+//! Spending is kept in memory and seeded from the store's usage records the
+//! first time a run or project is seen, so a restarted proxy keeps counting.
+//! Requests that start concurrently just under a cap may all go through: a
+//! cap bounds when requests *start*, and overshoot is at most what the
+//! requests in flight spend.
+//!
+//! The caps are pure data; the arithmetic ([`Spend`]) has no I/O.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{Datelike, NaiveDate};
+use paid_core::{AuditEvent, ProjectId, RunFilter, RunId, Store, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Grant;
+
+/// The caps. `None` means no cap.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BudgetConfig {
+    /// Tokens per run (all buckets). Default 10M (DESIGN §7).
+    pub run_tokens: Option<u64>,
+    /// Cost per run, micro-USD.
+    pub run_cost_micros: Option<i64>,
+    /// Cost per project per UTC day, micro-USD.
+    pub project_daily_micros: Option<i64>,
+    /// Cost per project per UTC month, micro-USD.
+    pub project_monthly_micros: Option<i64>,
+    /// Share of a cap at which an alert is raised (0.8).
+    pub alert_ratio: f64,
+    /// Refuse models without a price while any cost cap applies (their cost
+    /// could not be counted). Default true: fail closed.
+    pub refuse_unpriced: bool,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            run_tokens: Some(10_000_000),
+            run_cost_micros: None,
+            project_daily_micros: None,
+            project_monthly_micros: None,
+            alert_ratio: 0.8,
+            refuse_unpriced: true,
+        }
+    }
+}
+
+/// Which cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cap {
+    /// Tokens of one run.
+    RunTokens,
+    /// Cost of one run.
+    RunCost,
+    /// Cost of the run's project today (UTC).
+    ProjectDaily,
+    /// Cost of the run's project this month (UTC).
+    ProjectMonthly,
+}
+
+impl Cap {
+    /// The `snake_case` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cap::RunTokens => "run_tokens",
+            Cap::RunCost => "run_cost",
+            Cap::ProjectDaily => "project_daily_cost",
+            Cap::ProjectMonthly => "project_monthly_cost",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        if self == Cap::RunTokens { "tokens" } else { "micro-USD" }
+    }
+}
+
+impl fmt::Display for Cap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A cap reached: what, how much was spent, the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breach {
+    /// The cap.
+    pub cap: Cap,
+    /// Spent so far (tokens or micro-USD).
+    pub spent: i64,
+    /// The cap's value.
+    pub limit: i64,
+}
+
+impl fmt::Display for Breach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} cap reached: {} of {} {}", self.cap, self.spent, self.limit, self.cap.unit())
+    }
+}
+
+/// Alert or breach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetEventKind {
+    /// [`BudgetConfig::alert_ratio`] of a cap was crossed.
+    Alert,
+    /// A cap was reached; the run's further requests are refused.
+    Exceeded,
+}
+
+/// Reported to the [`BudgetObserver`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetEvent {
+    /// Alert or breach.
+    pub kind: BudgetEventKind,
+    /// The run whose request crossed the line.
+    pub run_id: RunId,
+    /// Its project.
+    pub project_id: ProjectId,
+    /// The cap, spending and limit.
+    pub breach: Breach,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Told about alerts and breaches. The engine implements it to move a run
+/// to `budget_exceeded`; the default, [`AuditObserver`], writes audit events.
+#[async_trait]
+pub trait BudgetObserver: Send + Sync + 'static {
+    /// Called once per cap crossing.
+    async fn on_budget_event(&self, event: &BudgetEvent);
+}
+
+/// Writes each event as an audit event (`budget.alert` / `budget.exceeded`,
+/// subject `run:{id}`).
+#[derive(Clone)]
+pub struct AuditObserver {
+    store: Arc<dyn Store>,
+}
+
+impl fmt::Debug for AuditObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuditObserver")
+    }
+}
+
+impl AuditObserver {
+    /// Writes to `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl BudgetObserver for AuditObserver {
+    async fn on_budget_event(&self, event: &BudgetEvent) {
+        let action = match event.kind {
+            BudgetEventKind::Alert => "budget.alert",
+            BudgetEventKind::Exceeded => "budget.exceeded",
+        };
+        let audit = AuditEvent {
+            at: event.at,
+            project_id: Some(event.project_id),
+            actor: "llm-proxy".into(),
+            action: action.into(),
+            subject: format!("run:{}", event.run_id),
+            details: serde_json::json!({
+                "cap": event.breach.cap,
+                "spent": event.breach.spent,
+                "limit": event.breach.limit,
+            }),
+        };
+        if let Err(e) = self.store.audit(&audit).await {
+            tracing::error!(error = %e, run_id = %event.run_id, "cannot record budget event");
+        }
+    }
+}
+
+/// Money and tokens spent, and which alerts were raised.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spend {
+    /// Tokens.
+    pub tokens: u64,
+    /// Micro-USD.
+    pub cost_micros: i64,
+}
+
+#[derive(Debug, Default)]
+struct RunState {
+    spend: Spend,
+    breach: Option<Breach>,
+    alerted: HashSet<Cap>,
+}
+
+#[derive(Debug, Default)]
+struct ProjectState {
+    day: Option<NaiveDate>,
+    day_micros: i64,
+    month: Option<(i32, u32)>,
+    month_micros: i64,
+    alerted: HashSet<(Cap, NaiveDate)>,
+}
+
+impl ProjectState {
+    fn roll(&mut self, now: Timestamp) {
+        let day = now.date_naive();
+        if self.day != Some(day) {
+            self.day = Some(day);
+            self.day_micros = 0;
+        }
+        let month = (day.year(), day.month());
+        if self.month != Some(month) {
+            self.month = Some(month);
+            self.month_micros = 0;
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    runs: HashMap<RunId, RunState>,
+    projects: HashMap<ProjectId, ProjectState>,
+}
+
+/// The spending ledger and its caps.
+pub struct Budgets {
+    config: BudgetConfig,
+    store: Arc<dyn Store>,
+    ledger: Mutex<Ledger>,
+}
+
+impl fmt::Debug for Budgets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Budgets").field("config", &self.config).finish()
+    }
+}
+
+fn limit(cap: Cap, config: &BudgetConfig, grant: &Grant) -> Option<i64> {
+    match cap {
+        Cap::RunTokens => grant.limits.tokens.or(config.run_tokens).map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+        Cap::RunCost => grant.limits.cost_micros.or(config.run_cost_micros),
+        Cap::ProjectDaily => config.project_daily_micros,
+        Cap::ProjectMonthly => config.project_monthly_micros,
+    }
+}
+
+fn spent(cap: Cap, run: &RunState, project: &ProjectState) -> i64 {
+    match cap {
+        Cap::RunTokens => i64::try_from(run.spend.tokens).unwrap_or(i64::MAX),
+        Cap::RunCost => run.spend.cost_micros,
+        Cap::ProjectDaily => project.day_micros,
+        Cap::ProjectMonthly => project.month_micros,
+    }
+}
+
+const CAPS: [Cap; 4] = [Cap::RunTokens, Cap::RunCost, Cap::ProjectDaily, Cap::ProjectMonthly];
+
+impl Budgets {
+    /// Caps from `config`; spending is seeded from `store`.
+    pub fn new(config: BudgetConfig, store: Arc<dyn Store>) -> Self {
+        Self { config, store, ledger: Mutex::new(Ledger::default()) }
+    }
+
+    /// The caps.
+    pub fn config(&self) -> &BudgetConfig {
+        &self.config
+    }
+
+    /// Whether a cost cap applies to `grant`'s requests.
+    pub fn has_cost_cap(&self, grant: &Grant) -> bool {
+        [Cap::RunCost, Cap::ProjectDaily, Cap::ProjectMonthly].iter().any(|c| limit(*c, &self.config, grant).is_some())
+    }
+
+    /// The breach that stopped `run`, if one did.
+    pub fn breach(&self, run: RunId) -> Option<Breach> {
+        let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.runs.get(&run).and_then(|r| r.breach)
+    }
+
+    /// What `run` has spent, as far as this proxy knows.
+    pub fn spend(&self, run: RunId) -> Spend {
+        let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.runs.get(&run).map(|r| r.spend.clone()).unwrap_or_default()
+    }
+
+    /// Refuses a request that would start beyond a cap. The first refusal
+    /// of a run returns an event to report.
+    pub async fn check(&self, grant: &Grant, now: Timestamp) -> Result<(), (Breach, Option<BudgetEvent>)> {
+        self.hydrate(grant, now).await;
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        let Ledger { runs, projects } = &mut *ledger;
+        let project = projects.entry(grant.project_id).or_default();
+        project.roll(now);
+        let run = runs.entry(grant.run_id).or_default();
+        if let Some(b) = run.breach {
+            return Err((b, None));
+        }
+        for cap in CAPS {
+            if let Some(lim) = limit(cap, &self.config, grant)
+                && spent(cap, run, project) >= lim
+            {
+                let breach = Breach { cap, spent: spent(cap, run, project), limit: lim };
+                run.breach = Some(breach);
+                let event = BudgetEvent {
+                    kind: BudgetEventKind::Exceeded,
+                    run_id: grant.run_id,
+                    project_id: grant.project_id,
+                    breach,
+                    at: now,
+                };
+                return Err((breach, Some(event)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a response's tokens and cost; returns the alerts and breaches
+    /// it caused, to report.
+    pub fn charge(&self, grant: &Grant, tokens: u64, cost_micros: Option<i64>, now: Timestamp) -> Vec<BudgetEvent> {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        let Ledger { runs, projects } = &mut *ledger;
+        let project = projects.entry(grant.project_id).or_default();
+        project.roll(now);
+        let run = runs.entry(grant.run_id).or_default();
+        let cost = cost_micros.unwrap_or(0);
+        run.spend.tokens = run.spend.tokens.saturating_add(tokens);
+        run.spend.cost_micros = run.spend.cost_micros.saturating_add(cost);
+        project.day_micros = project.day_micros.saturating_add(cost);
+        project.month_micros = project.month_micros.saturating_add(cost);
+
+        let mut events = Vec::new();
+        let event =
+            |kind, breach| BudgetEvent { kind, run_id: grant.run_id, project_id: grant.project_id, breach, at: now };
+        for cap in CAPS {
+            let Some(lim) = limit(cap, &self.config, grant) else { continue };
+            let s = spent(cap, run, project);
+            let breach = Breach { cap, spent: s, limit: lim };
+            let alert_at = (lim as f64 * self.config.alert_ratio).ceil() as i64;
+            if s >= alert_at {
+                let fresh = match cap {
+                    Cap::RunTokens | Cap::RunCost => run.alerted.insert(cap),
+                    Cap::ProjectDaily | Cap::ProjectMonthly => {
+                        let day = now.date_naive();
+                        let key_day = if cap == Cap::ProjectMonthly { day.with_day(1).unwrap_or(day) } else { day };
+                        project.alerted.insert((cap, key_day))
+                    }
+                };
+                if fresh {
+                    events.push(event(BudgetEventKind::Alert, breach));
+                }
+            }
+            if s >= lim && run.breach.is_none() {
+                run.breach = Some(breach);
+                events.push(event(BudgetEventKind::Exceeded, breach));
+            }
+        }
+        events
+    }
+
+    /// Seeds the ledger from the store the first time a run or project is seen.
+    async fn hydrate(&self, grant: &Grant, now: Timestamp) {
+        let (need_run, need_project) = {
+            let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+            (!ledger.runs.contains_key(&grant.run_id), !ledger.projects.contains_key(&grant.project_id))
+        };
+        let mut run_spend = Spend::default();
+        if need_run {
+            match self.store.usage(grant.run_id).await {
+                Ok(records) => {
+                    for r in records {
+                        run_spend.tokens += r.usage.total();
+                        run_spend.cost_micros += r.cost_micros.unwrap_or(0);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, run_id = %grant.run_id, "cannot read past usage of run"),
+            }
+        }
+        let (mut day, mut month) = (0i64, 0i64);
+        if need_project && (self.config.project_daily_micros.is_some() || self.config.project_monthly_micros.is_some())
+        {
+            let today = now.date_naive();
+            let month_start = today.with_day(1).unwrap_or(today);
+            let filter = RunFilter { project_id: Some(grant.project_id), ..RunFilter::default() };
+            match self.store.runs(&filter).await {
+                Ok(runs) => {
+                    for run in runs.iter().filter(|r| r.finished_at.is_none_or(|f| f.date_naive() >= month_start)) {
+                        let Ok(records) = self.store.usage(run.id).await else { continue };
+                        for r in records.iter().filter(|r| r.at.date_naive() >= month_start) {
+                            let c = r.cost_micros.unwrap_or(0);
+                            month += c;
+                            if r.at.date_naive() == today {
+                                day += c;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, project_id = %grant.project_id, "cannot read past usage of project")
+                }
+            }
+        }
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        if need_run && !ledger.runs.contains_key(&grant.run_id) {
+            ledger.runs.insert(grant.run_id, RunState { spend: run_spend, ..RunState::default() });
+        }
+        if need_project && !ledger.projects.contains_key(&grant.project_id) {
+            let mut p = ProjectState::default();
+            p.roll(now);
+            p.day_micros = day;
+            p.month_micros = month;
+            ledger.projects.insert(grant.project_id, p);
+        }
+    }
+}

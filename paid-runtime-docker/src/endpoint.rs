@@ -1,0 +1,130 @@
+//! One Docker engine the runtime places sandboxes on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use bollard::{API_DEFAULT_VERSION, Docker};
+
+use crate::config::{DockerConfig, display_of};
+use crate::container::role;
+use crate::error::DockerError;
+use crate::exec::{ExecTarget, OomCounts};
+
+/// A connected engine: its client, how it is named, and what the runtime
+/// keeps per engine (OOM counters, the egress forwarder, creates in flight).
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    /// Position in the configured list.
+    pub(crate) index: usize,
+    /// The endpoint as configured (or the local default), also the value of
+    /// the `<prefix>.endpoint` label on what is placed through it.
+    pub(crate) name: Arc<str>,
+    /// The client.
+    pub(crate) docker: Docker,
+    /// Last `oom_kill` count per sandbox.
+    pub(crate) oom: Arc<OomCounts>,
+    /// The forwarder's container id, once known.
+    pub(crate) forwarder: tokio::sync::Mutex<Option<String>>,
+    /// Sandboxes being created through this endpoint right now; counted
+    /// as load so concurrent creates spread.
+    pub(crate) in_flight: AtomicUsize,
+}
+
+impl Endpoint {
+    /// Connects to `endpoint` (`None`: the local default) and agrees on an
+    /// API version (older engines, such as 20.10 with API 1.41, are fine).
+    pub(crate) async fn connect(index: usize, endpoint: Option<&str>, timeout: u64) -> Result<Self, DockerError> {
+        let name: Arc<str> = display_of(endpoint).into();
+        let unreachable = |source| DockerError::Unreachable { endpoint: name.to_string(), source };
+        let docker = match endpoint {
+            None => Docker::connect_with_local_defaults(),
+            Some(path) if path.starts_with('/') => Docker::connect_with_unix(path, timeout, API_DEFAULT_VERSION),
+            Some(uri) => Docker::connect_with_host(uri),
+        }
+        .map_err(unreachable)?
+        .with_timeout(Duration::from_secs(timeout));
+        let docker = docker.negotiate_version().await.map_err(|e| DockerError::from_bollard("version", &name, e))?;
+        tracing::debug!(endpoint = %name, api = %docker.client_version(), "connected to the Docker engine");
+        Ok(Self {
+            index,
+            name,
+            docker,
+            oom: Arc::default(),
+            forwarder: tokio::sync::Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    /// Maps a bollard error of operation `op` on this engine.
+    pub(crate) fn api(&self, op: &'static str) -> impl FnOnce(bollard::errors::Error) -> DockerError + '_ {
+        move |e| DockerError::from_bollard(op, &self.name, e)
+    }
+
+    /// What an exec in container `id` needs.
+    pub(crate) fn target(&self, config: &DockerConfig, id: &str) -> ExecTarget {
+        ExecTarget {
+            docker: self.docker.clone(),
+            endpoint: self.name.clone(),
+            sandbox: id.to_string(),
+            user: config.user.clone(),
+            umask: config.umask.clone(),
+            oom: self.oom.clone(),
+        }
+    }
+
+    /// The load of this endpoint: sandboxes (pooled ones included) placed
+    /// through it, as the engine lists them, plus creates in flight. Counting
+    /// by the endpoint label rather than every container on the engine keeps
+    /// two endpoints naming one engine apart, and lets workers that share
+    /// engines (and name them alike) see each other's sandboxes.
+    pub(crate) async fn load(&self, config: &DockerConfig) -> Result<usize, DockerError> {
+        let filters = HashMap::from([(
+            "label",
+            vec![
+                format!("{}=true", config.managed_label()),
+                format!("{}={}", config.label("role"), role::SANDBOX),
+                format!("{}={}", config.label("endpoint"), self.name),
+            ],
+        )]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let listed = self.docker.list_containers(Some(options)).await.map_err(self.api("list containers"))?;
+        Ok(listed.len() + self.in_flight.load(Ordering::SeqCst))
+    }
+
+    /// Counts a create in flight until the guard drops.
+    pub(crate) fn start_create(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+}
+
+/// A create in flight on an endpoint (see [`Endpoint::start_create`]).
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Endpoint>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The index of the least-loaded endpoint; ties go to the lowest index.
+pub(crate) fn least_loaded(loads: &[usize]) -> usize {
+    loads.iter().enumerate().min_by_key(|&(i, load)| (*load, i)).map(|(i, _)| i).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_picks_the_fewest_then_the_first() {
+        assert_eq!(least_loaded(&[3, 1, 2]), 1);
+        assert_eq!(least_loaded(&[2, 2, 2]), 0);
+        assert_eq!(least_loaded(&[5, 0, 0]), 1);
+        assert_eq!(least_loaded(&[]), 0);
+    }
+}

@@ -1,0 +1,214 @@
+//! Runs: queueing, reading, state transitions, patches and cancellation.
+//!
+//! Every lease-checked write is one statement whose `WHERE` checks the lease
+//! owner, its expiry and (for transitions) the state the caller expects, so
+//! the check and the write are atomic. When the statement changes nothing, a
+//! second read says why, in the order the port documents.
+
+use paid_core::{NewRun, Run, RunFilter, RunId, RunPatch, RunState, Timestamp, Transition};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, QueryBuilder};
+
+use crate::error::{OpError, OpResult};
+use crate::leases::{Holder, lease_lost};
+use crate::projects;
+use crate::rows::{self, int, json, run_columns};
+
+/// How often a write whose diagnosis found nothing wrong (the run changed
+/// between the two statements) is tried again.
+const RETRIES: usize = 3;
+
+pub(crate) fn not_found(id: RunId) -> OpError {
+    OpError::Refused(paid_core::Error::NotFound { entity: "run", id: id.to_string() })
+}
+
+fn first(row: Option<PgRow>) -> OpResult<Option<Run>> {
+    row.as_ref().map(rows::run).transpose()
+}
+
+pub(crate) async fn get(pool: &PgPool, id: RunId) -> OpResult<Run> {
+    let row =
+        sqlx::query(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1")).bind(id.0).fetch_optional(pool).await?;
+    first(row)?.ok_or_else(|| not_found(id))
+}
+
+/// Fails with `NotFound` unless the run exists.
+pub(crate) async fn require(pool: &PgPool, id: RunId) -> OpResult<()> {
+    let found = sqlx::query("SELECT 1 FROM runs WHERE id = $1").bind(id.0).fetch_optional(pool).await?;
+    found.map(|_| ()).ok_or_else(|| not_found(id))
+}
+
+/// Inserts the run unless its id is taken or its issue has an active run of
+/// the same kind (`ON CONFLICT DO NOTHING` covers both unique indexes).
+pub(crate) async fn create(pool: &PgPool, new: &NewRun) -> OpResult<Run> {
+    let kind = rows::kind_str(new.kind);
+    let issue = int("issue number", new.issue_number)?;
+    let run = Run::from_new(new);
+    let inserted = sqlx::query(concat!(
+        "INSERT INTO runs (id, project_id, issue_number, kind, state, priority, created_at, updated_at)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $7 WHERE EXISTS (SELECT 1 FROM projects WHERE id = $2)
+         ON CONFLICT DO NOTHING
+         RETURNING ",
+        run_columns!()
+    ))
+    .bind(run.id.0)
+    .bind(run.project_id.0)
+    .bind(issue)
+    .bind(kind)
+    .bind(run.state.as_str())
+    .bind(run.priority)
+    .bind(run.created_at)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(run) = first(inserted)? {
+        return Ok(run);
+    }
+    // Why not: the project is missing, the id is taken, or the issue is busy.
+    projects::get(pool, new.project_id).await?;
+    if require(pool, new.id).await.is_ok() {
+        return Err(OpError::Refused(paid_core::Error::AlreadyExists { entity: "run", id: new.id.to_string() }));
+    }
+    let active: Option<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE project_id = $1 AND issue_number = $2 AND kind = $3 AND finished_at IS NULL",
+    )
+    .bind(new.project_id.0)
+    .bind(issue)
+    .bind(kind)
+    .fetch_optional(pool)
+    .await?;
+    Err(OpError::Refused(paid_core::Error::AlreadyExists {
+        entity: "active run",
+        id: match active {
+            Some(active) => format!("{active} ({kind} of issue #{} in project {})", new.issue_number, new.project_id),
+            // It ended between the two statements: a retry would succeed.
+            None => format!("{kind} of issue #{} in project {}", new.issue_number, new.project_id),
+        },
+    }))
+}
+
+pub(crate) async fn list(pool: &PgPool, filter: &RunFilter) -> OpResult<Vec<Run>> {
+    let mut q = QueryBuilder::new(concat!("SELECT ", run_columns!(), " FROM runs WHERE TRUE"));
+    if let Some(project) = filter.project_id {
+        q.push(" AND project_id = ").push_bind(project.0);
+    }
+    if let Some(issue) = filter.issue_number {
+        q.push(" AND issue_number = ").push_bind(int("issue number", issue)?);
+    }
+    if filter.active_only {
+        q.push(" AND finished_at IS NULL");
+    }
+    q.push(" ORDER BY created_at DESC, id DESC");
+    if let Some(limit) = filter.limit {
+        q.push(" LIMIT ").push_bind(i64::from(limit));
+    }
+    let all = q.build().fetch_all(pool).await?;
+    all.iter().map(rows::run).collect()
+}
+
+/// Checks in the order the port documents: the run exists, the state
+/// machine allows the move, the lease is held, the run is in `from`.
+pub(crate) async fn transition(pool: &PgPool, t: &Transition) -> OpResult<Run> {
+    let illegal = |from: RunState| {
+        OpError::Refused(paid_core::Error::IllegalTransition {
+            run: t.run_id.to_string(),
+            from: from.to_string(),
+            to: t.to.to_string(),
+        })
+    };
+    if !t.from.can_transition_to(t.to) {
+        require(pool, t.run_id).await?;
+        return Err(illegal(t.from));
+    }
+    for _ in 0..RETRIES {
+        let moved = sqlx::query(concat!(
+            "UPDATE runs SET state = $4, updated_at = $5,
+                 finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END
+             WHERE id = $1 AND state = $2 AND lease_owner = $3 AND lease_expires_at > $5
+             RETURNING ",
+            run_columns!()
+        ))
+        .bind(t.run_id.0)
+        .bind(t.from.as_str())
+        .bind(&t.owner)
+        .bind(t.to.as_str())
+        .bind(t.at)
+        .bind(t.to.is_terminal())
+        .fetch_optional(pool)
+        .await?;
+        if let Some(run) = first(moved)? {
+            return Ok(run);
+        }
+        let run = get(pool, t.run_id).await?;
+        if !Holder::of(&run).holds(&t.owner, t.at) {
+            return Err(lease_lost(t.run_id, &t.owner));
+        }
+        if run.state != t.from {
+            return Err(illegal(run.state));
+        }
+    }
+    Err(lease_lost(t.run_id, &t.owner))
+}
+
+pub(crate) async fn patch(pool: &PgPool, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> OpResult<Run> {
+    let failure = patch.failure.as_ref().map(|f| json("run failure", f)).transpose()?;
+    for _ in 0..RETRIES {
+        let patched = sqlx::query(concat!(
+            "UPDATE runs SET branch = COALESCE($3, branch), model = COALESCE($4, model),
+                 pr_url = COALESCE($5, pr_url), iterations = COALESCE($6, iterations),
+                 failure = COALESCE($7::json, failure), updated_at = $8
+             WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > $8
+             RETURNING ",
+            run_columns!()
+        ))
+        .bind(id.0)
+        .bind(owner)
+        .bind(&patch.branch)
+        .bind(&patch.model)
+        .bind(&patch.pr_url)
+        .bind(patch.iterations.map(i64::from))
+        .bind(&failure)
+        .bind(at)
+        .fetch_optional(pool)
+        .await?;
+        if let Some(run) = first(patched)? {
+            return Ok(run);
+        }
+        let run = get(pool, id).await?;
+        if !Holder::of(&run).holds(owner, at) {
+            return Err(lease_lost(id, owner));
+        }
+    }
+    Err(lease_lost(id, owner))
+}
+
+/// An unleased (or lease-expired) run ends as `cancelled` at once, its lease
+/// cleared; a leased run is only flagged; an ended run is left alone.
+pub(crate) async fn request_cancel(pool: &PgPool, id: RunId, at: Timestamp) -> OpResult<Run> {
+    let changed = sqlx::query(concat!(
+        "UPDATE runs SET cancel_requested = TRUE,
+             state = CASE WHEN lease_owner IS NOT NULL AND lease_expires_at > $2 THEN state ELSE 'cancelled' END,
+             updated_at = CASE WHEN lease_owner IS NOT NULL AND lease_expires_at > $2 THEN updated_at ELSE $2 END,
+             finished_at = CASE WHEN lease_owner IS NOT NULL AND lease_expires_at > $2 THEN finished_at ELSE $2 END,
+             lease_expires_at =
+                 CASE WHEN lease_owner IS NOT NULL AND lease_expires_at > $2 THEN lease_expires_at ELSE NULL END,
+             lease_owner = CASE WHEN lease_owner IS NOT NULL AND lease_expires_at > $2 THEN lease_owner ELSE NULL END
+         WHERE id = $1 AND finished_at IS NULL
+         RETURNING ",
+        run_columns!()
+    ))
+    .bind(id.0)
+    .bind(at)
+    .fetch_optional(pool)
+    .await?;
+    match first(changed)? {
+        Some(run) => Ok(run),
+        // Missing (NotFound) or already ended (returned as it is).
+        None => get(pool, id).await,
+    }
+}
+
+pub(crate) async fn cancel_requested(pool: &PgPool, id: RunId) -> OpResult<bool> {
+    let flag: Option<bool> =
+        sqlx::query_scalar("SELECT cancel_requested FROM runs WHERE id = $1").bind(id.0).fetch_optional(pool).await?;
+    flag.ok_or_else(|| not_found(id))
+}

@@ -1,0 +1,422 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! What is particular to PostgreSQL: races between workers on one run,
+//! migrations from several handles at once, exact per-project limits under
+//! concurrent claimers, LISTEN/NOTIFY wake-ups, and error mapping.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Duration as Lease;
+use paid_core::testing::fixtures::{self, at};
+use paid_core::{ClaimRequest, Error, NewRun, Project, ProjectId, Run, RunId, RunState, Store, Transition};
+use paid_store_postgres::{PgStore, PgStoreOptions, SCHEMA_VERSION, Wake, testing};
+use pretty_assertions::assert_eq;
+use tokio::sync::Barrier;
+
+fn claim(owner: &str, lease: Lease, now: chrono::DateTime<chrono::Utc>) -> ClaimRequest {
+    ClaimRequest { owner: owner.into(), lease, now }
+}
+
+fn step(run: &Run, from: RunState, to: RunState, owner: &str, secs: i64) -> Transition {
+    Transition { run_id: run.id, from, to, owner: owner.into(), at: at(secs) }
+}
+
+/// Two workers race on one run, many times over, on two pools (two
+/// "processes"). Every race has exactly one winner; the loser is refused by
+/// the store with `LeaseLost` or `IllegalTransition`, and nothing it tried
+/// is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_workers_racing_on_one_run_have_exactly_one_winner() {
+    const ROUNDS: u64 = 40;
+    let options = testing::fresh_options();
+    let a = PgStore::connect_with(options.clone()).await.unwrap();
+    let b = PgStore::connect_with(options).await.unwrap();
+    let project = fixtures::project("race");
+    a.put_project(&project).await.unwrap();
+    let lease = Lease::seconds(30);
+    let workers: [(Arc<dyn Store>, &str); 2] = [(Arc::new(a.clone()), "worker-a"), (Arc::new(b.clone()), "worker-b")];
+
+    for round in 0..ROUNDS {
+        let run = a.create_run(&fixtures::new_run(project.id, round + 1)).await.unwrap();
+
+        // 1. Both claim at once: one gets the run.
+        let barrier = Arc::new(Barrier::new(2));
+        let claims = futures_join(workers.iter().map(|(store, owner)| {
+            let (store, owner, barrier) = (store.clone(), owner.to_string(), barrier.clone());
+            async move {
+                barrier.wait().await;
+                store.claim(&claim(&owner, lease, at(0))).await.unwrap().map(|r| (owner, r))
+            }
+        }))
+        .await;
+        let winners: Vec<_> = claims.into_iter().flatten().collect();
+        assert_eq!(winners.len(), 1, "round {round}: exactly one claim wins: {winners:?}");
+        let (holder, claimed) = winners.into_iter().next().unwrap();
+        assert_eq!(claimed.id, run.id);
+        let other = if holder == "worker-a" { "worker-b" } else { "worker-a" };
+
+        // 2. Both move it on at once (the loser believes it holds it too).
+        let results = race(&workers, |owner| step(&claimed, RunState::Queued, RunState::SelectingModel, owner, 1)).await;
+        assert_one_winner(round, &holder, &results, |e| matches!(e, Error::LeaseLost { .. }));
+
+        // 3. The holder's lease expires; the other takes the run over while
+        //    the stale holder and the new one both try to move it.
+        let taken = workers
+            .iter()
+            .find(|(_, o)| *o == other)
+            .unwrap()
+            .0
+            .claim(&claim(other, lease, at(31)))
+            .await
+            .unwrap()
+            .expect("an expired lease is claimable");
+        assert_eq!(taken.id, run.id);
+        assert_eq!(taken.state, RunState::SelectingModel, "the state survives the takeover");
+        let results = race(&workers, |owner| step(&taken, RunState::SelectingModel, RunState::Provisioning, owner, 32)).await;
+        assert_one_winner(round, other, &results, |e| matches!(e, Error::LeaseLost { .. }));
+        let stale_journal = workers
+            .iter()
+            .find(|(_, o)| *o == holder)
+            .unwrap()
+            .0
+            .begin_step(run.id, &holder, RunState::Provisioning, None, at(33))
+            .await;
+        assert!(matches!(stale_journal, Err(Error::LeaseLost { .. })), "{stale_journal:?}");
+
+        // 4. The holder itself races two moves from one state: compare-and-set.
+        let store = &workers.iter().find(|(_, o)| *o == other).unwrap().0;
+        let (to_agent, to_failed) = (
+            step(&taken, RunState::Provisioning, RunState::RunningAgent, other, 34),
+            step(&taken, RunState::Provisioning, RunState::Failed, other, 34),
+        );
+        let (x, y) = tokio::join!(store.transition(&to_agent), store.transition(&to_failed));
+        let oks = [&x, &y].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(oks, 1, "round {round}: one of two moves from one state wins: {x:?} {y:?}");
+        let loser = if x.is_ok() { &y } else { &x };
+        assert!(matches!(loser, Err(Error::IllegalTransition { .. })), "{loser:?}");
+        let end = a.run(run.id).await.unwrap();
+        assert_eq!(Some(end.state), [x, y].into_iter().find_map(|r| r.ok()).map(|r| r.state));
+        assert_eq!(end.lease_owner.as_deref(), Some(other));
+
+        // Clear the active run for the next round.
+        if !end.state.is_terminal() {
+            store.transition(&step(&end, end.state, RunState::Failed, other, 35)).await.unwrap();
+        }
+        let steps = a.steps(run.id).await.unwrap();
+        assert!(steps.is_empty(), "the stale holder journaled nothing: {steps:?}");
+    }
+    b.close().await;
+    a.drop_schema().await.unwrap();
+}
+
+async fn futures_join<F: std::future::Future + Send + 'static>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+/// Runs `t(owner)` on both workers at once.
+async fn race(
+    workers: &[(Arc<dyn Store>, &str); 2],
+    t: impl Fn(&str) -> Transition,
+) -> Vec<(String, paid_core::Result<Run>)> {
+    let barrier = Arc::new(Barrier::new(2));
+    futures_join(workers.iter().map(|(store, owner)| {
+        let (store, owner, barrier, t) = (store.clone(), owner.to_string(), barrier.clone(), t(owner));
+        async move {
+            barrier.wait().await;
+            (owner, store.transition(&t).await)
+        }
+    }))
+    .await
+}
+
+fn assert_one_winner(
+    round: u64,
+    want: &str,
+    results: &[(String, paid_core::Result<Run>)],
+    loser_error: impl Fn(&Error) -> bool,
+) {
+    let winners: Vec<&str> = results.iter().filter(|(_, r)| r.is_ok()).map(|(o, _)| o.as_str()).collect();
+    assert_eq!(winners, vec![want], "round {round}: {results:?}");
+    for (_, r) in results.iter().filter(|(_, r)| r.is_err()) {
+        let e = r.as_ref().unwrap_err();
+        assert!(loser_error(e), "round {round}: the loser got {e:?}");
+    }
+}
+
+/// Four handles migrate one new schema at once: one applies the
+/// migrations, the others wait on the advisory lock and find nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_from_four_handles_at_once_apply_once() {
+    let options = testing::fresh_options();
+    let stores = futures_join((0..4).map(|_| {
+        let options = options.clone();
+        async move { PgStore::connect_with(options).await }
+    }))
+    .await;
+    let stores: Vec<PgStore> = stores.into_iter().map(|s| s.unwrap()).collect();
+    let versions: Vec<(i32, String)> =
+        sqlx::query_as("SELECT version, name FROM schema_migrations ORDER BY version")
+            .fetch_all(stores[0].pool())
+            .await
+            .unwrap();
+    assert_eq!(versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+
+    // All four see one working schema.
+    let project = fixtures::project("migrated");
+    stores[1].put_project(&project).await.unwrap();
+    for s in &stores {
+        assert_eq!(s.project(project.id).await.unwrap(), project);
+    }
+    for s in &stores[1..] {
+        s.close().await;
+    }
+    stores[0].clone().drop_schema().await.unwrap();
+}
+
+/// Many stores on many schemas migrating at once do not block each other
+/// into failure, and a schema from a newer build is refused with advice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused_and_migrations_can_be_required() {
+    let store = testing::fresh_store().await;
+    sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')")
+        .bind(SCHEMA_VERSION + 1)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let options = PgStoreOptions::new(testing::database_url()).schema(store.schema());
+    let err = PgStore::connect_with(options).await.unwrap_err();
+    assert!(matches!(err, paid_store_postgres::Error::SchemaTooNew { .. }), "{err:?}");
+    assert!(err.to_string().contains("upgrade Paid"), "{err}");
+    store.drop_schema().await.unwrap();
+
+    let fresh = testing::fresh_options().migrate(false);
+    let err = PgStore::connect_with(fresh).await.unwrap_err();
+    assert!(err.to_string().contains("migrations on"), "{err}");
+}
+
+/// With limits on, a project never has more leased active runs than its
+/// `max_concurrent_runs`, however many workers claim at once; other
+/// projects' runs are taken meanwhile, and every run is done exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn project_limits_hold_under_concurrent_claimers() {
+    const CLAIMERS: usize = 8;
+    const RUNS_PER_PROJECT: u64 = 24;
+    let options = testing::fresh_options().project_limits(true).max_connections(12);
+    let store = PgStore::connect_with(options).await.unwrap();
+    let narrow = Project { max_concurrent_runs: 1, ..fixtures::project("narrow") };
+    let medium = Project { max_concurrent_runs: 3, ..fixtures::project("medium") };
+    for p in [&narrow, &medium] {
+        store.put_project(p).await.unwrap();
+        for i in 0..RUNS_PER_PROJECT {
+            store.create_run(&NewRun { created_at: at(i as i64), ..fixtures::new_run(p.id, i + 1) }).await.unwrap();
+        }
+    }
+    let limits: BTreeMap<ProjectId, i64> =
+        [(narrow.id, 1), (medium.id, 3)].into_iter().collect();
+    let busy: Arc<BTreeMap<ProjectId, AtomicI64>> =
+        Arc::new(limits.keys().map(|p| (*p, AtomicI64::new(0))).collect());
+    let peak: Arc<BTreeMap<ProjectId, AtomicI64>> =
+        Arc::new(limits.keys().map(|p| (*p, AtomicI64::new(0))).collect());
+    let done = Arc::new(AtomicUsize::new(0));
+    let now = chrono::Utc::now();
+    let started = Instant::now();
+
+    let workers = futures_join((0..CLAIMERS).map(|w| {
+        let (store, busy, peak, done) = (store.clone(), busy.clone(), peak.clone(), done.clone());
+        async move {
+            let owner = format!("w{w}");
+            let mut mine = Vec::new();
+            while done.load(Ordering::SeqCst) < 2 * RUNS_PER_PROJECT as usize {
+                assert!(started.elapsed() < Duration::from_secs(60), "limits test took too long");
+                let Some(run) = store.claim(&claim(&owner, Lease::hours(1), now)).await.unwrap() else {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    continue;
+                };
+                let n = busy[&run.project_id].fetch_add(1, Ordering::SeqCst) + 1;
+                peak[&run.project_id].fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                busy[&run.project_id].fetch_sub(1, Ordering::SeqCst);
+                store
+                    .transition(&Transition {
+                        run_id: run.id,
+                        from: RunState::Queued,
+                        to: RunState::Failed,
+                        owner: owner.clone(),
+                        at: now,
+                    })
+                    .await
+                    .unwrap();
+                done.fetch_add(1, Ordering::SeqCst);
+                mine.push(run.id);
+            }
+            mine
+        }
+    }))
+    .await;
+    let all: Vec<RunId> = workers.into_iter().flatten().collect();
+    let unique: BTreeSet<RunId> = all.iter().copied().collect();
+    assert_eq!(all.len(), 2 * RUNS_PER_PROJECT as usize, "every run done once");
+    assert_eq!(unique.len(), all.len(), "no run claimed twice");
+    for (project, limit) in &limits {
+        let seen = peak[project].load(Ordering::SeqCst);
+        assert!(seen <= *limit, "project with limit {limit} had {seen} leased runs at once");
+        assert!(seen >= 1);
+    }
+    assert_eq!(peak[&medium.id].load(Ordering::SeqCst), 3, "the wider project used its slots");
+    store.drop_schema().await.unwrap();
+}
+
+/// With limits on, a full project's runs wait while other projects' runs,
+/// even of lower priority, are claimed; a released or ended run frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_project_is_skipped_until_a_slot_frees() {
+    let store = PgStore::connect_with(testing::fresh_options().project_limits(true)).await.unwrap();
+    let full = Project { max_concurrent_runs: 1, ..fixtures::project("full") };
+    let other = fixtures::project("other");
+    for p in [&full, &other] {
+        store.put_project(p).await.unwrap();
+    }
+    let first = store.create_run(&NewRun { priority: 9, ..fixtures::new_run(full.id, 1) }).await.unwrap();
+    let second = store.create_run(&NewRun { priority: 9, ..fixtures::new_run(full.id, 2) }).await.unwrap();
+    let low = store.create_run(&NewRun { priority: -5, ..fixtures::new_run(other.id, 1) }).await.unwrap();
+    let hour = Lease::hours(1);
+
+    assert_eq!(store.claim(&claim("a", hour, at(0))).await.unwrap().map(|r| r.id), Some(first.id));
+    assert_eq!(store.claim(&claim("b", hour, at(0))).await.unwrap().map(|r| r.id), Some(low.id), "full project skipped");
+    assert_eq!(store.claim(&claim("c", hour, at(0))).await.unwrap(), None);
+
+    store.release(first.id, "a").await.unwrap();
+    assert_eq!(store.claim(&claim("c", hour, at(1))).await.unwrap().map(|r| r.id), Some(first.id), "released: its slot is free");
+    store.transition(&Transition { run_id: first.id, from: RunState::Queued, to: RunState::Cancelled, owner: "c".into(), at: at(2) }).await.unwrap();
+    assert_eq!(store.claim(&claim("d", hour, at(3))).await.unwrap().map(|r| r.id), Some(second.id), "ended: its slot is free");
+    // An expired lease does not hold a slot.
+    assert_eq!(store.claim(&claim("e", hour, at(3) + hour)).await.unwrap().map(|r| r.id), Some(second.id));
+    store.drop_schema().await.unwrap();
+}
+
+/// An idle worker waiting on the listener wakes as soon as a run is queued
+/// or a lease is released, not at its poll interval; a notification between
+/// two waits is not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_wakes_an_idle_worker_at_once() {
+    let store = testing::fresh_store().await;
+    let project = fixtures::project("wake");
+    store.put_project(&project).await.unwrap();
+    let mut work = store.work_listener().await.unwrap();
+    let poll = Duration::from_secs(30);
+
+    assert_eq!(work.wait(Duration::from_millis(200)).await, Wake::TimedOut, "nothing happened yet");
+
+    let queue = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            store.create_run(&fixtures::new_run(project.id, 1)).await.unwrap()
+        })
+    };
+    let started = Instant::now();
+    assert_eq!(work.wait(poll).await, Wake::Notified);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "woke after {waited:?}, not at once");
+    let run = queue.await.unwrap();
+
+    // A claim does not notify; a release does.
+    store.claim(&claim("w", Lease::hours(1), at(0))).await.unwrap().unwrap();
+    assert_eq!(work.wait(Duration::from_millis(300)).await, Wake::TimedOut);
+    store.release(run.id, "w").await.unwrap();
+    // Arrived before this wait began: still seen.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    assert_eq!(work.wait(poll).await, Wake::Notified);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The convenience wait works too.
+    assert_eq!(store.wait_for_work(Duration::from_millis(100)).await.unwrap(), Wake::TimedOut);
+    store.drop_schema().await.unwrap();
+}
+
+/// Stores in different schemas of one database do not see each other's
+/// runs or notifications.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_keep_stores_apart() {
+    let one = testing::fresh_store().await;
+    let two = testing::fresh_store().await;
+    let project = fixtures::project("one");
+    one.put_project(&project).await.unwrap();
+    let mut two_work = two.work_listener().await.unwrap();
+    one.create_run(&fixtures::new_run(project.id, 1)).await.unwrap();
+    assert_eq!(two.projects().await.unwrap(), Vec::<Project>::new());
+    assert_eq!(two.claim(&claim("w", Lease::hours(1), at(0))).await.unwrap(), None);
+    assert_eq!(two_work.wait(Duration::from_millis(500)).await, Wake::TimedOut);
+    one.drop_schema().await.unwrap();
+    two.drop_schema().await.unwrap();
+}
+
+/// Log text is stored byte for byte, NUL characters included.
+#[tokio::test]
+async fn logs_keep_nul_characters() {
+    let store = testing::fresh_store().await;
+    let project = fixtures::project("nul");
+    store.put_project(&project).await.unwrap();
+    let run = store.create_run(&fixtures::new_run(project.id, 1)).await.unwrap();
+    let text = "binary\0output\u{1}é\n";
+    let log = paid_core::AppendLog {
+        run_id: run.id,
+        stream: paid_core::LogStream::Stdout,
+        text,
+        cap_bytes: 1 << 20,
+        at: at(1),
+    };
+    store.append_log(&log).await.unwrap();
+    assert_eq!(store.logs(run.id, 0).await.unwrap()[0].text, text);
+    store.drop_schema().await.unwrap();
+}
+
+/// Server errors keep their meaning: a lost race or deadlock is retryable,
+/// a server shutting down is `Unavailable`, a refused connection names
+/// where it tried.
+#[tokio::test]
+async fn errors_keep_their_meaning() {
+    let store = testing::fresh_store().await;
+    let raise = |code: &'static str| {
+        let pool = store.pool().clone();
+        async move {
+            let sql = format!("DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '{code}'; END $$");
+            let e = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap_err();
+            paid_core::Error::from(paid_store_postgres::Error::from(e))
+        }
+    };
+    for code in ["40001", "40P01"] {
+        let e = raise(code).await;
+        assert!(matches!(e, Error::Backend { retryable: true, .. }), "{code}: {e:?}");
+    }
+    for code in ["57P01", "08006"] {
+        let e = raise(code).await;
+        assert!(matches!(e, Error::Unavailable { backend: "postgres", .. }), "{code}: {e:?}");
+        assert!(e.is_retryable());
+    }
+    let e = raise("23505").await;
+    assert!(matches!(e, Error::AlreadyExists { .. }), "{e:?}");
+    let e = raise("42601").await;
+    assert!(matches!(e, Error::Backend { retryable: false, .. }), "{e:?}");
+    store.drop_schema().await.unwrap();
+
+    let nowhere = PgStoreOptions::new("postgres://paid:paid@127.0.0.1:1/paid").acquire_timeout(Duration::from_secs(2));
+    let err = PgStore::connect_with(nowhere).await.unwrap_err();
+    assert!(err.to_string().contains("127.0.0.1:1/paid"), "{err}");
+    assert!(!err.to_string().contains("paid:paid"), "no password in messages: {err}");
+    let core = paid_core::Error::from(err);
+    assert!(matches!(core, Error::Unavailable { .. }), "{core:?}");
+}
