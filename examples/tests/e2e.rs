@@ -94,6 +94,14 @@ async fn labeled_issue_becomes_a_pull_request() {
 
     assert_cleaned_up(&s, run.id).await;
 
+    // The outcome known at the end is recorded for scoring.
+    let outcomes = s.store.outcomes(s.project.id).await.unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].run_id, run.id);
+    assert_eq!(outcomes[0].tests_passing, Some(true));
+    assert_eq!(outcomes[0].iterations, 1);
+    assert_eq!(outcomes[0].pr_merged, None);
+
     // A second poll queues nothing: the issue is handled.
     let again = engine.poll_project(s.project.id).await.unwrap();
     assert!(again.queued.is_empty(), "{again:?}");

@@ -16,9 +16,9 @@ use crate::metrics::{AgentLabels, ProjectLabels, RunLabels};
 use crate::policy::{ForbiddenPaths, branch_name, pr_title};
 use crate::{
     Agent, AgentContext, AgentExit, AgentOutcome, AuditEvent, CommentRequest, CommitRequest, Error, ExecExit,
-    ExecRequest, Failure, LabelChange, LogStream, ModelDecision, PrRequest, Project, ProxyEndpoint, PullRequest,
-    Result, Run, RunId, RunPatch, RunState, SandboxHandle, SandboxSpec, SelectionRequest, StepStatus, Transition,
-    UsageRecord, Worktree, WorktreeRequest,
+    ExecRequest, Failure, LabelChange, LogStream, ModelDecision, Outcome, PrRequest, Project, ProxyEndpoint,
+    PullRequest, Result, Run, RunId, RunPatch, RunState, SandboxHandle, SandboxSpec, SelectionRequest, StepStatus,
+    Transition, UsageRecord, Worktree, WorktreeRequest,
 };
 
 /// The worktree and sandbox a run works in. Every step that (re)creates
@@ -612,7 +612,38 @@ impl Engine {
                 Ok(())
             })
             .await?;
+        self.record_outcome(run, project).await?;
         Ok(run.failure.as_ref().map(end_state).unwrap_or(RunState::Succeeded))
+    }
+
+    /// The run's first outcome record: what is known when it ends (verify
+    /// result, iterations, cost). PR merge, CI and votes are added later by
+    /// follow-up polling.
+    async fn record_outcome(&self, run: &Run, project: &Project) -> Result<()> {
+        let tests_passing =
+            if project.verify.is_empty() { None } else { self.last_verify(run.id).await?.map(|v| v.passed) };
+        let usage = self.inner.store.usage(run.id).await?;
+        let cost_micros = if usage.iter().any(|u| u.cost_micros.is_none()) {
+            None
+        } else {
+            Some(usage.iter().filter_map(|u| u.cost_micros).sum())
+        };
+        self.inner
+            .store
+            .record_outcome(&Outcome {
+                run_id: run.id,
+                project_id: project.id,
+                pr_merged: None,
+                ci_passed: None,
+                lint_clean: None,
+                tests_passing,
+                human_vote: None,
+                iterations: run.iterations,
+                cost_micros,
+                quality_score: None,
+                recorded_at: self.inner.clock.now(),
+            })
+            .await
     }
 
     /// Tells the issue a run failed. Best effort: the run's end state is
