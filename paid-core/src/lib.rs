@@ -36,12 +36,15 @@ pub use error::{BoxError, Error, Result};
 pub use ids::{Ids, ProjectId, RandomIds, RunId, SequentialIds};
 pub use ports::agent::{Agent, AgentContext, AgentExit, AgentOutcome, FailureClass, ProxyEndpoint};
 pub use ports::credentials::RunCredentials;
-pub use ports::forge::{CommentRequest, Forge, ForgeIssue, LabelChange, PollRequest, PrRequest, PullRequest};
+pub use ports::forge::{
+    CommentRequest, FailingCheck, Forge, ForgeIssue, LabelChange, PollRequest, PrFeedback, PrFeedbackRequest,
+    PrRequest, PrState, PullRequest, ReviewComment, SubIssue, SubIssueLink, SubIssueRequest, Votes,
+};
 pub use ports::llm::{ChatEvent, ChatRequest, ChatResponse, LlmProvider, Message, Role, ToolCall, ToolSpec};
 pub use ports::sandbox::{
     ExecEvent, ExecExit, ExecRequest, ResourceLimits, SandboxHandle, SandboxInfo, SandboxRuntime, SandboxSpec,
 };
-pub use ports::selector::{FixedSelector, ModelSelector, SelectionRequest};
 pub use ports::secrets::{PutSecret, SecretMeta, SecretRecord, SecretStore};
+pub use ports::selector::{FixedSelector, ModelSelector, SelectionRequest};
 pub use ports::store::{AppendLog, ClaimRequest, RunFilter, RunPatch, Store, Transition};
 pub use ports::workspaces::{CommitRequest, Workspaces, Worktree, WorktreeRequest};

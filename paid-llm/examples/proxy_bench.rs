@@ -78,6 +78,10 @@ async fn serve_proxy(args: &[String]) {
     let proxy = Proxy::builder(store)
         .upstream(Upstream::new(ProviderKind::OpenAi, &args[0], Some("sk-upstream".into())))
         .upstream(Upstream::new(ProviderKind::Compatible, &args[1], Some("sk-upstream".into())).named("idle"))
+        .config(paid_llm::proxy::ProxyConfig {
+            check_run_state: std::env::var_os("BENCH_NO_RUN_CHECK").is_none(),
+            ..Default::default()
+        })
         .build()
         .unwrap();
     let server = proxy.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -120,6 +124,16 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) of `pid` so far, from `/proc/{pid}/stat` (clock ticks of 10 ms).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of stat(5); `fields` starts at field 3.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Where a target is and how to call it.
@@ -311,10 +325,25 @@ async fn orchestrate() {
 
     println!("\n## throughput (streaming, {events} events per stream)");
     let mut tput = Vec::new();
+    let pids: Vec<(&str, u32)> =
+        [("paid-proxy", proxy.pid())].into_iter().chain(litellm.as_ref().map(|p| ("litellm", p.pid()))).collect();
     for c in [64, 256] {
         for t in &targets {
+            let pid = pids.iter().find(|(n, _)| *n == t.name).map(|p| p.1);
+            let cpu_before = pid.map(cpu_secs).unwrap_or(0.0);
             let (rate, failed) = throughput(&http, t, c, secs).await;
-            println!("{:<11} {c:>3} concurrent: {rate:>9.1} streams/s ({failed} failed)", t.name);
+            let cpu = match pid {
+                Some(pid) => {
+                    let used = cpu_secs(pid) - cpu_before;
+                    format!(
+                        ", server CPU {:.0}% of a core, {:.0} µs per stream",
+                        100.0 * used / secs as f64,
+                        1e6 * used / (rate * secs as f64)
+                    )
+                }
+                None => String::new(),
+            };
+            println!("{:<11} {c:>3} concurrent: {rate:>9.1} streams/s ({failed} failed){cpu}", t.name);
             tput.push((t.name, c, rate));
         }
     }

@@ -16,6 +16,11 @@
 //! [`KILL_DEADLINE`], the sandbox is restarted as a last resort: killing its
 //! init kills every process in it, and the worktree survives.
 //!
+//! The command's output keeps being read while the killer runs: the engine
+//! does not complete an exec, nor the killer exec queued behind it, while
+//! the killed command's output is unread, so a command flooding its output
+//! (`yes`) would otherwise stall the kill until the restart fallback.
+//!
 //! A process that leaves the session on purpose (`setsid`, `setpgid`)
 //! escapes the group kill but not the restart fallback or
 //! [`stop`](paid_core::SandboxRuntime::stop).
@@ -271,19 +276,57 @@ impl Pump {
             }
             Ending::Kill(exit) => {
                 tracing::info!(sandbox = %target.sandbox, exec = %self.exec_id, ?exit, "killing exec");
-                kill_tree(target, &self.exec_id, &self.pid_file).await;
-                self.drain(output).await;
+                let output = self.kill_reading(output, true).await;
+                if let Some(output) = output {
+                    self.drain(output).await;
+                }
                 let _ = self.tx.send(Ok(ExecEvent::Exit(exit))).await;
             }
             Ending::Abandoned => {
                 tracing::info!(sandbox = %target.sandbox, exec = %self.exec_id, "exec stream dropped; killing it");
-                kill_tree(target, &self.exec_id, &self.pid_file).await;
+                self.kill_reading(output, false).await;
             }
             Ending::Failed(source) => {
                 tracing::warn!(sandbox = %target.sandbox, exec = %self.exec_id, error = %source, "exec stream broke");
                 let _ =
                     self.tx.send(Err(DockerError::from_bollard("exec output", &target.endpoint, source).into())).await;
                 kill_tree(target, &self.exec_id, &self.pid_file).await;
+            }
+        }
+    }
+
+    /// Kills the process group while still reading the command's output.
+    ///
+    /// The engine does not finish an exec (nor, behind it, the killer exec)
+    /// until the killed command's output has been read: with a command that
+    /// floods its output (`yes`), a killer run while nobody reads would
+    /// stall until the restart fallback. So the output is consumed
+    /// meanwhile; with `forward`, what comes within [`DRAIN_AFTER_KILL`] is
+    /// passed on as far as the reader keeps up, the rest is dropped. Returns
+    /// the output when it has not ended yet.
+    async fn kill_reading(&self, mut output: Output, forward: bool) -> Option<Output> {
+        let kill = kill_tree(&self.target, &self.exec_id, &self.pid_file);
+        tokio::pin!(kill);
+        let forward_until = Instant::now() + DRAIN_AFTER_KILL;
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut kill => return Some(output),
+                item = output.next() => match item {
+                    Some(Ok(log)) => {
+                        if forward
+                            && Instant::now() < forward_until
+                            && let Some(event) = event_of(log)
+                        {
+                            // Never wait for a slow reader while killing.
+                            let _ = self.tx.try_send(Ok(event));
+                        }
+                    }
+                    Some(Err(_)) | None => {
+                        kill.await;
+                        return None;
+                    }
+                },
             }
         }
     }

@@ -37,17 +37,25 @@
 //! - `Memory` = `MemorySwap` = `limits.memory_bytes`, `NanoCpus` from
 //!   `limits.cpus`, `PidsLimit` = `limits.pids`;
 //! - labels `paid.managed=true`, `paid.run_id`, `paid.project_id` (the
-//!   prefix is [configurable](DockerConfig::label_prefix)) and the name
-//!   `paid-<run id>-<6 hex>`.
+//!   prefix is [configurable](DockerConfig::label_prefix)), plus
+//!   `paid.role=sandbox`, `paid.endpoint` (where it was placed) and, with
+//!   egress, `paid.network`; and the name `paid-<run id>-<6 hex>`. A pooled
+//!   sandbox is created before its run is known, so it has no run labels:
+//!   its name (given at claim time) carries the run, and the reaper and
+//!   [`list_managed`](paid_core::SandboxRuntime::list_managed) read it from
+//!   there;
+//! - with [egress](#egress), its own internal network; otherwise the
+//!   configured [`network`](DockerConfig::network).
 //!
 //! # How commands end
 //!
 //! Commands run as execs under a small wrapper that records their process
 //! group. A timeout, a cancellation or a dropped stream kills that whole
-//! group with a fork-free killer exec (it works even at the PID limit), and
-//! restarts the sandbox only if the killer cannot run. An exit code 137
-//! that coincides with a rise of the memory cgroup's `oom_kill` counter is
-//! reported as [`ExecExit::OutOfMemory`](paid_core::ExecExit::OutOfMemory).
+//! group with a fork-free killer exec (it works even at the PID limit),
+//! reading the command's output meanwhile (the engine holds the kill back
+//! while a flood goes unread), and restarts the sandbox only if the killer
+//! cannot run. An exit code 137 that coincides with a rise of the memory
+//! cgroup's `oom_kill` counter is reported as [`ExecExit::OutOfMemory`](paid_core::ExecExit::OutOfMemory).
 //!
 //! # Egress
 //!
@@ -56,8 +64,10 @@
 //! `PAID_PROXY_URL` / `PAID_PROXY_HOST` / `PAID_PROXY_PORT`. Other sandboxes,
 //! the host's other ports and outside addresses are unreachable, and names
 //! outside the sandbox's network do not resolve. Each sandbox gets its own
-//! internal network with no host-side address; [`EgressConfig`] says why a
-//! shared one is not enough on the engine.
+//! internal network with no host-side address; a shared internal network is
+//! not enough on the engine (containers on it reach every port of the host,
+//! and `enable_icc=false` would cut them off from the forwarder too). The
+//! `egress` module docs (in the source) give the details.
 //!
 //! ```no_run
 //! use paid_runtime_docker::{DockerConfig, DockerRuntime, EgressConfig};

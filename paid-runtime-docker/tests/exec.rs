@@ -234,3 +234,40 @@ async fn when_the_group_is_unknown_the_sandbox_restarts() {
     })
     .await;
 }
+
+/// The engine does not finish the killer exec while the killed command's
+/// output goes unread, so a flooding command must be killed while its
+/// output is still consumed: the timeout is then prompt, and the sandbox
+/// is not restarted (its tmpfs keeps a marker).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flooding_command_ends_promptly_on_timeout_and_on_drop() {
+    let runtime = docker_required().await;
+    let worktree = tempfile::tempdir().unwrap();
+    with_sandbox(&runtime, &suite::spec(&image(), worktree.path()), async |sandbox| {
+        sh(&runtime, sandbox, "echo kept > /tmp/marker").await;
+
+        let timeout = Duration::from_secs(2);
+        let started = Instant::now();
+        let mut events = runtime.exec(sandbox, ExecRequest::argv(["yes"]).with_timeout(timeout)).await.unwrap();
+        let mut last = None;
+        while let Some(event) = events.next().await {
+            last = Some(event.unwrap());
+        }
+        let took = started.elapsed();
+        eprintln!("flood with a {timeout:?} timeout ended after {took:?}");
+        assert_eq!(last, Some(ExecEvent::Exit(ExecExit::TimedOut)));
+        assert!(took < timeout + KILL_BUDGET, "took {took:?}");
+        assert!(!running(&runtime, sandbox, "yes").await);
+
+        let mut events = runtime.exec(sandbox, ExecRequest::argv(["yes"])).await.unwrap();
+        assert!(matches!(events.next().await, Some(Ok(ExecEvent::Stdout(_)))));
+        drop(events);
+        let until = Instant::now() + KILL_BUDGET;
+        while running(&runtime, sandbox, "yes").await {
+            assert!(Instant::now() < until, "the flood outlived its dropped stream");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(sh(&runtime, sandbox, "cat /tmp/marker").await.stdout_text(), "kept\n", "no restart happened");
+    })
+    .await;
+}

@@ -243,3 +243,63 @@ async fn other_limits_are_created_cold() {
     })
     .await;
 }
+
+/// Host-side git, as the Workspaces adapter does it with git2 (a bare
+/// mirror with a linked worktree), keeps working on the worktree's path
+/// while a pooled sandbox holds it, and after.
+#[tokio::test(flavor = "multi_thread")]
+async fn host_side_git_works_through_the_link() {
+    use git2::{IndexAddOption, Repository, Signature, WorktreeAddOptions};
+
+    let base = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("git");
+    let runtime = runtime_with(pooled(&prefix, &base.path().join("pool"), 1)).await;
+    let docker = runtime.client().clone();
+    with_cleanup(&docker, &prefix, async {
+        // A mirror with one commit on `main`, and a worktree of it.
+        let mirror = Repository::init_bare(base.path().join("mirror.git")).unwrap();
+        let sig = Signature::now("paid", "paid@example.com").unwrap();
+        let blob = mirror.blob(b"hello\n").unwrap();
+        let mut tree = mirror.treebuilder(None).unwrap();
+        tree.insert("README", blob, 0o100644).unwrap();
+        let tree = mirror.find_tree(tree.write().unwrap()).unwrap();
+        let commit = mirror.commit(Some("refs/heads/main"), &sig, &sig, "init", &tree, &[]).unwrap();
+        let branch = mirror.branch("paid/1-x", &mirror.find_commit(commit).unwrap(), false).unwrap();
+        let wt = base.path().join("worktrees/run-1");
+        std::fs::create_dir_all(wt.parent().unwrap()).unwrap();
+        let mut opts = WorktreeAddOptions::new();
+        opts.reference(Some(branch.get()));
+        mirror.worktree("run-1", &wt, Some(&opts)).unwrap();
+
+        let spec = suite::spec(&image(), &wt);
+        runtime.warm_up(&spec, Duration::from_secs(60)).await.unwrap();
+        let pooled_ids = managed_ids(&docker, &prefix).await;
+        let sandbox = runtime.create(&spec).await.unwrap();
+        assert!(pooled_ids.contains(&sandbox.id));
+        let out = sh(&runtime, &sandbox, "cat README && echo changed > README && echo new > NEW").await;
+        assert_eq!(out.stdout_text(), "hello\n", "{}", out.stderr_text());
+
+        // Commit on the host through the link, as Workspaces::commit_all does.
+        {
+            let repo = Repository::open(&wt).unwrap();
+            assert!(repo.is_worktree());
+            let mut index = repo.index().unwrap();
+            index.add_all(["*"], IndexAddOption::DEFAULT, None).unwrap();
+            index.write().unwrap();
+            let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+            let parent = repo.head().unwrap().peel_to_commit().unwrap();
+            repo.commit(Some("HEAD"), &sig, &sig, "agent work", &tree, &[&parent]).unwrap();
+            assert!(repo.statuses(None).unwrap().is_empty(), "clean after the commit");
+        }
+
+        runtime.remove(&sandbox).await.unwrap();
+        let repo = Repository::open(&wt).unwrap();
+        assert!(repo.statuses(None).unwrap().is_empty(), "still clean with the directory back");
+        let head = repo.head().unwrap();
+        assert_eq!(head.name().unwrap(), "refs/heads/paid/1-x");
+        assert_eq!(head.peel_to_commit().unwrap().message().unwrap(), "agent work");
+        assert!(mirror.find_worktree("run-1").unwrap().validate().is_ok());
+        runtime.drain_pool().await;
+    })
+    .await;
+}

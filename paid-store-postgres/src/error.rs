@@ -154,8 +154,13 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         self.is_unavailable()
             || self.sqlstate().is_some_and(|code| {
-                [sqlstate::SERIALIZATION_FAILURE, sqlstate::DEADLOCK, sqlstate::LOCK_NOT_AVAILABLE, sqlstate::QUERY_CANCELED]
-                    .contains(&code.as_ref())
+                [
+                    sqlstate::SERIALIZATION_FAILURE,
+                    sqlstate::DEADLOCK,
+                    sqlstate::LOCK_NOT_AVAILABLE,
+                    sqlstate::QUERY_CANCELED,
+                ]
+                .contains(&code.as_ref())
             })
     }
 

@@ -75,7 +75,8 @@ pub(crate) async fn apply(conn: &mut PgConnection, schema: &str, create: bool) -
 /// The version recorded in `schema` without changing anything: 0 for a
 /// schema without the migrations table.
 pub(crate) async fn current(conn: &mut PgConnection) -> Result<i32, Error> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL").fetch_one(&mut *conn).await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL").fetch_one(&mut *conn).await?;
     if !exists {
         return Ok(0);
     }

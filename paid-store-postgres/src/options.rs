@@ -195,12 +195,7 @@ pub(crate) fn validate_schema(schema: &str) -> Result<(), Error> {
 
 /// Host, port and database of a connection, for messages (never the password).
 pub(crate) fn describe(options: &PgConnectOptions) -> String {
-    format!(
-        "{}:{}/{}",
-        options.get_host(),
-        options.get_port(),
-        options.get_database().unwrap_or("(default database)")
-    )
+    format!("{}:{}/{}", options.get_host(), options.get_port(), options.get_database().unwrap_or("(default database)"))
 }
 
 #[cfg(test)]

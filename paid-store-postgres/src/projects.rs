@@ -57,7 +57,8 @@ pub(crate) async fn list(pool: &PgPool) -> OpResult<Vec<Project>> {
 pub(crate) async fn delete(pool: &PgPool, id: ProjectId) -> OpResult<()> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    let found = sqlx::query("SELECT 1 FROM projects WHERE id = $1 FOR UPDATE").bind(id.0).fetch_optional(&mut *tx).await?;
+    let found =
+        sqlx::query("SELECT 1 FROM projects WHERE id = $1 FOR UPDATE").bind(id.0).fetch_optional(&mut *tx).await?;
     if found.is_none() {
         return Err(not_found(id));
     }

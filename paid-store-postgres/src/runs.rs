@@ -27,8 +27,10 @@ fn first(row: Option<PgRow>) -> OpResult<Option<Run>> {
 }
 
 pub(crate) async fn get(pool: &PgPool, id: RunId) -> OpResult<Run> {
-    let row =
-        sqlx::query(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1")).bind(id.0).fetch_optional(pool).await?;
+    let row = sqlx::query(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1"))
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await?;
     first(row)?.ok_or_else(|| not_found(id))
 }
 

@@ -65,8 +65,7 @@ impl PgStore {
             .connect_lazy_with(connect.clone());
         let schema = options.schema_name().to_string();
         {
-            let mut conn =
-                pool.acquire().await.map_err(|source| Error::Connect { target: target.clone(), source })?;
+            let mut conn = pool.acquire().await.map_err(|source| Error::Connect { target: target.clone(), source })?;
             if options.migrate_on() {
                 migrations::apply(&mut conn, &schema, true).await?;
             } else {

@@ -76,12 +76,41 @@ pub fn fresh_options() -> PgStoreOptions {
     PgStoreOptions::new(database_url()).schema(fresh_schema_name()).max_connections(4)
 }
 
+/// Drops test schemas (`t_<uuid v7>`) made more than an hour ago: the ones
+/// tests that panicked left behind. Runs once per process.
+pub async fn sweep_stale_schemas() {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await;
+            let Ok(pool) = pool.map_err(|e| eprintln!("cannot sweep stale test schemas: {e}")) else {
+                return;
+            };
+            let cutoff = chrono::Utc::now().timestamp_millis() - 3_600_000;
+            let names: Vec<String> =
+                sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname ~ '^t_[0-9a-f]{32}$'")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_default();
+            for name in names {
+                let made = i64::from_str_radix(&name[2..14], 16).unwrap_or(i64::MAX);
+                if made < cutoff {
+                    let sql = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
+                    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await {
+                        eprintln!("cannot drop stale test schema {name}: {e}");
+                    }
+                }
+            }
+            pool.close().await;
+        })
+        .await;
+}
+
 /// A store in a fresh, migrated schema. Drop it with
 /// [`PgStore::drop_schema`] when done.
 pub async fn fresh_store() -> PgStore {
+    sweep_stale_schemas().await;
     let options = fresh_options();
     let schema = options.schema_name().to_string();
-    PgStore::connect_with(options)
-        .await
-        .unwrap_or_else(|e| panic!("cannot open a test store in schema {schema}: {e}"))
+    PgStore::connect_with(options).await.unwrap_or_else(|e| panic!("cannot open a test store in schema {schema}: {e}"))
 }

@@ -58,7 +58,8 @@ async fn two_workers_racing_on_one_run_have_exactly_one_winner() {
         let other = if holder == "worker-a" { "worker-b" } else { "worker-a" };
 
         // 2. Both move it on at once (the loser believes it holds it too).
-        let results = race(&workers, |owner| step(&claimed, RunState::Queued, RunState::SelectingModel, owner, 1)).await;
+        let results =
+            race(&workers, |owner| step(&claimed, RunState::Queued, RunState::SelectingModel, owner, 1)).await;
         assert_one_winner(round, &holder, &results, |e| matches!(e, Error::LeaseLost { .. }));
 
         // 3. The holder's lease expires; the other takes the run over while
@@ -74,7 +75,8 @@ async fn two_workers_racing_on_one_run_have_exactly_one_winner() {
             .expect("an expired lease is claimable");
         assert_eq!(taken.id, run.id);
         assert_eq!(taken.state, RunState::SelectingModel, "the state survives the takeover");
-        let results = race(&workers, |owner| step(&taken, RunState::SelectingModel, RunState::Provisioning, owner, 32)).await;
+        let results =
+            race(&workers, |owner| step(&taken, RunState::SelectingModel, RunState::Provisioning, owner, 32)).await;
         assert_one_winner(round, other, &results, |e| matches!(e, Error::LeaseLost { .. }));
         let stale_journal = workers
             .iter()
@@ -111,9 +113,7 @@ async fn two_workers_racing_on_one_run_have_exactly_one_winner() {
     a.drop_schema().await.unwrap();
 }
 
-async fn futures_join<F: std::future::Future + Send + 'static>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output>
+async fn futures_join<F: std::future::Future + Send + 'static>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
     F::Output: Send + 'static,
 {
@@ -166,11 +166,10 @@ async fn migrations_from_four_handles_at_once_apply_once() {
     }))
     .await;
     let stores: Vec<PgStore> = stores.into_iter().map(|s| s.unwrap()).collect();
-    let versions: Vec<(i32, String)> =
-        sqlx::query_as("SELECT version, name FROM schema_migrations ORDER BY version")
-            .fetch_all(stores[0].pool())
-            .await
-            .unwrap();
+    let versions: Vec<(i32, String)> = sqlx::query_as("SELECT version, name FROM schema_migrations ORDER BY version")
+        .fetch_all(stores[0].pool())
+        .await
+        .unwrap();
     assert_eq!(versions.iter().map(|(v, _)| *v).collect::<Vec<_>>(), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
 
     // All four see one working schema.
@@ -223,12 +222,9 @@ async fn project_limits_hold_under_concurrent_claimers() {
             store.create_run(&NewRun { created_at: at(i as i64), ..fixtures::new_run(p.id, i + 1) }).await.unwrap();
         }
     }
-    let limits: BTreeMap<ProjectId, i64> =
-        [(narrow.id, 1), (medium.id, 3)].into_iter().collect();
-    let busy: Arc<BTreeMap<ProjectId, AtomicI64>> =
-        Arc::new(limits.keys().map(|p| (*p, AtomicI64::new(0))).collect());
-    let peak: Arc<BTreeMap<ProjectId, AtomicI64>> =
-        Arc::new(limits.keys().map(|p| (*p, AtomicI64::new(0))).collect());
+    let limits: BTreeMap<ProjectId, i64> = [(narrow.id, 1), (medium.id, 3)].into_iter().collect();
+    let busy: Arc<BTreeMap<ProjectId, AtomicI64>> = Arc::new(limits.keys().map(|p| (*p, AtomicI64::new(0))).collect());
+    let peak: Arc<BTreeMap<ProjectId, AtomicI64>> = Arc::new(limits.keys().map(|p| (*p, AtomicI64::new(0))).collect());
     let done = Arc::new(AtomicUsize::new(0));
     let now = chrono::Utc::now();
     let started = Instant::now();
@@ -294,13 +290,34 @@ async fn a_full_project_is_skipped_until_a_slot_frees() {
     let hour = Lease::hours(1);
 
     assert_eq!(store.claim(&claim("a", hour, at(0))).await.unwrap().map(|r| r.id), Some(first.id));
-    assert_eq!(store.claim(&claim("b", hour, at(0))).await.unwrap().map(|r| r.id), Some(low.id), "full project skipped");
+    assert_eq!(
+        store.claim(&claim("b", hour, at(0))).await.unwrap().map(|r| r.id),
+        Some(low.id),
+        "full project skipped"
+    );
     assert_eq!(store.claim(&claim("c", hour, at(0))).await.unwrap(), None);
 
     store.release(first.id, "a").await.unwrap();
-    assert_eq!(store.claim(&claim("c", hour, at(1))).await.unwrap().map(|r| r.id), Some(first.id), "released: its slot is free");
-    store.transition(&Transition { run_id: first.id, from: RunState::Queued, to: RunState::Cancelled, owner: "c".into(), at: at(2) }).await.unwrap();
-    assert_eq!(store.claim(&claim("d", hour, at(3))).await.unwrap().map(|r| r.id), Some(second.id), "ended: its slot is free");
+    assert_eq!(
+        store.claim(&claim("c", hour, at(1))).await.unwrap().map(|r| r.id),
+        Some(first.id),
+        "released: its slot is free"
+    );
+    store
+        .transition(&Transition {
+            run_id: first.id,
+            from: RunState::Queued,
+            to: RunState::Cancelled,
+            owner: "c".into(),
+            at: at(2),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim(&claim("d", hour, at(3))).await.unwrap().map(|r| r.id),
+        Some(second.id),
+        "ended: its slot is free"
+    );
     // An expired lease does not hold a slot.
     assert_eq!(store.claim(&claim("e", hour, at(3) + hour)).await.unwrap().map(|r| r.id), Some(second.id));
     store.drop_schema().await.unwrap();

@@ -46,9 +46,15 @@
 //! The store passes `paid_core::testing::store`, the conformance suite
 //! every [`Store`](paid_core::Store) runs; its module documentation spells
 //! out the contract.
+//!
+//! The same database also holds the learning loop's data: [`SqliteStore`]
+//! implements the opt-in
+//! [`LearningStore`](paid_core::ports::learning::LearningStore) and passes
+//! `paid_core::testing::learning`.
 
 mod error;
 mod journal;
+mod learning;
 mod leases;
 mod logs;
 mod migrations;

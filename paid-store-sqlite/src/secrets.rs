@@ -28,9 +28,18 @@ fn current_version(c: &Connection, name: &str) -> Result<Option<u64>, OpError> {
         .transpose()
 }
 
-fn put(c: &Connection, name: &str, ciphertext: &[u8], key_id: &str, expected: Option<u64>, at: i64) -> Result<Option<u64>, OpError> {
+fn put(
+    c: &Connection,
+    name: &str,
+    ciphertext: &[u8],
+    key_id: &str,
+    expected: Option<u64>,
+    at: i64,
+) -> Result<Option<u64>, OpError> {
     if name.trim().is_empty() {
-        return Err(paid_core::Error::InvalidInput { what: "secret.name".into(), message: "must not be empty".into() }.into());
+        return Err(
+            paid_core::Error::InvalidInput { what: "secret.name".into(), message: "must not be empty".into() }.into()
+        );
     }
     let current = current_version(c, name)?;
     if let Some(expected) = expected
@@ -60,9 +69,8 @@ impl SecretStore for SqliteStore {
     async fn get_secret(&self, name: &str) -> paid_core::Result<Option<SecretRecord>> {
         let name = name.to_string();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT name, key_id, ciphertext, version, updated_at FROM secrets WHERE name = ?1",
-            )?;
+            let mut stmt =
+                c.prepare_cached("SELECT name, key_id, ciphertext, version, updated_at FROM secrets WHERE name = ?1")?;
             let mut rows = stmt.query([name])?;
             match rows.next()? {
                 None => Ok(None),

@@ -27,10 +27,7 @@ pub enum Error {
     },
     /// The module does not have the exports (or has imports) the ABI rules
     /// out.
-    #[error(
-        "strategy module {module} does not implement the Paid strategy ABI v{}: {message}",
-        crate::ABI_VERSION
-    )]
+    #[error("strategy module {module} does not implement the Paid strategy ABI v{}: {message}", crate::ABI_VERSION)]
     WrongInterface {
         /// The module's name.
         module: String,
@@ -133,6 +130,11 @@ impl Error {
 
 impl From<Error> for paid_core::Error {
     fn from(e: Error) -> Self {
-        paid_core::Error::Backend { backend: "wasm", message: e.to_string(), retryable: false, source: Some(Box::new(e)) }
+        paid_core::Error::Backend {
+            backend: "wasm",
+            message: e.to_string(),
+            retryable: false,
+            source: Some(Box::new(e)),
+        }
     }
 }

@@ -7,13 +7,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wasmtime::{
-    Config, Engine, ExternType, InstancePre, Linker, Module, OptLevel, ResourceLimiter, Store, StoreLimits,
-    StoreLimitsBuilder, Trap, ValType,
+    Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
+    PoolingAllocationConfig, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, ValType,
 };
 
 use crate::{ABI_VERSION, Error};
+
+/// The most elements a module's function tables may hold.
+const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 /// The limits every call runs under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +36,10 @@ pub struct Limits {
     pub max_stack_bytes: usize,
     /// How often the epoch ticks; the deadline is rounded up to whole ticks.
     pub epoch_tick: Duration,
+    /// Calls that may run at once over all modules of a host: instances
+    /// come from a pool of this many preallocated slots, so a call does not
+    /// map and unmap its memory. A call beyond it fails (and falls back).
+    pub max_concurrent_calls: u32,
 }
 
 impl Default for Limits {
@@ -43,6 +51,7 @@ impl Default for Limits {
             max_output_bytes: 1 << 20,
             max_stack_bytes: 512 << 10,
             epoch_tick: Duration::from_millis(5),
+            max_concurrent_calls: 64,
         }
     }
 }
@@ -102,12 +111,22 @@ impl std::fmt::Debug for WasmHost {
 impl WasmHost {
     /// A host whose calls run under `limits`. Starts the epoch ticker thread.
     pub fn new(limits: Limits) -> Result<Self, Error> {
+        let slots = limits.max_concurrent_calls.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .max_memories_per_module(1)
+            .max_tables_per_module(4)
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .max_memory_size(limits.memory_bytes);
         let mut config = Config::new();
         config
             .consume_fuel(true)
             .epoch_interruption(true)
             .cranelift_opt_level(OptLevel::Speed)
-            .max_wasm_stack(limits.max_stack_bytes);
+            .max_wasm_stack(limits.max_stack_bytes)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
         let ticker = Arc::new(Ticker::start(&engine, limits.epoch_tick)?);
         Ok(Self { engine, limits, ticker, compiled: Arc::new(AtomicU64::new(0)) })
@@ -146,7 +165,7 @@ impl WasmHost {
         let module = Module::new(&self.engine, bytes)
             .map_err(|e| Error::Malformed { module: name.into(), message: format!("{e:#}") })?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
-        check_interface(name, &module)?;
+        check_interface(name, &module, self.limits.memory_bytes)?;
         let linker: Linker<State> = Linker::new(&self.engine);
         let pre = linker
             .instantiate_pre(&module)
@@ -167,7 +186,7 @@ impl WasmHost {
     }
 }
 
-fn check_interface(name: &str, module: &Module) -> Result<(), Error> {
+fn check_interface(name: &str, module: &Module, memory_bytes: usize) -> Result<(), Error> {
     let wrong = |message: String| Error::WrongInterface { module: name.into(), message };
     if let Some(import) = module.imports().next() {
         return Err(wrong(format!(
@@ -182,7 +201,15 @@ fn check_interface(name: &str, module: &Module) -> Result<(), Error> {
         ("decide", &[ValType::I32, ValType::I32], &[ValType::I64]),
     ];
     match module.get_export("memory") {
-        Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {}
+        Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {
+            if m.minimum().saturating_mul(m.page_size()) > memory_bytes as u64 {
+                return Err(Error::MemoryExceeded {
+                    module: name.into(),
+                    call: "instantiate".into(),
+                    limit_bytes: memory_bytes,
+                });
+            }
+        }
         Some(_) => return Err(wrong("export `memory` is not a 32-bit, unshared memory".into())),
         None => return Err(wrong("no exported `memory`".into())),
     }
@@ -291,7 +318,7 @@ impl StrategyModule {
             .instances(1)
             .memories(1)
             .tables(4)
-            .table_elements(100_000)
+            .table_elements(MAX_TABLE_ELEMENTS)
             .trap_on_grow_failure(true)
             .build();
         let mut store = Store::new(&self.engine, State { limits, memory_cap_hit: false });
@@ -331,21 +358,42 @@ impl StrategyModule {
         params: &serde_json::Value,
         input: &serde_json::Value,
     ) -> Result<serde_json::Value, Error> {
-        let bad = |message: String| Error::BadOutput { module: self.name.clone(), call: call.into(), message };
-        let envelope = serde_json::json!({ "call": call, "params": params, "input": input });
-        let bytes = serde_json::to_vec(&envelope).map_err(|e| bad(format!("cannot encode the request: {e}")))?;
-        let out = self.call_raw(call, &bytes)?;
-        let mut answer: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&out).map_err(|e| bad(format!("not a JSON object: {e}")))?;
-        if let Some(ok) = answer.remove("ok") {
-            return Ok(ok);
+        self.call_typed(call, params, input)
+    }
+
+    /// [`call_json`](Self::call_json) with typed input and answer, encoded
+    /// and decoded without an intermediate JSON tree.
+    pub fn call_typed<I: Serialize, O: DeserializeOwned>(
+        &self,
+        call: &str,
+        params: &serde_json::Value,
+        input: &I,
+    ) -> Result<O, Error> {
+        #[derive(Serialize)]
+        struct Envelope<'a, I> {
+            call: &'a str,
+            params: &'a serde_json::Value,
+            input: &'a I,
         }
-        match answer.remove("error") {
-            Some(serde_json::Value::String(message)) => {
+        #[derive(Deserialize)]
+        struct Answer<O> {
+            ok: Option<O>,
+            error: Option<serde_json::Value>,
+        }
+        let bad = |message: String| Error::BadOutput { module: self.name.clone(), call: call.into(), message };
+        let bytes = serde_json::to_vec(&Envelope { call, params, input })
+            .map_err(|e| bad(format!("cannot encode the request: {e}")))?;
+        let out = self.call_raw(call, &bytes)?;
+        let answer: Answer<O> = serde_json::from_slice(&out).map_err(|e| bad(format!("not a valid answer: {e}")))?;
+        match answer {
+            Answer { ok: Some(ok), .. } => Ok(ok),
+            Answer { error: Some(serde_json::Value::String(message)), .. } => {
                 Err(Error::Guest { module: self.name.clone(), call: call.into(), message })
             }
-            Some(other) => Err(Error::Guest { module: self.name.clone(), call: call.into(), message: other.to_string() }),
-            None => Err(bad("neither \"ok\" nor \"error\" in the answer".into())),
+            Answer { error: Some(other), .. } => {
+                Err(Error::Guest { module: self.name.clone(), call: call.into(), message: other.to_string() })
+            }
+            Answer { ok: None, error: None } => Err(bad("neither \"ok\" nor \"error\" in the answer".into())),
         }
     }
 }
@@ -354,12 +402,13 @@ impl Call<'_> {
     fn decide(&mut self, input: &[u8]) -> Result<Vec<u8>, Error> {
         let module = self.module;
         let call = self.call;
-        let wrong = |e: wasmtime::Error| Error::WrongInterface { module: module.name.clone(), message: format!("{e:#}") };
+        let wrong =
+            |e: wasmtime::Error| Error::WrongInterface { module: module.name.clone(), message: format!("{e:#}") };
         let bad = |message: String| Error::BadOutput { module: module.name.clone(), call: call.into(), message };
-        let memory = self
-            .instance
-            .get_memory(&mut self.store, "memory")
-            .ok_or_else(|| Error::WrongInterface { module: module.name.clone(), message: "no exported `memory`".into() })?;
+        let memory = self.instance.get_memory(&mut self.store, "memory").ok_or_else(|| Error::WrongInterface {
+            module: module.name.clone(),
+            message: "no exported `memory`".into(),
+        })?;
         let alloc = self.instance.get_typed_func::<i32, i32>(&mut self.store, "alloc").map_err(wrong)?;
         let decide = self.instance.get_typed_func::<(i32, i32), i64>(&mut self.store, "decide").map_err(wrong)?;
         let len = i32::try_from(input.len()).map_err(|_| bad("the request is larger than 2 GiB".into()))?;

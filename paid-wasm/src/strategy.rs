@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use paid_core::learning::strategy::{
-    ChooseRequest, Choice, EvolutionStrategy, FallbackStrategy, MutationContext, MutationPlan, MutationReview,
+    Choice, ChooseRequest, EvolutionStrategy, FallbackStrategy, MutationContext, MutationPlan, MutationReview,
     MutationSelection, PromoteRequest, Verdict,
 };
 use serde::Serialize;
@@ -43,10 +43,7 @@ impl WasmStrategy {
 
     /// One typed call through the ABI.
     pub fn call<I: Serialize, O: DeserializeOwned>(&self, call: &str, input: &I) -> Result<O, Error> {
-        let bad = |message: String| Error::BadOutput { module: self.module.name().into(), call: call.into(), message };
-        let input = serde_json::to_value(input).map_err(|e| bad(format!("cannot encode the request: {e}")))?;
-        let answer = self.module.call_json(call, &self.params, &input)?;
-        serde_json::from_value(answer).map_err(|e| bad(format!("does not match the expected answer: {e}")))
+        self.module.call_typed(call, &self.params, input)
     }
 }
 
@@ -69,5 +66,25 @@ impl EvolutionStrategy for WasmStrategy {
 
     fn review_mutations(&self, review: &MutationReview) -> paid_core::Result<MutationSelection> {
         Ok(self.call("review_mutations", review)?)
+    }
+}
+
+impl crate::WasmHost {
+    /// The strategy in the module at `path`, behind a [`FallbackStrategy`]
+    /// to the built-in Thompson strategy. When the module cannot be loaded
+    /// (missing, malformed, wrong interface), logs why and returns the
+    /// built-in strategy itself, so the caller keeps working either way.
+    pub fn strategy_or_builtin(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        params: serde_json::Value,
+    ) -> Arc<dyn EvolutionStrategy> {
+        match self.load_file(path.as_ref()) {
+            Ok(module) => Arc::new(WasmStrategy::new(module, params).with_fallback()),
+            Err(error) => {
+                tracing::warn!(path = %path.as_ref().display(), %error, "strategy module not loaded; using the built-in strategy");
+                Arc::new(paid_core::learning::strategy::ThompsonStrategy)
+            }
+        }
     }
 }

@@ -22,6 +22,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Datelike;
 use paid_core::engine::Engine;
+use paid_core::learning::ExperimentId;
+use paid_core::ports::learning::{ExperimentFilter, LearningStore};
 use paid_core::{Error as CoreError, ProjectId, RepoRef, Run, RunFilter, RunId, Store, UsageRecord};
 use prometheus_client::registry::Registry;
 use secrecy::SecretString;
@@ -73,6 +75,8 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// This daemon's worker id.
     pub worker_id: String,
+    /// Prompts and experiments, when the store has learning support.
+    pub learning: Option<Arc<dyn LearningStore>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -138,7 +142,9 @@ impl From<VaultError> for ApiError {
             VaultError::Unsupported(_) => ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_supported", e.to_string()),
             VaultError::NoKey => ApiError::new(StatusCode::CONFLICT, "no_master_key", e.to_string()),
             VaultError::BadName(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", e.to_string()),
-            VaultError::Crypto(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decryption_failed", e.to_string()),
+            VaultError::Crypto(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "decryption_failed", e.to_string())
+            }
             VaultError::Store(e) => e.into(),
             VaultError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
         }
@@ -199,10 +205,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/runs/{id}/logs", get(run_logs))
         .route("/runs/{id}/cancel", post(cancel_run))
         .route("/costs", get(costs))
-        .route("/prompts", get(prompts_unavailable))
-        .route("/prompts/{slug}", get(prompts_unavailable))
-        .route("/experiments", get(experiments_unavailable))
-        .route("/experiments/{id}", get(experiments_unavailable))
+        .route("/prompts", get(list_prompts))
+        .route("/prompts/{slug}", get(show_prompt))
+        .route("/experiments", get(list_experiments))
+        .route("/experiments/{id}", get(show_experiment))
         .route("/secrets", get(list_secrets))
         .route("/secrets/{name}", put(put_secret))
         .route("/keys/rotate", post(rotate_key))
@@ -231,7 +237,8 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
 }
 
 async fn request_context(req: Request, next: Next) -> Response {
-    let id = req.headers().get("x-request-id").and_then(sane_request_id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let id =
+        req.headers().get("x-request-id").and_then(sane_request_id).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let span = tracing::info_span!("request", trace_id = %id, method = %req.method(), path = %req.uri().path());
     let mut resp = REQUEST_ID.scope(id.clone(), next.run(req).instrument(span.clone())).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
@@ -242,14 +249,16 @@ async fn request_context(req: Request, next: Next) -> Response {
 }
 
 async fn auth(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     // Compare digests: equal length, and no early exit on the token's bytes.
     let ok = given.is_some_and(|t| {
         let d = digest(t.trim());
         d.iter().zip(state.token_digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     });
     if !ok {
-        let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "authentication required").into_response();
+        let mut resp =
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "authentication required").into_response();
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return resp;
     }
@@ -257,7 +266,8 @@ async fn auth(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> R
 }
 
 async fn body_limit(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > state.max_body_bytes) {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -293,7 +303,8 @@ async fn ready(State(state): State<Arc<ApiState>>) -> Response {
 async fn metrics(State(state): State<Arc<ApiState>>, headers: axum::http::HeaderMap) -> Response {
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
-        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("encoding metrics: {e}")).into_response();
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("encoding metrics: {e}"))
+            .into_response();
     }
     let wants_openmetrics = headers
         .get(header::ACCEPT)
@@ -403,7 +414,8 @@ pub struct NewProject {
 }
 
 async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req): ApiJson<NewProject>) -> ApiResult {
-    let repo = RepoRef::parse(&req.repo).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", e.to_string()))?;
+    let repo = RepoRef::parse(&req.repo)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", e.to_string()))?;
     if by_repo(state.store.as_ref(), &repo.to_string()).await?.is_some() {
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{repo} is already a project")));
     }
@@ -505,7 +517,12 @@ async fn list_runs(State(state): State<Arc<ApiState>>, Query(q): Query<RunsQuery
     let names = repo_names(state.store.as_ref()).await?;
     let runs = state
         .store
-        .runs(&RunFilter { project_id, active_only: q.active, limit: Some(q.limit.unwrap_or(50).min(1000)), ..Default::default() })
+        .runs(&RunFilter {
+            project_id,
+            active_only: q.active,
+            limit: Some(q.limit.unwrap_or(50).min(1000)),
+            ..Default::default()
+        })
         .await?;
     let runs: Vec<RunSummary> = runs
         .into_iter()
@@ -532,11 +549,17 @@ async fn trigger_run(State(state): State<Arc<ApiState>>, ApiJson(req): ApiJson<T
                 format!("{url:?} is not an issue URL like https://github.com/owner/repo/issues/12"),
             )
         })?,
-        (None, Some(repo), Some(n)) => {
-            (RepoRef::parse(&repo).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", e.to_string()))?, n)
-        }
+        (None, Some(repo), Some(n)) => (
+            RepoRef::parse(&repo)
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", e.to_string()))?,
+            n,
+        ),
         _ => {
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "give issue_url, or repo and issue"));
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                "give issue_url, or repo and issue",
+            ));
         }
     };
     if !state.disk.accepting_runs() {
@@ -613,7 +636,7 @@ async fn show_run(State(state): State<Arc<ApiState>>, Path(id): Path<String>) ->
             "usage": usage,
             "model_decision": decision,
             "prompt_version": Value::Null,
-            "prompt_version_note": "prompt versions are not recorded yet: the store has no learning support in this build",
+            "prompt_version_note": "the engine does not record which prompt version a run used yet",
             "log_chunks": logs.len(),
         }),
     )
@@ -636,7 +659,11 @@ async fn cancel_run(State(state): State<Arc<ApiState>>, Path(id): Path<String>) 
     let id = parse_run_id(&id)?;
     let current = state.store.run(id).await?;
     if current.state.is_terminal() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "already_finished", format!("run {id} already ended {}", current.state)));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_finished",
+            format!("run {id} already ended {}", current.state),
+        ));
     }
     let run = state.engine.cancel(id).await?;
     ok(StatusCode::ACCEPTED, json!({ "run": run, "cancel_requested": true }))
@@ -709,20 +736,46 @@ async fn costs(State(state): State<Arc<ApiState>>, Query(q): Query<CostsQuery>) 
 
 // ---- learning -----------------------------------------------------------------
 
-async fn prompts_unavailable() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "prompts are not available: this build's store has no prompt (learning) support yet",
-    )
+fn learning(state: &ApiState) -> Result<&Arc<dyn LearningStore>, ApiError> {
+    state.learning.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "prompts and experiments are not available: this store has no learning support (the SQLite store has it)",
+        )
+    })
 }
 
-async fn experiments_unavailable() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "experiments are not available: this build's store has no learning support yet",
-    )
+async fn list_prompts(State(state): State<Arc<ApiState>>) -> ApiResult {
+    ok(StatusCode::OK, learning(&state)?.prompts().await?)
+}
+
+async fn show_prompt(State(state): State<Arc<ApiState>>, Path(slug): Path<String>) -> ApiResult {
+    let store = learning(&state)?;
+    let prompt = store.prompt(&slug).await?;
+    let versions = store.versions(&slug).await?;
+    ok(StatusCode::OK, json!({ "prompt": prompt, "versions": versions }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ExperimentsQuery {
+    subject: Option<String>,
+    #[serde(default)]
+    active: bool,
+}
+
+async fn list_experiments(State(state): State<Arc<ApiState>>, Query(q): Query<ExperimentsQuery>) -> ApiResult {
+    let filter = ExperimentFilter { subject: q.subject, active_only: q.active };
+    ok(StatusCode::OK, learning(&state)?.experiments(&filter).await?)
+}
+
+async fn show_experiment(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult {
+    let store = learning(&state)?;
+    let id = ExperimentId::parse(&id)
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("experiment {id} not found")))?;
+    let experiment = store.experiment(id).await?;
+    let samples = store.samples(id).await?;
+    ok(StatusCode::OK, json!({ "experiment": experiment, "samples": samples }))
 }
 
 // ---- secrets ------------------------------------------------------------------
@@ -755,7 +808,11 @@ async fn put_secret(
     let value = SecretString::from(body.value.trim().to_string());
     drop(body);
     if value.expose_secret().is_empty() || value.expose_secret().chars().any(char::is_whitespace) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "the value is empty or contains whitespace"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            "the value is empty or contains whitespace",
+        ));
     }
     let mut validation = Value::Null;
     if name == "github" {

@@ -231,7 +231,8 @@ impl Out {
 
     fn fail_msg(&self, code: &str, message: &str, exit: u8) -> ExitCode {
         if self.json {
-            let v = json!({ "error": { "code": code, "message": message, "details": {} }, "meta": { "request_id": null } });
+            let v =
+                json!({ "error": { "code": code, "message": message, "details": {} }, "meta": { "request_id": null } });
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         } else {
             eprintln!("error: {message}");
@@ -299,10 +300,7 @@ fn client(global: &Global) -> Result<ApiClient, Result<String, ConfigError>> {
             format!("http://{addr}")
         }
         (None, None) => {
-            return Err(Ok(format!(
-                "no --api-url and no {}; pass --api-url or --config",
-                global.config.display()
-            )));
+            return Err(Ok(format!("no --api-url and no {}; pass --api-url or --config", global.config.display())));
         }
     };
     let token = if let Some(f) = &global.token_file {
@@ -311,7 +309,9 @@ fn client(global: &Global) -> Result<ApiClient, Result<String, ConfigError>> {
         Some(SecretString::from(t.trim().to_string()))
     } else if let Some(c) = &config {
         match &c.api.token_file {
-            Some(f) => Some(read_trimmed(f).map_err(|e| Ok(format!("cannot read api.token_file {}: {e}", f.display())))?),
+            Some(f) => {
+                Some(read_trimmed(f).map_err(|e| Ok(format!("cannot read api.token_file {}: {e}", f.display())))?)
+            }
             None => std::env::var(&c.api.token_env).ok().map(|t| SecretString::from(t.trim().to_string())),
         }
     } else {
@@ -329,7 +329,11 @@ fn init(global: &Global, force: bool, out: Out) -> ExitCode {
     if path.exists() && !force {
         return out.fail_msg("exists", &format!("{} exists; pass --force to overwrite it", path.display()), 1);
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(path, super::config::EXAMPLE)) {
         return out.fail_msg("io", &format!("cannot write {}: {e}", path.display()), 1);
     }
@@ -401,7 +405,9 @@ pub fn one_line(e: &anyhow::Error) -> String {
 
 fn enc(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.~/".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32) })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.~/".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32) }
+        })
         .collect()
 }
 
@@ -415,7 +421,9 @@ async fn remote(client: ApiClient, command: Command, out: Out) -> ExitCode {
         Command::Token(cmd) => token(&client, cmd, out).await,
         Command::Run { issue, wait } => trigger(&client, &issue, wait, out).await,
         Command::Runs(cmd) => runs(&client, cmd, out).await,
-        Command::Prompts(PromptsCmd::List) => client.get("/prompts").await.map(|v| out.success(&v, |d| println!("{d}"))),
+        Command::Prompts(PromptsCmd::List) => {
+            client.get("/prompts").await.map(|v| out.success(&v, |d| println!("{d}")))
+        }
         Command::Prompts(PromptsCmd::Show { slug }) => {
             client.get(&format!("/prompts/{}", enc(&slug))).await.map(|v| out.success(&v, |d| println!("{d}")))
         }
@@ -434,13 +442,23 @@ async fn project(client: &ApiClient, cmd: ProjectCmd, out: Out) -> Result<ExitCo
             println!("{:<32} {:<8} {:<16} {:<24} TRIGGER", "REPO", "SOURCE", "AGENT", "AUTHORS");
             for p in d.as_array().into_iter().flatten() {
                 let repo = format!("{}/{}", s(p, "/repo/owner"), s(p, "/repo/name"));
-                let authors: Vec<&str> = p["allowed_authors"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                let labels: Vec<&str> = p["trigger_labels"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-                println!("{:<32} {:<8} {:<16} {:<24} {}", repo, s(p, "/source"), s(p, "/agent"), authors.join(","), labels.join(","));
+                let authors: Vec<&str> =
+                    p["allowed_authors"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                let labels: Vec<&str> =
+                    p["trigger_labels"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                println!(
+                    "{:<32} {:<8} {:<16} {:<24} {}",
+                    repo,
+                    s(p, "/source"),
+                    s(p, "/agent"),
+                    authors.join(","),
+                    labels.join(",")
+                );
             }
         })),
         ProjectCmd::Add { repo, clone_url, branch, labels, authors, verify, allowed_paths, agent, image } => {
-            let mut body = json!({ "repo": repo, "allowed_authors": authors, "verify": verify, "allowed_paths": allowed_paths });
+            let mut body =
+                json!({ "repo": repo, "allowed_authors": authors, "verify": verify, "allowed_paths": allowed_paths });
             for (k, v) in [("clone_url", clone_url), ("default_branch", branch), ("agent", agent), ("image", image)] {
                 if let Some(v) = v {
                     body[k] = json!(v);
@@ -487,7 +505,12 @@ async fn token(client: &ApiClient, cmd: TokenCmd, out: Out) -> Result<ExitCode, 
             let body = json!({ "value": value.trim() });
             let v = client.call(Method::PUT, &format!("/secrets/{}", enc(&name)), Some(body)).await?;
             Ok(out.success(&v, |d| {
-                println!("stored {} encrypted under key {} (version {})", s(d, "/secret/name"), s(d, "/secret/key_id"), d["secret"]["version"]);
+                println!(
+                    "stored {} encrypted under key {} (version {})",
+                    s(d, "/secret/name"),
+                    s(d, "/secret/key_id"),
+                    d["secret"]["version"]
+                );
                 if let Some(login) = d.pointer("/validation/login").and_then(Value::as_str) {
                     println!("  acts as {login}");
                 }
@@ -548,7 +571,9 @@ async fn wait_for(client: &ApiClient, id: &str, out: Out) -> Result<Value, Clien
 async fn trigger(client: &ApiClient, issue: &str, wait: bool, out: Out) -> Result<ExitCode, ClientError> {
     let v = client.call(Method::POST, "/runs", Some(json!({ "issue_url": issue }))).await?;
     if !wait {
-        return Ok(out.success(&v, |d| println!("queued run {} for {}#{}", s(d, "/id"), s(d, "/repo"), d["issue_number"])));
+        return Ok(
+            out.success(&v, |d| println!("queued run {} for {}#{}", s(d, "/id"), s(d, "/repo"), d["issue_number"]))
+        );
     }
     let id = s(&v, "/data/id").to_string();
     let done = wait_for(client, &id, out).await?;
@@ -568,7 +593,14 @@ async fn runs(client: &ApiClient, cmd: RunsCmd, out: Out) -> Result<ExitCode, Cl
             Ok(out.success(&client.get(&format!("/runs{q}")).await?, |d| {
                 println!("{:<36}  {:<28} {:>6}  {:<16} PR", "RUN", "REPO", "ISSUE", "STATE");
                 for r in d.as_array().into_iter().flatten() {
-                    println!("{:<36}  {:<28} {:>6}  {:<16} {}", s(r, "/id"), s(r, "/repo"), r["issue_number"], s(r, "/state"), s(r, "/pr_url"));
+                    println!(
+                        "{:<36}  {:<28} {:>6}  {:<16} {}",
+                        s(r, "/id"),
+                        s(r, "/repo"),
+                        r["issue_number"],
+                        s(r, "/state"),
+                        s(r, "/pr_url")
+                    );
                 }
             }))
         }
@@ -577,7 +609,9 @@ async fn runs(client: &ApiClient, cmd: RunsCmd, out: Out) -> Result<ExitCode, Cl
         RunsCmd::Cancel { id, wait } => {
             let v = client.call(Method::POST, &format!("/runs/{}/cancel", enc(&id)), None).await?;
             if !wait {
-                return Ok(out.success(&v, |d| println!("cancel requested for run {} (now {})", s(d, "/run/id"), s(d, "/run/state"))));
+                return Ok(out.success(&v, |d| {
+                    println!("cancel requested for run {} (now {})", s(d, "/run/id"), s(d, "/run/state"))
+                }));
             }
             let done = wait_for(client, &id, out).await?;
             Ok(out.success(&done, print_run))
@@ -627,7 +661,13 @@ fn print_run(d: &Value) {
     );
     println!("steps");
     for st in d["steps"].as_array().into_iter().flatten() {
-        println!("  {:>3} {:<16} {:<8} {}", st["seq"], s(st, "/step"), s(st, "/status"), st["error"].as_str().unwrap_or(""));
+        println!(
+            "  {:>3} {:<16} {:<8} {}",
+            st["seq"],
+            s(st, "/step"),
+            s(st, "/status"),
+            st["error"].as_str().unwrap_or("")
+        );
     }
 }
 

@@ -56,7 +56,10 @@ pub struct ApiClient {
 
 impl std::fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiClient").field("base", &self.base).field("token", &self.token.as_ref().map(|_| "[redacted]")).finish()
+        f.debug_struct("ApiClient")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
     }
 }
 
@@ -87,17 +90,25 @@ impl ApiClient {
             req = req.json(&b);
         }
         let resp = req.send().await.map_err(|e| {
-            ClientError::Transport(format!("cannot reach the paid daemon at {}: {e}; is `paid serve` running?", self.base))
+            ClientError::Transport(format!(
+                "cannot reach the paid daemon at {}: {e}; is `paid serve` running?",
+                self.base
+            ))
         })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| ClientError::Transport(format!("reading the answer: {e}")))?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|_| ClientError::Transport(format!("{url} answered {status} with non-JSON: {}", text.chars().take(200).collect::<String>())))?;
+        let value: Value = serde_json::from_str(&text).map_err(|_| {
+            ClientError::Transport(format!(
+                "{url} answered {status} with non-JSON: {}",
+                text.chars().take(200).collect::<String>()
+            ))
+        })?;
         if (200..300).contains(&status) {
             return Ok(value);
         }
         let code = value.pointer("/error/code").and_then(Value::as_str).unwrap_or("error").to_string();
-        let mut message = value.pointer("/error/message").and_then(Value::as_str).unwrap_or("request failed").to_string();
+        let mut message =
+            value.pointer("/error/message").and_then(Value::as_str).unwrap_or("request failed").to_string();
         if status == 401 {
             message = format!("{message}: the API token is missing or wrong (api.token_file / PAID_API_TOKEN)");
         }

@@ -191,16 +191,23 @@ pub struct GitHubSettings {
     pub token_file: Option<PathBuf>,
 }
 
-/// `[proxy]`: the secrets + metering proxy of `paid-llm`.
+/// `[proxy]`: the secrets + metering proxy of `paid-llm`, started when at
+/// least one provider is configured.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     /// Where the proxy listens.
     pub bind: SocketAddr,
+    /// How sandboxes reach it (default `http://<bind>`; with Docker's
+    /// default bridge, use the host's bridge address and bind to it).
+    pub sandbox_url: String,
 }
 
 /// `[providers.<name>]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
+    /// Wire format: `anthropic`, `openai`, `gemini` or `compatible`
+    /// (default: the provider's name).
+    pub kind: String,
     /// Environment variable holding the key.
     pub key_env: Option<String>,
     /// File holding the key.
@@ -368,11 +375,13 @@ struct RawGitHub {
 #[serde(default, deny_unknown_fields)]
 struct RawProxy {
     bind: Option<String>,
+    sandbox_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawProvider {
+    kind: Option<String>,
     key_env: Option<String>,
     key_file: Option<PathBuf>,
     base_url: Option<String>,
@@ -495,8 +504,11 @@ fn reject_inline_secrets(file: &Path, table: &toml::Table) -> Result<(), ConfigE
     let check = |section: &str, t: &toml::Table| -> Result<(), ConfigError> {
         for k in INLINE_SECRET_KEYS {
             if t.contains_key(*k) {
-                let (env_key, file_key) =
-                    if section.starts_with("providers") { ("key_env", "key_file") } else { ("token_env", "token_file") };
+                let (env_key, file_key) = if section.starts_with("providers") {
+                    ("key_env", "key_file")
+                } else {
+                    ("token_env", "token_file")
+                };
                 return Err(ConfigError::new(
                     file,
                     format!("{section}.{k}"),
@@ -524,7 +536,11 @@ fn reject_inline_secrets(file: &Path, table: &toml::Table) -> Result<(), ConfigE
     }
     for k in INLINE_SECRET_KEYS {
         if table.contains_key(*k) {
-            return Err(ConfigError::new(file, *k, "secrets are never written inline; see `paid init` for the options"));
+            return Err(ConfigError::new(
+                file,
+                *k,
+                "secrets are never written inline; see `paid init` for the options",
+            ));
         }
     }
     Ok(())
@@ -536,7 +552,8 @@ fn apply_env(file: &Path, table: &mut toml::Table, env: &BTreeMap<String, String
     for (var, key) in ENV_OVERRIDES {
         let Some(text) = env.get(*var) else { continue };
         let bad = |reason: String| ConfigError::new(Path::new("<environment>"), *var, reason);
-        let value = env_value(key, text).map_err(|r| bad(format!("{r} (it overrides `{key}` of {})", file.display())))?;
+        let value =
+            env_value(key, text).map_err(|r| bad(format!("{r} (it overrides `{key}` of {})", file.display())))?;
         let mut parts: Vec<&str> = key.split('.').collect();
         let last = parts.pop().unwrap_or(key);
         let mut t = &mut *table;
@@ -578,7 +595,9 @@ fn resolve(base: &Path, p: PathBuf) -> PathBuf {
 }
 
 fn env_name_ok(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit())
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
 fn secs(v: Option<u64>, default: u64) -> Duration {
@@ -591,7 +610,11 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
 
     let poll_interval = match env.get(TEST_POLL_INTERVAL_ENV) {
         Some(ms) => Duration::from_millis(ms.trim().parse().map_err(|_| {
-            ConfigError::new(Path::new("<environment>"), TEST_POLL_INTERVAL_ENV, format!("{ms:?} is not a whole number of milliseconds"))
+            ConfigError::new(
+                Path::new("<environment>"),
+                TEST_POLL_INTERVAL_ENV,
+                format!("{ms:?} is not a whole number of milliseconds"),
+            )
         })?),
         None => {
             let secs = raw.poll_interval_secs.unwrap_or(60);
@@ -611,7 +634,11 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
 
     let worker_id = raw.worker_id.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-        if host.is_empty() { format!("paid-{}", std::process::id()) } else { format!("paid-{host}-{}", std::process::id()) }
+        if host.is_empty() {
+            format!("paid-{}", std::process::id())
+        } else {
+            format!("paid-{host}-{}", std::process::id())
+        }
     });
     if worker_id.trim().is_empty() {
         return Err(err("worker_id", "must not be empty".into()));
@@ -623,9 +650,14 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
 
     let store = match raw.store.url.as_deref() {
         None => StoreUrl::Sqlite(data_dir.join("paid.db")),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => StoreUrl::Postgres(url.into()),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            StoreUrl::Postgres(url.into())
+        }
         Some(url) if url.contains("://") && !url.starts_with("sqlite://") => {
-            return Err(err("store.url", format!("unsupported scheme in {url:?}; use a SQLite path (or sqlite://PATH) or postgres://…")));
+            return Err(err(
+                "store.url",
+                format!("unsupported scheme in {url:?}; use a SQLite path (or sqlite://PATH) or postgres://…"),
+            ));
         }
         Some(url) => {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
@@ -658,11 +690,19 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
         previous_key_files: raw.keys.previous_key_files.into_iter().map(|p| resolve(base, p)).collect(),
     };
     if !env_name_ok(&keys.master_key_env) {
-        return Err(err("keys.master_key_env", format!("{:?} is not an environment variable name", keys.master_key_env)));
+        return Err(err(
+            "keys.master_key_env",
+            format!("{:?} is not an environment variable name", keys.master_key_env),
+        ));
     }
 
     let github = GitHubSettings {
-        api_url: raw.github.api_url.unwrap_or_else(|| paid_github::DEFAULT_BASE_URI.into()).trim_end_matches('/').to_string(),
+        api_url: raw
+            .github
+            .api_url
+            .unwrap_or_else(|| paid_github::DEFAULT_BASE_URI.into())
+            .trim_end_matches('/')
+            .to_string(),
         token_env_explicit: raw.github.token_env.is_some(),
         token_env: raw.github.token_env.unwrap_or_else(|| "GITHUB_TOKEN".into()),
         token_file: raw.github.token_file.map(|p| resolve(base, p)),
@@ -683,20 +723,44 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
         })?,
     };
 
-    let proxy = ProxyConfig { bind: parse_addr("proxy.bind", raw.proxy.bind.as_deref().unwrap_or("127.0.0.1:8701"))? };
+    let proxy_bind = parse_addr("proxy.bind", raw.proxy.bind.as_deref().unwrap_or("127.0.0.1:8701"))?;
+    let proxy = ProxyConfig {
+        bind: proxy_bind,
+        sandbox_url: raw
+            .proxy
+            .sandbox_url
+            .unwrap_or_else(|| format!("http://{proxy_bind}"))
+            .trim_end_matches('/')
+            .to_string(),
+    };
 
     let mut providers = BTreeMap::new();
     for (name, p) in raw.providers {
         let key = format!("providers.{name}");
-        if p.key_env.is_none() && p.key_file.is_none() {
-            return Err(err(&key, "needs key_env (an environment variable name) or key_file, or store the key with `paid token set provider.NAME`".into()));
-        }
         if let Some(v) = &p.key_env
             && !env_name_ok(v)
         {
             return Err(err(&format!("{key}.key_env"), format!("{v:?} is not an environment variable name")));
         }
-        providers.insert(name, ProviderConfig { key_env: p.key_env, key_file: p.key_file.map(|f| resolve(base, f)), base_url: p.base_url });
+        let kind = p.kind.unwrap_or_else(|| name.clone());
+        if !["anthropic", "openai", "gemini", "compatible"].contains(&kind.as_str()) {
+            return Err(err(
+                &format!("{key}.kind"),
+                format!("{kind:?} is not a provider kind (anthropic, openai, gemini, compatible)"),
+            ));
+        }
+        if kind == "compatible" && p.base_url.is_none() {
+            return Err(err(&format!("{key}.base_url"), "an OpenAI-compatible provider needs its base_url".into()));
+        }
+        providers.insert(
+            name,
+            ProviderConfig {
+                kind,
+                key_env: p.key_env,
+                key_file: p.key_file.map(|f| resolve(base, f)),
+                base_url: p.base_url,
+            },
+        );
     }
 
     let engine = EngineSettings {
@@ -710,7 +774,12 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
             .engine
             .models
             .into_iter()
-            .map(|m| ModelCandidate { provider: m.provider, model: m.model, context_window: m.context_window, usd_per_mtok: m.usd_per_mtok })
+            .map(|m| ModelCandidate {
+                provider: m.provider,
+                model: m.model,
+                context_window: m.context_window,
+                usd_per_mtok: m.usd_per_mtok,
+            })
             .collect(),
     };
     if engine.max_iterations == 0 {
@@ -742,7 +811,8 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
         emergency_percent: raw.disk.emergency_percent.unwrap_or(95.0),
     };
     let (w, c, e) = (disk.warning_percent, disk.critical_percent, disk.emergency_percent);
-    if !(0.0..=100.0).contains(&w) || !(0.0..=100.0).contains(&c) || !(0.0..=100.0).contains(&e) || !(w <= c && c <= e) {
+    let pct = |v: f64| (0.0..=100.0).contains(&v);
+    if !(pct(w) && pct(c) && pct(e) && w <= c && c <= e) {
         return Err(err(
             "disk.warning_percent",
             format!("thresholds must be percentages with warning ≤ critical ≤ emergency (got {w}, {c}, {e})"),
@@ -765,7 +835,8 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
     let mut seen = std::collections::BTreeSet::new();
     for (i, p) in raw.projects.into_iter().enumerate() {
         let key = |k: &str| format!("projects[{i}].{k}");
-        let repo = RepoRef::parse(&p.repo).map_err(|_| err(&key("repo"), format!("{:?} is not of the form owner/name", p.repo)))?;
+        let repo = RepoRef::parse(&p.repo)
+            .map_err(|_| err(&key("repo"), format!("{:?} is not of the form owner/name", p.repo)))?;
         if !seen.insert(repo.to_string()) {
             return Err(err(&key("repo"), format!("{repo} is declared twice")));
         }
@@ -785,9 +856,14 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
             max_concurrent_runs: p.max_concurrent_runs.unwrap_or(2),
         };
         if spec.allowed_authors.is_empty() {
-            return Err(err(&key("allowed_authors"), "is empty, so no issue could ever trigger a run; list the logins you trust".into()));
+            return Err(err(
+                &key("allowed_authors"),
+                "is empty, so no issue could ever trigger a run; list the logins you trust".into(),
+            ));
         }
-        for (k, b) in [("budget_usd_per_run", spec.budget_usd_per_run), ("budget_usd_per_month", spec.budget_usd_per_month)] {
+        for (k, b) in
+            [("budget_usd_per_run", spec.budget_usd_per_run), ("budget_usd_per_month", spec.budget_usd_per_month)]
+        {
             if b.is_some_and(|b| !(b > 0.0 && b.is_finite())) {
                 return Err(err(&key(k), "must be a positive number of US dollars".into()));
             }
@@ -843,10 +919,16 @@ fn agent_spec(file: &Path, kind: &str, v: toml::Value) -> Result<AgentSpec, Conf
         };
         let env = match t.remove("env") {
             None => BTreeMap::new(),
-            Some(v) => v.try_into().map_err(|e: toml::de::Error| ConfigError::new(file, format!("{key}.env"), e.message().to_string()))?,
+            Some(v) => v
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::new(file, format!("{key}.env"), e.message().to_string()))?,
         };
         if let Some(extra) = t.keys().next() {
-            return Err(ConfigError::new(file, format!("{key}.{extra}"), "unknown key for a script agent (known: script, env)"));
+            return Err(ConfigError::new(
+                file,
+                format!("{key}.{extra}"),
+                "unknown key for a script agent (known: script, env)",
+            ));
         }
         if script.trim().is_empty() {
             return Err(ConfigError::new(file, format!("{key}.script"), "must not be empty"));
@@ -855,9 +937,8 @@ fn agent_spec(file: &Path, kind: &str, v: toml::Value) -> Result<AgentSpec, Conf
     }
     if t.contains_key("command") {
         t.insert("kind".into(), toml::Value::String(kind.to_string()));
-        let plugin: paid_agents::PluginConfig = serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
-            ConfigError::new(file, format!("{key}.{}", e.path()), e.into_inner().message().to_string())
-        })?;
+        let plugin: paid_agents::PluginConfig = serde_path_to_error::deserialize(toml::Value::Table(t))
+            .map_err(|e| ConfigError::new(file, format!("{key}.{}", e.path()), e.into_inner().message().to_string()))?;
         return Ok(AgentSpec::Plugin(Box::new(plugin)));
     }
     Err(ConfigError::new(file, key, "needs `script` (a shell command run in the sandbox) or `command` (a CLI plugin)"))

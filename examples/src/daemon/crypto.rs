@@ -138,8 +138,13 @@ impl MasterKey {
                 key.copy_from_slice(&bytes);
                 Ok(Self::from_bytes(key))
             }
-            Some(bytes) => Err(CryptoError::BadKey { source_name: source_name.into(), got: format!("{} bytes", bytes.len()) }),
-            None => Err(CryptoError::BadKey { source_name: source_name.into(), got: format!("{} characters of text", t.len()) }),
+            Some(bytes) => {
+                Err(CryptoError::BadKey { source_name: source_name.into(), got: format!("{} bytes", bytes.len()) })
+            }
+            None => Err(CryptoError::BadKey {
+                source_name: source_name.into(),
+                got: format!("{} characters of text", t.len()),
+            }),
         }
     }
 
@@ -227,9 +232,10 @@ impl Keyring {
     /// Decrypts with the key whose id the ciphertext was stored with, and
     /// only that one.
     pub fn decrypt(&self, name: &str, key_id: &str, blob: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let key = std::iter::once(&self.current).chain(&self.previous).find(|k| k.id == key_id).ok_or_else(|| {
-            CryptoError::UnknownKey { name: name.into(), key_id: key_id.into(), loaded: self.ids() }
-        })?;
+        let key = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id == key_id)
+            .ok_or_else(|| CryptoError::UnknownKey { name: name.into(), key_id: key_id.into(), loaded: self.ids() })?;
         key.decrypt(name, blob)
     }
 
@@ -281,7 +287,8 @@ mod tests {
         let k = MasterKey::generate();
         let b64 = k.to_base64();
         assert_eq!(MasterKey::parse(&b64, "x").unwrap().id(), k.id());
-        let hex_text: SecretString = hex::encode(base64::engine::general_purpose::STANDARD.decode(b64.expose_secret()).unwrap()).into();
+        let hex_text: SecretString =
+            hex::encode(base64::engine::general_purpose::STANDARD.decode(b64.expose_secret()).unwrap()).into();
         assert_eq!(MasterKey::parse(&hex_text, "x").unwrap().id(), k.id());
         let e = MasterKey::parse(&SecretString::from("c2hvcnQ="), "PAID_MASTER_KEY").unwrap_err();
         assert!(e.to_string().contains("PAID_MASTER_KEY") && e.to_string().contains("5 bytes"), "{e}");

@@ -29,7 +29,11 @@ pub struct FsUsage {
 impl FsUsage {
     /// Used share in percent.
     pub fn percent_used(&self) -> f64 {
-        if self.total == 0 { 0.0 } else { (self.total.saturating_sub(self.available)) as f64 * 100.0 / self.total as f64 }
+        if self.total == 0 {
+            0.0
+        } else {
+            (self.total.saturating_sub(self.available)) as f64 * 100.0 / self.total as f64
+        }
     }
 }
 
@@ -130,7 +134,10 @@ pub struct DiskGuard {
 
 impl std::fmt::Debug for DiskGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiskGuard").field("settings", &self.settings).field("level", &self.level()).finish_non_exhaustive()
+        f.debug_struct("DiskGuard")
+            .field("settings", &self.settings)
+            .field("level", &self.level())
+            .finish_non_exhaustive()
     }
 }
 
@@ -267,7 +274,14 @@ impl DiskGuard {
             },
             _ => None,
         };
-        let report = DiskReport { path: self.settings.path.clone(), filesystem: fs, percent_used: percent, level, bytes, cleanup };
+        let report = DiskReport {
+            path: self.settings.path.clone(),
+            filesystem: fs,
+            percent_used: percent,
+            level,
+            bytes,
+            cleanup,
+        };
         *self.last.lock().await = Some(report.clone());
         report
     }

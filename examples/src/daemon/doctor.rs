@@ -167,12 +167,15 @@ async fn checks(config_path: &Path, pb: &ProgressBar) -> Vec<Finding> {
     pb.set_message("checking the proxy");
     match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(config.proxy.bind)).await {
         Ok(Ok(_)) => out.push(f("proxy", "ok", format!("listening on {}", config.proxy.bind))),
+        _ if config.providers.is_empty() => {
+            out.push(f("proxy", "ok", "no providers configured: the proxy is not needed"));
+        }
         _ => out.push(f(
             "proxy",
             "warn",
             format!(
-                "nothing listens on {}; the metering proxy is not wired into this build, so agents that need a \
-                 model provider cannot reach one",
+                "nothing listens on {}; `paid serve` starts the metering proxy when [providers] are \
+                 configured, and agents that need a model provider reach them only through it",
                 config.proxy.bind
             ),
         )),
@@ -184,7 +187,11 @@ async fn checks(config_path: &Path, pb: &ProgressBar) -> Vec<Finding> {
             (None, None) => false,
         };
         let stored = vault.list().await.unwrap_or_default().iter().any(|m| m.name == format!("provider.{name}"));
-        let (status, msg) = if found || stored { ("ok", "key available") } else { ("warn", "key not found (variable unset or file missing)") };
+        let (status, msg) = if found || stored {
+            ("ok", "key available")
+        } else {
+            ("warn", "key not found (variable unset or file missing)")
+        };
         out.push(f(&format!("provider {name}"), status, msg));
     }
 

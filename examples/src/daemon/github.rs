@@ -69,16 +69,20 @@ pub async fn check_token(
     let status = resp.status().as_u16();
     check.rate_limit_remaining =
         resp.headers().get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let scopes: Option<Vec<String>> = resp.headers().get("x-oauth-scopes").and_then(|v| v.to_str().ok()).map(|s| {
-        s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
-    });
+    let scopes: Option<Vec<String>> = resp
+        .headers()
+        .get("x-oauth-scopes")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect());
     match status {
         200 => {
             let body: serde_json::Value = resp.json().await.unwrap_or_default();
             check.login = body.get("login").and_then(|l| l.as_str()).map(str::to_string);
         }
         401 => return Err(TokenRefused(format!("GitHub at {api} rejected the token (401 Bad credentials)"))),
-        403 => check.warnings.push("GET /user is forbidden for this token (an app installation token?); its login is unknown".into()),
+        403 => check
+            .warnings
+            .push("GET /user is forbidden for this token (an app installation token?); its login is unknown".into()),
         404 => check.warnings.push(format!("{api} does not serve GET /user; scopes were not checked")),
         s => return Err(TokenRefused(format!("GET {api}/user answered {s}"))),
     }
@@ -111,7 +115,10 @@ pub async fn check_token(
             }
             s => return Err(TokenRefused(format!("reading the issues of {repo} answered {s}"))),
         }
-        let resp = get(client, &format!("{api}/repos/{}/{}", repo.owner, repo.name), token).send().await.map_err(unreachable)?;
+        let resp = get(client, &format!("{api}/repos/{}/{}", repo.owner, repo.name), token)
+            .send()
+            .await
+            .map_err(unreachable)?;
         if resp.status().as_u16() == 200 {
             let body: serde_json::Value = resp.json().await.unwrap_or_default();
             if body.pointer("/permissions/push").and_then(|p| p.as_bool()) == Some(false) {

@@ -91,7 +91,9 @@ impl Readiness {
         };
         match tokio::time::timeout(TIMEOUT, rt.client().ping()).await {
             Ok(Ok(_)) => Check { name: "docker", ok: true, message: rt.config().endpoint_display() },
-            Ok(Err(e)) => Check { name: "docker", ok: false, message: format!("{}: {e}", rt.config().endpoint_display()) },
+            Ok(Err(e)) => {
+                Check { name: "docker", ok: false, message: format!("{}: {e}", rt.config().endpoint_display()) }
+            }
             Err(_) => Check { name: "docker", ok: false, message: "timed out".into() },
         }
     }
@@ -109,7 +111,8 @@ impl Readiness {
                 Check { name: "forge", ok: false, message: format!("{} answered {}", self.github_api, r.status()) }
             }
             Ok(r) => {
-                let remaining = r.headers().get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).map(str::to_string);
+                let remaining =
+                    r.headers().get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).map(str::to_string);
                 let message = match remaining {
                     Some(n) => format!("{} reachable, {n} calls left", self.github_api),
                     None => format!("{} reachable", self.github_api),

@@ -10,6 +10,7 @@
 //! | [`crypto`], [`vault`] | AES-256-GCM secrets at rest, key rotation |
 //! | [`github`] | token checks (scopes, repository access) |
 //! | [`projects`] | declared projects, the per-project model selector |
+//! | [`proxy`] | the metering proxy of `paid-llm` and per-run credentials |
 //! | [`reaper`], [`disk`] | orphan cleanup and the disk guard |
 //! | [`health`], [`logging`], [`doctor`] | readiness, JSON logs, `paid doctor` |
 
@@ -24,6 +25,7 @@ pub mod github;
 pub mod health;
 pub mod logging;
 pub mod projects;
+pub mod proxy;
 pub mod reaper;
 pub mod serve;
 pub mod vault;

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use paid_core::{
-    Clock, FixedSelector, ModelDecision, ModelSelector, Project, ProjectId, RandomIds, Ids, SelectionRequest, Store,
+    Clock, FixedSelector, Ids, ModelDecision, ModelSelector, Project, ProjectId, RandomIds, SelectionRequest, Store,
 };
 use serde::Serialize;
 

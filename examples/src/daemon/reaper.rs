@@ -151,7 +151,12 @@ impl Reaper {
             report.notes.push("old run logs are kept: the Store port has no log pruning".into());
         }
         if !report.worktrees.is_empty() || !report.sandboxes.is_empty() {
-            info!(?pressure, worktrees = report.worktrees.len(), sandboxes = report.sandboxes.len(), "reaper removed orphans");
+            info!(
+                ?pressure,
+                worktrees = report.worktrees.len(),
+                sandboxes = report.sandboxes.len(),
+                "reaper removed orphans"
+            );
         }
         for n in &report.notes {
             warn!(?pressure, note = %n, "reaper");

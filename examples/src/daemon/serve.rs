@@ -55,6 +55,8 @@ pub struct OpenedStore {
     pub no_secrets_reason: String,
     /// The database file, for SQLite.
     pub file: Option<std::path::PathBuf>,
+    /// Its learning capability (prompts, experiments), if it has one.
+    pub learning: Option<Arc<dyn paid_core::ports::learning::LearningStore>>,
 }
 
 impl std::fmt::Debug for OpenedStore {
@@ -75,9 +77,10 @@ pub async fn open_store(url: &StoreUrl) -> anyhow::Result<OpenedStore> {
             let store = Arc::new(store);
             Ok(OpenedStore {
                 store: store.clone(),
-                secrets: Some(store),
+                secrets: Some(store.clone()),
                 no_secrets_reason: String::new(),
                 file: Some(path.clone()),
+                learning: Some(store),
             })
         }
         StoreUrl::Postgres(url) => {
@@ -89,6 +92,7 @@ pub async fn open_store(url: &StoreUrl) -> anyhow::Result<OpenedStore> {
                 secrets: None,
                 no_secrets_reason: "the PostgreSQL store has no secrets table yet".into(),
                 file: None,
+                learning: None,
             })
         }
     }
@@ -127,7 +131,8 @@ pub async fn forge_token(config: &Config, vault: &Vault) -> anyhow::Result<Optio
         return Ok(Some(t));
     }
     if let Some(f) = &config.github.token_file {
-        let t = std::fs::read_to_string(f).map_err(|e| err("github.token_file", format!("cannot read {}: {e}", f.display())))?;
+        let t = std::fs::read_to_string(f)
+            .map_err(|e| err("github.token_file", format!("cannot read {}: {e}", f.display())))?;
         return Ok(Some(SecretString::from(t.trim().to_string())));
     }
     match std::env::var(&config.github.token_env) {
@@ -205,6 +210,7 @@ pub struct Daemon {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     /// Where the API listens.
     pub addr: std::net::SocketAddr,
+    proxy: Option<super::proxy::StartedProxy>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -221,18 +227,27 @@ impl Daemon {
     }
 
     /// [`Daemon::start`] with another filesystem probe for the disk guard.
-    pub async fn start_with(config: Config, shutdown: CancellationToken, probe: Arc<dyn FsProbe>) -> anyhow::Result<Self> {
+    pub async fn start_with(
+        config: Config,
+        shutdown: CancellationToken,
+        probe: Arc<dyn FsProbe>,
+    ) -> anyhow::Result<Self> {
         let cfg_err = |key: &str, reason: String| ConfigError { file: config.file.clone(), key: key.into(), reason };
         let token = api_token(&config)?;
         let keyring = load_keyring(&config.keys).map_err(|e| {
-            let key = if config.keys.master_key_file.is_some() { "keys.master_key_file" } else { "keys.master_key_env" };
+            let key =
+                if config.keys.master_key_file.is_some() { "keys.master_key_file" } else { "keys.master_key_env" };
             cfg_err(key, e.to_string())
         })?;
         for (name, p) in &config.providers {
             if let Some(f) = &p.key_file
                 && let Err(e) = std::fs::metadata(f)
             {
-                return Err(cfg_err(&format!("providers.{name}.key_file"), format!("cannot read {}: {e}", f.display())).into());
+                return Err(cfg_err(
+                    &format!("providers.{name}.key_file"),
+                    format!("cannot read {}: {e}", f.display()),
+                )
+                .into());
             }
         }
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
@@ -240,10 +255,15 @@ impl Daemon {
 
         let opened = open_store(&config.store).await?;
         let store = opened.store.clone();
-        let vault = Arc::new(Vault::new(opened.secrets.clone(), opened.no_secrets_reason.clone(), keyring, clock.clone()));
+        let vault =
+            Arc::new(Vault::new(opened.secrets.clone(), opened.no_secrets_reason.clone(), keyring, clock.clone()));
         let n = vault.verify_all().await.context("cannot read the stored secrets with the configured master key")?;
         if n > 0 {
-            info!(secrets = n, key_id = vault.key_id().await.unwrap_or_default(), "stored secrets decrypt with the configured key");
+            info!(
+                secrets = n,
+                key_id = vault.key_id().await.unwrap_or_default(),
+                "stored secrets decrypt with the configured key"
+            );
         }
         let forge_token = forge_token(&config, &vault).await?;
         if forge_token.is_none() {
@@ -255,7 +275,8 @@ impl Daemon {
         metrics.register(&mut registry);
 
         let docker = DockerRuntime::connect(config.docker.clone()).await.context("connecting to the Docker engine")?;
-        let mut gh = GitHubConfig::new().base_uri(config.github.api_url.clone()).metrics(metrics.clone()).token_id("github");
+        let mut gh =
+            GitHubConfig::new().base_uri(config.github.api_url.clone()).metrics(metrics.clone()).token_id("github");
         if let Some(t) = &forge_token {
             gh = gh.token(t.clone());
         }
@@ -313,8 +334,15 @@ impl Daemon {
         for a in agents {
             builder = builder.agent(a);
         }
+        let proxy = super::proxy::start(&config, store.clone(), &vault, metrics.clone()).await?;
+        match &proxy {
+            Some(p) => {
+                info!(addr = %p.server.addr(), sandbox_url = %config.proxy.sandbox_url, "metering proxy listening");
+                builder = builder.credentials(p.credentials.clone());
+            }
+            None => info!("no providers configured: the metering proxy is not started; agents get no proxy endpoint"),
+        }
         let engine = builder.build()?;
-        info!(bind = %config.proxy.bind, "the metering proxy (paid-llm) is not wired into this build; agents get no proxy endpoint");
 
         let http = super::github::http_client()?;
         let readiness = Arc::new(Readiness::new(
@@ -369,6 +397,7 @@ impl Daemon {
             agent_kinds: kinds.iter().cloned().collect(),
             max_body_bytes: config.api.max_body_bytes,
             worker_id: config.worker_id.clone(),
+            learning: opened.learning.clone(),
         });
         let listener = tokio::net::TcpListener::bind(config.api.bind)
             .await
@@ -385,7 +414,15 @@ impl Daemon {
             workers.push(tokio::spawn(worker_loop(i, engine.clone(), shutdown.clone(), wake.clone(), disk.clone())));
         }
         let mut background = vec![
-            tokio::spawn(poller(engine.clone(), store.clone(), directory, disk.clone(), wake.clone(), config.poll_interval, shutdown.clone())),
+            tokio::spawn(poller(
+                engine.clone(),
+                store.clone(),
+                directory,
+                disk.clone(),
+                wake.clone(),
+                config.poll_interval,
+                shutdown.clone(),
+            )),
             tokio::spawn(periodic(config.reaper.interval, shutdown.clone(), {
                 let reaper = reaper.clone();
                 move || {
@@ -416,7 +453,7 @@ impl Daemon {
             poll_interval_ms = config.poll_interval.as_millis() as u64,
             "paid serving"
         );
-        Ok(Self { shutdown, grace: config.shutdown_grace, workers, background, server, addr })
+        Ok(Self { shutdown, grace: config.shutdown_grace, workers, background, server, addr, proxy })
     }
 
     /// Waits for shutdown, then for the workers (up to the grace period)
@@ -426,10 +463,16 @@ impl Daemon {
         let workers = futures::future::join_all(self.workers);
         match tokio::time::timeout(self.grace, workers).await {
             Ok(_) => info!("workers stopped; leases released"),
-            Err(_) => warn!(grace_secs = self.grace.as_secs(), "steps still running after the grace period; exiting, their leases will expire"),
+            Err(_) => warn!(
+                grace_secs = self.grace.as_secs(),
+                "steps still running after the grace period; exiting, their leases will expire"
+            ),
         }
         for b in &self.background {
             b.abort();
+        }
+        if let Some(p) = self.proxy {
+            p.server.shutdown().await;
         }
         match tokio::time::timeout(Duration::from_secs(5), self.server).await {
             Ok(Ok(Err(e))) => warn!(error = %e, "API server error"),
@@ -457,7 +500,9 @@ async fn worker_loop(n: usize, engine: Engine, shutdown: CancellationToken, wake
                     async {
                         info!(state = %run.state, "claimed run");
                         match engine.drive_until(run.id, &shutdown).await {
-                            Ok(r) if r.state.is_terminal() => info!(state = %r.state, pr = r.pr_url.as_deref().unwrap_or("-"), "run ended"),
+                            Ok(r) if r.state.is_terminal() => {
+                                info!(state = %r.state, pr = r.pr_url.as_deref().unwrap_or("-"), "run ended")
+                            }
                             Ok(r) => info!(state = %r.state, "run paused for shutdown; lease released"),
                             Err(e) => warn!(error = %e, "run interrupted; its lease will expire"),
                         }
@@ -502,7 +547,8 @@ async fn poller(
                             warn!(project = %p.repo, spent, limit, "monthly budget spent; not polling this project");
                             continue;
                         }
-                        let span = tracing::info_span!("poll", project_id = %p.id, trace_id = %uuid::Uuid::now_v7().simple());
+                        let span =
+                            tracing::info_span!("poll", project_id = %p.id, trace_id = %uuid::Uuid::now_v7().simple());
                         match engine.poll_project(p.id).instrument(span).await {
                             Ok(r) if !r.queued.is_empty() => {
                                 info!(project = %p.repo, queued = r.queued.len(), "queued runs");
@@ -581,7 +627,11 @@ async fn usage_metrics(engine: Engine, store: Arc<dyn Store>, metrics: Arc<Metri
                 if n > 0 {
                     metrics
                         .tokens_used_total
-                        .get_or_create(&TokenLabels { project_id: project_id.clone(), model: u.model.clone(), direction: direction.into() })
+                        .get_or_create(&TokenLabels {
+                            project_id: project_id.clone(),
+                            model: u.model.clone(),
+                            direction: direction.into(),
+                        })
                         .inc_by(n);
                 }
             }

@@ -47,7 +47,9 @@ pub fn load_keyring(keys: &KeysConfig) -> Result<Option<Keyring>, CryptoError> {
     let current = match &keys.master_key_file {
         Some(file) => Some(MasterKey::from_file(file)?),
         None => match std::env::var(&keys.master_key_env) {
-            Ok(text) if !text.trim().is_empty() => Some(MasterKey::parse(&SecretString::from(text), &keys.master_key_env)?),
+            Ok(text) if !text.trim().is_empty() => {
+                Some(MasterKey::parse(&SecretString::from(text), &keys.master_key_env)?)
+            }
             _ => None,
         },
     };
@@ -74,7 +76,9 @@ pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// Checks a secret name.
 pub fn check_name(name: &str) -> Result<(), VaultError> {
-    let ok_part = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let ok_part = |s: &str| {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    };
     match name.split_once('.') {
         None if name == "github" => Ok(()),
         Some(("provider", p)) if ok_part(p) => Ok(()),

@@ -24,6 +24,9 @@ pub enum RunState {
     Queued,
     /// Choosing a model.
     SelectingModel,
+    /// A plan run (`paid-plan`) asks a model to split the issue and creates
+    /// the sub-issues.
+    Planning,
     /// Creating the worktree and the sandbox.
     Provisioning,
     /// The agent works.
@@ -56,9 +59,10 @@ pub enum RunState {
 
 impl RunState {
     /// Every state, in pipeline order.
-    pub const ALL: [RunState; 16] = [
+    pub const ALL: [RunState; 17] = [
         RunState::Queued,
         RunState::SelectingModel,
+        RunState::Planning,
         RunState::Provisioning,
         RunState::RunningAgent,
         RunState::Verifying,
@@ -80,6 +84,7 @@ impl RunState {
         match self {
             RunState::Queued => "queued",
             RunState::SelectingModel => "selecting_model",
+            RunState::Planning => "planning",
             RunState::Provisioning => "provisioning",
             RunState::RunningAgent => "running_agent",
             RunState::Verifying => "verifying",
@@ -116,7 +121,8 @@ impl RunState {
 
     /// Whether the state machine allows `self -> to`.
     ///
-    /// The happy path is linear, with `running_agent ⇄ verifying`. Any
+    /// The happy path is linear, with `running_agent ⇄ verifying`; a plan
+    /// run goes `queued`/`selecting_model → planning → reporting`. Any
     /// non-terminal state may go to `cleaning` (to clean up after a failure)
     /// or straight to a failure end state; only `cleaning` reaches
     /// `succeeded`.
@@ -132,6 +138,9 @@ impl RunState {
             (self, to),
             (Queued, SelectingModel)
                 | (SelectingModel, Provisioning)
+                | (Queued, Planning)
+                | (SelectingModel, Planning)
+                | (Planning, Reporting)
                 | (Provisioning, RunningAgent)
                 | (RunningAgent, Verifying)
                 | (RunningAgent, Committing)

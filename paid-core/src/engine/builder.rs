@@ -9,8 +9,8 @@ use super::{Engine, EngineConfig, Inner};
 use crate::metrics::Metrics;
 use crate::ports::selector::FixedSelector;
 use crate::{
-    Agent, Clock, Error, Forge, Ids, ModelSelector, RandomIds, Result, RunCredentials, SandboxRuntime, Store,
-    SystemClock, Workspaces,
+    Agent, Clock, Error, Forge, Ids, LlmProvider, ModelSelector, RandomIds, Result, RunCredentials, SandboxRuntime,
+    Store, SystemClock, Workspaces,
 };
 
 /// Builds an [`Engine`]. Store, runtime, forge, workspaces and at least one
@@ -29,6 +29,7 @@ pub struct EngineBuilder {
     template: Option<String>,
     metrics: Option<Arc<Metrics>>,
     credentials: Option<Arc<dyn RunCredentials>>,
+    planner: Option<Arc<dyn LlmProvider>>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -120,6 +121,14 @@ impl EngineBuilder {
         self
     }
 
+    /// The model that splits `paid-plan` issues into sub-issues (default:
+    /// none; plan runs then fail with a clear error). The model name comes
+    /// from the selector.
+    pub fn planner(mut self, planner: Arc<dyn LlmProvider>) -> Self {
+        self.planner = Some(planner);
+        self
+    }
+
     /// Builds the engine, naming the first missing part.
     pub fn build(self) -> Result<Engine> {
         let missing = |part: &str| Error::InvalidInput {
@@ -160,6 +169,7 @@ impl EngineBuilder {
                 events,
                 metrics: self.metrics.unwrap_or_default(),
                 credentials: self.credentials,
+                planner: self.planner,
             }),
         })
     }

@@ -1,8 +1,9 @@
 //! Turning forge issues into queued runs: polling, manual triggers, trust.
 
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use super::plan::PLAN_LABEL;
 use super::{Engine, EngineEvent};
 use crate::policy::is_trusted;
 use crate::{
@@ -19,21 +20,32 @@ pub struct PollReport {
     pub untrusted: Vec<u64>,
     /// Issues skipped because a run exists or their labels say they are handled.
     pub skipped: Vec<u64>,
+    /// Tracked issues found closed on the forge (their active runs are cancelled).
+    pub closed: Vec<u64>,
 }
 
 impl Engine {
     /// Looks for triggered issues of a project and queues a run for each new
     /// one from a trusted author. Untrusted issues are tracked (text kept out
-    /// of prompts), audited and skipped.
+    /// of prompts), audited and skipped. Issues labeled `paid-plan` get a
+    /// plan run, the others a build run.
+    ///
+    /// It also notices tracked issues that were closed on the forge: they are
+    /// marked closed and their active runs cancelled (see
+    /// [`Engine::poll_closed`]).
     pub async fn poll_project(&self, project_id: ProjectId) -> Result<PollReport> {
         let project = self.inner.store.project(project_id).await?;
+        let closed = self.poll_closed(&project).await?;
         let issues = self
             .inner
             .forge
             .poll_triggered(&PollRequest { repo: project.repo.clone(), labels: project.trigger_labels.clone() })
             .await?;
-        let mut report = PollReport::default();
+        let mut report = PollReport { closed, ..PollReport::default() };
         for fi in issues {
+            if report.closed.contains(&fi.number) {
+                continue;
+            }
             let handled = [&project.labels.in_progress, &project.labels.done, &project.labels.failed];
             if fi.labels.iter().any(|l| handled.contains(&l)) {
                 report.skipped.push(fi.number);
@@ -81,6 +93,52 @@ impl Engine {
             })
             .await?;
         Ok(run)
+    }
+
+    /// Marks tracked open issues that the forge reports closed as closed,
+    /// and cancels their active runs. Returns their numbers.
+    ///
+    /// The cursor is the oldest `updated_at` of the tracked open issues (less
+    /// a margin for clock skew): every closure of one of them happened after
+    /// Paid last saw it change, so nothing is missed, and the cursor only
+    /// moves when the set of tracked open issues does, which keeps idle polls
+    /// conditional (free on GitHub). It lives in the store, so it survives
+    /// restarts and is shared by workers. Forges that cannot list closed
+    /// issues (the port's default) are skipped with a debug log.
+    pub async fn poll_closed(&self, project: &Project) -> Result<Vec<u64>> {
+        let store = &self.inner.store;
+        let open: Vec<TrackedIssue> =
+            store.issues(project.id).await?.into_iter().filter(|i| i.state == IssueState::Open).collect();
+        let Some(oldest) = open.iter().map(|i| i.updated_at).min() else { return Ok(Vec::new()) };
+        let since = oldest - chrono::Duration::minutes(10);
+        let closed = match self.inner.forge.closed_issues(&project.repo, since).await {
+            Ok(c) => c,
+            Err(Error::Backend { retryable: false, message, .. }) => {
+                debug!(project = %project.repo, %message, "forge cannot list closed issues");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut numbers = Vec::new();
+        for fi in closed.iter().filter(|fi| fi.state == IssueState::Closed) {
+            let Some(tracked) = open.iter().find(|t| t.number == fi.number) else { continue };
+            let now = self.inner.clock.now();
+            store.put_issue(&TrackedIssue { state: IssueState::Closed, updated_at: now, ..tracked.clone() }).await?;
+            let active = store
+                .runs(&RunFilter {
+                    project_id: Some(project.id),
+                    issue_number: Some(fi.number),
+                    active_only: true,
+                    limit: None,
+                })
+                .await?;
+            for run in active {
+                info!(run_id = %run.id, project = %project.repo, issue = fi.number, "issue closed; cancelling its run");
+                self.cancel(run.id).await?;
+            }
+            numbers.push(fi.number);
+        }
+        Ok(numbers)
     }
 
     async fn admit(&self, project: &Project, fi: &ForgeIssue) -> Result<Run> {
@@ -140,9 +198,7 @@ impl Engine {
             return Err(Error::AlreadyExists { entity: "active run for issue", id: run.id.to_string() });
         }
         self.inner.store.put_issue(&tracked).await?;
-        // Planning runs (`paid-plan`) come with the planning workflow; every
-        // triggered issue is built for now.
-        let kind = RunKind::Build;
+        let kind = if fi.labels.iter().any(|l| l == PLAN_LABEL) { RunKind::Plan } else { RunKind::Build };
         let run = self
             .inner
             .store

@@ -11,8 +11,10 @@
 mod builder;
 mod config;
 mod events;
+mod follow_up;
 mod intake;
 mod journal;
+mod plan;
 pub mod prompt;
 mod session;
 mod steps;
@@ -26,7 +28,9 @@ use tokio::sync::broadcast;
 pub use builder::EngineBuilder;
 pub use config::{EngineConfig, MAX_PR_BODY, RetryConfig, StepTimeouts};
 pub use events::EngineEvent;
+pub use follow_up::{FOLLOW_UP_ACTION, FollowUpContext, FollowUpReport};
 pub use intake::PollReport;
+pub use plan::{PLAN_TEMPLATE, PlannedIssue};
 pub use session::{ExecOutput, RunLogger, SandboxSession};
 pub use steps::comment_marker;
 
@@ -68,6 +72,7 @@ struct Inner {
     events: broadcast::Sender<EngineEvent>,
     metrics: Arc<Metrics>,
     credentials: Option<Arc<dyn RunCredentials>>,
+    planner: Option<Arc<dyn crate::LlmProvider>>,
 }
 
 impl Engine {

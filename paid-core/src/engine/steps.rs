@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::config::MAX_PR_BODY;
+use super::follow_up::follow_up_prompt;
 use super::journal::Retry;
 use super::{Engine, EngineEvent, RunLogger, SandboxSession, prompt};
 use crate::metrics::{AgentLabels, ProjectLabels, RunLabels};
@@ -17,8 +18,8 @@ use crate::policy::{ForbiddenPaths, branch_name, pr_title};
 use crate::{
     Agent, AgentContext, AgentExit, AgentOutcome, AuditEvent, CommentRequest, CommitRequest, Error, ExecExit,
     ExecRequest, Failure, LabelChange, LogStream, ModelDecision, Outcome, PrRequest, Project, ProxyEndpoint,
-    PullRequest, Result, Run, RunId, RunPatch, RunState, SandboxHandle, SandboxSpec, SelectionRequest, StepStatus,
-    Transition, UsageRecord, Worktree, WorktreeRequest,
+    PullRequest, Result, Run, RunId, RunKind, RunPatch, RunState, SandboxHandle, SandboxSpec, SelectionRequest,
+    StepStatus, Transition, UsageRecord, Worktree, WorktreeRequest,
 };
 
 /// The worktree and sandbox a run works in. Every step that (re)creates
@@ -92,6 +93,7 @@ impl Engine {
         match run.state {
             RunState::Queued => Ok(RunState::SelectingModel),
             RunState::SelectingModel => self.select_model(run, project).await,
+            RunState::Planning => self.plan(run, project).await,
             RunState::Provisioning => self.provision(run, project).await,
             RunState::RunningAgent => self.run_agent(run, project, cancel).await,
             RunState::Verifying => self.verify(run, project, cancel).await,
@@ -221,15 +223,24 @@ impl Engine {
             self.journaled(run, None, Duration::from_secs(30), Retry::Transient, || selector.select(&req)).await?;
         self.inner.store.record_decision(&decision).await?;
         self.patch(run, RunPatch { model: Some(decision.model.clone()), ..Default::default() }).await?;
-        Ok(RunState::Provisioning)
+        match run.kind {
+            RunKind::Plan => Ok(RunState::Planning),
+            RunKind::Build => Ok(RunState::Provisioning),
+        }
     }
 
     async fn provision(&self, run: &Run, project: &Project) -> Result<RunState> {
         let branch = match &run.branch {
             Some(b) => b.clone(),
             None => {
-                let issue = self.inner.store.issue(project.id, run.issue_number).await?;
-                let b = branch_name(run.issue_number, &issue.title, &self.inner.ids.hex(3));
+                // A follow-up run works on its PR's branch; others on a fresh one.
+                let b = match self.follow_up_context(run).await? {
+                    Some(ctx) => ctx.branch,
+                    None => {
+                        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
+                        branch_name(run.issue_number, &issue.title, &self.inner.ids.hex(3))
+                    }
+                };
                 self.patch(run, RunPatch { branch: Some(b.clone()), ..Default::default() }).await?;
                 b
             }
@@ -324,7 +335,11 @@ impl Engine {
         let issue = store.issue(project.id, run.issue_number).await?;
         let agent = self.agent(project)?;
         let feedback = self.last_verify(run.id).await?.filter(|v| !v.passed).map(|v| v.digest);
-        let prompt = prompt::render(&self.inner.template, &issue, feedback.as_deref())?;
+        let mut prompt = prompt::render(&self.inner.template, &issue, feedback.as_deref())?;
+        if let Some(ctx) = self.follow_up_context(run).await? {
+            // Trusted text only: the forge dropped untrusted review comments.
+            prompt.push_str(&follow_up_prompt(&ctx));
+        }
         let iteration = run.iterations + 1;
         let limit = self.inner.config.timeouts.agent;
         let proxy: Option<ProxyEndpoint> = match &self.inner.credentials {
@@ -541,9 +556,15 @@ impl Engine {
 
     async fn report(&self, run: &Run, project: &Project) -> Result<RunState> {
         let marker = comment_marker(run.id);
-        let body = self.summary_comment(run, None).await?;
+        let body = match run.kind {
+            RunKind::Plan => self.plan_comment(run).await?,
+            RunKind::Build => self.summary_comment(run, None).await?,
+        };
         let mut remove = vec![project.labels.in_progress.clone(), project.labels.failed.clone()];
         remove.extend(project.trigger_labels.iter().cloned());
+        if run.kind == RunKind::Plan {
+            remove.push(super::plan::PLAN_LABEL.to_string());
+        }
         let labels = LabelChange {
             repo: project.repo.clone(),
             number: run.issue_number,
@@ -612,7 +633,9 @@ impl Engine {
                 Ok(())
             })
             .await?;
-        self.record_outcome(run, project).await?;
+        if run.kind == RunKind::Build {
+            self.record_outcome(run, project).await?;
+        }
         Ok(run.failure.as_ref().map(end_state).unwrap_or(RunState::Succeeded))
     }
 

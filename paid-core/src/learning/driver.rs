@@ -221,3 +221,207 @@ impl Learning {
         Ok(prompts::lineage(&all, id))
     }
 }
+
+#[cfg(test)]
+#[cfg(feature = "testing")]
+mod tests {
+    use chrono::Duration;
+    use pretty_assertions::assert_eq;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::learning::evolution::SkipReason;
+    use crate::learning::experiment::ExperimentStatus;
+    use crate::learning::prompts::{CreatedBy, Prompt, default_task_prompt};
+    use crate::learning::sampler::{self, SplitMix64};
+    use crate::learning::strategy::ThompsonStrategy;
+    use crate::testing::fixtures::at;
+    use crate::testing::learning::{MemoryLearningStore, ScriptedLlm};
+    use crate::{ManualClock, SequentialIds};
+
+    const GOOD: &str = "Issue #{{ issue.number }}: {{ issue.title }}\n\n{{ issue.body }}\n\
+        {% if feedback %}\nFix these verification failures first:\n{{ feedback }}\n{% endif %}\n\
+        Write a failing test first, then the smallest fix. Run the tests before you stop.";
+    const MEH: &str = "Resolve #{{ issue.number }} ({{ issue.title }}).\n{{ issue.body }}\n\
+        {% if feedback %}Failures: {{ feedback }}{% endif %}";
+
+    fn llm_answer() -> String {
+        let mutation = |t: &str, why: &str, gain: &str| serde_json::json!({"template": t, "reasoning": why, "expected_improvement": gain});
+        let answer = serde_json::json!({"mutations": [
+            mutation(MEH, "shorter", "+2%"),
+            mutation(GOOD, "test-first, and run the tests", "+20% merge rate"),
+            mutation("Fix {{ issue.title }} and leak {{ secrets }}", "bad", "none"),
+        ]});
+        format!("Here are my proposals.\n```json\n{answer:#}\n```")
+    }
+
+    /// An outcome that scores 1.0 on success and 0.15 otherwise.
+    fn outcome(project: ProjectId, run: RunId, success: bool) -> Outcome {
+        Outcome {
+            run_id: run,
+            project_id: project,
+            pr_merged: Some(success),
+            ci_passed: Some(success),
+            lint_clean: Some(success),
+            tests_passing: Some(success),
+            human_vote: if success { Some(1) } else { None },
+            iterations: if success { 1 } else { 10 },
+            cost_micros: Some(12_000),
+            quality_score: None,
+            recorded_at: at(0),
+        }
+    }
+
+    struct World {
+        learning: Learning,
+        store: Arc<MemoryLearningStore>,
+        clock: Arc<ManualClock>,
+        project: ProjectId,
+        v1: PromptVersion,
+    }
+
+    async fn world(strategy: Arc<dyn EvolutionStrategy>) -> World {
+        let store = Arc::new(MemoryLearningStore::default());
+        let clock = Arc::new(ManualClock::new(at(0)));
+        let ids = Arc::new(SequentialIds::default());
+        let learning = Learning::new(store.clone(), strategy, clock.clone(), ids);
+        let v1 = default_task_prompt(PromptVersionId(Uuid::now_v7()), at(0)).unwrap();
+        store
+            .put_prompt(&Prompt {
+                slug: "task".into(),
+                description: "the task prompt".into(),
+                active_version: Some(v1.id),
+                last_evolved_at: None,
+                created_at: at(0),
+            })
+            .await
+            .unwrap();
+        store.create_version(&v1).await.unwrap();
+        World { learning, store, clock, project: ProjectId(Uuid::now_v7()), v1 }
+    }
+
+    /// Runs `n` issues through the loop, with success rates by template.
+    async fn run_issues(w: &World, rng: &mut SplitMix64, first: u64, n: u64, stop_when_done: bool) {
+        for number in first..first + n {
+            let run = RunId(Uuid::now_v7());
+            let choice = w.learning.prompt_for_run("task", w.project, number, run).await.unwrap();
+            let rate = match choice.version.template.as_str() {
+                GOOD => 0.7,
+                MEH => 0.42,
+                _ => 0.4,
+            };
+            let success = sampler::uniform(rng) < rate;
+            let feedback = RunFeedback {
+                review_comments: if success { vec![] } else { vec!["no test for the fix".into()] },
+                ci_failure_digest: (!success).then(|| "tests::regression failed".into()),
+                iterations: if success { 1 } else { 10 },
+            };
+            let (_, decision) = w
+                .learning
+                .record_outcome(&outcome(w.project, run, success), choice.version.id, feedback, choice.experiment)
+                .await
+                .unwrap();
+            w.clock.advance(Duration::minutes(30));
+            if stop_when_done && matches!(decision, Some(d) if !matches!(d, Decision::Continue { .. })) {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn evolution_end_to_end() {
+        let w = world(Arc::new(ThompsonStrategy)).await;
+        let mut rng = SplitMix64::new(8);
+        let llm = ScriptedLlm::new([llm_answer(), "I have no further ideas.".to_string()]);
+        let config = EvolutionConfig::default();
+
+        // Too few scored runs: nothing is asked.
+        run_issues(&w, &mut rng, 1, 10, false).await;
+        let report = w.learning.evolve(&llm, "task", &config).await.unwrap();
+        assert!(matches!(report, EvolutionReport::Skipped { reason: SkipReason::TooFewScoredRuns { have: 10, .. } }));
+        assert!(llm.requests().is_empty());
+
+        // Scored runs exist: 30 on v1, with feedback.
+        run_issues(&w, &mut rng, 11, 20, false).await;
+        let scores = w.store.run_scores(w.v1.id).await.unwrap();
+        assert_eq!(scores.len(), 30);
+
+        // Evolution proposes variants.
+        let report = w.learning.evolve(&llm, "task", &config).await.unwrap();
+        let EvolutionReport::Started { experiment, versions, rejected } = report else {
+            panic!("evolution did not start: {report:?}");
+        };
+        assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(versions.iter().all(|v| v.parent == Some(w.v1.id) && v.variables == w.v1.variables));
+        assert!(matches!(&versions[1].created_by, CreatedBy::Evolution { expected_improvement, .. }
+            if expected_improvement == "+20% merge rate"));
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert!(rejected[0].reason.contains("secrets"));
+        let request = &llm.requests()[0].messages[0].content;
+        assert!(request.contains("tests::regression failed") && request.contains("no test for the fix"));
+        assert_eq!(experiment.variants.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), vec!["v2", "v3"]);
+
+        // A running experiment, and the cooldown, keep evolution away.
+        let again = w.learning.evolve(&llm, "task", &config).await.unwrap();
+        assert!(matches!(again, EvolutionReport::Skipped { reason: SkipReason::ExperimentRunning { .. } }));
+
+        // The experiment runs over simulated outcomes until it decides.
+        run_issues(&w, &mut rng, 100, 1000, true).await;
+        let done = w.store.experiment(experiment.id).await.unwrap();
+        assert_eq!(done.status, ExperimentStatus::Concluded { winner: "v3".into(), promoted: true }, "{done:?}");
+
+        // The winner is the prompt's active version; its lineage is queryable.
+        let prompt = w.store.prompt("task").await.unwrap();
+        assert_eq!(prompt.active_version, Some(versions[1].id));
+        let lineage = w.learning.lineage(versions[1].id).await.unwrap();
+        assert_eq!(lineage.iter().map(|v| v.version).collect::<Vec<_>>(), vec![3, 1]);
+        assert_eq!(
+            w.learning.prompt_for_run("task", w.project, 5000, RunId(Uuid::now_v7())).await.unwrap().version.template,
+            GOOD
+        );
+
+        // Every experiment run became a sample.
+        let samples = w.store.samples(experiment.id).await.unwrap();
+        assert!(samples.len() >= 60, "{} samples", samples.len());
+
+        // After the cooldown, evolution starts over from the new version,
+        // whose experiment runs are its scored runs.
+        w.clock.advance(Duration::days(8));
+        assert!(w.store.run_scores(versions[1].id).await.unwrap().len() >= 20);
+        let later = w.learning.evolve(&llm, "task", &config).await.unwrap();
+        assert!(matches!(later, EvolutionReport::NothingValid { .. }), "{later:?}");
+        assert!(llm.requests()[1].messages[0].content.contains("The prompt `task` (version 3)"));
+    }
+
+    #[tokio::test]
+    async fn assignments_are_sticky_and_approval_gates_promotion() {
+        let w = world(Arc::new(ThompsonStrategy)).await;
+        let mut rng = SplitMix64::new(21);
+        run_issues(&w, &mut rng, 1, 25, false).await;
+        let config = EvolutionConfig {
+            experiment: crate::learning::evolution::ExperimentSettings { require_approval: true, ..Default::default() },
+            ..EvolutionConfig::default()
+        };
+        let llm = ScriptedLlm::new([llm_answer()]);
+        let EvolutionReport::Started { experiment, versions, .. } =
+            w.learning.evolve(&llm, "task", &config).await.unwrap()
+        else {
+            panic!("evolution did not start");
+        };
+
+        // The same issue gets the same arm on every run.
+        let first = w.learning.prompt_for_run("task", w.project, 7, RunId(Uuid::now_v7())).await.unwrap();
+        for _ in 0..5 {
+            let again = w.learning.prompt_for_run("task", w.project, 7, RunId(Uuid::now_v7())).await.unwrap();
+            assert_eq!(again, first);
+        }
+
+        run_issues(&w, &mut rng, 100, 1000, true).await;
+        let waiting = w.store.experiment(experiment.id).await.unwrap();
+        assert_eq!(waiting.status, ExperimentStatus::AwaitingApproval { arm: "v3".into() });
+        assert_eq!(w.store.prompt("task").await.unwrap().active_version, Some(w.v1.id), "not before approval");
+        let approved = w.learning.approve(experiment.id).await.unwrap();
+        assert_eq!(approved.status, ExperimentStatus::Concluded { winner: "v3".into(), promoted: true });
+        assert_eq!(w.store.prompt("task").await.unwrap().active_version, Some(versions[1].id));
+    }
+}

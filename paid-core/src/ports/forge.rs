@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, IssueState, RepoRef, Result};
+use crate::{Error, IssueState, RepoRef, Result, Timestamp};
 
 /// An issue as the forge reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +134,98 @@ pub struct SubIssue {
     pub created: bool,
 }
 
+/// Which pull request to fetch follow-up feedback for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrFeedbackRequest {
+    /// The repository.
+    pub repo: RepoRef,
+    /// The pull request's number.
+    pub number: u64,
+    /// Logins whose review text and votes count (the project's allowlist).
+    /// Everyone else's are dropped by the forge, so they never reach a prompt.
+    pub trusted_authors: Vec<String>,
+}
+
+/// Whether a pull request is open, merged or closed unmerged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrState {
+    /// Open.
+    Open,
+    /// Merged.
+    Merged,
+    /// Closed without merging.
+    Closed,
+}
+
+/// A check run on the PR's head commit that did not pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingCheck {
+    /// The check's name, e.g. `test (ubuntu-latest)`.
+    pub name: String,
+    /// Its output (title, summary and text, capped by the forge); may be empty.
+    pub output: String,
+}
+
+/// A review comment (or review summary) by a trusted author.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewComment {
+    /// Author login.
+    pub author: String,
+    /// Text.
+    pub body: String,
+    /// File path, for comments on the diff.
+    pub path: Option<String>,
+    /// Line in the file, when the forge gives one.
+    pub line: Option<u64>,
+}
+
+/// 👍 / 👎 on the pull request, from trusted authors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Votes {
+    /// `+1` reactions.
+    pub up: u32,
+    /// `-1` reactions.
+    pub down: u32,
+}
+
+impl Votes {
+    /// The human vote of an outcome: `Some(1)` (more 👍), `Some(-1)` (more
+    /// 👎) or `None` (a tie, or no votes).
+    pub fn human_vote(&self) -> Option<i8> {
+        match self.up.cmp(&self.down) {
+            std::cmp::Ordering::Greater => Some(1),
+            std::cmp::Ordering::Less => Some(-1),
+            std::cmp::Ordering::Equal => None,
+        }
+    }
+}
+
+/// What a pull request's checks, reviewers and readers say: the input of a
+/// follow-up run and of the outcome record. Only trusted authors' text and
+/// votes are in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrFeedback {
+    /// Open, merged or closed.
+    pub state: PrState,
+    /// The head commit the checks ran on (empty when unknown).
+    pub head_sha: String,
+    /// Check runs on the head commit that did not pass.
+    pub failing_checks: Vec<FailingCheck>,
+    /// Open review comments and change requests, trusted authors only.
+    pub review_comments: Vec<ReviewComment>,
+    /// Reactions, trusted authors only.
+    pub votes: Votes,
+}
+
+impl PrFeedback {
+    /// Whether anything asks for another run: the PR is open and has a
+    /// failing check or a trusted review comment.
+    pub fn needs_follow_up(&self) -> bool {
+        self.state == PrState::Open && (!self.failing_checks.is_empty() || !self.review_comments.is_empty())
+    }
+}
+
 /// The code host Paid reads issues from and opens PRs on.
 #[async_trait]
 pub trait Forge: Send + Sync + 'static {
@@ -155,6 +247,32 @@ pub trait Forge: Send + Sync + 'static {
         Err(Error::Backend {
             backend: "forge",
             message: format!("this forge does not support creating sub-issues (under {}#{})", req.repo, req.parent),
+            retryable: false,
+            source: None,
+        })
+    }
+
+    /// A pull request's state, failing checks, trusted review comments and
+    /// trusted votes. Text from authors outside `req.trusted_authors` is
+    /// never returned. Forges without follow-up support keep this default,
+    /// which fails with a non-retryable [`Error::Backend`].
+    async fn pr_feedback(&self, req: &PrFeedbackRequest) -> Result<PrFeedback> {
+        Err(Error::Backend {
+            backend: "forge",
+            message: format!("this forge does not support pull request feedback ({}#{})", req.repo, req.number),
+            retryable: false,
+            source: None,
+        })
+    }
+    /// Issues of `repo` closed and updated at or after `since` (pull
+    /// requests left out), so tracked issues that were closed are noticed.
+    /// Forges without it keep this default, which fails with a non-retryable
+    /// [`Error::Backend`].
+    async fn closed_issues(&self, repo: &RepoRef, since: Timestamp) -> Result<Vec<ForgeIssue>> {
+        let _ = since;
+        Err(Error::Backend {
+            backend: "forge",
+            message: format!("this forge does not support listing closed issues ({repo})"),
             retryable: false,
             source: None,
         })

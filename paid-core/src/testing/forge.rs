@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 
-use crate::{CommentRequest, Error, Forge, LabelChange, PollRequest, PrRequest, RepoRef};
+use crate::{
+    CommentRequest, Error, Forge, LabelChange, PollRequest, PrFeedbackRequest, PrRequest, PrState, RepoRef, Votes,
+};
 
 /// What the backend's test seeded.
 pub struct ForgeFixture {
@@ -44,6 +46,8 @@ pub async fn run_all(f: &ForgeFixture) {
     comment_with_a_marker_is_edited_in_place(f).await;
     labels_are_added_and_removed(f).await;
     pull_request_is_created_once_per_head_branch(f).await;
+    pr_feedback_of_an_open_pr_without_trusted_authors(f).await;
+    closed_issues_lists_only_closed_ones(f).await;
 }
 
 /// `poll_triggered` returns open issues carrying **any** of the labels,
@@ -81,7 +85,8 @@ pub async fn missing_issue_is_not_found(f: &ForgeFixture) {
 /// `upsert_comment` with one marker creates one comment and then edits it.
 pub async fn comment_with_a_marker_is_edited_in_place(f: &ForgeFixture) {
     let marker = "<!-- paid:conformance:comment -->".to_string();
-    let first = CommentRequest { repo: f.repo.clone(), number: f.build_issue, marker: marker.clone(), body: "one".into() };
+    let first =
+        CommentRequest { repo: f.repo.clone(), number: f.build_issue, marker: marker.clone(), body: "one".into() };
     let id1 = f.forge.upsert_comment(&first).await.expect("create comment");
     let second = CommentRequest { body: "two".into(), ..first.clone() };
     let id2 = f.forge.upsert_comment(&second).await.expect("edit comment");
@@ -131,4 +136,38 @@ pub async fn pull_request_is_created_once_per_head_branch(f: &ForgeFixture) {
     assert!(!second.created, "the second call must find the first PR");
     assert_eq!(second.number, first.number);
     assert_eq!(second.url, first.url);
+}
+
+/// `pr_feedback` on the open PR (created by
+/// [`pull_request_is_created_once_per_head_branch`]) reports it open, and
+/// with no trusted authors returns no review text and no votes.
+pub async fn pr_feedback_of_an_open_pr_without_trusted_authors(f: &ForgeFixture) {
+    let req = PrRequest {
+        repo: f.repo.clone(),
+        head: f.head.clone(),
+        base: f.base.clone(),
+        title: format!("Fix #{}: Build me", f.build_issue),
+        body: format!("Closes #{}", f.build_issue),
+        labels: vec!["paid-generated".into()],
+    };
+    let pr = f.forge.find_or_create_pr(&req).await.expect("find PR");
+    let feedback = f
+        .forge
+        .pr_feedback(&PrFeedbackRequest { repo: f.repo.clone(), number: pr.number, trusted_authors: Vec::new() })
+        .await
+        .expect("pr_feedback");
+    assert_eq!(feedback.state, PrState::Open);
+    assert!(feedback.review_comments.is_empty(), "untrusted text returned: {:?}", feedback.review_comments);
+    assert_eq!(feedback.votes, Votes::default());
+}
+
+/// `closed_issues` never returns an open issue (the fixture's issues are all
+/// open).
+pub async fn closed_issues_lists_only_closed_ones(f: &ForgeFixture) {
+    let since = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let closed = f.forge.closed_issues(&f.repo, since).await.expect("closed_issues");
+    assert!(closed.iter().all(|i| i.state == crate::IssueState::Closed), "{closed:?}");
+    for open in [f.build_issue, f.plan_issue, f.other_issue] {
+        assert!(!closed.iter().any(|i| i.number == open), "open issue #{open} listed as closed");
+    }
 }

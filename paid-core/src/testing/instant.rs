@@ -173,7 +173,12 @@ impl Recorder {
     }
 
     /// Whether `key` was created before, and the details it was created with.
-    async fn existing(&self, project: Option<ProjectId>, kind: EffectKind, key: &str) -> Result<Option<serde_json::Value>> {
+    async fn existing(
+        &self,
+        project: Option<ProjectId>,
+        kind: EffectKind,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>> {
         let (Some(store), Some(project)) = (&self.store, project) else { return Ok(None) };
         Ok(store
             .audit_events(Some(project))
@@ -251,8 +256,7 @@ impl InstantBackends {
     }
 
     fn build(store: Option<Arc<dyn Store>>, worktrees: PathBuf) -> Self {
-        let recorder =
-            Recorder { store, clock: Arc::new(SystemClock), projects: Arc::new(Mutex::new(HashMap::new())) };
+        let recorder = Recorder { store, clock: Arc::new(SystemClock), projects: Arc::new(Mutex::new(HashMap::new())) };
         Self {
             runtime: Arc::new(InstantRuntime),
             workspaces: Arc::new(InstantWorkspaces { root: worktrees, recorder: recorder.clone() }),
@@ -454,8 +458,7 @@ impl Forge for InstantForge {
         let project = r.project_of(&req.repo).await?;
         let created = r.existing(project, EffectKind::PullRequest, &req.head).await?.is_none();
         let number = pr_number(&req.head);
-        r.record(project, EffectKind::PullRequest, &req.head, created, serde_json::json!({ "number": number }))
-            .await?;
+        r.record(project, EffectKind::PullRequest, &req.head, created, serde_json::json!({ "number": number })).await?;
         Ok(PullRequest {
             number,
             url: format!("https://instant.invalid/{}/pull/{number}", req.repo),

@@ -77,8 +77,7 @@ pub async fn put_get_list_delete(store: &dyn SecretStore) {
     assert_eq!(got.updated_at, at(3));
 
     let list = store.list_secrets().await.unwrap();
-    let names: Vec<(&str, &str, u64)> =
-        list.iter().map(|m| (m.name.as_str(), m.key_id.as_str(), m.version)).collect();
+    let names: Vec<(&str, &str, u64)> = list.iter().map(|m| (m.name.as_str(), m.key_id.as_str(), m.version)).collect();
     assert_eq!(names, vec![("forge.github", "k2", 2), ("provider.openai", "k1", 1)], "put_get_list_delete: by name");
 
     assert!(store.delete_secret("forge.github").await.unwrap(), "put_get_list_delete: delete existing");

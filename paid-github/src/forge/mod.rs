@@ -30,7 +30,7 @@ use async_trait::async_trait;
 use http::Method;
 use octocrab::Octocrab;
 use paid_core::metrics::Metrics;
-use paid_core::ports::forge::{SubIssue, SubIssueRequest};
+use paid_core::ports::forge::{self as core_forge, SubIssue, SubIssueRequest};
 use paid_core::{
     CommentRequest, Forge, ForgeIssue, LabelChange, PollRequest, PrRequest, PullRequest, RepoRef, Timestamp,
 };
@@ -407,6 +407,82 @@ impl Forge for GitHubForge {
 
     async fn create_sub_issue(&self, req: &SubIssueRequest) -> paid_core::Result<SubIssue> {
         Ok(GitHubForge::create_sub_issue(self, req).await?)
+    }
+
+    async fn pr_feedback(&self, req: &core_forge::PrFeedbackRequest) -> paid_core::Result<core_forge::PrFeedback> {
+        let feedback = GitHubForge::pr_feedback(
+            self,
+            &FeedbackRequest {
+                repo: req.repo.clone(),
+                number: req.number,
+                trusted_authors: req.trusted_authors.clone(),
+            },
+        )
+        .await?;
+        Ok(feedback.into())
+    }
+
+    async fn closed_issues(&self, repo: &RepoRef, since: Timestamp) -> paid_core::Result<Vec<ForgeIssue>> {
+        Ok(self.closed_since(repo, since).await?)
+    }
+}
+
+impl From<PrFeedback> for core_forge::PrFeedback {
+    /// The port's lean view: failing checks with their output, trusted
+    /// review-thread comments and change requests (with their text), trusted
+    /// votes.
+    fn from(f: PrFeedback) -> Self {
+        let failing_checks = f
+            .failing_checks
+            .into_iter()
+            .map(|c| {
+                let output = [c.title, c.summary, c.text]
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| !s.trim().is_empty())
+                    .fold(Vec::<String>::new(), |mut acc, s| {
+                        if !acc.contains(&s) {
+                            acc.push(s);
+                        }
+                        acc
+                    })
+                    .join("\n");
+                core_forge::FailingCheck { name: c.name, output }
+            })
+            .collect();
+        let mut review_comments: Vec<core_forge::ReviewComment> = f
+            .threads
+            .into_iter()
+            .flat_map(|t| {
+                let (path, line) = (t.path, t.line);
+                t.comments.into_iter().map(move |c| core_forge::ReviewComment {
+                    author: c.author,
+                    body: c.body,
+                    path: Some(path.clone()),
+                    line,
+                })
+            })
+            .collect();
+        review_comments.extend(
+            f.reviews
+                .into_iter()
+                .filter(|r| r.state != "APPROVED" && (r.state == "CHANGES_REQUESTED" || !r.body.trim().is_empty()))
+                .map(|r| {
+                    let body = if r.body.trim().is_empty() { "Changes requested.".to_string() } else { r.body };
+                    core_forge::ReviewComment { author: r.author, body, path: None, line: None }
+                }),
+        );
+        core_forge::PrFeedback {
+            state: match f.state {
+                PrState::Open => core_forge::PrState::Open,
+                PrState::Merged => core_forge::PrState::Merged,
+                PrState::Closed => core_forge::PrState::Closed,
+            },
+            head_sha: f.head_sha,
+            failing_checks,
+            review_comments,
+            votes: core_forge::Votes { up: f.votes.up, down: f.votes.down },
+        }
     }
 }
 

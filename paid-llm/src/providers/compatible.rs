@@ -2,7 +2,7 @@
 //!
 //! They speak the OpenAI Chat Completions format at
 //! `{base_url}/v1/chat/completions`, so the client is
-//! [`OpenAiProvider`](super::openai::OpenAiProvider) configured for them:
+//! [`OpenAiProvider`] configured for them:
 //! named after the server, sending `max_tokens` (which all of them accept),
 //! and with an optional key.
 

@@ -35,6 +35,10 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// Headers that pick which organization or project a key bills to: the
+/// operator decides that, not the sandbox.
+const BILLING_SELECTORS: [&str; 3] = ["openai-organization", "openai-project", "x-goog-user-project"];
+
 /// What an allowlisted path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Endpoint {
@@ -276,40 +280,61 @@ async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<Bytes, Strin
 /// The request as it will be forwarded.
 struct Plan {
     kind: ProviderKind,
-    json: Option<Value>,
     body: Bytes,
     model: Option<String>,
     stream: bool,
+    /// Whether the client asked for usage in its stream (OpenAI format).
+    include_usage: bool,
+}
+
+/// The few fields the proxy reads from a request body; serde skips the rest
+/// (the prompt) without building it.
+#[derive(serde::Deserialize)]
+struct Peek {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<PeekStreamOptions>,
+}
+
+#[derive(serde::Deserialize)]
+struct PeekStreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
 }
 
 impl Plan {
     fn read(kind: ProviderKind, path: &str, body: Bytes) -> Self {
-        let json: Option<Value> = serde_json::from_slice(&body).ok();
-        let model = match kind {
-            ProviderKind::Gemini => gemini::model_from_path(path).map(str::to_string),
-            _ => json.as_ref().and_then(|j| j.get("model")).and_then(Value::as_str).map(str::to_string),
+        let peek: Option<Peek> = match kind {
+            ProviderKind::Gemini => None,
+            _ => serde_json::from_slice(&body).ok(),
         };
-        let stream = match kind {
-            ProviderKind::Gemini => path.ends_with(":streamGenerateContent"),
-            _ => json.as_ref().and_then(|j| j.get("stream")).and_then(Value::as_bool).unwrap_or(false),
+        let (model, stream, include_usage) = match (kind, peek) {
+            (ProviderKind::Gemini, _) => {
+                (gemini::model_from_path(path).map(str::to_string), path.ends_with(":streamGenerateContent"), false)
+            }
+            (_, Some(p)) => {
+                (p.model, p.stream.unwrap_or(false), p.stream_options.and_then(|o| o.include_usage).unwrap_or(false))
+            }
+            (_, None) => (None, false, false),
         };
-        Self { kind, json, body, model, stream }
+        Self { kind, body, model, stream, include_usage }
     }
 
     /// OpenAI streams report usage only when asked: ask, if the client did not.
     fn ensure_stream_usage(&mut self) {
-        if !self.kind.is_openai_format() || !self.stream {
+        if !self.kind.is_openai_format() || !self.stream || self.include_usage {
             return;
         }
-        let Some(Value::Object(obj)) = self.json.as_mut() else { return };
+        let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&self.body) else { return };
         let opts = obj.entry("stream_options").or_insert_with(|| Value::Object(Default::default()));
         let Value::Object(opts) = opts else { return };
-        if opts.get("include_usage").and_then(Value::as_bool) == Some(true) {
-            return;
-        }
         opts.insert("include_usage".into(), Value::Bool(true));
         if let Ok(v) = serde_json::to_vec(&obj) {
             self.body = Bytes::from(v);
+            self.include_usage = true;
         }
     }
 }
@@ -330,8 +355,9 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// The client's headers minus hop-by-hop ones, host, length, credentials
-/// and compression (responses must stay readable to be metered).
+/// The client's headers minus hop-by-hop ones, host, length, credentials,
+/// billing selectors and compression (responses must stay readable to be
+/// metered).
 fn outgoing_headers(incoming: &HeaderMap) -> HeaderMap {
     let listed = connection_listed(incoming);
     let mut out = HeaderMap::with_capacity(incoming.len());
@@ -340,6 +366,7 @@ fn outgoing_headers(incoming: &HeaderMap) -> HeaderMap {
         if HOP_BY_HOP.contains(&n)
             || CREDENTIAL_HEADERS.contains(&n)
             || listed.iter().any(|l| l == n)
+            || BILLING_SELECTORS.contains(&n)
             || matches!(n, "host" | "content-length" | "accept-encoding" | "cookie" | "forwarded")
             || n.starts_with("x-forwarded-")
         {
@@ -484,6 +511,7 @@ mod tests {
         h.insert("x-custom", "1".parse().unwrap());
         h.insert("anthropic-version", "2023-06-01".parse().unwrap());
         h.insert("accept-encoding", "gzip".parse().unwrap());
+        h.insert("openai-organization", "org-elsewhere".parse().unwrap());
         let out = outgoing_headers(&h);
         assert_eq!(out.len(), 2);
         assert_eq!(out["anthropic-version"], "2023-06-01");

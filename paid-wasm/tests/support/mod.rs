@@ -68,7 +68,10 @@ pub fn choose_request(i: u64) -> ChooseRequest {
 
 /// A varied experiment of `variants` variants with the given rule.
 pub fn experiment(rule: PromotionRule, variants: usize, metric: Metric) -> Experiment {
-    let arm = |name: String, n: u64| Arm { name, variant: Variant::Prompt { version: PromptVersionId(Uuid::from_u64_pair(0, n)) } };
+    let arm = |name: String, n: u64| Arm {
+        name,
+        variant: Variant::Prompt { version: PromptVersionId(Uuid::from_u64_pair(0, n)) },
+    };
     Experiment {
         id: ExperimentId(Uuid::from_u64_pair(1, 1)),
         subject: "task".into(),

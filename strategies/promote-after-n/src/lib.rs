@@ -7,7 +7,7 @@
 
 use paid_strategy_sdk::sampler::{self, SplitMix64};
 use paid_strategy_sdk::{
-    ArmStats, ChooseRequest, Choice, PromoteRequest, Strategy, Verdict, argmax, burn_in, export_strategy,
+    ArmStats, Choice, ChooseRequest, PromoteRequest, Strategy, Verdict, argmax, burn_in, export_strategy,
 };
 
 struct PromoteAfterN;

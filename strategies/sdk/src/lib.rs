@@ -326,35 +326,40 @@ pub trait Strategy {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    call: String,
-    #[serde(default)]
-    params: serde_json::Value,
-    input: serde_json::Value,
+struct Envelope<'a> {
+    call: &'a str,
+    #[serde(borrow)]
+    params: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    input: &'a serde_json::value::RawValue,
 }
 
-fn run<I: serde::de::DeserializeOwned, O: Serialize>(
-    input: serde_json::Value,
+fn run<'a, I: Deserialize<'a>, O: Serialize>(
+    input: &'a serde_json::value::RawValue,
     f: impl FnOnce(I) -> Result<O, String>,
 ) -> Result<serde_json::Value, String> {
-    let input = serde_json::from_value(input).map_err(|e| format!("bad input: {e}"))?;
+    let input = serde_json::from_str(input.get()).map_err(|e| format!("bad input: {e}"))?;
     serde_json::to_value(f(input)?).map_err(|e| e.to_string())
 }
 
 /// Handles one request (the body of the `decide` export): parses the
 /// envelope, dispatches on `call`, and wraps the answer as `{"ok": ...}` or
-/// `{"error": "..."}`.
+/// `{"error": "..."}`. The input is parsed straight into the call's type.
 pub fn dispatch<S: Strategy>(strategy: &S, request: &[u8]) -> Vec<u8> {
-    let answer = serde_json::from_slice::<Envelope>(request).map_err(|e| format!("bad request: {e}")).and_then(|env| {
-        let params = &env.params;
-        match env.call.as_str() {
-            "choose_variant" => run(env.input, |r| strategy.choose_variant(params, r)),
-            "should_promote" => run(env.input, |r| strategy.should_promote(params, r)),
-            "propose_mutations" => run(env.input, |r| strategy.propose_mutations(params, r)),
-            "review_mutations" => run(env.input, |r| strategy.review_mutations(params, r)),
-            other => Err(format!("unknown call {other:?}")),
-        }
-    });
+    let answer =
+        serde_json::from_slice::<Envelope<'_>>(request).map_err(|e| format!("bad request: {e}")).and_then(|env| {
+            let params = match env.params {
+                Some(raw) => serde_json::from_str(raw.get()).map_err(|e| format!("bad params: {e}"))?,
+                None => serde_json::Value::Null,
+            };
+            match env.call {
+                "choose_variant" => run(env.input, |r| strategy.choose_variant(&params, r)),
+                "should_promote" => run(env.input, |r| strategy.should_promote(&params, r)),
+                "propose_mutations" => run(env.input, |r| strategy.propose_mutations(&params, r)),
+                "review_mutations" => run(env.input, |r| strategy.review_mutations(&params, r)),
+                other => Err(format!("unknown call {other:?}")),
+            }
+        });
     let wrapped = match answer {
         Ok(v) => serde_json::json!({ "ok": v }),
         Err(e) => serde_json::json!({ "error": e }),

@@ -5,7 +5,7 @@
 
 use paid_strategy_sdk::sampler::{self, SplitMix64};
 use paid_strategy_sdk::{
-    ChooseRequest, Choice, Comparison, PromoteRequest, PromotionRule, Strategy, Verdict, WelchTest, argmax, burn_in,
+    Choice, ChooseRequest, Comparison, PromoteRequest, PromotionRule, Strategy, Verdict, WelchTest, argmax, burn_in,
     export_strategy,
 };
 

@@ -1,0 +1,126 @@
+//! The secrets + metering proxy (`paid_llm::proxy`), started by the daemon
+//! when providers are configured, and the [`RunCredentials`] the engine uses
+//! to hand each run a token for it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use paid_core::metrics::Metrics;
+use paid_core::{ProjectId, ProxyEndpoint, RunCredentials, RunId, Store};
+use paid_llm::providers::ProviderKind;
+use paid_llm::proxy::{Proxy, Upstream};
+use secrecy::SecretString;
+
+use super::config::{Config, ConfigError};
+use super::vault::Vault;
+
+/// Per-run tokens for the proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyCredentials {
+    proxy: Proxy,
+    sandbox_url: String,
+}
+
+#[async_trait]
+impl RunCredentials for ProxyCredentials {
+    async fn issue(&self, run_id: RunId, project_id: ProjectId) -> paid_core::Result<ProxyEndpoint> {
+        let token = self.proxy.issue_token(run_id, project_id);
+        Ok(self.proxy.endpoint(&self.sandbox_url, &token))
+    }
+
+    async fn revoke(&self, run_id: RunId) -> paid_core::Result<()> {
+        self.proxy.revoke(run_id);
+        Ok(())
+    }
+
+    async fn budget_exceeded(&self, run_id: RunId) -> paid_core::Result<Option<String>> {
+        Ok(self.proxy.budget_breach(run_id).map(|b| b.to_string()))
+    }
+}
+
+fn kind_of(kind: &str) -> Option<ProviderKind> {
+    match kind {
+        "anthropic" => Some(ProviderKind::Anthropic),
+        "openai" => Some(ProviderKind::OpenAi),
+        "gemini" => Some(ProviderKind::Gemini),
+        "compatible" => Some(ProviderKind::Compatible),
+        _ => None,
+    }
+}
+
+fn default_base(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Anthropic => "https://api.anthropic.com",
+        ProviderKind::OpenAi => "https://api.openai.com",
+        ProviderKind::Gemini => "https://generativelanguage.googleapis.com",
+        ProviderKind::Compatible => "http://127.0.0.1:11434",
+    }
+}
+
+/// A started proxy.
+pub struct StartedProxy {
+    /// The engine's credentials port.
+    pub credentials: Arc<ProxyCredentials>,
+    /// The server (stops when dropped).
+    pub server: paid_llm::RunningServer,
+}
+
+impl std::fmt::Debug for StartedProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartedProxy").field("addr", &self.server.addr()).finish_non_exhaustive()
+    }
+}
+
+/// Starts the proxy on `proxy.bind` with the configured providers' keys
+/// (stored with `paid token set provider.<name>`, else `key_file`, else
+/// `key_env`). `None` when no provider is configured.
+pub async fn start(
+    config: &Config,
+    store: Arc<dyn Store>,
+    vault: &Vault,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Option<StartedProxy>> {
+    if config.providers.is_empty() {
+        return Ok(None);
+    }
+    let err = |key: String, reason: String| ConfigError { file: config.file.clone(), key, reason };
+    let mut builder = Proxy::builder(store).metrics(paid_llm::metrics::LlmMetrics::new(metrics));
+    for (name, p) in &config.providers {
+        let kind = kind_of(&p.kind).ok_or_else(|| err(format!("providers.{name}.kind"), "unknown kind".into()))?;
+        let key: Option<SecretString> = match vault.get(&format!("provider.{name}")).await? {
+            Some(k) => Some(k),
+            None => match (&p.key_file, &p.key_env) {
+                (Some(f), _) => Some(SecretString::from(
+                    std::fs::read_to_string(f)
+                        .map_err(|e| {
+                            err(format!("providers.{name}.key_file"), format!("cannot read {}: {e}", f.display()))
+                        })?
+                        .trim()
+                        .to_string(),
+                )),
+                (None, Some(var)) => std::env::var(var).ok().map(|v| SecretString::from(v.trim().to_string())),
+                (None, None) => None,
+            },
+        };
+        if key.is_none() && kind != ProviderKind::Compatible {
+            return Err(err(
+                format!("providers.{name}"),
+                "no key found: set key_env (and the variable) or key_file, or store it with \
+                 `paid token set provider.NAME`"
+                    .replace("NAME", name),
+            )
+            .into());
+        }
+        let base = p.base_url.clone().unwrap_or_else(|| default_base(kind).to_string());
+        builder = builder.upstream(Upstream::new(kind, base, key).named(name.clone()));
+    }
+    let proxy = builder.build().map_err(|e| err("providers".into(), e.to_string()))?;
+    let server = proxy
+        .spawn(config.proxy.bind)
+        .await
+        .map_err(|e| err("proxy.bind".into(), format!("cannot listen on {}: {e}", config.proxy.bind)))?;
+    Ok(Some(StartedProxy {
+        credentials: Arc::new(ProxyCredentials { proxy, sandbox_url: config.proxy.sandbox_url.clone() }),
+        server,
+    }))
+}

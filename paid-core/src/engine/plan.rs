@@ -1,0 +1,277 @@
+//! Planning runs (`paid-plan`): a model splits a feature issue into
+//! sub-issues with acceptance criteria, which are created on the forge under
+//! the parent and labeled for execution.
+//!
+//! The whole step is one journaled side effect. Each sub-issue carries the
+//! idempotency key `{run_id}:{index}`, so a run resumed after a crash finds
+//! the sub-issues it already created instead of creating them again.
+
+use minijinja::{Environment, context};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::Engine;
+use super::journal::Retry;
+use crate::{
+    ChatRequest, Error, Message, Project, Result, Run, RunState, StepStatus, SubIssueLink, SubIssueRequest,
+    TrackedIssue, UsageRecord,
+};
+
+/// The label that asks for a plan instead of a build.
+pub const PLAN_LABEL: &str = "paid-plan";
+/// The label sub-issues get when the project names no other build trigger.
+pub const BUILD_LABEL: &str = "paid-build";
+/// At most this many sub-issues per plan.
+const MAX_SUB_ISSUES: usize = 10;
+
+/// The planning prompt. Variables: `issue` (number, title, body; trusted
+/// text only) and `max` (the most sub-issues allowed).
+pub const PLAN_TEMPLATE: &str = "\
+You are planning work on a software repository. Split the feature below into
+between 1 and {{ max }} small, independently implementable sub-issues.
+
+Feature #{{ issue.number }}: {{ issue.title }}
+
+{{ issue.body }}
+
+Answer with JSON only, in exactly this shape:
+{\"sub_issues\": [{\"title\": \"...\", \"body\": \"...\", \"acceptance_criteria\": [\"...\"]}]}
+";
+
+/// One sub-issue a plan proposes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedIssue {
+    /// Title (non-empty).
+    pub title: String,
+    /// What to do.
+    #[serde(default)]
+    pub body: String,
+    /// How to tell it is done.
+    #[serde(default)]
+    pub acceptance_criteria: Vec<String>,
+}
+
+impl PlannedIssue {
+    /// The sub-issue's body: the description, its acceptance criteria as a
+    /// checklist, and a link back to the parent.
+    fn render_body(&self, parent: u64) -> String {
+        let mut body = self.body.trim().to_string();
+        if !self.acceptance_criteria.is_empty() {
+            body.push_str("\n\n## Acceptance criteria\n");
+            for c in &self.acceptance_criteria {
+                body.push_str(&format!("- [ ] {}\n", c.trim()));
+            }
+        }
+        body.push_str(&format!("\n\nPart of #{parent}."));
+        body.trim_start().to_string()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PlanAnswer {
+    sub_issues: Vec<PlannedIssue>,
+}
+
+/// A sub-issue the planning step created (or found again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct CreatedSubIssue {
+    pub title: String,
+    pub number: u64,
+    pub url: String,
+    pub link: SubIssueLink,
+}
+
+/// The planning step's journal output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct PlanOut {
+    pub sub_issues: Vec<CreatedSubIssue>,
+}
+
+/// Renders the planning prompt. Refuses issues whose author is not trusted.
+pub(super) fn render_plan_prompt(issue: &TrackedIssue) -> Result<String> {
+    if !issue.trusted {
+        return Err(Error::Untrusted { issue: issue.number, author: issue.author.clone(), allowed: Vec::new() });
+    }
+    let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let err = |e: minijinja::Error| Error::InvalidInput { what: "plan template".into(), message: e.to_string() };
+    env.add_template("plan", PLAN_TEMPLATE).map_err(err)?;
+    let tmpl = env.get_template("plan").map_err(err)?;
+    tmpl.render(context! {
+        issue => context! { number => issue.number, title => &issue.title, body => &issue.body },
+        max => MAX_SUB_ISSUES,
+    })
+    .map_err(err)
+}
+
+/// Parses and validates a model's plan: JSON (optionally in a code fence or
+/// surrounded by prose) with 1 to 10 sub-issues, each with a title.
+pub(super) fn parse_plan(text: &str) -> Result<Vec<PlannedIssue>> {
+    let invalid = |message: String| Error::InvalidInput { what: "plan".into(), message };
+    let json = match (text.find('{'), text.rfind('}')) {
+        (Some(start), Some(end)) if start < end => &text[start..=end],
+        _ => return Err(invalid(format!("the planner's answer holds no JSON object: {:?}", head(text)))),
+    };
+    let answer: PlanAnswer = serde_json::from_str(json)
+        .map_err(|e| invalid(format!("the planner's answer is not {{\"sub_issues\": [...]}}: {e}")))?;
+    let items = answer.sub_issues;
+    if items.is_empty() || items.len() > MAX_SUB_ISSUES {
+        return Err(invalid(format!(
+            "a plan needs 1 to {MAX_SUB_ISSUES} sub-issues; the planner proposed {}",
+            items.len()
+        )));
+    }
+    if let Some(i) = items.iter().position(|p| p.title.trim().is_empty()) {
+        return Err(invalid(format!("sub-issue {} of the plan has an empty title", i + 1)));
+    }
+    Ok(items.into_iter().map(|p| PlannedIssue { title: p.title.trim().chars().take(255).collect(), ..p }).collect())
+}
+
+fn head(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+impl Engine {
+    /// `planning`: asks the planner for sub-issues and creates them under
+    /// the run's issue, labeled for execution.
+    pub(super) async fn plan(&self, run: &Run, project: &Project) -> Result<RunState> {
+        let planner = self.inner.planner.clone().ok_or_else(|| Error::InvalidInput {
+            what: "engine.planner".into(),
+            message: format!(
+                "run {} plans issue #{} ({PLAN_LABEL}) but no planner model is configured; \
+                 call EngineBuilder::planner(..)",
+                run.id, run.issue_number
+            ),
+        })?;
+        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
+        let prompt = render_plan_prompt(&issue)?;
+        let model = run.model.clone().unwrap_or_else(|| "default".into());
+        let label = project
+            .trigger_labels
+            .iter()
+            .find(|l| l.as_str() != PLAN_LABEL)
+            .cloned()
+            .unwrap_or_else(|| BUILD_LABEL.to_string());
+        let t = &self.inner.config.timeouts;
+        let timeout = t.agent + t.issue_update * (MAX_SUB_ISSUES as u32 + 1);
+        let key = format!("plan:{}", run.id);
+        let (planner, prompt, model, label) = (&planner, &prompt, &model, &label);
+        let out: PlanOut = self
+            .journaled(run, Some(&key), timeout, Retry::Transient, || async move {
+                let req = ChatRequest {
+                    model: model.clone(),
+                    system: Some("You split software features into sub-issues. Answer with JSON only.".into()),
+                    messages: vec![Message::user(prompt.clone())],
+                    tools: Vec::new(),
+                    max_tokens: 4_096,
+                };
+                let started = std::time::Instant::now();
+                let answer = planner.complete(&req).await?;
+                self.inner
+                    .store
+                    .record_usage(&UsageRecord {
+                        run_id: run.id,
+                        provider: planner.name().to_string(),
+                        model: model.clone(),
+                        usage: answer.usage,
+                        cost_micros: None,
+                        latency_ms: started.elapsed().as_millis() as u64,
+                        status: "ok".into(),
+                        at: self.inner.clock.now(),
+                    })
+                    .await?;
+                let items = parse_plan(&answer.content)?;
+                let mut created = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let sub = self
+                        .inner
+                        .forge
+                        .create_sub_issue(&SubIssueRequest {
+                            repo: project.repo.clone(),
+                            parent: run.issue_number,
+                            title: item.title.clone(),
+                            body: item.render_body(run.issue_number),
+                            labels: vec![label.clone()],
+                            key: format!("{}:{i}", run.id),
+                        })
+                        .await?;
+                    info!(run_id = %run.id, parent = run.issue_number, sub_issue = sub.number, created = sub.created, "sub-issue");
+                    created.push(CreatedSubIssue {
+                        title: item.title.clone(),
+                        number: sub.number,
+                        url: sub.url,
+                        link: sub.link,
+                    });
+                }
+                Ok(PlanOut { sub_issues: created })
+            })
+            .await?;
+        self.emit(super::EngineEvent::Note {
+            run_id: run.id,
+            message: format!("planned {} sub-issues", out.sub_issues.len()),
+        });
+        Ok(RunState::Reporting)
+    }
+
+    /// The sub-issues a plan run created, from its journal.
+    pub(super) async fn planned(&self, run: &Run) -> Result<Vec<CreatedSubIssue>> {
+        let steps = self.inner.store.steps(run.id).await?;
+        Ok(steps
+            .iter()
+            .rev()
+            .filter(|s| s.step == RunState::Planning && s.status == StepStatus::Done)
+            .find_map(|s| serde_json::from_value::<PlanOut>(s.output.clone()).ok())
+            .map(|p| p.sub_issues)
+            .unwrap_or_default())
+    }
+
+    /// The plan run's comment on the parent issue: the sub-issues it made.
+    pub(super) async fn plan_comment(&self, run: &Run) -> Result<String> {
+        let subs = self.planned(run).await?;
+        let mut body = format!("Paid split this issue into {} sub-issues:\n\n", subs.len());
+        for s in &subs {
+            body.push_str(&format!("- [ ] #{} {}\n", s.number, s.title));
+        }
+        body.push_str(&format!(
+            "\nEach is labeled for execution. Run `{}` used model {}.\n\n{}",
+            run.id,
+            run.model.as_deref().unwrap_or("-"),
+            super::comment_marker(run.id)
+        ));
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(title: &str) -> String {
+        format!(r#"{{"title": "{title}", "body": "b", "acceptance_criteria": ["c"]}}"#)
+    }
+
+    #[test]
+    fn a_fenced_plan_is_parsed() {
+        let text = format!("Sure:\n```json\n{{\"sub_issues\": [{}, {}]}}\n```", item("One"), item("Two"));
+        let plan = parse_plan(&text).unwrap();
+        assert_eq!(plan.iter().map(|p| p.title.as_str()).collect::<Vec<_>>(), ["One", "Two"]);
+        assert_eq!(plan[0].acceptance_criteria, ["c"]);
+        let body = plan[0].render_body(7);
+        assert!(body.contains("- [ ] c") && body.ends_with("Part of #7."), "{body}");
+    }
+
+    #[test]
+    fn bad_plans_are_refused() {
+        let many = (0..11).map(|i| item(&format!("T{i}"))).collect::<Vec<_>>().join(",");
+        for text in [
+            "no json here".to_string(),
+            r#"{"sub_issues": []}"#.to_string(),
+            format!(r#"{{"sub_issues": [{many}]}}"#),
+            format!(r#"{{"sub_issues": [{}, {}]}}"#, item("ok"), item("  ")),
+            r#"{"tasks": []}"#.to_string(),
+        ] {
+            let err = parse_plan(&text).unwrap_err();
+            assert!(matches!(err, Error::InvalidInput { .. }), "{text}: {err}");
+        }
+    }
+}
