@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use paid_agents::CommandAgent;
-use paid_core::engine::{Engine, EngineConfig, EngineEvent};
+use paid_core::engine::{Engine, EngineBuilder, EngineConfig, EngineEvent};
 use paid_core::{Clock, Project, ProjectId, RepoRef, Run, SandboxRuntime, Store, SystemClock};
 use paid_github::fake::FakeGitHub;
 use paid_github::{GitHubConfig, GitHubForge, GitWorkspaces, GitWorkspacesConfig};
@@ -141,6 +141,11 @@ impl DemoSetup {
 
     /// An engine on these parts with the given settings.
     pub fn engine_with(&self, config: EngineConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
+        Ok(self.builder_with(config, clock)?.build()?)
+    }
+
+    /// An engine builder on these parts, to add more (credentials, a planner).
+    pub fn builder_with(&self, config: EngineConfig, clock: Arc<dyn Clock>) -> anyhow::Result<EngineBuilder> {
         let forge = GitHubForge::new(
             GitHubConfig::new().base_uri(self.github.base_url()).token("demo-token".to_string().into()),
         )?;
@@ -152,8 +157,12 @@ impl DemoSetup {
             .workspaces(Arc::new(workspaces))
             .agent(Arc::new(CommandAgent::new(self.config.agent_kind.clone(), self.config.agent_script.clone())?))
             .clock(clock)
-            .config(config)
-            .build()?)
+            .config(config))
+    }
+
+    /// The demo's engine settings.
+    pub fn engine_config(&self) -> EngineConfig {
+        self.config.engine.clone()
     }
 
     /// An engine with the demo's settings and the system clock.

@@ -300,3 +300,57 @@ async fn cancelling_a_running_agent_stops_it_and_cleans_up() {
     assert_cleaned_up(&s, run.id).await;
     assert!(s.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).is_empty());
 }
+
+/// Credentials whose proxy reports the run over budget after its first
+/// agent iteration, as `paid_llm::proxy::ProxyCredentials` does once a cap
+/// refused a request.
+struct OverBudget {
+    revoked: std::sync::Mutex<Vec<paid_core::RunId>>,
+}
+
+#[async_trait::async_trait]
+impl paid_core::RunCredentials for OverBudget {
+    async fn issue(
+        &self,
+        _run: paid_core::RunId,
+        _project: paid_core::ProjectId,
+    ) -> paid_core::Result<paid_core::ProxyEndpoint> {
+        Ok(paid_core::ProxyEndpoint {
+            base_url: "http://proxy.invalid".into(),
+            token: "run-token-for-test".to_string().into(),
+        })
+    }
+
+    async fn revoke(&self, run: paid_core::RunId) -> paid_core::Result<()> {
+        self.revoked.lock().unwrap().push(run);
+        Ok(())
+    }
+
+    async fn budget_exceeded(&self, _run: paid_core::RunId) -> paid_core::Result<Option<String>> {
+        Ok(Some("run cost cap of $0.01 reached".into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_breach_ends_the_run_as_budget_exceeded_and_revokes_its_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The agent sees the proxy endpoint and its run token, never a provider key.
+    let script = "test \"$PAID_PROXY_URL\" = http://proxy.invalid && test \"$PAID_RUN_TOKEN\" = run-token-for-test";
+    let s = setup(tmp.path(), DemoConfig { agent_script: script.into(), ..DemoConfig::default() }).await;
+    let credentials = Arc::new(OverBudget { revoked: std::sync::Mutex::new(Vec::new()) });
+    let engine = s
+        .builder_with(s.engine_config(), Arc::new(paid_core::SystemClock))
+        .unwrap()
+        .credentials(credentials.clone())
+        .build()
+        .unwrap();
+    engine.poll_project(s.project.id).await.unwrap();
+    let run = engine.run_until_idle().await.unwrap().pop().unwrap();
+    assert_eq!(run.state, RunState::BudgetExceeded, "{:?}", run.failure);
+    let failure = run.failure.unwrap();
+    assert_eq!(failure.code, "budget_exceeded");
+    assert!(failure.message.contains("cost cap"), "{}", failure.message);
+    assert_eq!(*credentials.revoked.lock().unwrap(), vec![run.id]);
+    assert!(s.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).is_empty());
+    assert_cleaned_up(&s, run.id).await;
+}

@@ -13,14 +13,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use common::engine::{Harness, REPO};
 use paid_agents::CliAgent;
 use paid_agents::builtin::Aider;
-use paid_core::{ProjectId, ProxyEndpoint, RunCredentials, RunId, RunState, Usage};
+use paid_core::{RunState, Usage};
 use paid_llm::fake::{Canned, FakeUpstream, Reply};
 use paid_llm::providers::ProviderKind;
-use paid_llm::proxy::{Proxy, Upstream};
+use paid_llm::proxy::{Proxy, ProxyCredentials, Upstream};
 
 fn aider_image() -> String {
     std::env::var("PAID_AIDER_IMAGE").unwrap_or_else(|_| "paid/agent-aider:bookworm".to_string())
@@ -44,29 +43,6 @@ fn bridge_gateway() -> IpAddr {
     IpAddr::V4(std::net::Ipv4Addr::from(u32::from(base) + 1))
 }
 
-/// The proxy as the engine's credentials port: a token per run, revoked at
-/// cleanup, and the proxy's budget verdict.
-struct ProxyCredentials {
-    proxy: Proxy,
-    url: String,
-}
-
-#[async_trait]
-impl RunCredentials for ProxyCredentials {
-    async fn issue(&self, run_id: RunId, project_id: ProjectId) -> paid_core::Result<ProxyEndpoint> {
-        Ok(self.proxy.endpoint(&self.url, &self.proxy.issue_token(run_id, project_id)))
-    }
-
-    async fn revoke(&self, run_id: RunId) -> paid_core::Result<()> {
-        self.proxy.revoke(run_id);
-        Ok(())
-    }
-
-    async fn budget_exceeded(&self, run_id: RunId) -> paid_core::Result<Option<String>> {
-        Ok(self.proxy.budget_breach(run_id).map(|b| b.to_string()))
-    }
-}
-
 /// What the scripted model answers: one search/replace edit in aider's
 /// `diff` format.
 const EDIT: &str = "The bug is in `add()`: it subtracts. Fixed:\n\ncalc.sh\n```\n<<<<<<< SEARCH\n    echo $(( $1 - $2 ))\n=======\n    echo $(( $1 + $2 ))\n>>>>>>> REPLACE\n```\n";
@@ -84,7 +60,7 @@ async fn aider_fixes_the_issue_through_the_metering_proxy() {
         .build()
         .unwrap();
     let server = proxy.spawn(SocketAddr::new(bridge_gateway(), 0)).await.unwrap();
-    let credentials = Arc::new(ProxyCredentials { proxy: proxy.clone(), url: server.url() });
+    let credentials = Arc::new(ProxyCredentials::new(proxy.clone(), server.url()));
 
     let agent = Arc::new(CliAgent::new(Arc::new(Aider)));
     let engine = h.engine_with(agent, "openai/gpt-4o", 2, Some(credentials));

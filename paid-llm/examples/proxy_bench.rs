@@ -19,7 +19,10 @@
 //! `BENCH_REQUESTS` (sequential requests per target, 1000), `BENCH_SECONDS`
 //! (per throughput run, 5), `BENCH_EVENTS` (SSE events per stream, 16),
 //! `BENCH_IDLE_STREAMS` (open idle streams for the memory test, 256),
-//! `LITELLM` (the `litellm` executable; none: skip LiteLLM).
+//! `BENCH_NO_RUN_CHECK` (set: the proxy skips its per-request store check
+//! that the run is still active), `LITELLM` (the `litellm` executable;
+//! none: skip LiteLLM; install it with
+//! `python3 -m venv target/litellm/venv && target/litellm/venv/bin/pip install 'litellm[proxy]'`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -52,6 +52,16 @@ pub fn from_gemini(u: &gemini::WireUsage) -> Usage {
     }
 }
 
+/// Whether `json` has a key `key` (quoted) whose value is an object, as
+/// opposed to `null`. A quoted key cannot occur inside a JSON string, where
+/// quotes are escaped.
+fn has_object(json: &str, key: &str) -> bool {
+    json.match_indices(key).any(|(i, _)| {
+        let rest = json[i + key.len()..].trim_start();
+        rest.strip_prefix(':').is_some_and(|r| r.trim_start().starts_with('{'))
+    })
+}
+
 /// What a metered response said about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Metered {
@@ -100,7 +110,7 @@ impl Meter {
         }
         let skip = match self.kind {
             ProviderKind::Anthropic => !(d.contains("\"message_start\"") || d.contains("\"message_delta\"")),
-            ProviderKind::OpenAi | ProviderKind::Compatible => self.model.is_some() && !d.contains("\"usage\""),
+            ProviderKind::OpenAi | ProviderKind::Compatible => self.model.is_some() && !has_object(d, "\"usage\""),
             ProviderKind::Gemini => false,
         };
         if !skip {
@@ -199,6 +209,12 @@ mod tests {
         m.observe_event(r#"{"id":"c","object":"chat.completion.chunk","model":"gpt-5","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}"#);
         m.observe_event("[DONE]");
         assert_eq!(m.finish().usage, Some(Usage { input: 9, output: 3, ..Usage::default() }));
+    }
+
+    #[test]
+    fn usage_objects_are_told_from_nulls() {
+        assert!(has_object(r#"{"usage": {"prompt_tokens":1}}"#, "\"usage\""));
+        assert!(!has_object(r#"{"usage":null,"x":"\"usage\": {"}"#, "\"usage\""));
     }
 
     #[test]

@@ -128,7 +128,9 @@ impl DockerConfig {
 /// ports answer) and a subnet cut from [`subnet_pool`](Self::subnet_pool).
 /// A small forwarder container per engine, hardened like a sandbox, joins
 /// every sandbox network and the [`uplink_network`](Self::uplink_network),
-/// and relays one TCP port to the proxy. Sandboxes find it in
+/// and relays one TCP port to the proxy. A few networks are kept ready
+/// ([`spare_networks`](Self::spare_networks)) so a create does not wait
+/// for one. Sandboxes find it in
 /// `PAID_PROXY_URL` (`http://<forwarder address>:<forwarder_port>`),
 /// `PAID_PROXY_HOST` and `PAID_PROXY_PORT`.
 ///
@@ -164,6 +166,12 @@ pub struct EgressConfig {
     /// Prefix length of each sandbox network (at most 29). Default 28:
     /// 4096 sandbox networks in the default pool.
     pub subnet_prefix: u8,
+    /// Sandbox networks kept ready per endpoint, with the forwarder already
+    /// connected, so creating a sandbox does not wait for a network. A
+    /// network holds nothing of a run: each is still used by one sandbox
+    /// only and removed with it. Default 2; 0 creates every network on
+    /// demand.
+    pub spare_networks: usize,
 }
 
 impl Default for EgressConfig {
@@ -176,6 +184,7 @@ impl Default for EgressConfig {
             uplink_network: "bridge".to_string(),
             subnet_pool: "10.213.0.0/16".to_string(),
             subnet_prefix: 28,
+            spare_networks: 2,
         }
     }
 }

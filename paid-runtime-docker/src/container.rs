@@ -248,7 +248,8 @@ mod tests {
 
     #[test]
     fn spec_becomes_a_hardened_container() {
-        let body = create_body(&DockerConfig::default(), &spec(), &Shape::cold(&DockerConfig::default(), &spec())).unwrap();
+        let body =
+            create_body(&DockerConfig::default(), &spec(), &Shape::cold(&DockerConfig::default(), &spec())).unwrap();
         let expected = ContainerCreateBody {
             image: Some("paid/agent:bookworm".into()),
             user: Some("1000:1000".into()),

@@ -39,8 +39,10 @@
 //! (default `bridge`) to reach the proxy, and each sandbox network at the
 //! subnet's second address.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, NetworkConnectRequest,
@@ -286,19 +288,40 @@ pub(crate) struct SandboxNet {
     pub(crate) env: BTreeMap<String, String>,
 }
 
-/// Egress on one runtime: the parsed configuration.
-#[derive(Debug, Clone)]
+/// Egress on one runtime: the parsed configuration, and the spare
+/// networks kept ready per endpoint.
+#[derive(Debug)]
 pub(crate) struct Egress {
     /// The runtime's configuration (labels, user, build hint).
     runtime: DockerConfig,
     /// The egress part.
     pub(crate) config: EgressConfig,
     pool: SubnetPool,
+    /// This runtime instance, the `<prefix>.spare` label of its spares.
+    instance: String,
+    spares: Mutex<Spares>,
+}
+
+/// Spare networks per endpoint index.
+#[derive(Debug, Default)]
+struct Spares {
+    ready: HashMap<usize, VecDeque<Spare>>,
+    filling: HashMap<usize, usize>,
+    closed: bool,
+}
+
+/// A spare network and when it was made.
+#[derive(Debug, Clone)]
+pub(crate) struct Spare {
+    pub(crate) net: SandboxNet,
+    pub(crate) endpoint: usize,
+    born: Instant,
 }
 
 impl Egress {
     /// Checks and keeps `runtime.egress`; `None` when egress is off.
-    pub(crate) fn from_config(runtime: &DockerConfig) -> Result<Option<Self>, DockerError> {
+    /// `instance` names this runtime on its spare networks.
+    pub(crate) fn from_config(runtime: &DockerConfig, instance: &str) -> Result<Option<Self>, DockerError> {
         let Some(config) = &runtime.egress else { return Ok(None) };
         if runtime.network.is_some() {
             return Err(DockerError::Invalid {
@@ -312,7 +335,85 @@ impl Egress {
             runtime: runtime.clone(),
             config: config.clone(),
             pool: SubnetPool::parse(&config.subnet_pool, config.subnet_prefix)?,
+            instance: instance.to_string(),
+            spares: Mutex::default(),
         }))
+    }
+
+    fn spares(&self) -> std::sync::MutexGuard<'_, Spares> {
+        self.spares.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long a spare may wait before it is replaced (the warm pool's
+    /// `max_idle_secs`, below the reaper's idle threshold).
+    fn spare_max_age(&self) -> Duration {
+        Duration::from_secs(self.runtime.warm_pool.max_idle_secs)
+    }
+
+    /// A ready spare network of endpoint `endpoint`, if there is one.
+    pub(crate) fn take_spare(&self, endpoint: usize) -> Option<SandboxNet> {
+        let max_age = self.spare_max_age();
+        let mut spares = self.spares();
+        spares.closed = false;
+        // Too old ones stay for the reaper to replace.
+        let queue = spares.ready.entry(endpoint).or_default();
+        let fresh = queue.iter().position(|s| s.born.elapsed() <= max_age)?;
+        queue.remove(fresh).map(|s| s.net)
+    }
+
+    /// Reserves the creates that bring endpoint `endpoint` back to
+    /// `spare_networks`; returns how many.
+    pub(crate) fn reserve_spares(&self, endpoint: usize) -> usize {
+        let mut spares = self.spares();
+        if spares.closed {
+            return 0;
+        }
+        let ready = spares.ready.get(&endpoint).map_or(0, VecDeque::len);
+        let filling = spares.filling.entry(endpoint).or_default();
+        let deficit = self.config.spare_networks.saturating_sub(ready + *filling);
+        *filling += deficit;
+        deficit
+    }
+
+    /// Records the end of a reserved create. Returns the network back when
+    /// the spares were drained meanwhile: the caller removes it.
+    pub(crate) fn finish_spare(&self, endpoint: usize, created: Option<SandboxNet>) -> Option<SandboxNet> {
+        let mut spares = self.spares();
+        let filling = spares.filling.entry(endpoint).or_default();
+        *filling = filling.saturating_sub(1);
+        match created {
+            Some(net) if !spares.closed => {
+                spares.ready.entry(endpoint).or_default().push_back(Spare { net, endpoint, born: Instant::now() });
+                None
+            }
+            other => other,
+        }
+    }
+
+    /// Whether `network` is one of this runtime's ready spares.
+    pub(crate) fn holds_spare(&self, network: &str) -> bool {
+        self.spares().ready.values().flatten().any(|s| s.net.name == network)
+    }
+
+    /// Takes out the spares older than the warm pool's `max_idle_secs`.
+    pub(crate) fn take_stale_spares(&self) -> Vec<Spare> {
+        let max_age = self.spare_max_age();
+        let mut stale = Vec::new();
+        for queue in self.spares().ready.values_mut() {
+            let (old, fresh): (Vec<_>, Vec<_>) = queue.drain(..).partition(|s| s.born.elapsed() > max_age);
+            *queue = fresh.into();
+            stale.extend(old);
+        }
+        stale
+    }
+
+    /// Stops refilling and takes every spare out; also says how many
+    /// creates are still running.
+    pub(crate) fn drain_spares(&self) -> (Vec<Spare>, usize) {
+        let mut spares = self.spares();
+        spares.closed = true;
+        let filling = spares.filling.values().sum();
+        (spares.ready.values_mut().flat_map(|q| q.drain(..)).collect(), filling)
     }
 
     fn check(config: &EgressConfig) -> Result<(), DockerError> {
@@ -377,7 +478,7 @@ impl Egress {
     /// Creates a sandbox network on `endpoint` and connects the forwarder to
     /// it at the subnet's second address. Subnets already taken (by this or
     /// another worker) are skipped.
-    pub(crate) async fn create_network(&self, endpoint: &Endpoint) -> Result<SandboxNet, DockerError> {
+    pub(crate) async fn create_network(&self, endpoint: &Endpoint, spare: bool) -> Result<SandboxNet, DockerError> {
         let config = &self.runtime;
         let forwarder = self.ensure_forwarder(endpoint).await?;
         let ids = RandomIds;
@@ -387,7 +488,11 @@ impl Egress {
             // Step by a large odd number: consecutive attempts land far apart.
             let subnet = self.pool.subnet(start.wrapping_add(attempt as u32 * 2_654_435_761));
             let name = format!("{}-net-{}", config.label_prefix, ids.hex(6));
-            match endpoint.docker.create_network(network_body(config, &name, subnet)).await {
+            let mut body = network_body(config, &name, subnet);
+            if spare && let Some(labels) = body.labels.as_mut() {
+                labels.insert(config.label("spare"), self.instance.clone());
+            }
+            match endpoint.docker.create_network(body).await {
                 Ok(_) => {}
                 Err(e) if overlaps(&e) => {
                     last = Some(e);
@@ -412,7 +517,13 @@ impl Egress {
 
     /// Connects the forwarder to `network`; re-creates a forwarder that went
     /// missing once.
-    async fn connect(&self, endpoint: &Endpoint, forwarder: &str, network: &str, subnet: Subnet) -> Result<(), DockerError> {
+    async fn connect(
+        &self,
+        endpoint: &Endpoint,
+        forwarder: &str,
+        network: &str,
+        subnet: Subnet,
+    ) -> Result<(), DockerError> {
         let request = |container: &str| NetworkConnectRequest {
             container: container.to_string(),
             endpoint_config: Some(EndpointSettings {
@@ -429,7 +540,11 @@ impl Egress {
                 tracing::warn!(endpoint = %endpoint.name, "the egress forwarder is gone; re-creating it");
                 *endpoint.forwarder.lock().await = None;
                 let forwarder = self.ensure_forwarder(endpoint).await?;
-                endpoint.docker.connect_network(network, request(&forwarder)).await.map_err(endpoint.api("connect forwarder"))
+                endpoint
+                    .docker
+                    .connect_network(network, request(&forwarder))
+                    .await
+                    .map_err(endpoint.api("connect forwarder"))
             }
             Err(e) => Err(endpoint.api("connect forwarder")(e)),
         }
@@ -494,11 +609,10 @@ mod tests {
         let pool = SubnetPool::parse("10.213.0.0/16", 28).unwrap();
         assert_eq!(pool.len(), 4096);
         let first = pool.subnet(0);
-        assert_eq!((first.cidr(), first.gateway(), first.forwarder()), (
-            "10.213.0.0/28".to_string(),
-            Ipv4Addr::new(10, 213, 0, 1),
-            Ipv4Addr::new(10, 213, 0, 2)
-        ));
+        assert_eq!(
+            (first.cidr(), first.gateway(), first.forwarder()),
+            ("10.213.0.0/28".to_string(), Ipv4Addr::new(10, 213, 0, 1), Ipv4Addr::new(10, 213, 0, 2))
+        );
         assert_eq!(pool.subnet(1).cidr(), "10.213.0.16/28");
         assert_eq!(pool.subnet(4095).cidr(), "10.213.255.240/28");
         assert_eq!(pool.subnet(4096), first, "indices wrap around");
@@ -594,17 +708,38 @@ mod tests {
     }
 
     #[test]
+    fn spares_refill_to_their_number_and_go_stale() {
+        let config = DockerConfig { egress: Some(EgressConfig::proxy(8089)), ..DockerConfig::default() };
+        let egress = Egress::from_config(&config, "i").unwrap().unwrap();
+        let net = |name: &str| SandboxNet { name: name.into(), env: BTreeMap::new() };
+        assert_eq!(egress.take_spare(0), None);
+        assert_eq!(egress.reserve_spares(0), 2);
+        assert_eq!(egress.reserve_spares(0), 0, "both creates already reserved");
+        assert_eq!(egress.finish_spare(0, Some(net("a"))), None);
+        assert_eq!(egress.finish_spare(0, None), None);
+        assert!(egress.holds_spare("a") && !egress.holds_spare("b"));
+        assert_eq!(egress.reserve_spares(0), 1);
+        assert_eq!(egress.reserve_spares(1), 2, "per endpoint");
+        assert_eq!(egress.take_spare(0), Some(net("a")));
+        assert_eq!(egress.take_stale_spares().len(), 0);
+        let (drained, filling) = egress.drain_spares();
+        assert_eq!((drained.len(), filling), (0, 3));
+        assert_eq!(egress.finish_spare(0, Some(net("late"))), Some(net("late")), "drained: handed back");
+        assert_eq!(egress.reserve_spares(0), 0);
+    }
+
+    #[test]
     fn egress_needs_a_proxy_port_and_no_fixed_network() {
         let with = |egress: EgressConfig, network: Option<&str>| DockerConfig {
             egress: Some(egress),
             network: network.map(str::to_string),
             ..DockerConfig::default()
         };
-        let err = Egress::from_config(&with(EgressConfig::default(), None)).unwrap_err();
+        let err = Egress::from_config(&with(EgressConfig::default(), None), "i").unwrap_err();
         assert!(matches!(err, DockerError::Invalid { what: "egress.proxy_port", .. }), "{err}");
-        let err = Egress::from_config(&with(EgressConfig::proxy(8089), Some("bridge"))).unwrap_err();
+        let err = Egress::from_config(&with(EgressConfig::proxy(8089), Some("bridge")), "i").unwrap_err();
         assert!(matches!(err, DockerError::Invalid { what: "network", .. }), "{err}");
-        assert!(Egress::from_config(&with(EgressConfig::proxy(8089), None)).unwrap().is_some());
-        assert!(Egress::from_config(&DockerConfig::default()).unwrap().is_none());
+        assert!(Egress::from_config(&with(EgressConfig::proxy(8089), None), "i").unwrap().is_some());
+        assert!(Egress::from_config(&DockerConfig::default(), "i").unwrap().is_none());
     }
 }

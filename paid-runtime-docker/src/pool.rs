@@ -493,7 +493,10 @@ mod tests {
         assert!(pool.reserve(&key).is_none(), "both creates are already reserved");
         assert_eq!(pool.finish(&key, Some(entry("a", Duration::ZERO))), None);
         assert_eq!(pool.finish(&key, None), None, "a failed create frees its reservation");
-        assert_eq!(pool.status()[0], PoolStatus { image: "img".into(), mount_at: "/workspace".into(), ready: 1, filling: 0 });
+        assert_eq!(
+            pool.status()[0],
+            PoolStatus { image: "img".into(), mount_at: "/workspace".into(), ready: 1, filling: 0 }
+        );
         assert_eq!(pool.reserve(&key).unwrap().1, 1);
         assert_eq!(pool.finish(&key, Some(entry("b", Duration::ZERO))), None);
         assert!(pool.holds("a") && pool.holds("b"));
@@ -539,7 +542,10 @@ mod tests {
     fn the_root_defaults_beside_the_first_worktree() {
         let pool = Pool::new(&WarmPoolConfig { per_image: 1, ..Default::default() }).unwrap();
         assert_eq!(pool.root(), None);
-        assert_eq!(pool.root_for(Path::new("/var/lib/paid/worktrees/r1")), Path::new("/var/lib/paid/worktrees/.paid-warm-pool"));
+        assert_eq!(
+            pool.root_for(Path::new("/var/lib/paid/worktrees/r1")),
+            Path::new("/var/lib/paid/worktrees/.paid-warm-pool")
+        );
         assert_eq!(pool.root_for(Path::new("/elsewhere/r2")), Path::new("/var/lib/paid/worktrees/.paid-warm-pool"));
     }
 

@@ -17,8 +17,11 @@
 //!   replaced by fresh ones.
 //!
 //! Then it removes **dangling networks** (sandbox networks with no sandbox
-//! on them) and **orphan slots** of the warm pool (whose container is gone;
-//! a worktree still linked to one gets its directory back).
+//! on them; another runtime's spare networks only once older than
+//! `idle_after`, and this runtime's own spares are replaced after
+//! `warm_pool.max_idle_secs`) and **orphan slots** of the warm pool (whose
+//! container is gone; a worktree still linked to one gets its directory
+//! back).
 //!
 //! The egress forwarder is never removed. Anything younger than
 //! [`ReapPolicy::grace`] is left alone, so a sandbox or network being
@@ -278,6 +281,15 @@ impl DockerRuntime {
                 shared.refill(&key);
             }
         }
+        // ... and its own stale spare networks.
+        if let Some(egress) = &shared.egress {
+            let stale = egress.take_stale_spares();
+            report.networks.extend(stale.iter().map(|s| s.net.name.clone()));
+            shared.drop_spares(stale).await;
+            for endpoint in &shared.endpoints {
+                shared.refill_spares(endpoint);
+            }
+        }
 
         let listed = shared.list_all().await?;
         let mut live_ids: HashSet<String> = HashSet::new();
@@ -391,7 +403,14 @@ impl DockerRuntime {
                     continue;
                 }
                 let created = network.created.as_deref().and_then(unix_of).unwrap_or(now);
-                if Duration::from_secs(now.saturating_sub(created)) < policy.grace {
+                let age = Duration::from_secs(now.saturating_sub(created));
+                // A spare network has no sandbox by design: this runtime's
+                // own are kept (and replaced when stale, above); another
+                // runtime's only once it would have replaced them.
+                let spare = network.labels.as_ref().is_some_and(|l| l.contains_key(&config.label("spare")));
+                let held = self.shared().egress.as_ref().is_some_and(|e| e.holds_spare(&name));
+                let keep = if spare { held || age <= policy.idle_after } else { age < policy.grace };
+                if keep {
                     continue;
                 }
                 let inspect = match endpoint.docker.inspect_network(&id, None::<InspectNetworkOptions>).await {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::stream::BoxStream;
 use paid_core::metrics::{Metrics, ProjectLabels};
@@ -98,14 +98,15 @@ impl DockerRuntime {
             }
             .into());
         }
-        let egress = Egress::from_config(&config)?;
+        let instance = RandomIds.hex(4);
+        let egress = Egress::from_config(&config, &instance)?;
         let mut endpoints = Vec::new();
         for (index, endpoint) in config.endpoint_list().iter().enumerate() {
             let endpoint = Endpoint::connect(index, endpoint.as_deref(), config.request_timeout_secs).await?;
             endpoints.push(Arc::new(endpoint));
         }
         let shared = Shared {
-            instance: RandomIds.hex(4),
+            instance,
             pool: Pool::new(&config.warm_pool),
             config,
             endpoints,
@@ -209,17 +210,20 @@ impl DockerRuntime {
         }
     }
 
-    /// Removes every pooled sandbox that no run has claimed, and stops
-    /// refilling until [`warm_up`](Self::warm_up) or the next `create`.
-    /// Waits (up to a minute) for creates under way. Call it before
-    /// dropping the last clone, or the reaper takes them later.
+    /// Removes every pooled sandbox no run has claimed and every spare
+    /// network, and stops refilling both until [`warm_up`](Self::warm_up)
+    /// or the next `create`. Waits (up to a minute) for creates under way.
+    /// Call it before dropping the last clone, or the reaper takes them
+    /// later.
     pub async fn drain_pool(&self) {
-        let Some(pool) = &self.shared.pool else { return };
+        let shared = &self.shared;
         let until = Instant::now() + Duration::from_secs(60);
         loop {
-            let (entries, filling) = pool.drain(true);
-            self.shared.destroy_all(entries).await;
-            if filling == 0 || Instant::now() >= until {
+            let (entries, pool_filling) = shared.pool.as_ref().map(|p| p.drain(true)).unwrap_or_default();
+            shared.destroy_all(entries).await;
+            let (spares, spares_filling) = shared.egress.as_ref().map(|e| e.drain_spares()).unwrap_or_default();
+            shared.drop_spares(spares).await;
+            if pool_filling + spares_filling == 0 || Instant::now() >= until {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -269,7 +273,9 @@ impl Shared {
                 .clone();
             let slot = labels.get(&self.label("pool.slot")).map(PathBuf::from);
             let record = match &slot {
-                Some(slot) => pool::read_record(slot).ok().flatten().filter(|r| inspect.id.as_deref() == Some(&r.container)),
+                Some(slot) => {
+                    pool::read_record(slot).ok().flatten().filter(|r| inspect.id.as_deref() == Some(&r.container))
+                }
                 None => None,
             };
             let tracked = Tracked {
@@ -367,7 +373,7 @@ impl Shared {
     }
 
     /// A cold create: the worktree is mounted as it is.
-    async fn create_cold(&self, spec: &SandboxSpec) -> Result<SandboxHandle, DockerError> {
+    async fn create_cold(self: &Arc<Self>, spec: &SandboxSpec) -> Result<SandboxHandle, DockerError> {
         let endpoint = self.place().await?;
         let _in_flight = endpoint.start_create();
         let worktree = spec.worktree.clone();
@@ -381,7 +387,9 @@ impl Shared {
         let network = self.sandbox_network(&endpoint, &mut shape).await?;
         let body = create_body(&self.config, spec, &shape)?;
         let name = container_name(&self.config, spec, &RandomIds.hex(3));
-        let id = self.start_container(&endpoint, &name, &spec.image, body, network.as_deref()).await?;
+        let id = self.start_container(&endpoint, &name, &spec.image, body, network.as_deref()).await;
+        self.refill_spares(&endpoint);
+        let id = id?;
         self.tracked().insert(
             id.clone(),
             Tracked {
@@ -400,19 +408,56 @@ impl Shared {
         Ok(SandboxHandle { id, mount_at: spec.mount_at.clone() })
     }
 
-    /// With egress, creates the sandbox's network and puts it, its label
-    /// and the proxy's address into `shape`.
-    async fn sandbox_network(&self, endpoint: &Endpoint, shape: &mut Shape) -> Result<Option<String>, DockerError> {
+    /// With egress, takes a spare network (or creates one) for a new
+    /// sandbox, and puts it, its label and the proxy's address into
+    /// `shape`. The caller refills the spares once the sandbox runs, so the
+    /// refill does not compete with its start.
+    async fn sandbox_network(
+        self: &Arc<Self>,
+        endpoint: &Arc<Endpoint>,
+        shape: &mut Shape,
+    ) -> Result<Option<String>, DockerError> {
         let Some(egress) = &self.egress else { return Ok(None) };
-        let net = egress.create_network(endpoint).await?;
+        let net = match egress.take_spare(endpoint.index) {
+            Some(net) => net,
+            None => egress.create_network(endpoint, false).await?,
+        };
         shape.network = Some(net.name.clone());
         shape.labels.insert(self.label("network"), net.name.clone());
         shape.env.extend(net.env);
         Ok(Some(net.name))
     }
 
+    /// Spawns the creates that bring `endpoint`'s spare networks back to
+    /// their number.
+    pub(crate) fn refill_spares(self: &Arc<Self>, endpoint: &Arc<Endpoint>) {
+        let Some(egress) = &self.egress else { return };
+        for _ in 0..egress.reserve_spares(endpoint.index) {
+            let (shared, endpoint) = (self.clone(), endpoint.clone());
+            tokio::spawn(async move {
+                let Some(egress) = &shared.egress else { return };
+                let created = match egress.create_network(&endpoint, true).await {
+                    Ok(net) => Some(net),
+                    Err(e) => {
+                        tracing::warn!(endpoint = %endpoint.name, error = %e, "could not make a spare network");
+                        None
+                    }
+                };
+                if let Some(stray) = egress.finish_spare(endpoint.index, created) {
+                    shared.drop_network(&endpoint, Some(&stray.name)).await;
+                }
+            });
+        }
+    }
+
+    /// Removes spare networks.
+    pub(crate) async fn drop_spares(&self, spares: Vec<crate::egress::Spare>) {
+        let drops = spares.iter().map(|s| self.drop_network(&self.endpoints[s.endpoint], Some(&s.net.name)));
+        futures::future::join_all(drops).await;
+    }
+
     /// Creates one pooled sandbox like `template`, with an empty slot.
-    async fn create_pooled(&self, template: &SandboxSpec) -> Result<PoolEntry, DockerError> {
+    async fn create_pooled(self: &Arc<Self>, template: &SandboxSpec) -> Result<PoolEntry, DockerError> {
         let Some(pool) = &self.pool else {
             return Err(DockerError::Invalid { what: "warm pool", message: "no warm pool configured".to_string() });
         };
@@ -439,8 +484,16 @@ impl Shared {
             let network = self.sandbox_network(&endpoint, &mut shape).await?;
             let body = create_body(&self.config, template, &shape)?;
             let name = format!("{}-pool-{}", self.config.label_prefix, RandomIds.hex(6));
-            let id = self.start_container(&endpoint, &name, &template.image, body, network.as_deref()).await?;
-            let record = SlotRecord { container: id.clone(), origin: None, run_id: None, project_id: None, env: BTreeMap::new() };
+            let id = self.start_container(&endpoint, &name, &template.image, body, network.as_deref()).await;
+            self.refill_spares(&endpoint);
+            let id = id?;
+            let record = SlotRecord {
+                container: id.clone(),
+                origin: None,
+                run_id: None,
+                project_id: None,
+                env: BTreeMap::new(),
+            };
             let at = slot.clone();
             if let Err(e) = blocking(move || pool::write_record(&at, &record)).await {
                 let _ = remove_container(&endpoint, &id).await;
@@ -515,25 +568,30 @@ impl Shared {
             env: spec.env.clone(),
         };
         let (slot, worktree) = (entry.slot.clone(), spec.worktree.clone());
-        blocking(move || {
+        let attach = blocking(move || {
             pool::write_record(&slot, &record)?;
             pool::attach(&slot, &worktree)?;
             make_writable(&slot)
-        })
-        .await?;
+        });
+        // The name does not depend on the files: rename meanwhile.
         let endpoint = &self.endpoints[entry.endpoint];
         let name = run_container_name(&self.config, &spec.run_id.to_string(), &RandomIds.hex(3));
         let options = RenameContainerOptionsBuilder::new().name(&name).build();
-        if let Err(e) = endpoint.docker.rename_container(&entry.id, options).await {
+        let (attached, renamed) = tokio::join!(attach, endpoint.docker.rename_container(&entry.id, options));
+        if let Err(e) =
+            attached.and(renamed.map_err(|e| DockerError::from_bollard("rename pooled sandbox", &endpoint.name, e)))
+        {
+            // Put the worktree back where the engine expects it (when it
+            // moved at all); the caller destroys the entry.
             let (slot, worktree) = (entry.slot.clone(), spec.worktree.clone());
-            // Put the worktree back where the engine expects it; the caller
-            // destroys the entry.
             let _ = blocking(move || {
-                pool::detach(&slot, Some(&worktree))?;
+                if std::fs::read_link(&worktree).is_ok_and(|target| target == slot) {
+                    pool::detach(&slot, Some(&worktree))?;
+                }
                 Ok(())
             })
             .await;
-            return Err(DockerError::from_bollard("rename pooled sandbox", &endpoint.name, e));
+            return Err(e);
         }
         self.tracked().insert(
             entry.id.clone(),
@@ -601,10 +659,9 @@ impl Shared {
     ) -> Result<Vec<(Arc<Endpoint>, bollard::models::ContainerSummary)>, DockerError> {
         let filters = HashMap::from([("label", vec![format!("{}=true", self.config.managed_label())])]);
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-        let lists = futures::future::join_all(
-            self.endpoints.iter().map(|e| e.docker.list_containers(Some(options.clone()))),
-        )
-        .await;
+        let lists =
+            futures::future::join_all(self.endpoints.iter().map(|e| e.docker.list_containers(Some(options.clone()))))
+                .await;
         let mut listed = Vec::new();
         for (endpoint, list) in self.endpoints.iter().zip(lists) {
             listed.push((endpoint, list.map_err(endpoint.api("list containers"))?));
@@ -717,7 +774,11 @@ impl SandboxRuntime for DockerRuntime {
     /// - `OutOfMemory`: it was killed by the OOM killer.
     ///
     /// Dropping the stream before the end kills the command too.
-    async fn exec(&self, sandbox: &SandboxHandle, mut req: ExecRequest) -> Result<BoxStream<'static, Result<ExecEvent>>> {
+    async fn exec(
+        &self,
+        sandbox: &SandboxHandle,
+        mut req: ExecRequest,
+    ) -> Result<BoxStream<'static, Result<ExecEvent>>> {
         let (endpoint, tracked) = self.shared.require(&sandbox.id).await?;
         if !tracked.env.is_empty() {
             let mut env = tracked.env;

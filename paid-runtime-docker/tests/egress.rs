@@ -223,8 +223,15 @@ async fn only_the_proxy_is_reachable() {
 
         runtime.remove(&a).await.unwrap();
         runtime.remove(&b).await.unwrap();
+        assert!(!managed_networks(&docker, &prefix).await.contains(&net_a), "removing a sandbox removes its network");
+        // What is left are spare networks, ready for the next sandboxes.
+        for name in managed_networks(&docker, &prefix).await {
+            let net = docker.inspect_network(&name, None::<InspectNetworkOptions>).await.unwrap();
+            assert!(net.labels.unwrap().contains_key(&format!("{prefix}.spare")), "{name} is not a spare");
+        }
+        runtime.drain_pool().await;
         let left = managed_networks(&docker, &prefix).await;
-        assert!(left.is_empty(), "removing a sandbox removes its network: {left:?}");
+        assert!(left.is_empty(), "draining removes the spares: {left:?}");
     })
     .await;
     assert!(managed_networks(&docker, &prefix).await.is_empty());
@@ -234,13 +241,17 @@ async fn only_the_proxy_is_reachable() {
 async fn the_conformance_suite_passes_with_egress() {
     let (proxy_port, _) = http_responder("ok");
     let prefix = unique_prefix("egconf");
-    let config =
-        DockerConfig { label_prefix: prefix.clone(), egress: Some(EgressConfig::proxy(proxy_port)), ..DockerConfig::default() };
+    let config = DockerConfig {
+        label_prefix: prefix.clone(),
+        egress: Some(EgressConfig::proxy(proxy_port)),
+        ..DockerConfig::default()
+    };
     let runtime = runtime_with(config).await;
     let docker = runtime.client().clone();
     with_cleanup(&docker, &prefix, async {
         let dir = tempfile::tempdir().unwrap();
         suite::run_all(&runtime, &image(), dir.path()).await;
+        runtime.drain_pool().await;
         assert!(managed_networks(&docker, &prefix).await.is_empty(), "no network left behind");
     })
     .await;
@@ -260,7 +271,11 @@ async fn egress_configuration_errors_say_what_to_fix() {
         ),
         (
             DockerConfig {
-                egress: Some(EgressConfig { subnet_pool: "10.0.0.0/8".into(), subnet_prefix: 31, ..EgressConfig::proxy(1) }),
+                egress: Some(EgressConfig {
+                    subnet_pool: "10.0.0.0/8".into(),
+                    subnet_prefix: 31,
+                    ..EgressConfig::proxy(1)
+                }),
                 ..DockerConfig::default()
             },
             "egress subnet pool",

@@ -48,7 +48,11 @@ async fn a_flooding_command_is_cut_at_the_cap_and_the_log_says_so() {
 
     assert_eq!(outcome.exit, ExecExit::TimedOut);
     assert!(outcome.log_truncated, "the session reports the cut");
-    assert!(outcome.stdout.len() > CAP, "the flood went far past the cap ({} bytes kept in the tail)", outcome.stdout.len());
+    assert!(
+        outcome.stdout.len() > CAP,
+        "the flood went far past the cap ({} bytes kept in the tail)",
+        outcome.stdout.len()
+    );
     assert_eq!((after.exit, after.log_truncated), (ExecExit::Code(0), true));
 
     let chunks = store.logs(run.id, 0).await.unwrap();

@@ -8,9 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use paid_core::SandboxRuntime;
 use paid_core::metrics::Metrics;
 use paid_core::testing::sandbox as suite;
-use paid_core::SandboxRuntime;
 use paid_runtime_docker::{DockerConfig, WarmPoolConfig};
 use prometheus_client::registry::Registry;
 

@@ -61,7 +61,8 @@ async fn a_run_gets_a_ready_sandbox_with_its_worktree() {
         let started = Instant::now();
         let sandbox = runtime.create(&spec).await.unwrap();
         let claimed = started.elapsed();
-        let out = sh(&runtime, &sandbox, "cat src/lib.rs src/deep/data.txt; echo $PAID_RUN_ID $PAID_SUITE_SPEC; pwd").await;
+        let out =
+            sh(&runtime, &sandbox, "cat src/lib.rs src/deep/data.txt; echo $PAID_RUN_ID $PAID_SUITE_SPEC; pwd").await;
         let ready = started.elapsed();
         eprintln!("claimed in {claimed:?}; first exec answered after {ready:?}");
         assert!(pool_before.contains(&sandbox.id), "the sandbox came from the pool");
@@ -233,7 +234,8 @@ async fn other_limits_are_created_cold() {
         let spec = suite::spec(&image(), &wt);
         runtime.warm_up(&spec, Duration::from_secs(60)).await.unwrap();
         let pooled_ids = managed_ids(&docker, &prefix).await;
-        let other = SandboxSpec { limits: paid_core::ResourceLimits { pids: 77, ..spec.limits.clone() }, ..spec.clone() };
+        let other =
+            SandboxSpec { limits: paid_core::ResourceLimits { pids: 77, ..spec.limits.clone() }, ..spec.clone() };
         let sandbox = runtime.create(&other).await.unwrap();
         assert!(!pooled_ids.contains(&sandbox.id));
         let inspect = docker.inspect_container(&sandbox.id, None::<InspectContainerOptions>).await.unwrap();

@@ -126,7 +126,8 @@ async fn idle_and_old_sandboxes_go_busy_ones_stay() {
         sh(&runtime, &idle, "true").await;
         // A long exec keeps `busy` busy.
         let cancel = CancellationToken::new();
-        let mut long = runtime.exec(&busy, ExecRequest::shell("echo go; sleep 600").with_cancel(cancel.clone())).await.unwrap();
+        let mut long =
+            runtime.exec(&busy, ExecRequest::shell("echo go; sleep 600").with_cancel(cancel.clone())).await.unwrap();
         assert!(long.next().await.is_some());
         tokio::time::sleep(Duration::from_millis(2100)).await;
         // Created after the others' last activity: idle for less than a second.
@@ -204,6 +205,48 @@ async fn after_a_crash_the_reaper_cleans_the_pool_and_restores_the_worktree() {
         assert_eq!(std::fs::read_to_string(wt.join("more")).unwrap(), "more\n");
         assert_eq!(std::fs::read_dir(base.path().join("pool")).unwrap().count(), 0, "no slot left");
         assert!(common::managed_ids(&docker, &prefix).await.is_empty());
+    })
+    .await;
+}
+
+/// Spare networks have no sandbox by design: the runtime holding them
+/// keeps them, another runtime's reaper leaves them until `idle_after`.
+#[tokio::test(flavor = "multi_thread")]
+async fn spare_networks_are_not_dangling() {
+    let prefix = unique_prefix("spare");
+    let proxy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let config = DockerConfig {
+        label_prefix: prefix.clone(),
+        egress: Some(paid_runtime_docker::EgressConfig::proxy(proxy.local_addr().unwrap().port())),
+        ..DockerConfig::default()
+    };
+    let owner = runtime_with(config.clone()).await;
+    let docker = owner.client().clone();
+    with_cleanup(&docker, &prefix, async {
+        let worktree = tempfile::tempdir().unwrap();
+        let sandbox = owner.create(&suite::spec(&image(), worktree.path())).await.unwrap();
+        owner.remove(&sandbox).await.unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while common::managed_networks(&docker, &prefix).await.len() < 2 {
+            assert!(std::time::Instant::now() < until, "the spares were not made");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let spares = common::managed_networks(&docker, &prefix).await;
+
+        let own = owner.reap(&policy()).await.unwrap();
+        assert!(own.networks.is_empty(), "{own:?}");
+        let other = runtime_with(config).await;
+        let foreign = other.reap(&policy()).await.unwrap();
+        assert!(foreign.networks.is_empty(), "{foreign:?}");
+        assert_eq!(common::managed_networks(&docker, &prefix).await, spares);
+
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let late = ReapPolicy { idle_after: Duration::ZERO, ..policy() };
+        let mut reaped = other.reap(&late).await.unwrap().networks;
+        reaped.sort();
+        let mut want = spares.clone();
+        want.sort();
+        assert_eq!(reaped, want, "another runtime's spares go once past idle_after");
     })
     .await;
 }

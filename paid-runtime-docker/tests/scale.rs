@@ -83,11 +83,8 @@ async fn sandboxes_go_to_the_least_loaded_endpoint() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoint_and_endpoints_exclude_each_other() {
-    let config = DockerConfig {
-        endpoint: Some(SOCKET.into()),
-        endpoints: vec![SOCKET.into()],
-        ..DockerConfig::default()
-    };
+    let config =
+        DockerConfig { endpoint: Some(SOCKET.into()), endpoints: vec![SOCKET.into()], ..DockerConfig::default() };
     let err = DockerRuntime::connect(config).await.unwrap_err();
     assert!(matches!(err, paid_core::Error::InvalidInput { .. }), "{err:?}");
     let config = DockerConfig {

@@ -136,22 +136,25 @@ pub(crate) async fn heartbeat(pool: &PgPool, id: RunId, owner: &str, lease: Dura
 }
 
 /// The recorded owner may always release (even after expiry); releasing an
-/// unleased run does nothing; releasing someone else's lease fails.
-pub(crate) async fn release(pool: &PgPool, id: RunId, owner: &str) -> OpResult<()> {
-    let released =
-        sqlx::query("UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2")
-            .bind(id.0)
-            .bind(owner)
-            .execute(pool)
-            .await?;
-    if released.rows_affected() == 1 {
-        return Ok(());
+/// unleased run does nothing; releasing someone else's lease fails. Returns
+/// whether an active run became claimable.
+pub(crate) async fn release(pool: &PgPool, id: RunId, owner: &str) -> OpResult<bool> {
+    let released: Option<bool> = sqlx::query_scalar(
+        "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2
+         RETURNING finished_at IS NULL",
+    )
+    .bind(id.0)
+    .bind(owner)
+    .fetch_optional(pool)
+    .await?;
+    if let Some(active) = released {
+        return Ok(active);
     }
     let holder: Option<Option<String>> =
         sqlx::query_scalar("SELECT lease_owner FROM runs WHERE id = $1").bind(id.0).fetch_optional(pool).await?;
     match holder {
         None => Err(runs::not_found(id)),
-        Some(None) => Ok(()),
+        Some(None) => Ok(false),
         Some(Some(_)) => Err(lease_lost(id, owner)),
     }
 }

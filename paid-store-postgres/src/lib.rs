@@ -11,7 +11,7 @@
 //! - **Leases** expire unless heartbeated; an expired lease is claimable, and
 //!   every lease-checked write checks owner, expiry and expected state in the
 //!   same statement as the write, so a stale worker changes nothing.
-//! - **Wake-ups**: triggers `NOTIFY` when work appears, and
+//! - **Wake-ups**: the store sends `NOTIFY` when work appears, and
 //!   [`PgStore::work_listener`] wakes an idle worker at once, with polling
 //!   as the fallback.
 //! - Each store lives in one **schema** ([`PgStoreOptions::schema`]), so tests

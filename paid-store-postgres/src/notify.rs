@@ -1,7 +1,14 @@
 //! Waking idle workers: `LISTEN/NOTIFY`, with polling as the fallback.
 //!
-//! Triggers on `runs` send `NOTIFY "paid_work:<schema>"` when a run is
-//! queued, a lease is given up or a run ends. One background task per store
+//! The store sends `NOTIFY "paid_work:<schema>"` when a run is queued, an
+//! active run's lease is given up, or a run ends (freeing a slot of its
+//! project). It sends it as a statement of its own after the write commits,
+//! not from inside the write: PostgreSQL serializes the commits of notifying
+//! transactions on one database-wide lock, held through the commit's WAL
+//! flush, which would cap every such write at one flush at a time. A
+//! transaction that only notifies writes no WAL and commits at once.
+//!
+//! One background task per store
 //! listens on its own connection and bumps a counter; every
 //! [`WorkListener`] watches the counter. A lost connection also bumps it
 //! (notifications may have been missed while it was down), and the task
@@ -54,6 +61,14 @@ impl WorkListener {
             }
             Err(_) => Wake::TimedOut,
         }
+    }
+}
+
+/// Announces work on `channel`. Best effort: the write it follows has
+/// committed, and idle workers poll anyway.
+pub(crate) async fn announce(pool: &PgPool, channel: &str) {
+    if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(pool).await {
+        tracing::debug!(%channel, error = %e, "could not NOTIFY; idle workers will find the work by polling");
     }
 }
 

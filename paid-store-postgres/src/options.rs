@@ -30,6 +30,7 @@ pub struct PgStoreOptions {
     application_name: String,
     migrate: bool,
     project_limits: bool,
+    synchronous_commit: bool,
 }
 
 impl PgStoreOptions {
@@ -51,6 +52,7 @@ impl PgStoreOptions {
             application_name: "paid".into(),
             migrate: true,
             project_limits: false,
+            synchronous_commit: true,
         }
     }
 
@@ -116,6 +118,21 @@ impl PgStoreOptions {
         self
     }
 
+    /// Whether each write waits for its WAL to reach disk before it returns
+    /// (default on: PostgreSQL's `synchronous_commit`).
+    ///
+    /// Off, a write returns before the flush, so a worker's dozens of writes
+    /// per run stop waiting on the disk one by one; if the *server* crashes
+    /// (a clean restart loses nothing), the last few hundred milliseconds of
+    /// writes are lost, consistently. Leases and idempotency keys still
+    /// prevent any side effect from happening twice, but a run whose state
+    /// change was lost can end `failed`. Use it where the disk is slow and
+    /// that trade is acceptable.
+    pub fn synchronous_commit(mut self, on: bool) -> Self {
+        self.synchronous_commit = on;
+        self
+    }
+
     /// The configured schema.
     pub fn schema_name(&self) -> &str {
         &self.schema
@@ -169,7 +186,10 @@ impl PgStoreOptions {
             what: "url",
             message: format!("{e}; expected postgres://user:password@host:port/database"),
         })?;
-        Ok(options.application_name(&self.application_name).options([("search_path", self.schema.as_str())]))
+        let commit = if self.synchronous_commit { "on" } else { "off" };
+        Ok(options
+            .application_name(&self.application_name)
+            .options([("search_path", self.schema.as_str()), ("synchronous_commit", commit)]))
     }
 }
 

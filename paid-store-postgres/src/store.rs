@@ -11,7 +11,7 @@ use paid_core::{
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::notify::{Notifier, Wake, WorkListener};
+use crate::notify::{self, Notifier, Wake, WorkListener};
 use crate::options::describe;
 use crate::{Error, PgStoreOptions, journal, leases, logs, migrations, projects, records, runs};
 
@@ -26,6 +26,7 @@ use crate::{Error, PgStoreOptions, journal, leases, logs, migrations, projects, 
 pub struct PgStore {
     pool: PgPool,
     listen_pool: PgPool,
+    notify_pool: PgPool,
     schema: Arc<str>,
     channel: Arc<str>,
     target: Arc<str>,
@@ -83,6 +84,7 @@ impl PgStore {
             }
         }
         Ok(Self {
+            notify_pool: notify_pool(connect.clone(), options.acquire_timeout_value()),
             listen_pool: listen_pool(connect, options.acquire_timeout_value()),
             channel: format!("paid_work:{schema}").into(),
             schema: schema.into(),
@@ -160,8 +162,19 @@ impl PgStore {
     pub async fn close(&self) {
         self.notifier.stop().await;
         self.listen_pool.close().await;
+        self.notify_pool.close().await;
         self.pool.close().await;
     }
+}
+
+/// Connections for `NOTIFY` alone, committing without waiting for a WAL
+/// flush: a notification is not durable anyway, and a notifying commit holds
+/// a database-wide lock for as long as it waits (see [`crate::notify`]).
+fn notify_pool(connect: PgConnectOptions, acquire_timeout: Duration) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(acquire_timeout)
+        .connect_lazy_with(connect.options([("synchronous_commit", "off")]))
 }
 
 /// One connection, kept apart from the main pool, for `LISTEN`.
@@ -205,7 +218,9 @@ impl Store for PgStore {
     }
 
     async fn create_run(&self, run: &NewRun) -> paid_core::Result<Run> {
-        Ok(runs::create(&self.pool, run).await?)
+        let run = runs::create(&self.pool, run).await?;
+        notify::announce(&self.notify_pool, &self.channel).await;
+        Ok(run)
     }
 
     async fn run(&self, id: RunId) -> paid_core::Result<Run> {
@@ -217,7 +232,12 @@ impl Store for PgStore {
     }
 
     async fn transition(&self, t: &Transition) -> paid_core::Result<Run> {
-        Ok(runs::transition(&self.pool, t).await?)
+        let run = runs::transition(&self.pool, t).await?;
+        if self.project_limits && t.to.is_terminal() {
+            // A slot of the project is free.
+            notify::announce(&self.notify_pool, &self.channel).await;
+        }
+        Ok(run)
     }
 
     async fn patch_run(&self, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> paid_core::Result<Run> {
@@ -247,7 +267,10 @@ impl Store for PgStore {
     }
 
     async fn release(&self, id: RunId, owner: &str) -> paid_core::Result<()> {
-        Ok(leases::release(&self.pool, id, owner).await?)
+        if leases::release(&self.pool, id, owner).await? {
+            notify::announce(&self.notify_pool, &self.channel).await;
+        }
+        Ok(())
     }
 
     async fn begin_step(

@@ -85,6 +85,16 @@ pub enum Error {
         /// The trap.
         message: String,
     },
+    /// Every instance slot of the host's pool was in use.
+    #[error("strategy module {module} could not run {call}: all {limit} instance slots are busy")]
+    Busy {
+        /// The module's name.
+        module: String,
+        /// The call.
+        call: String,
+        /// The host's `max_concurrent_calls`.
+        limit: u32,
+    },
     /// The module answered with something that is not a valid answer.
     #[error("strategy module {module} gave an invalid answer to {call}: {message}")]
     BadOutput {
@@ -121,6 +131,7 @@ impl Error {
             | Error::Deadline { module, .. }
             | Error::MemoryExceeded { module, .. }
             | Error::Trap { module, .. }
+            | Error::Busy { module, .. }
             | Error::BadOutput { module, .. }
             | Error::Guest { module, .. } => Some(module),
             Error::Read { .. } | Error::Engine(_) => None,

@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wasmtime::{
     Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
-    PoolingAllocationConfig, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, ValType,
+    PoolConcurrencyLimitError, PoolingAllocationConfig, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    ValType,
 };
 
 use crate::{ABI_VERSION, Error};
@@ -162,10 +163,11 @@ impl WasmHost {
                 message: "no WebAssembly magic number (\\0asm); is this a .wasm file?".into(),
             });
         }
+        check_memory(name, bytes, self.limits.memory_bytes)?;
         let module = Module::new(&self.engine, bytes)
             .map_err(|e| Error::Malformed { module: name.into(), message: format!("{e:#}") })?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
-        check_interface(name, &module, self.limits.memory_bytes)?;
+        check_interface(name, &module)?;
         let linker: Linker<State> = Linker::new(&self.engine);
         let pre = linker
             .instantiate_pre(&module)
@@ -186,7 +188,26 @@ impl WasmHost {
     }
 }
 
-fn check_interface(name: &str, module: &Module, memory_bytes: usize) -> Result<(), Error> {
+/// Rejects a module whose memories start larger than the cap, before
+/// compiling it. Unparsable bytes pass here and fail in compilation.
+fn check_memory(name: &str, bytes: &[u8], memory_bytes: usize) -> Result<(), Error> {
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let Ok(wasmparser::Payload::MemorySection(memories)) = payload else { continue };
+        for memory in memories.into_iter().flatten() {
+            let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+            if memory.initial.saturating_mul(page) > memory_bytes as u64 {
+                return Err(Error::MemoryExceeded {
+                    module: name.into(),
+                    call: "instantiate".into(),
+                    limit_bytes: memory_bytes,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_interface(name: &str, module: &Module) -> Result<(), Error> {
     let wrong = |message: String| Error::WrongInterface { module: name.into(), message };
     if let Some(import) = module.imports().next() {
         return Err(wrong(format!(
@@ -201,15 +222,7 @@ fn check_interface(name: &str, module: &Module, memory_bytes: usize) -> Result<(
         ("decide", &[ValType::I32, ValType::I32], &[ValType::I64]),
     ];
     match module.get_export("memory") {
-        Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {
-            if m.minimum().saturating_mul(m.page_size()) > memory_bytes as u64 {
-                return Err(Error::MemoryExceeded {
-                    module: name.into(),
-                    call: "instantiate".into(),
-                    limit_bytes: memory_bytes,
-                });
-            }
-        }
+        Some(ExternType::Memory(m)) if !m.is_64() && !m.is_shared() => {}
         Some(_) => return Err(wrong("export `memory` is not a 32-bit, unshared memory".into())),
         None => return Err(wrong("no exported `memory`".into())),
     }
@@ -304,6 +317,9 @@ impl StrategyModule {
         let (module, call) = (self.name.clone(), call.to_string());
         if store.data().memory_cap_hit {
             return Error::MemoryExceeded { module, call, limit_bytes: self.limits.memory_bytes };
+        }
+        if e.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+            return Error::Busy { module, call, limit: self.limits.max_concurrent_calls };
         }
         match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => Error::OutOfFuel { module, call, fuel: self.limits.fuel },

@@ -234,7 +234,7 @@ fn the_fallback_keeps_the_caller_working() {
     let fallback = host.strategy_or_builtin(std::path::Path::new("/nonexistent/strategy.wasm"), serde_json::json!({}));
     assert_eq!(fallback.name(), "thompson");
     // And the host still runs good modules.
-    let good = host.strategy_or_builtin(&guest("thompson"), serde_json::json!({}));
+    let good = host.strategy_or_builtin(guest("thompson"), serde_json::json!({}));
     assert_eq!(good.name(), "thompson (fallback thompson)");
     let req = choose_request(9);
     assert_eq!(good.choose_variant(&req).unwrap(), ThompsonStrategy.choose_variant(&req).unwrap());
@@ -252,4 +252,27 @@ fn lie() -> String {
     }
     body.push_str(&format!("i64.const {}", (64u64 << 32) | answer.len() as u64));
     body
+}
+
+#[test]
+fn more_concurrent_calls_than_slots_are_refused_not_queued() {
+    let host = WasmHost::new(Limits {
+        max_concurrent_calls: 1,
+        fuel: u64::MAX / 2,
+        deadline: Duration::from_secs(2),
+        ..limits()
+    })
+    .unwrap();
+    // One slot: the load-time ABI check used it and gave it back.
+    let slow = Arc::new(WasmStrategy::new(
+        host.load("slow", &abi_module("(loop $l (br $l)) unreachable")).unwrap(),
+        serde_json::json!({}),
+    ));
+    let busy = slow.clone();
+    let first = std::thread::spawn(move || busy.call::<_, serde_json::Value>("choose_variant", &choose_request(0)));
+    std::thread::sleep(Duration::from_millis(200));
+    let err = slow.call::<_, serde_json::Value>("choose_variant", &choose_request(1)).unwrap_err();
+    assert!(matches!(err, Error::Busy { limit: 1, .. }), "{err:?}");
+    assert_names(&err, "slow");
+    assert!(matches!(first.join().unwrap(), Err(Error::OutOfFuel { .. } | Error::Deadline { .. })));
 }

@@ -4,39 +4,14 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use paid_core::metrics::Metrics;
-use paid_core::{ProjectId, ProxyEndpoint, RunCredentials, RunId, Store};
+use paid_core::Store;
 use paid_llm::providers::ProviderKind;
-use paid_llm::proxy::{Proxy, Upstream};
+use paid_llm::proxy::{Proxy, ProxyCredentials, Upstream};
 use secrecy::SecretString;
 
 use super::config::{Config, ConfigError};
 use super::vault::Vault;
-
-/// Per-run tokens for the proxy.
-#[derive(Debug, Clone)]
-pub struct ProxyCredentials {
-    proxy: Proxy,
-    sandbox_url: String,
-}
-
-#[async_trait]
-impl RunCredentials for ProxyCredentials {
-    async fn issue(&self, run_id: RunId, project_id: ProjectId) -> paid_core::Result<ProxyEndpoint> {
-        let token = self.proxy.issue_token(run_id, project_id);
-        Ok(self.proxy.endpoint(&self.sandbox_url, &token))
-    }
-
-    async fn revoke(&self, run_id: RunId) -> paid_core::Result<()> {
-        self.proxy.revoke(run_id);
-        Ok(())
-    }
-
-    async fn budget_exceeded(&self, run_id: RunId) -> paid_core::Result<Option<String>> {
-        Ok(self.proxy.budget_breach(run_id).map(|b| b.to_string()))
-    }
-}
 
 fn kind_of(kind: &str) -> Option<ProviderKind> {
     match kind {
@@ -120,7 +95,7 @@ pub async fn start(
         .await
         .map_err(|e| err("proxy.bind".into(), format!("cannot listen on {}: {e}", config.proxy.bind)))?;
     Ok(Some(StartedProxy {
-        credentials: Arc::new(ProxyCredentials { proxy, sandbox_url: config.proxy.sandbox_url.clone() }),
+        credentials: Arc::new(ProxyCredentials::new(proxy, config.proxy.sandbox_url.clone())),
         server,
     }))
 }

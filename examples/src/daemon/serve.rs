@@ -597,7 +597,8 @@ where
     }
 }
 
-/// Adds each ended run's usage to the token and cost counters.
+/// Adds the usage agents reported for each ended run to the token and cost
+/// counters (the metering proxy records what passes through it).
 async fn usage_metrics(engine: Engine, store: Arc<dyn Store>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     let mut events = engine.subscribe();
     loop {
@@ -616,7 +617,9 @@ async fn usage_metrics(engine: Engine, store: Arc<dyn Store>, metrics: Arc<Metri
         }
         let (Ok(run), Ok(usage)) = (store.run(run_id).await, store.usage(run_id).await) else { continue };
         let project_id = run.project_id.to_string();
-        for u in usage {
+        // The proxy counts what it meters itself; only what agents reported
+        // (provider `agent:<kind>`) is added here.
+        for u in usage.into_iter().filter(|u| u.provider.starts_with("agent:")) {
             for (direction, n) in [
                 ("input", u.usage.input),
                 ("cache_read", u.usage.cache_read),

@@ -86,6 +86,10 @@ pub struct WorkerArgs {
     /// Ignore projects' `max_concurrent_runs` when claiming.
     #[arg(long)]
     pub no_project_limits: bool,
+    /// Do not wait for each write's WAL flush (`synchronous_commit = off`): much less latency on
+    /// slow disks; a database *crash* may lose the last writes (see `PgStoreOptions::synchronous_commit`).
+    #[arg(long)]
+    pub async_commit: bool,
     /// The ports the engine uses.
     #[arg(long, value_enum, default_value = "instant")]
     pub backends: Backends,
@@ -169,7 +173,8 @@ pub async fn run_until(args: WorkerArgs, stop: CancellationToken) -> anyhow::Res
         .max_connections(args.pool_size.max(2))
         .acquire_timeout(Duration::from_secs(5))
         .application_name(format!("paid-worker {worker_id}"))
-        .project_limits(!args.no_project_limits);
+        .project_limits(!args.no_project_limits)
+        .synchronous_commit(!args.async_commit);
     let pg = connect(options, &stop).await?;
     let store: Arc<dyn Store> =
         Arc::new(RetryStore::new(Arc::new(pg.clone()), Duration::from_millis(args.db_patience_ms)));

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use super::evolution::{self, EvolutionConfig, EvolutionPorts, EvolutionReport, RunFeedback, RunScore};
 use super::experiment::{self, ArmSample, Assignment, Decision, Experiment, Variant};
 use super::prompts::{self, PromptVersion};
-use super::score::ScoreWeights;
+use super::score::{QualitySummary, ScoreWeights, export_metrics};
 use super::strategy::{EvolutionStrategy, check_verdict};
 use super::{ExperimentId, PromptVersionId};
+use crate::metrics::Metrics;
 use crate::ports::learning::{ExperimentFilter, LearningStore};
 use crate::{Clock, Error, Ids, LlmProvider, Outcome, ProjectId, Result, RunId};
 
@@ -40,11 +41,15 @@ pub struct Learning {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn Ids>,
     weights: ScoreWeights,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Learning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Learning").field("strategy", &self.strategy.name()).field("weights", &self.weights).finish()
+        f.debug_struct("Learning")
+            .field("strategy", &self.strategy.name())
+            .field("weights", &self.weights)
+            .finish_non_exhaustive()
     }
 }
 
@@ -56,7 +61,15 @@ impl Learning {
         clock: Arc<dyn Clock>,
         ids: Arc<dyn Ids>,
     ) -> Self {
-        Self { store, strategy, clock, ids, weights: ScoreWeights::default() }
+        Self { store, strategy, clock, ids, weights: ScoreWeights::default(), metrics: None }
+    }
+
+    /// Records `paid_quality_score{project_id,prompt_slug}` in `metrics`:
+    /// after each outcome, the mean score of the version's runs in the
+    /// project.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Uses these score weights.
@@ -144,6 +157,23 @@ impl Learning {
                 scored_at: now,
             })
             .await?;
+        if let Some(metrics) = &self.metrics {
+            let slug = self.store.version(version).await?.slug;
+            let scores: Vec<f64> = self
+                .store
+                .run_scores(version)
+                .await?
+                .iter()
+                .filter(|s| s.project_id == outcome.project_id)
+                .map(|s| s.score)
+                .collect();
+            let summary = QualitySummary {
+                outcomes: scores.len(),
+                mean_quality: (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64),
+                merge_rate: None,
+            };
+            export_metrics(metrics, outcome.project_id, &slug, &summary);
+        }
         let Some((experiment_id, arm)) = experiment else { return Ok((score, None)) };
         self.store
             .record_sample(&ArmSample { experiment_id, arm, run_id: outcome.run_id, score, recorded_at: now })
@@ -284,7 +314,7 @@ mod tests {
         let store = Arc::new(MemoryLearningStore::default());
         let clock = Arc::new(ManualClock::new(at(0)));
         let ids = Arc::new(SequentialIds::default());
-        let learning = Learning::new(store.clone(), strategy, clock.clone(), ids);
+        let learning = Learning::new(store.clone(), strategy, clock.clone(), ids).with_metrics(Arc::default());
         let v1 = default_task_prompt(PromptVersionId(Uuid::now_v7()), at(0)).unwrap();
         store
             .put_prompt(&Prompt {

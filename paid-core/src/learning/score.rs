@@ -41,7 +41,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Outcome, Result};
+use crate::metrics::{Metrics, ProjectLabels, PromptLabels};
+use crate::{Error, Outcome, ProjectId, Result};
 
 /// How much each outcome signal counts. Stored as data; the default is the
 /// table of DESIGN §7. Weights need not sum to 1: they are normalized.
@@ -186,13 +187,26 @@ pub fn summarize(weights: &ScoreWeights, outcomes: &[Outcome]) -> QualitySummary
     }
 }
 
+/// Sets `paid_quality_score{project_id,prompt_slug}` and
+/// `paid_pr_merge_rate{project_id}` from a summary of the project's outcomes
+/// (gauges without a value are left alone).
+pub fn export_metrics(metrics: &Metrics, project: ProjectId, prompt_slug: &str, summary: &QualitySummary) {
+    if let Some(mean) = summary.mean_quality {
+        let labels = PromptLabels { project_id: project.to_string(), prompt_slug: prompt_slug.to_string() };
+        metrics.quality_score.get_or_create(&labels).set(mean);
+    }
+    if let Some(rate) = summary.merge_rate {
+        metrics.pr_merge_rate.get_or_create(&ProjectLabels { project_id: project.to_string() }).set(rate);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use pretty_assertions::assert_eq;
     use uuid::Uuid;
 
     use super::*;
-    use crate::{ProjectId, RunId};
+    use crate::RunId;
 
     fn outcome() -> Outcome {
         Outcome {
@@ -296,5 +310,13 @@ mod tests {
         assert!(close(s.mean_quality.unwrap(), (1.0 + 0.4 + 0.2) / 3.0));
         assert!(close(s.merge_rate.unwrap(), 0.5));
         assert_eq!(summarize(&w, &[]), QualitySummary { outcomes: 0, mean_quality: None, merge_rate: None });
+
+        let metrics = Metrics::default();
+        let project = ProjectId(Uuid::nil());
+        export_metrics(&metrics, project, "task", &s);
+        let labels = PromptLabels { project_id: project.to_string(), prompt_slug: "task".into() };
+        assert!(close(metrics.quality_score.get_or_create(&labels).get(), (1.0 + 0.4 + 0.2) / 3.0));
+        let project_labels = ProjectLabels { project_id: project.to_string() };
+        assert!(close(metrics.pr_merge_rate.get_or_create(&project_labels).get(), 0.5));
     }
 }

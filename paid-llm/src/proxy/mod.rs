@@ -40,8 +40,11 @@
 
 pub mod auth;
 pub mod budget;
+mod credentials;
 mod forward;
 pub mod sse;
+
+pub use credentials::ProxyCredentials;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -42,7 +42,11 @@ pub fn spec_with(worktree: &Path, limits: ResourceLimits) -> SandboxSpec {
 /// labels (never by image).
 pub fn unique_prefix(test: &str) -> String {
     use paid_core::Ids;
-    format!("paidt{}{}", test.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>(), paid_core::RandomIds.hex(3))
+    format!(
+        "paidt{}{}",
+        test.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>(),
+        paid_core::RandomIds.hex(3)
+    )
 }
 
 /// A runtime on the local engine with `config`, the image present.
@@ -62,7 +66,8 @@ pub async fn cleanup(docker: &bollard::Docker, prefix: &str) -> usize {
     let containers = docker.list_containers(Some(options)).await.unwrap_or_default();
     for c in &containers {
         let id = c.id.clone().unwrap_or_default();
-        let _ = docker.remove_container(&id, Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build())).await;
+        let _ =
+            docker.remove_container(&id, Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build())).await;
     }
     let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
     for n in docker.list_networks(Some(options)).await.unwrap_or_default() {

@@ -168,23 +168,3 @@ BEGIN
     RETURN leased < coalesce(allowed, 0);
 END
 $$;
-
--- Wakes idle workers (LISTEN "paid_work:<schema>") when work may have
--- appeared: a run was queued, a lease was given up, or a run ended (which
--- frees a slot of its project).
-CREATE FUNCTION paid_notify_work() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('paid_work:' || current_schema(), '');
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER runs_queued AFTER INSERT ON runs
-    FOR EACH ROW EXECUTE FUNCTION paid_notify_work();
-
-CREATE TRIGGER runs_freed AFTER UPDATE OF lease_owner, finished_at ON runs
-    FOR EACH ROW
-    WHEN ((OLD.lease_owner IS NOT NULL AND NEW.lease_owner IS NULL)
-          OR (OLD.finished_at IS NULL AND NEW.finished_at IS NOT NULL))
-    EXECUTE FUNCTION paid_notify_work();

@@ -55,7 +55,7 @@ fn arm_stats(rng: &mut SplitMix64, name: &str, control: bool, normal: bool) -> A
 pub fn choose_request(i: u64) -> ChooseRequest {
     let mut rng = SplitMix64::new(0xC0FFEE ^ i);
     let n = 2 + (rng.next_u64() % 3) as usize;
-    let normal = rng.next_u64() % 3 == 0;
+    let normal = rng.next_u64().is_multiple_of(3);
     ChooseRequest {
         experiment_id: format!("exp-{i}"),
         issue_key: format!("project#{i}"),
@@ -94,12 +94,12 @@ pub fn experiment(rule: PromotionRule, variants: usize, metric: Metric) -> Exper
 /// statistics from random samples.
 pub fn promote_request(i: u64) -> PromoteRequest {
     let mut rng = SplitMix64::new(0xFEED ^ i);
-    let rule = if rng.next_u64() % 2 == 0 {
+    let rule = if rng.next_u64().is_multiple_of(2) {
         PromotionRule::Bayesian(BayesianRule::default())
     } else {
         PromotionRule::Welch(WelchRule::default())
     };
-    let metric = if rng.next_u64() % 3 == 0 { Metric::Score } else { Metric::Success };
+    let metric = if rng.next_u64().is_multiple_of(3) { Metric::Score } else { Metric::Success };
     let exp = experiment(rule, 1 + (rng.next_u64() % 2) as usize, metric);
     let mut samples = Vec::new();
     for arm in exp.arms() {
