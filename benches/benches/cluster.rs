@@ -113,9 +113,21 @@ fn claims(c: &mut Criterion, rt: &Runtime) {
     group.finish();
 }
 
+/// Whether `kind` is measured: all, or the ones `PAID_BENCH_ONLY` names
+/// (comma-separated store names as printed).
+fn selected(kind: Kind) -> bool {
+    match std::env::var("PAID_BENCH_ONLY") {
+        Ok(only) if !only.is_empty() => only.split(',').any(|name| name.trim() == kind.name()),
+        _ => true,
+    }
+}
+
 fn summary(rt: &Runtime) {
     let table = Table::default();
     for kind in [Kind::Sqlite, Kind::Postgres, Kind::PostgresNoLimits, Kind::PostgresAsyncCommit] {
+        if !selected(kind) {
+            continue;
+        }
         for claimers in CLAIMERS {
             let rate = rt.block_on(async {
                 let fixture = Fixture::new(kind, claimers).await;
@@ -138,6 +150,9 @@ fn summary(rt: &Runtime) {
         "store", "total p50", "agent p50", "over p50", "over p95", "round trip", "p50 round trips", "p95 / 20 ms"
     );
     for kind in [Kind::Sqlite, Kind::Postgres, Kind::PostgresAsyncCommit] {
+        if !selected(kind) {
+            continue;
+        }
         let (o, rt_p50) = rt.block_on(async {
             let fixture = Fixture::new(kind, 1).await;
             let store = fixture.handles[0].clone();

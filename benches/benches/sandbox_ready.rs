@@ -334,14 +334,8 @@ async fn bench(prefix: &str) {
         println!("{:<34} {:>4} {:>10.1} {:>10.1} {:>10.1}", s.name, s.n, ms(s.p50), ms(s.p95), ms(s.mean));
     }
     let get = |name: &str| table.iter().find(|s| s.name == name).unwrap();
-    let (bare, cli, cold, cold_eg, warm, naive) = (
-        get(order[0]),
-        get(order[1]),
-        get(order[2]),
-        get(order[3]),
-        get(order[4]),
-        get(order[5]),
-    );
+    let (bare, cli, cold, cold_eg, warm, naive) =
+        (get(order[0]), get(order[1]), get(order[2]), get(order[3]), get(order[4]), get(order[5]));
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!("\nratios (p50 / p95):");
     for (what, a, b) in [

@@ -502,6 +502,31 @@ async fn sigterm_finishes_or_releases_the_current_step() {
     cluster.finish().await;
 }
 
+/// An idle worker polling only once a minute picks up a newly queued run
+/// within seconds: it was woken by NOTIFY, not by its poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_is_woken_by_notify_not_by_polling() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::new().await;
+    let projects = cluster.queue(1, 0, 2).await;
+    let port = free_port();
+    let health = format!("127.0.0.1:{port}");
+    let worker = Worker::start(&cluster, "sleeper", &["--poll-ms", "60000", "--health-addr", &health]);
+    let (status, body) = http_get(port, "/health/ready", Duration::from_secs(20), true).await;
+    assert_eq!(status, 200, "{body}");
+    // Past its first (empty) claim, into the idle wait.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let queued = Instant::now();
+    cluster.add_run(&projects[0], 1, chrono::Utc::now()).await;
+    let runs = cluster.wait_all_ended(Duration::from_secs(20), &[&worker]).await;
+    let took = queued.elapsed();
+    assert_eq!(runs[0].state, RunState::Succeeded);
+    assert!(took < Duration::from_secs(10), "woken at once, not at the 60 s poll: {took:?}");
+    eprintln!("queued to succeeded on an idle worker: {took:?}");
+    worker.stop();
+    cluster.finish().await;
+}
+
 /// Waits until the agent has started `n` times in `projects`.
 async fn wait_agent_started(cluster: &Cluster, projects: &[Project], n: usize, worker: &Worker) {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -376,18 +376,29 @@ impl Egress {
     }
 
     /// Records the end of a reserved create. Returns the network back when
-    /// the spares were drained meanwhile: the caller removes it.
+    /// the spares were drained meanwhile: the caller removes it, then calls
+    /// [`release_spare`](Self::release_spare), so a drain waits for that too.
     pub(crate) fn finish_spare(&self, endpoint: usize, created: Option<SandboxNet>) -> Option<SandboxNet> {
+        let mut spares = self.spares();
+        match created {
+            Some(net) if spares.closed => Some(net),
+            created => {
+                let filling = spares.filling.entry(endpoint).or_default();
+                *filling = filling.saturating_sub(1);
+                if let Some(net) = created {
+                    spares.ready.entry(endpoint).or_default().push_back(Spare { net, endpoint, born: Instant::now() });
+                }
+                None
+            }
+        }
+    }
+
+    /// Ends a create whose network [`finish_spare`](Self::finish_spare)
+    /// handed back, once it is removed.
+    pub(crate) fn release_spare(&self, endpoint: usize) {
         let mut spares = self.spares();
         let filling = spares.filling.entry(endpoint).or_default();
         *filling = filling.saturating_sub(1);
-        match created {
-            Some(net) if !spares.closed => {
-                spares.ready.entry(endpoint).or_default().push_back(Spare { net, endpoint, born: Instant::now() });
-                None
-            }
-            other => other,
-        }
     }
 
     /// Whether `network` is one of this runtime's ready spares.
@@ -725,6 +736,9 @@ mod tests {
         let (drained, filling) = egress.drain_spares();
         assert_eq!((drained.len(), filling), (0, 3));
         assert_eq!(egress.finish_spare(0, Some(net("late"))), Some(net("late")), "drained: handed back");
+        assert_eq!(egress.drain_spares().1, 3, "still in flight until removed");
+        egress.release_spare(0);
+        assert_eq!(egress.drain_spares().1, 2);
         assert_eq!(egress.reserve_spares(0), 0);
     }
 

@@ -66,8 +66,10 @@
 //! outside the sandbox's network do not resolve. Each sandbox gets its own
 //! internal network with no host-side address; a shared internal network is
 //! not enough on the engine (containers on it reach every port of the host,
-//! and `enable_icc=false` would cut them off from the forwarder too). The
-//! `egress` module docs (in the source) give the details.
+//! and `enable_icc=false` would cut them off from the forwarder too). A few
+//! [spare networks](EgressConfig::spare_networks) are kept ready so a
+//! create does not wait for one. The `egress` module docs (in the source)
+//! give the details.
 //!
 //! ```no_run
 //! use paid_runtime_docker::{DockerConfig, DockerRuntime, EgressConfig};
@@ -94,12 +96,20 @@
 //! [`max_idle_secs`](WarmPoolConfig::max_idle_secs). The engine needs no
 //! change. Call [`DockerRuntime::drain_pool`] on shutdown.
 //!
+//! The trade-offs: while a pooled sandbox runs, the worktree's path is a
+//! symbolic link (host tools that `lstat` it see a link; git does not mind),
+//! and the pool root must be on the worktrees' filesystem (otherwise every
+//! claim falls back to a cold create). A record written before anything
+//! moves (`<slot>.json`) lets the reaper of any worker give a worktree its
+//! directory back after a crash.
+//!
 //! # Reaper
 //!
 //! [`DockerRuntime::reap`] removes orphaned, idle, too old and abandoned
 //! sandboxes, dangling networks and orphan pool slots, and reports them in
 //! a [`ReapReport`]. It never touches a container without the management
-//! label. See [`ReapPolicy`].
+//! label. See [`ReapPolicy`]. Run it every few minutes: it is also what
+//! replaces this runtime's stale pooled sandboxes and spare networks.
 //!
 //! # Several engines
 //!

@@ -201,17 +201,27 @@ impl Pool {
     }
 
     /// Records the end of a create reserved for `key`. Returns the entry
-    /// back when the pool was closed meanwhile: the caller destroys it.
+    /// back when the pool was closed meanwhile: the caller destroys it, then
+    /// calls [`release`](Self::release), so a drain waits for that too.
     pub(crate) fn finish(&self, key: &PoolKey, created: Option<PoolEntry>) -> Option<PoolEntry> {
+        let closed = self.is_closed();
         let mut keys = self.keys();
         let Some(slots) = keys.get_mut(key) else { return created };
-        slots.filling = slots.filling.saturating_sub(1);
         match created {
-            Some(entry) if !self.is_closed() => {
-                slots.ready.push_back(entry);
+            Some(entry) if closed => Some(entry),
+            created => {
+                slots.filling = slots.filling.saturating_sub(1);
+                slots.ready.extend(created);
                 None
             }
-            other => other,
+        }
+    }
+
+    /// Ends a create whose entry [`finish`](Self::finish) handed back, once
+    /// it is destroyed.
+    pub(crate) fn release(&self, key: &PoolKey) {
+        if let Some(slots) = self.keys().get_mut(key) {
+            slots.filling = slots.filling.saturating_sub(1);
         }
     }
 
@@ -532,6 +542,9 @@ mod tests {
         let (drained, filling) = pool.drain(true);
         assert_eq!((drained.len(), filling), (0, 1));
         assert_eq!(pool.finish(&key, Some(entry("late", Duration::ZERO))).unwrap().id, "late");
+        assert_eq!(pool.drain(true).1, 1, "still in flight until destroyed");
+        pool.release(&key);
+        assert_eq!(pool.drain(true).1, 0);
         assert!(pool.reserve(&key).is_none());
         pool.reopen();
         assert_eq!(pool.reserve(&key).unwrap().1, 1);

@@ -223,7 +223,8 @@ pub(crate) fn parse_activity(text: &str) -> Option<Activity> {
     }
 }
 
-/// How long a sandbox has been idle, `None` when busy.
+/// How long a sandbox has been idle, `None` when busy; `age` counts from
+/// when its run got it.
 pub(crate) fn idle_for(activity: Activity, now: u64, age: Duration) -> Option<Duration> {
     match activity {
         Activity::Busy => None,
@@ -314,6 +315,13 @@ impl DockerRuntime {
                 Verdict::Reap(reason) => Some(reason),
                 Verdict::CheckIdle => {
                     let running = summary.state == Some(ContainerSummaryStateEnum::RUNNING);
+                    // A claimed pooled sandbox is new to its run since the
+                    // claim, when its slot record was written.
+                    let claimed = labels.get(&label("pool.slot")).and_then(|slot| {
+                        let written = std::fs::metadata(pool::record_path(std::path::Path::new(slot))).ok()?;
+                        written.modified().ok()?.elapsed().ok()
+                    });
+                    let age = claimed.map_or(age, |since| since.min(age));
                     match self.idle(endpoint, &id, running, now, age).await {
                         Ok(Some(idle)) if idle > policy.idle_after => Some(ReapReason::Idle),
                         Ok(_) => None,

@@ -445,6 +445,7 @@ impl Shared {
                 };
                 if let Some(stray) = egress.finish_spare(endpoint.index, created) {
                     shared.drop_network(&endpoint, Some(&stray.name)).await;
+                    egress.release_spare(endpoint.index);
                 }
             });
         }
@@ -528,6 +529,7 @@ impl Shared {
                     && let Some(stray) = pool.finish(&key, created)
                 {
                     shared.destroy(stray).await;
+                    pool.release(&key);
                 }
             });
         }

@@ -201,7 +201,12 @@ async fn only_the_proxy_is_reachable() {
         assert_eq!(other_hits.load(Ordering::SeqCst), before, "nothing reached the other host listener");
 
         // Names outside the sandbox's network do not resolve.
-        let out = sh(&runtime, &a, "getent hosts deb.debian.org || getent hosts example.com || echo unresolved").await;
+        let out = sh(
+            &runtime,
+            &a,
+            "timeout 4 getent hosts deb.debian.org || timeout 4 getent hosts example.com || echo unresolved",
+        )
+        .await;
         assert_eq!(out.stdout_text(), "unresolved\n");
 
         // The network as the engine holds it: internal, no host address,
@@ -252,7 +257,16 @@ async fn the_conformance_suite_passes_with_egress() {
         let dir = tempfile::tempdir().unwrap();
         suite::run_all(&runtime, &image(), dir.path()).await;
         runtime.drain_pool().await;
-        assert!(managed_networks(&docker, &prefix).await.is_empty(), "no network left behind");
+        let left = managed_networks(&docker, &prefix).await;
+        for name in &left {
+            let net = docker.inspect_network(name, None::<InspectNetworkOptions>).await.unwrap();
+            eprintln!(
+                "left: {name} {:?} {:?}",
+                net.labels,
+                net.containers.map(|c| c.into_values().map(|e| e.name).collect::<Vec<_>>())
+            );
+        }
+        assert!(left.is_empty(), "no network left behind: {left:?}");
     })
     .await;
 }

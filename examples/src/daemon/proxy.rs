@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use paid_core::metrics::Metrics;
 use paid_core::Store;
+use paid_core::metrics::Metrics;
 use paid_llm::providers::ProviderKind;
 use paid_llm::proxy::{Proxy, ProxyCredentials, Upstream};
 use secrecy::SecretString;

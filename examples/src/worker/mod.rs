@@ -51,7 +51,12 @@ pub enum Backends {
 
 /// Command-line settings of `paid-worker`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "paid-worker", version, about = "A stateless Paid worker on a shared PostgreSQL database")]
+#[command(
+    name = "paid-worker",
+    version,
+    about = "A stateless Paid worker on a shared PostgreSQL database",
+    args_override_self = true
+)]
 pub struct WorkerArgs {
     /// The database, `postgres://user:password@host:port/db`.
     #[arg(long, env = "PAID_DATABASE_URL")]

@@ -56,7 +56,8 @@ pub async fn worktree_lifecycle(f: &WorkspacesFixture, run_id: RunId, branch: &s
     std::fs::remove_file(wt.path.join("README.md")).expect("delete");
     assert_eq!(ws.changed_paths(&wt).await.expect("changed"), vec!["README.md".to_string(), "new.txt".to_string()]);
 
-    let commit = CommitRequest { worktree: &wt, message: "conformance", author_name: "Paid", author_email: "paid@localhost" };
+    let commit =
+        CommitRequest { worktree: &wt, message: "conformance", author_name: "Paid", author_email: "paid@localhost" };
     let id = ws.commit_all(&commit).await.expect("commit").expect("there were changes");
     assert_eq!(ws.commit_all(&commit).await.expect("commit again"), None, "nothing left to commit");
     assert_eq!(ws.changed_paths(&wt).await.expect("changed"), vec!["README.md".to_string(), "new.txt".to_string()]);

@@ -16,6 +16,11 @@ pub fn image() -> String {
 /// skip: without Docker they fail, saying what is missing (and louder under
 /// `CI`).
 pub async fn docker_required() -> DockerRuntime {
+    // The runtime's logs, with `RUST_LOG=paid_runtime_docker=debug` and `--nocapture`.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let runtime = match DockerRuntime::connect(DockerConfig::default()).await {
         Ok(runtime) => runtime,
         Err(e) if std::env::var_os("CI").is_some() => {
