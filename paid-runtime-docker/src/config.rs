@@ -128,7 +128,8 @@ impl DockerConfig {
 /// ports answer) and a subnet cut from [`subnet_pool`](Self::subnet_pool).
 /// A small forwarder container per engine, hardened like a sandbox, joins
 /// every sandbox network and the [`uplink_network`](Self::uplink_network),
-/// and relays one TCP port to the proxy. A few networks are kept ready
+/// and relays one TCP port to the proxy, also under the name
+/// [`proxy_alias`](Self::proxy_alias). A few networks are kept ready
 /// ([`spare_networks`](Self::spare_networks)) so a create does not wait
 /// for one. Sandboxes find it in
 /// `PAID_PROXY_URL` (`http://<forwarder address>:<forwarder_port>`),
@@ -154,6 +155,11 @@ pub struct EgressConfig {
     pub proxy_host: String,
     /// The port the forwarder listens on in sandbox networks. Default 3128.
     pub forwarder_port: u16,
+    /// A name the forwarder answers to on every sandbox network (the
+    /// network's DNS resolves it), so one URL reaches the proxy from any
+    /// sandbox: `http://<alias>:<forwarder_port>`, e.g. as the base URL
+    /// the metering proxy hands out. Default `"paid-proxy"`.
+    pub proxy_alias: String,
     /// The forwarder's image; it needs `python3`. Default
     /// `"paid/agent:bookworm"`.
     pub forwarder_image: String,
@@ -180,6 +186,7 @@ impl Default for EgressConfig {
             proxy_port: 0,
             proxy_host: "host-gateway".to_string(),
             forwarder_port: 3128,
+            proxy_alias: "paid-proxy".to_string(),
             forwarder_image: "paid/agent:bookworm".to_string(),
             uplink_network: "bridge".to_string(),
             subnet_pool: "10.213.0.0/16".to_string(),

@@ -26,6 +26,8 @@
 //!
 //! Network names and the forwarder's address are chosen here, so a
 //! sandbox's environment (`PAID_PROXY_URL`) is known before it is created.
+//! The forwarder also answers to one alias (`paid-proxy`) on every network,
+//! so a single URL works in every sandbox.
 //! The embedded DNS server of an internal network resolves the names of its
 //! members only; it does not forward queries out (checked by the tests).
 //!
@@ -542,6 +544,7 @@ impl Egress {
                     ipv4_address: Some(subnet.forwarder().to_string()),
                     ..Default::default()
                 }),
+                aliases: (!self.config.proxy_alias.is_empty()).then(|| vec![self.config.proxy_alias.clone()]),
                 ..Default::default()
             }),
         };

@@ -148,6 +148,14 @@ async fn only_the_proxy_is_reachable() {
         let out = run(&runtime, &a, ExecRequest::argv(["python3", "-c", get]).with_timeout(Duration::from_secs(30))).await;
         assert_eq!((out.exit, out.stdout_text().as_str()), (ExecExit::Code(0), "paid-proxy-ok\n"), "{}", out.stderr_text());
         assert!(proxy_hits.load(Ordering::SeqCst) >= 1, "the request reached the host-side proxy");
+        // The same through the alias every sandbox network resolves.
+        for sandbox in [&a, &b] {
+            let get = "import urllib.request; \
+                       print(urllib.request.urlopen('http://paid-proxy:3128/', timeout=5).read().decode())";
+            let req = ExecRequest::argv(["python3", "-c", get]).with_timeout(Duration::from_secs(30));
+            let out = run(&runtime, sandbox, req).await;
+            assert_eq!(out.stdout_text(), "paid-proxy-ok\n", "{}", out.stderr_text());
+        }
 
         // A listener in sandbox B, which B itself reaches.
         let serve = "nohup python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 & \

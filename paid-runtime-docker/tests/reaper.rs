@@ -231,22 +231,25 @@ async fn spare_networks_are_not_dangling() {
             assert!(std::time::Instant::now() < until, "the spares were not made");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let spares = common::managed_networks(&docker, &prefix).await;
+        let sorted = async || {
+            let mut names = common::managed_networks(&docker, &prefix).await;
+            names.sort();
+            names
+        };
+        let spares = sorted().await;
 
         let own = owner.reap(&policy()).await.unwrap();
         assert!(own.networks.is_empty(), "{own:?}");
         let other = runtime_with(config).await;
         let foreign = other.reap(&policy()).await.unwrap();
         assert!(foreign.networks.is_empty(), "{foreign:?}");
-        assert_eq!(common::managed_networks(&docker, &prefix).await, spares);
+        assert_eq!(sorted().await, spares);
 
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let late = ReapPolicy { idle_after: Duration::ZERO, ..policy() };
         let mut reaped = other.reap(&late).await.unwrap().networks;
         reaped.sort();
-        let mut want = spares.clone();
-        want.sort();
-        assert_eq!(reaped, want, "another runtime's spares go once past idle_after");
+        assert_eq!(reaped, spares, "another runtime's spares go once past idle_after");
     })
     .await;
 }
