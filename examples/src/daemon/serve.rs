@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use paid_agents::{CommandAgent, PluginRegistry};
-use paid_core::engine::{Engine, EngineConfig, EngineEvent, StepTimeouts};
+use paid_core::engine::{Engine, EngineConfig, EngineEvent, StepTimeouts, WorkerOptions};
 use paid_core::metrics::{Metrics, ModelLabels, TokenLabels};
 use paid_core::{Clock, FixedSelector, RunFilter, SecretStore, Store, SystemClock};
 use paid_github::{GitHubConfig, GitHubForge, GitWorkspaces, GitWorkspacesConfig};
@@ -410,8 +410,8 @@ impl Daemon {
         });
 
         let mut workers = Vec::new();
-        for i in 0..config.concurrency {
-            workers.push(tokio::spawn(worker_loop(i, engine.clone(), shutdown.clone(), wake.clone(), disk.clone())));
+        for _ in 0..config.concurrency {
+            workers.push(tokio::spawn(worker_loop(engine.clone(), shutdown.clone(), wake.clone(), disk.clone())));
         }
         let mut background = vec![
             tokio::spawn(poller(
@@ -484,42 +484,14 @@ impl Daemon {
     }
 }
 
-async fn worker_loop(n: usize, engine: Engine, shutdown: CancellationToken, wake: Arc<Notify>, disk: Arc<DiskGuard>) {
-    let idle = Duration::from_millis(500);
-    while !shutdown.is_cancelled() {
-        if disk.accepting_runs() {
-            match engine.claim_next().await {
-                Ok(Some(run)) => {
-                    let span = tracing::info_span!(
-                        "run",
-                        trace_id = %uuid::Uuid::now_v7().simple(),
-                        run_id = %run.id,
-                        project_id = %run.project_id,
-                        worker = n,
-                    );
-                    async {
-                        info!(state = %run.state, "claimed run");
-                        match engine.drive_until(run.id, &shutdown).await {
-                            Ok(r) if r.state.is_terminal() => {
-                                info!(state = %r.state, pr = r.pr_url.as_deref().unwrap_or("-"), "run ended")
-                            }
-                            Ok(r) => info!(state = %r.state, "run paused for shutdown; lease released"),
-                            Err(e) => warn!(error = %e, "run interrupted; its lease will expire"),
-                        }
-                    }
-                    .instrument(span)
-                    .await;
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) => warn!(error = %e, "claim failed"),
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(idle) => {}
-            _ = wake.notified() => {}
-        }
+async fn worker_loop(engine: Engine, shutdown: CancellationToken, wake: Arc<Notify>, disk: Arc<DiskGuard>) {
+    let opts = WorkerOptions {
+        idle_wait: Duration::from_millis(500),
+        wake: Some(wake),
+        accepting: Some(Arc::new(move || disk.accepting_runs())),
+    };
+    if let Err(e) = engine.run_until_shutdown(shutdown, opts).await {
+        warn!(error = %e, "worker loop stopped");
     }
 }
 

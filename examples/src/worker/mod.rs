@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use paid_core::engine::{Engine, EngineConfig};
+use paid_core::engine::{Engine, EngineConfig, WorkerOptions};
 use paid_core::testing::instant::InstantBackends;
 use paid_core::{RunFilter, Store};
 use paid_store_postgres::{PgStore, PgStoreOptions, Wake};
@@ -224,7 +224,10 @@ pub async fn run_until(args: WorkerArgs, stop: CancellationToken) -> anyhow::Res
     let mut work = tokio::spawn({
         let (engine, shutdown, wake) = (engine.clone(), shutdown.clone(), wake.clone());
         let poll = Duration::from_millis(args.poll_ms);
-        async move { engine.run_until_shutdown(shutdown, poll, Some(wake)).await }
+        async move {
+            let opts = WorkerOptions { wake: Some(wake), ..WorkerOptions::polling(poll) };
+            engine.run_until_shutdown(shutdown, opts).await
+        }
     });
     let finished = tokio::select! {
         done = &mut work => Some(done),

@@ -33,6 +33,7 @@ pub use intake::PollReport;
 pub use plan::{PLAN_TEMPLATE, PlannedIssue};
 pub use session::{ExecOutput, RunLogger, SandboxSession};
 pub use steps::comment_marker;
+pub use worker::{ClaimGate, WorkerOptions};
 
 use crate::metrics::Metrics;
 use crate::{Agent, Clock, Forge, Ids, ModelSelector, RunCredentials, SandboxRuntime, Store, Workspaces};

@@ -3,11 +3,42 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{Instrument, info, warn};
 
 use super::Engine;
 use crate::metrics::WorkflowLabels;
 use crate::{ClaimRequest, Error, Result, Run, RunId};
+
+/// Says whether the worker loop may claim new runs right now.
+pub type ClaimGate = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How [`Engine::run_until_shutdown`] waits and when it claims.
+#[derive(Clone)]
+pub struct WorkerOptions {
+    /// How long to sleep when nothing is runnable.
+    pub idle_wait: Duration,
+    /// Wakes the loop early when new work may be there.
+    pub wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// When set and false, no new run is claimed (runs in hand go on).
+    pub accepting: Option<ClaimGate>,
+}
+
+impl std::fmt::Debug for WorkerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerOptions")
+            .field("idle_wait", &self.idle_wait)
+            .field("wake", &self.wake.is_some())
+            .field("accepting", &self.accepting.is_some())
+            .finish()
+    }
+}
+
+impl WorkerOptions {
+    /// Poll every `idle_wait`, with no wake-up signal and no gate.
+    pub fn polling(idle_wait: Duration) -> Self {
+        Self { idle_wait, wake: None, accepting: None }
+    }
+}
 
 impl Engine {
     fn lease(&self) -> chrono::Duration {
@@ -86,39 +117,58 @@ impl Engine {
     }
 
     /// The worker loop: claims and drives runs until `shutdown` is cancelled.
-    /// When idle it waits `idle_wait` (or less, when `wake` fires: a store
-    /// notification such as PostgreSQL `LISTEN/NOTIFY`). On shutdown it stops
-    /// claiming, lets the current step finish, releases the lease and
-    /// returns; another worker resumes the run from its journal.
-    pub async fn run_until_shutdown(
-        &self,
-        shutdown: CancellationToken,
-        idle_wait: Duration,
-        wake: Option<std::sync::Arc<tokio::sync::Notify>>,
-    ) -> Result<u64> {
+    /// When idle it waits `opts.idle_wait` (or less, when `opts.wake` fires: a
+    /// store notification such as PostgreSQL `LISTEN/NOTIFY`). While
+    /// `opts.accepting` says no (e.g. the disk is nearly full) it claims
+    /// nothing. On shutdown it stops claiming, lets the current step finish,
+    /// releases the lease and returns; another worker resumes the run from its
+    /// journal. Each run is driven in a `run` span carrying `trace_id`,
+    /// `run_id` and `project_id`. Returns how many runs it finished.
+    pub async fn run_until_shutdown(&self, shutdown: CancellationToken, opts: WorkerOptions) -> Result<u64> {
         let mut finished = 0;
         while !shutdown.is_cancelled() {
-            match self.claim_next().await {
-                Ok(Some(run)) => {
-                    match self.drive_until(run.id, &shutdown).await {
-                        Ok(run) if run.state.is_terminal() => finished += 1,
-                        Ok(_) => {}
-                        Err(e) => warn!(run_id = %run.id, error = %e, "run interrupted; its lease will expire"),
+            let accepting = opts.accepting.as_ref().is_none_or(|f| f());
+            if accepting {
+                match self.claim_next().await {
+                    Ok(Some(run)) => {
+                        let span = tracing::info_span!(
+                            "run",
+                            trace_id = %uuid::Uuid::now_v7().simple(),
+                            run_id = %run.id,
+                            project_id = %run.project_id,
+                        );
+                        let outcome = async {
+                            info!(state = %run.state, "claimed run");
+                            let outcome = self.drive_until(run.id, &shutdown).await;
+                            match &outcome {
+                                Ok(r) if r.state.is_terminal() => {
+                                    info!(state = %r.state, pr = r.pr_url.as_deref().unwrap_or("-"), "run ended")
+                                }
+                                Ok(r) => info!(state = %r.state, "run paused for shutdown; lease released"),
+                                Err(e) => warn!(error = %e, "run interrupted; its lease will expire"),
+                            }
+                            outcome
+                        }
+                        .instrument(span)
+                        .await;
+                        if matches!(outcome, Ok(r) if r.state.is_terminal()) {
+                            finished += 1;
+                        }
+                        continue;
                     }
-                    continue;
+                    Ok(None) => {}
+                    Err(e) => warn!(error = %e, "claim failed; retrying after the idle wait"),
                 }
-                Ok(None) => {}
-                Err(e) => warn!(error = %e, "claim failed; retrying after the idle wait"),
             }
             let notified = async {
-                match &wake {
+                match &opts.wake {
                     Some(n) => n.notified().await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(idle_wait) => {}
+                _ = tokio::time::sleep(opts.idle_wait) => {}
                 _ = notified => {}
             }
         }
