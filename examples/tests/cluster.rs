@@ -453,7 +453,16 @@ async fn sigterm_finishes_or_releases_the_current_step() {
     wait_agent_started(&cluster, &projects, 1, &worker).await;
     let waiting = cluster.add_run(&projects[0], 8, now).await;
     worker.signal("-TERM");
-    let (status, body) = http_get(port, "/health/ready", Duration::from_secs(1), false).await;
+    // The signal is handled asynchronously: give the worker a moment to flip
+    // readiness before asserting on it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let (status, body) = loop {
+        let (status, body) = http_get(port, "/health/ready", Duration::from_secs(1), false).await;
+        if status == 503 || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(status, 503, "draining: {body}");
     assert!(body.contains("draining"), "{body}");
     let exit = worker.wait(Duration::from_secs(20));
