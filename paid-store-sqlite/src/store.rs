@@ -120,7 +120,20 @@ fn configure(conn: &Connection, file: bool) -> rusqlite::Result<()> {
     conn.busy_timeout(SqliteStore::BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     if file {
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        // Switching a new file to WAL takes an exclusive lock and SQLite does
+        // not run the busy handler for it, so handles opening the same new
+        // file at once can get SQLITE_BUSY here: wait it out like any lock.
+        let deadline = std::time::Instant::now() + SqliteStore::BUSY_TIMEOUT;
+        let mode: String = loop {
+            match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other?,
+            }
+        };
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(%mode, "SQLite refused WAL mode; concurrent readers will wait on writers");
         }
