@@ -16,12 +16,19 @@
 //! PostgreSQL comes from `PAID_TEST_DATABASE_URL` (or the provisioned test
 //! server); each configuration gets a fresh schema.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use paid_benches::{Table, claim_complete, orchestration, percentile, round_trips, seed};
-use paid_core::Store;
+use paid_core::{
+    AppendLog, AuditEvent, ClaimRequest, LogAppend, LogChunk, ModelDecision, NewRun, Outcome, Project, ProjectId,
+    Result, Run, RunFilter, RunId, RunPatch, RunState, StepRecord, Store, Timestamp, TrackedIssue, Transition,
+    UsageRecord,
+};
 use paid_store_postgres::{PgStore, testing};
 use paid_store_sqlite::SqliteStore;
 use tokio::runtime::Runtime;
@@ -178,6 +185,189 @@ fn summary(rt: &Runtime) {
     }
 }
 
+/// A [`Store`] that counts and times every call it passes on, to show
+/// where a run's orchestration time goes.
+struct Counted {
+    inner: Arc<dyn Store>,
+    calls: Mutex<BTreeMap<&'static str, (u64, Duration)>>,
+}
+
+impl Counted {
+    fn new(inner: Arc<dyn Store>) -> Self {
+        Self { inner, calls: Mutex::new(BTreeMap::new()) }
+    }
+
+    async fn timed<T>(&self, name: &'static str, call: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = call.await;
+        let took = started.elapsed();
+        let mut calls = self.calls.lock().unwrap();
+        let entry = calls.entry(name).or_default();
+        entry.0 += 1;
+        entry.1 += took;
+        out
+    }
+
+    fn take(&self) -> BTreeMap<&'static str, (u64, Duration)> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+#[async_trait]
+impl Store for Counted {
+    async fn put_project(&self, project: &Project) -> Result<()> {
+        self.timed("put_project", self.inner.put_project(project)).await
+    }
+    async fn project(&self, id: ProjectId) -> Result<Project> {
+        self.timed("project", self.inner.project(id)).await
+    }
+    async fn projects(&self) -> Result<Vec<Project>> {
+        self.timed("projects", self.inner.projects()).await
+    }
+    async fn delete_project(&self, id: ProjectId) -> Result<()> {
+        self.timed("delete_project", self.inner.delete_project(id)).await
+    }
+    async fn put_issue(&self, issue: &TrackedIssue) -> Result<()> {
+        self.timed("put_issue", self.inner.put_issue(issue)).await
+    }
+    async fn issue(&self, project: ProjectId, number: u64) -> Result<TrackedIssue> {
+        self.timed("issue", self.inner.issue(project, number)).await
+    }
+    async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
+        self.timed("issues", self.inner.issues(project)).await
+    }
+    async fn create_run(&self, run: &NewRun) -> Result<Run> {
+        self.timed("create_run", self.inner.create_run(run)).await
+    }
+    async fn run(&self, id: RunId) -> Result<Run> {
+        self.timed("run", self.inner.run(id)).await
+    }
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        self.timed("runs", self.inner.runs(filter)).await
+    }
+    async fn transition(&self, t: &Transition) -> Result<Run> {
+        self.timed("transition", self.inner.transition(t)).await
+    }
+    async fn patch_run(&self, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> Result<Run> {
+        self.timed("patch_run", self.inner.patch_run(id, owner, patch, at)).await
+    }
+    async fn request_cancel(&self, id: RunId, at: Timestamp) -> Result<Run> {
+        self.timed("request_cancel", self.inner.request_cancel(id, at)).await
+    }
+    async fn cancel_requested(&self, id: RunId) -> Result<bool> {
+        self.timed("cancel_requested", self.inner.cancel_requested(id)).await
+    }
+    async fn claim(&self, req: &ClaimRequest) -> Result<Option<Run>> {
+        self.timed("claim", self.inner.claim(req)).await
+    }
+    async fn heartbeat(&self, id: RunId, owner: &str, lease: chrono::Duration, now: Timestamp) -> Result<()> {
+        self.timed("heartbeat", self.inner.heartbeat(id, owner, lease, now)).await
+    }
+    async fn release(&self, id: RunId, owner: &str) -> Result<()> {
+        self.timed("release", self.inner.release(id, owner)).await
+    }
+    async fn begin_step(
+        &self,
+        id: RunId,
+        owner: &str,
+        step: RunState,
+        key: Option<&str>,
+        at: Timestamp,
+    ) -> Result<StepRecord> {
+        self.timed("begin_step", self.inner.begin_step(id, owner, step, key, at)).await
+    }
+    async fn finish_step(
+        &self,
+        id: RunId,
+        owner: &str,
+        step: RunState,
+        result: std::result::Result<serde_json::Value, String>,
+        at: Timestamp,
+    ) -> Result<StepRecord> {
+        self.timed("finish_step", self.inner.finish_step(id, owner, step, result, at)).await
+    }
+    async fn steps(&self, id: RunId) -> Result<Vec<StepRecord>> {
+        self.timed("steps", self.inner.steps(id)).await
+    }
+    async fn append_log(&self, req: &AppendLog<'_>) -> Result<LogAppend> {
+        self.timed("append_log", self.inner.append_log(req)).await
+    }
+    async fn logs(&self, id: RunId, after: u64) -> Result<Vec<LogChunk>> {
+        self.timed("logs", self.inner.logs(id, after)).await
+    }
+    async fn prune_logs(&self, finished_before: Timestamp) -> Result<u64> {
+        self.timed("prune_logs", self.inner.prune_logs(finished_before)).await
+    }
+    async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
+        self.timed("record_usage", self.inner.record_usage(usage)).await
+    }
+    async fn usage(&self, id: RunId) -> Result<Vec<UsageRecord>> {
+        self.timed("usage", self.inner.usage(id)).await
+    }
+    async fn record_decision(&self, decision: &ModelDecision) -> Result<()> {
+        self.timed("record_decision", self.inner.record_decision(decision)).await
+    }
+    async fn decision(&self, id: RunId) -> Result<Option<ModelDecision>> {
+        self.timed("decision", self.inner.decision(id)).await
+    }
+    async fn record_outcome(&self, outcome: &Outcome) -> Result<()> {
+        self.timed("record_outcome", self.inner.record_outcome(outcome)).await
+    }
+    async fn outcomes(&self, project: ProjectId) -> Result<Vec<Outcome>> {
+        self.timed("outcomes", self.inner.outcomes(project)).await
+    }
+    async fn audit(&self, event: &AuditEvent) -> Result<()> {
+        self.timed("audit", self.inner.audit(event)).await
+    }
+    async fn audit_events(&self, project: Option<ProjectId>) -> Result<Vec<AuditEvent>> {
+        self.timed("audit_events", self.inner.audit_events(project)).await
+    }
+}
+
+/// Store calls per run of the engine on each store: how many, and the mean
+/// time of each, sorted by the time they take per run.
+fn breakdown(rt: &Runtime) {
+    const RUNS: usize = 50;
+    println!("\nstore calls per run ({RUNS} runs; put_issue and create_run are the benchmark's own setup):");
+    for kind in [Kind::Sqlite, Kind::Postgres] {
+        if !selected(kind) {
+            continue;
+        }
+        let calls = rt.block_on(async {
+            let fixture = Fixture::new(kind, 1).await;
+            let counted = Arc::new(Counted::new(fixture.handles[0].clone()));
+            // Warm up (connections, statement caches), then count.
+            orchestration(counted.clone(), 5, fixture._dir.path()).await;
+            counted.take();
+            orchestration(counted.clone(), RUNS, fixture._dir.path()).await;
+            let calls = counted.take();
+            fixture.finish().await;
+            calls
+        });
+        let mut rows: Vec<_> = calls.into_iter().collect();
+        rows.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+        let engine: Vec<_> = rows.iter().filter(|(name, _)| !matches!(*name, "put_issue" | "create_run")).collect();
+        let total_calls: u64 = engine.iter().map(|(_, (n, _))| n).sum();
+        let total_time: Duration = engine.iter().map(|(_, (_, t))| *t).sum();
+        println!(
+            "{}: {:.1} engine calls per run, {} per run in the store",
+            kind.name(),
+            total_calls as f64 / RUNS as f64,
+            ms(total_time / RUNS as u32)
+        );
+        println!("  {:<18} {:>10} {:>12} {:>12}", "call", "per run", "mean", "ms per run");
+        for (name, (n, t)) in rows {
+            println!(
+                "  {:<18} {:>10.1} {:>12} {:>12}",
+                name,
+                n as f64 / RUNS as f64,
+                ms(t / n.max(1) as u32),
+                ms(t / RUNS as u32)
+            );
+        }
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}ms", d.as_secs_f64() * 1e3)
 }
@@ -193,5 +383,6 @@ fn main() {
     claims(&mut c, &rt);
     c.final_summary();
     summary(&rt);
+    breakdown(&rt);
     println!("\n(benchmark took {:.0?})", started.elapsed());
 }

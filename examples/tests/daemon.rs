@@ -188,9 +188,15 @@ agent = "test-agent"
 
     /// Starts `paid serve` with `config` and waits until /health answers.
     async fn start(&mut self, config: &str) {
+        let command = self.command(config);
+        self.start_command(command).await;
+    }
+
+    /// Starts `paid serve` from `command` (see [`World::command`]) and waits
+    /// until /health answers.
+    async fn start_command(&mut self, mut command: Command) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path("daemon.log")).unwrap();
-        let child =
-            self.command(config).arg("serve").stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let child = command.arg("serve").stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.daemon = Some(child);
         let http = client();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -305,9 +311,7 @@ fn promtool() -> PathBuf {
     PathBuf::from(path)
 }
 
-/// `promtool check metrics` on a scrape. DESIGN §8 names the worktree gauge
-/// `paid_worktrees_total`, which promtool's linter flags as a non-counter
-/// with a `_total` suffix; that one finding is expected, anything else fails.
+/// `promtool check metrics` on a scrape: any finding fails.
 fn promtool_check_metrics(text: &str) {
     let mut child = Command::new(promtool())
         .args(["check", "metrics"])
@@ -325,12 +329,8 @@ fn promtool_check_metrics(text: &str) {
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect();
-    let unexpected: Vec<&String> = findings
-        .iter()
-        .filter(|l| !l.starts_with("paid_worktrees_total non-counter metrics should not have \"_total\" suffix"))
-        .collect();
     assert!(
-        out.status.success() || (out.status.code() == Some(3) && unexpected.is_empty()),
+        out.status.success() && findings.is_empty(),
         "promtool check metrics: {:?}: {findings:#?}\n{text}",
         out.status
     );
@@ -426,7 +426,7 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
         "paid_github_rate_limit_remaining{",
         "# TYPE paid_active_workflows gauge",
         "# TYPE paid_active_containers gauge",
-        "# TYPE paid_worktrees_total gauge",
+        "# TYPE paid_worktrees gauge",
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
     }
@@ -503,7 +503,7 @@ const DESIGN_METRICS: &[&str] = &[
     "paid_pr_merge_rate",
     "paid_active_workflows",
     "paid_active_containers",
-    "paid_worktrees_total",
+    "paid_worktrees",
     "paid_container_startup_seconds",
     "paid_disk_usage_bytes",
     "paid_llm_request_seconds",
@@ -917,4 +917,349 @@ fn init_writes_a_config_that_loads() {
     assert_eq!(key.permissions().mode() & 0o777, 0o600);
     let out = Command::new(env!("CARGO_BIN_EXE_paid")).args(["init", "--config"]).arg(&cfg).output().unwrap();
     assert!(!out.status.success(), "init must not overwrite without --force");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_forge_token_is_used_without_a_restart() {
+    const NEW: &str = "ghp_NEWrotatedTOKEN0123456789abcdef";
+    let mut w = World::new(Setup::default()).await;
+    // A forge that only takes the new token; the daemon starts with the old
+    // one (PAID_TEST_GITHUB_TOKEN), which it rejects.
+    let strict = FakeGitHub::start_with(paid_github::fake::FakeConfig::new().token(NEW)).await.unwrap();
+    strict.add_issue(
+        DEMO_REPO.0,
+        DEMO_REPO.1,
+        1,
+        "add() returns the wrong result",
+        "Running `sh test.sh` fails: `add 2 3` prints -1 instead of 5. Please fix add() in calc.sh.",
+        ISSUE_AUTHOR,
+        &["paid-build"],
+    );
+    let cfg = std::fs::read_to_string(w.path("paid.toml")).unwrap().replace(w.github.base_url(), strict.base_url());
+    std::fs::write(w.path("strict.toml"), cfg).unwrap();
+    w.start("strict.toml").await;
+    let polls = |status: u16| {
+        strict
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/issues") && r.status == status)
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while polls(401) == 0 {
+        assert!(Instant::now() < deadline, "no poll with the old token; log:\n{}", w.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(polls(200), 0);
+    assert!(w.get("/api/v1/runs").await["data"].as_array().unwrap().is_empty());
+
+    // Rotate through the CLI, the daemon running: the very next poll uses it.
+    std::fs::write(w.path("new-token"), NEW).unwrap();
+    let (ok, set) = w.paid_json_with("strict.toml", &["token", "set", "github", "--from-file", "new-token"]);
+    assert!(ok, "{set:#}");
+    assert!(set["data"]["note"].as_str().unwrap().contains("from now on"), "{set:#}");
+    let rejected_before = polls(401);
+    let runs = w.wait_runs("the run to succeed", Duration::from_secs(120), |r| state_of(r) == ["succeeded"]).await;
+    assert!(polls(200) > 0);
+    assert!(polls(401) <= rejected_before + 1, "at most a poll in flight used the old token");
+    let prs = strict.pull_requests(DEMO_REPO.0, DEMO_REPO.1);
+    assert_eq!(prs.len(), 1, "the PR was opened with the new token: {prs:?}; runs: {runs:#?}");
+    assert!(w.log().contains("a new GitHub token is in use"), "{}", w.log());
+    let ready: Value = client().get(format!("{}/health/ready", w.api())).send().await.unwrap().json().await.unwrap();
+    let forge = ready["checks"].as_array().unwrap().iter().find(|c| c["name"] == "forge").unwrap().clone();
+    assert_eq!(forge["ok"], true, "readiness checks the forge with the new token: {ready:#}");
+    assert!(!w.log().contains(NEW), "the token reached the log");
+    assert!(w.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_budgets_reach_the_proxy_and_survive_a_restart() {
+    let proxy_port = free_port();
+    let extra = format!(
+        "[proxy]\nbind = \"127.0.0.1:{proxy_port}\"\n\n[providers.anthropic]\nbase_url = \"http://127.0.0.1:9\"\nkey_env = \"PAID_TEST_ANTHROPIC_KEY\"\n"
+    );
+    let mut w = World::new(Setup { extra: &extra, ..Setup::default() }).await;
+    w.github.add_issue(DEMO_REPO.0, DEMO_REPO.1, 1, "x", "y", ISSUE_AUTHOR, &[]);
+    let cfg = std::fs::read_to_string(w.path("paid.toml"))
+        .unwrap()
+        .replace("agent = \"test-agent\"\n", "agent = \"test-agent\"\nbudget_usd_per_run = 0.5\n");
+    std::fs::write(w.path("paid.toml"), cfg).unwrap();
+    w.start("paid.toml").await;
+    assert!(w.log().contains("per-project budgets registered with the proxy"), "{}", w.log());
+    let registered =
+        |log: &str| log.lines().rfind(|l| l.contains("per-project budgets registered")).map(str::to_string);
+    assert!(registered(&w.log()).unwrap().contains("\"projects\":1"), "{}", w.log());
+
+    // A project added through the API, with budgets.
+    w.github.add_issue("acme", "tools", 1, "x", "y", ISSUE_AUTHOR, &[]);
+    let (ok, added) = w.paid_json(&[
+        "project",
+        "add",
+        "acme/tools",
+        "--author",
+        ISSUE_AUTHOR,
+        "--agent",
+        "test-agent",
+        "--budget-usd-per-month",
+        "20",
+    ]);
+    assert!(ok, "{added:#}");
+    assert_eq!(added["data"]["budget_usd_per_month"], 20.0, "{added:#}");
+    let (ok, bad) = w.paid_json(&["project", "add", "acme/other", "--author", "a", "--budget-usd-per-run=-1"]);
+    assert!(!ok && bad["error"]["code"] == "invalid_input", "{bad:#}");
+    assert!(w.stop().success());
+
+    // After a restart both projects' caps are registered again.
+    w.start("paid.toml").await;
+    assert!(registered(&w.log()).unwrap().contains("\"projects\":2"), "{}", w.log());
+    let (_, list) = w.paid_json(&["project", "list"]);
+    let tools = list["data"].as_array().unwrap().iter().find(|p| p["repo"]["name"] == "tools").unwrap().clone();
+    assert_eq!(tools["budget_usd_per_month"], 20.0, "{list:#}");
+    let calc = list["data"].as_array().unwrap().iter().find(|p| p["repo"]["name"] == "calc").unwrap().clone();
+    assert_eq!(calc["budget_usd_per_run"], 0.5, "{list:#}");
+
+    // Removing it returns it to the defaults.
+    let (ok, _) = w.paid_json(&["project", "remove", "acme/tools"]);
+    assert!(ok);
+    assert!(w.stop().success());
+    w.start("paid.toml").await;
+    assert!(registered(&w.log()).unwrap().contains("\"projects\":1"), "{}", w.log());
+    assert!(w.stop().success());
+}
+
+const WEBHOOK_SECRET: &str = "webhook-secret-0123456789abcdef";
+
+/// Posts a GitHub webhook delivery to the daemon, signed with `secret`.
+async fn post_webhook(world: &World, event: &str, body: &[u8], secret: &str) -> reqwest::StatusCode {
+    client()
+        .post(format!("{}/webhooks/github", world.api()))
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", uuid::Uuid::now_v7().to_string())
+        .header("x-hub-signature-256", paid_github::webhooks::sign(secret.as_bytes(), body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn issues_event(number: u64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "action": "labeled",
+        "issue": { "number": number },
+        "label": { "name": "paid-build" },
+        "repository": { "name": DEMO_REPO.1, "owner": { "login": DEMO_REPO.0 } },
+        "sender": { "login": ISSUE_AUTHOR },
+    }))
+    .unwrap()
+}
+
+fn issue_numbers(runs: &[Value]) -> Vec<u64> {
+    runs.iter().filter_map(|r| r["issue_number"].as_u64()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_issues_webhook_starts_a_run_before_the_next_poll_and_a_tampered_one_gets_401() {
+    let mut world = World::new(Setup::default()).await;
+    // Nothing to do at the startup poll; the next poll is an hour away.
+    assert!(world.github.close_issue(DEMO_REPO.0, DEMO_REPO.1, 1));
+    let mut command = world.command("paid.toml");
+    command
+        .env("PAID_POLL_INTERVAL_MS", "3600000")
+        .env("PAID_GITHUB_WEBHOOK_SECRET_ENV", "PAID_TEST_WEBHOOK_SECRET")
+        .env("PAID_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET);
+    world.start_command(command).await;
+    // Let the startup poll pass.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(world.get("/api/v1/runs").await["data"].as_array().unwrap().is_empty());
+
+    let issue = |n: u64| {
+        world.github.add_issue(
+            DEMO_REPO.0,
+            DEMO_REPO.1,
+            n,
+            "add() returns the wrong result",
+            "Running `sh test.sh` fails: `add 2 3` prints -1 instead of 5. Please fix add() in calc.sh.",
+            ISSUE_AUTHOR,
+            &["paid-build"],
+        )
+    };
+
+    // A tampered body, and a body signed with another secret: 401, nothing happens.
+    issue(3);
+    let body = issues_event(3);
+    let signed = paid_github::webhooks::sign(WEBHOOK_SECRET.as_bytes(), &body);
+    let mut tampered = body.clone();
+    let at = tampered.len() - 3;
+    tampered[at] = b'X';
+    let status = client()
+        .post(format!("{}/webhooks/github", world.api()))
+        .header("x-github-event", "issues")
+        .header("x-github-delivery", "tampered-1")
+        .header("x-hub-signature-256", signed)
+        .body(tampered)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    assert_eq!(post_webhook(&world, "issues", &body, "another-secret-0123456789").await, 401);
+    let unsigned = client()
+        .post(format!("{}/webhooks/github", world.api()))
+        .header("x-github-event", "issues")
+        .header("x-github-delivery", "unsigned-1")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(unsigned, 401);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let runs = world.get("/api/v1/runs").await["data"].as_array().cloned().unwrap();
+    assert!(runs.is_empty(), "a rejected webhook started something: {runs:#?}");
+    assert!(world.log().contains("missing or wrong signature"), "{}", world.log());
+
+    // A signed `issues` event: the project is polled now, not in an hour.
+    let sent = Instant::now();
+    assert_eq!(post_webhook(&world, "issues", &body, WEBHOOK_SECRET).await, 202);
+    let runs = world.wait_runs("a run started by the webhook", Duration::from_secs(20), |r| !r.is_empty()).await;
+    assert_eq!(issue_numbers(&runs), vec![3], "{runs:#?}");
+    eprintln!("webhook delivery to a visible run: {:?} (next poll due in 1 h)", sent.elapsed());
+    // The same delivery again is a duplicate.
+    let redelivered = client()
+        .post(format!("{}/webhooks/github", world.api()))
+        .header("x-github-event", "issues")
+        .header("x-github-delivery", "dup-1")
+        .header("x-hub-signature-256", paid_github::webhooks::sign(WEBHOOK_SECRET.as_bytes(), &body))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(redelivered, 202);
+    let again = client()
+        .post(format!("{}/webhooks/github", world.api()))
+        .header("x-github-event", "issues")
+        .header("x-github-delivery", "dup-1")
+        .header("x-hub-signature-256", paid_github::webhooks::sign(WEBHOOK_SECRET.as_bytes(), &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(again, 200, "a redelivery is acknowledged, not acted on twice");
+
+    // A failing check on the run's PR, announced by a signed `check_run`
+    // event: the daemon reads the PR's feedback now and queues a follow-up.
+    let runs = world
+        .wait_runs("the webhook's run to succeed", Duration::from_secs(120), |r| state_of(r) == ["succeeded"])
+        .await;
+    let prs = world.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1);
+    assert_eq!(prs.len(), 1, "{prs:?}");
+    world.github.add_check_run(DEMO_REPO.0, DEMO_REPO.1, prs[0].number, "ci/test", "failure", "CHECK-FAILED").unwrap();
+    let check = serde_json::to_vec(&serde_json::json!({
+        "action": "completed",
+        "check_run": { "name": "ci/test", "pull_requests": [{ "number": prs[0].number }] },
+        "repository": { "name": DEMO_REPO.1, "owner": { "login": DEMO_REPO.0 } },
+        "sender": { "login": "github-actions[bot]" },
+    }))
+    .unwrap();
+    assert_eq!(post_webhook(&world, "check_run", &check, WEBHOOK_SECRET).await, 202);
+    let all = world.wait_runs("a follow-up run", Duration::from_secs(20), |r| r.len() == 2).await;
+    let follow = all.iter().find(|r| r["id"] != runs[0]["id"]).unwrap();
+    assert_eq!(follow["issue_number"], 3);
+    assert_eq!(follow["branch"], runs[0]["branch"], "the follow-up works on the PR's branch");
+
+    let log = world.log();
+    assert!(log.contains("webhook: acting now"), "{log}");
+    assert!(!log.contains(WEBHOOK_SECRET), "the secret never reaches the log");
+}
+
+#[test]
+fn images_build_works_and_draws_no_bars_off_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("paid-test/agent:{}", rand_hex());
+    let paid = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_paid"));
+        c.current_dir(dir.path()).arg("--config").arg(dir.path().join("absent.toml")).args(args);
+        bounded(&mut c)
+    };
+    let no_bars = |out: &Output| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains('\r') && !err.contains('\u{1b}') && !err.contains("steps"), "a bar was drawn: {err:?}");
+    };
+    // Stdout and stderr are pipes here, not terminals.
+    let out = paid(&["--json", "images", "build", "--tag", &tag]);
+    no_bars(&out);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    assert!(out.status.success(), "{v:#}");
+    assert_eq!(v["data"]["image"], tag.as_str());
+    assert!(v["data"]["steps"].as_u64().unwrap() >= 5, "{v:#}");
+    let id = v["data"]["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("sha256:"), "{v:#}");
+    let inspect = Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &tag]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&inspect.stdout).trim(), id);
+
+    // Text mode: a line on stdout, still no bar on a non-terminal stderr.
+    let out = paid(&["images", "build", "--tag", &tag]);
+    no_bars(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.starts_with(&format!("built {tag} (sha256:")), "{text}");
+    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_add_clone_makes_the_mirror_without_bars_off_a_terminal() {
+    let mut w = World::new(Setup::default()).await;
+    w.github.add_issue(DEMO_REPO.0, DEMO_REPO.1, 1, "x", "y", ISSUE_AUTHOR, &[]);
+    w.github.add_issue("acme", "tools", 1, "x", "y", ISSUE_AUTHOR, &[]);
+    w.start("paid.toml").await;
+    let remote = w.remote.display().to_string();
+    let out = w.paid(&[
+        "--json",
+        "project",
+        "add",
+        "acme/tools",
+        "--clone-url",
+        &remote,
+        "--author",
+        ISSUE_AUTHOR,
+        "--agent",
+        "test-agent",
+        "--clone",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains('\r') && !err.contains('\u{1b}') && !err.contains("objects"), "a bar was drawn: {err:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{v:#}");
+    let mirror = &v["data"]["mirror"];
+    // libgit2's local transport reports no transfer progress: no object count here.
+    assert!(mirror["objects"].is_u64() && mirror["seconds"].is_number(), "{v:#}");
+    let path = PathBuf::from(mirror["path"].as_str().unwrap());
+    assert_eq!(path, w.path("data/workspaces/mirrors/acme/tools.git"));
+    let heads = Command::new("git").arg("--git-dir").arg(&path).args(["branch", "-r"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&heads.stdout).contains("origin/main"), "{heads:?}");
+
+    // Text mode on a project already cloned: a fetch, and the same line.
+    let (ok, _) = w.paid_json(&["project", "remove", "acme/tools"]);
+    assert!(ok);
+    let out = w.paid(&[
+        "project",
+        "add",
+        "acme/tools",
+        "--clone-url",
+        &remote,
+        "--author",
+        ISSUE_AUTHOR,
+        "--agent",
+        "test-agent",
+        "--clone",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains(&format!("cloned into {}", path.display())), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(w.stop().success());
 }

@@ -31,12 +31,56 @@ fn remote_file(remote: &Path, branch: &str, file: &str) -> String {
 }
 
 /// Fixes the bug on a first run; on a follow-up run, writes its prompt to
-/// [`PROMPT_FILE`] (the change the follow-up commits).
+/// [`PROMPT_FILE`] (the change the follow-up commits), and resolves a
+/// conflict in `calc.sh` by writing the fixed file whole.
 fn follow_up_script() -> String {
     format!(
         "case \"$PAID_PROMPT\" in *'Follow-up on pull request'*) printf '%s\\n' \"$PAID_PROMPT\" > {PROMPT_FILE}; \
+         if grep -q '^<<<<<<<' calc.sh; then printf '%s\\n' '#!/bin/sh' 'add() {{' '    echo $(( $1 + $2 ))' '}}' \
+         'mul() {{' '    echo $(( $1 * $2 ))' '}}' > calc.sh; fi; \
          echo 'Addressed the review.';; *) {FIXER_SCRIPT};; esac"
     )
+}
+
+/// Commits `file` with `content` on the remote's `main`, as someone else
+/// would (a clone, a commit, a push). Returns the new tip.
+fn commit_on_main(dir: &Path, remote: &Path, file: &str, content: &str) -> String {
+    let clone = dir.join("someone-else");
+    let git = |args: &[&str], cwd: &Path| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .env("GIT_AUTHOR_NAME", "someone")
+            .env("GIT_AUTHOR_EMAIL", "someone@localhost")
+            .env("GIT_COMMITTER_NAME", "someone")
+            .env("GIT_COMMITTER_EMAIL", "someone@localhost")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["clone", "-q", "-b", "main", remote.to_str().unwrap(), clone.to_str().unwrap()], dir);
+    std::fs::write(clone.join(file), content).unwrap();
+    git(&["add", "-A"], &clone);
+    git(&["commit", "-q", "-m", &format!("upstream change to {file}")], &clone);
+    git(&["push", "-q", "origin", "main"], &clone);
+    git(&["rev-parse", "HEAD"], &clone)
+}
+
+/// Whether `ancestor` is an ancestor of (or equal to) `commit` in `remote`.
+fn is_ancestor(remote: &Path, ancestor: &str, commit: &str) -> bool {
+    Command::new("git")
+        .args(["merge-base", "--is-ancestor", ancestor, commit])
+        .current_dir(remote)
+        .status()
+        .unwrap()
+        .success()
+}
+
+fn remote_tip(remote: &Path, branch: &str) -> String {
+    let out = Command::new("git").args(["rev-parse", branch]).current_dir(remote).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,4 +210,81 @@ async fn closing_the_issue_cancels_its_queued_run() {
     // Once noticed, the closure is not reported again.
     let after = engine.poll_project(s.project.id).await.unwrap();
     assert!(after.closed.is_empty(), "{after:?}");
+}
+
+/// Runs the first run, moves `main` with `change` (file, content), adds a
+/// failing check and runs the follow-up. Returns the setup, the PR branch,
+/// the first run's pushed tip, the new `main` tip and the follow-up run.
+async fn follow_up_after_main_moved(
+    dir: &Path,
+    change: (&str, &str),
+) -> (DemoSetup, String, String, String, paid_core::Run) {
+    let s = setup(dir, DemoConfig { agent_script: follow_up_script(), ..DemoConfig::default() }).await;
+    let engine = s.engine().unwrap();
+    engine.poll_project(s.project.id).await.unwrap();
+    let first = engine.run_until_idle().await.unwrap().pop().unwrap();
+    assert_eq!(first.state, RunState::Succeeded, "{:?}", first.failure);
+    let branch = first.branch.clone().unwrap();
+    let first_tip = remote_tip(&s.remote, &branch);
+    let pr = s.github.pull_requests(OWNER, REPO)[0].number;
+
+    // main moves after the PR was opened.
+    let main_tip = commit_on_main(dir, &s.remote, change.0, change.1);
+    assert!(!is_ancestor(&s.remote, &main_tip, &first_tip));
+
+    s.github.add_check_run(OWNER, REPO, pr, "ci/test", "failure", "CHECK-FAILED: please look again").unwrap();
+    let report = engine.follow_up(s.project.id).await.unwrap();
+    assert_eq!(report.queued.len(), 1, "{report:?}");
+    let follow = engine.run_until_idle().await.unwrap().pop().unwrap();
+    assert_eq!(follow.state, RunState::Succeeded, "{:?}", follow.failure);
+    assert_eq!(follow.branch.as_deref(), Some(branch.as_str()));
+    let audit = s.store.audit_events(Some(s.project.id)).await.unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == paid_core::engine::REBASE_ACTION && e.subject == format!("run:{}", follow.id)),
+        "the rebase outcome is recorded"
+    );
+    (s, branch, first_tip, main_tip, follow)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_up_rebases_onto_a_moved_main_and_pushes_with_the_lease() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, branch, first_tip, main_tip, follow) =
+        follow_up_after_main_moved(tmp.path(), ("UPSTREAM.md", "Changed on main after the PR was opened.\n")).await;
+
+    let prompt = remote_file(&s.remote, &branch, PROMPT_FILE);
+    assert!(prompt.contains("Paid rebased the branch onto the latest default branch"), "{prompt}");
+    assert!(!prompt.contains("conflict markers"), "{prompt}");
+    assert!(prompt.contains("CHECK-FAILED: please look again"), "{prompt}");
+
+    let tip = remote_tip(&s.remote, &branch);
+    assert!(is_ancestor(&s.remote, &main_tip, &tip), "the pushed branch is built on the new main");
+    assert!(
+        !is_ancestor(&s.remote, &first_tip, &tip),
+        "the branch was rewritten (replayed), and the push replaced it under the lease"
+    );
+    assert_eq!(remote_file(&s.remote, &branch, "UPSTREAM.md"), "Changed on main after the PR was opened.\n");
+    assert!(remote_file(&s.remote, &branch, "calc.sh").contains("$(( $1 + $2 ))"), "the earlier fix was replayed");
+    assert_eq!(s.github.pull_requests(OWNER, REPO).len(), 1);
+    assert!(follow.pr_url.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_main_gives_the_agent_the_conflicted_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The same line the first run fixed, changed differently on main.
+    let upstream = "#!/bin/sh\n# A tiny calculator library used by the Paid demo.\n\nadd() {\n    echo $(( $1 - $2 - 0 ))\n}\n\n\
+                    mul() {\n    echo $(( $1 * $2 ))\n}\n";
+    let (s, branch, first_tip, main_tip, _follow) = follow_up_after_main_moved(tmp.path(), ("calc.sh", upstream)).await;
+
+    let prompt = remote_file(&s.remote, &branch, PROMPT_FILE);
+    assert!(prompt.contains("conflict markers"), "{prompt}");
+    assert!(prompt.contains("- `calc.sh`"), "the prompt names the conflicted file: {prompt}");
+    assert!(prompt.contains("Resolve every conflict first"), "{prompt}");
+
+    let tip = remote_tip(&s.remote, &branch);
+    assert!(is_ancestor(&s.remote, &main_tip, &tip), "the resolution is a merge of main");
+    assert!(is_ancestor(&s.remote, &first_tip, &tip), "on top of the pushed branch (a fast-forward)");
+    let calc = remote_file(&s.remote, &branch, "calc.sh");
+    assert!(!calc.contains("<<<<<<<") && calc.contains("$(( $1 + $2 ))"), "{calc}");
 }

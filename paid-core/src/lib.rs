@@ -47,4 +47,4 @@ pub use ports::sandbox::{
 pub use ports::secrets::{PutSecret, SecretMeta, SecretRecord, SecretStore};
 pub use ports::selector::{FixedSelector, ModelSelector, SelectionRequest};
 pub use ports::store::{AppendLog, ClaimRequest, RunFilter, RunPatch, Store, Transition};
-pub use ports::workspaces::{CommitRequest, Workspaces, Worktree, WorktreeRequest};
+pub use ports::workspaces::{CommitRequest, RebaseOutcome, Workspaces, Worktree, WorktreeRequest};

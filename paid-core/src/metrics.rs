@@ -156,8 +156,10 @@ pub struct Metrics {
     pub active_workflows: Family<WorkflowLabels, Gauge>,
     /// `paid_active_containers{project_id}`.
     pub active_containers: Family<ProjectLabels, Gauge>,
-    /// `paid_worktrees_total{project_id}`.
-    pub worktrees_total: Family<ProjectLabels, Gauge>,
+    /// `paid_worktrees{project_id}`: worktrees on disk. DESIGN §8 spells it
+    /// `paid_worktrees_total`, but a gauge must not end in `_total`
+    /// (OpenMetrics; promtool flags it).
+    pub worktrees: Family<ProjectLabels, Gauge>,
     /// `paid_container_startup_seconds`.
     pub container_startup_seconds: Histogram,
     /// `paid_disk_usage_bytes{type}`.
@@ -183,7 +185,7 @@ impl Default for Metrics {
             pr_merge_rate: Family::default(),
             active_workflows: Family::default(),
             active_containers: Family::default(),
-            worktrees_total: Family::default(),
+            worktrees: Family::default(),
             container_startup_seconds: seconds(),
             disk_usage_bytes: Family::default(),
             llm_request_seconds: Family::new_with_constructor(seconds),
@@ -215,7 +217,7 @@ impl Metrics {
         registry.register("paid_pr_merge_rate", "Share of Paid PRs merged", self.pr_merge_rate.clone());
         registry.register("paid_active_workflows", "Workflows in progress", self.active_workflows.clone());
         registry.register("paid_active_containers", "Live sandboxes", self.active_containers.clone());
-        registry.register("paid_worktrees_total", "Worktrees on disk", self.worktrees_total.clone());
+        registry.register("paid_worktrees", "Worktrees on disk", self.worktrees.clone());
         registry.register(
             "paid_container_startup_seconds",
             "Time to a ready sandbox",

@@ -36,7 +36,7 @@ pub use forge::{
     ClientStats, DEFAULT_BASE_URI, FailingCheck, FeedbackRequest, GitHubConfig, GitHubForge, PrFeedback, PrState,
     RateLimit, RetryPolicy, Review, ReviewComment, ReviewThread, Votes,
 };
-pub use workspaces::{GitWorkspaces, GitWorkspacesConfig};
+pub use workspaces::{CloneProgress, GitWorkspaces, GitWorkspacesConfig};
 
 #[cfg(feature = "fake")]
 pub mod fake;

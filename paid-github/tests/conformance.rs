@@ -70,7 +70,22 @@ async fn git_workspaces_pass_the_workspaces_suite() {
     );
     project.default_branch = "main".into();
     let workspaces = GitWorkspaces::new(GitWorkspacesConfig::new(tmp.path().join("ws")));
+    let (scratch, pushed_to) = (tmp.path().join("others"), remote.clone());
+    let remote_commit = Box::new(move |branch: &str, file: &str, content: &str| {
+        // Someone else's clone: commit on `branch` and push it.
+        if !scratch.exists() {
+            git(scratch.parent().unwrap(), &["clone", "-q", pushed_to.to_str().unwrap(), "others"]);
+        }
+        git(&scratch, &["fetch", "-q", "origin"]);
+        git(&scratch, &["checkout", "-q", "-B", branch, &format!("origin/{branch}")]);
+        std::fs::write(scratch.join(file), content).unwrap();
+        git(&scratch, &["add", "-A"]);
+        git(&scratch, &["commit", "-q", "-m", &format!("someone else changed {file}")]);
+        git(&scratch, &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")]);
+        git(&scratch, &["rev-parse", "HEAD"])
+    });
     let fixture = WorkspacesFixture {
+        remote_commit,
         workspaces: Arc::new(workspaces),
         project,
         remote_branch: Box::new(move |branch| {

@@ -196,3 +196,30 @@ async fn fetch_and_push_over_http_with_the_token_from_the_callback() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clone_over_http_reports_progress_and_a_replaced_token_is_used() {
+    let served = tempfile::tempdir().unwrap();
+    bare_remote(served.path());
+    let (base, _) = serve(served.path()).await;
+    let url = format!("{base}/app.git");
+    let ids = SequentialIds::default();
+    let project = Project::new(ProjectId(ids.uuid()), RepoRef::new("octo", "app"), &url, chrono::Utc::now());
+
+    // Started with a token the remote refuses; the operator replaces it.
+    let root = tempfile::tempdir().unwrap();
+    let ws = GitWorkspaces::new(GitWorkspacesConfig::new(root.path()).token("ghs_revoked".to_string().into()));
+    assert!(matches!(ws.ensure_mirror(&project).await.unwrap_err(), paid_core::Error::Clone { .. }));
+    ws.set_token(Some(TOKEN.to_string().into()));
+
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let path = ws.ensure_mirror_with_progress(&project, move |p| sink.lock().unwrap().push(p)).await.unwrap();
+    assert_eq!(path, root.path().join("mirrors/octo/app.git"));
+    let reports = reports.lock().unwrap().clone();
+    let last = reports.last().copied().expect("progress was reported");
+    assert_eq!(last.received_objects, last.total_objects, "{reports:?}");
+    assert_eq!(last.total_objects, 3, "a commit, a tree, a blob: {reports:?}");
+    assert!(last.received_bytes > 0);
+    assert!(Repository::open_bare(&path).unwrap().refname_to_id("refs/remotes/origin/main").is_ok());
+}

@@ -6,7 +6,7 @@
 //! lease was taken over writes nothing.
 
 use paid_core::{RunId, RunState, StepRecord, StepStatus, Timestamp};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::error::{OpError, OpResult};
 use crate::leases::lease_lost;
@@ -58,6 +58,23 @@ pub(crate) async fn finish(
     result: Result<serde_json::Value, String>,
     at: Timestamp,
 ) -> OpResult<StepRecord> {
+    let mut conn = pool.acquire().await?;
+    match finish_on(&mut conn, id, owner, step, result, at).await? {
+        Some(record) => Ok(record),
+        None => Err(why_not_finished(pool, id, owner, step, at).await),
+    }
+}
+
+/// The statement of [`finish`] on one connection (or transaction): `None`
+/// when it changed nothing, which [`why_not_finished`] explains.
+pub(crate) async fn finish_on(
+    conn: &mut PgConnection,
+    id: RunId,
+    owner: &str,
+    step: RunState,
+    result: Result<serde_json::Value, String>,
+    at: Timestamp,
+) -> OpResult<Option<StepRecord>> {
     let (status, output, error) = match result {
         Ok(output) => (StepStatus::Done, json("step output", &output)?, None),
         Err(error) => (StepStatus::Failed, "null".to_string(), Some(json("step error", &error)?)),
@@ -86,16 +103,22 @@ pub(crate) async fn finish(
     .bind(rows::status_str(status))
     .bind(output)
     .bind(error)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
-    if let Some(row) = row {
-        return rows::step(&row);
-    }
-    let run = runs::get(pool, id).await?;
+    row.as_ref().map(rows::step).transpose()
+}
+
+/// Why a finish changed nothing: the run is missing, the lease is not
+/// held, or no record of `step` is `started`.
+pub(crate) async fn why_not_finished(pool: &PgPool, id: RunId, owner: &str, step: RunState, at: Timestamp) -> OpError {
+    let run = match runs::get(pool, id).await {
+        Ok(run) => run,
+        Err(e) => return e,
+    };
     if !crate::leases::Holder::of(&run).holds(owner, at) {
-        return Err(lease_lost(id, owner));
+        return lease_lost(id, owner);
     }
-    Err(OpError::Refused(paid_core::Error::NotFound { entity: "step", id: format!("{step} (started) of run {id}") }))
+    OpError::Refused(paid_core::Error::NotFound { entity: "step", id: format!("{step} (started) of run {id}") })
 }
 
 pub(crate) async fn list(pool: &PgPool, id: RunId) -> OpResult<Vec<StepRecord>> {

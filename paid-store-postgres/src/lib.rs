@@ -5,9 +5,9 @@
 //!   an advisory lock, so workers may start together.
 //! - **Claims** are one `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP
 //!   LOCKED) RETURNING …`: concurrent workers take different runs without
-//!   waiting on each other. Priorities come first, then age; with
-//!   [`PgStoreOptions::project_limits`], each project's `max_concurrent_runs`
-//!   caps its leased runs, exactly, under concurrency.
+//!   waiting on each other. Priorities come first, then age; each project's
+//!   `max_concurrent_runs` caps its leased runs, exactly, under concurrency
+//!   ([`PgStoreOptions::project_limits`], on by default).
 //! - **Leases** expire unless heartbeated; an expired lease is claimable, and
 //!   every lease-checked write checks owner, expiry and expected state in the
 //!   same statement as the write, so a stale worker changes nothing.
@@ -57,9 +57,17 @@
 //! The store passes `paid_core::testing::store`, the conformance suite
 //! every [`Store`](paid_core::Store) runs; its module documentation spells
 //! out the contract.
+//!
+//! The same schema also holds the opt-in capabilities: [`PgStore`]
+//! implements [`LearningStore`](paid_core::ports::learning::LearningStore)
+//! (prompts, experiments, scored runs) and
+//! [`SecretStore`](paid_core::SecretStore) (opaque ciphertext, versioned,
+//! with compare-and-set writes), and passes `paid_core::testing::learning`
+//! and `paid_core::testing::secrets`.
 
 mod error;
 mod journal;
+mod learning;
 mod leases;
 mod logs;
 mod migrations;
@@ -69,6 +77,7 @@ mod projects;
 mod records;
 mod rows;
 mod runs;
+mod secrets;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

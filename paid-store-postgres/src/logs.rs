@@ -7,7 +7,7 @@
 //! one statement that only applies if `log_seq` is still what it read: a
 //! concurrent append makes it change nothing, and it reads again.
 
-use paid_core::{AppendLog, LogAppend, LogChunk, LogStream, RunId, TRUNCATION_MARKER};
+use paid_core::{AppendLog, LogAppend, LogChunk, LogStream, RunId, TRUNCATION_MARKER, Timestamp};
 use sqlx::PgPool;
 
 use crate::error::OpResult;
@@ -77,6 +77,19 @@ pub(crate) async fn append(pool: &PgPool, req: &AppendLog<'_>) -> OpResult<LogAp
         retryable: true,
         source: None,
     }))
+}
+
+/// Deletes the chunks of runs that ended before `finished_before`.
+pub(crate) async fn prune(pool: &PgPool, finished_before: Timestamp) -> OpResult<u64> {
+    let deleted = sqlx::query(
+        "DELETE FROM run_logs WHERE run_id IN (
+             SELECT id FROM runs WHERE finished_at IS NOT NULL AND finished_at < $1
+         )",
+    )
+    .bind(finished_before)
+    .execute(pool)
+    .await?;
+    Ok(deleted.rows_affected())
 }
 
 /// The largest index `<= max` that falls on a character boundary of `s`.

@@ -21,11 +21,13 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial", sql: include_str!("schema/0001_initial.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("schema/0001_initial.sql") },
+    Migration { version: 2, name: "learning_secrets", sql: include_str!("schema/0002_learning_secrets.sql") },
+];
 
 /// The schema version this build creates: the number of its newest migration.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Brings `schema` (the connection's `search_path`) up to [`SCHEMA_VERSION`],
 /// creating it if needed. Returns the versions it applied.

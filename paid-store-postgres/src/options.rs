@@ -40,7 +40,7 @@ impl PgStoreOptions {
 
     /// Options for the database at `url` (`postgres://user:password@host:port/db`),
     /// with the defaults: schema `public`, at most 10 connections, a 10 s
-    /// acquire timeout, migrations applied on connect, per-project limits off.
+    /// acquire timeout, migrations applied on connect, per-project limits on.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -51,7 +51,7 @@ impl PgStoreOptions {
             test_before_acquire: false,
             application_name: "paid".into(),
             migrate: true,
-            project_limits: false,
+            project_limits: true,
             synchronous_commit: true,
         }
     }
@@ -106,13 +106,14 @@ impl PgStoreOptions {
     }
 
     /// Whether `claim` honours each project's `max_concurrent_runs`, counting
-    /// the project's active runs that hold an unexpired lease (default off).
+    /// the project's active runs that hold an unexpired lease (default on).
     ///
-    /// Off, `claim` is exactly the [`paid_core::Store::claim`] contract that
-    /// the conformance suite pins (no per-project cap). On, a project at its
-    /// limit is skipped, and the limit holds under any number of concurrent
-    /// claimers (see the `claim` statement in `leases.rs`). Deployments with
-    /// several workers turn it on; `paid-worker` does by default.
+    /// On, `claim` is the [`paid_core::Store::claim`] contract that the
+    /// conformance suite pins: a project at its limit is skipped, and the
+    /// limit holds under any number of concurrent claimers (see the `claim`
+    /// statement in `leases.rs`). Off, it ignores the limits (one statement
+    /// less per claim), which breaks that contract: only for benchmarks and
+    /// deployments that cap concurrency some other way.
     pub fn project_limits(mut self, on: bool) -> Self {
         self.project_limits = on;
         self

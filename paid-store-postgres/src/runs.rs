@@ -7,12 +7,12 @@
 
 use paid_core::{NewRun, Run, RunFilter, RunId, RunPatch, RunState, Timestamp, Transition};
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, QueryBuilder};
+use sqlx::{PgConnection, PgPool, QueryBuilder};
 
 use crate::error::{OpError, OpResult};
 use crate::leases::{Holder, lease_lost};
-use crate::projects;
 use crate::rows::{self, int, json, run_columns};
+use crate::{journal, projects};
 
 /// How often a write whose diagnosis found nothing wrong (the run changed
 /// between the two statements) is tried again.
@@ -107,48 +107,86 @@ pub(crate) async fn list(pool: &PgPool, filter: &RunFilter) -> OpResult<Vec<Run>
     all.iter().map(rows::run).collect()
 }
 
+fn illegal(t: &Transition, from: RunState) -> OpError {
+    OpError::Refused(paid_core::Error::IllegalTransition {
+        run: t.run_id.to_string(),
+        from: from.to_string(),
+        to: t.to.to_string(),
+    })
+}
+
 /// Checks in the order the port documents: the run exists, the state
 /// machine allows the move, the lease is held, the run is in `from`.
 pub(crate) async fn transition(pool: &PgPool, t: &Transition) -> OpResult<Run> {
-    let illegal = |from: RunState| {
-        OpError::Refused(paid_core::Error::IllegalTransition {
-            run: t.run_id.to_string(),
-            from: from.to_string(),
-            to: t.to.to_string(),
-        })
-    };
     if !t.from.can_transition_to(t.to) {
         require(pool, t.run_id).await?;
-        return Err(illegal(t.from));
+        return Err(illegal(t, t.from));
     }
     for _ in 0..RETRIES {
-        let moved = sqlx::query(concat!(
-            "UPDATE runs SET state = $4, updated_at = $5,
-                 finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END
-             WHERE id = $1 AND state = $2 AND lease_owner = $3 AND lease_expires_at > $5
-             RETURNING ",
-            run_columns!()
-        ))
-        .bind(t.run_id.0)
-        .bind(t.from.as_str())
-        .bind(&t.owner)
-        .bind(t.to.as_str())
-        .bind(t.at)
-        .bind(t.to.is_terminal())
-        .fetch_optional(pool)
-        .await?;
-        if let Some(run) = first(moved)? {
+        let mut conn = pool.acquire().await?;
+        if let Some(run) = transition_on(&mut conn, t).await? {
             return Ok(run);
         }
+        drop(conn);
         let run = get(pool, t.run_id).await?;
         if !Holder::of(&run).holds(&t.owner, t.at) {
             return Err(lease_lost(t.run_id, &t.owner));
         }
         if run.state != t.from {
-            return Err(illegal(run.state));
+            return Err(illegal(t, run.state));
         }
     }
     Err(lease_lost(t.run_id, &t.owner))
+}
+
+/// The statement of [`transition`] on one connection (or transaction), for
+/// a move the state machine allows: `None` when the run is not in `t.from`
+/// or the lease is not held.
+async fn transition_on(conn: &mut PgConnection, t: &Transition) -> OpResult<Option<Run>> {
+    let moved = sqlx::query(concat!(
+        "UPDATE runs SET state = $4, updated_at = $5,
+             finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END
+         WHERE id = $1 AND state = $2 AND lease_owner = $3 AND lease_expires_at > $5
+         RETURNING ",
+        run_columns!()
+    ))
+    .bind(t.run_id.0)
+    .bind(t.from.as_str())
+    .bind(&t.owner)
+    .bind(t.to.as_str())
+    .bind(t.at)
+    .bind(t.to.is_terminal())
+    .fetch_optional(&mut *conn)
+    .await?;
+    first(moved)
+}
+
+/// Finishes the latest started record of `t.from` and applies `t` in one
+/// transaction. The finish locks the run row, so nothing can move the run
+/// between the two statements.
+pub(crate) async fn finish_and_transition(
+    pool: &PgPool,
+    t: &Transition,
+    result: Result<serde_json::Value, String>,
+) -> OpResult<Run> {
+    let mut tx = pool.begin().await?;
+    if journal::finish_on(&mut tx, t.run_id, &t.owner, t.from, result, t.at).await?.is_none() {
+        drop(tx);
+        return Err(journal::why_not_finished(pool, t.run_id, &t.owner, t.from, t.at).await);
+    }
+    if !t.from.can_transition_to(t.to) {
+        return Err(illegal(t, t.from));
+    }
+    if let Some(run) = transition_on(&mut tx, t).await? {
+        tx.commit().await?;
+        return Ok(run);
+    }
+    drop(tx);
+    let run = get(pool, t.run_id).await?;
+    if !Holder::of(&run).holds(&t.owner, t.at) {
+        return Err(lease_lost(t.run_id, &t.owner));
+    }
+    Err(illegal(t, run.state))
 }
 
 pub(crate) async fn patch(pool: &PgPool, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> OpResult<Run> {

@@ -18,13 +18,14 @@ use crate::{Error, PgStoreOptions, journal, leases, logs, migrations, projects, 
 /// A [`Store`] on PostgreSQL, for many workers sharing one database.
 ///
 /// Cheap to clone: clones share the connection pool and the wake-up
-/// listener. Every call is one statement (or, for `delete_project`, one
-/// short transaction), so no call holds a lock across round trips. Workers
-/// claim runs with `FOR UPDATE SKIP LOCKED` and wait for work with
+/// listener. Every call is one statement (or, for `delete_project` and
+/// `finish_step_and_transition`, one short transaction), so no call holds a
+/// lock across its own round trips. Workers claim runs with `FOR UPDATE SKIP LOCKED` and wait for work with
 /// [`PgStore::work_listener`].
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    relaxed_pool: PgPool,
     listen_pool: PgPool,
     notify_pool: PgPool,
     schema: Arc<str>,
@@ -84,6 +85,7 @@ impl PgStore {
             }
         }
         Ok(Self {
+            relaxed_pool: relaxed_pool(connect.clone(), &options),
             notify_pool: notify_pool(connect.clone(), options.acquire_timeout_value()),
             listen_pool: listen_pool(connect, options.acquire_timeout_value()),
             channel: format!("paid_work:{schema}").into(),
@@ -163,6 +165,7 @@ impl PgStore {
         self.notifier.stop().await;
         self.listen_pool.close().await;
         self.notify_pool.close().await;
+        self.relaxed_pool.close().await;
         self.pool.close().await;
     }
 }
@@ -174,6 +177,23 @@ fn notify_pool(connect: PgConnectOptions, acquire_timeout: Duration) -> PgPool {
     PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(acquire_timeout)
+        .connect_lazy_with(connect.options([("synchronous_commit", "off")]))
+}
+
+/// Connections for writes whose loss in a *server* crash is harmless, which
+/// commit without waiting for the WAL flush (`synchronous_commit = off`):
+/// log appends (output a crash cuts short anyway), heartbeats (a lost one
+/// only lets the lease expire earlier, which leases are built to survive)
+/// and usage records (metrics). A clean restart loses nothing; a crash loses
+/// at most the last few hundred milliseconds of them, and never a later
+/// durable write's predecessors (the WAL is flushed in order). Transitions,
+/// leases, the journal, decisions, outcomes and the audit trail always go
+/// through the main pool and wait for the flush.
+fn relaxed_pool(connect: PgConnectOptions, options: &PgStoreOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections((options.max_connections_value() / 4).max(2))
+        .acquire_timeout(options.acquire_timeout_value())
+        .test_before_acquire(options.test_before_acquire_value())
         .connect_lazy_with(connect.options([("synchronous_commit", "off")]))
 }
 
@@ -263,7 +283,7 @@ impl Store for PgStore {
         lease: chrono::Duration,
         now: Timestamp,
     ) -> paid_core::Result<()> {
-        Ok(leases::heartbeat(&self.pool, id, owner, lease, now).await?)
+        Ok(leases::heartbeat(&self.relaxed_pool, id, owner, lease, now).await?)
     }
 
     async fn release(&self, id: RunId, owner: &str) -> paid_core::Result<()> {
@@ -299,16 +319,33 @@ impl Store for PgStore {
         Ok(journal::list(&self.pool, id).await?)
     }
 
+    async fn finish_step_and_transition(
+        &self,
+        t: &Transition,
+        result: Result<serde_json::Value, String>,
+    ) -> paid_core::Result<Run> {
+        let run = runs::finish_and_transition(&self.pool, t, result).await?;
+        if self.project_limits && t.to.is_terminal() {
+            // A slot of the project is free.
+            notify::announce(&self.notify_pool, &self.channel).await;
+        }
+        Ok(run)
+    }
+
     async fn append_log(&self, req: &AppendLog<'_>) -> paid_core::Result<LogAppend> {
-        Ok(logs::append(&self.pool, req).await?)
+        Ok(logs::append(&self.relaxed_pool, req).await?)
     }
 
     async fn logs(&self, id: RunId, after: u64) -> paid_core::Result<Vec<LogChunk>> {
         Ok(logs::after(&self.pool, id, after).await?)
     }
 
+    async fn prune_logs(&self, finished_before: Timestamp) -> paid_core::Result<u64> {
+        Ok(logs::prune(&self.pool, finished_before).await?)
+    }
+
     async fn record_usage(&self, usage: &UsageRecord) -> paid_core::Result<()> {
-        Ok(records::record_usage(&self.pool, usage).await?)
+        Ok(records::record_usage(&self.relaxed_pool, usage).await?)
     }
 
     async fn usage(&self, id: RunId) -> paid_core::Result<Vec<UsageRecord>> {

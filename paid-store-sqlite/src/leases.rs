@@ -29,8 +29,17 @@ fn lease_lost(run: RunId, owner: &str) -> OpError {
     OpError::Refused(paid_core::Error::LeaseLost { run: run.to_string(), owner: owner.into() })
 }
 
-/// Leases the runnable run with the highest priority, then the oldest, in
-/// one statement.
+/// Leases the runnable run with the highest priority, then the oldest, then
+/// the lowest id, among projects below their `max_concurrent_runs`, in one
+/// statement.
+///
+/// A project's load is its active runs holding an unexpired lease, so a run
+/// whose lease expired (including one its own worker lost) counts for
+/// nothing and can be claimed again. Writes are serialized (`BEGIN
+/// IMMEDIATE`), so the limit is exact however many handles claim at once.
+/// The full projects are computed once per statement (few projects, and
+/// only leased runs are counted, through `runs_by_lease`), then the claim
+/// order's index is walked to the first run outside them.
 pub(crate) fn claim(c: &Connection, req: &ClaimRequest) -> Result<Option<Run>, OpError> {
     let now = millis(req.now);
     let mut stmt = c.prepare_cached(&format!(
@@ -38,6 +47,14 @@ pub(crate) fn claim(c: &Connection, req: &ClaimRequest) -> Result<Option<Run>, O
          WHERE id = (
              SELECT id FROM runs
              WHERE finished_at IS NULL AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ?3)
+               AND project_id NOT IN (
+                   SELECT p.id FROM projects p
+                   WHERE json_extract(p.config, '$.max_concurrent_runs') <= (
+                       SELECT count(*) FROM runs l INDEXED BY runs_by_lease
+                       WHERE l.lease_owner IS NOT NULL AND l.lease_expires_at > ?3
+                         AND l.project_id = p.id AND l.finished_at IS NULL
+                   )
+               )
              ORDER BY priority DESC, created_at, id
              LIMIT 1
          )

@@ -4,7 +4,7 @@
 //! the cap was hit (`runs.log_truncated`), so an append reads one row and
 //! writes at most two chunks, all in the caller's transaction.
 
-use paid_core::{AppendLog, LogAppend, LogChunk, LogStream, RunId, TRUNCATION_MARKER};
+use paid_core::{AppendLog, LogAppend, LogChunk, LogStream, RunId, TRUNCATION_MARKER, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::OpError;
@@ -43,6 +43,18 @@ pub(crate) fn append(c: &Connection, req: &AppendLog<'_>) -> Result<LogAppend, O
     c.prepare_cached("UPDATE runs SET log_bytes = log_bytes + ?2, log_truncated = ?3 WHERE id = ?1")?
         .execute(params![id.to_string(), int("log bytes", stored as u64)?, !fits])?;
     Ok(LogAppend { stored, truncated: !fits })
+}
+
+/// Deletes the chunks of runs that ended before `finished_before`.
+pub(crate) fn prune(c: &Connection, finished_before: Timestamp) -> Result<u64, OpError> {
+    let deleted = c
+        .prepare_cached(
+            "DELETE FROM run_logs WHERE run_id IN (
+                 SELECT id FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?1
+             )",
+        )?
+        .execute([millis(finished_before)])?;
+    Ok(deleted as u64)
 }
 
 /// The largest index `<= max` that falls on a character boundary of `s`.

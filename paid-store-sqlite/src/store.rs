@@ -255,6 +255,19 @@ impl Store for SqliteStore {
         self.read(move |c| journal::list(c, id)).await
     }
 
+    async fn finish_step_and_transition(
+        &self,
+        t: &Transition,
+        result: Result<serde_json::Value, String>,
+    ) -> paid_core::Result<Run> {
+        let t = t.clone();
+        self.write(move |c| {
+            journal::finish(c, t.run_id, &t.owner, t.from, result, t.at)?;
+            runs::transition(c, &t)
+        })
+        .await
+    }
+
     async fn append_log(&self, req: &AppendLog<'_>) -> paid_core::Result<LogAppend> {
         let (run_id, stream, text, cap_bytes, at) =
             (req.run_id, req.stream, req.text.to_string(), req.cap_bytes, req.at);
@@ -263,6 +276,10 @@ impl Store for SqliteStore {
 
     async fn logs(&self, id: RunId, after: u64) -> paid_core::Result<Vec<LogChunk>> {
         self.read(move |c| logs::after(c, id, after)).await
+    }
+
+    async fn prune_logs(&self, finished_before: Timestamp) -> paid_core::Result<u64> {
+        self.write(move |c| logs::prune(c, finished_before)).await
     }
 
     async fn record_usage(&self, usage: &UsageRecord) -> paid_core::Result<()> {

@@ -77,6 +77,10 @@ pub struct ApiState {
     pub worker_id: String,
     /// Prompts and experiments, when the store has learning support.
     pub learning: Option<Arc<dyn LearningStore>>,
+    /// The metering proxy, when started: projects' budgets are set on it.
+    pub proxy: Option<paid_llm::proxy::Proxy>,
+    /// The forge token, re-read when a new one is stored.
+    pub forge_token: Arc<super::forge_token::ForgeToken>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -411,6 +415,8 @@ pub struct NewProject {
     image: Option<String>,
     agent: Option<String>,
     max_concurrent_runs: Option<u32>,
+    budget_usd_per_run: Option<f64>,
+    budget_usd_per_month: Option<f64>,
 }
 
 async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req): ApiJson<NewProject>) -> ApiResult {
@@ -458,6 +464,16 @@ async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req): ApiJson<N
             format!("no agent {:?}; known: {}", p.agent, state.agent_kinds.join(", ")),
         ));
     }
+    for (key, v) in [("budget_usd_per_run", req.budget_usd_per_run), ("budget_usd_per_month", req.budget_usd_per_month)]
+    {
+        if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                format!("{key} must be a positive number of USD"),
+            ));
+        }
+    }
     p.validate()?;
     paid_core::policy::ForbiddenPaths::new(&p.allowed_paths)?;
     // Repository access, with the stored token when there is one.
@@ -468,6 +484,18 @@ async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req): ApiJson<N
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "repository_unreachable", e.0))?;
     }
     state.store.put_project(&p).await?;
+    let extras = super::projects::ProjectExtras {
+        model: None,
+        budget_usd_per_run: req.budget_usd_per_run,
+        budget_usd_per_month: req.budget_usd_per_month,
+    };
+    if extras != super::projects::ProjectExtras::default() {
+        super::projects::save_api_extras(state.store.as_ref(), p.id, &extras).await?;
+    }
+    if let Some(proxy) = &state.proxy {
+        super::proxy::register_budget(proxy, p.id, &extras);
+    }
+    state.projects.set_extras(p.id, Some(extras));
     ok(StatusCode::CREATED, view(&state, p))
 }
 
@@ -485,6 +513,10 @@ async fn remove_project(State(state): State<Arc<ApiState>>, Path((owner, name)):
         CoreError::InvalidInput { message, .. } => ApiError::new(StatusCode::CONFLICT, "conflict", message),
         e => e.into(),
     })?;
+    if let Some(proxy) = &state.proxy {
+        proxy.clear_project_budget(p.id);
+    }
+    state.projects.set_extras(p.id, None);
     ok(StatusCode::OK, json!({ "removed": repo, "id": p.id }))
 }
 
@@ -625,6 +657,7 @@ async fn show_run(State(state): State<Arc<ApiState>>, Path(id): Path<String>) ->
     let usage = state.store.usage(id).await?;
     let decision = state.store.decision(id).await?;
     let logs = state.store.logs(id, 0).await?;
+    let prompt_version = state.engine.prompt_version(id).await?;
     ok(
         StatusCode::OK,
         json!({
@@ -635,8 +668,7 @@ async fn show_run(State(state): State<Arc<ApiState>>, Path(id): Path<String>) ->
             "cost": cost_of(&usage),
             "usage": usage,
             "model_decision": decision,
-            "prompt_version": Value::Null,
-            "prompt_version_note": "the engine does not record which prompt version a run used yet",
+            "prompt_version": prompt_version,
             "log_chunks": logs.len(),
         }),
     )
@@ -741,7 +773,7 @@ fn learning(state: &ApiState) -> Result<&Arc<dyn LearningStore>, ApiError> {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_implemented",
-            "prompts and experiments are not available: this store has no learning support (the SQLite store has it)",
+            "prompts and experiments are not available: this store has no learning support (SQLite and PostgreSQL do)",
         )
     })
 }
@@ -824,14 +856,17 @@ async fn put_secret(
         validation = serde_json::to_value(check).unwrap_or_default();
     }
     let meta = state.vault.put(&name, &value).await?;
-    ok(
-        StatusCode::OK,
-        json!({
-            "secret": meta,
-            "validation": validation,
-            "note": "stored encrypted; the daemon uses a new forge token from its next start",
-        }),
-    )
+    let mut note = "stored encrypted";
+    if name == "github" {
+        note = match state.forge_token.reload().await {
+            Ok(_) => "stored encrypted; the daemon uses the new forge token from now on",
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-read the GitHub token; the daemon retries shortly");
+                "stored encrypted; the daemon picks the new forge token up within a minute"
+            }
+        };
+    }
+    ok(StatusCode::OK, json!({ "secret": meta, "validation": validation, "note": note }))
 }
 
 /// `POST /api/v1/keys/rotate`.

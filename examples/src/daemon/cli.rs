@@ -51,6 +51,9 @@ pub enum Command {
     Serve,
     /// Check Docker, images, the store, keys, the forge token and the proxy.
     Doctor,
+    /// Sandbox images.
+    #[command(subcommand)]
+    Images(ImagesCmd),
     /// Projects.
     #[command(subcommand)]
     Project(ProjectCmd),
@@ -79,38 +82,67 @@ pub enum Command {
     },
 }
 
+/// `paid images …`.
+#[derive(Debug, Subcommand)]
+pub enum ImagesCmd {
+    /// Build the sandbox image (docker/agent.Dockerfile) through the Docker
+    /// engine of paid.toml's [docker] section, showing the build's steps.
+    Build {
+        /// The tag.
+        #[arg(long, default_value = super::images::DEFAULT_TAG)]
+        tag: String,
+        /// Agent CLIs to install from PyPI (the PIP_PACKAGES build argument).
+        #[arg(long)]
+        pip_packages: Option<String>,
+    },
+}
+
+/// `paid project add`.
+#[derive(Debug, Args)]
+pub struct AddProject {
+    /// owner/repo.
+    pub repo: String,
+    /// Clone URL (default https://github.com/owner/repo.git).
+    #[arg(long)]
+    pub clone_url: Option<String>,
+    /// Target branch.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Trigger label (repeatable; default paid-build).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Trusted author (repeatable, at least one).
+    #[arg(long = "author")]
+    pub authors: Vec<String>,
+    /// Verify command (repeatable).
+    #[arg(long)]
+    pub verify: Vec<String>,
+    /// Forbidden path the project allows (repeatable).
+    #[arg(long = "allow-path")]
+    pub allowed_paths: Vec<String>,
+    /// Agent kind.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Sandbox image.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Cost cap per run, USD (enforced by the metering proxy).
+    #[arg(long)]
+    pub budget_usd_per_run: Option<f64>,
+    /// Cost cap per month for the project, USD.
+    #[arg(long)]
+    pub budget_usd_per_month: Option<f64>,
+    /// Also make the project's mirror clone now, on this machine, under
+    /// the config's data_dir (shows the transfer's progress).
+    #[arg(long)]
+    pub clone: bool,
+}
+
 /// `paid project …`.
 #[derive(Debug, Subcommand)]
 pub enum ProjectCmd {
     /// Add a project.
-    Add {
-        /// owner/repo.
-        repo: String,
-        /// Clone URL (default https://github.com/owner/repo.git).
-        #[arg(long)]
-        clone_url: Option<String>,
-        /// Target branch.
-        #[arg(long)]
-        branch: Option<String>,
-        /// Trigger label (repeatable; default paid-build).
-        #[arg(long = "label")]
-        labels: Vec<String>,
-        /// Trusted author (repeatable, at least one).
-        #[arg(long = "author")]
-        authors: Vec<String>,
-        /// Verify command (repeatable).
-        #[arg(long)]
-        verify: Vec<String>,
-        /// Forbidden path the project allows (repeatable).
-        #[arg(long = "allow-path")]
-        allowed_paths: Vec<String>,
-        /// Agent kind.
-        #[arg(long)]
-        agent: Option<String>,
-        /// Sandbox image.
-        #[arg(long)]
-        image: Option<String>,
-    },
+    Add(Box<AddProject>),
     /// List projects.
     List,
     /// Remove a project (owner/repo).
@@ -268,6 +300,10 @@ pub async fn run(global: Global, command: Command) -> ExitCode {
             init_cli_logging();
             super::doctor::doctor(&global.config, out.json).await
         }
+        Command::Images(cmd) => {
+            init_cli_logging();
+            images(&global, cmd, out).await
+        }
         other => {
             init_cli_logging();
             let client = match client(&global) {
@@ -275,7 +311,7 @@ pub async fn run(global: Global, command: Command) -> ExitCode {
                 Err(Err(e)) => return out.config_error(&e),
                 Err(Ok(message)) => return out.fail_msg("usage", &message, 2),
             };
-            remote(client, other, out).await
+            remote(client, other, &global, out).await
         }
     }
 }
@@ -415,9 +451,9 @@ fn s<'a>(v: &'a Value, p: &str) -> &'a str {
     v.pointer(p).and_then(Value::as_str).unwrap_or("-")
 }
 
-async fn remote(client: ApiClient, command: Command, out: Out) -> ExitCode {
+async fn remote(client: ApiClient, command: Command, global: &Global, out: Out) -> ExitCode {
     let result = match command {
-        Command::Project(cmd) => project(&client, cmd, out).await,
+        Command::Project(cmd) => project(&client, cmd, global, out).await,
         Command::Token(cmd) => token(&client, cmd, out).await,
         Command::Run { issue, wait } => trigger(&client, &issue, wait, out).await,
         Command::Runs(cmd) => runs(&client, cmd, out).await,
@@ -431,12 +467,12 @@ async fn remote(client: ApiClient, command: Command, out: Out) -> ExitCode {
             let q = project.map(|p| format!("?project={}", enc(&p))).unwrap_or_default();
             client.get(&format!("/costs{q}")).await.map(|v| out.success(&v, print_costs))
         }
-        Command::Init { .. } | Command::Serve | Command::Doctor => Ok(ExitCode::SUCCESS),
+        Command::Init { .. } | Command::Serve | Command::Doctor | Command::Images(_) => Ok(ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| out.fail(&e))
 }
 
-async fn project(client: &ApiClient, cmd: ProjectCmd, out: Out) -> Result<ExitCode, ClientError> {
+async fn project(client: &ApiClient, cmd: ProjectCmd, global: &Global, out: Out) -> Result<ExitCode, ClientError> {
     match cmd {
         ProjectCmd::List => Ok(out.success(&client.get("/projects").await?, |d| {
             println!("{:<32} {:<8} {:<16} {:<24} TRIGGER", "REPO", "SOURCE", "AGENT", "AUTHORS");
@@ -456,7 +492,21 @@ async fn project(client: &ApiClient, cmd: ProjectCmd, out: Out) -> Result<ExitCo
                 );
             }
         })),
-        ProjectCmd::Add { repo, clone_url, branch, labels, authors, verify, allowed_paths, agent, image } => {
+        ProjectCmd::Add(add) => {
+            let AddProject {
+                repo,
+                clone_url,
+                branch,
+                labels,
+                authors,
+                verify,
+                allowed_paths,
+                agent,
+                image,
+                budget_usd_per_run,
+                budget_usd_per_month,
+                clone,
+            } = *add;
             let mut body =
                 json!({ "repo": repo, "allowed_authors": authors, "verify": verify, "allowed_paths": allowed_paths });
             for (k, v) in [("clone_url", clone_url), ("default_branch", branch), ("agent", agent), ("image", image)] {
@@ -467,8 +517,22 @@ async fn project(client: &ApiClient, cmd: ProjectCmd, out: Out) -> Result<ExitCo
             if !labels.is_empty() {
                 body["trigger_labels"] = json!(labels);
             }
-            let v = client.call(Method::POST, "/projects", Some(body)).await?;
-            Ok(out.success(&v, |d| println!("added {}/{} ({})", s(d, "/repo/owner"), s(d, "/repo/name"), s(d, "/id"))))
+            for (k, v) in [("budget_usd_per_run", budget_usd_per_run), ("budget_usd_per_month", budget_usd_per_month)] {
+                if let Some(v) = v {
+                    body[k] = json!(v);
+                }
+            }
+            let mut v = client.call(Method::POST, "/projects", Some(body)).await?;
+            if clone {
+                let cloned = clone_mirror(global, &v["data"], out).await;
+                v["data"]["mirror"] = cloned?;
+            }
+            Ok(out.success(&v, |d| {
+                println!("added {}/{} ({})", s(d, "/repo/owner"), s(d, "/repo/name"), s(d, "/id"));
+                if d["mirror"].is_object() {
+                    println!("cloned into {} ({} objects)", s(d, "/mirror/path"), d["mirror"]["objects"]);
+                }
+            }))
         }
         ProjectCmd::Remove { repo } => {
             let v = client.call(Method::DELETE, &format!("/projects/{}", enc(&repo)), None).await?;
@@ -542,8 +606,45 @@ async fn token(client: &ApiClient, cmd: TokenCmd, out: Out) -> Result<ExitCode, 
     }
 }
 
+/// The mirror clone of `paid project add --clone`, for the project the API
+/// just added (`data`).
+async fn clone_mirror(global: &Global, data: &Value, out: Out) -> Result<Value, ClientError> {
+    let failed = |m: String| ClientError::Transport(format!("the project was added, but cloning failed: {m}"));
+    let config = Config::load(&global.config).map_err(|e| failed(e.to_string()))?;
+    let project: paid_core::Project = serde_json::from_value(data.clone()).map_err(|e| failed(e.to_string()))?;
+    let pb = super::images::progress_bar(out.json);
+    let report = super::mirror::clone(&config, &project, &pb).await.map_err(|e| failed(one_line(&e)))?;
+    Ok(json!(report))
+}
+
+/// `paid images build`: local, through the Docker engine (no daemon needed).
+async fn images(global: &Global, cmd: ImagesCmd, out: Out) -> ExitCode {
+    let ImagesCmd::Build { tag, pip_packages } = cmd;
+    let docker_config = if global.config.exists() {
+        match Config::load(&global.config) {
+            Ok(c) => c.docker,
+            Err(e) => return out.config_error(&e),
+        }
+    } else {
+        paid_runtime_docker::DockerConfig::default()
+    };
+    let docker = match paid_runtime_docker::DockerRuntime::connect(docker_config).await {
+        Ok(d) => d,
+        Err(e) => return out.fail_msg("docker_unreachable", &format!("cannot reach Docker: {e}"), 1),
+    };
+    let args = pip_packages.map(|p| ("PIP_PACKAGES".to_string(), p)).into_iter().collect();
+    let pb = super::images::progress_bar(out.json);
+    match super::images::build(&docker, super::images::AGENT_DOCKERFILE, &tag, args, &pb).await {
+        Ok(report) => out.local(json!(report), |d| {
+            println!("built {} ({}) in {:.1} s, {} steps", s(d, "/image"), s(d, "/id"), d["seconds"], d["steps"])
+        }),
+        Err(e) => out.fail_msg("build_failed", &one_line(&e), 1),
+    }
+}
+
 fn spinner(out: Out, msg: String) -> ProgressBar {
-    let pb = if out.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    let pb =
+        if out.json || !std::io::stderr().is_terminal() { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
     if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}") {
         pb.set_style(style);
     }

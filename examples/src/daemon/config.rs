@@ -53,6 +53,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("PAID_CONCURRENCY", "concurrency"),
     ("PAID_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
     ("PAID_STORE_URL", "store.url"),
+    ("PAID_STORE_SCHEMA", "store.schema"),
     ("PAID_API_BIND", "api.bind"),
     ("PAID_API_TOKEN_ENV", "api.token_env"),
     ("PAID_API_TOKEN_FILE", "api.token_file"),
@@ -63,6 +64,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("PAID_GITHUB_API_URL", "github.api_url"),
     ("PAID_GITHUB_TOKEN_ENV", "github.token_env"),
     ("PAID_GITHUB_TOKEN_FILE", "github.token_file"),
+    ("PAID_GITHUB_WEBHOOK_SECRET_ENV", "github.webhook_secret_env"),
+    ("PAID_GITHUB_WEBHOOK_SECRET_FILE", "github.webhook_secret_file"),
     ("PAID_DOCKER_ENDPOINT", "docker.endpoint"),
     ("PAID_DOCKER_ENDPOINTS", "docker.endpoints"),
     ("PAID_DOCKER_LABEL_PREFIX", "docker.label_prefix"),
@@ -79,6 +82,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("PAID_DISK_WARNING_PERCENT", "disk.warning_percent"),
     ("PAID_DISK_CRITICAL_PERCENT", "disk.critical_percent"),
     ("PAID_DISK_EMERGENCY_PERCENT", "disk.emergency_percent"),
+    ("PAID_DISK_LOG_RETENTION_DAYS", "disk.log_retention_days"),
     ("PAID_LOG_FORMAT", "log.format"),
     ("PAID_LOG_LEVEL", "log.level"),
 ];
@@ -87,7 +91,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 pub const TEST_POLL_INTERVAL_ENV: &str = "PAID_POLL_INTERVAL_MS";
 
 /// Keys that would hold a secret inline, and are refused.
-const INLINE_SECRET_KEYS: &[&str] = &["token", "key", "api_key", "secret", "password", "master_key"];
+const INLINE_SECRET_KEYS: &[&str] = &["token", "key", "api_key", "secret", "password", "master_key", "webhook_secret"];
 
 /// The whole configuration, as loaded and checked.
 #[derive(Debug, Clone)]
@@ -106,6 +110,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The store.
     pub store: StoreUrl,
+    /// The PostgreSQL schema the store's tables live in (`store.schema`,
+    /// default `public`), so several daemons can share one database.
+    pub store_schema: Option<String>,
     /// The HTTP API.
     pub api: ApiConfig,
     /// The master key for secrets at rest.
@@ -189,6 +196,13 @@ pub struct GitHubSettings {
     pub token_env_explicit: bool,
     /// File holding the token.
     pub token_file: Option<PathBuf>,
+    /// Environment variable holding the webhook secret
+    /// (`github.webhook_secret_env`). With it (or the file), `paid serve`
+    /// takes GitHub webhooks at `POST /webhooks/github`.
+    pub webhook_secret_env: Option<String>,
+    /// File holding the webhook secret (`github.webhook_secret_file`; wins
+    /// over the variable).
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 /// `[proxy]`: the secrets + metering proxy of `paid-llm`, started when at
@@ -273,6 +287,9 @@ pub struct DiskSettings {
     pub critical_percent: f64,
     /// No new runs are claimed from here.
     pub emergency_percent: f64,
+    /// Logs of runs that ended longer ago than this are deleted (default
+    /// 30 days); shorter at the critical and emergency levels.
+    pub log_retention: Duration,
 }
 
 /// `[log]`.
@@ -344,6 +361,7 @@ struct RawConfig {
 #[serde(default, deny_unknown_fields)]
 struct RawStore {
     url: Option<String>,
+    schema: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -369,6 +387,8 @@ struct RawGitHub {
     api_url: Option<String>,
     token_env: Option<String>,
     token_file: Option<PathBuf>,
+    webhook_secret_env: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -426,6 +446,7 @@ struct RawDisk {
     warning_percent: Option<f64>,
     critical_percent: Option<f64>,
     emergency_percent: Option<f64>,
+    log_retention_days: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -506,6 +527,8 @@ fn reject_inline_secrets(file: &Path, table: &toml::Table) -> Result<(), ConfigE
             if t.contains_key(*k) {
                 let (env_key, file_key) = if section.starts_with("providers") {
                     ("key_env", "key_file")
+                } else if *k == "webhook_secret" {
+                    ("webhook_secret_env", "webhook_secret_file")
                 } else {
                     ("token_env", "token_file")
                 };
@@ -667,6 +690,12 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
             StoreUrl::Sqlite(resolve(base, PathBuf::from(path)))
         }
     };
+    if raw.store.schema.is_some() && matches!(store, StoreUrl::Sqlite(_)) {
+        return Err(err(
+            "store.schema",
+            "a schema applies to a PostgreSQL store only (store.url = \"postgres://…\")".into(),
+        ));
+    }
 
     let parse_addr = |key: &str, s: &str| -> Result<SocketAddr, ConfigError> {
         s.parse().map_err(|e| err(key, format!("{s:?} is not an address like 127.0.0.1:8700: {e}")))
@@ -706,7 +735,14 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
         token_env_explicit: raw.github.token_env.is_some(),
         token_env: raw.github.token_env.unwrap_or_else(|| "GITHUB_TOKEN".into()),
         token_file: raw.github.token_file.map(|p| resolve(base, p)),
+        webhook_secret_env: raw.github.webhook_secret_env,
+        webhook_secret_file: raw.github.webhook_secret_file.map(|p| resolve(base, p)),
     };
+    if let Some(name) = &github.webhook_secret_env
+        && !env_name_ok(name)
+    {
+        return Err(err("github.webhook_secret_env", format!("{name:?} is not an environment variable name")));
+    }
     if !(github.api_url.starts_with("https://") || github.api_url.starts_with("http://")) {
         return Err(err("github.api_url", format!("{:?} is not an http(s) URL", github.api_url)));
     }
@@ -809,6 +845,13 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
         warning_percent: raw.disk.warning_percent.unwrap_or(75.0),
         critical_percent: raw.disk.critical_percent.unwrap_or(85.0),
         emergency_percent: raw.disk.emergency_percent.unwrap_or(95.0),
+        log_retention: match raw.disk.log_retention_days {
+            None => Duration::from_secs(30 * 86_400),
+            Some(d) if d.is_finite() && d > 0.0 && d <= 36_500.0 => Duration::from_secs_f64(d * 86_400.0),
+            Some(d) => {
+                return Err(err("disk.log_retention_days", format!("must be a number of days above 0 (got {d})")));
+            }
+        },
     };
     let (w, c, e) = (disk.warning_percent, disk.critical_percent, disk.emergency_percent);
     let pct = |v: f64| (0.0..=100.0).contains(&v);
@@ -893,6 +936,7 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
         concurrency,
         shutdown_grace: secs(raw.shutdown_grace_secs, 120),
         store,
+        store_schema: raw.store.schema,
         api,
         keys,
         github,
@@ -1017,6 +1061,15 @@ allowed_authors = ["alice"]
     }
 
     #[test]
+    fn log_retention_defaults_to_30_days_and_must_be_positive() {
+        assert_eq!(parse(MINIMAL).unwrap().disk.log_retention, Duration::from_secs(30 * 86_400));
+        let c = parse(&format!("[disk]\nlog_retention_days = 7\n{MINIMAL}")).unwrap();
+        assert_eq!(c.disk.log_retention, Duration::from_secs(7 * 86_400));
+        let e = parse(&format!("[disk]\nlog_retention_days = 0\n{MINIMAL}")).unwrap_err();
+        assert_eq!(e.key, "disk.log_retention_days");
+    }
+
+    #[test]
     fn poll_interval_minimum_and_the_test_override() {
         let e = parse(&format!("poll_interval_secs = 5\n{MINIMAL}")).unwrap_err();
         assert_eq!(e.key, "poll_interval_secs");
@@ -1024,6 +1077,21 @@ allowed_authors = ["alice"]
         let env = BTreeMap::from([(TEST_POLL_INTERVAL_ENV.to_string(), "200".to_string())]);
         let c = Config::parse(Path::new("/x/paid.toml"), &format!("poll_interval_secs = 5\n{MINIMAL}"), &env).unwrap();
         assert_eq!(c.poll_interval, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn the_webhook_secret_is_named_never_inline() {
+        let c = parse(&format!("[github]\nwebhook_secret_env = \"PAID_WEBHOOK_SECRET\"\n{MINIMAL}")).unwrap();
+        assert_eq!(c.github.webhook_secret_env.as_deref(), Some("PAID_WEBHOOK_SECRET"));
+        assert_eq!(c.github.webhook_secret_file, None);
+        let c = parse(&format!("[github]\nwebhook_secret_file = \"hook.secret\"\n{MINIMAL}")).unwrap();
+        assert_eq!(c.github.webhook_secret_file, Some(PathBuf::from("/etc/paid/hook.secret")));
+        assert_eq!(parse(MINIMAL).unwrap().github.webhook_secret_env, None);
+        let e = parse(&format!("[github]\nwebhook_secret = \"s3cret\"\n{MINIMAL}")).unwrap_err();
+        assert_eq!(e.key, "github.webhook_secret");
+        assert!(e.reason.contains("github.webhook_secret_env"), "{e}");
+        let e = parse(&format!("[github]\nwebhook_secret_env = \"not a name\"\n{MINIMAL}")).unwrap_err();
+        assert_eq!(e.key, "github.webhook_secret_env");
     }
 
     #[test]
@@ -1072,5 +1140,14 @@ allowed_authors = ["alice"]
     fn postgres_urls_are_not_printed_with_passwords() {
         let c = parse(&format!("[store]\nurl = \"postgres://paid:hunter2@db/paid\"\n{MINIMAL}")).unwrap();
         assert_eq!(c.store.to_string(), "postgres://[redacted]@db/paid");
+    }
+
+    #[test]
+    fn a_store_schema_is_for_postgres_only() {
+        let c = parse(&format!("[store]\nurl = \"postgres://db/paid\"\nschema = \"tenant_a\"\n{MINIMAL}")).unwrap();
+        assert_eq!(c.store_schema.as_deref(), Some("tenant_a"));
+        assert_eq!(parse(MINIMAL).unwrap().store_schema, None);
+        let e = parse(&format!("[store]\nurl = \"x.db\"\nschema = \"tenant_a\"\n{MINIMAL}")).unwrap_err();
+        assert_eq!(e.key, "store.schema");
     }
 }

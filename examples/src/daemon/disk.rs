@@ -2,12 +2,19 @@
 //! filesystem fills, and stops claiming new runs at the emergency level
 //! until space is back.
 //!
+//! Logs of runs that ended longer ago than the retention
+//! (`disk.log_retention_days`, default 30) are deleted ([`DiskGuard::prune_logs`],
+//! on the reaper's schedule and at each measurement from the critical level
+//! on). The retention shrinks as the disk fills: a quarter of it at the
+//! critical level (85%), a thirtieth at the emergency level (95%).
+//!
 //! The filesystem is read through [`FsProbe`], and the thresholds are
 //! settings, so tests can simulate pressure.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use paid_core::metrics::{DiskLabels, Metrics, ProjectLabels};
 use paid_core::{RunId, Store};
@@ -82,6 +89,16 @@ impl Level {
         }
     }
 
+    /// How long logs of ended runs are kept at this level, out of the
+    /// configured `retention`.
+    pub fn log_retention(self, retention: Duration) -> Duration {
+        match self {
+            Level::Normal | Level::Warning => retention,
+            Level::Critical => retention / 4,
+            Level::Emergency => retention / 30,
+        }
+    }
+
     fn from_u8(v: u8) -> Self {
         match v {
             1 => Level::Warning,
@@ -107,6 +124,8 @@ pub struct DiskReport {
     pub bytes: std::collections::BTreeMap<String, u64>,
     /// What cleanup did, if any ran.
     pub cleanup: Option<SweepReport>,
+    /// Log chunks deleted at this measurement (from the critical level on).
+    pub logs_pruned: Option<u64>,
 }
 
 /// Where Paid's bytes are.
@@ -194,6 +213,21 @@ impl DiskGuard {
         self.level() < Level::Emergency
     }
 
+    /// Deletes the logs of runs that ended longer ago than the retention
+    /// at the current level. Returns how many chunks were deleted.
+    pub async fn prune_logs(&self) -> paid_core::Result<u64> {
+        let keep = self.level().log_retention(self.settings.log_retention);
+        let cutoff = chrono::Duration::from_std(keep)
+            .ok()
+            .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        let n = self.store.prune_logs(cutoff).await?;
+        if n > 0 {
+            info!(chunks = n, keep_days = keep.as_secs_f64() / 86_400.0, level = ?self.level(), "pruned old run logs");
+        }
+        Ok(n)
+    }
+
     /// The last report.
     pub async fn last(&self) -> Option<DiskReport> {
         self.last.lock().await.clone()
@@ -274,6 +308,17 @@ impl DiskGuard {
             },
             _ => None,
         };
+        let logs_pruned = if level >= Level::Critical {
+            match self.prune_logs().await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    warn!(error = %e, "cannot prune old logs");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let report = DiskReport {
             path: self.settings.path.clone(),
             filesystem: fs,
@@ -281,6 +326,7 @@ impl DiskGuard {
             level,
             bytes,
             cleanup,
+            logs_pruned,
         };
         *self.last.lock().await = Some(report.clone());
         report
@@ -310,7 +356,7 @@ impl DiskGuard {
             for p in projects {
                 let id = p.id.to_string();
                 let n = by_project.get(&id).copied().unwrap_or(0);
-                self.metrics.worktrees_total.get_or_create(&ProjectLabels { project_id: id }).set(n);
+                self.metrics.worktrees.get_or_create(&ProjectLabels { project_id: id }).set(n);
             }
         }
     }
@@ -319,7 +365,8 @@ impl DiskGuard {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::time::Duration;
+
+    use paid_core::Project;
 
     use super::*;
 
@@ -338,6 +385,7 @@ mod tests {
             warning_percent: 75.0,
             critical_percent: 85.0,
             emergency_percent: 95.0,
+            log_retention: Duration::from_secs(30 * 86_400),
         }
     }
 
@@ -370,5 +418,86 @@ mod tests {
         assert!(guard.accepting_runs());
         let used = metrics.disk_usage_bytes.get_or_create(&DiskLabels { r#type: "filesystem_used".into() }).get();
         assert_eq!(used, 60);
+    }
+
+    /// A run of `project` that ended `ago` ago with one log chunk.
+    async fn ended_run(store: &dyn Store, project: paid_core::ProjectId, issue: u64, ago: chrono::Duration) -> RunId {
+        use paid_core::testing::fixtures;
+        use paid_core::{AppendLog, ClaimRequest, LogStream, RunState, Transition};
+        let when = chrono::Utc::now() - ago;
+        store.put_issue(&fixtures::issue(project, issue)).await.unwrap();
+        let run = store.create_run(&fixtures::new_run(project, issue)).await.unwrap();
+        let req = ClaimRequest { owner: "w".into(), lease: chrono::Duration::hours(1), now: when };
+        assert_eq!(store.claim(&req).await.unwrap().map(|r| r.id), Some(run.id));
+        let log =
+            AppendLog { run_id: run.id, stream: LogStream::Stdout, text: "hello\n", cap_bytes: 1 << 20, at: when };
+        store.append_log(&log).await.unwrap();
+        let t =
+            Transition { run_id: run.id, from: RunState::Queued, to: RunState::Failed, owner: "w".into(), at: when };
+        store.transition(&t).await.unwrap();
+        run.id
+    }
+
+    #[tokio::test]
+    async fn old_logs_are_pruned_and_retention_shrinks_as_the_disk_fills() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(FakeFs(Mutex::new(FsUsage { total: 100, available: 50 })));
+        let store: Arc<dyn Store> = Arc::new(paid_store_sqlite::SqliteStore::open_in_memory().unwrap());
+        let project = paid_core::testing::fixtures::project("widgets");
+        store.put_project(&Project { max_concurrent_runs: 100, ..project.clone() }).await.unwrap();
+        let days = chrono::Duration::days;
+        let month_old = ended_run(store.as_ref(), project.id, 1, days(40)).await;
+        let ten_days = ended_run(store.as_ref(), project.id, 2, days(10)).await;
+        let two_days = ended_run(store.as_ref(), project.id, 3, days(2)).await;
+        let hour_old = ended_run(store.as_ref(), project.id, 4, chrono::Duration::hours(1)).await;
+        // An active run with an old log line keeps it at every level.
+        store.put_issue(&paid_core::testing::fixtures::issue(project.id, 5)).await.unwrap();
+        let active = store.create_run(&paid_core::testing::fixtures::new_run(project.id, 5)).await.unwrap();
+        let old_line = paid_core::AppendLog {
+            run_id: active.id,
+            stream: paid_core::LogStream::System,
+            text: "queued\n",
+            cap_bytes: 1 << 20,
+            at: chrono::Utc::now() - days(60),
+        };
+        store.append_log(&old_line).await.unwrap();
+        let has_logs = |id: RunId| {
+            let store = store.clone();
+            async move { !store.logs(id, 0).await.unwrap().is_empty() }
+        };
+
+        let paths = DiskPaths { repos: dir.path().join("r"), worktrees: dir.path().join("w"), database: None };
+        let guard = DiskGuard::new(settings(), fs.clone(), paths, None, Arc::new(Metrics::default()), store.clone());
+        // Normal: the reaper's schedule prunes beyond 30 days; a measurement does not.
+        let r = guard.tick(None).await;
+        assert_eq!((r.level, r.logs_pruned), (Level::Normal, None));
+        assert!(has_logs(month_old).await);
+        assert_eq!(guard.prune_logs().await.unwrap(), 1);
+        assert!(!has_logs(month_old).await);
+        assert!(has_logs(ten_days).await);
+
+        // Critical (90%): a quarter of 30 days is kept, at each measurement.
+        *fs.0.lock().unwrap() = FsUsage { total: 100, available: 10 };
+        let r = guard.tick(None).await;
+        assert_eq!((r.level, r.logs_pruned), (Level::Critical, Some(1)));
+        assert!(!has_logs(ten_days).await);
+        assert!(has_logs(two_days).await);
+
+        // Emergency (97%): a thirtieth, one day.
+        *fs.0.lock().unwrap() = FsUsage { total: 100, available: 3 };
+        let r = guard.tick(None).await;
+        assert_eq!((r.level, r.logs_pruned), (Level::Emergency, Some(1)));
+        assert!(!has_logs(two_days).await);
+        assert!(has_logs(hour_old).await, "a run that ended an hour ago keeps its logs");
+        assert!(has_logs(active.id).await, "an active run keeps its logs");
+        assert_eq!(guard.prune_logs().await.unwrap(), 0);
+    }
+
+    #[test]
+    fn retention_by_level() {
+        let r = Duration::from_secs(30 * 86_400);
+        assert_eq!(Level::Warning.log_retention(r), r);
+        assert_eq!(Level::Critical.log_retention(r), Duration::from_secs(30 * 86_400 / 4));
+        assert_eq!(Level::Emergency.log_retention(r), Duration::from_secs(86_400));
     }
 }

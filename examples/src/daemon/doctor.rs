@@ -1,6 +1,7 @@
 //! `paid doctor`: is this machine ready to run `paid serve`?
 
 use std::collections::BTreeSet;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,7 +32,8 @@ fn f(check: &str, status: &'static str, message: impl Into<String>) -> Finding {
 
 /// Runs every check and prints the findings. Exit 1 when one failed.
 pub async fn doctor(config_path: &Path, json_out: bool) -> ExitCode {
-    let pb = if json_out { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    let pb =
+        if json_out || !std::io::stderr().is_terminal() { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
     if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
         pb.set_style(style);
     }
@@ -89,7 +91,7 @@ async fn checks(config_path: &Path, pb: &ProgressBar) -> Vec<Finding> {
     }
 
     pb.set_message("opening the store");
-    let opened = match super::serve::open_store(&config.store).await {
+    let opened = match super::serve::open_store(&config.store, config.store_schema.as_deref()).await {
         Ok(o) => match o.store.projects().await {
             Ok(p) => {
                 out.push(f("store", "ok", format!("{} opens ({} projects stored)", config.store, p.len())));

@@ -37,6 +37,7 @@ pub struct Readiness {
     http: reqwest::Client,
     github_api: String,
     token: Option<SecretString>,
+    source: Option<Arc<super::forge_token::ForgeToken>>,
     cache: Mutex<Option<(Instant, ReadyReport)>>,
 }
 
@@ -58,7 +59,14 @@ impl Readiness {
         github_api: String,
         token: Option<SecretString>,
     ) -> Self {
-        Self { store, runtime, http, github_api, token, cache: Mutex::new(None) }
+        Self { store, runtime, http, github_api, token, source: None, cache: Mutex::new(None) }
+    }
+
+    /// Checks the forge with `source`'s current token (one stored while
+    /// the daemon runs) instead of the one given to [`Readiness::new`].
+    pub fn token_source(mut self, source: Arc<super::forge_token::ForgeToken>) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// The report (cached for a few seconds).
@@ -100,7 +108,11 @@ impl Readiness {
 
     async fn forge_check(&self) -> Check {
         let mut req = self.http.get(format!("{}/rate_limit", self.github_api)).timeout(TIMEOUT);
-        if let Some(t) = &self.token {
+        let token = match &self.source {
+            Some(s) => s.current().1,
+            None => self.token.clone(),
+        };
+        if let Some(t) = &token {
             req = req.bearer_auth(t.expose_secret());
         }
         match req.send().await {

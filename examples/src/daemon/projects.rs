@@ -10,12 +10,12 @@ use async_trait::async_trait;
 use paid_core::{
     Clock, FixedSelector, Ids, ModelDecision, ModelSelector, Project, ProjectId, RandomIds, SelectionRequest, Store,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::config::ProjectSpec;
 
 /// Settings of a project beyond [`Project`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProjectExtras {
     /// Preferred model.
     pub model: Option<String>,
@@ -42,6 +42,51 @@ impl ProjectDirectory {
     pub fn extras(&self, id: ProjectId) -> ProjectExtras {
         self.extras.read().map(|m| m.get(&id).cloned().unwrap_or_default()).unwrap_or_default()
     }
+
+    /// Sets (`Some`) or forgets (`None`) the extra settings of a project.
+    pub fn set_extras(&self, id: ProjectId, extras: Option<ProjectExtras>) {
+        let mut map = self.extras.write().unwrap_or_else(|p| p.into_inner());
+        match extras {
+            Some(e) => map.insert(id, e),
+            None => map.remove(&id),
+        };
+    }
+}
+
+/// The audit action recording the extra settings of a project added
+/// through the API (the store's `Project` has no field for them).
+pub const SETTINGS_ACTION: &str = "project.settings";
+
+/// Records the extra settings of a project added through the API, so a
+/// restarted daemon has them ([`load_api_extras`]).
+pub async fn save_api_extras(store: &dyn Store, id: ProjectId, extras: &ProjectExtras) -> paid_core::Result<()> {
+    store
+        .audit(&paid_core::AuditEvent {
+            at: chrono::Utc::now(),
+            project_id: Some(id),
+            actor: "api".into(),
+            action: SETTINGS_ACTION.into(),
+            subject: format!("project:{id}"),
+            details: serde_json::to_value(extras).unwrap_or_default(),
+        })
+        .await
+}
+
+/// Reads back the latest recorded settings of every stored project not
+/// declared in `paid.toml`.
+pub async fn load_api_extras(store: &dyn Store, directory: &ProjectDirectory) -> paid_core::Result<()> {
+    for p in store.projects().await? {
+        if directory.is_declared(&p.repo.to_string()) {
+            continue;
+        }
+        let events = store.audit_events(Some(p.id)).await?;
+        if let Some(e) = events.iter().rev().find(|e| e.action == SETTINGS_ACTION)
+            && let Ok(extras) = serde_json::from_value::<ProjectExtras>(e.details.clone())
+        {
+            directory.set_extras(p.id, Some(extras));
+        }
+    }
+    Ok(())
 }
 
 /// Writes the declared projects to the store, reusing the id of a stored

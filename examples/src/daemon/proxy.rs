@@ -1,14 +1,21 @@
 //! The secrets + metering proxy (`paid_llm::proxy`), started by the daemon
 //! when providers are configured, and the [`RunCredentials`] the engine uses
 //! to hand each run a token for it.
+//!
+//! Each project's `budget_usd_per_run` / `budget_usd_per_month` become its
+//! own caps in the proxy ([`Proxy::set_project_budget`]): registered at start,
+//! and again whenever a project is added or removed through the API.
 
 use std::sync::Arc;
 
-use paid_core::Store;
 use paid_core::metrics::Metrics;
+use paid_core::{ProjectId, Store};
 use paid_llm::providers::ProviderKind;
+use paid_llm::proxy::budget::BudgetConfig;
 use paid_llm::proxy::{Proxy, ProxyCredentials, Upstream};
 use secrecy::SecretString;
+
+use super::projects::{ProjectDirectory, ProjectExtras};
 
 use super::config::{Config, ConfigError};
 use super::vault::Vault;
@@ -32,8 +39,48 @@ fn default_base(kind: ProviderKind) -> &'static str {
     }
 }
 
+/// The proxy caps of a project with budgets of its own; `None` when it has
+/// none (the proxy's default caps apply).
+pub fn project_budget(extras: &ProjectExtras) -> Option<BudgetConfig> {
+    let micros = |usd: f64| (usd * 1e6).round() as i64;
+    if extras.budget_usd_per_run.is_none() && extras.budget_usd_per_month.is_none() {
+        return None;
+    }
+    Some(BudgetConfig {
+        run_cost_micros: extras.budget_usd_per_run.map(micros),
+        project_monthly_micros: extras.budget_usd_per_month.map(micros),
+        ..BudgetConfig::default()
+    })
+}
+
+/// Sets (or clears) `project`'s caps in `proxy` from its settings.
+pub fn register_budget(proxy: &Proxy, project: ProjectId, extras: &ProjectExtras) {
+    match project_budget(extras) {
+        Some(b) => proxy.set_project_budget(project, b),
+        None => proxy.clear_project_budget(project),
+    }
+}
+
+/// Registers the caps of every stored project. Returns how many have caps
+/// of their own.
+pub async fn register_budgets(
+    proxy: &Proxy,
+    store: &dyn Store,
+    directory: &ProjectDirectory,
+) -> paid_core::Result<usize> {
+    let mut n = 0;
+    for p in store.projects().await? {
+        let extras = directory.extras(p.id);
+        n += usize::from(project_budget(&extras).is_some());
+        register_budget(proxy, p.id, &extras);
+    }
+    Ok(n)
+}
+
 /// A started proxy.
 pub struct StartedProxy {
+    /// The proxy (per-project budgets are set on it).
+    pub proxy: Proxy,
     /// The engine's credentials port.
     pub credentials: Arc<ProxyCredentials>,
     /// The server (stops when dropped).
@@ -95,6 +142,7 @@ pub async fn start(
         .await
         .map_err(|e| err("proxy.bind".into(), format!("cannot listen on {}: {e}", config.proxy.bind)))?;
     Ok(Some(StartedProxy {
+        proxy: proxy.clone(),
         credentials: Arc::new(ProxyCredentials::new(proxy, config.proxy.sandbox_url.clone())),
         server,
     }))

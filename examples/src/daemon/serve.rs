@@ -3,7 +3,10 @@
 //! It wires the library's parts from `paid.toml` and runs, until SIGTERM or
 //! SIGINT:
 //!
-//! - the **poller**, which polls every project at the configured interval;
+//! - the **poller**, which polls every project at the configured interval
+//!   and then reads the feedback on its pull requests (`Engine::follow_up`),
+//!   and acts on one project at once when a GitHub webhook nudges it
+//!   (`webhooks`, mounted at `/webhooks/github` when a secret is configured);
 //! - **workers** (`concurrency` of them), which claim runs and drive them
 //!   with the engine, under a span carrying `trace_id`, `run_id` and
 //!   `project_id`; they claim nothing while the disk guard reports an
@@ -29,21 +32,23 @@ use paid_agents::{CommandAgent, PluginRegistry};
 use paid_core::engine::{Engine, EngineConfig, EngineEvent, StepTimeouts, WorkerOptions};
 use paid_core::metrics::{Metrics, ModelLabels, TokenLabels};
 use paid_core::{Clock, FixedSelector, RunFilter, SecretStore, Store, SystemClock};
-use paid_github::{GitHubConfig, GitHubForge, GitWorkspaces, GitWorkspacesConfig};
+use paid_github::{GitHubConfig, GitWorkspaces, GitWorkspacesConfig};
 use paid_runtime_docker::DockerRuntime;
 use prometheus_client::registry::Registry;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, warn};
 
 use super::api::{self, ApiState};
 use super::config::{AgentSpec, Config, ConfigError, StoreUrl};
 use super::disk::{DiskGuard, DiskPaths, FsProbe, StatvfsProbe};
+use super::forge_token::{ForgeToken, RELOAD_EVERY, ReloadingForge};
 use super::health::Readiness;
-use super::projects::{ProjectDirectory, ProjectSelector, sync_declared};
+use super::projects::{ProjectDirectory, ProjectSelector, load_api_extras, sync_declared};
 use super::reaper::{Pressure, Reaper};
 use super::vault::{Vault, load_keyring};
+use super::webhooks::Nudge;
 
 /// An opened store, with what else it can do.
 pub struct OpenedStore {
@@ -65,8 +70,8 @@ impl std::fmt::Debug for OpenedStore {
     }
 }
 
-/// Opens the configured store.
-pub async fn open_store(url: &StoreUrl) -> anyhow::Result<OpenedStore> {
+/// Opens the configured store; `schema` (PostgreSQL only) defaults to `public`.
+pub async fn open_store(url: &StoreUrl, schema: Option<&str>) -> anyhow::Result<OpenedStore> {
     match url {
         StoreUrl::Sqlite(path) => {
             if let Some(dir) = path.parent() {
@@ -84,15 +89,20 @@ pub async fn open_store(url: &StoreUrl) -> anyhow::Result<OpenedStore> {
             })
         }
         StoreUrl::Postgres(url) => {
-            let store = paid_store_postgres::PgStore::connect(url)
+            let mut options = paid_store_postgres::PgStoreOptions::new(url.as_str());
+            if let Some(schema) = schema {
+                options = options.schema(schema);
+            }
+            let store = paid_store_postgres::PgStore::connect_with(options)
                 .await
                 .with_context(|| format!("connecting to {}", StoreUrl::Postgres(url.clone())))?;
+            let store = Arc::new(store);
             Ok(OpenedStore {
-                store: Arc::new(store),
-                secrets: None,
-                no_secrets_reason: "the PostgreSQL store has no secrets table yet".into(),
+                store: store.clone(),
+                secrets: Some(store.clone()),
+                no_secrets_reason: String::new(),
                 file: None,
-                learning: None,
+                learning: Some(store),
             })
         }
     }
@@ -234,6 +244,7 @@ impl Daemon {
     ) -> anyhow::Result<Self> {
         let cfg_err = |key: &str, reason: String| ConfigError { file: config.file.clone(), key: key.into(), reason };
         let token = api_token(&config)?;
+        let webhook_secret = super::webhooks::secret(&config)?;
         let keyring = load_keyring(&config.keys).map_err(|e| {
             let key =
                 if config.keys.master_key_file.is_some() { "keys.master_key_file" } else { "keys.master_key_env" };
@@ -253,7 +264,7 @@ impl Daemon {
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
-        let opened = open_store(&config.store).await?;
+        let opened = open_store(&config.store, config.store_schema.as_deref()).await?;
         let store = opened.store.clone();
         let vault =
             Arc::new(Vault::new(opened.secrets.clone(), opened.no_secrets_reason.clone(), keyring, clock.clone()));
@@ -275,17 +286,20 @@ impl Daemon {
         metrics.register(&mut registry);
 
         let docker = DockerRuntime::connect(config.docker.clone()).await.context("connecting to the Docker engine")?;
-        let mut gh =
+        let gh =
             GitHubConfig::new().base_uri(config.github.api_url.clone()).metrics(metrics.clone()).token_id("github");
-        if let Some(t) = &forge_token {
-            gh = gh.token(t.clone());
-        }
-        let forge = Arc::new(GitHubForge::new(gh)?);
-        let mut wc = GitWorkspacesConfig::new(config.data_dir.join("workspaces"));
+        // The forge and the workspaces pick up a new token without a restart.
+        let token_source = Arc::new(ForgeToken::new(config.clone(), vault.clone(), forge_token.clone()));
+        let forge = Arc::new(ReloadingForge::new(gh, token_source.clone())?);
+        let mut wc = GitWorkspacesConfig::new(config.data_dir.join("workspaces")).metrics(metrics.clone());
         if let Some(t) = &forge_token {
             wc = wc.token(t.clone());
         }
         let workspaces = Arc::new(GitWorkspaces::new(wc));
+        token_source.on_change({
+            let workspaces = workspaces.clone();
+            move |t| workspaces.set_token(t)
+        });
 
         let agents = agents(&config)?;
         let kinds: BTreeSet<String> = agents.iter().map(|a| a.kind().to_string()).collect();
@@ -299,6 +313,7 @@ impl Daemon {
             }
         }
         let directory: Arc<ProjectDirectory> = Arc::new(sync_declared(&store, &config.projects, clock.as_ref()).await?);
+        load_api_extras(store.as_ref(), &directory).await?;
         for p in store.projects().await? {
             if !kinds.contains(&p.agent) {
                 warn!(project = %p.repo, agent = %p.agent, "project names an agent this daemon does not have; its runs will fail");
@@ -338,6 +353,8 @@ impl Daemon {
         match &proxy {
             Some(p) => {
                 info!(addr = %p.server.addr(), sandbox_url = %config.proxy.sandbox_url, "metering proxy listening");
+                let capped = super::proxy::register_budgets(&p.proxy, store.as_ref(), &directory).await?;
+                info!(projects = capped, "per-project budgets registered with the proxy");
                 builder = builder.credentials(p.credentials.clone());
             }
             None => info!("no providers configured: the metering proxy is not started; agents get no proxy endpoint"),
@@ -345,13 +362,16 @@ impl Daemon {
         let engine = builder.build()?;
 
         let http = super::github::http_client()?;
-        let readiness = Arc::new(Readiness::new(
-            store.clone(),
-            Some(docker.clone()),
-            http.clone(),
-            config.github.api_url.clone(),
-            forge_token.clone(),
-        ));
+        let readiness = Arc::new(
+            Readiness::new(
+                store.clone(),
+                Some(docker.clone()),
+                http.clone(),
+                config.github.api_url.clone(),
+                forge_token.clone(),
+            )
+            .token_source(token_source.clone()),
+        );
         let reaper = Arc::new(Reaper::new(
             store.clone(),
             workspaces.clone(),
@@ -398,12 +418,23 @@ impl Daemon {
             max_body_bytes: config.api.max_body_bytes,
             worker_id: config.worker_id.clone(),
             learning: opened.learning.clone(),
+            proxy: proxy.as_ref().map(|p| p.proxy.clone()),
+            forge_token: token_source.clone(),
         });
         let listener = tokio::net::TcpListener::bind(config.api.bind)
             .await
             .map_err(|e| cfg_err("api.bind", format!("cannot listen on {}: {e}", config.api.bind)))?;
         let addr = listener.local_addr()?;
         let app = api::router(state);
+        // GitHub webhooks, outside `/api` (GitHub signs; it sends no bearer token).
+        let (app, nudges) = match webhook_secret {
+            Some(secret) => {
+                let (receiver, nudges) = super::webhooks::start(secret, store.clone());
+                info!(path = super::webhooks::PATH, "GitHub webhooks accepted");
+                (app.nest(super::webhooks::PATH, receiver.router()), Some(nudges))
+            }
+            None => (app, None),
+        };
         let server_shutdown = shutdown.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).with_graceful_shutdown(async move { server_shutdown.cancelled().await }).await
@@ -414,22 +445,26 @@ impl Daemon {
             workers.push(tokio::spawn(worker_loop(engine.clone(), shutdown.clone(), wake.clone(), disk.clone())));
         }
         let mut background = vec![
-            tokio::spawn(poller(
-                engine.clone(),
-                store.clone(),
-                directory,
-                disk.clone(),
-                wake.clone(),
-                config.poll_interval,
-                shutdown.clone(),
-            )),
+            tokio::spawn(
+                Poller {
+                    engine: engine.clone(),
+                    store: store.clone(),
+                    directory,
+                    disk: disk.clone(),
+                    wake: wake.clone(),
+                }
+                .run(config.poll_interval, nudges, shutdown.clone()),
+            ),
             tokio::spawn(periodic(config.reaper.interval, shutdown.clone(), {
-                let reaper = reaper.clone();
+                let (reaper, disk) = (reaper.clone(), disk.clone());
                 move || {
-                    let reaper = reaper.clone();
+                    let (reaper, disk) = (reaper.clone(), disk.clone());
                     async move {
                         if let Err(e) = reaper.sweep(Pressure::Routine).await {
                             warn!(error = %e, "reaper sweep failed");
+                        }
+                        if let Err(e) = disk.prune_logs().await {
+                            warn!(error = %e, "cannot prune old logs");
                         }
                     }
                 }
@@ -444,6 +479,17 @@ impl Daemon {
                 }
             })),
         ];
+        background.push(tokio::spawn(periodic(RELOAD_EVERY, shutdown.clone(), {
+            let token_source = token_source.clone();
+            move || {
+                let token_source = token_source.clone();
+                async move {
+                    if let Err(e) = token_source.reload().await {
+                        warn!(error = %e, "cannot re-read the GitHub token; keeping the current one");
+                    }
+                }
+            }
+        })));
         background.push(tokio::spawn(usage_metrics(engine.clone(), store.clone(), metrics, shutdown.clone())));
         info!(
             api = %addr,
@@ -495,49 +541,114 @@ async fn worker_loop(engine: Engine, shutdown: CancellationToken, wake: Arc<Noti
     }
 }
 
-async fn poller(
+/// Polls every project on the interval (issues, then the feedback on its
+/// pull requests), and one project at once when a webhook nudges. One task,
+/// so a nudge never races a scheduled poll.
+struct Poller {
     engine: Engine,
     store: Arc<dyn Store>,
     directory: Arc<ProjectDirectory>,
     disk: Arc<DiskGuard>,
     wake: Arc<Notify>,
-    every: Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        if disk.accepting_runs() {
-            match store.projects().await {
-                Ok(projects) => {
-                    for p in projects {
-                        if shutdown.is_cancelled() {
-                            return;
-                        }
-                        if let Some(limit) = directory.extras(p.id).budget_usd_per_month
-                            && let Ok(spent) = month_spend(store.as_ref(), p.id).await
-                            && spent >= limit
-                        {
-                            warn!(project = %p.repo, spent, limit, "monthly budget spent; not polling this project");
-                            continue;
-                        }
-                        let span =
-                            tracing::info_span!("poll", project_id = %p.id, trace_id = %uuid::Uuid::now_v7().simple());
-                        match engine.poll_project(p.id).instrument(span).await {
-                            Ok(r) if !r.queued.is_empty() => {
-                                info!(project = %p.repo, queued = r.queued.len(), "queued runs");
-                                wake.notify_waiters();
-                            }
-                            Ok(_) => {}
-                            Err(e) => warn!(project = %p.repo, error = %e, "poll failed"),
-                        }
-                    }
+}
+
+impl Poller {
+    async fn run(self, every: Duration, mut nudges: Option<mpsc::Receiver<Nudge>>, shutdown: CancellationToken) {
+        let mut next = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(next) => {
+                    self.cycle(&shutdown).await;
+                    next = tokio::time::Instant::now() + every;
                 }
-                Err(e) => warn!(error = %e, "cannot list projects"),
+                Some(nudge) = next_nudge(&mut nudges) => self.nudged(nudge).await,
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+    }
+
+    async fn cycle(&self, shutdown: &CancellationToken) {
+        if !self.disk.accepting_runs() {
+            return;
         }
+        let projects = match self.store.projects().await {
+            Ok(p) => p,
+            Err(e) => return warn!(error = %e, "cannot list projects"),
+        };
+        for p in projects {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if self.admits(&p).await {
+                self.poll(&p).await;
+                self.follow_up(&p).await;
+            }
+        }
+    }
+
+    async fn nudged(&self, nudge: Nudge) {
+        let id = match nudge {
+            Nudge::Poll(id) | Nudge::FollowUp(id) => id,
+        };
+        let project = match self.store.project(id).await {
+            Ok(p) => p,
+            Err(e) => return warn!(project_id = %id, error = %e, "webhook: cannot read the project"),
+        };
+        if !self.disk.accepting_runs() || !self.admits(&project).await {
+            return;
+        }
+        match nudge {
+            Nudge::Poll(_) => self.poll(&project).await,
+            Nudge::FollowUp(_) => self.follow_up(&project).await,
+        }
+    }
+
+    /// Whether the project's monthly budget leaves room for new runs.
+    async fn admits(&self, p: &paid_core::Project) -> bool {
+        if let Some(limit) = self.directory.extras(p.id).budget_usd_per_month
+            && let Ok(spent) = month_spend(self.store.as_ref(), p.id).await
+            && spent >= limit
+        {
+            warn!(project = %p.repo, spent, limit, "monthly budget spent; not polling this project");
+            return false;
+        }
+        true
+    }
+
+    async fn poll(&self, p: &paid_core::Project) {
+        let span = tracing::info_span!("poll", project_id = %p.id, trace_id = %uuid::Uuid::now_v7().simple());
+        match self.engine.poll_project(p.id).instrument(span).await {
+            Ok(r) if !r.queued.is_empty() => {
+                info!(project = %p.repo, queued = r.queued.len(), "queued runs");
+                self.wake.notify_waiters();
+            }
+            Ok(_) => {}
+            Err(e) => warn!(project = %p.repo, error = %e, "poll failed"),
+        }
+    }
+
+    /// PR feedback: failing checks, trusted reviews, merged/closed, votes.
+    async fn follow_up(&self, p: &paid_core::Project) {
+        let span = tracing::info_span!("follow_up", project_id = %p.id, trace_id = %uuid::Uuid::now_v7().simple());
+        match self.engine.follow_up(p.id).instrument(span).await {
+            Ok(r) => {
+                for (pr, e) in &r.errors {
+                    warn!(project = %p.repo, pr, error = %e, "cannot read pull request feedback");
+                }
+                if !r.queued.is_empty() {
+                    info!(project = %p.repo, queued = r.queued.len(), "queued follow-up runs");
+                    self.wake.notify_waiters();
+                }
+            }
+            Err(e) => warn!(project = %p.repo, error = %e, "follow-up failed"),
+        }
+    }
+}
+
+async fn next_nudge(nudges: &mut Option<mpsc::Receiver<Nudge>>) -> Option<Nudge> {
+    match nudges {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

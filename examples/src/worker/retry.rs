@@ -225,6 +225,10 @@ impl Store for RetryStore {
         plain!(self, "logs", self.inner.logs(id, after))
     }
 
+    async fn prune_logs(&self, finished_before: Timestamp) -> Result<u64> {
+        plain!(self, "prune_logs", self.inner.prune_logs(finished_before))
+    }
+
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
         plain!(self, "record_usage", self.inner.record_usage(usage))
     }
@@ -371,6 +375,9 @@ mod tests {
         }
         async fn logs(&self, id: RunId, after: u64) -> Result<Vec<LogChunk>> {
             self.inner.logs(id, after).await
+        }
+        async fn prune_logs(&self, finished_before: Timestamp) -> Result<u64> {
+            self.inner.prune_logs(finished_before).await
         }
         async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
             self.inner.record_usage(usage).await

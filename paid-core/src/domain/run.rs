@@ -33,6 +33,9 @@ pub enum RunState {
     RunningAgent,
     /// The project's verify commands run.
     Verifying,
+    /// A comparison run whose candidates are done waits for a human to pick
+    /// one ([`crate::engine::Engine::pick`]). The run holds no worker.
+    AwaitingChoice,
     /// Leftover edits are committed.
     Committing,
     /// The diff is checked against policy.
@@ -59,13 +62,14 @@ pub enum RunState {
 
 impl RunState {
     /// Every state, in pipeline order.
-    pub const ALL: [RunState; 17] = [
+    pub const ALL: [RunState; 18] = [
         RunState::Queued,
         RunState::SelectingModel,
         RunState::Planning,
         RunState::Provisioning,
         RunState::RunningAgent,
         RunState::Verifying,
+        RunState::AwaitingChoice,
         RunState::Committing,
         RunState::PolicyCheck,
         RunState::Pushing,
@@ -88,6 +92,7 @@ impl RunState {
             RunState::Provisioning => "provisioning",
             RunState::RunningAgent => "running_agent",
             RunState::Verifying => "verifying",
+            RunState::AwaitingChoice => "awaiting_choice",
             RunState::Committing => "committing",
             RunState::PolicyCheck => "policy_check",
             RunState::Pushing => "pushing",
@@ -121,7 +126,9 @@ impl RunState {
 
     /// Whether the state machine allows `self -> to`.
     ///
-    /// The happy path is linear, with `running_agent ⇄ verifying`; a plan
+    /// The happy path is linear, with `running_agent ⇄ verifying` (a
+    /// comparison run may wait in `awaiting_choice` between `running_agent`
+    /// and `committing`); a plan
     /// run goes `queued`/`selecting_model → planning → reporting`. Any
     /// non-terminal state may go to `cleaning` (to clean up after a failure)
     /// or straight to a failure end state; only `cleaning` reaches
@@ -144,6 +151,8 @@ impl RunState {
                 | (Provisioning, RunningAgent)
                 | (RunningAgent, Verifying)
                 | (RunningAgent, Committing)
+                | (RunningAgent, AwaitingChoice)
+                | (AwaitingChoice, Committing)
                 | (Verifying, RunningAgent)
                 | (Verifying, Committing)
                 | (Committing, PolicyCheck)

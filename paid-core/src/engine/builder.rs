@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use super::{Engine, EngineConfig, Inner};
+use super::learn::LearningSetup;
+use super::{CompareSpec, Engine, EngineConfig, Inner};
+use crate::learning::driver::Learning;
 use crate::metrics::Metrics;
 use crate::ports::selector::FixedSelector;
 use crate::{
@@ -30,6 +32,11 @@ pub struct EngineBuilder {
     metrics: Option<Arc<Metrics>>,
     credentials: Option<Arc<dyn RunCredentials>>,
     planner: Option<Arc<dyn LlmProvider>>,
+    learning: Option<Learning>,
+    prompt_slug: Option<String>,
+    global_style: Option<String>,
+    project_styles: HashMap<crate::ProjectId, String>,
+    compare: HashMap<crate::ProjectId, CompareSpec>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -129,6 +136,43 @@ impl EngineBuilder {
         self
     }
 
+    /// The learning loop (default: none). With it, each build run renders
+    /// the prompt version [`Learning::prompt_for_run`] picks for it (the
+    /// issue's experiment arm or the active version of [`Self::prompt_slug`])
+    /// instead of [`Self::prompt_template`], records that version in its
+    /// journal, and reports its outcome to [`Learning::record_outcome`].
+    /// Learning failures are logged and never fail a run.
+    pub fn learning(mut self, learning: Learning) -> Self {
+        self.learning = Some(learning);
+        self
+    }
+
+    /// The learning prompt runs render (default: `task`).
+    pub fn prompt_slug(mut self, slug: impl Into<String>) -> Self {
+        self.prompt_slug = Some(slug.into());
+        self
+    }
+
+    /// The style guide rendered into every learning prompt.
+    pub fn style_guide(mut self, guide: impl Into<String>) -> Self {
+        self.global_style = Some(guide.into());
+        self
+    }
+
+    /// The style guide rendered into the learning prompts of `project`.
+    pub fn project_style_guide(mut self, project: crate::ProjectId, guide: impl Into<String>) -> Self {
+        self.project_styles.insert(project, guide.into());
+        self
+    }
+
+    /// Makes every build run of `project` a comparison run of `spec` (runs
+    /// queued with [`Engine::enqueue_compare`] use their own spec; follow-up
+    /// runs never compare).
+    pub fn compare(mut self, project: crate::ProjectId, spec: CompareSpec) -> Self {
+        self.compare.insert(project, spec);
+        self
+    }
+
     /// Builds the engine, naming the first missing part.
     pub fn build(self) -> Result<Engine> {
         let missing = |part: &str| Error::InvalidInput {
@@ -153,6 +197,15 @@ impl EngineBuilder {
                 .unwrap_or_else(|| ("scripted".into(), "none".into()));
             Arc::new(FixedSelector { provider, model })
         });
+        for spec in self.compare.values() {
+            spec.validate()?;
+        }
+        let learning = self.learning.map(|learning| LearningSetup {
+            learning,
+            slug: self.prompt_slug.unwrap_or_else(|| "task".into()),
+            global_style: self.global_style,
+            project_styles: self.project_styles,
+        });
         let (events, _) = broadcast::channel(1024);
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -170,6 +223,9 @@ impl EngineBuilder {
                 metrics: self.metrics.unwrap_or_default(),
                 credentials: self.credentials,
                 planner: self.planner,
+                learning,
+                compare: self.compare,
+                pending_finishes: Default::default(),
             }),
         })
     }

@@ -13,11 +13,15 @@
 //! and when it renders the agent's prompt (the feedback digest is appended).
 //! Keeping it in the audit log needs no new columns in either store.
 //!
-//! The branch is reused as it is: the workspaces port has no rebase, so the
-//! agent is told the PR's feedback (including any merge conflict the checks
-//! report) and works on top of the earlier commits. The push is a
-//! force-with-lease over the branch Paid saw, the PR is found again by its
-//! head branch, and each run's summary comment is upserted by its marker.
+//! Provisioning brings the branch up to date with the default branch
+//! ([`crate::Workspaces::rebase`]) right after creating the worktree, moves
+//! the worktree's base to the default branch's tip, and records the outcome
+//! as an audit event (action [`REBASE_ACTION`], subject `run:{id}`). The
+//! prompt says what happened; on conflicts it lists the conflicted paths
+//! (names from git, not text from users) and tells the agent to resolve them
+//! first. The push is a force-with-lease over the branch Paid saw (a rebased
+//! branch is rewritten), the PR is found again by its head branch, and each
+//! run's summary comment is upserted by its marker.
 
 use std::collections::HashMap;
 
@@ -26,12 +30,16 @@ use tracing::{info, warn};
 
 use super::{Engine, EngineEvent};
 use crate::{
-    AuditEvent, Error, NewRun, Outcome, PrFeedback, PrFeedbackRequest, PrState, Project, ProjectId, Result, Run,
-    RunFilter, RunId, RunKind, RunState,
+    AuditEvent, Error, NewRun, Outcome, PrFeedback, PrFeedbackRequest, PrState, Project, ProjectId, RebaseOutcome,
+    Result, Run, RunFilter, RunId, RunKind, RunState, Worktree,
 };
 
 /// The audit action that carries a follow-up run's [`FollowUpContext`].
 pub const FOLLOW_UP_ACTION: &str = "run.follow_up";
+
+/// The audit action recording how provisioning rebased a follow-up run's
+/// branch (details: the [`RebaseOutcome`]).
+pub const REBASE_ACTION: &str = "run.rebase";
 
 /// How much of one failing check's output goes into the prompt.
 const CHECK_OUTPUT_TAIL: usize = 2_000;
@@ -54,6 +62,11 @@ pub struct FollowUpContext {
     /// The digest given to the agent: failing checks and trusted review
     /// comments. Never holds untrusted text.
     pub feedback: String,
+    /// How provisioning brought the branch up to date with the default
+    /// branch: `None` until then. Filled in when the context is read back
+    /// for a run (from the [`REBASE_ACTION`] event), never stored with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebase: Option<RebaseOutcome>,
 }
 
 /// What one [`Engine::follow_up`] pass did.
@@ -195,7 +208,22 @@ impl Engine {
             recorded_at: self.inner.clock.now(),
             ..base
         };
-        self.inner.store.record_outcome(&outcome).await
+        self.inner.store.record_outcome(&outcome).await?;
+        // Rescore under the run's prompt version (best effort).
+        let learned = crate::learning::evolution::RunFeedback {
+            review_comments: feedback.review_comments.iter().map(|c| c.body.clone()).collect(),
+            ci_failure_digest: (!feedback.failing_checks.is_empty()).then(|| {
+                feedback
+                    .failing_checks
+                    .iter()
+                    .map(|c| format!("{}: {}", c.name, c.output))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }),
+            iterations: run.iterations,
+        };
+        self.learn_outcome(run, &outcome, learned).await;
+        Ok(())
     }
 
     async fn queue_follow_up(
@@ -242,6 +270,7 @@ impl Engine {
             pr_url: latest.pr_url.clone().unwrap_or_default(),
             head_sha: feedback.head_sha.clone(),
             feedback: text,
+            rebase: None,
         };
         // Written before the run exists, so no worker sees the run without it.
         store
@@ -288,29 +317,109 @@ impl Engine {
             .collect())
     }
 
-    /// The follow-up context of `run`, if it is a follow-up run.
+    /// The follow-up context of `run`, if it is a follow-up run, with the
+    /// latest rebase outcome recorded for it.
     pub(super) async fn follow_up_context(&self, run: &Run) -> Result<Option<FollowUpContext>> {
         if run.kind != RunKind::Build {
             return Ok(None);
         }
-        Ok(self.follow_up_contexts(run.project_id).await?.into_iter().rfind(|c| c.run_id == run.id))
+        let subject = format!("run:{}", run.id);
+        let events = self.inner.store.audit_events(Some(run.project_id)).await?;
+        let mine = || events.iter().rev().filter(|e| e.subject == subject);
+        let Some(mut ctx) = mine()
+            .filter(|e| e.action == FOLLOW_UP_ACTION)
+            .find_map(|e| serde_json::from_value::<FollowUpContext>(e.details.clone()).ok())
+        else {
+            return Ok(None);
+        };
+        ctx.rebase = mine()
+            .filter(|e| e.action == REBASE_ACTION)
+            .find_map(|e| serde_json::from_value::<RebaseOutcome>(e.details.clone()).ok());
+        Ok(Some(ctx))
+    }
+
+    /// Brings a follow-up run's freshly created worktree up to date with the
+    /// default branch, moves its base to the default branch's tip, and
+    /// records the outcome for the prompt. A `kept` worktree (the run's own,
+    /// found again when only its sandbox is re-created) was rebased already
+    /// and may hold uncommitted work: it only gets its base back.
+    pub(super) async fn rebase_follow_up(
+        &self,
+        run: &Run,
+        project: &Project,
+        worktree: &mut Worktree,
+        ctx: &FollowUpContext,
+        kept: bool,
+    ) -> Result<()> {
+        if kept && let Some(done) = &ctx.rebase {
+            if let Some(onto) = done.onto() {
+                worktree.base_commit = onto.to_string();
+            }
+            return Ok(());
+        }
+        let outcome = self.inner.workspaces.rebase(project, worktree).await?;
+        if let Some(onto) = outcome.onto() {
+            worktree.base_commit = onto.to_string();
+        }
+        match &outcome {
+            RebaseOutcome::UpToDate => info!(run_id = %run.id, branch = %worktree.branch, "branch is up to date"),
+            RebaseOutcome::Rebased { onto } => {
+                info!(run_id = %run.id, branch = %worktree.branch, %onto, "rebased the branch onto the default branch")
+            }
+            RebaseOutcome::Conflicts { onto, paths } => {
+                info!(run_id = %run.id, branch = %worktree.branch, %onto, ?paths, "rebase conflicts left for the agent")
+            }
+        }
+        self.inner
+            .store
+            .audit(&AuditEvent {
+                at: self.inner.clock.now(),
+                project_id: Some(project.id),
+                actor: "engine".into(),
+                action: REBASE_ACTION.into(),
+                subject: format!("run:{}", run.id),
+                details: serde_json::to_value(&outcome)
+                    .map_err(|e| Error::InvalidInput { what: "rebase outcome".into(), message: e.to_string() })?,
+            })
+            .await
     }
 }
 
 /// The part of a follow-up run's prompt that the engine appends to the
 /// rendered task template.
 pub(super) fn follow_up_prompt(ctx: &FollowUpContext) -> String {
+    let branch_state = match &ctx.rebase {
+        None => String::new(),
+        Some(RebaseOutcome::UpToDate) => "The branch already contains the latest default branch. ".to_string(),
+        Some(RebaseOutcome::Rebased { onto }) => {
+            format!("Paid rebased the branch onto the latest default branch (commit {}). ", short(onto))
+        }
+        Some(RebaseOutcome::Conflicts { onto, paths }) => {
+            let list: String = paths.iter().map(|p| format!("- `{p}`\n")).collect();
+            format!(
+                "Bringing the branch up to date with the latest default branch (commit {}) conflicted. Paid is \
+                 merging it into this worktree; these files contain git's conflict markers (`<<<<<<<`, `=======`, \
+                 `>>>>>>>`):\n\n{list}\nResolve every conflict first: keep the intent of both sides and remove \
+                 all the markers. Paid commits the resolution as the merge.\n\n",
+                short(onto)
+            )
+        }
+    };
     format!(
         "\n## Follow-up on pull request #{n}\n\n\
          This worktree is the branch `{b}` of pull request #{n} ({url}), with the earlier work on this issue \
-         already committed. Paid reused the branch as it is (it does not rebase it); if the feedback reports \
-         merge conflicts, resolve them as part of your change. Address the feedback below with the smallest \
-         change on top of the existing commits.\n\n{f}",
+         already committed. {branch_state}Address the feedback below with the smallest change on top of the \
+         existing commits.\n\n{f}",
         n = ctx.pr_number,
         b = ctx.branch,
         url = ctx.pr_url,
         f = ctx.feedback
     )
+}
+
+/// The first 12 characters of a commit id.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 #[cfg(test)]
@@ -342,5 +451,50 @@ mod tests {
         let d = digest(7, &f);
         assert!(d.contains("### test\nFAIL: add"), "{d}");
         assert!(d.contains("- alice on calc.sh:3: rename x"), "{d}");
+    }
+
+    fn ctx(rebase: Option<RebaseOutcome>) -> FollowUpContext {
+        FollowUpContext {
+            run_id: RunId(uuid::Uuid::nil()),
+            previous_run: RunId(uuid::Uuid::nil()),
+            branch: "paid/7-fix-abcdef".into(),
+            pr_number: 9,
+            pr_url: "https://github.com/o/r/pull/9".into(),
+            head_sha: "abc".into(),
+            feedback: "FEEDBACK".into(),
+            rebase,
+        }
+    }
+
+    #[test]
+    fn the_prompt_says_how_the_branch_was_brought_up_to_date() {
+        let onto = "0123456789abcdef0123456789abcdef01234567".to_string();
+        let conflicts = follow_up_prompt(&ctx(Some(RebaseOutcome::Conflicts {
+            onto: onto.clone(),
+            paths: vec!["calc.sh".into(), "docs/a b.md".into()],
+        })));
+        assert!(conflicts.contains("- `calc.sh`\n- `docs/a b.md`\n"), "{conflicts}");
+        assert!(conflicts.contains("Resolve every conflict first"), "{conflicts}");
+        assert!(conflicts.contains("0123456789ab)"), "{conflicts}");
+        assert!(conflicts.ends_with("FEEDBACK"), "{conflicts}");
+
+        let rebased = follow_up_prompt(&ctx(Some(RebaseOutcome::Rebased { onto })));
+        assert!(rebased.contains("Paid rebased the branch onto the latest default branch"), "{rebased}");
+        assert!(!rebased.contains("conflict"), "{rebased}");
+        let up = follow_up_prompt(&ctx(Some(RebaseOutcome::UpToDate)));
+        assert!(up.contains("already contains the latest default branch"), "{up}");
+        assert!(!follow_up_prompt(&ctx(None)).contains("default branch"));
+    }
+
+    #[test]
+    fn the_rebase_outcome_is_not_stored_with_the_context() {
+        let json = serde_json::to_value(ctx(None)).unwrap();
+        assert!(json.get("rebase").is_none(), "{json}");
+        let back: FollowUpContext = serde_json::from_value(json).unwrap();
+        assert_eq!(back, ctx(None));
+        let outcome = RebaseOutcome::Conflicts { onto: "x".into(), paths: vec!["a".into()] };
+        let json = serde_json::to_value(&outcome).unwrap();
+        assert_eq!(json, serde_json::json!({ "outcome": "conflicts", "onto": "x", "paths": ["a"] }));
+        assert_eq!(serde_json::from_value::<RebaseOutcome>(json).unwrap(), outcome);
     }
 }

@@ -51,7 +51,7 @@ impl Engine {
                 report.skipped.push(fi.number);
                 continue;
             }
-            match self.admit(&project, &fi).await {
+            match self.admit_with(&project, &fi, None).await {
                 Ok(run) => report.queued.push(run.id),
                 Err(Error::Untrusted { .. }) => report.untrusted.push(fi.number),
                 Err(Error::AlreadyExists { .. }) => report.skipped.push(fi.number),
@@ -66,6 +66,16 @@ impl Engine {
     /// and [`Error::AlreadyExists`] when the issue has an active run; in
     /// both cases no run is written.
     pub async fn enqueue(&self, project_id: ProjectId, issue: u64) -> Result<Run> {
+        self.enqueue_with(project_id, issue, None).await
+    }
+
+    /// [`Engine::enqueue`], optionally as a comparison run.
+    pub(super) async fn enqueue_with(
+        &self,
+        project_id: ProjectId,
+        issue: u64,
+        compare: Option<super::CompareSpec>,
+    ) -> Result<Run> {
         let project = self.inner.store.project(project_id).await?;
         let fi = self.inner.forge.issue(&project.repo, issue).await?;
         if fi.state == IssueState::Closed {
@@ -74,13 +84,17 @@ impl Engine {
                 message: format!("{}#{} is closed", project.repo, issue),
             });
         }
-        self.admit(&project, &fi).await
+        self.admit_with(&project, &fi, compare.as_ref()).await
     }
 
     /// Requests cancellation of a run. An unleased run ends at once; a
-    /// running one is stopped by its worker, which still cleans up.
+    /// running one is stopped by its worker, which still cleans up; a run
+    /// awaiting a choice is handed back to the workers, which clean it up.
     pub async fn cancel(&self, run_id: RunId) -> Result<Run> {
         let run = self.inner.store.request_cancel(run_id, self.inner.clock.now()).await?;
+        if run.state == crate::RunState::AwaitingChoice {
+            self.unpark(run_id).await?;
+        }
         self.inner
             .store
             .audit(&AuditEvent {
@@ -141,7 +155,12 @@ impl Engine {
         Ok(numbers)
     }
 
-    async fn admit(&self, project: &Project, fi: &ForgeIssue) -> Result<Run> {
+    async fn admit_with(
+        &self,
+        project: &Project,
+        fi: &ForgeIssue,
+        compare: Option<&super::CompareSpec>,
+    ) -> Result<Run> {
         let now = self.inner.clock.now();
         let trusted = is_trusted(project, &fi.author);
         let previous = self.inner.store.issue(project.id, fi.number).await.ok();
@@ -199,11 +218,21 @@ impl Engine {
         }
         self.inner.store.put_issue(&tracked).await?;
         let kind = if fi.labels.iter().any(|l| l == PLAN_LABEL) { RunKind::Plan } else { RunKind::Build };
+        let id = RunId(self.inner.ids.uuid());
+        if let Some(spec) = compare {
+            if kind != RunKind::Build {
+                return Err(Error::InvalidInput {
+                    what: "compare".into(),
+                    message: format!("issue #{} is a plan issue; only build runs compare", fi.number),
+                });
+            }
+            self.record_compare(project, id, spec).await?;
+        }
         let run = self
             .inner
             .store
             .create_run(&NewRun {
-                id: RunId(self.inner.ids.uuid()),
+                id,
                 project_id: project.id,
                 issue_number: fi.number,
                 kind,

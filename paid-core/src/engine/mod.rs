@@ -9,11 +9,16 @@
 //! second PR or comments twice.
 
 mod builder;
+mod candidate;
+mod choice;
+mod compare;
 mod config;
 mod events;
+mod fanout;
 mod follow_up;
 mod intake;
 mod journal;
+mod learn;
 mod plan;
 pub mod prompt;
 mod session;
@@ -26,9 +31,10 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub use builder::EngineBuilder;
+pub use compare::{Candidate, CandidateReport, CompareSpec, Criterion, Ranking, SelectionRule, table as compare_table};
 pub use config::{EngineConfig, MAX_PR_BODY, RetryConfig, StepTimeouts};
 pub use events::EngineEvent;
-pub use follow_up::{FOLLOW_UP_ACTION, FollowUpContext, FollowUpReport};
+pub use follow_up::{FOLLOW_UP_ACTION, FollowUpContext, FollowUpReport, REBASE_ACTION};
 pub use intake::PollReport;
 pub use plan::{PLAN_TEMPLATE, PlannedIssue};
 pub use session::{ExecOutput, RunLogger, SandboxSession};
@@ -74,6 +80,9 @@ struct Inner {
     metrics: Arc<Metrics>,
     credentials: Option<Arc<dyn RunCredentials>>,
     planner: Option<Arc<dyn crate::LlmProvider>>,
+    learning: Option<learn::LearningSetup>,
+    compare: HashMap<crate::ProjectId, CompareSpec>,
+    pending_finishes: journal::PendingFinishes,
 }
 
 impl Engine {

@@ -36,3 +36,22 @@ pub fn render(template: &str, issue: &TrackedIssue, feedback: Option<&str>) -> R
     })
     .map_err(err)
 }
+
+/// Renders a learning [`PromptVersion`](crate::learning::prompts::PromptVersion)
+/// for `issue` with the style guides. Refuses untrusted issues like
+/// [`render`].
+pub fn render_version(
+    version: &crate::learning::prompts::PromptVersion,
+    style: &crate::learning::prompts::StyleGuides,
+    issue: &TrackedIssue,
+    feedback: Option<&str>,
+) -> Result<String> {
+    if !issue.trusted {
+        return Err(Error::Untrusted { issue: issue.number, author: issue.author.clone(), allowed: Vec::new() });
+    }
+    let vars = serde_json::json!({
+        "issue": { "number": issue.number, "title": issue.title, "body": issue.body },
+        "feedback": feedback,
+    });
+    version.render(&vars, style)
+}

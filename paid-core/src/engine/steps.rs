@@ -12,7 +12,9 @@ use tracing::{info, warn};
 use super::config::MAX_PR_BODY;
 use super::follow_up::follow_up_prompt;
 use super::journal::Retry;
-use super::{Engine, EngineEvent, RunLogger, SandboxSession, prompt};
+use super::learn::PromptPick;
+use super::{Engine, EngineEvent, RunLogger, SandboxSession};
+use crate::learning::evolution::RunFeedback;
 use crate::metrics::{AgentLabels, ProjectLabels, RunLabels};
 use crate::policy::{ForbiddenPaths, branch_name, pr_title};
 use crate::{
@@ -24,15 +26,18 @@ use crate::{
 
 /// The worktree and sandbox a run works in. Every step that (re)creates
 /// them records them in its journal output under `resources`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Resources {
-    worktree: Worktree,
-    sandbox: SandboxHandle,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Resources {
+    pub(super) worktree: Worktree,
+    pub(super) sandbox: SandboxHandle,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ProvisionOut {
     resources: Resources,
+    /// The prompt version the run renders (learning only).
+    #[serde(default)]
+    prompt: Option<PromptPick>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,7 +55,7 @@ struct VerifyOut {
 }
 
 /// How much of a failing verify command's output the agent gets back.
-const DIGEST_TAIL: usize = 2_000;
+pub(super) const DIGEST_TAIL: usize = 2_000;
 
 impl Engine {
     /// Executes the step of the run's current state once and moves it on.
@@ -73,6 +78,10 @@ impl Engine {
         }
         if run.state != RunState::Cleaning && run.failure.is_none() && store.cancel_requested(run_id).await? {
             return self.fail(&run, Error::Cancelled).await;
+        }
+        if run.state == RunState::AwaitingChoice && self.chosen(&run).await?.is_none() {
+            // Parked: the caller releases the worker (see `drive_until`).
+            return Ok(run);
         }
         let project = store.project(run.project_id).await?;
         match self.step(&run, &project, cancel).await {
@@ -97,6 +106,7 @@ impl Engine {
             RunState::Provisioning => self.provision(run, project).await,
             RunState::RunningAgent => self.run_agent(run, project, cancel).await,
             RunState::Verifying => self.verify(run, project, cancel).await,
+            RunState::AwaitingChoice => self.take_choice(run).await,
             RunState::Committing => self.commit(run, project).await,
             RunState::PolicyCheck => self.policy_check(run, project).await,
             RunState::Pushing => self.push(run, project).await,
@@ -111,9 +121,7 @@ impl Engine {
 
     async fn move_to(&self, run: &Run, to: RunState) -> Result<Run> {
         let moved = self
-            .inner
-            .store
-            .transition(&Transition {
+            .transition_journaled(&Transition {
                 run_id: run.id,
                 from: run.state,
                 to,
@@ -193,11 +201,11 @@ impl Engine {
         }
     }
 
-    fn logger(&self, run_id: RunId) -> RunLogger {
+    pub(super) fn logger(&self, run_id: RunId) -> RunLogger {
         RunLogger::new(self.inner.store.clone(), self.inner.clock.clone(), run_id, self.inner.config.log_cap_bytes)
     }
 
-    fn agent(&self, project: &Project) -> Result<Arc<dyn Agent>> {
+    pub(super) fn agent(&self, project: &Project) -> Result<Arc<dyn Agent>> {
         self.inner.agents.get(&project.agent).cloned().ok_or_else(|| Error::InvalidInput {
             what: "project.agent".into(),
             message: format!(
@@ -245,25 +253,57 @@ impl Engine {
                 b
             }
         };
+        if let Some(spec) = self.compare_spec(run).await? {
+            return self.provision_compare(run, project, &spec, &branch).await;
+        }
         let t = &self.inner.config.timeouts;
         let _: ProvisionOut = self
             .journaled(run, Some(&branch), t.provision + t.clone, Retry::Transient, || async {
-                Ok(ProvisionOut { resources: self.create_resources(run, project, &branch).await? })
+                let prompt = self.pick_prompt(run, project).await;
+                Ok(ProvisionOut { resources: self.create_resources(run, project, &branch).await?, prompt })
             })
             .await?;
         Ok(RunState::RunningAgent)
     }
 
     async fn create_resources(&self, run: &Run, project: &Project, branch: &str) -> Result<Resources> {
+        self.create_resources_for(run, project, branch, run.id, &[]).await
+    }
+
+    /// Creates a worktree (named by `worktree_id`: the run, or a comparison
+    /// candidate) on `branch` and a sandbox of the run on it.
+    pub(super) async fn create_resources_for(
+        &self,
+        run: &Run,
+        project: &Project,
+        branch: &str,
+        worktree_id: RunId,
+        extra_env: &[(String, String)],
+    ) -> Result<Resources> {
         let runtime = &self.inner.runtime;
         runtime.ensure_image(&project.image).await?;
         self.inner.workspaces.ensure_mirror(project).await?;
-        let worktree =
-            self.inner.workspaces.create_worktree(&WorktreeRequest { project, run_id: run.id, branch }).await?;
-        let env = BTreeMap::from([
+        // A worktree kept from earlier (only the sandbox is re-created) may hold the agent's work.
+        let kept =
+            worktree_id == run.id && self.latest_resources(run.id).await?.is_some_and(|r| r.worktree.path.exists());
+        let mut worktree =
+            self.inner.workspaces.create_worktree(&WorktreeRequest { project, run_id: worktree_id, branch }).await?;
+        // A follow-up run first brings its PR's branch up to date (follow_up.rs),
+        // before the sandbox makes the files writable for its user.
+        if worktree_id == run.id
+            && let Some(ctx) = self.follow_up_context(run).await?
+            && let Err(e) = self.rebase_follow_up(run, project, &mut worktree, &ctx, kept).await
+        {
+            if !kept && let Err(cleanup) = self.inner.workspaces.remove(&worktree).await {
+                warn!(run_id = %run.id, error = %cleanup, "could not remove worktree after a failed rebase");
+            }
+            return Err(e);
+        }
+        let mut env = BTreeMap::from([
             ("PAID_RUN_ID".to_string(), run.id.to_string()),
             ("HOME".to_string(), "/home/agent".to_string()),
         ]);
+        env.extend(extra_env.iter().cloned());
         let spec = SandboxSpec {
             run_id: run.id,
             project_id: project.id,
@@ -331,11 +371,15 @@ impl Engine {
     }
 
     async fn run_agent(&self, run: &Run, project: &Project, cancel: &CancellationToken) -> Result<RunState> {
+        if let Some(provisioned) = self.provisioned_compare(run.id).await? {
+            return self.run_compare(run, project, provisioned, cancel).await;
+        }
         let store = &self.inner.store;
         let issue = store.issue(project.id, run.issue_number).await?;
         let agent = self.agent(project)?;
         let feedback = self.last_verify(run.id).await?.filter(|v| !v.passed).map(|v| v.digest);
-        let mut prompt = prompt::render(&self.inner.template, &issue, feedback.as_deref())?;
+        let pick = self.recorded_prompt(run.id).await?;
+        let mut prompt = self.render_prompt(run, &issue, feedback.as_deref(), pick.as_ref()).await?;
         if let Some(ctx) = self.follow_up_context(run).await? {
             // Trusted text only: the forge dropped untrusted review comments.
             prompt.push_str(&follow_up_prompt(&ctx));
@@ -544,6 +588,9 @@ impl Engine {
     }
 
     async fn agent_summary(&self, run_id: RunId) -> Result<String> {
+        if let Some(compared) = self.compared(run_id).await? {
+            return Ok(compared.pr_summary());
+        }
         let steps = self.inner.store.steps(run_id).await?;
         Ok(steps
             .iter()
@@ -598,8 +645,12 @@ impl Engine {
             None => format!("Paid opened {} for this issue.", run.pr_url.as_deref().unwrap_or("a pull request")),
             Some(f) => format!("Paid could not finish this issue ({}): {}", f.code, f.message),
         };
+        let candidates = match self.compared(run.id).await? {
+            Some(c) => format!("\n\nCandidates compared:\n\n{}", c.table()),
+            None => String::new(),
+        };
         Ok(format!(
-            "{headline}\n\n| run | model | iterations | cost | duration |\n|---|---|---|---|---|\n| `{}` | {} | {} | {cost} | {secs}s |\n\n{}",
+            "{headline}\n\n| run | model | iterations | cost | duration |\n|---|---|---|---|---|\n| `{}` | {} | {} | {cost} | {secs}s |{candidates}\n\n{}",
             run.id,
             run.model.as_deref().unwrap_or("-"),
             run.iterations,
@@ -624,6 +675,13 @@ impl Engine {
                         seen.push(r.worktree.path);
                     }
                 }
+                for r in self.compare_resources(run.id).await? {
+                    let _ = self.inner.runtime.remove(&r.sandbox).await;
+                    if !seen.contains(&r.worktree.path) {
+                        self.inner.workspaces.remove(&r.worktree).await?;
+                        seen.push(r.worktree.path);
+                    }
+                }
                 if let Some(c) = &self.inner.credentials {
                     c.revoke(run.id).await?;
                 }
@@ -643,30 +701,39 @@ impl Engine {
     /// result, iterations, cost). PR merge, CI and votes are added later by
     /// follow-up polling.
     async fn record_outcome(&self, run: &Run, project: &Project) -> Result<()> {
-        let tests_passing =
-            if project.verify.is_empty() { None } else { self.last_verify(run.id).await?.map(|v| v.passed) };
+        let compared = self.compared(run.id).await?;
+        let tests_passing = if project.verify.is_empty() {
+            None
+        } else if let Some(c) = &compared {
+            c.winner_report().map(|r| r.verify_passed)
+        } else {
+            self.last_verify(run.id).await?.map(|v| v.passed)
+        };
         let usage = self.inner.store.usage(run.id).await?;
         let cost_micros = if usage.iter().any(|u| u.cost_micros.is_none()) {
             None
         } else {
             Some(usage.iter().filter_map(|u| u.cost_micros).sum())
         };
-        self.inner
-            .store
-            .record_outcome(&Outcome {
-                run_id: run.id,
-                project_id: project.id,
-                pr_merged: None,
-                ci_passed: None,
-                lint_clean: None,
-                tests_passing,
-                human_vote: None,
-                iterations: run.iterations,
-                cost_micros,
-                quality_score: None,
-                recorded_at: self.inner.clock.now(),
-            })
-            .await
+        let outcome = Outcome {
+            run_id: run.id,
+            project_id: project.id,
+            pr_merged: None,
+            ci_passed: None,
+            lint_clean: None,
+            tests_passing,
+            human_vote: None,
+            iterations: run.iterations,
+            cost_micros,
+            quality_score: None,
+            recorded_at: self.inner.clock.now(),
+        };
+        self.inner.store.record_outcome(&outcome).await?;
+        let digest = self.last_verify(run.id).await?.filter(|v| !v.passed).map(|v| v.digest);
+        let feedback =
+            RunFeedback { review_comments: Vec::new(), ci_failure_digest: digest, iterations: run.iterations };
+        self.learn_outcome(run, &outcome, feedback).await;
+        Ok(())
     }
 
     /// Tells the issue a run failed. Best effort: the run's end state is
@@ -698,7 +765,7 @@ impl Engine {
         }
     }
 
-    async fn patch(&self, run: &Run, patch: RunPatch) -> Result<Run> {
+    pub(super) async fn patch(&self, run: &Run, patch: RunPatch) -> Result<Run> {
         self.inner.store.patch_run(run.id, &self.inner.config.worker_id, &patch, self.inner.clock.now()).await
     }
 }
@@ -717,7 +784,7 @@ fn end_state(failure: &Failure) -> RunState {
     }
 }
 
-fn tail(s: &str, max: usize) -> &str {
+pub(super) fn tail(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

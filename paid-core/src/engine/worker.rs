@@ -7,7 +7,7 @@ use tracing::{Instrument, info, warn};
 
 use super::Engine;
 use crate::metrics::WorkflowLabels;
-use crate::{ClaimRequest, Error, Result, Run, RunId};
+use crate::{ClaimRequest, Error, Result, Run, RunId, RunState};
 
 /// Says whether the worker loop may claim new runs right now.
 pub type ClaimGate = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
@@ -80,13 +80,21 @@ impl Engine {
         let result = loop {
             match self.advance_with(run_id, &cancel).await {
                 Ok(run) if run.state.is_terminal() => break Ok(run),
+                Ok(run) if run.state == RunState::AwaitingChoice => break Ok(run),
                 Ok(run) if shutdown.is_cancelled() => break Ok(run),
                 Ok(_) => continue,
                 Err(e) => break Err(e),
             }
         };
         heartbeat.abort();
+        let _ = heartbeat.await;
         active.dec();
+        if let Ok(run) = &result
+            && run.state == RunState::AwaitingChoice
+        {
+            // Parked: keep the lease so no one claims it until a pick.
+            return self.park(run).await.and(result);
+        }
         if let Err(e) = self.inner.store.release(run_id, &self.inner.config.worker_id).await
             && !matches!(e, Error::LeaseLost { .. })
         {
@@ -143,6 +151,9 @@ impl Engine {
                             match &outcome {
                                 Ok(r) if r.state.is_terminal() => {
                                     info!(state = %r.state, pr = r.pr_url.as_deref().unwrap_or("-"), "run ended")
+                                }
+                                Ok(r) if r.state == RunState::AwaitingChoice => {
+                                    info!(state = %r.state, "run parked until a candidate is picked")
                                 }
                                 Ok(r) => info!(state = %r.state, "run paused for shutdown; lease released"),
                                 Err(e) => warn!(error = %e, "run interrupted; its lease will expire"),

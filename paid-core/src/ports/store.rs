@@ -150,11 +150,36 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<StepRecord>;
     /// The journal, in order.
     async fn steps(&self, id: RunId) -> Result<Vec<StepRecord>>;
+    /// [`Store::finish_step`] of `t.from` with `result`, then
+    /// [`Store::transition`] `t`, as one atomic write: both or neither. Fails
+    /// as `finish_step` would, then as `transition` would. Returns the moved
+    /// run.
+    ///
+    /// The engine calls it to mark an idempotent step done and move on in one
+    /// commit. The default makes the two calls one after the other (a crash
+    /// between them leaves a done step whose run did not move, which the
+    /// engine resumes without repeating the step); the stores override it
+    /// with one transaction.
+    async fn finish_step_and_transition(
+        &self,
+        t: &Transition,
+        result: std::result::Result<serde_json::Value, String>,
+    ) -> Result<Run> {
+        self.finish_step(t.run_id, &t.owner, t.from, result, t.at).await?;
+        self.transition(t).await
+    }
 
     /// Appends to a run's bounded log.
     async fn append_log(&self, req: &AppendLog<'_>) -> Result<LogAppend>;
     /// A run's log chunks with `seq > after`, in order.
     async fn logs(&self, id: RunId, after: u64) -> Result<Vec<LogChunk>>;
+    /// Deletes the log chunks of every run that reached an end state strictly
+    /// before `finished_before` (its `finished_at < finished_before`), to
+    /// reclaim disk. Active runs and runs that ended at or after the cutoff
+    /// keep their logs; runs, steps, usage, decisions, outcomes and audit
+    /// events are kept. Returns how many chunks were deleted (0 when there
+    /// was nothing to prune). Afterwards `logs` of a pruned run is empty.
+    async fn prune_logs(&self, finished_before: Timestamp) -> Result<u64>;
 
     /// Records LLM usage.
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()>;

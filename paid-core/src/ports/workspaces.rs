@@ -45,6 +45,44 @@ pub struct CommitRequest<'a> {
     pub author_email: &'a str,
 }
 
+/// How [`Workspaces::rebase`] brought a run's branch up to date with the
+/// project's default branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RebaseOutcome {
+    /// The branch already contains the default branch's tip; nothing changed.
+    UpToDate,
+    /// The branch's commits were replayed on the default branch's tip
+    /// `onto` (or, when the branch holds merge commits, that tip was merged
+    /// into it cleanly). The branch was rewritten: the next push needs the
+    /// lease.
+    Rebased {
+        /// The default branch's commit the branch now starts from.
+        onto: String,
+    },
+    /// Replaying conflicted. The branch is unchanged; the default branch's
+    /// tip `onto` is being merged into the worktree, with git's conflict
+    /// markers in `paths` for the agent to resolve. The next commit is the
+    /// merge commit.
+    Conflicts {
+        /// The default branch's commit being merged.
+        onto: String,
+        /// The conflicted paths (relative, `/`-separated, sorted).
+        paths: Vec<String>,
+    },
+}
+
+impl RebaseOutcome {
+    /// The default branch's commit the worktree now builds on, when it
+    /// changed: the worktree's new `base_commit`.
+    pub fn onto(&self) -> Option<&str> {
+        match self {
+            RebaseOutcome::UpToDate => None,
+            RebaseOutcome::Rebased { onto } | RebaseOutcome::Conflicts { onto, .. } => Some(onto),
+        }
+    }
+}
+
 /// Mirrors, worktrees, commits and host-side pushes.
 #[async_trait]
 pub trait Workspaces: Send + Sync + 'static {
@@ -58,7 +96,27 @@ pub trait Workspaces: Send + Sync + 'static {
     async fn commit_all(&self, req: &CommitRequest<'_>) -> Result<Option<String>>;
     /// Paths changed on the branch since `base_commit`, plus uncommitted ones.
     async fn changed_paths(&self, worktree: &Worktree) -> Result<Vec<String>>;
-    /// Pushes the branch to the project's remote, from the host.
+    /// Lines added plus removed by the branch's commits since `base_commit`
+    /// (comparison runs rank candidates by it). `None` when the backend
+    /// cannot tell, which is the default.
+    async fn lines_changed(&self, worktree: &Worktree) -> Result<Option<u64>> {
+        let _ = worktree;
+        Ok(None)
+    }
+    /// Brings the worktree's branch up to date with the project's default
+    /// branch, after fetching the mirror: a follow-up run calls it on its
+    /// freshly created worktree. The worktree must have no uncommitted
+    /// changes, except from an earlier call that reported conflicts (which
+    /// reports them again). On conflicts the worktree is left mid-merge for
+    /// the agent to resolve, and [`Workspaces::commit_all`] records the
+    /// merge. The caller moves [`Worktree::base_commit`] to
+    /// [`RebaseOutcome::onto`].
+    async fn rebase(&self, project: &Project, worktree: &Worktree) -> Result<RebaseOutcome>;
+    /// Pushes the branch to the project's remote, from the host, with
+    /// force-with-lease semantics: a rewritten branch (see
+    /// [`Workspaces::rebase`]) replaces the remote one only while that still
+    /// points at what Paid last pushed or built on; otherwise the push fails
+    /// without touching the remote.
     async fn push(&self, project: &Project, worktree: &Worktree) -> Result<()>;
     /// Removes the worktree (idempotent).
     async fn remove(&self, worktree: &Worktree) -> Result<()>;

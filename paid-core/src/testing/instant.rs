@@ -376,6 +376,11 @@ impl Workspaces for InstantWorkspaces {
         Ok(vec!["src/lib.rs".into()])
     }
 
+    /// The instant remote's default branch never moves: always up to date.
+    async fn rebase(&self, _project: &Project, _worktree: &Worktree) -> Result<crate::RebaseOutcome> {
+        Ok(crate::RebaseOutcome::UpToDate)
+    }
+
     async fn push(&self, project: &Project, worktree: &Worktree) -> Result<()> {
         let r = &self.recorder;
         let created = r.existing(Some(project.id), EffectKind::Push, &worktree.branch).await?.is_none();

@@ -34,7 +34,11 @@
 //!   `finished_at` when the new state is an end state. It keeps the lease.
 //! - **Leases** are held while `now < lease_expires_at`. `claim` takes the
 //!   runnable run with the highest priority, then the oldest, then the lowest
-//!   id; it and `heartbeat` set `lease_expires_at = now + lease`. Lease
+//!   id, skipping projects at their `max_concurrent_runs`: a project's load
+//!   is its active runs holding an unexpired lease (an expired lease counts
+//!   for nothing, so its run is claimable again), and the limit holds under
+//!   concurrent claimers. `claim` and `heartbeat` set
+//!   `lease_expires_at = now + lease`. Lease
 //!   operations do not change `updated_at`. `heartbeat` needs an unexpired
 //!   lease. `release` by the recorded owner always succeeds (even after
 //!   expiry); releasing an unleased run is a no-op; releasing someone else's
@@ -44,10 +48,14 @@
 //!   run is left alone and gets no flag.
 //! - **Step journal**: `seq` counts from 1 per run; `finish_step` marks the
 //!   latest record of the step that is still `started`.
+//!   `finish_step_and_transition` does both or neither, failing as
+//!   `finish_step` would, then as `transition` would.
 //! - **Logs**: `seq` counts from 1 per run. The cap counts chunk bytes, not
 //!   the marker. An append that would cross the cap stores the part that fits
 //!   (cut on a character boundary), then [`TRUNCATION_MARKER`] as a `system`
 //!   chunk, once; later appends store nothing. Logs are not lease-checked.
+//!   `prune_logs(cutoff)` deletes the chunks of runs whose `finished_at` is
+//!   before `cutoff`, and nothing else, and returns how many it deleted.
 //! - **Usage** and **audit events** come back oldest first, ties in insertion
 //!   order; **outcomes** newest first. Decisions and outcomes are one per run,
 //!   replaced on record.
@@ -102,14 +110,18 @@ suite!(
     transitions_need_the_lease,
     patch_run_sets_given_fields,
     claim_order,
+    claim_honours_project_limits,
+    project_limits_hold_under_concurrent_claimers,
     leases_expire_and_are_reclaimed,
     heartbeat_and_release,
     ended_runs_are_never_claimed,
     cancellation,
     step_journal,
+    finish_step_and_transition_is_atomic,
     logs_are_bounded,
     logs_cap_edges,
     logs_page_by_seq,
+    logs_are_pruned,
     usage_records,
     model_decisions,
     outcomes,
@@ -173,6 +185,11 @@ fn path_to(target: RunState) -> Vec<RunState> {
     match HAPPY_PATH.iter().position(|s| *s == target) {
         Some(i) => HAPPY_PATH[..=i].to_vec(),
         None if target == RunState::Queued => Vec::new(),
+        None if target == RunState::AwaitingChoice => {
+            let mut path = path_to(RunState::RunningAgent);
+            path.push(target);
+            path
+        }
         None => vec![target],
     }
 }
@@ -191,6 +208,21 @@ fn leased(run: &Run, owner: &str, until: Timestamp) -> Run {
 
 async fn seed(store: &dyn Store, name: &str) -> Project {
     let project = fixtures::project(name);
+    store.put_project(&project).await.unwrap();
+    project
+}
+
+/// A project whose `max_concurrent_runs` no test reaches, for tests that
+/// lease more runs of one project than [`fixtures::project`] allows.
+async fn seed_roomy(store: &dyn Store, name: &str) -> Project {
+    let project = Project { max_concurrent_runs: 1_000, ..fixtures::project(name) };
+    store.put_project(&project).await.unwrap();
+    project
+}
+
+/// A project that may lease at most `limit` runs at once.
+async fn seed_limited(store: &dyn Store, name: &str, limit: u32) -> Project {
+    let project = Project { max_concurrent_runs: limit, ..fixtures::project(name) };
     store.put_project(&project).await.unwrap();
     project
 }
@@ -460,7 +492,7 @@ pub async fn transitions_follow_the_pipeline(store: Arc<dyn Store>) {
 /// Every transition the state machine forbids is refused and changes nothing.
 pub async fn transitions_reject_illegal(store: Arc<dyn Store>) {
     let s = &*store;
-    let project = seed(s, "widgets").await;
+    let project = seed_roomy(s, "widgets").await;
     for (i, from) in RunState::ALL.into_iter().enumerate() {
         let new = fixtures::new_run(project.id, i as u64 + 1);
         let run = claimed(s, &new, OWNER, at(0)).await;
@@ -567,7 +599,7 @@ pub async fn patch_run_sets_given_fields(store: Arc<dyn Store>) {
 /// `claim` takes the highest priority first, then the oldest.
 pub async fn claim_order(store: Arc<dyn Store>) {
     let s = &*store;
-    let project = seed(s, "widgets").await;
+    let project = seed_roomy(s, "widgets").await;
     let now = at(100);
     assert_eq!(s.claim(&claim_req(OWNER, hour(), now)).await.unwrap(), None, "nothing to claim");
 
@@ -589,6 +621,121 @@ pub async fn claim_order(store: Arc<dyn Store>) {
         assert_eq!(s.run(want.id).await.unwrap(), want);
     }
     assert_eq!(s.claim(&claim_req(OWNER, hour(), now)).await.unwrap(), None, "all runs are leased");
+}
+
+/// `claim` skips projects at their `max_concurrent_runs` (other projects
+/// are not blocked, priorities still order the rest); ending or releasing a
+/// run frees its slot, and so does an expired lease, whose run is then
+/// claimable again, even in a project whose limit is one.
+pub async fn claim_honours_project_limits(store: Arc<dyn Store>) {
+    let s = &*store;
+    let widgets = seed_limited(s, "widgets", 2).await;
+    let gadgets = seed_limited(s, "gadgets", 1).await;
+    let lease = Duration::seconds(30);
+    let new = |p: &Project, issue, priority, secs| NewRun {
+        priority,
+        created_at: at(secs),
+        ..fixtures::new_run(p.id, issue)
+    };
+    let mut w = Vec::new();
+    for i in 1..=4 {
+        w.push(queue(s, &new(&widgets, i, 5, i as i64)).await);
+    }
+    let g1 = queue(s, &new(&gadgets, 1, 0, 0)).await;
+    let g2 = queue(s, &new(&gadgets, 2, 0, 1)).await;
+    let claim = |owner: &'static str, now| async move { s.claim(&claim_req(owner, lease, now)).await.unwrap() };
+
+    assert_eq!(claim("w-1", at(100)).await, Some(leased(&w[0], "w-1", at(130))), "highest priority first");
+    assert_eq!(claim("w-2", at(100)).await, Some(leased(&w[1], "w-2", at(130))));
+    assert_eq!(
+        claim("g-1", at(100)).await,
+        Some(leased(&g1, "g-1", at(130))),
+        "widgets is full: a lower-priority run of another project is next"
+    );
+    assert_eq!(claim("x", at(100)).await, None, "every project is at its limit");
+    assert_eq!(s.run(w[2].id).await.unwrap(), w[2], "a refused claim changes nothing");
+
+    let w0 = walk(s, leased(&w[0], "w-1", at(130)), "w-1", &[RunState::Failed], at(101)).await;
+    assert_eq!(w0.lease_owner.as_deref(), Some("w-1"));
+    assert_eq!(claim("w-3", at(101)).await, Some(leased(&w[2], "w-3", at(131))), "an ended run frees its slot");
+    assert_eq!(claim("x", at(101)).await, None);
+
+    s.release(w[1].id, "w-2").await.unwrap();
+    assert_eq!(claim("w-2b", at(102)).await, Some(leased(&w[1], "w-2b", at(132))), "a release frees its slot");
+    assert_eq!(claim("x", at(102)).await, None);
+
+    // At 131 the leases of w[2] (widgets) and g1 (gadgets) have expired.
+    assert_eq!(
+        claim("w-3b", at(131)).await,
+        Some(leased(&w[2], "w-3b", at(161))),
+        "an expired lease frees its slot, and its run is claimable again"
+    );
+    assert_eq!(
+        claim("g-1", at(131)).await,
+        Some(leased(&g1, "g-1", at(161))),
+        "a run is re-claimable by the owner of its expired lease in a project whose limit is one"
+    );
+    assert_eq!(claim("x", at(131)).await, None);
+    assert_eq!(s.run(g2.id).await.unwrap(), g2);
+    assert_eq!(s.run(w[3].id).await.unwrap(), w[3]);
+}
+
+/// Eight claimers race on a project whose limit is 2 and one whose limit is
+/// 3: exactly 2 and 3 runs are leased. After one run of each ends, a second
+/// race leases exactly one more of each.
+pub async fn project_limits_hold_under_concurrent_claimers(store: Arc<dyn Store>) {
+    const CLAIMERS: usize = 8;
+    let s = &*store;
+    let two = seed_limited(s, "widgets", 2).await;
+    let three = seed_limited(s, "gadgets", 3).await;
+    for i in 1..=10 {
+        queue(s, &fixtures::new_run(two.id, i)).await;
+        queue(s, &NewRun { priority: -1, ..fixtures::new_run(three.id, i) }).await;
+    }
+    let race = |round: usize, now: Timestamp| {
+        let barrier = Arc::new(tokio::sync::Barrier::new(CLAIMERS));
+        let tasks: Vec<_> = (0..CLAIMERS)
+            .map(|i| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    let owner = format!("racer-{round}-{i}");
+                    barrier.wait().await;
+                    let mut got = Vec::new();
+                    for _ in 0..3 {
+                        if let Some(run) = store.claim(&claim_req(&owner, hour(), now)).await.unwrap() {
+                            got.push(run);
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        async move {
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.unwrap());
+            }
+            all
+        }
+    };
+    let of = |runs: &[Run], p: &Project| runs.iter().filter(|r| r.project_id == p.id).cloned().collect::<Vec<_>>();
+
+    let first = race(1, at(0)).await;
+    let ids: BTreeSet<_> = first.iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), first.len(), "no run was claimed twice");
+    assert_eq!(of(&first, &two).len(), 2, "limit 2 holds under {CLAIMERS} claimers: {first:#?}");
+    assert_eq!(of(&first, &three).len(), 3, "limit 3 holds, and the full project did not block this one");
+
+    for run in [&of(&first, &two)[0], &of(&first, &three)[0]] {
+        let owner = run.lease_owner.clone().unwrap();
+        walk(s, run.clone(), &owner, &[RunState::Failed], at(1)).await;
+    }
+    let second = race(2, at(2)).await;
+    assert_eq!(of(&second, &two).len(), 1, "one slot freed, one run claimed: {second:#?}");
+    assert_eq!(of(&second, &three).len(), 1, "one slot freed, one run claimed: {second:#?}");
+    let leased_now = s.runs(&RunFilter { active_only: true, ..RunFilter::default() }).await.unwrap();
+    let holding = |p: &Project| leased_now.iter().filter(|r| r.project_id == p.id && r.lease_owner.is_some()).count();
+    assert_eq!((holding(&two), holding(&three)), (2, 3), "the store agrees");
 }
 
 /// A claimed run is not claimable until its lease expires; then another
@@ -768,6 +915,61 @@ pub async fn step_journal(store: Arc<dyn Store>) {
     assert_eq!(first.seq, 1, "seq counts per run");
 }
 
+/// `finish_step_and_transition` marks the step and moves the run together;
+/// when either part is refused, neither is applied.
+pub async fn finish_step_and_transition_is_atomic(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
+    let run = walk(s, run, OWNER, &[RunState::SelectingModel, RunState::Provisioning], at(1)).await;
+    let begun = s.begin_step(run.id, OWNER, RunState::Provisioning, Some("paid/1-x"), at(2)).await.unwrap();
+    let t = |from, to, owner: &str, when| Transition { run_id: run.id, from, to, owner: owner.into(), at: when };
+    let output = serde_json::json!({ "sandbox": "s1" });
+
+    // Refused by the transition: the run is not in `from`, or the move is illegal.
+    for (from, to) in [(RunState::Provisioning, RunState::Succeeded), (RunState::Provisioning, RunState::Queued)] {
+        let refused = s.finish_step_and_transition(&t(from, to, OWNER, at(3)), Ok(output.clone())).await;
+        expect_err!(refused, Error::IllegalTransition { .. });
+    }
+    // Refused by the finish: another owner, or no started record of the step.
+    let other = t(RunState::Provisioning, RunState::RunningAgent, OTHER, at(3));
+    expect_err!(s.finish_step_and_transition(&other, Ok(output.clone())).await, Error::LeaseLost { .. });
+    let wrong_step = t(RunState::SelectingModel, RunState::Provisioning, OWNER, at(3));
+    expect_err!(
+        s.finish_step_and_transition(&wrong_step, Ok(output.clone())).await,
+        Error::NotFound { entity: "step", .. }
+    );
+    assert_eq!(s.run(run.id).await.unwrap(), run, "refused: the run did not move");
+    assert_eq!(s.steps(run.id).await.unwrap(), vec![begun.clone()], "refused: the step is still started");
+
+    let moved = s
+        .finish_step_and_transition(
+            &t(RunState::Provisioning, RunState::RunningAgent, OWNER, at(4)),
+            Ok(output.clone()),
+        )
+        .await
+        .unwrap();
+    let want = Run { state: RunState::RunningAgent, updated_at: at(4), ..run.clone() };
+    assert_eq!(moved, want);
+    assert_eq!(s.run(run.id).await.unwrap(), want);
+    let done = StepRecord { status: StepStatus::Done, output, finished_at: Some(at(4)), ..begun };
+    assert_eq!(s.steps(run.id).await.unwrap(), vec![done.clone()]);
+
+    // A failed step, straight to an end state.
+    s.begin_step(run.id, OWNER, RunState::RunningAgent, None, at(5)).await.unwrap();
+    let ended = s
+        .finish_step_and_transition(
+            &t(RunState::RunningAgent, RunState::Failed, OWNER, at(6)),
+            Err("agent crashed".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended, Run { state: RunState::Failed, updated_at: at(6), finished_at: Some(at(6)), ..want });
+    let steps = s.steps(run.id).await.unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!((steps[1].status, steps[1].error.as_deref()), (StepStatus::Failed, Some("agent crashed")));
+}
+
 /// Appends stop at the cap: the part that fits is kept, the marker is stored
 /// once, and later appends store nothing.
 pub async fn logs_are_bounded(store: Arc<dyn Store>) {
@@ -875,6 +1077,69 @@ pub async fn logs_page_by_seq(store: Arc<dyn Store>) {
     assert_eq!(s.logs(run.id, 4).await.unwrap(), all[4..].to_vec());
     assert_eq!(s.logs(run.id, 5).await.unwrap(), Vec::<LogChunk>::new());
     assert_eq!(s.logs(run.id, 99).await.unwrap(), Vec::<LogChunk>::new());
+}
+
+/// `prune_logs` deletes the chunks of runs that ended before the cutoff,
+/// counts them, and keeps everything else: active runs' logs, logs of runs
+/// that ended at or after the cutoff, and every other record of a pruned run.
+pub async fn logs_are_pruned(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let other_project = seed(s, "gadgets").await;
+    let cap = 1 << 20;
+    assert_eq!(s.prune_logs(at(1_000)).await.unwrap(), 0, "nothing to prune in an empty store");
+
+    // Ended at 10 s with three chunks, and with a journal, usage and an outcome.
+    let old = claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
+    s.begin_step(old.id, OWNER, RunState::SelectingModel, None, at(1)).await.unwrap();
+    for i in 0..3 {
+        append(s, &old, LogStream::Stdout, &format!("old {i}\n"), cap, at(2)).await;
+    }
+    s.record_usage(&fixtures::usage_record(old.id, at(3))).await.unwrap();
+    s.record_outcome(&fixtures::outcome(project.id, old.id, at(10))).await.unwrap();
+    let old = walk(s, old, OWNER, &[RunState::Failed], at(10)).await;
+    let old_steps = s.steps(old.id).await.unwrap();
+    assert_eq!(old_steps.len(), 1);
+
+    // Ended in another project at 15 s, one chunk.
+    let elsewhere = claimed(s, &fixtures::new_run(other_project.id, 1), OWNER, at(0)).await;
+    append(s, &elsewhere, LogStream::Stderr, "elsewhere\n", cap, at(11)).await;
+    walk(s, elsewhere.clone(), OWNER, &[RunState::Failed], at(15)).await;
+
+    // Ended exactly at the cutoff (20 s): kept.
+    let at_cutoff = claimed(s, &fixtures::new_run(project.id, 2), OWNER, at(0)).await;
+    append(s, &at_cutoff, LogStream::Stdout, "at cutoff\n", cap, at(19)).await;
+    walk(s, at_cutoff.clone(), OWNER, &[RunState::Failed], at(20)).await;
+
+    // Active: one leased and running, one queued. Their logs are older than the cutoff.
+    let running = claimed(s, &fixtures::new_run(project.id, 3), OWNER, at(0)).await;
+    let running = walk(s, running, OWNER, &path_to(RunState::RunningAgent), at(1)).await;
+    append(s, &running, LogStream::Stdout, "running\n", cap, at(1)).await;
+    let queued = queue(s, &fixtures::new_run(project.id, 4)).await;
+    append(s, &queued, LogStream::System, "queued\n", cap, at(1)).await;
+
+    let kept = |run: &Run, text: &str, stream, when| vec![chunk(run, 1, stream, text, when)];
+    let running_logs = kept(&running, "running\n", LogStream::Stdout, at(1));
+    let queued_logs = kept(&queued, "queued\n", LogStream::System, at(1));
+    let cutoff_logs = kept(&at_cutoff, "at cutoff\n", LogStream::Stdout, at(19));
+
+    assert_eq!(s.prune_logs(at(20)).await.unwrap(), 4, "three chunks of one run, one of another");
+    assert_eq!(s.logs(old.id, 0).await.unwrap(), Vec::<LogChunk>::new());
+    assert_eq!(s.logs(elsewhere.id, 0).await.unwrap(), Vec::<LogChunk>::new());
+    assert_eq!(s.logs(at_cutoff.id, 0).await.unwrap(), cutoff_logs, "ended at the cutoff: kept");
+    assert_eq!(s.logs(running.id, 0).await.unwrap(), running_logs, "a running run keeps its logs");
+    assert_eq!(s.logs(queued.id, 0).await.unwrap(), queued_logs, "a queued run keeps its logs");
+
+    assert_eq!(s.run(old.id).await.unwrap(), old, "the run itself is kept");
+    assert_eq!(s.steps(old.id).await.unwrap(), old_steps, "its journal is kept");
+    assert_eq!(s.usage(old.id).await.unwrap(), vec![fixtures::usage_record(old.id, at(3))], "its usage is kept");
+    assert_eq!(s.outcomes(project.id).await.unwrap(), vec![fixtures::outcome(project.id, old.id, at(10))]);
+
+    assert_eq!(s.prune_logs(at(20)).await.unwrap(), 0, "pruning again deletes nothing");
+    assert_eq!(s.prune_logs(at_millis(20_001)).await.unwrap(), 1, "a later cutoff takes the next run");
+    assert_eq!(s.logs(at_cutoff.id, 0).await.unwrap(), Vec::<LogChunk>::new());
+    assert_eq!(s.logs(running.id, 0).await.unwrap(), running_logs);
+    assert_eq!(s.logs(queued.id, 0).await.unwrap(), queued_logs);
 }
 
 /// Usage records read back whole, per run, in order.
@@ -1041,7 +1306,7 @@ pub async fn missing_entities(store: Arc<dyn Store>) {
 /// real.
 pub async fn concurrent_writers(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     const N: u64 = 200;
-    let project = seed(&*a, "widgets").await;
+    let project = seed_roomy(&*a, "widgets").await;
     let log_run = queue(&*a, &NewRun { priority: -1, ..fixtures::new_run(project.id, 0) }).await;
     let capped_run = queue(&*b, &NewRun { priority: -1, ..fixtures::new_run(project.id, 1) }).await;
     assert_eq!(b.run(log_run.id).await.unwrap(), log_run, "both handles see one database");

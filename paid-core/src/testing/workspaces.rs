@@ -1,8 +1,9 @@
 //! The [`Workspaces`] conformance suite.
 //!
 //! A backend's test creates a remote repository whose default branch holds a
-//! `README.md`, describes it in a [`WorkspacesFixture`], and calls
-//! [`run_all`].
+//! `README.md`, describes it in a [`WorkspacesFixture`] (with a way to
+//! commit on the remote behind the workspaces' back, as another person
+//! would), and calls [`run_all`].
 
 #![allow(clippy::expect_used, reason = "a conformance failure should fail the calling test loudly")]
 
@@ -10,10 +11,14 @@ use std::sync::Arc;
 
 use chrono::Duration;
 
-use crate::{CommitRequest, Error, Project, RunId, Workspaces, WorktreeRequest};
+use crate::{CommitRequest, Error, Project, RebaseOutcome, RunId, Workspaces, Worktree, WorktreeRequest};
 
 /// Reads a branch's tip commit on the remote, `None` when absent.
 pub type RemoteBranch = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Commits `(branch, path, content)` directly on the remote: writes `path`
+/// with `content` on top of `branch` and returns the new tip commit.
+pub type RemoteCommit = Box<dyn Fn(&str, &str, &str) -> String + Send + Sync>;
 
 /// What the backend's test prepared.
 pub struct WorkspacesFixture {
@@ -23,6 +28,8 @@ pub struct WorkspacesFixture {
     pub project: Project,
     /// Whether the remote has `branch`, and its tip commit.
     pub remote_branch: RemoteBranch,
+    /// Commits on the remote (e.g. moves its default branch).
+    pub remote_commit: RemoteCommit,
 }
 
 impl std::fmt::Debug for WorkspacesFixture {
@@ -36,6 +43,115 @@ pub async fn run_all(f: &WorkspacesFixture) {
     worktree_lifecycle(f, RunId(uuid::Uuid::now_v7()), "paid/1-conformance-aaaaaa").await;
     unclonable_remote_is_a_clone_error(f).await;
     sweep_keeps_active_runs(f).await;
+    rebase_of_a_current_branch_is_up_to_date(f).await;
+    rebase_replays_the_branch_when_the_default_branch_moved(f).await;
+    rebase_conflicts_are_left_for_the_agent_with_their_paths(f).await;
+}
+
+/// Creates a worktree for a new run on `branch`, writes `files`, commits
+/// and pushes. Returns the worktree and the commit.
+async fn push_change(f: &WorkspacesFixture, branch: &str, files: &[(&str, &str)]) -> (Worktree, String) {
+    let ws = &f.workspaces;
+    ws.ensure_mirror(&f.project).await.expect("mirror");
+    let run_id = RunId(uuid::Uuid::now_v7());
+    let wt = ws.create_worktree(&WorktreeRequest { project: &f.project, run_id, branch }).await.expect("worktree");
+    for (path, content) in files {
+        std::fs::write(wt.path.join(path), content).expect("write");
+    }
+    let commit =
+        CommitRequest { worktree: &wt, message: "change", author_name: "Paid", author_email: "paid@localhost" };
+    let id = ws.commit_all(&commit).await.expect("commit").expect("a change");
+    ws.push(&f.project, &wt).await.expect("push");
+    (wt, id)
+}
+
+/// The worktree of a follow-up run on `branch` (a new run id).
+async fn follow_up_worktree(f: &WorkspacesFixture, branch: &str) -> Worktree {
+    f.workspaces.ensure_mirror(&f.project).await.expect("mirror");
+    let run_id = RunId(uuid::Uuid::now_v7());
+    f.workspaces.create_worktree(&WorktreeRequest { project: &f.project, run_id, branch }).await.expect("worktree")
+}
+
+/// A branch that already contains the default branch's tip is left as is.
+pub async fn rebase_of_a_current_branch_is_up_to_date(f: &WorkspacesFixture) {
+    let ws = &f.workspaces;
+    let branch = "paid/3-rebase-current-cccccc";
+    let (wt, id) = push_change(f, branch, &[("current.txt", "current\n")]).await;
+    assert_eq!(ws.rebase(&f.project, &wt).await.expect("rebase"), RebaseOutcome::UpToDate);
+    ws.push(&f.project, &wt).await.expect("push again");
+    assert_eq!((f.remote_branch)(branch), Some(id), "nothing changed");
+    ws.remove(&wt).await.expect("remove");
+}
+
+/// When the default branch moved after the branch was pushed, a follow-up
+/// run's worktree gets the branch's commits replayed on the new tip; the
+/// rewritten branch is pushed over the old one (the lease holds), and a
+/// second rebase finds it up to date.
+pub async fn rebase_replays_the_branch_when_the_default_branch_moved(f: &WorkspacesFixture) {
+    let ws = &f.workspaces;
+    let branch = "paid/4-rebase-moved-dddddd";
+    let (first, pushed) = push_change(f, branch, &[("feature.txt", "feature\n")]).await;
+    ws.remove(&first).await.expect("remove");
+    let main_tip = (f.remote_commit)(&f.project.default_branch, "upstream.txt", "upstream\n");
+
+    let mut wt = follow_up_worktree(f, branch).await;
+    assert!(!wt.path.join("upstream.txt").exists(), "the worktree starts from the branch as pushed");
+    let outcome = ws.rebase(&f.project, &wt).await.expect("rebase");
+    assert_eq!(outcome, RebaseOutcome::Rebased { onto: main_tip.clone() });
+    assert_eq!(std::fs::read_to_string(wt.path.join("upstream.txt")).expect("upstream file"), "upstream\n");
+    assert_eq!(std::fs::read_to_string(wt.path.join("feature.txt")).expect("branch file"), "feature\n");
+    wt.base_commit = main_tip.clone();
+    assert_eq!(ws.changed_paths(&wt).await.expect("changed"), vec!["feature.txt".to_string()]);
+    assert_eq!(ws.rebase(&f.project, &wt).await.expect("rebase again"), RebaseOutcome::UpToDate);
+
+    ws.push(&f.project, &wt).await.expect("push the rewritten branch with the lease");
+    let tip = (f.remote_branch)(branch).expect("branch on the remote");
+    assert_ne!(tip, pushed, "the remote branch was replaced by the rebased one");
+    ws.remove(&wt).await.expect("remove");
+
+    // A fresh worktree of the pushed branch contains both.
+    let again = follow_up_worktree(f, branch).await;
+    assert_eq!(ws.rebase(&f.project, &again).await.expect("rebase"), RebaseOutcome::UpToDate);
+    assert!(again.path.join("upstream.txt").exists() && again.path.join("feature.txt").exists());
+    ws.remove(&again).await.expect("remove");
+}
+
+/// When replaying conflicts, the worktree is left merging the default
+/// branch with conflict markers, the conflicted paths are reported (again
+/// on a second call), and the agent's resolution is committed as a merge
+/// that contains the default branch's tip.
+pub async fn rebase_conflicts_are_left_for_the_agent_with_their_paths(f: &WorkspacesFixture) {
+    let ws = &f.workspaces;
+    let branch = "paid/5-rebase-conflict-eeeeee";
+    let (first, _) = push_change(f, branch, &[("shared.txt", "branch side\n"), ("mine.txt", "mine\n")]).await;
+    ws.remove(&first).await.expect("remove");
+    let main_tip = (f.remote_commit)(&f.project.default_branch, "shared.txt", "default side\n");
+
+    let mut wt = follow_up_worktree(f, branch).await;
+    let outcome = ws.rebase(&f.project, &wt).await.expect("rebase");
+    let expected = RebaseOutcome::Conflicts { onto: main_tip.clone(), paths: vec!["shared.txt".to_string()] };
+    assert_eq!(outcome, expected);
+    let text = std::fs::read_to_string(wt.path.join("shared.txt")).expect("conflicted file");
+    assert!(
+        text.contains("<<<<<<<") && text.contains("branch side") && text.contains("default side"),
+        "conflict markers with both sides: {text}"
+    );
+    assert_eq!(ws.rebase(&f.project, &wt).await.expect("rebase again"), expected, "reported again");
+
+    // The agent resolves.
+    std::fs::write(wt.path.join("shared.txt"), "both sides\n").expect("resolve");
+    wt.base_commit = main_tip.clone();
+    let commit =
+        CommitRequest { worktree: &wt, message: "resolve", author_name: "Paid", author_email: "paid@localhost" };
+    let merge = ws.commit_all(&commit).await.expect("commit").expect("the merge commit");
+    assert_eq!(ws.commit_all(&commit).await.expect("commit again"), None, "the merge is done");
+    let mut changed = ws.changed_paths(&wt).await.expect("changed");
+    changed.sort();
+    assert_eq!(changed, vec!["mine.txt".to_string(), "shared.txt".to_string()], "the branch's own changes only");
+    assert_eq!(ws.rebase(&f.project, &wt).await.expect("rebase after"), RebaseOutcome::UpToDate);
+    ws.push(&f.project, &wt).await.expect("push (a fast-forward)");
+    assert_eq!((f.remote_branch)(branch), Some(merge));
+    ws.remove(&wt).await.expect("remove");
 }
 
 /// Mirror, worktree (idempotent), changes, commit (none when clean), push

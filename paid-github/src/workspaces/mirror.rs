@@ -11,6 +11,7 @@ use git2::build::RepoBuilder;
 use git2::{AutotagOption, FetchOptions, FetchPrune, Repository};
 
 use super::credentials::{Auth, redact};
+use super::progress::ProgressFn;
 use crate::error::{Error, Result};
 
 /// Where the remote's branches land in the mirror.
@@ -20,6 +21,11 @@ pub(crate) const REMOTE: &str = "origin";
 
 /// Clones `url` into `path` (bare), or fetches if `path` is already a mirror.
 pub(crate) fn ensure(path: &Path, url: &str, auth: &Auth) -> Result<()> {
+    ensure_with(path, url, auth, None)
+}
+
+/// [`ensure`], reporting transfer progress to `progress`.
+pub(crate) fn ensure_with(path: &Path, url: &str, auth: &Auth, progress: Option<&ProgressFn>) -> Result<()> {
     let clone_err = |e: git2::Error| Error::Clone { url: redact(url), message: redact(e.message()) };
     if path.exists() {
         let repo = Repository::open_bare(path).map_err(Error::git("open mirror", path))?;
@@ -31,7 +37,7 @@ pub(crate) fn ensure(path: &Path, url: &str, auth: &Auth) -> Result<()> {
             }
         }
         let mut remote = repo.find_remote(REMOTE).map_err(Error::git("open mirror remote", path))?;
-        let mut opts = fetch_options(auth);
+        let mut opts = fetch_options(auth, progress);
         remote.fetch::<&str>(&[], Some(&mut opts), Some("paid: fetch")).map_err(clone_err)?;
         return Ok(());
     }
@@ -43,7 +49,7 @@ pub(crate) fn ensure(path: &Path, url: &str, auth: &Auth) -> Result<()> {
     let tmp = parent.join(format!(".{file_name}.tmp-{}-{}", std::process::id(), nanos()));
     let cloned = RepoBuilder::new()
         .bare(true)
-        .fetch_options(fetch_options(auth))
+        .fetch_options(fetch_options(auth, progress))
         .remote_create(|repo, name, url| repo.remote_with_fetch(name, url, FETCH_REFSPEC))
         .clone(url, &tmp);
     match cloned {
@@ -63,9 +69,16 @@ pub(crate) fn ensure(path: &Path, url: &str, auth: &Auth) -> Result<()> {
     Ok(())
 }
 
-fn fetch_options(auth: &Auth) -> FetchOptions<'_> {
+fn fetch_options<'a>(auth: &'a Auth, progress: Option<&'a ProgressFn>) -> FetchOptions<'a> {
+    let mut callbacks = auth.callbacks();
+    if let Some(report) = progress {
+        callbacks.transfer_progress(move |p| {
+            report(p.into());
+            true
+        });
+    }
     let mut opts = FetchOptions::new();
-    opts.remote_callbacks(auth.callbacks()).prune(FetchPrune::On).download_tags(AutotagOption::All);
+    opts.remote_callbacks(callbacks).prune(FetchPrune::On).download_tags(AutotagOption::All);
     opts
 }
 

@@ -21,13 +21,21 @@
 //! credentials callback on fetch and push. It is never written into a remote
 //! URL, the mirror's config or anything a sandbox can read.
 //!
+//! Metrics: with [`GitWorkspacesConfig::metrics`], the workspaces keep
+//! `paid_worktrees{project_id}` current themselves, recounting a project's
+//! worktrees (the records in its mirror whose directory exists) after every
+//! create, remove and sweep. Projects are known from `ensure_mirror` and
+//! `create_worktree` calls in this process.
+//!
 //! Transports: git2 is built with its `https` feature (OpenSSL), so clone
 //! URLs may be `https://` (GitHub), plain `http://`, local paths or
 //! `file://`. There is no ssh transport: tokens travel as HTTP basic auth.
 
 mod credentials;
 mod mirror;
+mod progress;
 mod push;
+mod rebase;
 mod worktree;
 
 use std::collections::HashMap;
@@ -35,11 +43,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use paid_core::{CommitRequest, Project, RepoRef, RunId, Workspaces, Worktree, WorktreeRequest};
+use paid_core::metrics::{Metrics, ProjectLabels};
+use paid_core::{
+    CommitRequest, Project, ProjectId, RebaseOutcome, RepoRef, RunId, Workspaces, Worktree, WorktreeRequest,
+};
 use secrecy::SecretString;
 
 use crate::error::{Error, Result};
 use credentials::{Auth, DEFAULT_USERNAME};
+pub use progress::CloneProgress;
 
 /// Where workspaces live and how to authenticate to remotes.
 ///
@@ -54,6 +66,7 @@ pub struct GitWorkspacesConfig {
     root: PathBuf,
     token: Option<SecretString>,
     username: String,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for GitWorkspacesConfig {
@@ -69,7 +82,14 @@ impl std::fmt::Debug for GitWorkspacesConfig {
 impl GitWorkspacesConfig {
     /// Workspaces under `root`, without credentials.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), token: None, username: DEFAULT_USERNAME.into() }
+        Self { root: root.into(), token: None, username: DEFAULT_USERNAME.into(), metrics: None }
+    }
+
+    /// Exports `paid_worktrees{project_id}` on `metrics`, kept current on
+    /// every create, remove and sweep.
+    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// A token for fetch and push over http(s), sent as the password of HTTP
@@ -94,8 +114,11 @@ impl GitWorkspacesConfig {
 /// The [`Workspaces`] on git2. Cheap to share behind an `Arc`.
 pub struct GitWorkspaces {
     root: PathBuf,
-    auth: Arc<Auth>,
+    auth: std::sync::RwLock<Arc<Auth>>,
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    metrics: Option<Arc<Metrics>>,
+    /// Mirror path -> project, for the worktree gauge.
+    projects: Mutex<HashMap<PathBuf, ProjectId>>,
 }
 
 impl std::fmt::Debug for GitWorkspaces {
@@ -110,9 +133,67 @@ impl GitWorkspaces {
         let root = std::path::absolute(&config.root).unwrap_or(config.root);
         Self {
             root,
-            auth: Arc::new(Auth { token: config.token, username: config.username }),
+            auth: std::sync::RwLock::new(Arc::new(Auth { token: config.token, username: config.username })),
             locks: Mutex::new(HashMap::new()),
+            metrics: config.metrics,
+            projects: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Remembers `project`'s mirror for the worktree gauge.
+    fn know(&self, project: &Project, mirror: &Path) {
+        if self.metrics.is_some() {
+            self.projects
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(mirror.to_path_buf(), project.id);
+        }
+    }
+
+    /// Recounts every known project's worktrees into `paid_worktrees`.
+    async fn export_worktrees(&self) {
+        let Some(metrics) = self.metrics.clone() else { return };
+        let known: Vec<(PathBuf, ProjectId)> = self
+            .projects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(m, p)| (m.clone(), *p))
+            .collect();
+        let dir = self.worktrees_dir();
+        let counted = blocking("count worktrees", move || {
+            Ok(known
+                .into_iter()
+                .map(|(mirror, project)| {
+                    let n = worktree::read_dirs(&mirror.join("worktrees"))
+                        .iter()
+                        .filter_map(|record| record.file_name())
+                        .filter(|name| dir.join(name).is_dir())
+                        .count();
+                    (project, i64::try_from(n).unwrap_or(i64::MAX))
+                })
+                .collect::<Vec<_>>())
+        })
+        .await;
+        match counted {
+            Ok(counts) => {
+                for (project, n) in counts {
+                    metrics.worktrees.get_or_create(&ProjectLabels { project_id: project.to_string() }).set(n);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count worktrees"),
+        }
+    }
+
+    /// Replaces the token for fetches and pushes from now on (e.g. after
+    /// the operator rotated it); operations under way keep the old one.
+    pub fn set_token(&self, token: Option<SecretString>) {
+        let mut auth = self.auth.write().unwrap_or_else(|p| p.into_inner());
+        *auth = Arc::new(Auth { token, username: auth.username.clone() });
+    }
+
+    fn auth(&self) -> Arc<Auth> {
+        self.auth.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The root directory (absolute).
@@ -160,9 +241,10 @@ impl GitWorkspaces {
         let path = self.mirror_path(&project.repo)?;
         let dirs = [self.mirrors_dir(), self.worktrees_dir()];
         blocking("create directories", move || dirs.iter().try_for_each(|d| worktree::private_dir(d))).await?;
+        self.know(project, &path);
         let lock = self.lock_for(&path);
         let _guard = lock.lock().await;
-        let (url, auth) = (project.clone_url.clone(), self.auth.clone());
+        let (url, auth) = (project.clone_url.clone(), self.auth());
         blocking("fetch", move || mirror::ensure(&path, &url, &auth)).await
     }
 
@@ -171,8 +253,9 @@ impl GitWorkspaces {
         if !mirror_path.exists() {
             return Err(Error::MirrorMissing { repo: req.project.repo.to_string(), path: mirror_path });
         }
+        self.know(req.project, &mirror_path);
         let lock = self.lock_for(&mirror_path);
-        let _guard = lock.lock().await;
+        let guard = lock.lock().await;
         let path = self.worktree_path(req.run_id);
         let (branch, default_branch) = (req.branch.to_string(), req.project.default_branch.clone());
         let (repo_name, name) = (req.project.repo.to_string(), req.run_id.to_string());
@@ -188,6 +271,8 @@ impl GitWorkspaces {
             })
         })
         .await?;
+        drop(guard);
+        self.export_worktrees().await;
         Ok(Worktree { run_id: req.run_id, path, branch: req.branch.to_string(), base_commit })
     }
 
@@ -214,6 +299,19 @@ impl GitWorkspaces {
         .await
     }
 
+    /// Lines added plus removed by the branch's commits since the
+    /// worktree's base commit.
+    async fn lines_changed(&self, wt: &Worktree) -> Result<u64> {
+        let path = self.own(wt)?;
+        let base = wt.base_commit.clone();
+        let (this, run_id) = (self.opener(), wt.run_id);
+        blocking("lines changed", move || {
+            let repo = this.open_worktree(&path, run_id)?;
+            worktree::lines_changed(&repo, &path, &base)
+        })
+        .await
+    }
+
     async fn push(&self, project: &Project, wt: &Worktree) -> Result<()> {
         let mirror_path = self.mirror_path(&project.repo)?;
         if !mirror_path.exists() {
@@ -231,8 +329,31 @@ impl GitWorkspaces {
         .await?;
         let lock = self.lock_for(&mirror_path);
         let _guard = lock.lock().await;
-        let (url, branch, auth) = (project.clone_url.clone(), wt.branch.clone(), self.auth.clone());
+        let (url, branch, auth) = (project.clone_url.clone(), wt.branch.clone(), self.auth());
         blocking("push", move || push::push(&mirror_path, &url, &branch, &auth)).await
+    }
+
+    async fn rebase(&self, project: &Project, wt: &Worktree) -> Result<RebaseOutcome> {
+        let path = self.own(wt)?;
+        // Fetch first: the default branch (and the run's branch) as the remote has them now.
+        self.ensure_mirror(project).await?;
+        let mirror_path = self.mirror_path(&project.repo)?;
+        let lock = self.lock_for(&mirror_path);
+        let _guard = lock.lock().await;
+        let (branch, default_branch) = (wt.branch.clone(), project.default_branch.clone());
+        let repo_name = project.repo.to_string();
+        let (this, run_id) = (self.opener(), wt.run_id);
+        blocking("rebase", move || {
+            let repo = this.open_worktree(&path, run_id)?;
+            rebase::rebase(&rebase::Rebase {
+                repo: &repo,
+                path: &path,
+                repo_name: &repo_name,
+                branch: &branch,
+                default_branch: &default_branch,
+            })
+        })
+        .await
     }
 
     /// What blocking tasks need to open worktrees.
@@ -243,14 +364,16 @@ impl GitWorkspaces {
     async fn remove(&self, wt: &Worktree) -> Result<()> {
         let path = self.own(wt)?;
         let (name, mirrors) = (wt.run_id.to_string(), self.mirrors_dir());
-        blocking("remove worktree", move || worktree::remove(&path, &name, &mirrors)).await
+        blocking("remove worktree", move || worktree::remove(&path, &name, &mirrors)).await?;
+        self.export_worktrees().await;
+        Ok(())
     }
 
     async fn sweep(&self, keep: &[RunId], older_than: chrono::Duration) -> Result<Vec<PathBuf>> {
         let older_than = older_than.to_std().unwrap_or_default();
         let keep: Vec<String> = keep.iter().map(ToString::to_string).collect();
         let (dir, mirrors) = (self.worktrees_dir(), self.mirrors_dir());
-        blocking("sweep worktrees", move || {
+        let removed = blocking("sweep worktrees", move || {
             let mut removed = Vec::new();
             for path in worktree::read_dirs(&dir) {
                 let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
@@ -264,7 +387,9 @@ impl GitWorkspaces {
             worktree::prune_stale(&mirrors);
             Ok(removed)
         })
-        .await
+        .await;
+        self.export_worktrees().await;
+        removed
     }
 }
 
@@ -284,6 +409,14 @@ impl Workspaces for GitWorkspaces {
 
     async fn changed_paths(&self, worktree: &Worktree) -> paid_core::Result<Vec<String>> {
         Ok(GitWorkspaces::changed_paths(self, worktree).await?)
+    }
+
+    async fn lines_changed(&self, worktree: &Worktree) -> paid_core::Result<Option<u64>> {
+        Ok(Some(GitWorkspaces::lines_changed(self, worktree).await?))
+    }
+
+    async fn rebase(&self, project: &Project, worktree: &Worktree) -> paid_core::Result<RebaseOutcome> {
+        Ok(GitWorkspaces::rebase(self, project, worktree).await?)
     }
 
     async fn push(&self, project: &Project, worktree: &Worktree) -> paid_core::Result<()> {

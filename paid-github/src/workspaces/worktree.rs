@@ -193,6 +193,10 @@ fn detached(path: &Path) -> Error {
 
 /// Stages everything (additions, edits, deletions; ignored files stay out)
 /// and commits. `None` when the tree did not change.
+///
+/// In the middle of a merge (left by a rebase that conflicted), the files
+/// as they are resolve the conflicts and the commit is the merge commit,
+/// made even when the tree equals HEAD's.
 pub(crate) fn commit_all(
     repo: &Repository,
     path: &Path,
@@ -200,13 +204,31 @@ pub(crate) fn commit_all(
     name: &str,
     email: &str,
 ) -> Result<Option<String>> {
+    let merging = super::rebase::merge_heads(repo, path)?;
     let mut index = repo.index().map_err(Error::git("read index", path))?;
+    if index.has_conflicts() {
+        // The working files are the resolution: stage each conflicted path
+        // as it is now (or its deletion).
+        let mut conflicted = Vec::new();
+        for conflict in index.conflicts().map_err(Error::git("read conflicts", path))? {
+            let conflict = conflict.map_err(Error::git("read conflicts", path))?;
+            if let Some(entry) = conflict.our.or(conflict.their).or(conflict.ancestor) {
+                conflicted.push(PathBuf::from(String::from_utf8_lossy(&entry.path).into_owned()));
+            }
+        }
+        for p in conflicted {
+            index.conflict_remove(&p).map_err(Error::git("resolve conflict", path))?;
+            if path.join(&p).symlink_metadata().is_ok() {
+                index.add_path(&p).map_err(Error::git("stage resolution", path))?;
+            }
+        }
+    }
     index.add_all(["*"], IndexAddOption::DEFAULT, None).map_err(Error::git("stage changes", path))?;
     index.update_all(["*"], None).map_err(Error::git("stage deletions", path))?;
     index.write().map_err(Error::git("write index", path))?;
     let tree_id = index.write_tree().map_err(Error::git("write tree", path))?;
     let parent = repo.head().and_then(|h| h.peel_to_commit()).map_err(Error::git("read HEAD", path))?;
-    if parent.tree_id() == tree_id {
+    if parent.tree_id() == tree_id && merging.is_empty() {
         return Ok(None);
     }
     let tree = repo.find_tree(tree_id).map_err(Error::git("read tree", path))?;
@@ -214,7 +236,15 @@ pub(crate) fn commit_all(
         what: "commit author",
         message: format!("{name:?} <{email}>: {}", e.message()),
     })?;
-    let id = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent]).map_err(Error::git("commit", path))?;
+    let mut parents = vec![parent];
+    for oid in &merging {
+        parents.push(repo.find_commit(*oid).map_err(Error::git("read merged commit", path))?);
+    }
+    let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+    let id = repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).map_err(Error::git("commit", path))?;
+    if !merging.is_empty() {
+        repo.cleanup_state().map_err(Error::git("finish merge", path))?;
+    }
     Ok(Some(id.to_string()))
 }
 
@@ -252,6 +282,19 @@ pub(crate) fn changed_paths(repo: &Repository, path: &Path, base: &str) -> Resul
         }
     }
     Ok(paths.into_iter().collect())
+}
+
+/// Lines added plus removed between `base` and HEAD.
+pub(crate) fn lines_changed(repo: &Repository, path: &Path, base: &str) -> Result<u64> {
+    let base_oid = Oid::from_str(base).map_err(|e| Error::InvalidInput {
+        what: "worktree.base_commit",
+        message: format!("{base:?}: {}", e.message()),
+    })?;
+    let base_tree = repo.find_commit(base_oid).and_then(|c| c.tree()).map_err(Error::git("read base commit", path))?;
+    let head_tree = repo.head().and_then(|h| h.peel_to_tree()).map_err(Error::git("read HEAD", path))?;
+    let diff = repo.diff_tree_to_tree(Some(&base_tree), Some(&head_tree), None).map_err(Error::git("diff", path))?;
+    let stats = diff.stats().map_err(Error::git("diff stats", path))?;
+    Ok((stats.insertions() + stats.deletions()) as u64)
 }
 
 fn slashed(p: &Path) -> String {

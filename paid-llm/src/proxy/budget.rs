@@ -1,6 +1,12 @@
 //! Budgets, fail-closed: per-run token and cost caps, per-project daily and
 //! monthly cost caps.
 //!
+//! The proxy's [`BudgetConfig`] is the default; a project may have its own
+//! ([`Budgets::set_project`], [`crate::proxy::Proxy::set_project_budget`]),
+//! which then replaces the default for every run of that project (a run
+//! token carries its project). Project caps count only that project's
+//! spending.
+//!
 //! Before a request is forwarded, [`Budgets::check`] refuses it when any cap
 //! it falls under is already reached. After the response, [`Budgets::charge`]
 //! adds its tokens and cost; crossing [`BudgetConfig::alert_ratio`] of a cap
@@ -19,7 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate};
@@ -208,6 +214,9 @@ struct RunState {
 
 #[derive(Debug, Default)]
 struct ProjectState {
+    /// Whether past spending was read from the store (only done while a
+    /// project cap applies).
+    seeded: bool,
     day: Option<NaiveDate>,
     day_micros: i64,
     month: Option<(i32, u32)>,
@@ -239,13 +248,15 @@ struct Ledger {
 /// The spending ledger and its caps.
 pub struct Budgets {
     config: BudgetConfig,
+    projects: RwLock<HashMap<ProjectId, BudgetConfig>>,
     store: Arc<dyn Store>,
     ledger: Mutex<Ledger>,
 }
 
 impl fmt::Debug for Budgets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Budgets").field("config", &self.config).finish()
+        let n = self.projects.read().map(|m| m.len()).unwrap_or(0);
+        f.debug_struct("Budgets").field("config", &self.config).field("project_overrides", &n).finish()
     }
 }
 
@@ -272,17 +283,40 @@ const CAPS: [Cap; 4] = [Cap::RunTokens, Cap::RunCost, Cap::ProjectDaily, Cap::Pr
 impl Budgets {
     /// Caps from `config`; spending is seeded from `store`.
     pub fn new(config: BudgetConfig, store: Arc<dyn Store>) -> Self {
-        Self { config, store, ledger: Mutex::new(Ledger::default()) }
+        Self { config, projects: RwLock::new(HashMap::new()), store, ledger: Mutex::new(Ledger::default()) }
     }
 
-    /// The caps.
+    /// The default caps (for projects without their own).
     pub fn config(&self) -> &BudgetConfig {
         &self.config
     }
 
+    /// The caps of `project`'s runs: its own, else the default.
+    pub fn config_for(&self, project: ProjectId) -> BudgetConfig {
+        let own = self.projects.read().unwrap_or_else(|p| p.into_inner()).get(&project).copied();
+        own.unwrap_or(self.config)
+    }
+
+    /// Gives `project` its own caps (`Some`), replacing the default for its
+    /// runs from their next request, or returns it to the default (`None`).
+    /// Spending counted so far is kept.
+    pub fn set_project(&self, project: ProjectId, config: Option<BudgetConfig>) {
+        let mut map = self.projects.write().unwrap_or_else(|p| p.into_inner());
+        match config {
+            Some(c) => map.insert(project, c),
+            None => map.remove(&project),
+        };
+    }
+
+    /// The projects with caps of their own.
+    pub fn project_overrides(&self) -> HashMap<ProjectId, BudgetConfig> {
+        self.projects.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Whether a cost cap applies to `grant`'s requests.
     pub fn has_cost_cap(&self, grant: &Grant) -> bool {
-        [Cap::RunCost, Cap::ProjectDaily, Cap::ProjectMonthly].iter().any(|c| limit(*c, &self.config, grant).is_some())
+        let config = self.config_for(grant.project_id);
+        [Cap::RunCost, Cap::ProjectDaily, Cap::ProjectMonthly].iter().any(|c| limit(*c, &config, grant).is_some())
     }
 
     /// The breach that stopped `run`, if one did.
@@ -300,7 +334,8 @@ impl Budgets {
     /// Refuses a request that would start beyond a cap. The first refusal
     /// of a run returns an event to report.
     pub async fn check(&self, grant: &Grant, now: Timestamp) -> Result<(), (Breach, Option<BudgetEvent>)> {
-        self.hydrate(grant, now).await;
+        let config = self.config_for(grant.project_id);
+        self.hydrate(grant, &config, now).await;
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
         let Ledger { runs, projects } = &mut *ledger;
         let project = projects.entry(grant.project_id).or_default();
@@ -310,7 +345,7 @@ impl Budgets {
             return Err((b, None));
         }
         for cap in CAPS {
-            if let Some(lim) = limit(cap, &self.config, grant)
+            if let Some(lim) = limit(cap, &config, grant)
                 && spent(cap, run, project) >= lim
             {
                 let breach = Breach { cap, spent: spent(cap, run, project), limit: lim };
@@ -331,6 +366,7 @@ impl Budgets {
     /// Adds a response's tokens and cost; returns the alerts and breaches
     /// it caused, to report.
     pub fn charge(&self, grant: &Grant, tokens: u64, cost_micros: Option<i64>, now: Timestamp) -> Vec<BudgetEvent> {
+        let config = self.config_for(grant.project_id);
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
         let Ledger { runs, projects } = &mut *ledger;
         let project = projects.entry(grant.project_id).or_default();
@@ -346,10 +382,10 @@ impl Budgets {
         let event =
             |kind, breach| BudgetEvent { kind, run_id: grant.run_id, project_id: grant.project_id, breach, at: now };
         for cap in CAPS {
-            let Some(lim) = limit(cap, &self.config, grant) else { continue };
+            let Some(lim) = limit(cap, &config, grant) else { continue };
             let s = spent(cap, run, project);
             let breach = Breach { cap, spent: s, limit: lim };
-            let alert_at = (lim as f64 * self.config.alert_ratio).ceil() as i64;
+            let alert_at = (lim as f64 * config.alert_ratio).ceil() as i64;
             if s >= alert_at {
                 let fresh = match cap {
                     Cap::RunTokens | Cap::RunCost => run.alerted.insert(cap),
@@ -371,11 +407,14 @@ impl Budgets {
         events
     }
 
-    /// Seeds the ledger from the store the first time a run or project is seen.
-    async fn hydrate(&self, grant: &Grant, now: Timestamp) {
+    /// Seeds the ledger from the store the first time a run is seen, and
+    /// the first time a project is seen while a project cap applies to it.
+    async fn hydrate(&self, grant: &Grant, config: &BudgetConfig, now: Timestamp) {
+        let project_capped = config.project_daily_micros.is_some() || config.project_monthly_micros.is_some();
         let (need_run, need_project) = {
             let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-            (!ledger.runs.contains_key(&grant.run_id), !ledger.projects.contains_key(&grant.project_id))
+            let seeded = ledger.projects.get(&grant.project_id).map(|p| p.seeded);
+            (!ledger.runs.contains_key(&grant.run_id), seeded.is_none() || (seeded == Some(false) && project_capped))
         };
         let mut run_spend = Spend::default();
         if need_run {
@@ -390,8 +429,7 @@ impl Budgets {
             }
         }
         let (mut day, mut month) = (0i64, 0i64);
-        if need_project && (self.config.project_daily_micros.is_some() || self.config.project_monthly_micros.is_some())
-        {
+        if need_project && project_capped {
             let today = now.date_naive();
             let month_start = today.with_day(1).unwrap_or(today);
             let filter = RunFilter { project_id: Some(grant.project_id), ..RunFilter::default() };
@@ -417,12 +455,15 @@ impl Budgets {
         if need_run && !ledger.runs.contains_key(&grant.run_id) {
             ledger.runs.insert(grant.run_id, RunState { spend: run_spend, ..RunState::default() });
         }
-        if need_project && !ledger.projects.contains_key(&grant.project_id) {
-            let mut p = ProjectState::default();
-            p.roll(now);
-            p.day_micros = day;
-            p.month_micros = month;
-            ledger.projects.insert(grant.project_id, p);
+        if need_project {
+            let p = ledger.projects.entry(grant.project_id).or_default();
+            if !p.seeded {
+                p.roll(now);
+                // What this proxy counted may not be written yet: keep the larger.
+                p.day_micros = p.day_micros.max(day);
+                p.month_micros = p.month_micros.max(month);
+                p.seeded = project_capped;
+            }
         }
     }
 }

@@ -169,7 +169,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
             shared.record(&grant, upstream, &model, None, "budget_exceeded", started);
             return refusal(Some(kind), StatusCode::TOO_MANY_REQUESTS, &budget_message(&breach));
         }
-        if shared.budgets.config().refuse_unpriced && shared.budgets.has_cost_cap(&grant) {
+        if shared.budgets.config_for(grant.project_id).refuse_unpriced && shared.budgets.has_cost_cap(&grant) {
             let model = plan.model.as_deref().unwrap_or("");
             if shared.price_of(upstream, model).is_none() {
                 return refusal(

@@ -22,6 +22,8 @@
 //!    a **capped body** (413);
 //! 3. refuses requests **beyond a budget** ([`budget`]) with a 429 in the
 //!    provider's quota format and `x-should-retry: false`, so CLIs stop;
+//!    the caps are the run's project's ([`Proxy::set_project_budget`]) or
+//!    else the proxy's default ([`ProxyConfig::budgets`]);
 //! 4. **injects the real key** (`x-api-key`, `Authorization: Bearer`,
 //!    `x-goog-api-key`), strips hop-by-hop headers and the sandbox's token,
 //!    and for OpenAI streams adds `stream_options.include_usage`;
@@ -122,7 +124,8 @@ pub struct ProxyConfig {
     /// Check in the store, on every request, that the token's run is not in
     /// an end state (default true).
     pub check_run_state: bool,
-    /// The caps.
+    /// The default caps, for projects without their own
+    /// ([`Proxy::set_project_budget`]).
     pub budgets: BudgetConfig,
 }
 
@@ -221,6 +224,7 @@ pub struct ProxyBuilder {
     clock: Option<Arc<dyn Clock>>,
     observer: Option<Arc<dyn BudgetObserver>>,
     http: Option<reqwest::Client>,
+    project_budgets: Vec<(ProjectId, BudgetConfig)>,
 }
 
 impl fmt::Debug for ProxyBuilder {
@@ -242,9 +246,15 @@ impl ProxyBuilder {
         self
     }
 
-    /// Sets the caps.
+    /// Sets the default caps.
     pub fn budgets(mut self, budgets: BudgetConfig) -> Self {
         self.config.budgets = budgets;
+        self
+    }
+
+    /// Gives `project` caps of its own (see [`Proxy::set_project_budget`]).
+    pub fn project_budget(mut self, project: ProjectId, budgets: BudgetConfig) -> Self {
+        self.project_budgets.push((project, budgets));
         self
     }
 
@@ -315,9 +325,13 @@ impl ProxyBuilder {
             None => crate::providers::http_client()?,
         };
         let observer = self.observer.unwrap_or_else(|| Arc::new(AuditObserver::new(self.store.clone())));
+        let budgets = Budgets::new(self.config.budgets, self.store.clone());
+        for (project, config) in self.project_budgets {
+            budgets.set_project(project, Some(config));
+        }
         Ok(Proxy {
             shared: Arc::new(Shared {
-                budgets: Budgets::new(self.config.budgets, self.store.clone()),
+                budgets,
                 config: self.config,
                 upstreams,
                 tokens: TokenRegistry::default(),
@@ -345,6 +359,7 @@ impl Proxy {
             clock: None,
             observer: None,
             http: None,
+            project_budgets: Vec::new(),
         }
     }
 
@@ -389,6 +404,28 @@ impl Proxy {
     /// it should end as `budget_exceeded`.
     pub fn budget_breach(&self, run: RunId) -> Option<Breach> {
         self.shared.budgets.breach(run)
+    }
+
+    /// Gives `project` caps of its own, which replace the default caps for
+    /// every request of its runs from now on (tokens carry their project).
+    /// Its daily and monthly caps count only its own spending.
+    pub fn set_project_budget(&self, project: ProjectId, budgets: BudgetConfig) {
+        self.shared.budgets.set_project(project, Some(budgets));
+    }
+
+    /// Returns `project` to the default caps (e.g. when it is removed).
+    pub fn clear_project_budget(&self, project: ProjectId) {
+        self.shared.budgets.set_project(project, None);
+    }
+
+    /// The caps that apply to `project`'s runs.
+    pub fn project_budget(&self, project: ProjectId) -> BudgetConfig {
+        self.shared.budgets.config_for(project)
+    }
+
+    /// The default caps.
+    pub fn default_budget(&self) -> BudgetConfig {
+        *self.shared.budgets.config()
     }
 
     /// What `run` spent through this proxy (and before, per the store).

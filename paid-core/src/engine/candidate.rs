@@ -1,0 +1,206 @@
+//! One comparison candidate's work: its agent ⇄ verify loop in its own
+//! sandbox, the commit on its own branch, and its [`CandidateReport`].
+
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::compare::CandidateReport;
+use super::fanout::{Slot, pick_of};
+use super::learn::PromptPick;
+use super::steps::{DIGEST_TAIL, Resources, tail};
+use super::{Engine, SandboxSession};
+use crate::policy::{ForbiddenPaths, pr_title};
+use crate::{
+    Agent, AgentContext, AgentExit, AgentOutcome, CommitRequest, Error, ExecExit, ExecRequest, LogStream, Project,
+    ProxyEndpoint, Result, Run, UsageRecord,
+};
+
+impl Engine {
+    pub(super) async fn run_candidate(
+        &self,
+        run: &Run,
+        project: &Project,
+        slot: &Slot,
+        run_pick: Option<&PromptPick>,
+        proxy: Option<&ProxyEndpoint>,
+        cancel: &CancellationToken,
+    ) -> CandidateReport {
+        let started = Instant::now();
+        let mut report = CandidateReport::empty(&slot.name, &slot.candidate);
+        report.worktree = Some(slot.resources.worktree.clone());
+        let pick = pick_of(slot.candidate.prompt_version).or_else(|| run_pick.cloned());
+        report.prompt_version = pick.as_ref().map(|p| p.version);
+        let result = match self.ensure_slot(run, project, slot).await {
+            Ok(resources) => {
+                let result = self
+                    .candidate_loop(run, project, slot, &resources, pick.as_ref(), proxy, cancel, &mut report)
+                    .await;
+                if let Err(e) = self.inner.runtime.remove(&resources.sandbox).await {
+                    warn!(run_id = %run.id, sandbox = %resources.sandbox.id, error = %e, "could not remove a candidate sandbox");
+                }
+                result
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            warn!(run_id = %run.id, candidate = %slot.name, error = %e, "candidate did not finish");
+            report.error = Some(e.to_string());
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        report
+    }
+
+    /// The slot's worktree and sandbox, re-created when gone (the run moved
+    /// to another worker, or the host restarted).
+    async fn ensure_slot(&self, run: &Run, project: &Project, slot: &Slot) -> Result<Resources> {
+        let r = &slot.resources;
+        if r.worktree.path.exists() && self.inner.runtime.is_running(&r.sandbox).await.unwrap_or(false) {
+            return Ok(r.clone());
+        }
+        let _ = self.inner.runtime.remove(&r.sandbox).await;
+        let env = [("PAID_CANDIDATE".to_string(), slot.name.clone())];
+        self.create_resources_for(run, project, &r.worktree.branch, slot.worktree_id, &env).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn candidate_loop(
+        &self,
+        run: &Run,
+        project: &Project,
+        slot: &Slot,
+        resources: &Resources,
+        pick: Option<&PromptPick>,
+        proxy: Option<&ProxyEndpoint>,
+        cancel: &CancellationToken,
+        report: &mut CandidateReport,
+    ) -> Result<()> {
+        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
+        let agent = self.agent(project)?;
+        let logger = self.logger(run.id);
+        let session = SandboxSession::new(self.inner.runtime.clone(), resources.sandbox.clone(), logger.clone());
+        let mut feedback: Option<String> = None;
+        let mut cost = Some(0_i64);
+        for iteration in 1..=self.inner.config.max_iterations {
+            let prompt = self.render_prompt(run, &issue, feedback.as_deref(), pick).await?;
+            let _ = logger
+                .write(LogStream::System, &format!("[paid] candidate {} iteration {iteration}\n", slot.name))
+                .await;
+            let ctx = AgentContext {
+                run_id: run.id,
+                project,
+                issue: &issue,
+                prompt: &prompt,
+                model: Some(&slot.candidate.model),
+                sandbox: &session,
+                proxy,
+                iteration,
+                feedback: feedback.as_deref(),
+                cancel: cancel.child_token(),
+            };
+            let outcome = self.timed_agent(agent.as_ref(), ctx).await?;
+            report.iterations = iteration;
+            report.summary = outcome.summary.clone();
+            cost = cost.zip(outcome.cost_micros).map(|(a, b)| a + b);
+            if let Some(usage) = outcome.usage {
+                self.inner
+                    .store
+                    .record_usage(&UsageRecord {
+                        run_id: run.id,
+                        provider: format!("agent:{}", project.agent),
+                        model: slot.candidate.model.clone(),
+                        usage,
+                        cost_micros: outcome.cost_micros,
+                        latency_ms: 0,
+                        status: "reported".into(),
+                        at: self.inner.clock.now(),
+                    })
+                    .await?;
+            }
+            report.cost_micros = cost;
+            if let Some(c) = &self.inner.credentials
+                && let Some(reason) = c.budget_exceeded(run.id).await?
+            {
+                return Err(Error::BudgetExceeded(reason));
+            }
+            match outcome.exit {
+                AgentExit::Completed => {}
+                AgentExit::Failed { class, message } => return Err(Error::Agent(format!("{class:?}: {message}"))),
+                AgentExit::Stuck { reason } => return Err(Error::Stuck(reason)),
+            }
+            let digest = self.verify_in(&session, project, cancel).await?;
+            if digest.is_empty() {
+                report.verify_passed = true;
+                break;
+            }
+            feedback = Some(digest);
+        }
+        let worktree = &resources.worktree;
+        let cfg = &self.inner.config;
+        let message = format!(
+            "{}\n\nPaid-Run: {}\nPaid-Candidate: {}\n",
+            pr_title(run.issue_number, &issue.title),
+            run.id,
+            slot.name
+        );
+        self.inner
+            .workspaces
+            .commit_all(&CommitRequest {
+                worktree,
+                message: &message,
+                author_name: &cfg.author_name,
+                author_email: &cfg.author_email,
+            })
+            .await?;
+        let paths = self.inner.workspaces.changed_paths(worktree).await?;
+        report.files_changed = paths.len() as u64;
+        report.lines_changed = self.inner.workspaces.lines_changed(worktree).await?;
+        if paths.is_empty() {
+            return Err(Error::Agent("the agent made no changes".into()));
+        }
+        ForbiddenPaths::new(&project.allowed_paths)?.check(paths.iter().map(String::as_str))?;
+        Ok(())
+    }
+
+    /// One agent iteration under the agent time limit.
+    async fn timed_agent(&self, agent: &dyn Agent, ctx: AgentContext<'_>) -> Result<AgentOutcome> {
+        let limit = self.inner.config.timeouts.agent;
+        let token = ctx.cancel.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            token.cancel();
+        });
+        let started = tokio::time::Instant::now();
+        let result = agent.run(ctx).await;
+        timer.abort();
+        if started.elapsed() >= limit {
+            return Err(Error::Timeout { what: "agent".into(), after: limit });
+        }
+        result
+    }
+
+    /// Runs the verify commands; the failure digest (empty when all pass).
+    async fn verify_in(
+        &self,
+        session: &SandboxSession,
+        project: &Project,
+        cancel: &CancellationToken,
+    ) -> Result<String> {
+        let per_command = self.inner.config.timeouts.verify;
+        let mut digest = String::new();
+        for cmd in &project.verify {
+            let req = ExecRequest::shell(cmd.clone()).with_timeout(per_command).with_cancel(cancel.clone());
+            let out = session.exec(req).await?;
+            match out.exit {
+                ExecExit::Code(0) => {}
+                ExecExit::Cancelled => return Err(Error::Cancelled),
+                exit => {
+                    let text = format!("{}{}", out.stdout, out.stderr);
+                    digest.push_str(&format!("$ {cmd}\n[{exit:?}]\n{}\n", tail(&text, DIGEST_TAIL)));
+                }
+            }
+        }
+        Ok(digest)
+    }
+}

@@ -1,0 +1,140 @@
+//! The engine's side of the learning loop ([`crate::learning::driver::Learning`]):
+//! which prompt version a run renders, and the outcome that scores it.
+//!
+//! The version is picked once, in the provisioning step, and stored in that
+//! step's journal output under `prompt` (no store column): a resumed run
+//! reads it back instead of picking again. Learning is advisory: when its
+//! store fails, the run renders the builder's template and goes on, and a
+//! failed score is logged.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::{Engine, prompt};
+use crate::learning::driver::Learning;
+use crate::learning::evolution::{EvolutionConfig, EvolutionReport, RunFeedback};
+use crate::learning::prompts::{PromptVersion, StyleGuides};
+use crate::learning::{ExperimentId, PromptVersionId};
+use crate::{LlmProvider, Outcome, Project, ProjectId, Result, Run, RunId, StepStatus, TrackedIssue};
+
+/// The learning loop and what the engine renders with it.
+#[derive(Clone)]
+pub(super) struct LearningSetup {
+    pub(super) learning: Learning,
+    pub(super) slug: String,
+    pub(super) global_style: Option<String>,
+    pub(super) project_styles: HashMap<ProjectId, String>,
+}
+
+/// The prompt version a run (or a comparison candidate) uses, and the
+/// experiment arm it stands for. Journaled under `prompt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct PromptPick {
+    pub(super) version: PromptVersionId,
+    #[serde(default)]
+    pub(super) experiment: Option<(ExperimentId, String)>,
+    /// The version itself, so a resumed run renders it even when the
+    /// learning store is unreachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) snapshot: Option<PromptVersion>,
+}
+
+impl Engine {
+    /// Picks the run's prompt version: the issue's sticky experiment arm or
+    /// the active version. `None` without learning, or when learning fails
+    /// (logged; the builder's template is used).
+    pub(super) async fn pick_prompt(&self, run: &Run, project: &Project) -> Option<PromptPick> {
+        let setup = self.inner.learning.as_ref()?;
+        match setup.learning.prompt_for_run(&setup.slug, project.id, run.issue_number, run.id).await {
+            Ok(choice) => Some(PromptPick {
+                version: choice.version.id,
+                experiment: choice.experiment,
+                snapshot: Some(choice.version),
+            }),
+            Err(e) => {
+                warn!(run_id = %run.id, slug = %setup.slug, error = %e, "learning could not pick a prompt; using the built-in template");
+                None
+            }
+        }
+    }
+
+    /// The prompt pick recorded in the run's journal (the latest done step
+    /// whose output has one).
+    pub(super) async fn recorded_prompt(&self, run_id: RunId) -> Result<Option<PromptPick>> {
+        let steps = self.inner.store.steps(run_id).await?;
+        Ok(steps
+            .iter()
+            .rev()
+            .filter(|s| s.status == StepStatus::Done)
+            .filter_map(|s| s.output.get("prompt"))
+            .find(|p| !p.is_null())
+            .and_then(|p| serde_json::from_value(p.clone()).ok()))
+    }
+
+    /// The prompt version a run rendered (for a comparison run, the
+    /// winner's), read from its journal. `None` when learning was not
+    /// configured or the run has not been provisioned yet.
+    pub async fn prompt_version(&self, run_id: RunId) -> Result<Option<PromptVersionId>> {
+        Ok(self.recorded_prompt(run_id).await?.map(|p| p.version))
+    }
+
+    /// Renders the task prompt for `issue`: `pick`'s version with the style
+    /// guides, or the builder's template. Untrusted issues are refused either
+    /// way.
+    pub(super) async fn render_prompt(
+        &self,
+        run: &Run,
+        issue: &TrackedIssue,
+        feedback: Option<&str>,
+        pick: Option<&PromptPick>,
+    ) -> Result<String> {
+        if let (Some(setup), Some(pick)) = (&self.inner.learning, pick) {
+            let version = match &pick.snapshot {
+                Some(v) => Ok(v.clone()),
+                None => setup.learning.store().version(pick.version).await,
+            };
+            match version {
+                Ok(version) => {
+                    let style = StyleGuides {
+                        global: setup.global_style.clone(),
+                        project: setup.project_styles.get(&run.project_id).cloned(),
+                    };
+                    return prompt::render_version(&version, &style, issue, feedback);
+                }
+                Err(e) => {
+                    warn!(run_id = %run.id, version = %pick.version, error = %e, "prompt version unavailable; using the built-in template");
+                }
+            }
+        }
+        prompt::render(&self.inner.template, issue, feedback)
+    }
+
+    /// Scores `outcome` under the version the run used (and its experiment
+    /// arm). Never fails: learning errors are logged.
+    pub(super) async fn learn_outcome(&self, run: &Run, outcome: &Outcome, feedback: RunFeedback) {
+        let Some(setup) = &self.inner.learning else { return };
+        let pick = match self.recorded_prompt(run.id).await {
+            Ok(Some(pick)) => pick,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(run_id = %run.id, error = %e, "could not read the run's prompt version; outcome not scored");
+                return;
+            }
+        };
+        if let Err(e) = setup.learning.record_outcome(outcome, pick.version, feedback, pick.experiment).await {
+            warn!(run_id = %run.id, version = %pick.version, error = %e, "learning could not record the outcome");
+        }
+    }
+
+    /// Runs the evolution workflow of the engine's prompt with `llm` (for an
+    /// operator's scheduler; the workflow skips itself when it is not due).
+    /// `None` when the engine has no learning loop.
+    pub async fn evolve_due(&self, llm: &dyn LlmProvider, config: &EvolutionConfig) -> Result<Option<EvolutionReport>> {
+        match &self.inner.learning {
+            Some(setup) => setup.learning.evolve(llm, &setup.slug, config).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
