@@ -1263,3 +1263,184 @@ async fn project_add_clone_makes_the_mirror_without_bars_off_a_terminal() {
     assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(w.stop().success());
 }
+
+/// POSTs `body` to `/api/v1{path}`; the status and the JSON answer.
+async fn api_post(world: &World, path: &str, body: Value) -> (reqwest::StatusCode, Value) {
+    let r =
+        client().post(format!("{}/api/v1{path}", world.api())).bearer_auth(API_TOKEN).json(&body).send().await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+/// The one error shape, with this code.
+fn assert_error_shape(v: &Value, code: &str) {
+    assert_eq!(v["error"]["code"], code, "{v:#}");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v:#}");
+    assert!(v["error"]["details"].is_object(), "{v:#}");
+    assert!(v["meta"]["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{v:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_human_picked_comparison_opens_the_pr_from_the_picked_candidates_branch() {
+    // Each candidate fixes the bug and leaves its model behind, so the
+    // branches differ and the PR shows whose branch it is.
+    let script = format!("{FIXER_SCRIPT} && echo \"$PAID_MODEL\" > MODEL.txt");
+    let mut w = World::new(Setup { agent_script: &script, ..Setup::default() }).await;
+    // Not labeled: the run is triggered by hand.
+    w.github.add_issue(DEMO_REPO.0, DEMO_REPO.1, 1, "add() returns the wrong result", "Fix add().", ISSUE_AUTHOR, &[]);
+    w.start("paid.toml").await;
+    let url = format!("{}/{}/{}/issues/1", w.github.base_url(), DEMO_REPO.0, DEMO_REPO.1);
+
+    // Bad comparisons and unknown runs are refused in the one shape.
+    let (status, v) =
+        api_post(&w, "/runs", serde_json::json!({ "issue_url": url, "compare": { "models": ["solo"] } })).await;
+    assert_eq!(status, 422, "{v:#}");
+    assert_error_shape(&v, "invalid_input");
+    let (status, v) = api_post(
+        &w,
+        "/runs",
+        serde_json::json!({ "issue_url": url, "compare": { "models": ["a", "b"], "rule": "coin-flip" } }),
+    )
+    .await;
+    assert_eq!(status, 422, "{v:#}");
+    assert_eq!(v["error"]["details"]["field"], "compare.rule", "{v:#}");
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let (status, v) = api_post(&w, &format!("/runs/{unknown}/pick"), serde_json::json!({ "candidate": "x" })).await;
+    assert_eq!(status, 404, "{v:#}");
+    assert_error_shape(&v, "not_found");
+    let (ok, v) = w.paid_json(&["runs", "candidates", &unknown]);
+    assert!(!ok && v["error"]["code"] == "not_found", "{v:#}");
+
+    // Trigger a human-pick comparison of two scripted models via the CLI;
+    // `--wait` returns once the run awaits the choice.
+    let out = bounded(w.command("paid.toml").args([
+        "--json",
+        "run",
+        &url,
+        "--compare",
+        "model-a,model-b",
+        "--pick",
+        "human",
+        "--wait",
+    ]));
+    let waited: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert!(out.status.success(), "{waited:#}");
+    assert_eq!(waited["data"]["run"]["state"], "awaiting_choice", "{waited:#}");
+    assert_eq!(waited["data"]["candidates"].as_array().map(Vec::len), Some(2), "{waited:#}");
+    let run_id = waited["data"]["run"]["id"].as_str().unwrap().to_string();
+    w.wait_runs("the run to await a choice", Duration::from_secs(10), |r| state_of(r) == ["awaiting_choice"]).await;
+    assert!(w.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).is_empty(), "no PR before the pick");
+
+    // The candidates, side by side.
+    let (ok, listed) = w.paid_json(&["runs", "candidates", &run_id]);
+    assert!(ok, "{listed:#}");
+    assert_eq!(listed["data"]["awaiting_choice"], true, "{listed:#}");
+    let candidates = listed["data"]["candidates"].as_array().unwrap();
+    let names: Vec<&str> = candidates.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["c1-model-a", "c2-model-b"], "{listed:#}");
+    for c in candidates {
+        assert_eq!(c["verify_passed"], true, "{c:#}");
+        assert!(c["error"].is_null(), "{c:#}");
+        assert!(c["iterations"].as_u64().unwrap() >= 1, "{c:#}");
+        assert!(c["files_changed"].as_u64().unwrap() >= 2, "calc.sh and MODEL.txt: {c:#}");
+    }
+    let picked_branch = candidates[1]["worktree"]["branch"].as_str().unwrap().to_string();
+    assert_ne!(picked_branch, candidates[0]["worktree"]["branch"].as_str().unwrap());
+    let out = w.paid(&["runs", "candidates", &run_id]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && table.contains("c2-model-b") && table.contains("passed"), "{table}");
+    let (ok, shown) = w.paid_json(&["runs", "show", &run_id]);
+    assert!(ok && shown["data"]["candidates"].as_array().map(Vec::len) == Some(2), "{shown:#}");
+
+    // An unknown candidate is 422; the run still waits.
+    let (status, v) =
+        api_post(&w, &format!("/runs/{run_id}/pick"), serde_json::json!({ "candidate": "c9-nope" })).await;
+    assert_eq!(status, 422, "{v:#}");
+    assert_error_shape(&v, "unknown_candidate");
+
+    // Pick the second by its model through the CLI: its branch becomes the PR.
+    let (ok, picked) = w.paid_json(&["runs", "pick", &run_id, "model-b"]);
+    assert!(ok, "{picked:#}");
+    assert_eq!(picked["data"]["id"], run_id.as_str(), "{picked:#}");
+    w.wait_runs("the picked run to succeed", Duration::from_secs(120), |r| state_of(r) == ["succeeded"]).await;
+    let prs = w.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1);
+    assert_eq!(prs.len(), 1, "{prs:?}");
+    assert_eq!(prs[0].head, picked_branch, "{prs:?}");
+    let model = Command::new("git")
+        .arg("--git-dir")
+        .arg(&w.remote)
+        .args(["show", &format!("{picked_branch}:MODEL.txt")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&model.stdout).trim(), "model-b", "{model:?}");
+    let losers = Command::new("git")
+        .arg("--git-dir")
+        .arg(&w.remote)
+        .args(["branch", "--list", candidates[0]["worktree"]["branch"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(losers.stdout.is_empty(), "the loser was pushed: {losers:?}");
+    let (ok, shown) = w.paid_json(&["runs", "show", &run_id]);
+    assert!(ok && shown["data"]["run"]["branch"] == picked_branch.as_str(), "{shown:#}");
+
+    // A run that is not awaiting a choice: 409, through the API and the CLI.
+    let (status, v) =
+        api_post(&w, &format!("/runs/{run_id}/pick"), serde_json::json!({ "candidate": "model-a" })).await;
+    assert_eq!(status, 409, "{v:#}");
+    assert_error_shape(&v, "not_awaiting_choice");
+    assert_eq!(v["error"]["details"]["state"], "succeeded", "{v:#}");
+    let (ok, v) = w.paid_json(&["runs", "pick", &run_id, "model-a"]);
+    assert!(!ok && v["error"]["code"] == "not_awaiting_choice", "{v:#}");
+
+    // A run awaiting a choice can be cancelled: every candidate is cleaned up.
+    // (Issue 50: PRs share their numbers with issues on the fake.)
+    w.github.add_issue(DEMO_REPO.0, DEMO_REPO.1, 50, "subtract too", "Fix add().", ISSUE_AUTHOR, &[]);
+    let url2 = format!("{}/{}/{}/issues/50", w.github.base_url(), DEMO_REPO.0, DEMO_REPO.1);
+    let (ok, queued) = w.paid_json(&["run", &url2, "--compare", "model-a,model-b", "--pick", "human"]);
+    assert!(ok, "{queued:#}");
+    let second = queued["data"]["id"].as_str().unwrap().to_string();
+    w.wait_runs("the second run to await a choice", Duration::from_secs(120), |r| {
+        r.iter().any(|r| r["id"] == second.as_str() && r["state"] == "awaiting_choice")
+    })
+    .await;
+    let out = bounded(w.command("paid.toml").args(["--json", "runs", "cancel", &second, "--wait"]));
+    let cancelled: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    assert_eq!(cancelled["data"]["run"]["state"], "cancelled", "{cancelled:#}");
+    assert_eq!(w.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).len(), 1);
+
+    assert!(w.stop().success());
+    assert!(w.sandboxes().is_empty(), "sandboxes left: {:?}", w.sandboxes());
+    assert!(w.worktrees().is_empty(), "worktrees left: {:?}", w.worktrees());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_compare_config_makes_polled_runs_comparisons_won_by_the_ranking() {
+    // Both candidates pass; model-a also writes 20 needless lines, so the
+    // default ranking (… cost, iterations, lines changed …) picks model-b.
+    let script = format!(
+        "{FIXER_SCRIPT} && echo \"$PAID_MODEL\" > MODEL.txt && if [ \"$PAID_MODEL\" = model-a ]; then seq 1 20 > EXTRA.txt; fi"
+    );
+    let extra = "[projects.compare]\nmodels = [\"model-a\", \"model-b\"]\nrule = \"best\"\n";
+    let mut w = World::new(Setup { agent_script: &script, extra }).await;
+    w.start("paid.toml").await;
+
+    // The poller picks the labeled issue up as a comparison run.
+    let runs =
+        w.wait_runs("the comparison to succeed", Duration::from_secs(180), |r| state_of(r) == ["succeeded"]).await;
+    let run_id = runs[0]["id"].as_str().unwrap().to_string();
+    let (ok, listed) = w.paid_json(&["runs", "candidates", &run_id]);
+    assert!(ok, "{listed:#}");
+    assert_eq!(listed["data"]["awaiting_choice"], false);
+    let candidates = listed["data"]["candidates"].as_array().unwrap();
+    let names: Vec<&str> = candidates.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["c1-model-a", "c2-model-b"], "{listed:#}");
+    let lines: Vec<u64> = candidates.iter().map(|c| c["lines_changed"].as_u64().unwrap()).collect();
+    assert!(lines[0] > lines[1], "{lines:?}");
+    let prs = w.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1);
+    assert_eq!(prs.len(), 1, "{prs:?}");
+    assert_eq!(prs[0].head, candidates[1]["worktree"]["branch"].as_str().unwrap(), "{prs:?}");
+    assert!(prs[0].body.contains("c2-model-b"), "the PR carries the table: {}", prs[0].body);
+    // Picking after the fact is a conflict.
+    let (ok, v) = w.paid_json(&["runs", "pick", &run_id, "model-a"]);
+    assert!(!ok && v["error"]["code"] == "not_awaiting_choice", "{v:#}");
+    assert!(w.stop().success());
+}

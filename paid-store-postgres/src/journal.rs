@@ -49,6 +49,57 @@ pub(crate) async fn begin(
     }
 }
 
+/// In one statement: the journal's last record if it is `step` and done;
+/// otherwise, if the caller holds the lease, a new `started` record.
+pub(crate) async fn resume_or_begin(
+    pool: &PgPool,
+    id: RunId,
+    owner: &str,
+    step: RunState,
+    idempotency_key: Option<&str>,
+    at: Timestamp,
+) -> OpResult<StepRecord> {
+    let row = sqlx::query(concat!(
+        "WITH last AS (
+             SELECT seq FROM steps WHERE run_id = $1 AND step = $4 AND status = $7
+               AND seq = (SELECT max(seq) FROM steps WHERE run_id = $1)
+         ),
+         held AS (
+             UPDATE runs SET step_seq = step_seq + 1
+             WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > $3 AND NOT EXISTS (SELECT 1 FROM last)
+             RETURNING id, step_seq
+         ),
+         begun AS (
+             INSERT INTO steps (run_id, seq, step, idempotency_key, status, output, error, started_at, finished_at)
+             SELECT id, step_seq, $4, $5, $6, 'null'::json, NULL, $3, NULL FROM held
+             RETURNING ",
+        step_columns!(),
+        "
+         )
+         SELECT * FROM begun
+         UNION ALL
+         SELECT ",
+        step_columns!(),
+        " FROM steps WHERE run_id = $1 AND seq = (SELECT seq FROM last)"
+    ))
+    .bind(id.0)
+    .bind(owner)
+    .bind(at)
+    .bind(step.as_str())
+    .bind(idempotency_key)
+    .bind(rows::status_str(StepStatus::Started))
+    .bind(rows::status_str(StepStatus::Done))
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => rows::step(&row),
+        None => {
+            runs::require(pool, id).await?;
+            Err(lease_lost(id, owner))
+        }
+    }
+}
+
 /// Marks the latest record of `step` that is still `started`.
 pub(crate) async fn finish(
     pool: &PgPool,

@@ -5,14 +5,14 @@
 //! the check and the write are atomic. When the statement changes nothing, a
 //! second read says why, in the order the port documents.
 
-use paid_core::{NewRun, Run, RunFilter, RunId, RunPatch, RunState, Timestamp, Transition};
+use paid_core::{NewRun, Run, RunFilter, RunId, RunPatch, RunState, StepStatus, Timestamp, Transition};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, QueryBuilder};
 
 use crate::error::{OpError, OpResult};
 use crate::leases::{Holder, lease_lost};
+use crate::projects;
 use crate::rows::{self, int, json, run_columns};
-use crate::{journal, projects};
 
 /// How often a write whose diagnosis found nothing wrong (the run changed
 /// between the two statements) is tried again.
@@ -162,31 +162,84 @@ async fn transition_on(conn: &mut PgConnection, t: &Transition) -> OpResult<Opti
 }
 
 /// Finishes the latest started record of `t.from` and applies `t` in one
-/// transaction. The finish locks the run row, so nothing can move the run
-/// between the two statements.
+/// statement: the run row is locked only if the caller holds the lease and
+/// the run is in `t.from`, the step is marked only for that row, and the run
+/// moves only if the step was marked, so both happen or neither. When
+/// nothing happened, a few reads say why, in the order the port documents.
 pub(crate) async fn finish_and_transition(
     pool: &PgPool,
     t: &Transition,
     result: Result<serde_json::Value, String>,
 ) -> OpResult<Run> {
-    let mut tx = pool.begin().await?;
-    if journal::finish_on(&mut tx, t.run_id, &t.owner, t.from, result, t.at).await?.is_none() {
-        drop(tx);
-        return Err(journal::why_not_finished(pool, t.run_id, &t.owner, t.from, t.at).await);
+    let (status, output, error) = match result {
+        Ok(output) => (StepStatus::Done, json("step output", &output)?, None),
+        Err(error) => (StepStatus::Failed, "null".to_string(), Some(json("step error", &error)?)),
+    };
+    let legal = t.from.can_transition_to(t.to);
+    if legal {
+        let moved = sqlx::query(concat!(
+            "WITH held AS (
+                 SELECT id FROM runs
+                 WHERE id = $1 AND state = $2 AND lease_owner = $3 AND lease_expires_at > $5
+                 FOR UPDATE
+             ),
+             target AS (
+                 SELECT s.run_id, s.seq FROM steps s, held
+                 WHERE s.run_id = held.id AND s.step = $2 AND s.status = $7
+                 ORDER BY s.seq DESC LIMIT 1
+             ),
+             finished AS (
+                 UPDATE steps s SET status = $8, output = $9::json, error = $10::json, finished_at = $5
+                 FROM target WHERE s.run_id = target.run_id AND s.seq = target.seq
+                 RETURNING s.run_id
+             )
+             UPDATE runs SET state = $4, updated_at = $5,
+                 finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END
+             WHERE id = (SELECT run_id FROM finished)
+             RETURNING ",
+            run_columns!()
+        ))
+        .bind(t.run_id.0)
+        .bind(t.from.as_str())
+        .bind(&t.owner)
+        .bind(t.to.as_str())
+        .bind(t.at)
+        .bind(t.to.is_terminal())
+        .bind(rows::status_str(StepStatus::Started))
+        .bind(rows::status_str(status))
+        .bind(output)
+        .bind(error)
+        .fetch_optional(pool)
+        .await?;
+        if let Some(run) = first(moved)? {
+            return Ok(run);
+        }
     }
-    if !t.from.can_transition_to(t.to) {
-        return Err(illegal(t, t.from));
-    }
-    if let Some(run) = transition_on(&mut tx, t).await? {
-        tx.commit().await?;
-        return Ok(run);
-    }
-    drop(tx);
     let run = get(pool, t.run_id).await?;
     if !Holder::of(&run).holds(&t.owner, t.at) {
         return Err(lease_lost(t.run_id, &t.owner));
     }
-    Err(illegal(t, run.state))
+    let started: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM steps WHERE run_id = $1 AND step = $2 AND status = $3 LIMIT 1")
+            .bind(t.run_id.0)
+            .bind(t.from.as_str())
+            .bind(rows::status_str(StepStatus::Started))
+            .fetch_optional(pool)
+            .await?;
+    if started.is_none() {
+        return Err(OpError::Refused(paid_core::Error::NotFound {
+            entity: "step",
+            id: format!("{} (started) of run {}", t.from, t.run_id),
+        }));
+    }
+    if !legal {
+        return Err(illegal(t, t.from));
+    }
+    if run.state != t.from {
+        return Err(illegal(t, run.state));
+    }
+    // The run changed between the statement and the reads.
+    Err(lease_lost(t.run_id, &t.owner))
 }
 
 pub(crate) async fn patch(pool: &PgPool, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> OpResult<Run> {

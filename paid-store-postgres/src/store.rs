@@ -18,9 +18,8 @@ use crate::{Error, PgStoreOptions, journal, leases, logs, migrations, projects, 
 /// A [`Store`] on PostgreSQL, for many workers sharing one database.
 ///
 /// Cheap to clone: clones share the connection pool and the wake-up
-/// listener. Every call is one statement (or, for `delete_project` and
-/// `finish_step_and_transition`, one short transaction), so no call holds a
-/// lock across its own round trips. Workers claim runs with `FOR UPDATE SKIP LOCKED` and wait for work with
+/// listener. Every call is one statement (or, for `delete_project`, one
+/// short transaction), so no call holds a lock across round trips. Workers claim runs with `FOR UPDATE SKIP LOCKED` and wait for work with
 /// [`PgStore::work_listener`].
 #[derive(Clone)]
 pub struct PgStore {
@@ -317,6 +316,17 @@ impl Store for PgStore {
 
     async fn steps(&self, id: RunId) -> paid_core::Result<Vec<StepRecord>> {
         Ok(journal::list(&self.pool, id).await?)
+    }
+
+    async fn resume_or_begin_step(
+        &self,
+        id: RunId,
+        owner: &str,
+        step: RunState,
+        idempotency_key: Option<&str>,
+        at: Timestamp,
+    ) -> paid_core::Result<StepRecord> {
+        Ok(journal::resume_or_begin(&self.pool, id, owner, step, idempotency_key, at).await?)
     }
 
     async fn finish_step_and_transition(

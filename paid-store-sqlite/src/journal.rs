@@ -47,6 +47,27 @@ pub(crate) fn begin(
     Ok(record)
 }
 
+/// The journal's last record if it is `step` and done; otherwise a new
+/// `started` record of `step`.
+pub(crate) fn resume_or_begin(
+    c: &Connection,
+    id: RunId,
+    owner: &str,
+    step: RunState,
+    idempotency_key: Option<&str>,
+    at: Timestamp,
+) -> Result<StepRecord, OpError> {
+    let mut stmt =
+        c.prepare_cached(&format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ?1 ORDER BY seq DESC LIMIT 1"))?;
+    if let Some(last) = rows::first(&mut stmt, [id.to_string()], rows::step)?
+        && last.step == step
+        && last.status == StepStatus::Done
+    {
+        return Ok(last);
+    }
+    begin(c, id, owner, step, idempotency_key, at)
+}
+
 /// Marks the latest record of `step` that is still `started`.
 pub(crate) fn finish(
     c: &Connection,

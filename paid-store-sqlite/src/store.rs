@@ -255,6 +255,18 @@ impl Store for SqliteStore {
         self.read(move |c| journal::list(c, id)).await
     }
 
+    async fn resume_or_begin_step(
+        &self,
+        id: RunId,
+        owner: &str,
+        step: RunState,
+        idempotency_key: Option<&str>,
+        at: Timestamp,
+    ) -> paid_core::Result<StepRecord> {
+        let (owner, key) = (owner.to_string(), idempotency_key.map(str::to_string));
+        self.write(move |c| journal::resume_or_begin(c, id, &owner, step, key.as_deref(), at)).await
+    }
+
     async fn finish_step_and_transition(
         &self,
         t: &Transition,

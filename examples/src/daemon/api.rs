@@ -24,7 +24,7 @@ use chrono::Datelike;
 use paid_core::engine::Engine;
 use paid_core::learning::ExperimentId;
 use paid_core::ports::learning::{ExperimentFilter, LearningStore};
-use paid_core::{Error as CoreError, ProjectId, RepoRef, Run, RunFilter, RunId, Store, UsageRecord};
+use paid_core::{Error as CoreError, ProjectId, RepoRef, Run, RunFilter, RunId, RunState, Store, UsageRecord};
 use prometheus_client::registry::Registry;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
@@ -208,6 +208,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/runs/{id}", get(show_run))
         .route("/runs/{id}/logs", get(run_logs))
         .route("/runs/{id}/cancel", post(cancel_run))
+        .route("/runs/{id}/candidates", get(run_candidates))
+        .route("/runs/{id}/pick", post(pick_candidate))
         .route("/costs", get(costs))
         .route("/prompts", get(list_prompts))
         .route("/prompts/{slug}", get(show_prompt))
@@ -563,16 +565,26 @@ async fn list_runs(State(state): State<Arc<ApiState>>, Query(q): Query<RunsQuery
     ok(StatusCode::OK, runs)
 }
 
-/// `POST /api/v1/runs`: an issue URL, or a repository and issue number.
+/// `POST /api/v1/runs`: an issue URL, or a repository and issue number;
+/// with `compare` (`{"models": [...], "rule": "best" | "human",
+/// "ranking": [...]}`), a comparison run.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerRun {
     issue_url: Option<String>,
     repo: Option<String>,
     issue: Option<u64>,
+    compare: Option<super::compare::CompareRequest>,
 }
 
 async fn trigger_run(State(state): State<Arc<ApiState>>, ApiJson(req): ApiJson<TriggerRun>) -> ApiResult {
+    let compare = match &req.compare {
+        None => None,
+        Some(c) => Some(c.to_spec().map_err(|e| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", format!("compare.{e}"))
+                .details(json!({ "field": format!("compare.{}", e.field) }))
+        })?),
+    };
     let (repo, number) = match (req.issue_url, req.repo, req.issue) {
         (Some(url), None, None) => super::github::parse_issue_ref(&url).ok_or_else(|| {
             ApiError::new(
@@ -602,7 +614,10 @@ async fn trigger_run(State(state): State<Arc<ApiState>>, ApiJson(req): ApiJson<T
         ));
     }
     let project = find_project(&state, &repo.to_string()).await?;
-    let run = state.engine.enqueue(project.id, number).await?;
+    let run = match compare {
+        Some(spec) => state.engine.enqueue_compare(project.id, number, spec).await?,
+        None => state.engine.enqueue(project.id, number).await?,
+    };
     state.wake.notify_waiters();
     ok(StatusCode::CREATED, RunSummary { run, repo: project.repo.to_string() })
 }
@@ -658,20 +673,85 @@ async fn show_run(State(state): State<Arc<ApiState>>, Path(id): Path<String>) ->
     let decision = state.store.decision(id).await?;
     let logs = state.store.logs(id, 0).await?;
     let prompt_version = state.engine.prompt_version(id).await?;
+    let candidates = state.engine.candidates(id).await?;
+    let mut body = json!({
+        "run": run,
+        "repo": project.repo.to_string(),
+        "issue": issue.map(|i| json!({ "number": i.number, "title": i.title, "url": i.url, "author": i.author })),
+        "steps": steps,
+        "cost": cost_of(&usage),
+        "usage": usage,
+        "model_decision": decision,
+        "prompt_version": prompt_version,
+        "log_chunks": logs.len(),
+    });
+    if !candidates.is_empty() {
+        body["candidates"] = json!(candidates);
+    }
+    ok(StatusCode::OK, body)
+}
+
+/// `GET /api/v1/runs/{id}/candidates`: a comparison run's side-by-side
+/// reports, empty until its candidates are done.
+async fn run_candidates(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> ApiResult {
+    let id = parse_run_id(&id)?;
+    let run = state.store.run(id).await?;
+    let candidates = state.engine.candidates(id).await?;
     ok(
         StatusCode::OK,
         json!({
-            "run": run,
-            "repo": project.repo.to_string(),
-            "issue": issue.map(|i| json!({ "number": i.number, "title": i.title, "url": i.url, "author": i.author })),
-            "steps": steps,
-            "cost": cost_of(&usage),
-            "usage": usage,
-            "model_decision": decision,
-            "prompt_version": prompt_version,
-            "log_chunks": logs.len(),
+            "run_id": id,
+            "state": run.state,
+            "awaiting_choice": run.state == RunState::AwaitingChoice,
+            "candidates": candidates,
         }),
     )
+}
+
+/// `POST /api/v1/runs/{id}/pick`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PickBody {
+    /// A candidate's name (`c2-model`) or model.
+    candidate: String,
+}
+
+/// `POST /api/v1/runs/{id}/pick`: names the winner of a run awaiting a
+/// choice. 409 when the run is not awaiting one, 422 for an unknown (or
+/// unfinished) candidate.
+async fn pick_candidate(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PickBody>,
+) -> ApiResult {
+    let id = parse_run_id(&id)?;
+    let run = state.store.run(id).await?;
+    let not_awaiting = |state: RunState| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not_awaiting_choice",
+            format!("run {id} is {state}, not awaiting_choice; only a run awaiting a choice can be picked for"),
+        )
+        .details(json!({ "state": state }))
+    };
+    if run.state != RunState::AwaitingChoice {
+        return Err(not_awaiting(run.state));
+    }
+    let run = match state.engine.pick(id, body.candidate.trim()).await {
+        Ok(run) => run,
+        // Picked or cancelled meanwhile.
+        Err(CoreError::InvalidInput { what, .. }) if what == "run.state" => {
+            return Err(not_awaiting(state.store.run(id).await?.state));
+        }
+        Err(CoreError::InvalidInput { what, message }) if what == "candidate" => {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_candidate", message)
+                .details(json!({ "candidate": body.candidate })));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    state.wake.notify_waiters();
+    let repo = state.store.project(run.project_id).await?.repo.to_string();
+    ok(StatusCode::OK, RunSummary { run, repo })
 }
 
 #[derive(Debug, Deserialize)]

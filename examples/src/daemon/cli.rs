@@ -67,6 +67,19 @@ pub enum Command {
         /// Wait for the run to end, showing its progress.
         #[arg(long)]
         wait: bool,
+        /// Compare these models (comma-separated, 2 to 8) in parallel
+        /// sandboxes; one winner becomes the PR.
+        #[arg(long, value_delimiter = ',')]
+        compare: Vec<String>,
+        /// How the winner of --compare is chosen: `best` (by --rank) or
+        /// `human` (the run waits for `paid runs pick`).
+        #[arg(long, requires = "compare", value_parser = ["best", "human"])]
+        pick: Option<String>,
+        /// Ranking criteria for `--pick best`, most important first
+        /// (verify_passed, cost, iterations, lines_changed, files_changed,
+        /// duration).
+        #[arg(long, requires = "compare", value_delimiter = ',')]
+        rank: Vec<String>,
     },
     /// Runs.
     #[command(subcommand)]
@@ -216,6 +229,18 @@ pub enum RunsCmd {
         /// Wait until the run has ended.
         #[arg(long)]
         wait: bool,
+    },
+    /// A comparison run's candidates side by side.
+    Candidates {
+        /// Run id.
+        id: String,
+    },
+    /// Pick the winner of a comparison run awaiting a choice.
+    Pick {
+        /// Run id.
+        id: String,
+        /// The candidate's name (c2-model) or model.
+        candidate: String,
     },
 }
 
@@ -455,7 +480,10 @@ async fn remote(client: ApiClient, command: Command, global: &Global, out: Out) 
     let result = match command {
         Command::Project(cmd) => project(&client, cmd, global, out).await,
         Command::Token(cmd) => token(&client, cmd, out).await,
-        Command::Run { issue, wait } => trigger(&client, &issue, wait, out).await,
+        Command::Run { issue, wait, compare, pick, rank } => {
+            let compare = (!compare.is_empty()).then(|| json!({ "models": compare, "rule": pick, "ranking": rank }));
+            trigger(&client, &issue, wait, compare, out).await
+        }
         Command::Runs(cmd) => runs(&client, cmd, out).await,
         Command::Prompts(PromptsCmd::List) => {
             client.get("/prompts").await.map(|v| out.success(&v, |d| println!("{d}")))
@@ -653,15 +681,16 @@ fn spinner(out: Out, msg: String) -> ProgressBar {
     pb
 }
 
-/// Polls a run until it ends, showing its state.
-async fn wait_for(client: &ApiClient, id: &str, out: Out) -> Result<Value, ClientError> {
+/// Polls a run until it ends (or, with `until_choice`, waits for a human
+/// pick), showing its state.
+async fn wait_for(client: &ApiClient, id: &str, until_choice: bool, out: Out) -> Result<Value, ClientError> {
     let pb = spinner(out, format!("run {id}: waiting"));
     loop {
         let v = client.get(&format!("/runs/{id}")).await?;
         let state = s(&v, "/data/run/state").to_string();
         pb.set_message(format!("run {id}: {state}"));
         let terminal = matches!(state.as_str(), "succeeded" | "failed" | "cancelled" | "timed_out" | "budget_exceeded");
-        if terminal {
+        if terminal || (until_choice && state == "awaiting_choice") {
             pb.finish_and_clear();
             return Ok(v);
         }
@@ -669,16 +698,31 @@ async fn wait_for(client: &ApiClient, id: &str, out: Out) -> Result<Value, Clien
     }
 }
 
-async fn trigger(client: &ApiClient, issue: &str, wait: bool, out: Out) -> Result<ExitCode, ClientError> {
-    let v = client.call(Method::POST, "/runs", Some(json!({ "issue_url": issue }))).await?;
+async fn trigger(
+    client: &ApiClient,
+    issue: &str,
+    wait: bool,
+    compare: Option<Value>,
+    out: Out,
+) -> Result<ExitCode, ClientError> {
+    let mut body = json!({ "issue_url": issue });
+    if let Some(c) = compare {
+        body["compare"] = c;
+    }
+    let v = client.call(Method::POST, "/runs", Some(body)).await?;
     if !wait {
         return Ok(
             out.success(&v, |d| println!("queued run {} for {}#{}", s(d, "/id"), s(d, "/repo"), d["issue_number"]))
         );
     }
     let id = s(&v, "/data/id").to_string();
-    let done = wait_for(client, &id, out).await?;
-    Ok(out.success(&done, print_run))
+    let done = wait_for(client, &id, true, out).await?;
+    Ok(out.success(&done, |d| {
+        print_run(d);
+        if s(d, "/run/state") == "awaiting_choice" {
+            println!("pick the winner: paid runs pick {id} <candidate>");
+        }
+    }))
 }
 
 async fn runs(client: &ApiClient, cmd: RunsCmd, out: Out) -> Result<ExitCode, ClientError> {
@@ -714,9 +758,56 @@ async fn runs(client: &ApiClient, cmd: RunsCmd, out: Out) -> Result<ExitCode, Cl
                     println!("cancel requested for run {} (now {})", s(d, "/run/id"), s(d, "/run/state"))
                 }));
             }
-            let done = wait_for(client, &id, out).await?;
+            let done = wait_for(client, &id, false, out).await?;
             Ok(out.success(&done, print_run))
         }
+        RunsCmd::Candidates { id } => {
+            let v = client.get(&format!("/runs/{}/candidates", enc(&id))).await?;
+            Ok(out.success(&v, |d| {
+                println!("run {} is {}", s(d, "/run_id"), s(d, "/state"));
+                print_candidates(&d["candidates"]);
+                if d["awaiting_choice"] == true {
+                    println!("pick one: paid runs pick {} <candidate>", s(d, "/run_id"));
+                }
+            }))
+        }
+        RunsCmd::Pick { id, candidate } => {
+            let body = json!({ "candidate": candidate });
+            let v = client.call(Method::POST, &format!("/runs/{}/pick", enc(&id)), Some(body)).await?;
+            Ok(out.success(&v, |d| {
+                println!("picked {candidate} for run {}; it goes on to commit, push and open the PR", s(d, "/id"))
+            }))
+        }
+    }
+}
+
+/// The side-by-side table of a comparison run's candidates.
+fn print_candidates(candidates: &Value) {
+    let list = candidates.as_array().map(Vec::as_slice).unwrap_or_default();
+    if list.is_empty() {
+        println!("no candidates yet (they are listed once every candidate is done)");
+        return;
+    }
+    println!(
+        "{:<28} {:<24} {:<8} {:>5} {:>10} {:>6} {:>5} {:>9}  ERROR",
+        "CANDIDATE", "MODEL", "VERIFY", "ITER", "COST", "LINES", "FILES", "DURATION"
+    );
+    for c in list {
+        let cost = c["cost_micros"].as_i64().map_or_else(|| "-".to_string(), |m| format!("${:.4}", m as f64 / 1e6));
+        let lines = c["lines_changed"].as_u64().map_or_else(|| "-".to_string(), |l| l.to_string());
+        let verify = if c["verify_passed"] == true { "passed" } else { "failed" };
+        println!(
+            "{:<28} {:<24} {:<8} {:>5} {:>10} {:>6} {:>5} {:>8.1}s  {}",
+            s(c, "/name"),
+            s(c, "/candidate/model"),
+            verify,
+            c["iterations"],
+            cost,
+            lines,
+            c["files_changed"],
+            c["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+            c["error"].as_str().unwrap_or("")
+        );
     }
 }
 
@@ -760,6 +851,10 @@ fn print_run(d: &Value) {
         cost["records"],
         if cost["unpriced_records"].as_u64().unwrap_or(0) > 0 { " (some unpriced)" } else { "" }
     );
+    if d["candidates"].is_array() {
+        println!("candidates");
+        print_candidates(&d["candidates"]);
+    }
     println!("steps");
     for st in d["steps"].as_array().into_iter().flatten() {
         println!(

@@ -330,6 +330,9 @@ pub struct ProjectSpec {
     pub budget_usd_per_month: Option<f64>,
     /// Runs at once.
     pub max_concurrent_runs: u32,
+    /// `[projects.compare]`: every run of the project compares these
+    /// models (wired with `EngineBuilder::compare`).
+    pub compare: Option<paid_core::engine::CompareSpec>,
 }
 
 // ---- the file as written -------------------------------------------------
@@ -472,6 +475,7 @@ struct RawProject {
     budget_usd_per_run: Option<f64>,
     budget_usd_per_month: Option<f64>,
     max_concurrent_runs: Option<u32>,
+    compare: Option<super::compare::CompareRequest>,
 }
 
 impl Config {
@@ -897,6 +901,10 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
             budget_usd_per_run: p.budget_usd_per_run,
             budget_usd_per_month: p.budget_usd_per_month,
             max_concurrent_runs: p.max_concurrent_runs.unwrap_or(2),
+            compare: match &p.compare {
+                None => None,
+                Some(c) => Some(c.to_spec().map_err(|e| err(&key(&format!("compare.{}", e.field)), e.reason))?),
+            },
         };
         if spec.allowed_authors.is_empty() {
             return Err(err(
@@ -916,6 +924,12 @@ fn build(file: &Path, base: &Path, raw: RawConfig, env: &BTreeMap<String, String
             && !engine.models.iter().any(|c| &c.model == m)
         {
             return Err(err(&key("model"), format!("{m:?} is not one of engine.models")));
+        }
+        if let Some(c) = &spec.compare
+            && !engine.models.is_empty()
+            && let Some(m) = c.candidates.iter().find(|c| !engine.models.iter().any(|e| e.model == c.model))
+        {
+            return Err(err(&key("compare.models"), format!("{:?} is not one of engine.models", m.model)));
         }
         let project = spec.to_project(paid_core::ProjectId(uuid::Uuid::nil()), chrono::Utc::now());
         if let Err(paid_core::Error::InvalidInput { what, message }) = project.validate() {
@@ -1140,6 +1154,33 @@ allowed_authors = ["alice"]
     fn postgres_urls_are_not_printed_with_passwords() {
         let c = parse(&format!("[store]\nurl = \"postgres://paid:hunter2@db/paid\"\n{MINIMAL}")).unwrap();
         assert_eq!(c.store.to_string(), "postgres://[redacted]@db/paid");
+    }
+
+    #[test]
+    fn project_comparisons_are_checked_with_file_key_and_reason() {
+        let c =
+            parse(&format!("{MINIMAL}[projects.compare]\nmodels = [\"m-a\", \"m-b\"]\nrule = \"human\"\n")).unwrap();
+        let spec = c.projects[0].compare.as_ref().unwrap();
+        assert_eq!(spec.names(), ["c1-m-a", "c2-m-b"]);
+        assert_eq!(spec.rule, paid_core::engine::SelectionRule::Human);
+        assert_eq!(parse(MINIMAL).unwrap().projects[0].compare, None);
+        for (body, key, reason) in [
+            ("models = [\"only-one\"]", "projects[0].compare.models", "2 to 8 models"),
+            ("models = [\"a\", \"a\"]", "projects[0].compare.models", "listed twice"),
+            ("models = [\"a\", \"b\"]\nrule = \"random\"", "projects[0].compare.rule", "neither"),
+            ("models = [\"a\", \"b\"]\nranking = [\"speed\"]", "projects[0].compare.ranking", "unknown criterion"),
+            ("models = [\"a\", \"b\"]\nrules = \"best\"", "projects[0].compare", "unknown field `rules`"),
+            ("models = \"a,b\"", "projects[0].compare.models", "expected"),
+        ] {
+            let e = parse(&format!("{MINIMAL}[projects.compare]\n{body}\n")).unwrap_err();
+            assert_eq!(e.file, PathBuf::from("/etc/paid/paid.toml"), "{e}");
+            assert!(e.key.starts_with(key), "{body}: {e}");
+            assert!(e.reason.contains(reason), "{body}: {e}");
+        }
+        let models = "[engine]\n[[engine.models]]\nprovider = \"anthropic\"\nmodel = \"m-a\"\n";
+        let e = parse(&format!("{models}{MINIMAL}[projects.compare]\nmodels = [\"m-a\", \"m-z\"]\n")).unwrap_err();
+        assert_eq!(e.key, "projects[0].compare.models");
+        assert!(e.reason.contains("\"m-z\" is not one of engine.models"), "{e}");
     }
 
     #[test]

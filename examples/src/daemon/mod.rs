@@ -7,6 +7,7 @@
 //! | [`serve`] | wiring the parts; poller, workers, shutdown |
 //! | [`api`] | the HTTP API, `/metrics`, health endpoints |
 //! | [`cli`], [`client`] | the command line and its API client |
+//! | [`compare`] | comparison runs as config, API and CLI spell them |
 //! | [`crypto`], [`vault`] | AES-256-GCM secrets at rest, key rotation |
 //! | [`github`] | token checks (scopes, repository access) |
 //! | [`forge_token`] | the forge token, replaced without a restart |
@@ -21,6 +22,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod config;
 pub mod crypto;
 pub mod disk;

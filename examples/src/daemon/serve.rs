@@ -349,6 +349,14 @@ impl Daemon {
         for a in agents {
             builder = builder.agent(a);
         }
+        for p in config.projects.iter().filter(|p| p.compare.is_some()) {
+            let repo = p.repo.to_string();
+            let stored = super::projects::by_repo(store.as_ref(), &repo).await?;
+            if let (Some(project), Some(spec)) = (stored, p.compare.clone()) {
+                info!(project = %repo, candidates = spec.candidates.len(), "every run of this project is a comparison");
+                builder = builder.compare(project.id, spec);
+            }
+        }
         let proxy = super::proxy::start(&config, store.clone(), &vault, metrics.clone()).await?;
         match &proxy {
             Some(p) => {

@@ -195,6 +195,42 @@ impl Store for RetryStore {
         plain!(self, "begin_step", self.inner.begin_step(id, owner, step, idempotency_key, at))
     }
 
+    async fn resume_or_begin_step(
+        &self,
+        id: RunId,
+        owner: &str,
+        step: RunState,
+        idempotency_key: Option<&str>,
+        at: Timestamp,
+    ) -> Result<StepRecord> {
+        plain!(self, "resume_or_begin_step", self.inner.resume_or_begin_step(id, owner, step, idempotency_key, at))
+    }
+
+    async fn finish_step_and_transition(
+        &self,
+        t: &Transition,
+        result: std::result::Result<serde_json::Value, String>,
+    ) -> Result<Run> {
+        let outcome =
+            self.retry("finish_step_and_transition", || self.inner.finish_step_and_transition(t, result.clone())).await;
+        match outcome {
+            // An attempt may have committed before its answer was lost: the
+            // write is atomic, so a run that moved had its step finished too.
+            (
+                Err(
+                    e @ (Error::NotFound { entity: "step", .. }
+                    | Error::IllegalTransition { .. }
+                    | Error::LeaseLost { .. }),
+                ),
+                true,
+            ) => match self.run(t.run_id).await {
+                Ok(run) if run.state == t.to && run.lease_owner.as_deref() == Some(t.owner.as_str()) => Ok(run),
+                _ => Err(e),
+            },
+            (result, _) => result,
+        }
+    }
+
     async fn finish_step(
         &self,
         id: RunId,

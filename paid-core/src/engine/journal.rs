@@ -82,15 +82,16 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        let steps = store.steps(run.id).await?;
-        if let Some(last) = steps.last()
-            && last.step == run.state
-            && last.status == StepStatus::Done
-            && let Ok(out) = serde_json::from_value::<T>(last.output.clone())
-        {
-            return Ok(out);
+        let record = store.resume_or_begin_step(run.id, owner, run.state, key, self.inner.clock.now()).await?;
+        if record.status == StepStatus::Done {
+            match serde_json::from_value::<T>(record.output) {
+                Ok(out) => return Ok(out),
+                // Not this step's output type: run the step again.
+                Err(_) => {
+                    store.begin_step(run.id, owner, run.state, key, self.inner.clock.now()).await?;
+                }
+            }
         }
-        store.begin_step(run.id, owner, run.state, key, self.inner.clock.now()).await?;
         let result = self.attempt(run.state, timeout, retry, effect).await;
         let record = match &result {
             Ok(v) => serde_json::to_value(v).map_err(|e| e.to_string()),

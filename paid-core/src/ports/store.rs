@@ -150,6 +150,30 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<StepRecord>;
     /// The journal, in order.
     async fn steps(&self, id: RunId) -> Result<Vec<StepRecord>>;
+    /// Resumes or journals `step`: when the journal's last record is `step`
+    /// and done (its worker died after the side effect, before the
+    /// transition), returns that record (status `done`) and writes nothing;
+    /// otherwise journals the step as [`Store::begin_step`] does and returns
+    /// the new record (status `started`).
+    ///
+    /// The engine calls it before each side effect. The default reads the
+    /// journal, then begins; the stores override it with one round trip.
+    async fn resume_or_begin_step(
+        &self,
+        id: RunId,
+        owner: &str,
+        step: RunState,
+        idempotency_key: Option<&str>,
+        at: Timestamp,
+    ) -> Result<StepRecord> {
+        if let Some(last) = self.steps(id).await?.pop()
+            && last.step == step
+            && last.status == crate::StepStatus::Done
+        {
+            return Ok(last);
+        }
+        self.begin_step(id, owner, step, idempotency_key, at).await
+    }
     /// [`Store::finish_step`] of `t.from` with `result`, then
     /// [`Store::transition`] `t`, as one atomic write: both or neither. Fails
     /// as `finish_step` would, then as `transition` would. Returns the moved

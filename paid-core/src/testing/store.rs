@@ -49,7 +49,9 @@
 //! - **Step journal**: `seq` counts from 1 per run; `finish_step` marks the
 //!   latest record of the step that is still `started`.
 //!   `finish_step_and_transition` does both or neither, failing as
-//!   `finish_step` would, then as `transition` would.
+//!   `finish_step` would, then as `transition` would. `resume_or_begin_step`
+//!   returns the last record when it is the step and `done`, and otherwise
+//!   begins the step.
 //! - **Logs**: `seq` counts from 1 per run. The cap counts chunk bytes, not
 //!   the marker. An append that would cross the cap stores the part that fits
 //!   (cut on a character boundary), then [`TRUNCATION_MARKER`] as a `system`
@@ -118,6 +120,7 @@ suite!(
     cancellation,
     step_journal,
     finish_step_and_transition_is_atomic,
+    resume_or_begin_step,
     logs_are_bounded,
     logs_cap_edges,
     logs_page_by_seq,
@@ -968,6 +971,37 @@ pub async fn finish_step_and_transition_is_atomic(store: Arc<dyn Store>) {
     let steps = s.steps(run.id).await.unwrap();
     assert_eq!(steps.len(), 2);
     assert_eq!((steps[1].status, steps[1].error.as_deref()), (StepStatus::Failed, Some("agent crashed")));
+}
+
+/// `resume_or_begin_step` returns the last record when it is the step and
+/// done, and otherwise journals the step like `begin_step`.
+pub async fn resume_or_begin_step(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
+    let key = Some("paid/1-x");
+
+    let first = s.resume_or_begin_step(run.id, OWNER, RunState::Pushing, key, at(1)).await.unwrap();
+    assert_eq!((first.seq, first.status, first.idempotency_key.as_deref()), (1, StepStatus::Started, key));
+    let again = s.resume_or_begin_step(run.id, OWNER, RunState::Pushing, key, at(2)).await.unwrap();
+    assert_eq!((again.seq, again.status), (2, StepStatus::Started), "a started record is not resumed");
+    let done = s.finish_step(run.id, OWNER, RunState::Pushing, Ok(serde_json::json!("pushed")), at(3)).await.unwrap();
+
+    let resumed = s.resume_or_begin_step(run.id, OWNER, RunState::Pushing, key, at(4)).await.unwrap();
+    assert_eq!(resumed, done, "the last record is this step, done: resumed");
+    assert_eq!(s.steps(run.id).await.unwrap().len(), 2, "resuming writes nothing");
+    expect_err!(s.resume_or_begin_step(run.id, OTHER, RunState::OpeningPr, None, at(4)).await, Error::LeaseLost { .. });
+    let next = s.resume_or_begin_step(run.id, OWNER, RunState::OpeningPr, None, at(5)).await.unwrap();
+    assert_eq!((next.seq, next.step, next.status), (3, RunState::OpeningPr, StepStatus::Started));
+    s.finish_step(run.id, OWNER, RunState::OpeningPr, Err("forge down".into()), at(6)).await.unwrap();
+    let retried = s.resume_or_begin_step(run.id, OWNER, RunState::OpeningPr, None, at(7)).await.unwrap();
+    assert_eq!((retried.seq, retried.status), (4, StepStatus::Started), "a failed record is not resumed");
+    let pushing = s.resume_or_begin_step(run.id, OWNER, RunState::Pushing, key, at(8)).await.unwrap();
+    assert_eq!((pushing.seq, pushing.status), (5, StepStatus::Started), "only the last record is resumed");
+    expect_err!(
+        s.resume_or_begin_step(fixtures::run_id(), OWNER, RunState::Pushing, None, at(8)).await,
+        Error::NotFound { entity: "run", .. }
+    );
 }
 
 /// Appends stop at the cap: the part that fits is kept, the marker is stored
