@@ -89,6 +89,7 @@ pub(crate) async fn claim(pool: &PgPool, req: &ClaimRequest, project_limits: boo
                            SELECT count(*) FROM runs l
                            WHERE l.project_id = p.id AND l.finished_at IS NULL
                              AND l.lease_owner IS NOT NULL AND l.lease_expires_at > $3
+                             AND l.state <> 'awaiting_choice'
                        )
                    ))
                  ORDER BY r.priority DESC, r.created_at, r.id

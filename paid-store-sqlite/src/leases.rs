@@ -33,7 +33,8 @@ fn lease_lost(run: RunId, owner: &str) -> OpError {
 /// the lowest id, among projects below their `max_concurrent_runs`, in one
 /// statement.
 ///
-/// A project's load is its active runs holding an unexpired lease, so a run
+/// A project's load is its active runs holding an unexpired lease (but for
+/// runs parked in `awaiting_choice`, which use no worker), so a run
 /// whose lease expired (including one its own worker lost) counts for
 /// nothing and can be claimed again. Writes are serialized (`BEGIN
 /// IMMEDIATE`), so the limit is exact however many handles claim at once.
@@ -53,6 +54,7 @@ pub(crate) fn claim(c: &Connection, req: &ClaimRequest) -> Result<Option<Run>, O
                        SELECT count(*) FROM runs l INDEXED BY runs_by_lease
                        WHERE l.lease_owner IS NOT NULL AND l.lease_expires_at > ?3
                          AND l.project_id = p.id AND l.finished_at IS NULL
+                         AND l.state <> 'awaiting_choice'
                    )
                )
              ORDER BY priority DESC, created_at, id

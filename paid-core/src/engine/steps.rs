@@ -63,10 +63,18 @@ impl Engine {
     /// Returns the run in its new state; a run in an end state is returned
     /// unchanged.
     pub async fn advance(&self, run_id: RunId) -> Result<Run> {
-        self.advance_with(run_id, &CancellationToken::new()).await
+        self.advance_with(run_id, &CancellationToken::new(), &mut None).await
     }
 
-    pub(super) async fn advance_with(&self, run_id: RunId, cancel: &CancellationToken) -> Result<Run> {
+    /// [`Engine::advance`] with a cancel token and the run's project as read
+    /// by an earlier step of the same drive (read once, then reused: a drive
+    /// takes a project's settings as they were when it started).
+    pub(super) async fn advance_with(
+        &self,
+        run_id: RunId,
+        cancel: &CancellationToken,
+        project: &mut Option<Project>,
+    ) -> Result<Run> {
         let store = &self.inner.store;
         let run = store.run(run_id).await?;
         if run.state.is_terminal() {
@@ -83,8 +91,11 @@ impl Engine {
             // Parked: the caller releases the worker (see `drive_until`).
             return Ok(run);
         }
-        let project = store.project(run.project_id).await?;
-        match self.step(&run, &project, cancel).await {
+        let project = match project.take() {
+            Some(p) if p.id == run.project_id => project.insert(p),
+            _ => project.insert(store.project(run.project_id).await?),
+        };
+        match self.step(&run, project, cancel).await {
             Ok(next) => self.move_to(&run, next).await,
             Err(e @ Error::LeaseLost { .. }) => Err(e),
             Err(e) => {

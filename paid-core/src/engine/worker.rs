@@ -77,8 +77,9 @@ impl Engine {
             .clone();
         active.inc();
         let heartbeat = tokio::spawn(self.clone().heartbeat(run_id, cancel.clone()));
+        let mut project = None;
         let result = loop {
-            match self.advance_with(run_id, &cancel).await {
+            match self.advance_with(run_id, &cancel, &mut project).await {
                 Ok(run) if run.state.is_terminal() => break Ok(run),
                 Ok(run) if run.state == RunState::AwaitingChoice => break Ok(run),
                 Ok(run) if shutdown.is_cancelled() => break Ok(run),

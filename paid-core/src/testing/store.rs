@@ -113,6 +113,7 @@ suite!(
     patch_run_sets_given_fields,
     claim_order,
     claim_honours_project_limits,
+    parked_runs_free_their_slot,
     project_limits_hold_under_concurrent_claimers,
     leases_expire_and_are_reclaimed,
     heartbeat_and_release,
@@ -681,6 +682,22 @@ pub async fn claim_honours_project_limits(store: Arc<dyn Store>) {
     assert_eq!(claim("x", at(131)).await, None);
     assert_eq!(s.run(g2.id).await.unwrap(), g2);
     assert_eq!(s.run(w[3].id).await.unwrap(), w[3]);
+}
+
+/// A run parked in `awaiting_choice` (a comparison waiting for a human
+/// pick) holds a long lease so nobody claims it, but uses no worker: it does
+/// not count against its project's limit.
+pub async fn parked_runs_free_their_slot(store: Arc<dyn Store>) {
+    let s = &*store;
+    let solo = seed_limited(s, "solo", 1).await;
+    let parked = claimed(s, &fixtures::new_run(solo.id, 1), OWNER, at(0)).await;
+    let parked = walk(s, parked, OWNER, &path_to(RunState::AwaitingChoice), at(1)).await;
+    s.heartbeat(parked.id, OWNER, Duration::days(3650), at(2)).await.unwrap();
+    let next = queue(s, &fixtures::new_run(solo.id, 2)).await;
+    let got = s.claim(&claim_req(OTHER, hour(), at(3))).await.unwrap();
+    assert_eq!(got.map(|r| r.id), Some(next.id), "the parked run leaves its project's only slot free");
+    assert_eq!(s.claim(&claim_req(OTHER, hour(), at(3))).await.unwrap(), None, "the parked run is not claimed");
+    assert_eq!(s.run(parked.id).await.unwrap().state, RunState::AwaitingChoice);
 }
 
 /// Eight claimers race on a project whose limit is 2 and one whose limit is
