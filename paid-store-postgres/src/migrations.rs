@@ -24,7 +24,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("schema/0001_initial.sql") },
     Migration { version: 2, name: "learning_secrets", sql: include_str!("schema/0002_learning_secrets.sql") },
-    Migration { version: 3, name: "parked_runs_free_slots", sql: include_str!("schema/0003_parked_runs_free_slots.sql") },
+    Migration { version: 3, name: "parked_runs", sql: include_str!("schema/0003_parked_runs_free_slots.sql") },
 ];
 
 /// The schema version this build creates: the number of its newest migration.
