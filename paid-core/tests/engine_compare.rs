@@ -83,16 +83,25 @@ async fn the_passing_cheapest_candidate_becomes_the_pr_and_the_others_are_never_
 
 #[tokio::test]
 async fn the_ranking_is_configurable() {
-    let w = World::new(&[weak(), big(), lean()]).await;
+    // Passes; cheaper than `lean`, but two files.
+    let wide = ("wide", Behavior::new(&["a.txt", "b.txt"], true, 150));
+    let w = World::new(&[weak(), wide, lean()]).await;
     let engine = w.builder("w1").build().unwrap();
-    // Fewest files first: `weak` wrote one file (and failed verify, which
-    // this ranking ignores), `big` four.
-    let spec = CompareSpec::models(["big", "weak"])
-        .rule(SelectionRule::Best(Ranking { criteria: vec![Criterion::FilesChanged] }));
-    engine.enqueue_compare(w.project.id, 1, spec).await.unwrap();
+    let models = ["wide", "lean", "weak"];
+    // The default ranking: verify passed, then cost.
+    engine.enqueue_compare(w.project.id, 1, CompareSpec::models(models)).await.unwrap();
+    let done = engine.run_until_idle().await.unwrap();
+    assert_eq!(done[0].model.as_deref(), Some("wide"), "{:?}", done[0].failure);
+
+    // Fewest files first: `weak` wrote the fewest but failed verify, and
+    // with verify commands only a passing candidate may open the PR,
+    // whatever the criteria; of the passing ones `lean` wrote fewer.
+    let spec =
+        CompareSpec::models(models).rule(SelectionRule::Best(Ranking { criteria: vec![Criterion::FilesChanged] }));
+    engine.enqueue_compare(w.project.id, 2, spec).await.unwrap();
     let done = engine.run_until_idle().await.unwrap();
     assert_eq!(done[0].state, RunState::Succeeded, "{:?}", done[0].failure);
-    assert_eq!(done[0].model.as_deref(), Some("weak"));
+    assert_eq!(done[0].model.as_deref(), Some("lean"));
 }
 
 #[tokio::test]
@@ -159,6 +168,8 @@ async fn a_human_picks_the_winner_of_a_parked_run() {
     // Another process (the API) picks by model; any worker goes on.
     let picked = other.pick(run.id, "big").await.unwrap();
     assert_eq!(picked.lease_owner, None);
+    let second = engine.pick(run.id, "lean").await.unwrap_err();
+    assert!(second.to_string().contains("already picked"), "the first pick wins: {second}");
     let done = other.run_until_idle().await.unwrap();
     assert_eq!(done[0].state, RunState::Succeeded, "{:?}", done[0].failure);
     assert_eq!(done[0].model.as_deref(), Some("big"));

@@ -181,13 +181,15 @@ fn notify_pool(connect: PgConnectOptions, acquire_timeout: Duration) -> PgPool {
 
 /// Connections for writes whose loss in a *server* crash is harmless, which
 /// commit without waiting for the WAL flush (`synchronous_commit = off`):
-/// log appends (output a crash cuts short anyway), heartbeats (a lost one
-/// only lets the lease expire earlier, which leases are built to survive)
-/// and usage records (metrics). A clean restart loses nothing; a crash loses
-/// at most the last few hundred milliseconds of them, and never a later
-/// durable write's predecessors (the WAL is flushed in order). Transitions,
-/// leases, the journal, decisions, outcomes and the audit trail always go
-/// through the main pool and wait for the flush.
+/// log appends (output a crash cuts short anyway) and usage records. A
+/// clean restart loses nothing; a crash loses at most the last few hundred
+/// milliseconds of them, and never a later durable write's predecessors
+/// (the WAL is flushed in order). Usage also seeds the proxy's monthly
+/// budgets after a restart, so a server crash can undercount a project's
+/// spend by the usage of that last fraction of a second. Transitions,
+/// leases and heartbeats (which share no pool with bulk log appends, so a
+/// busy log cannot starve them), the journal, decisions, outcomes and the
+/// audit trail always go through the main pool and wait for the flush.
 fn relaxed_pool(connect: PgConnectOptions, options: &PgStoreOptions) -> PgPool {
     PgPoolOptions::new()
         .max_connections((options.max_connections_value() / 4).max(2))
@@ -282,7 +284,7 @@ impl Store for PgStore {
         lease: chrono::Duration,
         now: Timestamp,
     ) -> paid_core::Result<()> {
-        Ok(leases::heartbeat(&self.relaxed_pool, id, owner, lease, now).await?)
+        Ok(leases::heartbeat(&self.pool, id, owner, lease, now).await?)
     }
 
     async fn release(&self, id: RunId, owner: &str) -> paid_core::Result<()> {

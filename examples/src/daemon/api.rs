@@ -743,6 +743,9 @@ async fn pick_candidate(
         Err(CoreError::InvalidInput { what, .. }) if what == "run.state" => {
             return Err(not_awaiting(state.store.run(id).await?.state));
         }
+        Err(CoreError::InvalidInput { what, message }) if what == "run.pick" => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "already_picked", message));
+        }
         Err(CoreError::InvalidInput { what, message }) if what == "candidate" => {
             return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_candidate", message)
                 .details(json!({ "candidate": body.candidate })));

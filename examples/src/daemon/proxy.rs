@@ -39,23 +39,24 @@ fn default_base(kind: ProviderKind) -> &'static str {
     }
 }
 
-/// The proxy caps of a project with budgets of its own; `None` when it has
-/// none (the proxy's default caps apply).
-pub fn project_budget(extras: &ProjectExtras) -> Option<BudgetConfig> {
+/// The proxy caps of a project with budgets of its own, on top of the
+/// proxy's `defaults` for everything the project does not set; `None` when
+/// it has none (the defaults apply as they are).
+pub fn project_budget(extras: &ProjectExtras, defaults: BudgetConfig) -> Option<BudgetConfig> {
     let micros = |usd: f64| (usd * 1e6).round() as i64;
     if extras.budget_usd_per_run.is_none() && extras.budget_usd_per_month.is_none() {
         return None;
     }
     Some(BudgetConfig {
-        run_cost_micros: extras.budget_usd_per_run.map(micros),
-        project_monthly_micros: extras.budget_usd_per_month.map(micros),
-        ..BudgetConfig::default()
+        run_cost_micros: extras.budget_usd_per_run.map(micros).or(defaults.run_cost_micros),
+        project_monthly_micros: extras.budget_usd_per_month.map(micros).or(defaults.project_monthly_micros),
+        ..defaults
     })
 }
 
 /// Sets (or clears) `project`'s caps in `proxy` from its settings.
 pub fn register_budget(proxy: &Proxy, project: ProjectId, extras: &ProjectExtras) {
-    match project_budget(extras) {
+    match project_budget(extras, proxy.default_budget()) {
         Some(b) => proxy.set_project_budget(project, b),
         None => proxy.clear_project_budget(project),
     }
@@ -71,7 +72,7 @@ pub async fn register_budgets(
     let mut n = 0;
     for p in store.projects().await? {
         let extras = directory.extras(p.id);
-        n += usize::from(project_budget(&extras).is_some());
+        n += usize::from(project_budget(&extras, proxy.default_budget()).is_some());
         register_budget(proxy, p.id, &extras);
     }
     Ok(n)

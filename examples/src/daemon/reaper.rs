@@ -83,7 +83,9 @@ impl Reaper {
             Pressure::Emergency => Duration::ZERO,
         };
         let older_than = chrono::Duration::from_std(worktree_age).unwrap_or(chrono::Duration::hours(24));
-        match self.workspaces.sweep_orphans(&active, older_than).await {
+        // A comparison run's candidates have worktrees of their own.
+        let keep: Vec<RunId> = active.iter().flat_map(|id| paid_core::engine::worktree_ids(*id)).collect();
+        match self.workspaces.sweep_orphans(&keep, older_than).await {
             Ok(paths) => report.worktrees = paths.iter().map(|p| p.display().to_string()).collect(),
             Err(e) => report.notes.push(format!("worktree sweep failed: {e}")),
         }

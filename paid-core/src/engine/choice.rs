@@ -35,7 +35,8 @@ pub(super) struct ChoiceOut {
 }
 
 impl Engine {
-    /// The candidate a human picked for a run awaiting a choice.
+    /// The candidate a human picked for a run awaiting a choice: the first
+    /// pick wins ([`Engine::pick`] refuses later ones).
     pub(super) async fn chosen(&self, run: &Run) -> Result<Option<String>> {
         let subject = format!("run:{}", run.id);
         Ok(self
@@ -47,7 +48,7 @@ impl Engine {
             .filter(|e| e.action == PICK_ACTION && e.subject == subject)
             .filter_map(|e| serde_json::from_value::<PickRecord>(e.details).ok())
             .map(|p| p.candidate)
-            .next_back())
+            .next())
     }
 
     /// Continues a picked run with its winner.
@@ -92,6 +93,12 @@ impl Engine {
             return Err(Error::InvalidInput {
                 what: "run.state".into(),
                 message: format!("run {run_id} is {}, not awaiting_choice", run.state),
+            });
+        }
+        if let Some(first) = self.chosen(&run).await? {
+            return Err(Error::InvalidInput {
+                what: "run.pick".into(),
+                message: format!("run {run_id} was already picked for: {first}"),
             });
         }
         let reports = self.candidates(run_id).await?;
@@ -154,7 +161,10 @@ impl Engine {
         }
         info!(run_id = %run.id, "run parked until a candidate is picked");
         if self.chosen(run).await?.is_some() || store.cancel_requested(run.id).await? {
-            store.release(run.id, owner).await?;
+            // Through `unpark`, which releases only a lease that is still the
+            // park lease: a pick may have released it already and another
+            // worker of this process (same owner id) claimed the run since.
+            self.unpark(run.id).await?;
         }
         Ok(())
     }

@@ -112,6 +112,14 @@ pub(super) fn candidate_id(run: RunId, index: usize) -> RunId {
     RunId(uuid::Uuid::from_bytes(b))
 }
 
+/// Every id a run's worktrees may carry: the run's own and, for a
+/// comparison run, each candidate's. A sweep of orphan worktrees
+/// ([`crate::Workspaces::sweep_orphans`]) must keep all of them for every
+/// active run, or it removes a parked comparison's candidates.
+pub fn worktree_ids(run: RunId) -> impl Iterator<Item = RunId> {
+    std::iter::once(run).chain((0..CompareSpec::MAX_CANDIDATES).map(move |i| candidate_id(run, i)))
+}
+
 fn passed(r: &CandidateReport) -> bool {
     r.error.is_none() && r.verify_passed
 }
@@ -303,6 +311,14 @@ impl Engine {
                     return Err(Error::Cancelled);
                 }
                 let winner = match &spec.rule {
+                    // Like a single run: with verify commands, only a
+                    // candidate that passed them may open the PR, whatever
+                    // the ranking's criteria.
+                    SelectionRule::Best(ranking) if !project.verify.is_empty() => {
+                        let passing: Vec<usize> = (0..reports.len()).filter(|&i| passed(&reports[i])).collect();
+                        let eligible: Vec<CandidateReport> = passing.iter().map(|&i| reports[i].clone()).collect();
+                        ranking.winner(&eligible).map(|w| passing[w])
+                    }
                     SelectionRule::Best(ranking) => ranking.winner(&reports),
                     SelectionRule::Human => None,
                 };

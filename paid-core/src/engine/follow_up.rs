@@ -395,7 +395,13 @@ pub(super) fn follow_up_prompt(ctx: &FollowUpContext) -> String {
             format!("Paid rebased the branch onto the latest default branch (commit {}). ", short(onto))
         }
         Some(RebaseOutcome::Conflicts { onto, paths }) => {
-            let list: String = paths.iter().map(|p| format!("- `{p}`\n")).collect();
+            // Paths come from git, but anyone who can push may name a file:
+            // keep each on one line, without backticks.
+            let list: String = paths
+                .iter()
+                .map(|p| p.chars().map(|c| if c.is_control() || c == '`' { '?' } else { c }).collect::<String>())
+                .map(|p| format!("- `{p}`\n"))
+                .collect();
             format!(
                 "Bringing the branch up to date with the latest default branch (commit {}) conflicted. Paid is \
                  merging it into this worktree; these files contain git's conflict markers (`<<<<<<<`, `=======`, \

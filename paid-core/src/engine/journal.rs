@@ -31,6 +31,12 @@ impl PendingFinishes {
     fn take(&self, run: RunId) -> Option<PendingFinish> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&run)
     }
+
+    /// Drops the run's waiting result, if any: its step stays journaled as
+    /// started, so whoever drives the run next resumes it.
+    pub(super) fn forget(&self, run: RunId) {
+        self.take(run);
+    }
 }
 
 /// How a step may be retried.

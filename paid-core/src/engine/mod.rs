@@ -34,6 +34,7 @@ pub use builder::EngineBuilder;
 pub use compare::{Candidate, CandidateReport, CompareSpec, Criterion, Ranking, SelectionRule, table as compare_table};
 pub use config::{EngineConfig, MAX_PR_BODY, RetryConfig, StepTimeouts};
 pub use events::EngineEvent;
+pub use fanout::worktree_ids;
 pub use follow_up::{FOLLOW_UP_ACTION, FollowUpContext, FollowUpReport, REBASE_ACTION};
 pub use intake::PollReport;
 pub use plan::{PLAN_TEMPLATE, PlannedIssue};

@@ -97,7 +97,12 @@ impl Engine {
         };
         match self.step(&run, project, cancel).await {
             Ok(next) => self.move_to(&run, next).await,
-            Err(e @ Error::LeaseLost { .. }) => Err(e),
+            Err(e @ Error::LeaseLost { .. }) => {
+                // Another worker owns the run now: a result waiting for our
+                // next transition must not land on its journal later.
+                self.inner.pending_finishes.forget(run_id);
+                Err(e)
+            }
             Err(e) => {
                 let e = if cancel.is_cancelled() && store.cancel_requested(run_id).await.unwrap_or(false) {
                     Error::Cancelled

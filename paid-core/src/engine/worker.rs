@@ -89,6 +89,10 @@ impl Engine {
         };
         heartbeat.abort();
         let _ = heartbeat.await;
+        // A step result still waiting for a transition that will not come
+        // from this drive: the journal keeps the step as started, so the
+        // next worker resumes it (under the same idempotency key).
+        self.inner.pending_finishes.forget(run_id);
         active.dec();
         if let Ok(run) = &result
             && run.state == RunState::AwaitingChoice

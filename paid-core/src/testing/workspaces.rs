@@ -118,7 +118,8 @@ pub async fn rebase_replays_the_branch_when_the_default_branch_moved(f: &Workspa
 
 /// When replaying conflicts, the worktree is left merging the default
 /// branch with conflict markers, the conflicted paths are reported (again
-/// on a second call), and the agent's resolution is committed as a merge
+/// on a second call), a commit with the markers still in is refused, and
+/// the agent's resolution is committed as a merge
 /// that contains the default branch's tip.
 pub async fn rebase_conflicts_are_left_for_the_agent_with_their_paths(f: &WorkspacesFixture) {
     let ws = &f.workspaces;
@@ -137,6 +138,15 @@ pub async fn rebase_conflicts_are_left_for_the_agent_with_their_paths(f: &Worksp
         "conflict markers with both sides: {text}"
     );
     assert_eq!(ws.rebase(&f.project, &wt).await.expect("rebase again"), expected, "reported again");
+
+    // Markers left in place are never committed.
+    let commit =
+        CommitRequest { worktree: &wt, message: "resolve", author_name: "Paid", author_email: "paid@localhost" };
+    let refused = ws.commit_all(&commit).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("shared.txt")),
+        "an unresolved conflict is refused, naming the file: {refused:?}"
+    );
 
     // The agent resolves.
     std::fs::write(wt.path.join("shared.txt"), "both sides\n").expect("resolve");

@@ -195,13 +195,15 @@ pub(crate) fn merge_heads(repo: &Repository, path: &Path) -> Result<Vec<Oid>> {
     if repo.state() != RepositoryState::Merge {
         return Ok(Vec::new());
     }
-    let file = repo.path().join("MERGE_HEAD");
-    let text = std::fs::read_to_string(&file).map_err(Error::io("read MERGE_HEAD", &file))?;
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| Oid::from_str(l).map_err(Error::git("read MERGE_HEAD", path)))
-        .collect()
+    // `mergehead_foreach` needs a mutable handle: open one of our own.
+    let mut own = Repository::open(repo.path()).map_err(Error::git("open worktree", path))?;
+    let mut heads = Vec::new();
+    own.mergehead_foreach(|oid| {
+        heads.push(*oid);
+        true
+    })
+    .map_err(Error::git("read MERGE_HEAD", path))?;
+    Ok(heads)
 }
 
 /// The index's conflicted paths, sorted.

@@ -191,6 +191,12 @@ fn detached(path: &Path) -> Error {
     Error::InvalidInput { what: "worktree", message: format!("{} has no branch checked out", path.display()) }
 }
 
+/// Whether a file still holds git's conflict markers: a line starting with
+/// `<<<<<<< ` or `>>>>>>> ` (the `=======` line alone is too common).
+fn has_conflict_markers(bytes: &[u8]) -> bool {
+    bytes.split(|b| *b == b'\n').any(|line| line.starts_with(b"<<<<<<< ") || line.starts_with(b">>>>>>> "))
+}
+
 /// Stages everything (additions, edits, deletions; ignored files stay out)
 /// and commits. `None` when the tree did not change.
 ///
@@ -215,6 +221,17 @@ pub(crate) fn commit_all(
             if let Some(entry) = conflict.our.or(conflict.their).or(conflict.ancestor) {
                 conflicted.push(PathBuf::from(String::from_utf8_lossy(&entry.path).into_owned()));
             }
+        }
+        let unresolved: Vec<String> = conflicted
+            .iter()
+            .filter(|p| std::fs::read(path.join(p)).is_ok_and(|bytes| has_conflict_markers(&bytes)))
+            .map(|p| p.display().to_string())
+            .collect();
+        if !unresolved.is_empty() {
+            return Err(Error::InvalidInput {
+                what: "merge resolution",
+                message: format!("conflict markers are still in {}; nothing was committed", unresolved.join(", ")),
+            });
         }
         for p in conflicted {
             index.conflict_remove(&p).map_err(Error::git("resolve conflict", path))?;
