@@ -166,3 +166,80 @@ impl Reaper {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use paid_core::testing::{fixtures, instant::InstantRuntime};
+    use paid_core::{CommitRequest, Error, Project, RebaseOutcome, Worktree, WorktreeRequest};
+
+    use super::*;
+
+    /// Records what a sweep was told to keep; nothing else is called.
+    #[derive(Default)]
+    struct KeepRecorder(Mutex<Vec<RunId>>);
+
+    fn unused() -> Error {
+        Error::InvalidInput { what: "workspaces".into(), message: "not used by the reaper".into() }
+    }
+
+    #[async_trait]
+    impl Workspaces for KeepRecorder {
+        async fn ensure_mirror(&self, _: &Project) -> paid_core::Result<()> {
+            Err(unused())
+        }
+        async fn create_worktree(&self, _: &WorktreeRequest<'_>) -> paid_core::Result<Worktree> {
+            Err(unused())
+        }
+        async fn commit_all(&self, _: &CommitRequest<'_>) -> paid_core::Result<Option<String>> {
+            Err(unused())
+        }
+        async fn changed_paths(&self, _: &Worktree) -> paid_core::Result<Vec<String>> {
+            Err(unused())
+        }
+        async fn rebase(&self, _: &Project, _: &Worktree) -> paid_core::Result<RebaseOutcome> {
+            Err(unused())
+        }
+        async fn push(&self, _: &Project, _: &Worktree) -> paid_core::Result<()> {
+            Err(unused())
+        }
+        async fn remove(&self, _: &Worktree) -> paid_core::Result<()> {
+            Err(unused())
+        }
+        async fn sweep_orphans(&self, keep: &[RunId], _: chrono::Duration) -> paid_core::Result<Vec<PathBuf>> {
+            self.0.lock().unwrap().extend_from_slice(keep);
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_keeps_the_worktrees_of_comparison_candidates() {
+        let store: Arc<dyn Store> = Arc::new(paid_store_sqlite::SqliteStore::open_in_memory().unwrap());
+        let project = fixtures::project("widgets");
+        store.put_project(&project).await.unwrap();
+        store.put_issue(&fixtures::issue(project.id, 1)).await.unwrap();
+        let active = store.create_run(&fixtures::new_run(project.id, 1)).await.unwrap();
+        let recorder = Arc::new(KeepRecorder::default());
+        let settings = ReaperSettings {
+            interval: Duration::from_secs(60),
+            worktree_max_age: Duration::from_secs(3600),
+            unknown_sandbox_max_age: Duration::from_secs(3600),
+        };
+        let reaper = Reaper::new(
+            store,
+            recorder.clone(),
+            Arc::new(InstantRuntime),
+            None,
+            settings,
+            Arc::new(Metrics::default()),
+        );
+        reaper.sweep(Pressure::Emergency).await.unwrap();
+        let kept = recorder.0.lock().unwrap().clone();
+        let expected: Vec<RunId> = paid_core::engine::worktree_ids(active.id).collect();
+        assert!(expected.len() > 1, "the run and its candidates");
+        assert_eq!(kept, expected, "the run's own worktree and every candidate's are kept");
+    }
+}
