@@ -1166,7 +1166,12 @@ async fn a_signed_issues_webhook_starts_a_run_before_the_next_poll_and_a_tampere
     }))
     .unwrap();
     assert_eq!(post_webhook(&world, "check_run", &check, WEBHOOK_SECRET).await, 202);
-    let all = world.wait_runs("a follow-up run", Duration::from_secs(20), |r| r.len() == 2).await;
+    // The follow-up run gets its branch when a worker takes it up.
+    let all = world
+        .wait_runs("a follow-up run on a branch", Duration::from_secs(60), |r| {
+            r.len() == 2 && r.iter().all(|run| !run["branch"].is_null())
+        })
+        .await;
     let follow = all.iter().find(|r| r["id"] != runs[0]["id"]).unwrap();
     assert_eq!(follow["issue_number"], 3);
     assert_eq!(follow["branch"], runs[0]["branch"], "the follow-up works on the PR's branch");
