@@ -54,11 +54,18 @@ pub fn project_budget(extras: &ProjectExtras, defaults: BudgetConfig) -> Option<
     })
 }
 
-/// Sets (or clears) `project`'s caps in `proxy` from its settings.
-pub fn register_budget(proxy: &Proxy, project: ProjectId, extras: &ProjectExtras) {
+/// Sets (or clears) `project`'s caps in `proxy` from its settings. Returns
+/// whether the project has caps of its own.
+pub fn register_budget(proxy: &Proxy, project: ProjectId, extras: &ProjectExtras) -> bool {
     match project_budget(extras, proxy.default_budget()) {
-        Some(b) => proxy.set_project_budget(project, b),
-        None => proxy.clear_project_budget(project),
+        Some(b) => {
+            proxy.set_project_budget(project, b);
+            true
+        }
+        None => {
+            proxy.clear_project_budget(project);
+            false
+        }
     }
 }
 
@@ -71,9 +78,7 @@ pub async fn register_budgets(
 ) -> paid_core::Result<usize> {
     let mut n = 0;
     for p in store.projects().await? {
-        let extras = directory.extras(p.id);
-        n += usize::from(project_budget(&extras, proxy.default_budget()).is_some());
-        register_budget(proxy, p.id, &extras);
+        n += usize::from(register_budget(proxy, p.id, &directory.extras(p.id)));
     }
     Ok(n)
 }

@@ -19,13 +19,9 @@ pub(crate) const FETCH_REFSPEC: &str = "+refs/heads/*:refs/remotes/origin/*";
 /// The mirror's one remote.
 pub(crate) const REMOTE: &str = "origin";
 
-/// Clones `url` into `path` (bare), or fetches if `path` is already a mirror.
-pub(crate) fn ensure(path: &Path, url: &str, auth: &Auth) -> Result<()> {
-    ensure_with(path, url, auth, None)
-}
-
-/// [`ensure`], reporting transfer progress to `progress`.
-pub(crate) fn ensure_with(path: &Path, url: &str, auth: &Auth, progress: Option<&ProgressFn>) -> Result<()> {
+/// Clones `url` into `path` (bare), or fetches if `path` is already a
+/// mirror, reporting transfer progress to `progress` if given.
+pub(crate) fn ensure(path: &Path, url: &str, auth: &Auth, progress: Option<&ProgressFn>) -> Result<()> {
     let clone_err = |e: git2::Error| Error::Clone { url: redact(url), message: redact(e.message()) };
     if path.exists() {
         let repo = Repository::open_bare(path).map_err(Error::git("open mirror", path))?;

@@ -238,14 +238,21 @@ impl GitWorkspaces {
     }
 
     async fn ensure_mirror(&self, project: &Project) -> Result<()> {
+        self.mirror_with(project, None).await.map(|_| ())
+    }
+
+    /// Clones or fetches the project's mirror under its lock, reporting
+    /// transfer progress to `progress` if given. Returns the mirror's path.
+    async fn mirror_with(&self, project: &Project, progress: Option<progress::ProgressFn>) -> Result<PathBuf> {
         let path = self.mirror_path(&project.repo)?;
         let dirs = [self.mirrors_dir(), self.worktrees_dir()];
         blocking("create directories", move || dirs.iter().try_for_each(|d| worktree::private_dir(d))).await?;
         self.know(project, &path);
         let lock = self.lock_for(&path);
         let _guard = lock.lock().await;
-        let (url, auth) = (project.clone_url.clone(), self.auth());
-        blocking("fetch", move || mirror::ensure(&path, &url, &auth)).await
+        let (url, auth, at) = (project.clone_url.clone(), self.auth(), path.clone());
+        blocking("fetch", move || mirror::ensure(&at, &url, &auth, progress.as_ref())).await?;
+        Ok(path)
     }
 
     async fn create_worktree(&self, req: &WorktreeRequest<'_>) -> Result<Worktree> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use paid_core::Project;
 
-use super::{GitWorkspaces, blocking, mirror, worktree};
+use super::GitWorkspaces;
 use crate::error::Result;
 
 /// How far a clone or fetch is, as libgit2 reports it.
@@ -47,15 +47,6 @@ impl GitWorkspaces {
         project: &Project,
         progress: impl Fn(CloneProgress) + Send + Sync + 'static,
     ) -> Result<std::path::PathBuf> {
-        let path = self.mirror_path(&project.repo)?;
-        let dirs = [self.mirrors_dir(), self.worktrees_dir()];
-        blocking("create directories", move || dirs.iter().try_for_each(|d| worktree::private_dir(d))).await?;
-        self.know(project, &path);
-        let lock = self.lock_for(&path);
-        let _guard = lock.lock().await;
-        let (url, auth, at) = (project.clone_url.clone(), self.auth(), path.clone());
-        let progress: ProgressFn = Arc::new(progress);
-        blocking("fetch", move || mirror::ensure_with(&at, &url, &auth, Some(&progress))).await?;
-        Ok(path)
+        self.mirror_with(project, Some(Arc::new(progress))).await
     }
 }
