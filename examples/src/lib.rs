@@ -1,8 +1,8 @@
-//! Reference deployments and embedding examples for Paid.
-//!
-//! - [`demo`]: the whole pipeline on local parts (`paid demo`).
-//! - [`daemon`]: the `paid` daemon and CLI for real repositories (`paid serve`, ...).
+//! Reference binaries (`paid`, `paid-worker`) and embedding examples for
+//! Paid. The deployment itself is the `paid-server` library; this crate holds
+//! only command-line front ends and, behind the `demo` feature, `paid demo`.
 
-pub mod daemon;
+pub mod cli;
+#[cfg(feature = "demo")]
 pub mod demo;
-pub mod worker;
+pub mod worker_cli;

@@ -13,11 +13,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use paid_core::layers::RetryStore;
 use paid_core::testing::instant::{self, Effect, EffectKind, KeyCount};
 use paid_core::{
     IssueState, NewRun, Project, ProjectId, Run, RunFilter, RunId, RunKind, RunState, StepStatus, Store, TrackedIssue,
 };
-use paid_examples::worker::retry::RetryStore;
 use paid_store_postgres::{PgStore, testing};
 use pretty_assertions::assert_eq;
 
@@ -36,7 +36,8 @@ impl Worker {
         let log = cluster.dir.path().join(format!("{id}.log"));
         let stderr = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_paid-worker"))
-            .args(["--database-url", &testing::database_url(), "--schema", &cluster.schema, "--worker-id", id])
+            .args(["--backends", "instant", "--database-url", &testing::database_url(), "--schema", &cluster.schema])
+            .args(["--worker-id", id])
             .args(["--instant-dir", cluster.dir.path().join("worktrees").to_str().unwrap()])
             .args(["--poll-ms", "300", "--pool-size", "4", "--log-format", "json"])
             .args(extra)

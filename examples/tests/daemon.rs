@@ -64,7 +64,7 @@ impl World {
         let port = free_port();
         let label_prefix = format!("pt{}", rand_hex());
         std::fs::write(dir.path().join("api-token"), API_TOKEN).unwrap();
-        paid_examples::daemon::vault::write_new_key(&dir.path().join("master.key")).unwrap();
+        paid_server::vault::write_new_key(&dir.path().join("master.key")).unwrap();
         let world = Self { dir, github, remote, port, label_prefix, daemon: None };
         world.write_config("paid.toml", &setup, "master.key");
         world
@@ -293,7 +293,7 @@ fn bounded(cmd: &mut Command) -> Output {
 }
 
 fn client() -> reqwest::Client {
-    paid_examples::daemon::github::http_client().unwrap()
+    paid_server::github::http_client().unwrap()
 }
 
 fn state_of(runs: &[Value]) -> Vec<String> {
@@ -680,7 +680,7 @@ async fn stored_tokens_are_encrypted_rotated_and_never_read_with_a_wrong_key() {
 
     // The old key, or an unrelated one, is refused at start, naming the key
     // the secrets need; nothing starts.
-    paid_examples::daemon::vault::write_new_key(&w.path("other.key")).unwrap();
+    paid_server::vault::write_new_key(&w.path("other.key")).unwrap();
     for key in ["master.key", "other.key"] {
         w.write_config("wrong.toml", &Setup::default(), key);
         let out = bounded(w.command("wrong.toml").arg("serve"));
@@ -910,7 +910,7 @@ fn init_writes_a_config_that_loads() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["data"]["created"].as_array().unwrap().len(), 3, "{v:#}");
-    let config = paid_examples::daemon::config::Config::load_with_env(&cfg, &Default::default()).unwrap();
+    let config = paid_server::config::Config::load_with_env(&cfg, &Default::default()).unwrap();
     assert_eq!(config.poll_interval, Duration::from_secs(60));
     let key = std::fs::metadata(dir.path().join("paid-master.key")).unwrap();
     use std::os::unix::fs::PermissionsExt;

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use paid_core::ports::learning::LearningStore;
 use paid_core::testing::learning;
 use paid_core::{Clock, SecretStore, SystemClock};
-use paid_examples::daemon::crypto::{Keyring, MasterKey};
-use paid_examples::daemon::vault::Vault;
 use paid_examples::demo::{DEMO_REPO, create_sample_remote_in};
 use paid_github::fake::FakeGitHub;
+use paid_server::crypto::{Keyring, MasterKey};
+use paid_server::vault::Vault;
 use paid_store_postgres::{PgStore, PgStoreOptions, testing};
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -47,7 +47,7 @@ impl World {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let schema = testing::fresh_schema_name();
         std::fs::write(dir.path().join("api-token"), API_TOKEN).unwrap();
-        paid_examples::daemon::vault::write_new_key(&dir.path().join("master.key")).unwrap();
+        paid_server::vault::write_new_key(&dir.path().join("master.key")).unwrap();
         let config = format!(
             r#"
 data_dir = "data"
@@ -139,7 +139,7 @@ agent = "test-agent"
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path("daemon.log")).unwrap();
         let child = self.command().arg("serve").stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.daemon = Some(child);
-        let http = paid_examples::daemon::github::http_client().unwrap();
+        let http = paid_server::github::http_client().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
@@ -171,7 +171,7 @@ agent = "test-agent"
 
     /// `GET path` on the API, which must answer 2xx with JSON.
     async fn get(&self, path: &str) -> Value {
-        let http = paid_examples::daemon::github::http_client().unwrap();
+        let http = paid_server::github::http_client().unwrap();
         let r = http.get(format!("http://127.0.0.1:{}{path}", self.port)).bearer_auth(API_TOKEN).send().await.unwrap();
         let status = r.status();
         let body = r.text().await.unwrap();
@@ -296,7 +296,7 @@ async fn on_postgres_tokens_are_stored_as_ciphertext_only_and_prompts_are_served
     let read = vault(&store, &w.path("master.key"));
     assert_eq!(read.get("github").await.unwrap().unwrap().expose_secret(), GH);
     assert_eq!(read.get("provider.openai").await.unwrap().unwrap().expose_secret(), OPENAI);
-    paid_examples::daemon::vault::write_new_key(&w.path("other.key")).unwrap();
+    paid_server::vault::write_new_key(&w.path("other.key")).unwrap();
     assert!(vault(&store, &w.path("other.key")).get("github").await.is_err(), "decrypted with the wrong key");
 
     // The learning API reads the same schema: a prompt written here is served.

@@ -132,6 +132,27 @@ pub enum Error {
         /// The last failure digest (tail).
         digest: String,
     },
+    /// The backend does not offer this optional capability (a forge without
+    /// sub-issues, a runtime without a warm pool). Retrying will not help;
+    /// the caller goes without it or the user picks another backend.
+    #[error("not supported: {what}")]
+    NotSupported {
+        /// The capability and the backend, e.g. `sub-issues on GitHub
+        /// Enterprise Server 3.9`.
+        what: String,
+    },
+    /// A retry layer retried `source` (a retryable error) until its
+    /// patience ran out. Not retryable itself: each boundary retries once
+    /// (see [`crate::layers`]), so a caller above it does not retry again.
+    /// [`Error::code`] and [`Error::by_meaning`] look through it.
+    #[error("{source} (gave up after {attempts} attempts)")]
+    RetriesExhausted {
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// The last attempt's error.
+        #[source]
+        source: Box<Error>,
+    },
     /// A backend error with no more specific meaning.
     #[error("{backend}: {message}")]
     Backend {
@@ -153,7 +174,36 @@ impl Error {
         match self {
             Error::Unavailable { .. } | Error::Timeout { .. } => true,
             Error::Backend { retryable, .. } => *retryable,
+            // Given up on by a retry layer, or never going to work.
+            Error::RetriesExhausted { .. } | Error::NotSupported { .. } => false,
             _ => false,
+        }
+    }
+
+    /// This error after a retry layer gave up on it: a retryable error
+    /// becomes [`Error::RetriesExhausted`] (no longer retryable); any other
+    /// error is returned as is.
+    ///
+    /// ```
+    /// use paid_core::Error;
+    ///
+    /// let down = Error::Unavailable { backend: "postgres", message: "connection refused".into(), source: None };
+    /// let gave_up = down.exhausted(5);
+    /// assert!(!gave_up.is_retryable());
+    /// assert_eq!(gave_up.code(), "unavailable");
+    /// assert!(matches!(gave_up.by_meaning(), Error::Unavailable { .. }));
+    /// ```
+    pub fn exhausted(self, attempts: u32) -> Self {
+        if self.is_retryable() { Error::RetriesExhausted { attempts, source: Box::new(self) } } else { self }
+    }
+
+    /// The error by meaning: the error a retry layer gave up on for
+    /// [`Error::RetriesExhausted`], else `self`. Match on this to map an
+    /// error to a response (an HTTP status, an exit code).
+    pub fn by_meaning(&self) -> &Error {
+        match self {
+            Error::RetriesExhausted { source, .. } => source.by_meaning(),
+            other => other,
         }
     }
 
@@ -170,6 +220,7 @@ impl Error {
     }
 
     /// A short machine-readable code for this error, stored with failed runs.
+    /// [`Error::RetriesExhausted`] has the code of the error given up on.
     pub fn code(&self) -> &'static str {
         match self {
             Error::NotFound { .. } => "not_found",
@@ -188,7 +239,42 @@ impl Error {
             Error::Agent(_) => "agent_failed",
             Error::Stuck(_) => "stuck",
             Error::VerifyFailed { .. } => "verify_failed",
+            Error::NotSupported { .. } => "not_supported",
+            Error::RetriesExhausted { source, .. } => source.code(),
             Error::Backend { .. } => "backend",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn down() -> Error {
+        Error::Unavailable { backend: "postgres", message: "connection refused".into(), source: None }
+    }
+
+    #[test]
+    fn an_error_a_retry_layer_gave_up_on_is_not_retryable_but_keeps_its_meaning() {
+        let gave_up = down().exhausted(7);
+        assert!(!gave_up.is_retryable());
+        assert_eq!(gave_up.code(), "unavailable");
+        assert!(matches!(gave_up.by_meaning(), Error::Unavailable { .. }));
+        assert_eq!(gave_up.to_string(), "postgres unavailable: connection refused (gave up after 7 attempts)");
+        assert!(std::error::Error::source(&gave_up).is_some());
+    }
+
+    #[test]
+    fn a_permanent_error_is_not_wrapped_when_given_up_on() {
+        let err = Error::Cancelled.exhausted(3);
+        assert!(matches!(err, Error::Cancelled), "{err:?}");
+    }
+
+    #[test]
+    fn an_unsupported_capability_is_not_retryable() {
+        let err = Error::NotSupported { what: "sub-issues on this forge".into() };
+        assert!(!err.is_retryable());
+        assert_eq!(err.code(), "not_supported");
+        assert_eq!(err.to_string(), "not supported: sub-issues on this forge");
     }
 }

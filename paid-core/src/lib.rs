@@ -23,6 +23,7 @@ mod domain;
 pub mod engine;
 mod error;
 mod ids;
+pub mod layers;
 pub mod learning;
 pub mod metrics;
 pub mod policy;
@@ -42,7 +43,8 @@ pub use ports::forge::{
 };
 pub use ports::llm::{ChatEvent, ChatRequest, ChatResponse, LlmProvider, Message, Role, ToolCall, ToolSpec};
 pub use ports::sandbox::{
-    ExecEvent, ExecExit, ExecRequest, ResourceLimits, SandboxHandle, SandboxInfo, SandboxRuntime, SandboxSpec,
+    ExecEvent, ExecExit, ExecRequest, ReapReport, ReapRequest, ResourceLimits, SandboxHandle, SandboxInfo,
+    SandboxRuntime, SandboxSpec,
 };
 pub use ports::secrets::{PutSecret, SecretMeta, SecretRecord, SecretStore};
 pub use ports::selector::{FixedSelector, ModelSelector, SelectionRequest};

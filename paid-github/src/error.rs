@@ -82,6 +82,46 @@ pub enum Error {
         /// GitHub's message, or the body.
         message: String,
     },
+    /// The retry layer retried `source` until its retries ran out (see
+    /// [`crate::RetryPolicy`]). Not retryable: the forge's one retry layer
+    /// has already retried, so the engine does not retry the step again.
+    #[error("{source} (still failing after {attempts} attempts)")]
+    RetriesExhausted {
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// The last attempt's error.
+        #[source]
+        source: Box<Error>,
+    },
+    /// The forge is configured without a capability the call needs (see
+    /// [`crate::Capabilities`]), or GitHub says the feature is disabled.
+    #[error("not supported: {what}")]
+    NotSupported {
+        /// The feature, where, and what to do about it.
+        what: String,
+    },
+    /// A classic token lacks a scope Paid needs.
+    #[error(
+        "the GitHub token lacks the `{scope}` scope (it has: {}); Paid pushes branches and opens pull requests: \
+         give the token the `{scope}` scope, or use a fine-grained token with read and write access to contents, \
+         issues and pull requests",
+        if granted.is_empty() { "none".to_string() } else { granted.join(", ") }
+    )]
+    MissingScope {
+        /// The scope needed, e.g. `repo`.
+        scope: &'static str,
+        /// The scopes the token has (`x-oauth-scopes`).
+        granted: Vec<String>,
+    },
+    /// The token can read a repository but not push to it.
+    #[error(
+        "the GitHub token can read {repo} but not push to it; give it write access (a collaborator with write \
+         permission, or a fine-grained token with read and write access to contents, issues and pull requests)"
+    )]
+    NoPushAccess {
+        /// `owner/name`.
+        repo: String,
+    },
     /// GitHub answered with a status this client does not expect.
     #[error("unexpected answer from GitHub to {request}: {status} {message}")]
     Unexpected {
@@ -297,6 +337,14 @@ impl Error {
         )
     }
 
+    /// The error behind [`Error::RetriesExhausted`], else `self`.
+    pub fn by_meaning(&self) -> &Error {
+        match self {
+            Error::RetriesExhausted { source, .. } => source.by_meaning(),
+            other => other,
+        }
+    }
+
     /// For a 422, whether GitHub says the pull request already exists.
     pub fn is_pull_request_exists(&self) -> bool {
         match self {
@@ -348,9 +396,14 @@ impl From<Error> for paid_core::Error {
                 Core::Unavailable { backend: GIT, message: e.to_string(), source: Some(Box::new(e)) }
             }
             Error::Server { .. } => backend(e, GITHUB, true),
-            Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::Unexpected { .. } | Error::Decode { .. } => {
-                backend(e, GITHUB, false)
-            }
+            Error::RetriesExhausted { attempts, source } => Core::from(*source).exhausted(attempts),
+            Error::NotSupported { what } => Core::NotSupported { what },
+            Error::Unauthorized { .. }
+            | Error::Forbidden { .. }
+            | Error::Unexpected { .. }
+            | Error::Decode { .. }
+            | Error::MissingScope { .. }
+            | Error::NoPushAccess { .. } => backend(e, GITHUB, false),
             Error::ForeignWorktree { .. } => {
                 Core::InvalidInput { what: "worktree.path".into(), message: e.to_string() }
             }
@@ -405,6 +458,26 @@ mod tests {
         let core = paid_core::Error::from(auth);
         assert!(!core.is_retryable());
         assert!(core.to_string().contains("check the token"), "{core}");
+    }
+
+    #[test]
+    fn what_the_retry_layer_gave_up_on_is_not_retried_again() {
+        let server = Error::Server { request: "GET /x".into(), status: 502, message: "Bad Gateway".into() };
+        let gave_up = Error::RetriesExhausted { attempts: 5, source: Box::new(server) };
+        assert!(!gave_up.is_retryable());
+        assert!(matches!(gave_up.by_meaning(), Error::Server { status: 502, .. }));
+        assert_eq!(
+            gave_up.to_string(),
+            "GitHub server error on GET /x (502 Bad Gateway); retry later (still failing after 5 attempts)"
+        );
+        let core = paid_core::Error::from(gave_up);
+        assert!(!core.is_retryable());
+        assert!(matches!(&core, paid_core::Error::RetriesExhausted { attempts: 5, .. }), "{core:?}");
+        assert!(matches!(core.by_meaning(), paid_core::Error::Backend { retryable: true, .. }), "{core:?}");
+
+        let unsupported = paid_core::Error::from(Error::NotSupported { what: "sub-issues on o/r".into() });
+        assert!(matches!(&unsupported, paid_core::Error::NotSupported { what } if what == "sub-issues on o/r"));
+        assert!(!unsupported.is_retryable());
     }
 
     #[test]

@@ -107,13 +107,36 @@ async fn a_502_is_retried_and_the_poll_succeeds() {
     assert_eq!((calls(&metrics, ISSUES, "502"), calls(&metrics, ISSUES, "200")), (1, 1));
     assert_eq!(forge.stats().retries, 1);
 
-    // Retries are capped: a server that keeps failing gives a retryable error.
+    // Retries are capped: a server that keeps failing gives an error the
+    // engine does not retry on top, since this layer already did.
     github.fail_next(503, 10);
     let policy = quick().max_retries(2);
     let capped = GitHubForge::new(GitHubConfig::new().base_uri(github.base_url()).retry(policy)).unwrap();
     let err = capped.issue(&repo(), 1).await.unwrap_err();
-    assert!(err.is_retryable() && err.to_string().contains("503"), "{err}");
+    assert!(!err.is_retryable() && err.to_string().contains("503"), "{err}");
+    assert!(matches!(err, paid_core::Error::RetriesExhausted { attempts: 3, .. }), "{err:?}");
     assert_eq!(capped.stats().requests, 3, "one try and two retries");
+}
+
+#[tokio::test]
+async fn a_persistent_502_makes_the_documented_attempts_then_a_non_retryable_error() {
+    let github = seeded(1).await;
+    github.fail_always(FakeFault::Status(502));
+    // The default policy (4 retries), with millisecond backoff.
+    let policy = RetryPolicy::new().delays(Duration::from_millis(1), Duration::from_millis(2));
+    assert_eq!(policy.attempts(), RetryPolicy::new().attempts());
+    let forge = GitHubForge::new(GitHubConfig::new().base_uri(github.base_url()).retry(policy)).unwrap();
+
+    let err = forge.issue(&repo(), 1).await.unwrap_err();
+    assert_eq!(statuses(&github), vec![502; 5], "1 + RetryPolicy::new()'s 4 retries");
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(matches!(err, paid_core::Error::RetriesExhausted { attempts: 5, .. }), "{err:?}");
+    assert!(matches!(err.by_meaning(), paid_core::Error::Backend { .. }), "{err:?}");
+    assert!(err.to_string().contains("502") && err.to_string().contains("5 attempts"), "{err}");
+
+    // Once GitHub is back, the same forge works again.
+    github.recover();
+    assert_eq!(forge.issue(&repo(), 1).await.unwrap().number, 1);
 }
 
 #[tokio::test]
@@ -175,7 +198,8 @@ async fn unreachable_hosts_are_retried_then_reported() {
     drop(github);
     let forge = GitHubForge::new(GitHubConfig::new().base_uri(base).retry(quick().max_retries(2))).unwrap();
     let err = forge.issue(&repo(), 1).await.unwrap_err();
-    assert!(matches!(err, paid_core::Error::Unavailable { .. }), "{err:?}");
+    assert!(matches!(err.by_meaning(), paid_core::Error::Unavailable { .. }), "{err:?}");
+    assert!(!err.is_retryable(), "retried here already: {err:?}");
     let stats = forge.stats();
     assert_eq!((stats.requests, stats.failed, stats.retries), (3, 3, 2));
 }

@@ -13,7 +13,7 @@ use axum::response::Response;
 use git2::{Repository, Signature};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use paid_core::{CommitRequest, Ids, Project, ProjectId, RepoRef, RunId, SequentialIds, Workspaces, WorktreeRequest};
-use paid_github::{GitWorkspaces, GitWorkspacesConfig};
+use paid_github::{GitWorkspaces, GitWorkspacesConfig, SharedToken};
 use tokio::io::AsyncWriteExt;
 
 const TOKEN: &str = "ghs_http_test_token_0123456789";
@@ -222,4 +222,23 @@ async fn a_clone_over_http_reports_progress_and_a_replaced_token_is_used() {
     assert_eq!(last.total_objects, 3, "a commit, a tree, a blob: {reports:?}");
     assert!(last.received_bytes > 0);
     assert!(Repository::open_bare(&path).unwrap().refname_to_id("refs/remotes/origin/main").is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workspaces_read_a_shared_token_anew_for_each_fetch() {
+    let served = tempfile::tempdir().unwrap();
+    bare_remote(served.path());
+    let (base, _) = serve(served.path()).await;
+    let url = format!("{base}/app.git");
+    let ids = SequentialIds::default();
+    let project = Project::new(ProjectId(ids.uuid()), RepoRef::new("octo", "app"), &url, chrono::Utc::now());
+
+    // The daemon's shared token, revoked at first, then replaced: nothing
+    // is rebuilt, the next fetch reads the new one.
+    let token = SharedToken::new(Some("ghs_revoked".to_string().into()));
+    let root = tempfile::tempdir().unwrap();
+    let ws = GitWorkspaces::new(GitWorkspacesConfig::new(root.path()).token_source(Arc::new(token.clone())));
+    assert!(matches!(ws.ensure_mirror(&project).await.unwrap_err(), paid_core::Error::Clone { .. }));
+    assert!(token.set(Some(TOKEN.to_string().into())));
+    ws.ensure_mirror(&project).await.unwrap();
 }

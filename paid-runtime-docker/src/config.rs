@@ -65,7 +65,7 @@ pub struct DockerConfig {
     /// Pre-created sandboxes, so a run does not wait for a cold create.
     /// Default: off (`per_image: 0`).
     pub warm_pool: WarmPoolConfig,
-    /// Thresholds of [`DockerRuntime::reap`](crate::DockerRuntime::reap).
+    /// Thresholds of [`DockerRuntime::reap_with`](crate::DockerRuntime::reap_with).
     pub reaper: ReaperConfig,
     /// The umask of every exec, as octal. Default `"0000"`: files the agent
     /// writes into the worktree stay writable by the host user that commits

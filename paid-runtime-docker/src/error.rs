@@ -81,6 +81,19 @@ pub enum DockerError {
         /// What went wrong and what to do.
         message: String,
     },
+    /// An image build failed: a bad instruction, a failing step, a base
+    /// image the engine cannot find or pull.
+    #[error("building {image} on {endpoint} failed{}: {message}", step.as_ref().map(|s| format!(" at step {s}")).unwrap_or_default())]
+    Build {
+        /// The tag being built.
+        image: String,
+        /// The endpoint it was built on.
+        endpoint: String,
+        /// The step it failed at (`3: RUN make`), once one began.
+        step: Option<String>,
+        /// What the engine reported.
+        message: String,
+    },
     /// An exec did not behave as the engine's API promises.
     #[error("exec in sandbox {id}: {message}")]
     Exec {
@@ -167,7 +180,7 @@ impl From<DockerError> for paid_core::Error {
             DockerError::Egress { .. } => {
                 paid_core::Error::Backend { backend: "docker", message, retryable: true, source: None }
             }
-            DockerError::Exec { .. } => {
+            DockerError::Exec { .. } | DockerError::Build { .. } => {
                 paid_core::Error::Backend { backend: "docker", message, retryable, source: None }
             }
         }

@@ -94,7 +94,8 @@
 //! are hardened and labeled identically, never reused (a claimed one is
 //! removed with its run), and replaced after
 //! [`max_idle_secs`](WarmPoolConfig::max_idle_secs). The engine needs no
-//! change. Call [`DockerRuntime::drain_pool`] on shutdown.
+//! change. Call [`DockerRuntime::shutdown`] before the process exits: it
+//! drains the pool and the spare networks.
 //!
 //! The trade-offs: while a pooled sandbox runs, the worktree's path is a
 //! symbolic link (host tools that `lstat` it see a link; git does not mind),
@@ -105,11 +106,25 @@
 //!
 //! # Reaper
 //!
-//! [`DockerRuntime::reap`] removes orphaned, idle, too old and abandoned
+//! [`DockerRuntime::reap_with`] removes orphaned, idle, too old and abandoned
 //! sandboxes, dangling networks and orphan pool slots, and reports them in
 //! a [`ReapReport`]. It never touches a container without the management
 //! label. See [`ReapPolicy`]. Run it every few minutes: it is also what
-//! replaces this runtime's stale pooled sandboxes and spare networks.
+//! replaces this runtime's stale pooled sandboxes and spare networks. The
+//! port's [`reap`](paid_core::SandboxRuntime::reap) (what `Engine::sweep`
+//! calls) runs it with the request's keep-set and minimum age.
+//!
+//! Together with [`DockerRuntime::shutdown`] nothing outlives its use: after
+//! a sweep and a shutdown, what carries the management label belongs to a
+//! kept run (its sandbox and network, and the forwarder they use).
+//!
+//! # Images
+//!
+//! [`DockerRuntime::build_image`] builds an [`ImageBuild`] (a Dockerfile and
+//! its files) on every endpoint, reporting [`BuildProgress`];
+//! [`DockerRuntime::images`] lists [`ImageSummary`]s and
+//! [`DockerRuntime::prune_images`] removes dangling images. Callers need no
+//! bollard types.
 //!
 //! # Several engines
 //!
@@ -121,7 +136,10 @@
 //!
 //! [`DockerRuntime::with_metrics`] records `paid_active_containers{project_id}`
 //! and `paid_container_startup_seconds` in paid-core's
-//! [`Metrics`](paid_core::metrics::Metrics).
+//! [`Metrics`](paid_core::metrics::Metrics), each in one place: a sandbox
+//! counts up once when `create` returns it (and its startup time is observed
+//! then) and down once when it is removed, by whichever caller, or found gone
+//! by the reaper. Nothing else should record either.
 //!
 //! # Errors
 //!
@@ -137,14 +155,18 @@ mod egress;
 mod endpoint;
 mod error;
 mod exec;
+mod images;
+mod metrics;
 mod permissions;
 mod pool;
 mod reaper;
 mod runtime;
+mod warm;
 
 pub use config::{DockerConfig, EgressConfig, ReaperConfig, WarmPoolConfig};
 pub use egress::{PROXY_HOST_ENV, PROXY_PORT_ENV, PROXY_URL_ENV};
 pub use error::DockerError;
+pub use images::{BuildProgress, ImageBuild, ImageBuilt, ImageSummary, PruneReport};
 pub use pool::PoolStatus;
 pub use reaper::{ReapPolicy, ReapReason, ReapReport, Reaped};
 pub use runtime::DockerRuntime;

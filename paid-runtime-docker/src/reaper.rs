@@ -1,7 +1,7 @@
 //! The reaper: removes what runs left behind, and only what carries the
 //! runtime's management label.
 //!
-//! [`DockerRuntime::reap`] looks at every container labeled
+//! [`DockerRuntime::reap_with`] looks at every container labeled
 //! `<prefix>.managed=true` on every endpoint and removes:
 //! - **orphans**: sandboxes of a run not in [`ReapPolicy::live_runs`] (the
 //!   runs the store still considers alive), or with no run at all;
@@ -47,7 +47,7 @@ use crate::exec::{ACTIVITY_FILE, run_captured};
 use crate::pool::{self, Detached};
 use crate::runtime::{DockerRuntime, blocking};
 
-/// What [`DockerRuntime::reap`] removes.
+/// What [`DockerRuntime::reap_with`] removes.
 ///
 /// ```
 /// use paid_runtime_docker::{ReapPolicy, ReaperConfig};
@@ -114,6 +114,12 @@ pub enum ReapReason {
     /// This runtime's pooled sandbox, past `warm_pool.max_idle_secs`
     /// (replaced by a fresh one).
     StalePoolEntry,
+    /// This runtime's unclaimed pooled sandbox, removed by
+    /// [`DockerRuntime::shutdown`].
+    Drained,
+    /// An egress forwarder with no sandbox network left on its engine,
+    /// removed by [`DockerRuntime::shutdown`].
+    UnusedForwarder,
 }
 
 /// One container the reaper removed.
@@ -131,7 +137,7 @@ pub struct Reaped {
     pub reason: ReapReason,
 }
 
-/// What one [`DockerRuntime::reap`] did.
+/// What one [`DockerRuntime::reap_with`] (or [`DockerRuntime::shutdown`]) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReapReport {
     /// Containers removed.
@@ -148,6 +154,22 @@ impl ReapReport {
     /// Whether nothing was removed and nothing failed.
     pub fn is_empty(&self) -> bool {
         self.containers.is_empty() && self.networks.is_empty() && self.slots.is_empty() && self.errors.is_empty()
+    }
+
+    /// The port's report: run sandboxes (orphan, idle, too old) under
+    /// `sandboxes`; pool entries, forwarders, networks and slots described
+    /// under `other`.
+    pub fn into_port(self) -> paid_core::ReapReport {
+        let mut port = paid_core::ReapReport { errors: self.errors, ..Default::default() };
+        for reaped in self.containers {
+            match reaped.reason {
+                ReapReason::Orphan | ReapReason::TooOld | ReapReason::Idle => port.sandboxes.push(reaped.id),
+                reason => port.other.push(format!("container {} ({reason:?}) on {}", reaped.id, reaped.endpoint)),
+            }
+        }
+        port.other.extend(self.networks.into_iter().map(|n| format!("network {n}")));
+        port.other.extend(self.slots.into_iter().map(|s| format!("pool slot {}", s.display())));
+        port
     }
 }
 
@@ -254,7 +276,13 @@ impl DockerRuntime {
     /// # Errors
     ///
     /// When an endpoint cannot list its containers or networks.
-    pub async fn reap(&self, policy: &ReapPolicy) -> Result<ReapReport> {
+    ///
+    /// The [`SandboxRuntime::reap`](paid_core::SandboxRuntime::reap) of the
+    /// port calls this with the request's keep-set as
+    /// [`live_runs`](ReapPolicy::live_runs), its `min_age` as
+    /// [`grace`](ReapPolicy::grace) and the other thresholds from
+    /// [`DockerConfig::reaper`](crate::DockerConfig::reaper).
+    pub async fn reap_with(&self, policy: &ReapPolicy) -> Result<ReapReport> {
         Ok(self.reap_inner(policy).await?)
     }
 
@@ -268,15 +296,20 @@ impl DockerRuntime {
         // This runtime's own stale pool entries: replace them.
         if let Some(pool) = &shared.pool {
             for entry in pool.take_stale() {
-                let endpoint = shared.endpoints[entry.endpoint].name.to_string();
-                report.containers.push(Reaped {
+                let reaped = Reaped {
                     id: entry.id.clone(),
                     name: String::new(),
-                    endpoint,
+                    endpoint: shared.endpoints[entry.endpoint].name.to_string(),
                     run_id: None,
                     reason: ReapReason::StalePoolEntry,
-                });
-                shared.destroy(entry).await;
+                };
+                match shared.destroy(entry).await {
+                    Ok(network) => {
+                        report.networks.extend(network);
+                        report.containers.push(reaped);
+                    }
+                    Err(e) => report.errors.push(format!("{}: {e}", reaped.id)),
+                }
             }
             for key in pool.all_keys() {
                 shared.refill(&key);
@@ -292,7 +325,14 @@ impl DockerRuntime {
             }
         }
 
+        let listed_at = std::time::Instant::now();
         let listed = shared.list_all().await?;
+        // Sandboxes removed behind this runtime's back are forgotten (and
+        // counted down) here.
+        let ids: HashSet<String> = listed.iter().filter_map(|(_, s)| s.id.clone()).collect();
+        for gone in shared.forget_missing(&ids, listed_at) {
+            tracing::debug!(sandbox = %gone, "tracked sandbox is gone");
+        }
         let mut live_ids: HashSet<String> = HashSet::new();
         let mut forwarders: HashSet<String> = HashSet::new();
         for (endpoint, summary) in &listed {

@@ -3,28 +3,29 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::stream::BoxStream;
-use paid_core::metrics::{Metrics, ProjectLabels};
+use paid_core::metrics::Metrics;
 use paid_core::{
     ExecEvent, ExecRequest, Ids, RandomIds, Result, SandboxHandle, SandboxInfo, SandboxRuntime, SandboxSpec,
 };
 
 use crate::config::DockerConfig;
-use crate::container::{SandboxUser, Shape, container_name, create_body, role, run_container_name, sandbox_info};
+use crate::container::{SandboxUser, Shape, container_name, create_body, role, sandbox_info};
 use crate::egress::Egress;
 use crate::endpoint::{Endpoint, least_loaded};
 use crate::error::{DockerError, status_of};
 use crate::exec;
 use crate::permissions::make_writable;
-use crate::pool::{self, Pool, PoolEntry, PoolKey, PoolStatus, SlotRecord};
+use crate::pool::{self, Pool};
+use crate::reaper::ReapPolicy;
 
 /// A [`SandboxRuntime`] on Docker: one hardened container per run, commands
 /// run in it with `docker exec`.
@@ -68,6 +69,8 @@ pub(crate) struct Tracked {
     pub(crate) project_id: Option<String>,
     /// Whether this runtime counted it in `paid_active_containers`.
     pub(crate) counted: bool,
+    /// When this runtime learned of it.
+    pub(crate) since: Instant,
     /// Its own network, with egress.
     pub(crate) network: Option<String>,
     /// Its slot, when it came from the warm pool.
@@ -126,10 +129,12 @@ impl DockerRuntime {
         Self::connect(DockerConfig::default()).await
     }
 
-    /// Records `paid_active_containers{project_id}` (up on create, down on
-    /// remove) and `paid_container_startup_seconds` (from `create` being
-    /// called until the sandbox runs with the worktree mounted) in
-    /// `metrics`. Applies to every clone.
+    /// Records `paid_active_containers{project_id}` (up once when `create`
+    /// returns a sandbox, down once when it is removed, by any caller, or
+    /// found gone by the reaper) and `paid_container_startup_seconds` (from
+    /// `create` being called until the sandbox runs with the worktree
+    /// mounted) in `metrics`. Applies to every clone. The runtime is the one
+    /// place these two are recorded: callers should not record them too.
     pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
         *self.shared.metrics.write().unwrap_or_else(|p| p.into_inner()) = Some(metrics);
         self
@@ -169,83 +174,22 @@ impl DockerRuntime {
         self.shared.endpoints.iter().map(|e| e.name.to_string()).collect()
     }
 
-    /// How many pooled sandboxes are ready and being created, per pool key
-    /// seen so far. Empty without a warm pool.
-    pub fn pool_status(&self) -> Vec<PoolStatus> {
-        self.shared.pool.as_ref().map(Pool::status).unwrap_or_default()
-    }
-
-    /// Starts filling the warm pool for sandboxes like `spec` (image, mount
-    /// point and limits; its worktree tells where the pool root goes by
-    /// default) and waits until `warm_pool.per_image` are ready, or
-    /// `timeout` passes. Without a warm pool it returns at once.
-    ///
-    /// # Errors
-    ///
-    /// [`paid_core::Error::Timeout`] when the pool is not full in time (its
-    /// creates keep going).
-    pub async fn warm_up(&self, spec: &SandboxSpec, timeout: Duration) -> Result<()> {
-        let Some(pool) = &self.shared.pool else { return Ok(()) };
-        pool.reopen();
-        pool.root_for(&spec.worktree);
-        let key = pool.register(spec);
-        self.shared.destroy_all(pool.take_stale()).await;
-        let until = Instant::now() + timeout;
-        loop {
-            self.shared.refill(&key);
-            let full = pool
-                .status()
-                .iter()
-                .any(|s| s.image == spec.image && s.mount_at == spec.mount_at && s.ready >= pool.config.per_image);
-            if full {
-                return Ok(());
-            }
-            if Instant::now() >= until {
-                return Err(paid_core::Error::Timeout {
-                    what: format!("warm pool for {}", spec.image),
-                    after: timeout,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Removes every pooled sandbox no run has claimed and every spare
-    /// network, and stops refilling both until [`warm_up`](Self::warm_up)
-    /// or the next `create`. Waits (up to a minute) for creates under way.
-    /// Call it before dropping the last clone, or the reaper takes them
-    /// later.
-    pub async fn drain_pool(&self) {
-        let shared = &self.shared;
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (entries, pool_filling) = shared.pool.as_ref().map(|p| p.drain(true)).unwrap_or_default();
-            shared.destroy_all(entries).await;
-            let (spares, spares_filling) = shared.egress.as_ref().map(|e| e.drain_spares()).unwrap_or_default();
-            shared.drop_spares(spares).await;
-            if pool_filling + spares_filling == 0 || Instant::now() >= until {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 }
 
 impl Shared {
-    fn tracked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
+    pub(crate) fn tracked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
         self.tracked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn metrics(&self) -> Option<Arc<Metrics>> {
+    pub(crate) fn metrics(&self) -> Option<Arc<Metrics>> {
         self.metrics.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The label `<prefix>.<name>`.
-    fn label(&self, name: &str) -> String {
+    pub(crate) fn label(&self, name: &str) -> String {
         self.config.label(name)
     }
 
@@ -285,6 +229,7 @@ impl Shared {
                     .cloned()
                     .or_else(|| record.as_ref().and_then(|r| r.project_id.clone())),
                 counted: false,
+                since: Instant::now(),
                 network: labels.get(&self.label("network")).cloned(),
                 slot: record.as_ref().map(|_| slot.clone()).unwrap_or_default(),
                 env: record.map(|r| r.env).unwrap_or_default(),
@@ -305,7 +250,7 @@ impl Shared {
     }
 
     /// The endpoint for a new sandbox: the least loaded one.
-    async fn place(&self) -> Result<Arc<Endpoint>, DockerError> {
+    pub(crate) async fn place(&self) -> Result<Arc<Endpoint>, DockerError> {
         if self.endpoints.len() == 1 {
             return Ok(self.endpoints[0].clone());
         }
@@ -332,7 +277,7 @@ impl Shared {
 
     /// Creates and starts a container; on any failure removes what was
     /// made, the network included.
-    async fn start_container(
+    pub(crate) async fn start_container(
         &self,
         endpoint: &Endpoint,
         name: &str,
@@ -361,7 +306,7 @@ impl Shared {
     }
 
     /// Removes a sandbox network, logging (not failing) when it cannot.
-    async fn drop_network(&self, endpoint: &Endpoint, network: Option<&str>) {
+    pub(crate) async fn drop_network(&self, endpoint: &Endpoint, network: Option<&str>) {
         let (Some(egress), Some(network)) = (&self.egress, network) else { return };
         if let Err(e) = egress.remove_network(endpoint, network).await {
             tracing::warn!(network, error = %e, "could not remove a sandbox network; the reaper will");
@@ -396,6 +341,7 @@ impl Shared {
                 endpoint: endpoint.index,
                 project_id: Some(spec.project_id.to_string()),
                 counted: false,
+                since: Instant::now(),
                 network,
                 slot: None,
                 env: BTreeMap::new(),
@@ -412,7 +358,7 @@ impl Shared {
     /// sandbox, and puts it, its label and the proxy's address into
     /// `shape`. The caller refills the spares once the sandbox runs, so the
     /// refill does not compete with its start.
-    async fn sandbox_network(
+    pub(crate) async fn sandbox_network(
         self: &Arc<Self>,
         endpoint: &Arc<Endpoint>,
         shape: &mut Shape,
@@ -457,186 +403,13 @@ impl Shared {
         futures::future::join_all(drops).await;
     }
 
-    /// Creates one pooled sandbox like `template`, with an empty slot.
-    async fn create_pooled(self: &Arc<Self>, template: &SandboxSpec) -> Result<PoolEntry, DockerError> {
-        let Some(pool) = &self.pool else {
-            return Err(DockerError::Invalid { what: "warm pool", message: "no warm pool configured".to_string() });
-        };
-        let root = pool.root_for(&template.worktree);
-        let slot_name = format!("{}-{}", self.instance, RandomIds.hex(6));
-        let slot = tokio::task::spawn_blocking(move || pool::create_slot(&root, &slot_name))
-            .await
-            .map_err(|e| DockerError::Exec { id: String::new(), message: format!("slot task failed: {e}") })??;
-        let endpoint = self.place().await?;
-        let _in_flight = endpoint.start_create();
-        let mut shape = Shape {
-            mount_source: slot.clone(),
-            labels: HashMap::from([
-                (self.config.managed_label(), "true".to_string()),
-                (self.label("role"), role::SANDBOX.to_string()),
-                (self.label("endpoint"), endpoint.name.to_string()),
-                (self.label("pool.owner"), self.instance.clone()),
-                (self.label("pool.slot"), slot.to_string_lossy().into_owned()),
-            ]),
-            env: BTreeMap::new(),
-            network: self.config.network.clone(),
-        };
-        let result = async {
-            let network = self.sandbox_network(&endpoint, &mut shape).await?;
-            let body = create_body(&self.config, template, &shape)?;
-            let name = format!("{}-pool-{}", self.config.label_prefix, RandomIds.hex(6));
-            let id = self.start_container(&endpoint, &name, &template.image, body, network.as_deref()).await;
-            self.refill_spares(&endpoint);
-            let id = id?;
-            let record = SlotRecord {
-                container: id.clone(),
-                origin: None,
-                run_id: None,
-                project_id: None,
-                env: BTreeMap::new(),
-            };
-            let at = slot.clone();
-            if let Err(e) = blocking(move || pool::write_record(&at, &record)).await {
-                let _ = remove_container(&endpoint, &id).await;
-                self.drop_network(&endpoint, network.as_deref()).await;
-                return Err(e);
-            }
-            Ok(PoolEntry { id, endpoint: endpoint.index, slot: slot.clone(), network, born: Instant::now() })
-        }
-        .await;
-        if result.is_err() {
-            let at = slot.clone();
-            let _ = blocking(move || pool::detach(&at, None)).await;
-        }
-        result
-    }
-
-    /// Spawns the creates that bring the pool for `key` back to size.
-    pub(crate) fn refill(self: &Arc<Self>, key: &PoolKey) {
-        let Some(pool) = &self.pool else { return };
-        let Some((template, count)) = pool.reserve(key) else { return };
-        for _ in 0..count {
-            let (shared, key, template) = (self.clone(), key.clone(), template.clone());
-            tokio::spawn(async move {
-                let created = match shared.create_pooled(&template).await {
-                    Ok(entry) => Some(entry),
-                    Err(e) => {
-                        tracing::warn!(image = %template.image, error = %e, "could not fill the warm pool");
-                        None
-                    }
-                };
-                if let Some(pool) = &shared.pool
-                    && let Some(stray) = pool.finish(&key, created)
-                {
-                    shared.destroy(stray).await;
-                    pool.release(&key);
-                }
-            });
-        }
-    }
-
-    /// Hands a pooled sandbox to `spec`'s run, or `None` (then the caller
-    /// creates cold): see "Warm pool" in the crate docs.
-    async fn claim(self: &Arc<Self>, spec: &SandboxSpec) -> Option<SandboxHandle> {
-        let pool = self.pool.as_ref()?;
-        pool.reopen();
-        pool.root_for(&spec.worktree);
-        let key = PoolKey::of(spec);
-        let taken = pool.take(spec);
-        self.refill(&key);
-        if !taken.stale.is_empty() {
-            let (shared, stale) = (self.clone(), taken.stale);
-            tokio::spawn(async move { shared.destroy_all(stale).await });
-        }
-        let entry = taken.entry?;
-        match self.attach(&entry, spec).await {
-            Ok(handle) => Some(handle),
-            Err(e) => {
-                tracing::warn!(sandbox = %entry.id, error = %e, "could not claim a pooled sandbox; creating one cold");
-                self.destroy(entry).await;
-                None
-            }
-        }
-    }
-
-    /// Moves the worktree into the entry's slot and renames the container
-    /// after the run.
-    async fn attach(&self, entry: &PoolEntry, spec: &SandboxSpec) -> Result<SandboxHandle, DockerError> {
-        let record = SlotRecord {
-            container: entry.id.clone(),
-            origin: Some(spec.worktree.clone()),
-            run_id: Some(spec.run_id.to_string()),
-            project_id: Some(spec.project_id.to_string()),
-            env: spec.env.clone(),
-        };
-        let (slot, worktree) = (entry.slot.clone(), spec.worktree.clone());
-        let attach = blocking(move || {
-            pool::write_record(&slot, &record)?;
-            pool::attach(&slot, &worktree)?;
-            make_writable(&slot)
-        });
-        // The name does not depend on the files: rename meanwhile.
-        let endpoint = &self.endpoints[entry.endpoint];
-        let name = run_container_name(&self.config, &spec.run_id.to_string(), &RandomIds.hex(3));
-        let options = RenameContainerOptionsBuilder::new().name(&name).build();
-        let (attached, renamed) = tokio::join!(attach, endpoint.docker.rename_container(&entry.id, options));
-        if let Err(e) =
-            attached.and(renamed.map_err(|e| DockerError::from_bollard("rename pooled sandbox", &endpoint.name, e)))
-        {
-            // Put the worktree back where the engine expects it (when it
-            // moved at all); the caller destroys the entry.
-            let (slot, worktree) = (entry.slot.clone(), spec.worktree.clone());
-            let _ = blocking(move || {
-                if std::fs::read_link(&worktree).is_ok_and(|target| target == slot) {
-                    pool::detach(&slot, Some(&worktree))?;
-                }
-                Ok(())
-            })
-            .await;
-            return Err(e);
-        }
-        self.tracked().insert(
-            entry.id.clone(),
-            Tracked {
-                endpoint: entry.endpoint,
-                project_id: Some(spec.project_id.to_string()),
-                counted: false,
-                network: entry.network.clone(),
-                slot: Some(entry.slot.clone()),
-                env: spec.env.clone(),
-            },
-        );
-        tracing::info!(
-            sandbox = %entry.id, name = %name, run_id = %spec.run_id, project_id = %spec.project_id,
-            image = %spec.image, endpoint = %endpoint.name, "sandbox claimed from the warm pool"
-        );
-        Ok(SandboxHandle { id: entry.id.clone(), mount_at: spec.mount_at.clone() })
-    }
-
-    /// Removes an unclaimed pool entry: container, network, slot.
-    pub(crate) async fn destroy(&self, entry: PoolEntry) {
-        let endpoint = &self.endpoints[entry.endpoint];
-        if let Err(e) = remove_container(endpoint, &entry.id).await {
-            tracing::warn!(sandbox = %entry.id, error = %e, "could not remove a pooled sandbox; the reaper will");
-            return;
-        }
-        self.drop_network(endpoint, entry.network.as_deref()).await;
-        let slot = entry.slot.clone();
-        if let Err(e) = blocking(move || pool::detach(&slot, None).map(|_| ())).await {
-            tracing::warn!(slot = %entry.slot.display(), error = %e, "could not delete a pool slot");
-        }
-    }
-
-    pub(crate) async fn destroy_all(&self, entries: Vec<PoolEntry>) {
-        futures::future::join_all(entries.into_iter().map(|e| self.destroy(e))).await;
-    }
-
     /// Removes sandbox `id` with everything that belongs to it: its
     /// network, and for a pooled one, the slot (the worktree moves back).
     pub(crate) async fn remove_sandbox(&self, id: &str) -> Result<Option<Tracked>, DockerError> {
         let Some((endpoint, tracked)) = self.locate(id).await? else { return Ok(None) };
         remove_container(&endpoint, id).await?;
-        let tracked = self.tracked().remove(id).unwrap_or(tracked);
+        // Only the caller that takes it out of the map counts it down.
+        let tracked = self.untrack(id).unwrap_or(tracked);
         self.drop_network(&endpoint, tracked.network.as_deref()).await;
         if let Some(slot) = tracked.slot.clone() {
             let restored = blocking(move || {
@@ -646,11 +419,6 @@ impl Shared {
             })
             .await?;
             tracing::debug!(sandbox = %id, ?restored, "pool slot released");
-        }
-        if tracked.counted
-            && let (Some(metrics), Some(project_id)) = (self.metrics(), tracked.project_id.clone())
-        {
-            metrics.active_containers.get_or_create(&ProjectLabels { project_id }).dec();
         }
         Ok(Some(tracked))
     }
@@ -753,13 +521,7 @@ impl SandboxRuntime for DockerRuntime {
             None => shared.create_cold(spec).await?,
         };
         let elapsed = started.elapsed();
-        if let Some(metrics) = shared.metrics() {
-            metrics.active_containers.get_or_create(&ProjectLabels { project_id: spec.project_id.to_string() }).inc();
-            metrics.container_startup_seconds.observe(elapsed.as_secs_f64());
-            if let Some(tracked) = shared.tracked().get_mut(&handle.id) {
-                tracked.counted = true;
-            }
-        }
+        shared.count_started(&handle.id, elapsed);
         tracing::debug!(sandbox = %handle.id, elapsed_ms = elapsed.as_millis() as u64, "sandbox ready");
         Ok(handle)
     }
@@ -842,6 +604,23 @@ impl SandboxRuntime for DockerRuntime {
             out.push(info);
         }
         Ok(out)
+    }
+
+    /// Removes every managed container and sandbox network that belongs to
+    /// no run in `req.keep` and is at least `req.min_age` old: run
+    /// sandboxes (claimed pooled ones included) with their networks and
+    /// slots, other runtimes' abandoned pool entries and spare networks,
+    /// dangling networks, orphan slots. This runtime's own pool and spares
+    /// stay ([`DockerRuntime::shutdown`] removes them).
+    ///
+    /// Beyond the port's contract, a kept run's sandbox idle or older than
+    /// [`DockerConfig::reaper`] allows is removed too (the engine re-creates
+    /// a missing sandbox). Ages are by the engine's clock; `req.now` is not
+    /// used. See [`DockerRuntime::reap_with`].
+    async fn reap(&self, req: &paid_core::ReapRequest<'_>) -> Result<paid_core::ReapReport> {
+        let policy = ReapPolicy { grace: req.min_age, ..ReapPolicy::from_config(&self.shared.config.reaper) }
+            .with_live_runs(req.keep.iter());
+        Ok(self.reap_with(&policy).await?.into_port())
     }
 }
 

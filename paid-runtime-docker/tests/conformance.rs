@@ -7,7 +7,9 @@ mod common;
 
 use paid_core::testing::sandbox as suite;
 
-use common::{docker_required, image};
+use paid_runtime_docker::DockerConfig;
+
+use common::{docker_required, image, runtime_with, unique_prefix, with_cleanup};
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {$(
@@ -39,4 +41,17 @@ async fn missing_image_is_reported() {
     let runtime = docker_required().await;
     let worktree = tempfile::tempdir().unwrap();
     suite::missing_image_is_reported(&runtime, worktree.path()).await;
+}
+
+/// Under a label prefix of its own: the suite's reap removes whatever else
+/// carries the runtime's label.
+#[tokio::test(flavor = "multi_thread")]
+async fn reap_removes_sandboxes_of_runs_not_kept() {
+    let prefix = unique_prefix("confreap");
+    let runtime = runtime_with(DockerConfig { label_prefix: prefix.clone(), ..DockerConfig::default() }).await;
+    let worktree = tempfile::tempdir().unwrap();
+    with_cleanup(&runtime.client().clone(), &prefix, async {
+        suite::reap_removes_sandboxes_of_runs_not_kept(&runtime, &image(), worktree.path()).await;
+    })
+    .await;
 }

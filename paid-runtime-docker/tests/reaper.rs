@@ -85,7 +85,7 @@ async fn the_reaper_removes_orphans_and_leaves_unlabeled_containers_alone() {
             .await
             .unwrap();
 
-        let report = runtime.reap(&policy().with_live_runs([spec.run_id])).await.unwrap();
+        let report = runtime.reap_with(&policy().with_live_runs([spec.run_id])).await.unwrap();
         eprintln!("{report:#?}");
         assert_eq!(report.errors, Vec::<String>::new());
         assert_eq!(report.containers.len(), 1, "{report:?}");
@@ -100,10 +100,10 @@ async fn the_reaper_removes_orphans_and_leaves_unlabeled_containers_alone() {
         assert!(runtime.is_running(&live).await.unwrap(), "the live sandbox is untouched");
 
         // Without the live run in the set, the live sandbox is an orphan too.
-        let report = runtime.reap(&policy().with_live_runs(Vec::<String>::new())).await.unwrap();
+        let report = runtime.reap_with(&policy().with_live_runs(Vec::<String>::new())).await.unwrap();
         assert_eq!(report.containers.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [live.id.as_str()]);
         assert!(exists(&docker, &other).await);
-        assert!(runtime.reap(&policy()).await.unwrap().is_empty(), "nothing left to reap");
+        assert!(runtime.reap_with(&policy()).await.unwrap().is_empty(), "nothing left to reap");
     })
     .await;
     // Our own cleanup of the unlabeled container, by id.
@@ -136,7 +136,7 @@ async fn idle_and_old_sandboxes_go_busy_ones_stay() {
 
         let live = [s_idle.run_id, s_busy.run_id, s_new.run_id];
         let quick = ReapPolicy { idle_after: Duration::from_secs(1), ..policy() }.with_live_runs(live);
-        let report = runtime.reap(&quick).await.unwrap();
+        let report = runtime.reap_with(&quick).await.unwrap();
         eprintln!("{report:#?}");
         assert_eq!(report.errors, Vec::<String>::new());
         let reaped: Vec<(&str, ReapReason)> = report.containers.iter().map(|r| (r.id.as_str(), r.reason)).collect();
@@ -146,7 +146,7 @@ async fn idle_and_old_sandboxes_go_busy_ones_stay() {
         // Too old beats busy (ages are whole seconds).
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let old = ReapPolicy { max_age: Duration::from_millis(1), ..policy() }.with_live_runs(live);
-        let report = runtime.reap(&old).await.unwrap();
+        let report = runtime.reap_with(&old).await.unwrap();
         let mut reaped: Vec<(&str, ReapReason)> = report.containers.iter().map(|r| (r.id.as_str(), r.reason)).collect();
         reaped.sort();
         let mut want = vec![(busy.id.as_str(), ReapReason::TooOld), (fresh.id.as_str(), ReapReason::TooOld)];
@@ -191,7 +191,7 @@ async fn after_a_crash_the_reaper_cleans_the_pool_and_restores_the_worktree() {
         let survivor = runtime_with(config).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let policy = ReapPolicy { idle_after: Duration::ZERO, ..policy() }.with_live_runs(Vec::<String>::new());
-        let report = survivor.reap(&policy).await.unwrap();
+        let report = survivor.reap_with(&policy).await.unwrap();
         eprintln!("{report:#?}");
         assert_eq!(report.errors, Vec::<String>::new());
         let mut reasons: Vec<ReapReason> = report.containers.iter().map(|r| r.reason).collect();
@@ -238,18 +238,116 @@ async fn spare_networks_are_not_dangling() {
         };
         let spares = sorted().await;
 
-        let own = owner.reap(&policy()).await.unwrap();
+        let own = owner.reap_with(&policy()).await.unwrap();
         assert!(own.networks.is_empty(), "{own:?}");
         let other = runtime_with(config).await;
-        let foreign = other.reap(&policy()).await.unwrap();
+        let foreign = other.reap_with(&policy()).await.unwrap();
         assert!(foreign.networks.is_empty(), "{foreign:?}");
         assert_eq!(sorted().await, spares);
 
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let late = ReapPolicy { idle_after: Duration::ZERO, ..policy() };
-        let mut reaped = other.reap(&late).await.unwrap().networks;
+        let mut reaped = other.reap_with(&late).await.unwrap().networks;
         reaped.sort();
         assert_eq!(reaped, spares, "another runtime's spares go once past idle_after");
+    })
+    .await;
+}
+
+/// With a warm pool and egress on, a worker dies with a full pool and
+/// spare networks; another creates and removes sandboxes and keeps one run.
+/// The port's `reap` removes what the dead worker left, keeps the kept
+/// run's sandbox and the live pool; after that run ends, `shutdown` leaves
+/// no container, network or slot behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn reap_and_shutdown_leave_nothing_behind_with_pool_and_egress() {
+    let base = tempfile::tempdir().unwrap();
+    let prefix = unique_prefix("sweep");
+    let proxy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let config = DockerConfig {
+        label_prefix: prefix.clone(),
+        egress: Some(paid_runtime_docker::EgressConfig::proxy(proxy.local_addr().unwrap().port())),
+        warm_pool: paid_runtime_docker::WarmPoolConfig {
+            per_image: 1,
+            root: Some(base.path().join("pool")),
+            ..Default::default()
+        },
+        reaper: ReaperConfig { idle_after_secs: 2, ..ReaperConfig::default() },
+        ..DockerConfig::default()
+    };
+    let dead = runtime_with(config.clone()).await;
+    let docker = dead.client().clone();
+    let sorted = async |what: &str| {
+        let mut names = match what {
+            "containers" => common::managed_ids(&docker, &prefix).await,
+            _ => common::managed_networks(&docker, &prefix).await,
+        };
+        names.sort();
+        names
+    };
+    let wait_for_networks = async |n: usize| {
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while sorted("networks").await.len() < n {
+            assert!(std::time::Instant::now() < until, "spare networks were not made");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    with_cleanup(&docker, &prefix, async {
+        let spec = |n: usize| {
+            let worktree = base.path().join(format!("w/{n}"));
+            std::fs::create_dir_all(&worktree).unwrap();
+            suite::spec(&image(), &worktree)
+        };
+        // The dead worker: a pooled sandbox with its network, two spares.
+        dead.warm_up(&spec(0), Duration::from_secs(60)).await.unwrap();
+        wait_for_networks(3).await;
+        let dead_left = std::time::Instant::now();
+        drop(dead);
+        let (dead_containers, dead_networks) = (sorted("containers").await, sorted("networks").await);
+
+        // The live worker: three runs, two of them end.
+        let live = runtime_with(config).await;
+        let specs = [spec(1), spec(2), spec(3)];
+        live.warm_up(&specs[0], Duration::from_secs(60)).await.unwrap();
+        let mut sandboxes = Vec::new();
+        for spec in &specs {
+            sandboxes.push(live.create(spec).await.unwrap());
+        }
+        live.remove(&sandboxes[0]).await.unwrap();
+        live.remove(&sandboxes[1]).await.unwrap();
+        live.warm_up(&specs[0], Duration::from_secs(60)).await.unwrap();
+        // The kept sandbox, its network, a pooled sandbox with its network, two spares.
+        wait_for_networks(dead_networks.len() + 4).await;
+        // Everything of the dead worker is older than `idle_after`; the
+        // kept sandbox was just used.
+        tokio::time::sleep(Duration::from_secs(3).saturating_sub(dead_left.elapsed())).await;
+        sh(&live, &sandboxes[2], "true").await;
+
+        let keep = [specs[2].run_id];
+        let req = paid_core::ReapRequest { keep: &keep, min_age: Duration::ZERO, now: chrono::Utc::now() };
+        let report = SandboxRuntime::reap(&live, &req).await.unwrap();
+        eprintln!("{report:#?}");
+        assert_eq!(report.errors, Vec::<String>::new());
+        assert_eq!(report.sandboxes, Vec::<String>::new(), "the ended runs' sandboxes were removed already");
+        let containers = sorted("containers").await;
+        let networks = sorted("networks").await;
+        let forwarder = dead_containers.iter().filter(|id| containers.contains(id)).count();
+        assert_eq!(forwarder, 1, "of the dead worker's containers only the shared forwarder stays");
+        assert!(!dead_networks.iter().any(|n| networks.contains(n)), "the dead worker's networks are gone");
+        assert!(live.is_running(&sandboxes[2]).await.unwrap(), "the kept run's sandbox stays");
+        assert_eq!(live.pool_status()[0].ready, 1, "the live pool stays");
+        assert_eq!((containers.len(), networks.len()), (3, 4), "{containers:?} {networks:?}");
+
+        live.remove(&sandboxes[2]).await.unwrap();
+        let report = live.shutdown().await;
+        eprintln!("{report:#?}");
+        assert_eq!(report.errors, Vec::<String>::new());
+        let mut reasons: Vec<ReapReason> = report.containers.iter().map(|r| r.reason).collect();
+        reasons.sort();
+        assert_eq!(reasons, [ReapReason::Drained, ReapReason::UnusedForwarder]);
+        assert_eq!(sorted("containers").await, Vec::<String>::new(), "no managed container is left");
+        assert_eq!(sorted("networks").await, Vec::<String>::new(), "no sandbox network is left");
+        assert_eq!(std::fs::read_dir(base.path().join("pool")).unwrap().count(), 0, "no slot is left");
     })
     .await;
 }

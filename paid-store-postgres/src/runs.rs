@@ -99,6 +99,9 @@ pub(crate) async fn list(pool: &PgPool, filter: &RunFilter) -> OpResult<Vec<Run>
     if filter.active_only {
         q.push(" AND finished_at IS NULL");
     }
+    if let Some(before) = filter.before {
+        q.push(" AND (created_at, id) < (SELECT created_at, id FROM runs WHERE id = ").push_bind(before.0).push(")");
+    }
     q.push(" ORDER BY created_at DESC, id DESC");
     if let Some(limit) = filter.limit {
         q.push(" LIMIT ").push_bind(i64::from(limit));

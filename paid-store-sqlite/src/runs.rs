@@ -100,6 +100,11 @@ pub(crate) fn list(c: &Connection, filter: &RunFilter) -> Result<Vec<Run>, OpErr
     if filter.active_only {
         conditions.push("finished_at IS NULL".into());
     }
+    if let Some(before) = filter.before {
+        params.push(Value::Text(before.to_string()));
+        conditions
+            .push(format!("(created_at, id) < (SELECT created_at, id FROM runs WHERE id = ?{n})", n = params.len()));
+    }
     let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     // A negative LIMIT is no limit.
     params.push(Value::Integer(filter.limit.map_or(-1, i64::from)));

@@ -5,7 +5,7 @@
 //!
 //! `paid init`, `paid serve`, `paid doctor` and the commands that talk to a
 //! running daemon (`project`, `token`, `run`, `runs`, `prompts`, `costs`)
-//! are in [`paid_examples::daemon::cli`].
+//! are in [`paid_examples::cli`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use paid_core::RunState;
-use paid_examples::daemon::cli::{self, Command, Global};
+use paid_examples::cli::{self, Command, Global};
 
 #[derive(Parser)]
 #[command(name = "paid", version, about = "Labeled issues in, pull requests out.")]

@@ -256,6 +256,7 @@ impl Engine {
                 issue_number: Some(latest.issue_number),
                 active_only: true,
                 limit: Some(1),
+                ..RunFilter::default()
             })
             .await?;
         if !active.is_empty() {

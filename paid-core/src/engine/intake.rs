@@ -144,6 +144,7 @@ impl Engine {
                     issue_number: Some(fi.number),
                     active_only: true,
                     limit: None,
+                    ..RunFilter::default()
                 })
                 .await?;
             for run in active {
@@ -211,6 +212,7 @@ impl Engine {
                 issue_number: Some(fi.number),
                 active_only: true,
                 limit: Some(1),
+                ..RunFilter::default()
             })
             .await?;
         if let Some(run) = active.first() {

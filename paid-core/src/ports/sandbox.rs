@@ -162,6 +162,40 @@ pub struct SandboxInfo {
     pub running: bool,
 }
 
+/// What [`SandboxRuntime::reap`] may remove: everything the runtime manages
+/// that belongs to no run in `keep` and is at least `min_age` old.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReapRequest<'a> {
+    /// The runs whose sandboxes (and whatever the runtime keeps for them)
+    /// stay: the store's active runs, plus runs the caller cannot vouch for
+    /// yet. A sandbox is matched by its run label ([`SandboxInfo::run_id`]).
+    pub keep: &'a [RunId],
+    /// Anything younger than this stays, whatever its run: a sandbox being
+    /// created right now is never taken for an orphan. Zero removes at once.
+    pub min_age: Duration,
+    /// Now, by the caller's clock; ages are `now - created_at`.
+    pub now: Timestamp,
+}
+
+/// What one [`SandboxRuntime::reap`] pass removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReapReport {
+    /// Sandboxes removed (runtime ids).
+    pub sandboxes: Vec<String>,
+    /// Other resources the runtime removed along with them (per-sandbox
+    /// networks, warm-pool entries), each described for a log line.
+    pub other: Vec<String>,
+    /// What could not be removed, and why. The pass went on without it.
+    pub errors: Vec<String>,
+}
+
+impl ReapReport {
+    /// Whether nothing was removed and nothing failed.
+    pub fn is_empty(&self) -> bool {
+        self.sandboxes.is_empty() && self.other.is_empty() && self.errors.is_empty()
+    }
+}
+
 /// Creates sandboxes and runs commands in them.
 #[async_trait]
 pub trait SandboxRuntime: Send + Sync + 'static {
@@ -182,4 +216,40 @@ pub trait SandboxRuntime: Send + Sync + 'static {
     async fn remove(&self, sandbox: &SandboxHandle) -> Result<()>;
     /// Sandboxes carrying the runtime's management label.
     async fn list_managed(&self) -> Result<Vec<SandboxInfo>>;
+    /// Removes everything this runtime manages that belongs to no run in
+    /// `req.keep` and is at least `req.min_age` old; reports what it
+    /// removed. The engine's maintenance (`Engine::sweep`) calls it with the
+    /// store's active runs; nothing else should.
+    ///
+    /// The default lists [`SandboxRuntime::list_managed`] and removes each
+    /// sandbox whose run label is set and not in `keep`, once old enough (a
+    /// sandbox of unknown age only when `min_age` is zero). Sandboxes without
+    /// a run label are left alone: the default cannot tell what they are. A
+    /// runtime that keeps more than sandboxes (warm-pool entries, networks
+    /// per sandbox) or unlabelled sandboxes of its own overrides this to
+    /// reap those too, with the same keep-set and age rule.
+    ///
+    /// A sandbox that cannot be removed is noted in
+    /// [`ReapReport::errors`] and the pass goes on; an error means nothing
+    /// could be listed.
+    async fn reap(&self, req: &ReapRequest<'_>) -> Result<ReapReport> {
+        let keep: std::collections::HashSet<String> = req.keep.iter().map(RunId::to_string).collect();
+        let mut report = ReapReport::default();
+        for sandbox in self.list_managed().await? {
+            let Some(run) = &sandbox.run_id else { continue };
+            let old_enough = req.min_age.is_zero()
+                || sandbox
+                    .created_at
+                    .is_some_and(|created| (req.now - created).to_std().is_ok_and(|age| age >= req.min_age));
+            if keep.contains(run) || !old_enough {
+                continue;
+            }
+            let handle = SandboxHandle { id: sandbox.id.clone(), mount_at: SandboxSpec::DEFAULT_MOUNT.into() };
+            match self.remove(&handle).await {
+                Ok(()) => report.sandboxes.push(sandbox.id),
+                Err(e) => report.errors.push(format!("could not remove sandbox {}: {e}", sandbox.id)),
+            }
+        }
+        Ok(report)
+    }
 }

@@ -61,6 +61,9 @@ pub struct RunFilter {
     pub active_only: bool,
     /// At most this many, newest first. `None` for all.
     pub limit: Option<u32>,
+    /// Only runs older than this one (in the newest-first order): the
+    /// cursor of the next page is the last run of the previous one.
+    pub before: Option<RunId>,
 }
 
 /// A chunk of output to append to a run's log, under a per-run byte cap.

@@ -402,8 +402,34 @@ impl Workspaces for InstantWorkspaces {
         }
     }
 
-    async fn sweep_orphans(&self, _keep: &[RunId], _older_than: ChronoDuration) -> Result<Vec<PathBuf>> {
-        Ok(Vec::new())
+    /// Removes the worktree directories (named by run id) of runs outside
+    /// `keep` whose modification time is at least `older_than` ago.
+    async fn sweep_orphans(&self, keep: &[RunId], older_than: ChronoDuration) -> Result<Vec<PathBuf>> {
+        let min_age = older_than.to_std().unwrap_or(Duration::ZERO);
+        let keep: std::collections::HashSet<String> = keep.iter().map(RunId::to_string).collect();
+        let list = |e| io_error(format!("list {}", self.root.display()), e);
+        let mut entries = match tokio::fs::read_dir(&self.root).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(list(e)),
+        };
+        let mut removed = Vec::new();
+        while let Some(entry) = entries.next_entry().await.map_err(list)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.parse::<uuid::Uuid>().is_err() || keep.contains(&name) {
+                continue;
+            }
+            let path = entry.path();
+            let meta = entry.metadata().await.map_err(|e| io_error(format!("stat {}", path.display()), e))?;
+            let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+            if !meta.is_dir() || age < min_age {
+                continue;
+            }
+            tokio::fs::remove_dir_all(&path).await.map_err(|e| io_error(format!("remove {}", path.display()), e))?;
+            removed.push(path);
+        }
+        removed.sort();
+        Ok(removed)
     }
 }
 

@@ -30,6 +30,10 @@
 //! - **The worktree** is shared: files written on either side are seen on the
 //!   other.
 //! - **`list_managed`** lists the sandbox with its run and project.
+//! - **`reap`** removes the sandboxes of runs outside its keep-set once
+//!   they are `min_age` old, and nothing of the runs it keeps
+//!   ([`reap_removes_sandboxes_of_runs_not_kept`], not in [`run_all`]: it
+//!   reaps other users' sandboxes too).
 //! - **A missing image** fails `ensure_image` and `create` with
 //!   [`Error::ImageMissing`]; exec in a removed sandbox fails with
 //!   [`Error::NotFound`].
@@ -50,8 +54,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    Error, ExecEvent, ExecExit, ExecRequest, ProjectId, ResourceLimits, RunId, SandboxHandle, SandboxRuntime,
-    SandboxSpec,
+    Error, ExecEvent, ExecExit, ExecRequest, ProjectId, ReapRequest, ResourceLimits, RunId, SandboxHandle,
+    SandboxRuntime, SandboxSpec,
 };
 
 /// How long a timed-out or cancelled exec may take to report its end.
@@ -380,6 +384,51 @@ pub async fn list_managed_includes_the_sandbox(runtime: &dyn SandboxRuntime, ima
         !runtime.list_managed().await.unwrap().iter().any(|info| info.id == id),
         "removed sandboxes are not listed"
     );
+}
+
+/// `reap` leaves a young orphan alone, then removes it once `min_age` is
+/// zero, and keeps the sandbox of a run in its keep-set throughout.
+///
+/// Every run listed before the passes is kept, so other users' sandboxes
+/// that were there survive; one that someone else creates between the
+/// listing and the second pass may not: run it where no one else creates
+/// sandboxes meanwhile. [`run_all`] leaves it out for that reason.
+pub async fn reap_removes_sandboxes_of_runs_not_kept(runtime: &dyn SandboxRuntime, image: &str, worktree: &Path) {
+    let kept_spec = spec(image, worktree);
+    let orphan_spec = spec(image, worktree);
+    let kept = runtime.create(&kept_spec).await.unwrap();
+    let orphan = runtime.create(&orphan_spec).await.unwrap();
+    let outcome = AssertUnwindSafe(async {
+        let keep: Vec<RunId> = runtime
+            .list_managed()
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|s| s.run_id.as_deref()?.parse::<Uuid>().ok().map(RunId))
+            .filter(|run| *run != orphan_spec.run_id)
+            .chain([kept_spec.run_id])
+            .collect();
+        let young = ReapRequest { keep: &keep, min_age: Duration::from_secs(3600), now: chrono::Utc::now() };
+        let report = runtime.reap(&young).await.unwrap();
+        assert!(!report.sandboxes.contains(&orphan.id), "a young orphan is left alone: {report:?}");
+        assert!(runtime.is_running(&orphan).await.unwrap(), "a young orphan is left alone");
+
+        let now = ReapRequest { keep: &keep, min_age: Duration::ZERO, now: chrono::Utc::now() };
+        let report = runtime.reap(&now).await.unwrap();
+        assert!(report.sandboxes.contains(&orphan.id), "the orphan is reaped: {report:?}");
+        assert!(!report.sandboxes.contains(&kept.id), "a kept run's sandbox stays: {report:?}");
+        assert!(runtime.is_running(&kept).await.unwrap(), "a kept run's sandbox stays");
+        let listed = runtime.list_managed().await.unwrap();
+        assert!(!listed.iter().any(|s| s.id == orphan.id), "a reaped sandbox is not listed: {listed:?}");
+    })
+    .catch_unwind()
+    .await;
+    let _ = runtime.remove(&orphan).await;
+    let removed = runtime.remove(&kept).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    removed.unwrap_or_else(|e| panic!("remove sandbox {}: {e}", kept.id));
 }
 
 /// Exec in a removed sandbox fails with [`Error::NotFound`], either at once or

@@ -454,6 +454,11 @@ pub async fn runs_list_newest_first(store: Arc<dyn Store>) {
     assert_eq!(list(RunFilter { issue_number: Some(1), ..in_p1.clone() }).await, vec![d.clone(), a.clone()]);
     assert_eq!(list(RunFilter { active_only: true, ..in_p1.clone() }).await, vec![d.clone(), a.clone()]);
     assert_eq!(list(RunFilter { limit: Some(2), ..RunFilter::default() }).await, vec![d.clone(), c.clone()]);
+    // Pages: each starts after the previous page's last run.
+    let page2 = RunFilter { limit: Some(2), before: Some(c.id), ..RunFilter::default() };
+    assert_eq!(list(page2).await, vec![b.clone(), a.clone()]);
+    assert_eq!(list(RunFilter { before: Some(a.id), ..RunFilter::default() }).await, Vec::<Run>::new());
+    assert_eq!(list(RunFilter { before: Some(d.id), ..in_p1.clone() }).await, vec![b.clone(), a.clone()]);
     assert_eq!(list(RunFilter { active_only: true, limit: Some(1), ..RunFilter::default() }).await, vec![d]);
     assert_eq!(list(RunFilter { issue_number: Some(3), ..in_p1 }).await, Vec::<Run>::new());
 }

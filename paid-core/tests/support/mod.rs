@@ -119,13 +119,20 @@ impl Agent for ScriptedAgent {
 #[derive(Default)]
 pub struct FileRuntime {
     next: AtomicU64,
-    live: Mutex<BTreeMap<String, (PathBuf, RunId)>>,
+    live: Mutex<BTreeMap<String, (PathBuf, RunId, paid_core::Timestamp)>>,
     pub created: AtomicU64,
 }
 
 impl FileRuntime {
     pub fn live(&self) -> usize {
         self.live.lock().unwrap().len()
+    }
+
+    /// The runs of the live sandboxes, one entry per sandbox, sorted.
+    pub fn live_runs(&self) -> Vec<RunId> {
+        let mut runs: Vec<RunId> = self.live.lock().unwrap().values().map(|(_, run, _)| *run).collect();
+        runs.sort();
+        runs
     }
 }
 
@@ -138,12 +145,12 @@ impl SandboxRuntime for FileRuntime {
     async fn create(&self, spec: &SandboxSpec) -> Result<SandboxHandle> {
         let id = format!("sbx-{}", self.next.fetch_add(1, Ordering::SeqCst));
         self.created.fetch_add(1, Ordering::SeqCst);
-        self.live.lock().unwrap().insert(id.clone(), (spec.worktree.clone(), spec.run_id));
+        self.live.lock().unwrap().insert(id.clone(), (spec.worktree.clone(), spec.run_id, SystemClock.now()));
         Ok(SandboxHandle { id, mount_at: spec.mount_at.clone() })
     }
 
     async fn exec(&self, sandbox: &SandboxHandle, req: ExecRequest) -> Result<BoxStream<'static, Result<ExecEvent>>> {
-        let dir = self.live.lock().unwrap().get(&sandbox.id).map(|(p, _)| p.clone());
+        let dir = self.live.lock().unwrap().get(&sandbox.id).map(|(p, _, _)| p.clone());
         let Some(dir) = dir else {
             return Err(paid_core::Error::NotFound { entity: "sandbox", id: sandbox.id.clone() });
         };
@@ -179,11 +186,11 @@ impl SandboxRuntime for FileRuntime {
             .lock()
             .unwrap()
             .iter()
-            .map(|(id, (_, run))| SandboxInfo {
+            .map(|(id, (_, run, created))| SandboxInfo {
                 id: id.clone(),
                 run_id: Some(run.to_string()),
                 project_id: None,
-                created_at: None,
+                created_at: Some(*created),
                 running: true,
             })
             .collect())

@@ -9,11 +9,15 @@
 //! [`FakeGitHub::add_review_comment`], [`FakeGitHub::add_reaction`]...,
 //! inspect it with [`FakeGitHub::comments`], [`FakeGitHub::pull_requests`],
 //! [`FakeGitHub::sub_issues`], [`FakeGitHub::requests`]..., and make it fail
-//! with [`FakeGitHub::inject`] (5xx, primary and secondary rate limits).
-//! [`FakeConfig::sub_issues`] chooses whether the sub-issue API exists.
+//! with [`FakeGitHub::inject`] and [`FakeGitHub::fail_always`] (5xx,
+//! primary and secondary rate limits). [`FakeConfig::sub_issues`] chooses
+//! whether the sub-issue API exists; [`FakeConfig::token`] and
+//! [`FakeConfig::scopes`] which token it accepts and what a classic token's
+//! `x-oauth-scopes` say ([`FakeGitHub::set_token`] rotates or revokes it).
 //!
-//! Endpoints: `GET /user`; under `/repos/{o}/{r}` (and `/repositories/{id}`):
-//! `GET|POST /issues` (`state`, `labels`, `since`, `creator`, pages),
+//! Endpoints: `GET /user`; `GET /repos/{o}/{r}` (with `permissions`, see
+//! [`FakeGitHub::set_push_access`]); under `/repos/{o}/{r}` (and
+//! `/repositories/{id}`): `GET|POST /issues` (`state`, `labels`, `since`, `creator`, pages),
 //! `GET|PATCH /issues/{n}`, `GET|POST /issues/{n}/comments`,
 //! `GET|PATCH /issues/comments/{id}`, `GET|POST /issues/{n}/labels`,
 //! `DELETE /issues/{n}/labels/{name}`, `GET|POST /issues/{n}/sub_issues`,
@@ -33,6 +37,8 @@
 //! # }
 //! ```
 
+mod access;
+mod pulls;
 mod routes;
 mod state;
 mod templates;
@@ -52,11 +58,12 @@ pub struct FakeConfig {
     token: Option<String>,
     login: String,
     sub_issues: SubIssueSupport,
+    scopes: Option<Vec<String>>,
 }
 
 impl Default for FakeConfig {
     fn default() -> Self {
-        Self { token: None, login: "paid-bot".into(), sub_issues: SubIssueSupport::Enabled }
+        Self { token: None, login: "paid-bot".into(), sub_issues: SubIssueSupport::Enabled, scopes: None }
     }
 }
 
@@ -83,6 +90,14 @@ impl FakeConfig {
     /// Whether the sub-issue API is there (default: enabled, as on github.com).
     pub fn sub_issues(mut self, support: SubIssueSupport) -> Self {
         self.sub_issues = support;
+        self
+    }
+
+    /// Play a classic token with these scopes: answers to requests carrying
+    /// a token get `x-oauth-scopes: a, b` (as in the recorded sessions).
+    /// Without it (the default) the token is fine-grained: no such header.
+    pub fn scopes(mut self, scopes: &[&str]) -> Self {
+        self.scopes = Some(scopes.iter().map(|s| s.to_string()).collect());
         self
     }
 }
@@ -113,6 +128,7 @@ impl FakeGitHub {
         let base_url = format!("http://{}", listener.local_addr()?);
         let mut st = State::new(base_url.clone(), config.token, config.login);
         st.sub_issue_support = config.sub_issues;
+        st.scopes = config.scopes;
         let state: Shared = Arc::new(Mutex::new(st));
         let app = routes::router(state.clone());
         let server = tokio::spawn(async move {
@@ -235,6 +251,39 @@ impl FakeGitHub {
     /// Answers the next `times` requests with `fault`, then behaves normally.
     pub fn inject(&self, fault: FakeFault, times: usize) {
         lock(&self.state).failures.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Answers every request with `fault` (after those queued by
+    /// [`Self::inject`]) until [`Self::recover`]: a GitHub that is down.
+    pub fn fail_always(&self, fault: FakeFault) {
+        lock(&self.state).always = Some(fault);
+    }
+
+    /// Drops every injected fault, queued or permanent.
+    pub fn recover(&self) {
+        let mut st = lock(&self.state);
+        st.failures.clear();
+        st.always = None;
+    }
+
+    /// The token required from now on (`None`: none); the old one gets
+    /// `401 Bad credentials`, as after a rotation or revocation.
+    pub fn set_token(&self, token: Option<&str>) {
+        lock(&self.state).token = token.map(str::to_string);
+    }
+
+    /// Whether the token may push to a repository (default: yes), as
+    /// `GET /repos/{o}/{r}` reports in `permissions`. Returns whether the
+    /// repository exists.
+    pub fn set_push_access(&self, owner: &str, repo: &str, push: bool) -> bool {
+        let mut st = lock(&self.state);
+        match st.repos.get_mut(&(owner.to_string(), repo.to_string())) {
+            Some(r) => {
+                r.push = push;
+                true
+            }
+            None => false,
+        }
     }
 
     /// An issue's body (`None` when it does not exist; empty when it has none).

@@ -1,5 +1,8 @@
 //! The fake's HTTP surface: exactly the endpoints [`crate::GitHubForge`]
-//! uses, plus plain-text pages at the `html_url`s it hands out.
+//! uses, plus plain-text pages at the `html_url`s it hands out. Issues,
+//! comments, labels and sub-issues are here; pull requests and follow-up
+//! reads in `pulls.rs`; authentication, `GET /user`, `GET /repos/{o}/{r}`
+//! and faults in `access.rs`.
 //!
 //! Every answer carries GitHub's headers: `x-ratelimit-*` (a `304` does not
 //! count), an `etag` on `200` GETs (honoring `If-None-Match`), and a `link`
@@ -17,12 +20,16 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use serde_json::{Value, json};
 
-use super::state::{CheckRunRec, Comment, FakeFault, Issue, LoggedRequest, Pull, State, SubIssueSupport, bump};
+use super::access;
+use super::pulls::{
+    create_pull, get_pull, list_check_runs, list_pulls, list_reactions, list_review_comments, list_reviews, with_pull,
+};
+use super::state::{Comment, Issue, LoggedRequest, State, SubIssueSupport, bump};
 use super::templates::{self, Ctx};
 
 pub(crate) type Shared = Arc<Mutex<State>>;
 
-const DOCS: &str = "https://docs.github.com/rest";
+pub(super) const DOCS: &str = "https://docs.github.com/rest";
 const DEFAULT_PER_PAGE: usize = 30;
 
 pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
@@ -34,33 +41,33 @@ pub(crate) fn router(shared: Shared) -> Router {
 }
 
 /// What a handler answers, before the common headers are added.
-struct Reply {
-    status: StatusCode,
-    body: Option<Value>,
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
+    pub(super) body: Option<Value>,
     text: Option<String>,
-    headers: Vec<(&'static str, String)>,
+    pub(super) headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
-    fn json(status: StatusCode, body: Value) -> Self {
+    pub(super) fn json(status: StatusCode, body: Value) -> Self {
         Self { status, body: Some(body), text: None, headers: Vec::new() }
     }
 
-    fn ok(body: Value) -> Self {
+    pub(super) fn ok(body: Value) -> Self {
         Self::json(StatusCode::OK, body)
     }
 
-    fn created(body: Value, location: String) -> Self {
+    pub(super) fn created(body: Value, location: String) -> Self {
         let mut r = Self::json(StatusCode::CREATED, body);
         r.headers.push(("location", location));
         r
     }
 
-    fn not_found() -> Self {
+    pub(super) fn not_found() -> Self {
         Self::json(StatusCode::NOT_FOUND, templates::message("Not Found", DOCS))
     }
 
-    fn invalid(errors: Value, docs: &str) -> Self {
+    pub(super) fn invalid(errors: Value, docs: &str) -> Self {
         Self::json(StatusCode::UNPROCESSABLE_ENTITY, templates::validation_error(errors, docs))
     }
 
@@ -89,27 +96,21 @@ async fn handle(
 }
 
 fn answer(st: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Reply {
-    if let Some(token) = &st.token {
-        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let ok = given.strip_prefix("Bearer ").or_else(|| given.strip_prefix("token ")) == Some(token.as_str());
-        if !ok {
-            let message = if given.is_empty() { "Requires authentication" } else { "Bad credentials" };
-            return Reply::json(StatusCode::UNAUTHORIZED, templates::message(message, DOCS));
-        }
+    if let Some(refused) = access::authenticate(st, headers) {
+        return refused;
     }
-    if let Some(fault) = st.failures.pop_front() {
-        return fault_reply(st, fault);
+    if let Some(fault) = st.failures.pop_front().or(st.always) {
+        return access::fault_reply(st, fault);
     }
     let segs: Vec<String> = uri.path().split('/').skip(1).map(decode).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let query = query_pairs(uri.query().unwrap_or_default());
     let json: Option<Value> = serde_json::from_slice(body).ok();
     let json = json.as_ref();
-    // Resolve `/repositories/{id}/...` to the repository's names.
     if segs.as_slice() == ["user"] && *method == Method::GET {
-        let login = st.login.clone();
-        return Reply::ok(templates::user(&st.base_url, &login, templates::user_id(&login)));
+        return access::user(st);
     }
+    // Resolve `/repositories/{id}/...` to the repository's names.
     let (owner, name, rest): (String, String, &[&str]) = match segs.as_slice() {
         ["repos", o, n, rest @ ..] => (o.to_string(), n.to_string(), rest),
         ["repositories", id, rest @ ..] => match id.parse().ok().and_then(|id| st.repo_by_id(id)) {
@@ -127,6 +128,7 @@ fn answer(st: &mut State, method: &Method, uri: &Uri, headers: &HeaderMap, body:
     let (o, n) = (owner.as_str(), name.as_str());
     let num = |s: &str| s.parse::<u64>().ok();
     match (method.clone(), rest) {
+        (Method::GET, []) => access::repository(st, o, n),
         (Method::GET, ["issues"]) => list_issues(st, o, n, &query),
         (Method::POST, ["issues"]) => create_issue(st, o, n, json),
         (Method::PATCH, ["issues", number]) if num(number).is_some() => {
@@ -216,6 +218,9 @@ fn finish(st: &mut State, method: &Method, req: &HeaderMap, reply: Reply) -> Res
     if let Some(e) = &etag {
         headers.push(("etag", e.clone()));
     }
+    if let Some(scopes) = access::scopes_header(st, req, reply.status) {
+        headers.push(("x-oauth-scopes", scopes));
+    }
     // The handler's own headers win (e.g. a rate-limit fault's).
     headers.retain(|(name, _)| !reply.headers.iter().any(|(n, _)| n == name));
     headers.extend(reply.headers);
@@ -248,7 +253,7 @@ fn etag(body: &str) -> String {
 }
 
 /// Splits a list into the requested page and adds the `link` header.
-fn paginate(items: Vec<Value>, query: &[(String, String)], link_base: &str) -> Reply {
+pub(super) fn paginate(items: Vec<Value>, query: &[(String, String)], link_base: &str) -> Reply {
     let get = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     let per_page = get("per_page").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_PER_PAGE).clamp(1, 100);
     let page = get("page").and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1);
@@ -285,7 +290,7 @@ fn with_issue(st: &mut State, o: &str, n: &str, number: &str, f: impl FnOnce(&mu
     }
 }
 
-fn ctx_issue_json(st: &State, o: &str, n: &str, issue: &Issue, single: bool) -> Value {
+pub(super) fn ctx_issue_json(st: &State, o: &str, n: &str, issue: &Issue, single: bool) -> Value {
     match st.repo(o, n) {
         Some(repo) => {
             let comments = repo.comments.iter().filter(|c| c.issue == issue.number).count();
@@ -354,7 +359,7 @@ fn get_comment(st: &mut State, o: &str, n: &str, id: u64) -> Reply {
 
 const COMMENT_DOCS: &str = "https://docs.github.com/rest/issues/comments";
 
-fn body_field(json: Option<&Value>) -> Option<String> {
+pub(super) fn body_field(json: Option<&Value>) -> Option<String> {
     json?.get("body")?.as_str().map(str::to_string)
 }
 
@@ -455,153 +460,6 @@ fn remove_label(st: &mut State, o: &str, n: &str, number: u64, label: &str) -> R
     }
     issue.updated_at = now;
     Reply::ok(labels_json(st, o, n, number))
-}
-
-fn pull_json(st: &State, o: &str, n: &str, number: u64, full: bool) -> Value {
-    match st.repo(o, n) {
-        Some(repo) => match repo.issues.get(&number) {
-            Some(i) => templates::pull(&Ctx { base: &st.base_url, repo }, i, full),
-            None => Value::Null,
-        },
-        None => Value::Null,
-    }
-}
-
-fn list_pulls(st: &mut State, o: &str, n: &str, query: &[(String, String)]) -> Reply {
-    let get = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let state = get("state").unwrap_or_else(|| "open".into());
-    let head = get("head");
-    let base = get("base");
-    let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
-    let items: Vec<Value> = repo
-        .issues
-        .values()
-        .rev()
-        .filter(|i| {
-            let Some(p) = &i.pull else { return false };
-            let state_ok = match state.as_str() {
-                "all" => true,
-                "closed" => !i.open,
-                _ => i.open,
-            };
-            // `head` is `owner:branch`.
-            let head_ok = head.as_deref().is_none_or(|h| match h.split_once(':') {
-                Some((owner, branch)) => owner.eq_ignore_ascii_case(&repo.owner) && branch == p.head,
-                None => false,
-            });
-            state_ok && head_ok && base.as_deref().is_none_or(|b| b == p.base)
-        })
-        .map(|i| pull_json(st, o, n, i.number, false))
-        .collect();
-    let link_base = format!("{}/repositories/{}/pulls", st.base_url, repo.id);
-    paginate(items, query, &link_base)
-}
-
-fn get_pull(st: &mut State, o: &str, n: &str, number: u64) -> Reply {
-    Reply::ok(pull_json(st, o, n, number, true))
-}
-
-const PULL_DOCS: &str = "https://docs.github.com/rest/pulls/pulls#create-a-pull-request";
-
-fn create_pull(st: &mut State, o: &str, n: &str, json: Option<&Value>) -> Reply {
-    let field = |k: &str| json.and_then(|j| j.get(k)).and_then(Value::as_str).map(str::to_string);
-    let missing: Vec<Value> = ["title", "head", "base"]
-        .iter()
-        .filter(|k| field(k).is_none_or(|v| v.trim().is_empty()))
-        .map(|k| json!({"resource": "PullRequest", "code": "missing_field", "field": k}))
-        .collect();
-    if !missing.is_empty() {
-        return Reply::invalid(Value::Array(missing), PULL_DOCS);
-    }
-    let (title, head, base) =
-        (field("title").unwrap_or_default(), field("head").unwrap_or_default(), field("base").unwrap_or_default());
-    let head = head.split_once(':').map_or(head.clone(), |(_, b)| b.to_string());
-    let custom = |message: String| {
-        Reply::invalid(json!([{"resource": "PullRequest", "code": "custom", "message": message}]), PULL_DOCS)
-    };
-    if head == base {
-        return custom(format!("No commits between {base} and {head}"));
-    }
-    let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
-    let exists =
-        repo.issues.values().any(|i| i.open && i.pull.as_ref().is_some_and(|p| p.head == head && p.base == base));
-    if exists {
-        return custom(format!("A pull request already exists for {o}:{head}."));
-    }
-    let number = repo.next_number();
-    let now = chrono::Utc::now();
-    let (issue_id, pull_id) = (bump(&mut st.next_id), bump(&mut st.next_id));
-    let author = st.login.clone();
-    let head_sha = {
-        let mut h = DefaultHasher::new();
-        (o, n, &head, number).hash(&mut h);
-        format!("{:016x}{:016x}{:08x}", h.finish(), h.finish().rotate_left(17), number)
-    };
-    let issue = Issue {
-        id: issue_id,
-        number,
-        title,
-        body: field("body").filter(|b| !b.is_empty()),
-        author,
-        labels: Vec::new(),
-        open: true,
-        created_at: now,
-        updated_at: now,
-        closed_at: None,
-        pull: Some(Pull { id: pull_id, head, head_sha, base, merged: false }),
-    };
-    st.repo_mut(o, n).issues.insert(number, issue);
-    let location = format!("{}/repos/{o}/{n}/pulls/{number}", st.base_url);
-    Reply::created(pull_json(st, o, n, number, true), location)
-}
-
-fn fault_reply(st: &State, fault: FakeFault) -> Reply {
-    match fault {
-        FakeFault::Status(status) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut r = Reply::json(status, templates::message(status.canonical_reason().unwrap_or("Error"), DOCS));
-            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::FORBIDDEN {
-                r.headers.push(("retry-after", "1".into()));
-            }
-            r
-        }
-        FakeFault::SecondaryRateLimit { retry_after } => {
-            let mut r = Reply::json(
-                StatusCode::FORBIDDEN,
-                templates::message(
-                    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. \
-                     If you reach out to GitHub Support for help, please include the request ID FAKE.",
-                    "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
-                ),
-            );
-            r.headers.push(("retry-after", retry_after.to_string()));
-            r
-        }
-        FakeFault::PrimaryRateLimit { reset_in } => {
-            let mut r = Reply::json(
-                StatusCode::FORBIDDEN,
-                templates::message(
-                    "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please \
-                     include the request ID FAKE.",
-                    "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
-                ),
-            );
-            let reset = chrono::Utc::now().timestamp() + i64::try_from(reset_in).unwrap_or(i64::MAX / 2);
-            r.headers.push(("x-ratelimit-remaining", "0".into()));
-            r.headers.push(("x-ratelimit-used", st.rate_limit.to_string()));
-            r.headers.push(("x-ratelimit-reset", reset.to_string()));
-            r
-        }
-    }
-}
-
-fn with_pull(st: &mut State, o: &str, n: &str, number: &str, f: impl FnOnce(&mut State, u64) -> Reply) -> Reply {
-    match number.parse::<u64>() {
-        Ok(number) if st.repo(o, n).and_then(|r| r.issues.get(&number)).is_some_and(|i| i.pull.is_some()) => {
-            f(st, number)
-        }
-        _ => Reply::not_found(),
-    }
 }
 
 const ISSUE_DOCS: &str = "https://docs.github.com/rest/issues/issues#create-an-issue";
@@ -717,60 +575,6 @@ fn add_sub_issue(st: &mut State, o: &str, n: &str, parent: u64, json: Option<&Va
         Some(i) => Reply::created(ctx_issue_json(st, o, n, i, true), location),
         None => Reply::not_found(),
     }
-}
-
-fn head_sha(st: &State, o: &str, n: &str, number: u64) -> String {
-    st.repo(o, n)
-        .and_then(|r| r.issues.get(&number))
-        .and_then(|i| i.pull.as_ref())
-        .map(|p| p.head_sha.clone())
-        .unwrap_or_default()
-}
-
-fn list_reactions(st: &mut State, o: &str, n: &str, number: u64, query: &[(String, String)]) -> Reply {
-    let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
-    let ctx = Ctx { base: &st.base_url, repo };
-    let items: Vec<Value> =
-        repo.reactions.iter().filter(|r| r.issue == number).map(|r| templates::reaction(&ctx, r)).collect();
-    let link_base = format!("{}/repositories/{}/issues/{number}/reactions", st.base_url, repo.id);
-    paginate(items, query, &link_base)
-}
-
-fn list_review_comments(st: &mut State, o: &str, n: &str, number: u64, query: &[(String, String)]) -> Reply {
-    let sha = head_sha(st, o, n, number);
-    let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
-    let ctx = Ctx { base: &st.base_url, repo };
-    let items: Vec<Value> = repo
-        .review_comments
-        .iter()
-        .filter(|c| c.pull == number)
-        .map(|c| templates::review_comment(&ctx, c, &sha))
-        .collect();
-    let link_base = format!("{}/repositories/{}/pulls/{number}/comments", st.base_url, repo.id);
-    paginate(items, query, &link_base)
-}
-
-fn list_reviews(st: &mut State, o: &str, n: &str, number: u64, query: &[(String, String)]) -> Reply {
-    let sha = head_sha(st, o, n, number);
-    let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
-    let ctx = Ctx { base: &st.base_url, repo };
-    let items: Vec<Value> =
-        repo.reviews.iter().filter(|r| r.pull == number).map(|r| templates::review(&ctx, r, &sha)).collect();
-    let link_base = format!("{}/repositories/{}/pulls/{number}/reviews", st.base_url, repo.id);
-    paginate(items, query, &link_base)
-}
-
-fn list_check_runs(st: &mut State, o: &str, n: &str, sha: &str, query: &[(String, String)]) -> Reply {
-    let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
-    let ctx = Ctx { base: &st.base_url, repo };
-    let runs: Vec<&CheckRunRec> = repo.check_runs.get(sha).map(|v| v.iter().collect()).unwrap_or_default();
-    let items: Vec<Value> = runs.iter().map(|c| templates::check_run(&ctx, sha, c)).collect();
-    let total = items.len();
-    let link_base = format!("{}/repositories/{}/commits/{sha}/check-runs", st.base_url, repo.id);
-    // The list is wrapped: `{"total_count": N, "check_runs": [...]}`.
-    let mut reply = paginate(items, query, &link_base);
-    reply.body = reply.body.take().map(|page| json!({"total_count": total, "check_runs": page}));
-    reply
 }
 
 /// The plain-text page at an issue's or PR's `html_url`.

@@ -190,6 +190,8 @@ pub(crate) struct Repo {
     pub review_comments: Vec<ReviewCommentRec>,
     pub reviews: Vec<ReviewRec>,
     pub reactions: Vec<ReactionRec>,
+    /// Whether the token may push (`permissions.push` of `GET /repos/{o}/{r}`).
+    pub push: bool,
 }
 
 impl Repo {
@@ -215,7 +217,12 @@ pub(crate) struct State {
     pub rate_used: u64,
     pub rate_limit: u64,
     pub failures: VecDeque<FakeFault>,
+    /// Answered to every request once `failures` is empty, until cleared.
+    pub always: Option<FakeFault>,
     pub sub_issue_support: SubIssueSupport,
+    /// The scopes of a classic token (`x-oauth-scopes`); `None` for a
+    /// fine-grained or app token.
+    pub scopes: Option<Vec<String>>,
 }
 
 pub(crate) fn bump(next: &mut u64) -> u64 {
@@ -235,7 +242,9 @@ impl State {
             rate_used: 0,
             rate_limit: 5000,
             failures: VecDeque::new(),
+            always: None,
             sub_issue_support: SubIssueSupport::default(),
+            scopes: None,
         }
     }
 
@@ -254,6 +263,7 @@ impl State {
             review_comments: Vec::new(),
             reviews: Vec::new(),
             reactions: Vec::new(),
+            push: true,
         })
     }
 

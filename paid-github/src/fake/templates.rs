@@ -14,6 +14,7 @@ use super::state::{CheckRunRec, Comment, Issue, ReactionRec, Repo, ReviewComment
 const PAGINATE_ISSUES: &str = include_str!("../../fixtures/github/paginate-issues.json");
 const ADD_LABELS: &str = include_str!("../../fixtures/github/add-labels-to-issue.json");
 const ERRORS: &str = include_str!("../../fixtures/github/errors.json");
+const GET_REPOSITORY: &str = include_str!("../../fixtures/github/get-repository.json");
 const PULLS_LIST: &str = include_str!("../../fixtures/octocrab/pull-requests-list.json");
 const PULL_FULL: &str = include_str!("../../fixtures/octocrab/pull-request.json");
 const COMMENT: &str = include_str!("../../fixtures/octocrab/issue-comment.json");
@@ -39,6 +40,8 @@ pub(crate) struct Templates {
     pub pull: Value,
     /// An issue comment.
     pub comment: Value,
+    /// A repository as returned by `GET /repos/{o}/{r}` (has `permissions`).
+    pub repository: Value,
 }
 
 /// The templates, parsed once. A fixture that does not parse is a bug in
@@ -60,6 +63,7 @@ pub(crate) fn templates() -> &'static Templates {
             pull_simple: session(PULLS_LIST)[0].clone(),
             pull: session(PULL_FULL),
             comment: session(COMMENT),
+            repository: session(GET_REPOSITORY)[0]["response"].clone(),
         }
     })
 }
@@ -392,6 +396,26 @@ pub(crate) fn reaction(ctx: &Ctx<'_>, r: &ReactionRec) -> Value {
         "content": r.content,
         "created_at": time(r.at),
     })
+}
+
+/// A repository, with the token's permissions on it: the recorded
+/// owner's, less `admin`, `maintain` and `push` when it may not push.
+pub(crate) fn repository(ctx: &Ctx<'_>) -> Value {
+    let mut v = templates().repository.clone();
+    rename_repo(ctx, &mut v);
+    put(&mut v, "private", json!(false));
+    put(&mut v, "visibility", json!("public"));
+    let open = ctx.repo.issues.values().filter(|i| i.open).count();
+    put(&mut v, "open_issues_count", json!(open));
+    put(&mut v, "open_issues", json!(open));
+    if !ctx.repo.push
+        && let Some(p) = v.get_mut("permissions")
+    {
+        for key in ["admin", "maintain", "push"] {
+            put(p, key, json!(false));
+        }
+    }
+    v
 }
 
 /// Points a recorded repository object at the fake's repository.

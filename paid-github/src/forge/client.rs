@@ -18,6 +18,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use octocrab::Octocrab;
 use paid_core::Timestamp;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -25,6 +26,7 @@ use super::layer::metrics::{MetricsLayer, Observer};
 use super::layer::retry::{RetryLayer, RetryPolicy};
 use super::layer::{Call, Transport};
 use super::models::ErrorBody;
+use super::token::TokenSource;
 use crate::error::{Error, Result};
 
 /// Stop following `next` links after this many pages of one list.
@@ -108,10 +110,24 @@ pub struct ClientStats {
     pub rate_limit_waits: u64,
 }
 
-/// The bottom of the stack: one request through octocrab.
+/// The bottom of the stack: one request through octocrab, with the token
+/// source's current token.
 pub(crate) struct OctoTransport {
     octo: Octocrab,
     base: String,
+    token: Arc<dyn TokenSource>,
+}
+
+impl OctoTransport {
+    /// `Authorization: Bearer <token>` for the current token, if any.
+    fn authorization(&self) -> Result<Option<HeaderValue>> {
+        let Some(token) = self.token.token() else { return Ok(None) };
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| {
+            Error::Config { what: "token", message: "the token contains characters an HTTP header cannot carry".into() }
+        })?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
 }
 
 impl Transport for OctoTransport {
@@ -122,6 +138,10 @@ impl Transport for OctoTransport {
         let mut builder = http::Request::builder().method(call.method.clone()).uri(call.uri.as_str());
         for (name, value) in &call.headers {
             builder = builder.header(name, value);
+        }
+        // octocrab is built without a token: this is the only place one is added.
+        if let Some(auth) = self.authorization()? {
+            builder = builder.header(header::AUTHORIZATION, auth);
         }
         let req = self.octo.build_request(builder, call.body.as_ref()).map_err(transport)?;
         let res = self.octo.execute(req).await.map_err(transport)?;
@@ -138,6 +158,7 @@ type Stack = RetryLayer<MetricsLayer<OctoTransport>>;
 pub(crate) struct Client {
     stack: Stack,
     observer: Arc<Observer>,
+    token: Arc<dyn TokenSource>,
     base: String,
     base_path: String,
     cache: Mutex<HashMap<String, CachedPage>>,
@@ -151,6 +172,7 @@ impl std::fmt::Debug for Client {
 
 /// What [`Client::new`] needs beside octocrab.
 pub(crate) struct ClientParts {
+    pub token: Arc<dyn TokenSource>,
     pub policy: RetryPolicy,
     pub metrics: Option<Arc<paid_core::metrics::Metrics>>,
     pub token_id: String,
@@ -169,9 +191,15 @@ impl Client {
         let base_path = uri.path().trim_end_matches('/').to_string();
         let base = base.trim_end_matches('/').to_string();
         let observer = Arc::new(Observer::new(parts.metrics, parts.token_id));
-        let transport = OctoTransport { octo, base: base.clone() };
+        let token = parts.token.clone();
+        let transport = OctoTransport { octo, base: base.clone(), token: parts.token };
         let stack = RetryLayer::new(MetricsLayer::new(transport, observer.clone()), parts.policy, observer.clone());
-        Ok(Self { stack, observer, base, base_path, cache: Mutex::new(HashMap::new()) })
+        Ok(Self { stack, observer, token, base, base_path, cache: Mutex::new(HashMap::new()) })
+    }
+
+    /// The token the next request will carry.
+    pub fn token(&self) -> Option<SecretString> {
+        self.token.token()
     }
 
     pub fn base(&self) -> &str {

@@ -6,167 +6,54 @@
 //! with ETags and records rate-limit headers.
 //!
 //! Retries, rate-limit waits and metrics are layers under the client
-//! (`layer/`), configured with [`RetryPolicy`]. What they give up on maps to
-//! an error whose [`paid_core::Error::is_retryable`] flag tells the engine
-//! whether to try again later. octocrab's own retry middleware is off,
-//! because it would resend non-idempotent POSTs.
+//! (`layer/`), configured with [`RetryPolicy`]. The retry layer is the one
+//! place GitHub calls are retried (octocrab's own retry middleware is off,
+//! because it would resend non-idempotent POSTs); what it retried and gave
+//! up on is [`Error::RetriesExhausted`], not retryable, so the engine does
+//! not retry it again.
+//!
+//! The token comes from a [`TokenSource`] read before each request
+//! ([`GitHubConfig::token_source`]), so a [`SharedToken`] replaced at run
+//! time takes effect on the next request. Optional features are
+//! [`Capabilities`] in the configuration, never guessed from errors.
 //!
 //! Beyond the [`Forge`] port, [`GitHubForge`] has planning
 //! ([`GitHubForge::create_sub_issue`]), follow-up
-//! ([`GitHubForge::pr_feedback`]) and closed-issue
-//! ([`GitHubForge::closed_since`]) methods.
+//! ([`GitHubForge::pr_feedback`]), closed-issue
+//! ([`GitHubForge::closed_since`]) and token-check
+//! ([`GitHubForge::check_token`]) methods.
 
+mod check;
 mod client;
+mod config;
 mod feedback;
 pub(crate) mod layer;
 pub(crate) mod models;
 mod planning;
+pub(crate) mod token;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use http::Method;
 use octocrab::Octocrab;
-use paid_core::metrics::Metrics;
 use paid_core::ports::forge::{self as core_forge, SubIssue, SubIssueRequest};
 use paid_core::{
     CommentRequest, Forge, ForgeIssue, LabelChange, PollRequest, PrRequest, PullRequest, RepoRef, Timestamp,
 };
 use secrecy::SecretString;
 
+pub use check::TokenCheck;
 pub(crate) use client::encode;
 use client::{Client, ClientParts};
 pub use client::{ClientStats, RateLimit};
+pub use config::{Capabilities, DEFAULT_BASE_URI, GitHubConfig};
 pub use feedback::{FailingCheck, FeedbackRequest, PrFeedback, PrState, Review, ReviewComment, ReviewThread, Votes};
 pub use layer::retry::RetryPolicy;
 use models::{AddLabels, Comment, CommentBody, Issue, NewPull, Pull, User};
+pub use token::{NoToken, SharedToken, TokenSource};
 
 use crate::error::{Error, Result};
-
-/// GitHub's public API.
-pub const DEFAULT_BASE_URI: &str = "https://api.github.com";
-
-/// How to reach GitHub.
-///
-/// ```
-/// use paid_github::GitHubConfig;
-///
-/// let config = GitHubConfig::new()
-///     .token("ghp_example".to_string().into())
-///     .base_uri("http://127.0.0.1:8080")
-///     .per_page(30);
-/// assert_eq!(config.base(), "http://127.0.0.1:8080");
-/// ```
-#[derive(Clone)]
-pub struct GitHubConfig {
-    base_uri: String,
-    token: Option<SecretString>,
-    per_page: u8,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    retry: RetryPolicy,
-    metrics: Option<Arc<Metrics>>,
-    token_id: String,
-    login: Option<String>,
-}
-
-impl std::fmt::Debug for GitHubConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitHubConfig")
-            .field("base_uri", &self.base_uri)
-            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
-            .field("per_page", &self.per_page)
-            .field("retry", &self.retry)
-            .field("token_id", &self.token_id)
-            .field("login", &self.login)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for GitHubConfig {
-    fn default() -> Self {
-        Self {
-            base_uri: DEFAULT_BASE_URI.into(),
-            token: None,
-            per_page: 100,
-            connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(30),
-            retry: RetryPolicy::default(),
-            metrics: None,
-            token_id: "default".into(),
-            login: None,
-        }
-    }
-}
-
-impl GitHubConfig {
-    /// `https://api.github.com`, no token, 100 items per page.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The API base, e.g. `https://ghe.example.com/api/v3` or a fake's URL.
-    pub fn base_uri(mut self, base_uri: impl Into<String>) -> Self {
-        self.base_uri = base_uri.into();
-        self
-    }
-
-    /// The token sent as `Authorization: Bearer ...`.
-    pub fn token(mut self, token: SecretString) -> Self {
-        self.token = Some(token);
-        self
-    }
-
-    /// Items per page of list requests (1 to 100; GitHub's maximum is 100).
-    pub fn per_page(mut self, per_page: u8) -> Self {
-        self.per_page = per_page.clamp(1, 100);
-        self
-    }
-
-    /// Connect and read timeouts of each request.
-    pub fn timeouts(mut self, connect: Duration, read: Duration) -> Self {
-        self.connect_timeout = connect;
-        self.read_timeout = read;
-        self
-    }
-
-    /// How failed calls are retried and rate limits waited out (default
-    /// [`RetryPolicy::new`]; [`RetryPolicy::none`] returns every failure at once).
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
-        self
-    }
-
-    /// Records `paid_github_api_calls_total{endpoint,status}` and
-    /// `paid_github_rate_limit_remaining{token_id}` into `metrics`.
-    pub fn metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// The `token_id` label of the rate-limit gauge: a name for the token
-    /// (never the token itself). Default `default`.
-    pub fn token_id(mut self, token_id: impl Into<String>) -> Self {
-        self.token_id = token_id.into();
-        self
-    }
-
-    /// The login the token acts as, e.g. `paid-app[bot]` for a GitHub App
-    /// installation token (which cannot call `GET /user`). Without it the
-    /// forge asks `GET /user` once. Only comments by this login are ever
-    /// edited.
-    pub fn login(mut self, login: impl Into<String>) -> Self {
-        self.login = Some(login.into());
-        self
-    }
-
-    /// The API base.
-    pub fn base(&self) -> &str {
-        &self.base_uri
-    }
-}
 
 /// The [`Forge`] on GitHub. Cheap to share behind an `Arc`.
 ///
@@ -177,7 +64,16 @@ impl GitHubConfig {
 pub struct GitHubForge {
     client: Client,
     per_page: u8,
-    login: tokio::sync::OnceCell<String>,
+    capabilities: Capabilities,
+    login: Login,
+}
+
+/// The login the token acts as: configured, or asked once per token.
+#[derive(Debug)]
+enum Login {
+    Configured(String),
+    /// The token it was asked with, and the answer.
+    Asked(tokio::sync::Mutex<Option<(Option<SecretString>, String)>>),
 }
 
 impl GitHubForge {
@@ -191,30 +87,57 @@ impl GitHubForge {
                 message: "GitHubForge::new must be called within a tokio runtime".into(),
             });
         }
-        let mut builder = Octocrab::builder()
+        // No token here: the client adds the token source's current token to
+        // each request. No retries either: `layer::retry` is the one retry
+        // layer (octocrab's would also resend non-idempotent POSTs).
+        let octo = Octocrab::builder()
             .base_uri(config.base_uri.as_str())
             .map_err(|e| Error::Config { what: "base_uri", message: format!("{:?}: {e}", config.base_uri) })?
             .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
             .set_connect_timeout(Some(config.connect_timeout))
-            .set_read_timeout(Some(config.read_timeout));
-        if let Some(token) = &config.token {
-            builder = builder.personal_token(token.clone());
-        }
-        let octo = builder.build().map_err(|e| Error::Config { what: "client", message: e.to_string() })?;
-        let parts = ClientParts { policy: config.retry, metrics: config.metrics, token_id: config.token_id };
-        let login = tokio::sync::OnceCell::new_with(config.login);
-        Ok(Self { client: Client::new(octo, &config.base_uri, parts)?, per_page: config.per_page, login })
+            .set_read_timeout(Some(config.read_timeout))
+            .build()
+            .map_err(|e| Error::Config { what: "client", message: e.to_string() })?;
+        let parts = ClientParts {
+            token: config.token,
+            policy: config.retry,
+            metrics: config.metrics,
+            token_id: config.token_id,
+        };
+        let login = match config.login {
+            Some(login) => Login::Configured(login),
+            None => Login::Asked(tokio::sync::Mutex::new(None)),
+        };
+        Ok(Self {
+            client: Client::new(octo, &config.base_uri, parts)?,
+            per_page: config.per_page,
+            capabilities: config.capabilities,
+            login,
+        })
     }
 
-    /// The login the token acts as (configured, or `GET /user` once).
+    /// The login the token acts as: configured, or asked with `GET /user`
+    /// once per token (again after the token source changed it).
     pub async fn login(&self) -> Result<String> {
-        self.login
-            .get_or_try_init(|| async {
-                let user: User = self.client.json(Method::GET, "/user", None::<&()>).await?;
-                Ok::<_, Error>(user.login)
-            })
-            .await
-            .cloned()
+        let cache = match &self.login {
+            Login::Configured(login) => return Ok(login.clone()),
+            Login::Asked(cache) => cache,
+        };
+        let token = self.client.token();
+        let mut cached = cache.lock().await;
+        if let Some((asked_with, login)) = cached.as_ref()
+            && token::same(asked_with.as_ref(), token.as_ref())
+        {
+            return Ok(login.clone());
+        }
+        let user: User = self.client.json(Method::GET, "/user", None::<&()>).await?;
+        *cached = Some((token, user.login.clone()));
+        Ok(user.login)
+    }
+
+    /// What this forge can do, as configured ([`GitHubConfig::capabilities`]).
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
     }
 
     /// Issues of `repo` closed since `since` (GitHub's `since` compares the

@@ -1,5 +1,8 @@
-//! Planning: issues created under a parent, as GitHub sub-issues or, where
-//! that API is missing, as a task list in the parent's body.
+//! Planning: issues created under a parent, linked as GitHub sub-issues or,
+//! where the forge is configured without them ([`crate::Capabilities`]), by
+//! a task list in the parent's body. Which one is configuration, never a
+//! guess from an error: with sub-issues on, a `401`, `403` or `404` of the
+//! sub-issue API is returned as the error it is.
 //!
 //! Idempotent per [`SubIssueRequest::key`]: the child's body carries the
 //! hidden marker `<!-- paid:sub-issue:{key} -->`, and a child of ours with
@@ -18,19 +21,20 @@ pub(crate) fn sub_issue_marker(key: &str) -> String {
     format!("<!-- paid:sub-issue:{key} -->")
 }
 
-/// How linking through the sub-issue API went.
-enum Linked {
-    Yes,
-    /// The API is missing or disabled here: use a task list.
-    Unavailable(String),
-}
-
 impl GitHubForge {
     /// Creates an issue under `req.parent`, labeled with `req.labels` (e.g.
-    /// `paid-build`, so it is executed), and links it with GitHub's sub-issue
-    /// API (`POST /repos/{o}/{r}/issues/{parent}/sub_issues`). Where that API
-    /// is not available (`404`/`410`, or a `422` saying sub-issues are
-    /// disabled), appends `- [ ] #N title` to the parent's body instead.
+    /// `paid-build`, so it is executed), and links it:
+    ///
+    /// - with [`Capabilities::sub_issues`](crate::Capabilities::sub_issues)
+    ///   (the default), through GitHub's sub-issue API (`POST
+    ///   /repos/{o}/{r}/issues/{parent}/sub_issues`). Its errors are errors:
+    ///   a missing parent is [`Error::NotFound`], a revoked token
+    ///   [`Error::Unauthorized`], a `404` of the API although the parent
+    ///   exists an [`Error::Unexpected`] saying to turn sub-issues off, and
+    ///   GitHub's "sub-issues are disabled" [`Error::NotSupported`];
+    /// - else, with [`Capabilities::task_lists`](crate::Capabilities::task_lists),
+    ///   by appending `- [ ] #N title` to the parent's body;
+    /// - else it fails with [`Error::NotSupported`] before any request.
     ///
     /// Calling it again with the same key returns the same issue
     /// (`created: false`) and links it at most once.
@@ -39,6 +43,18 @@ impl GitHubForge {
             return Err(Error::InvalidInput {
                 what: "sub_issue.key",
                 message: format!("{:?} cannot be an idempotency key (empty, or contains \"-->\")", req.key),
+            });
+        }
+        let caps = self.capabilities;
+        if !caps.sub_issues && !caps.task_lists {
+            return Err(Error::NotSupported {
+                what: format!(
+                    "creating sub-issues under {}#{}: the forge for {} is configured without sub-issues and without \
+                     task lists; turn one of them on (GitHubConfig::capabilities)",
+                    req.repo,
+                    req.parent,
+                    self.base_uri()
+                ),
             });
         }
         let repo = repo_path(&req.repo);
@@ -56,14 +72,12 @@ impl GitHubForge {
                 (issue, true)
             }
         };
-        let link = match self.link_sub_issue(req, &child).await? {
-            Linked::Yes => SubIssueLink::SubIssue,
-            Linked::Unavailable(why) => {
-                tracing::info!(repo = %req.repo, parent = req.parent, child = child.number, %why,
-                    "sub-issues are not available; linking with a task list in the parent");
-                self.append_task(req, &child).await?;
-                SubIssueLink::TaskList
-            }
+        let link = if caps.sub_issues {
+            self.link_sub_issue(req, &child).await?;
+            SubIssueLink::SubIssue
+        } else {
+            self.append_task(req, &child).await?;
+            SubIssueLink::TaskList
         };
         Ok(SubIssue { number: child.number, url: child.html_url, link, created })
     }
@@ -80,7 +94,7 @@ impl GitHubForge {
         Ok(issues.into_iter().find(|i| !i.is_pull_request() && i.body.as_deref().is_some_and(|b| b.contains(marker))))
     }
 
-    async fn link_sub_issue(&self, req: &SubIssueRequest, child: &Issue) -> Result<Linked> {
+    async fn link_sub_issue(&self, req: &SubIssueRequest, child: &Issue) -> Result<()> {
         let uri = format!("{}/issues/{}/sub_issues", repo_path(&req.repo), req.parent);
         // Safe to resend: a repeat is refused as a duplicate, handled below.
         let sent = self
@@ -88,20 +102,36 @@ impl GitHubForge {
             .json_idempotent::<serde_json::Value, _>(Method::POST, &uri, Some(&AddSubIssue { sub_issue_id: child.id }))
             .await;
         match sent {
-            Ok(_) => Ok(Linked::Yes),
-            Err(Error::NotFound { .. }) => {
-                // 404/410: either the API is missing (older GHES) or the
-                // parent is; tell them apart.
+            Ok(_) => Ok(()),
+            Err(Error::NotFound { request, .. }) => {
+                // The parent is missing (an error), or the API is (an error
+                // too, but one that says what to configure).
                 self.get_issue_raw(req, req.parent).await?;
-                Ok(Linked::Unavailable("the sub-issue API answered 404/410".into()))
+                Err(Error::Unexpected {
+                    request,
+                    status: 404,
+                    message: format!(
+                        "the sub-issue API is missing although {}#{} exists; if this GitHub has no sub-issues, \
+                         configure the forge with Capabilities::sub_issues(false) to link with task lists",
+                        req.repo, req.parent
+                    ),
+                })
             }
             Err(e @ Error::Validation { .. }) => {
-                if self.is_sub_issue(req, child.id).await.unwrap_or(false) {
-                    return Ok(Linked::Yes);
+                // A duplicate link: already ours. (A failure to list says
+                // nothing more than the 422 itself.)
+                if matches!(self.is_sub_issue(req, child.id).await, Ok(true)) {
+                    return Ok(());
                 }
                 let text = e.to_string().to_ascii_lowercase();
                 if ["disabled", "not enabled", "not available", "not supported"].iter().any(|w| text.contains(w)) {
-                    Ok(Linked::Unavailable(e.to_string()))
+                    Err(Error::NotSupported {
+                        what: format!(
+                            "sub-issues on {}: {e}; enable them for the repository, or configure the forge with \
+                             Capabilities::sub_issues(false) to link with task lists",
+                            req.repo
+                        ),
+                    })
                 } else {
                     Err(e)
                 }

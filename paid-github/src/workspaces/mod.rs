@@ -17,8 +17,9 @@
 //! workers. Operations on one mirror are serialized by an in-process lock;
 //! two processes sharing a root are not coordinated.
 //!
-//! Credentials: when a token is configured it is handed to libgit2 from a
-//! credentials callback on fetch and push. It is never written into a remote
+//! Credentials: the token source's current token (read at the start of each
+//! fetch and push, see [`GitWorkspacesConfig::token_source`]) is handed to
+//! libgit2 from a credentials callback. It is never written into a remote
 //! URL, the mirror's config or anything a sandbox can read.
 //!
 //! Metrics: with [`GitWorkspacesConfig::metrics`], the workspaces keep
@@ -50,6 +51,7 @@ use paid_core::{
 use secrecy::SecretString;
 
 use crate::error::{Error, Result};
+use crate::forge::token::{NoToken, TokenSource};
 use credentials::{Auth, DEFAULT_USERNAME};
 pub use progress::CloneProgress;
 
@@ -64,7 +66,7 @@ pub use progress::CloneProgress;
 #[derive(Clone)]
 pub struct GitWorkspacesConfig {
     root: PathBuf,
-    token: Option<SecretString>,
+    token: Arc<dyn TokenSource>,
     username: String,
     metrics: Option<Arc<Metrics>>,
 }
@@ -74,7 +76,7 @@ impl std::fmt::Debug for GitWorkspacesConfig {
         f.debug_struct("GitWorkspacesConfig")
             .field("root", &self.root)
             .field("username", &self.username)
-            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("token", &self.token.token().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -82,7 +84,7 @@ impl std::fmt::Debug for GitWorkspacesConfig {
 impl GitWorkspacesConfig {
     /// Workspaces under `root`, without credentials.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), token: None, username: DEFAULT_USERNAME.into(), metrics: None }
+        Self { root: root.into(), token: Arc::new(NoToken), username: DEFAULT_USERNAME.into(), metrics: None }
     }
 
     /// Exports `paid_worktrees{project_id}` on `metrics`, kept current on
@@ -94,8 +96,15 @@ impl GitWorkspacesConfig {
 
     /// A token for fetch and push over http(s), sent as the password of HTTP
     /// basic auth (GitHub's way for installation and personal tokens).
-    pub fn token(mut self, token: SecretString) -> Self {
-        self.token = Some(token);
+    pub fn token(self, token: SecretString) -> Self {
+        self.token_source(Arc::new(token))
+    }
+
+    /// Where the token comes from, read at the start of each fetch and push
+    /// (e.g. the [`SharedToken`](crate::SharedToken) the forge reads too).
+    /// Replaces [`Self::token`].
+    pub fn token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.token = source;
         self
     }
 
@@ -114,7 +123,8 @@ impl GitWorkspacesConfig {
 /// The [`Workspaces`] on git2. Cheap to share behind an `Arc`.
 pub struct GitWorkspaces {
     root: PathBuf,
-    auth: std::sync::RwLock<Arc<Auth>>,
+    token: std::sync::RwLock<Arc<dyn TokenSource>>,
+    username: String,
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Option<Arc<Metrics>>,
     /// Mirror path -> project, for the worktree gauge.
@@ -123,7 +133,7 @@ pub struct GitWorkspaces {
 
 impl std::fmt::Debug for GitWorkspaces {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitWorkspaces").field("root", &self.root).field("auth", &self.auth).finish_non_exhaustive()
+        f.debug_struct("GitWorkspaces").field("root", &self.root).field("auth", &self.auth()).finish_non_exhaustive()
     }
 }
 
@@ -133,7 +143,8 @@ impl GitWorkspaces {
         let root = std::path::absolute(&config.root).unwrap_or(config.root);
         Self {
             root,
-            auth: std::sync::RwLock::new(Arc::new(Auth { token: config.token, username: config.username })),
+            token: std::sync::RwLock::new(config.token),
+            username: config.username,
             locks: Mutex::new(HashMap::new()),
             metrics: config.metrics,
             projects: Mutex::new(HashMap::new()),
@@ -185,15 +196,22 @@ impl GitWorkspaces {
         }
     }
 
-    /// Replaces the token for fetches and pushes from now on (e.g. after
-    /// the operator rotated it); operations under way keep the old one.
+    /// Replaces the token source with a fixed token for fetches and pushes
+    /// from now on (e.g. after the operator rotated it); operations under
+    /// way keep the old one. With a [`SharedToken`](crate::SharedToken) as
+    /// the source, setting that is enough.
     pub fn set_token(&self, token: Option<SecretString>) {
-        let mut auth = self.auth.write().unwrap_or_else(|p| p.into_inner());
-        *auth = Arc::new(Auth { token, username: auth.username.clone() });
+        let source: Arc<dyn TokenSource> = match token {
+            Some(t) => Arc::new(t),
+            None => Arc::new(NoToken),
+        };
+        *self.token.write().unwrap_or_else(|p| p.into_inner()) = source;
     }
 
+    /// The credentials for one operation: the source's current token.
     fn auth(&self) -> Arc<Auth> {
-        self.auth.read().unwrap_or_else(|p| p.into_inner()).clone()
+        let token = self.token.read().unwrap_or_else(|p| p.into_inner()).token();
+        Arc::new(Auth { token, username: self.username.clone() })
     }
 
     /// The root directory (absolute).

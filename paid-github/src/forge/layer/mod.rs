@@ -9,10 +9,13 @@
 //! ```text
 //! RetryLayer     decides with RetryPolicy (pure): retries 5xx and connection
 //!                failures of idempotent requests with backoff + jitter,
-//!                waits out rate limits (retry-after / x-ratelimit-reset), capped
+//!                waits out rate limits (retry-after / x-ratelimit-reset), capped;
+//!                the only retrying layer: what it gives up on is
+//!                Error::RetriesExhausted, not retryable
 //!   MetricsLayer counts every attempt: paid_github_api_calls_total{endpoint,status},
 //!                paid_github_rate_limit_remaining{token_id}, ClientStats
-//!     OctoTransport  octocrab: base URI, token, timeouts
+//!     OctoTransport  octocrab (no token, no retries): base URI, timeouts;
+//!                    adds the TokenSource's current token to each request
 //! ```
 //!
 //! Metrics sit *inside* retry, so each attempt that reaches GitHub is one

@@ -1,11 +1,15 @@
 //! The retry layer: [`RetryPolicy`] decides, backon and tokio's timer carry
-//! it out.
+//! it out. It is the one place GitHub calls are retried: octocrab's own
+//! retry middleware is off ([`crate::GitHubForge::new`] sets
+//! `RetryConfig::None`), and what this layer retried and gave up on is not
+//! retried again by the engine (see [`RetryPolicy`]).
 //!
 //! The decision is a pure function ([`RetryPolicy::decide`]) of the request's
 //! idempotency, the error and the backoff step, so it is tested without a
 //! server or a clock. The mechanism ([`RetryLayer`]) turns answers worth
 //! retrying (5xx, rate limits) into errors, asks the policy, sleeps and
-//! resends, and gives up with the last error.
+//! resends, and gives up with the last error, wrapped in
+//! [`Error::RetriesExhausted`] when its retries ran out.
 //!
 //! Before sending, the layer also honors the last `x-ratelimit-remaining:
 //! 0`: it waits for `x-ratelimit-reset` when that is within the cap, and
@@ -13,6 +17,7 @@
 //! call GitHub would refuse.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
@@ -46,6 +51,24 @@ const RESET_SLACK: Duration = Duration::from_millis(500);
 ///   so the caller (the engine's step retry) can come back later.
 /// - Nothing else is retried.
 ///
+/// **One retry layer per boundary.** When the retries run out, the last
+/// error is returned as [`Error::RetriesExhausted`], which is not retryable
+/// (nor is the [`paid_core::Error::RetriesExhausted`] it converts into), so
+/// the engine does not retry the step on top. Errors the policy declined to
+/// retry keep their own flag: a `5xx` answer to a `POST` (retried, if at
+/// all, by the engine's step, whose idempotency key makes it safe) and a
+/// rate limit too long to wait out.
+///
+/// **Attempts of a persistent `502`.** An idempotent request (`GET`,
+/// `PATCH`, `PUT`, `DELETE`, and the `POST`s marked safe to resend) is sent
+/// `1 + max_retries` times ([`RetryPolicy::attempts`]): 5 with the default
+/// policy (4 retries), with backoffs of about 0.5, 1, 2 and 4 s (plus
+/// jitter) between them, then fails with a non-retryable
+/// [`Error::RetriesExhausted`]. A plain `POST` is sent once and fails with a
+/// retryable [`Error::Server`]. With [`RetryPolicy::none`], every request is
+/// sent once and the error keeps its flag: the engine is then the one
+/// retrying layer.
+///
 /// ```
 /// use std::time::Duration;
 /// use paid_github::RetryPolicy;
@@ -56,6 +79,7 @@ const RESET_SLACK: Duration = Duration::from_millis(500);
 /// assert_eq!(policy.decide(true, &server, Some(step), chrono::Utc::now()), Some(step));
 /// assert_eq!(policy.decide(false, &server, Some(step), chrono::Utc::now()), None, "a POST is not resent");
 /// assert_eq!(RetryPolicy::none().decide(true, &server, None, chrono::Utc::now()), None);
+/// assert_eq!(RetryPolicy::new().attempts(), 5);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -94,6 +118,11 @@ impl RetryPolicy {
     pub fn max_retries(mut self, n: usize) -> Self {
         self.max_retries = n;
         self
+    }
+
+    /// The most attempts one request makes: `1 + max_retries`.
+    pub fn attempts(&self) -> usize {
+        self.max_retries.saturating_add(1)
     }
 
     /// The first backoff delay and the cap of the doubling delays.
@@ -203,15 +232,27 @@ impl<T: Transport> Transport for RetryLayer<T> {
                 });
             }
         }
+        let attempts = AtomicU32::new(0);
+        let ran_out = AtomicBool::new(false);
         let attempt = || async {
+            attempts.fetch_add(1, Ordering::Relaxed);
             let reply = self.inner.send(call).await?;
             if retryable_answer(&reply) { Err(error_from(&request, &reply)) } else { Ok(reply) }
         };
-        attempt
+        let result = attempt
             .retry(self.policy.backoff().build())
             .sleep(tokio::time::sleep)
             .when(|e: &Error| e.is_retryable())
-            .adjust(|e: &Error, backoff| self.policy.decide(call.idempotent, e, backoff, chrono::Utc::now()))
+            .adjust(|e: &Error, backoff| {
+                let now = chrono::Utc::now();
+                let decided = self.policy.decide(call.idempotent, e, backoff, now);
+                // No backoff step left, though the policy would retry this error.
+                if decided.is_none() && backoff.is_none() {
+                    let would = self.policy.decide(call.idempotent, e, Some(Duration::ZERO), now).is_some();
+                    ran_out.store(would, Ordering::Relaxed);
+                }
+                decided
+            })
             .notify(|e: &Error, wait: Duration| {
                 self.observer.update_stats(|s| {
                     s.retries += 1;
@@ -221,13 +262,68 @@ impl<T: Transport> Transport for RetryLayer<T> {
                 });
                 tracing::warn!(%request, error = %e, wait_ms = wait.as_millis() as u64, "retrying GitHub request");
             })
-            .await
+            .await;
+        let attempts = attempts.load(Ordering::Relaxed);
+        match result {
+            Err(e) if attempts > 1 && ran_out.load(Ordering::Relaxed) => {
+                tracing::warn!(%request, attempts, error = %e, "giving up on GitHub request");
+                Err(Error::RetriesExhausted { attempts, source: Box::new(e) })
+            }
+            other => other,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use http::{HeaderMap, Method};
+
     use super::*;
+
+    /// A GitHub that answers every request with `status`, counting them.
+    struct Down {
+        status: StatusCode,
+        sent: AtomicUsize,
+    }
+
+    impl Transport for Down {
+        async fn send(&self, _: &Call) -> Result<Reply> {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            Ok(Reply { status: self.status, headers: HeaderMap::new(), body: String::new() })
+        }
+    }
+
+    fn layer(policy: RetryPolicy) -> RetryLayer<Down> {
+        let down = Down { status: StatusCode::BAD_GATEWAY, sent: AtomicUsize::new(0) };
+        let policy = policy.delays(Duration::from_millis(1), Duration::from_millis(1));
+        RetryLayer::new(down, policy, Arc::new(Observer::new(None, "t".into())))
+    }
+
+    #[tokio::test]
+    async fn a_persistent_502_is_sent_as_often_as_documented() {
+        // An idempotent request: 1 + max_retries attempts, then not retryable.
+        let get = layer(RetryPolicy::new());
+        let err = get.send(&Call::new(Method::GET, "/x")).await.unwrap_err();
+        assert_eq!(get.inner.sent.load(Ordering::Relaxed), RetryPolicy::new().attempts());
+        assert!(
+            matches!(&err, Error::RetriesExhausted { attempts: 5, source } if matches!(**source, Error::Server { status: 502, .. }))
+        );
+        assert!(!err.is_retryable() && !paid_core::Error::from(err).is_retryable());
+
+        // A POST: sent once; the engine's step (keyed) is the one retrying.
+        let post = layer(RetryPolicy::new());
+        let err = post.send(&Call::new(Method::POST, "/x")).await.unwrap_err();
+        assert_eq!(post.inner.sent.load(Ordering::Relaxed), 1);
+        assert!(matches!(err, Error::Server { .. }) && err.is_retryable());
+
+        // No retries here: the error keeps its flag for the engine.
+        let none = layer(RetryPolicy::none());
+        let err = none.send(&Call::new(Method::GET, "/x")).await.unwrap_err();
+        assert_eq!(none.inner.sent.load(Ordering::Relaxed), 1);
+        assert!(matches!(err, Error::Server { .. }) && err.is_retryable());
+    }
 
     fn limited(retry_after: Option<u64>, reset_in: Option<i64>, now: Timestamp) -> Error {
         Error::RateLimited {

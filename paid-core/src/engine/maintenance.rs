@@ -1,0 +1,218 @@
+//! Maintenance: [`Engine::sweep`] removes what runs left behind.
+//!
+//! Which worktrees and sandboxes a run owns is engine knowledge (a
+//! comparison run's candidates have worktrees of their own, named by ids
+//! derived from the run's, see [`super::worktree_ids`]), so the sweep lives
+//! here rather than in each deployment's reaper.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::Engine;
+use crate::ports::sandbox::{ReapReport, ReapRequest};
+use crate::{Error, Result, RunFilter, RunId, SandboxInfo};
+
+/// How cautious [`Engine::sweep`] is: what it leaves alone by age.
+///
+/// A deployment sweeps periodically with the defaults and more eagerly
+/// (smaller ages) as its disk fills. Zero ages remove at once, which races
+/// with runs being created during the sweep: keep them for emergencies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepOptions {
+    /// Worktrees of no active run younger than this are kept (default one
+    /// day: a worktree's age is its directory's, as the `Workspaces`
+    /// backend tells it).
+    pub worktree_min_age: Duration,
+    /// Sandboxes of runs that ended (or are no longer active) younger than
+    /// this are kept, and so is anything else the runtime reaps (default
+    /// five minutes): a grace period for sandboxes being created now.
+    pub sandbox_min_age: Duration,
+    /// Sandboxes labelled with a run this store does not know are kept
+    /// until this old (default thirty minutes): they may belong to another
+    /// deployment sharing the runtime.
+    pub unknown_sandbox_min_age: Duration,
+}
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        Self {
+            worktree_min_age: Duration::from_secs(24 * 3600),
+            sandbox_min_age: Duration::from_secs(5 * 60),
+            unknown_sandbox_min_age: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// What one [`Engine::sweep`] did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SweepReport {
+    /// Active runs whose worktrees and sandboxes were kept.
+    pub active_runs: usize,
+    /// Orphan worktrees removed (host paths).
+    pub worktrees: Vec<PathBuf>,
+    /// What the runtime's [`crate::SandboxRuntime::reap`] removed.
+    pub runtime: ReapReport,
+    /// Parts of the sweep that failed; the others went on.
+    pub notes: Vec<String>,
+}
+
+impl SweepReport {
+    /// Whether nothing was removed and nothing failed.
+    pub fn is_empty(&self) -> bool {
+        self.worktrees.is_empty() && self.runtime.is_empty() && self.notes.is_empty()
+    }
+}
+
+/// What the store says about the run a sandbox is labelled with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Not in an end state: keep.
+    Active,
+    /// Ended: reap (after `sandbox_min_age`).
+    Ended,
+    /// Not in this store: reap after `unknown_sandbox_min_age`.
+    Unknown,
+}
+
+impl Engine {
+    /// Removes what no active run owns: orphan worktrees
+    /// ([`crate::Workspaces::sweep_orphans`]) and whatever the runtime
+    /// manages for runs that ended or that this store does not know
+    /// ([`crate::SandboxRuntime::reap`]: sandboxes, and the runtime's own
+    /// extras such as per-sandbox networks or warm-pool entries).
+    ///
+    /// Everything owned by a run not in an end state stays: its worktree,
+    /// every comparison candidate's worktree (a parked run's included) and
+    /// its sandboxes. So does anything younger than the ages of `opts`.
+    ///
+    /// The store's active runs are read first; if they cannot be read,
+    /// nothing is removed and the error is returned. Afterwards a failing
+    /// part (the worktree sweep, listing sandboxes or reading their runs, the
+    /// runtime's reap) is noted in [`SweepReport::notes`] and the others go
+    /// on; the runtime is not reaped when its sandboxes' runs are unknown.
+    ///
+    /// A sandbox's run is the one it is labelled with
+    /// ([`crate::SandboxInfo::run_id`]). A sandbox of a run this store does
+    /// not know is kept for [`SweepOptions::unknown_sandbox_min_age`]; one
+    /// labelled with something that is not a run id is reaped like an
+    /// ended run's.
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: paid_core::engine::Engine) -> paid_core::Result<()> {
+    /// use paid_core::engine::SweepOptions;
+    ///
+    /// let report = engine.sweep(&SweepOptions::default()).await?;
+    /// println!("removed {} worktrees, {} sandboxes", report.worktrees.len(), report.runtime.sandboxes.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn sweep(&self, opts: &SweepOptions) -> Result<SweepReport> {
+        let store = &self.inner.store;
+        let mut report = SweepReport::default();
+        let active: Vec<RunId> = store
+            .runs(&RunFilter { active_only: true, ..RunFilter::default() })
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        report.active_runs = active.len();
+
+        let keep_worktrees: Vec<RunId> = active.iter().flat_map(|id| super::worktree_ids(*id)).collect();
+        let older_than = chrono::Duration::from_std(opts.worktree_min_age).unwrap_or(chrono::Duration::MAX);
+        match self.inner.workspaces.sweep_orphans(&keep_worktrees, older_than).await {
+            Ok(paths) => report.worktrees = paths,
+            Err(e) => report.notes.push(format!("worktree sweep failed: {e}")),
+        }
+
+        // Without knowing which sandboxes belong to runs unknown to this
+        // store but still young, leave the runtime alone this time.
+        let keep_runs = match self.inner.runtime.list_managed().await {
+            Ok(sandboxes) => match self.runs_to_keep(&active, &sandboxes, opts).await {
+                Ok(more) => Some(active.iter().copied().chain(more).collect::<Vec<_>>()),
+                Err(e) => {
+                    report.notes.push(format!("reading the runs of sandboxes failed: {e}"));
+                    None
+                }
+            },
+            Err(e) => {
+                report.notes.push(format!("listing sandboxes failed: {e}"));
+                None
+            }
+        };
+        if let Some(keep) = keep_runs {
+            let req = ReapRequest { keep: &keep, min_age: opts.sandbox_min_age, now: self.inner.clock.now() };
+            match self.inner.runtime.reap(&req).await {
+                Ok(reaped) => report.runtime = reaped,
+                Err(e) => report.notes.push(format!("runtime reap failed: {e}")),
+            }
+        }
+
+        if !report.worktrees.is_empty() || !report.runtime.is_empty() {
+            info!(
+                worktrees = report.worktrees.len(),
+                sandboxes = report.runtime.sandboxes.len(),
+                other = report.runtime.other.len(),
+                errors = report.runtime.errors.len(),
+                "swept orphans"
+            );
+        }
+        for note in &report.notes {
+            warn!(note = %note, "sweep");
+        }
+        Ok(report)
+    }
+
+    /// The runs of `sandboxes` that are not `active` but must stay: active
+    /// after all (queued since the listing), or unknown to this store and
+    /// younger than `opts.unknown_sandbox_min_age`.
+    async fn runs_to_keep(
+        &self,
+        active: &[RunId],
+        sandboxes: &[SandboxInfo],
+        opts: &SweepOptions,
+    ) -> Result<Vec<RunId>> {
+        let active: HashSet<RunId> = active.iter().copied().collect();
+        let now = self.inner.clock.now();
+        let mut owners: BTreeMap<RunId, Owner> = BTreeMap::new();
+        let mut keep = Vec::new();
+        for sandbox in sandboxes {
+            // A label that is not a run id is no run of this engine: reaped
+            // like an ended run's sandbox.
+            let Some(run) = sandbox.run_id.as_deref().and_then(|r| r.parse::<uuid::Uuid>().ok()).map(RunId) else {
+                continue;
+            };
+            if active.contains(&run) {
+                continue;
+            }
+            let owner = match owners.get(&run) {
+                Some(owner) => *owner,
+                None => {
+                    let owner = match self.inner.store.run(run).await {
+                        Ok(r) if r.state.is_terminal() => Owner::Ended,
+                        Ok(_) => Owner::Active,
+                        Err(Error::NotFound { .. }) => Owner::Unknown,
+                        Err(e) => return Err(e),
+                    };
+                    owners.insert(run, owner);
+                    owner
+                }
+            };
+            let old_enough = |min_age: Duration| {
+                min_age.is_zero()
+                    || sandbox.created_at.is_some_and(|c| (now - c).to_std().is_ok_and(|age| age >= min_age))
+            };
+            let stays = match owner {
+                Owner::Active => true,
+                Owner::Unknown => !old_enough(opts.unknown_sandbox_min_age),
+                Owner::Ended => false,
+            };
+            if stays && !keep.contains(&run) {
+                keep.push(run);
+            }
+        }
+        Ok(keep)
+    }
+}

@@ -1,0 +1,244 @@
+//! [`FlakyStore`]: a [`Store`] that fails on cue (feature `testing`), to
+//! test layers and the engine against a database that breaks.
+//!
+//! A fault strikes either **before** the call reaches the wrapped store
+//! (nothing happened) or **after** it (the call committed and its answer was
+//! lost, as when a connection breaks between commit and reply).
+//!
+//! ```
+//! # async fn example(sqlite: std::sync::Arc<dyn paid_core::Store>) {
+//! use paid_core::testing::faults::{FaultPoint, FlakyStore};
+//!
+//! let flaky = FlakyStore::new(sqlite);
+//! flaky.fail("transition", FaultPoint::After, 1); // the next transition commits, then errs
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::{
+    AppendLog, AuditEvent, ClaimRequest, Error, LogAppend, LogChunk, ModelDecision, NewRun, Outcome, Project,
+    ProjectId, Result, Run, RunFilter, RunId, RunPatch, RunState, StepRecord, Store, Timestamp, TrackedIssue,
+    Transition, UsageRecord,
+};
+
+/// When an injected fault strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPoint {
+    /// Before the call reaches the wrapped store: nothing happened.
+    Before,
+    /// After the wrapped store answered: the call took effect, its answer is
+    /// replaced by the error.
+    After,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    point: FaultPoint,
+    times: usize,
+    error: fn() -> Error,
+}
+
+/// Wraps a [`Store`], failing the calls it is told to; see the module
+/// documentation. Calls are named by their [`Store`] method name
+/// (`"transition"`, `"finish_step_and_transition"`, ...).
+pub struct FlakyStore {
+    inner: Arc<dyn Store>,
+    faults: Mutex<HashMap<&'static str, Fault>>,
+    calls: Mutex<HashMap<&'static str, usize>>,
+}
+
+impl std::fmt::Debug for FlakyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlakyStore").finish_non_exhaustive()
+    }
+}
+
+impl FlakyStore {
+    /// Wraps `inner`, failing nothing yet.
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self { inner, faults: Mutex::default(), calls: Mutex::default() }
+    }
+
+    /// The error [`FlakyStore::fail`] injects: the database is unavailable
+    /// (retryable).
+    pub fn unavailable() -> Error {
+        Error::Unavailable { backend: "flaky", message: "injected fault: connection lost".into(), source: None }
+    }
+
+    /// Makes the next `times` calls of `method` fail at `point` with
+    /// [`FlakyStore::unavailable`]. Replaces an earlier fault of `method`.
+    pub fn fail(&self, method: &'static str, point: FaultPoint, times: usize) {
+        self.fail_with(method, point, times, Self::unavailable);
+    }
+
+    /// Makes the next `times` calls of `method` fail at `point` with `error()`.
+    pub fn fail_with(&self, method: &'static str, point: FaultPoint, times: usize, error: fn() -> Error) {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner()).insert(method, Fault { point, times, error });
+    }
+
+    /// How many calls of `method` this wrapper saw, failed ones included.
+    pub fn calls(&self, method: &str) -> usize {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).get(method).copied().unwrap_or(0)
+    }
+
+    /// Takes one pending fault of `method` at `point`, if any.
+    fn strike(&self, method: &'static str, point: FaultPoint) -> Option<Error> {
+        let mut faults = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let fault = faults.get_mut(method).filter(|f| f.point == point && f.times > 0)?;
+        fault.times -= 1;
+        Some((fault.error)())
+    }
+
+    fn enter(&self, method: &'static str) -> Result<()> {
+        *self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(method).or_default() += 1;
+        self.strike(method, FaultPoint::Before).map_or(Ok(()), Err)
+    }
+
+    fn leave<T>(&self, method: &'static str, answer: Result<T>) -> Result<T> {
+        match self.strike(method, FaultPoint::After) {
+            Some(e) => Err(e),
+            None => answer,
+        }
+    }
+}
+
+macro_rules! flaky {
+    ($self:ident, $name:literal, $call:expr) => {{
+        $self.enter($name)?;
+        let answer = $call.await;
+        $self.leave($name, answer)
+    }};
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Store for FlakyStore {
+    async fn put_project(&self, project: &Project) -> Result<()> {
+        flaky!(self, "put_project", self.inner.put_project(project))
+    }
+    async fn project(&self, id: ProjectId) -> Result<Project> {
+        flaky!(self, "project", self.inner.project(id))
+    }
+    async fn projects(&self) -> Result<Vec<Project>> {
+        flaky!(self, "projects", self.inner.projects())
+    }
+    async fn delete_project(&self, id: ProjectId) -> Result<()> {
+        flaky!(self, "delete_project", self.inner.delete_project(id))
+    }
+    async fn put_issue(&self, issue: &TrackedIssue) -> Result<()> {
+        flaky!(self, "put_issue", self.inner.put_issue(issue))
+    }
+    async fn issue(&self, project: ProjectId, number: u64) -> Result<TrackedIssue> {
+        flaky!(self, "issue", self.inner.issue(project, number))
+    }
+    async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
+        flaky!(self, "issues", self.inner.issues(project))
+    }
+    async fn create_run(&self, run: &NewRun) -> Result<Run> {
+        flaky!(self, "create_run", self.inner.create_run(run))
+    }
+    async fn run(&self, id: RunId) -> Result<Run> {
+        flaky!(self, "run", self.inner.run(id))
+    }
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        flaky!(self, "runs", self.inner.runs(filter))
+    }
+    async fn transition(&self, t: &Transition) -> Result<Run> {
+        flaky!(self, "transition", self.inner.transition(t))
+    }
+    async fn patch_run(&self, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> Result<Run> {
+        flaky!(self, "patch_run", self.inner.patch_run(id, owner, patch, at))
+    }
+    async fn request_cancel(&self, id: RunId, at: Timestamp) -> Result<Run> {
+        flaky!(self, "request_cancel", self.inner.request_cancel(id, at))
+    }
+    async fn cancel_requested(&self, id: RunId) -> Result<bool> {
+        flaky!(self, "cancel_requested", self.inner.cancel_requested(id))
+    }
+    async fn claim(&self, req: &ClaimRequest) -> Result<Option<Run>> {
+        flaky!(self, "claim", self.inner.claim(req))
+    }
+    async fn heartbeat(&self, id: RunId, owner: &str, lease: chrono::Duration, now: Timestamp) -> Result<()> {
+        flaky!(self, "heartbeat", self.inner.heartbeat(id, owner, lease, now))
+    }
+    async fn release(&self, id: RunId, owner: &str) -> Result<()> {
+        flaky!(self, "release", self.inner.release(id, owner))
+    }
+    async fn begin_step(
+        &self,
+        id: RunId,
+        owner: &str,
+        step: RunState,
+        idempotency_key: Option<&str>,
+        at: Timestamp,
+    ) -> Result<StepRecord> {
+        flaky!(self, "begin_step", self.inner.begin_step(id, owner, step, idempotency_key, at))
+    }
+    async fn finish_step(
+        &self,
+        id: RunId,
+        owner: &str,
+        step: RunState,
+        result: std::result::Result<serde_json::Value, String>,
+        at: Timestamp,
+    ) -> Result<StepRecord> {
+        flaky!(self, "finish_step", self.inner.finish_step(id, owner, step, result, at))
+    }
+    async fn steps(&self, id: RunId) -> Result<Vec<StepRecord>> {
+        flaky!(self, "steps", self.inner.steps(id))
+    }
+    async fn resume_or_begin_step(
+        &self,
+        id: RunId,
+        owner: &str,
+        step: RunState,
+        idempotency_key: Option<&str>,
+        at: Timestamp,
+    ) -> Result<StepRecord> {
+        flaky!(self, "resume_or_begin_step", self.inner.resume_or_begin_step(id, owner, step, idempotency_key, at))
+    }
+    async fn finish_step_and_transition(
+        &self,
+        t: &Transition,
+        result: std::result::Result<serde_json::Value, String>,
+    ) -> Result<Run> {
+        flaky!(self, "finish_step_and_transition", self.inner.finish_step_and_transition(t, result))
+    }
+    async fn append_log(&self, req: &AppendLog<'_>) -> Result<LogAppend> {
+        flaky!(self, "append_log", self.inner.append_log(req))
+    }
+    async fn logs(&self, id: RunId, after: u64) -> Result<Vec<LogChunk>> {
+        flaky!(self, "logs", self.inner.logs(id, after))
+    }
+    async fn prune_logs(&self, finished_before: Timestamp) -> Result<u64> {
+        flaky!(self, "prune_logs", self.inner.prune_logs(finished_before))
+    }
+    async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
+        flaky!(self, "record_usage", self.inner.record_usage(usage))
+    }
+    async fn usage(&self, id: RunId) -> Result<Vec<UsageRecord>> {
+        flaky!(self, "usage", self.inner.usage(id))
+    }
+    async fn record_decision(&self, decision: &ModelDecision) -> Result<()> {
+        flaky!(self, "record_decision", self.inner.record_decision(decision))
+    }
+    async fn decision(&self, id: RunId) -> Result<Option<ModelDecision>> {
+        flaky!(self, "decision", self.inner.decision(id))
+    }
+    async fn record_outcome(&self, outcome: &Outcome) -> Result<()> {
+        flaky!(self, "record_outcome", self.inner.record_outcome(outcome))
+    }
+    async fn outcomes(&self, project: ProjectId) -> Result<Vec<Outcome>> {
+        flaky!(self, "outcomes", self.inner.outcomes(project))
+    }
+    async fn audit(&self, event: &AuditEvent) -> Result<()> {
+        flaky!(self, "audit", self.inner.audit(event))
+    }
+    async fn audit_events(&self, project: Option<ProjectId>) -> Result<Vec<AuditEvent>> {
+        flaky!(self, "audit_events", self.inner.audit_events(project))
+    }
+}

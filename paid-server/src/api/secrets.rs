@@ -1,0 +1,77 @@
+//! `/api/v1/secrets` and `/api/v1/keys/rotate`: encrypted secrets.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use paid_api::{PutSecret, RotateKey, Rotated, SecretStored, Secrets, TokenValidation};
+use paid_core::RepoRef;
+use secrecy::SecretString;
+
+use super::ApiState;
+use super::error::{ApiError, ApiJson, ApiResult, ok};
+
+// ---- secrets ------------------------------------------------------------------
+
+pub(crate) async fn list_secrets(State(state): State<Arc<ApiState>>) -> ApiResult {
+    let secrets = state.vault.list().await?;
+    ok(StatusCode::OK, Secrets { master_key_id: state.vault.key_id().await, secrets })
+}
+
+pub(crate) async fn put_secret(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<PutSecret>,
+) -> ApiResult {
+    crate::vault::check_name(&name)?;
+    use secrecy::ExposeSecret;
+    let value = SecretString::from(body.value.trim().to_string());
+    drop(body);
+    if value.expose_secret().is_empty() || value.expose_secret().chars().any(char::is_whitespace) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            "the value is empty or contains whitespace",
+        ));
+    }
+    let mut validation = None;
+    if name == "github" {
+        let repos: Vec<RepoRef> = state.store.projects().await?.into_iter().map(|p| p.repo).collect();
+        let (client, api) = &state.github;
+        let check = crate::github::check_token(client, api, &value, &repos)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "token_rejected", e.0))?;
+        validation = Some(TokenValidation {
+            login: check.login,
+            scopes: check.scopes,
+            repositories: check.repositories,
+            warnings: check.warnings,
+            rate_limit_remaining: check.rate_limit_remaining,
+        });
+    }
+    let meta = state.vault.put(&name, &value).await?;
+    let mut note = "stored encrypted";
+    if name == "github" {
+        note = match state.forge_token.reload().await {
+            Ok(_) => "stored encrypted; the daemon uses the new forge token from now on",
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-read the GitHub token; the daemon retries shortly");
+                "stored encrypted; the daemon picks the new forge token up within a minute"
+            }
+        };
+    }
+    ok(StatusCode::OK, SecretStored { secret: meta, validation, note: note.to_string() })
+}
+
+pub(crate) async fn rotate_key(State(state): State<Arc<ApiState>>, ApiJson(body): ApiJson<RotateKey>) -> ApiResult {
+    let key = crate::crypto::MasterKey::from_file(std::path::Path::new(&body.new_key_file))
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_key", e.to_string()))?;
+    let report = state.vault.rotate(key).await?;
+    ok(
+        StatusCode::OK,
+        Rotated {
+            rotation: report,
+            next: "point keys.master_key_file at the new key and keep the old one in keys.previous_key_files until every daemon restarted".into(),
+        },
+    )
+}

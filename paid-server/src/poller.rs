@@ -1,0 +1,145 @@
+//! The poller: every project on the interval (issues, then the feedback on
+//! its pull requests), and one project at once when a webhook nudges.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use paid_core::engine::Engine;
+use paid_core::{RunFilter, Store};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, warn};
+
+use crate::disk::DiskGuard;
+use crate::projects::ProjectDirectory;
+use crate::webhooks::Nudge;
+
+/// Polls every project on the interval (issues, then the feedback on its
+/// pull requests), and one project at once when a webhook nudges. One task,
+/// so a nudge never races a scheduled poll.
+pub(crate) struct Poller {
+    pub(crate) engine: Engine,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) directory: Arc<ProjectDirectory>,
+    pub(crate) disk: Arc<DiskGuard>,
+    pub(crate) wake: Arc<Notify>,
+}
+
+impl Poller {
+    pub(crate) async fn run(
+        self,
+        every: Duration,
+        mut nudges: Option<mpsc::Receiver<Nudge>>,
+        shutdown: CancellationToken,
+    ) {
+        let mut next = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(next) => {
+                    self.cycle(&shutdown).await;
+                    next = tokio::time::Instant::now() + every;
+                }
+                Some(nudge) = next_nudge(&mut nudges) => self.nudged(nudge).await,
+            }
+        }
+    }
+
+    async fn cycle(&self, shutdown: &CancellationToken) {
+        if !self.disk.accepting_runs() {
+            return;
+        }
+        let projects = match self.store.projects().await {
+            Ok(p) => p,
+            Err(e) => return warn!(error = %e, "cannot list projects"),
+        };
+        for p in projects {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if self.admits(&p).await {
+                self.poll(&p).await;
+                self.follow_up(&p).await;
+            }
+        }
+    }
+
+    async fn nudged(&self, nudge: Nudge) {
+        let id = match nudge {
+            Nudge::Poll(id) | Nudge::FollowUp(id) => id,
+        };
+        let project = match self.store.project(id).await {
+            Ok(p) => p,
+            Err(e) => return warn!(project_id = %id, error = %e, "webhook: cannot read the project"),
+        };
+        if !self.disk.accepting_runs() || !self.admits(&project).await {
+            return;
+        }
+        match nudge {
+            Nudge::Poll(_) => self.poll(&project).await,
+            Nudge::FollowUp(_) => self.follow_up(&project).await,
+        }
+    }
+
+    /// Whether the project's monthly budget leaves room for new runs.
+    async fn admits(&self, p: &paid_core::Project) -> bool {
+        if let Some(limit) = self.directory.extras(p.id).budget_usd_per_month
+            && let Ok(spent) = month_spend(self.store.as_ref(), p.id).await
+            && spent >= limit
+        {
+            warn!(project = %p.repo, spent, limit, "monthly budget spent; not polling this project");
+            return false;
+        }
+        true
+    }
+
+    async fn poll(&self, p: &paid_core::Project) {
+        let span = tracing::info_span!("poll", project_id = %p.id, trace_id = %uuid::Uuid::now_v7().simple());
+        match self.engine.poll_project(p.id).instrument(span).await {
+            Ok(r) if !r.queued.is_empty() => {
+                info!(project = %p.repo, queued = r.queued.len(), "queued runs");
+                self.wake.notify_waiters();
+            }
+            Ok(_) => {}
+            Err(e) => warn!(project = %p.repo, error = %e, "poll failed"),
+        }
+    }
+
+    /// PR feedback: failing checks, trusted reviews, merged/closed, votes.
+    async fn follow_up(&self, p: &paid_core::Project) {
+        let span = tracing::info_span!("follow_up", project_id = %p.id, trace_id = %uuid::Uuid::now_v7().simple());
+        match self.engine.follow_up(p.id).instrument(span).await {
+            Ok(r) => {
+                for (pr, e) in &r.errors {
+                    warn!(project = %p.repo, pr, error = %e, "cannot read pull request feedback");
+                }
+                if !r.queued.is_empty() {
+                    info!(project = %p.repo, queued = r.queued.len(), "queued follow-up runs");
+                    self.wake.notify_waiters();
+                }
+            }
+            Err(e) => warn!(project = %p.repo, error = %e, "follow-up failed"),
+        }
+    }
+}
+
+async fn next_nudge(nudges: &mut Option<mpsc::Receiver<Nudge>>) -> Option<Nudge> {
+    match nudges {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn month_spend(store: &dyn Store, project: paid_core::ProjectId) -> paid_core::Result<f64> {
+    use chrono::Datelike;
+    let now = chrono::Utc::now();
+    let mut micros = 0i64;
+    for run in store.runs(&RunFilter { project_id: Some(project), ..Default::default() }).await? {
+        for u in store.usage(run.id).await? {
+            if u.at.year() == now.year() && u.at.month() == now.month() {
+                micros += u.cost_micros.unwrap_or(0);
+            }
+        }
+    }
+    Ok(micros as f64 / 1e6)
+}
