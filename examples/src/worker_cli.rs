@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 
 /// Which ports the worker's engine uses.
@@ -137,6 +136,7 @@ pub async fn run_real(args: &WorkerArgs) -> anyhow::Result<()> {
 /// Instant backends (feature `load-test`), until SIGTERM or Ctrl-C.
 #[cfg(feature = "load-test")]
 pub async fn run_instant(args: WorkerArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
     use paid_server::worker::instant::{InstantWorker, run_until};
     let stop = tokio_util::sync::CancellationToken::new();
     {

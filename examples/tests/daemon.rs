@@ -293,7 +293,7 @@ fn bounded(cmd: &mut Command) -> Output {
 }
 
 fn client() -> reqwest::Client {
-    paid_server::github::http_client().unwrap()
+    paid_api::client::http_client().unwrap()
 }
 
 fn state_of(runs: &[Value]) -> Vec<String> {

@@ -139,7 +139,7 @@ agent = "test-agent"
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path("daemon.log")).unwrap();
         let child = self.command().arg("serve").stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.daemon = Some(child);
-        let http = paid_server::github::http_client().unwrap();
+        let http = paid_api::client::http_client().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
@@ -171,7 +171,7 @@ agent = "test-agent"
 
     /// `GET path` on the API, which must answer 2xx with JSON.
     async fn get(&self, path: &str) -> Value {
-        let http = paid_server::github::http_client().unwrap();
+        let http = paid_api::client::http_client().unwrap();
         let r = http.get(format!("http://127.0.0.1:{}{path}", self.port)).bearer_auth(API_TOKEN).send().await.unwrap();
         let status = r.status();
         let body = r.text().await.unwrap();

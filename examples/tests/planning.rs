@@ -236,13 +236,19 @@ async fn plan_creates_linked_sub_issues_once_even_after_a_crash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_the_sub_issue_api_the_plan_is_a_task_list() {
+async fn a_forge_configured_without_sub_issues_makes_the_plan_a_task_list() {
     let tmp = tempfile::tempdir().unwrap();
     let s = setup(tmp.path()).await;
     let github = FakeGitHub::start_with(FakeConfig::new().sub_issues(SubIssueSupport::NotFound)).await.unwrap();
     seed_parent(&github);
     let planner = Arc::new(ScriptedPlanner::default());
-    let engine = engine(&s, forge(&github), "worker", Arc::new(paid_core::SystemClock), Some(planner.clone()));
+    // Sub-issues are a capability the operator configures, never guessed from a 404.
+    let config = GitHubConfig::new()
+        .base_uri(github.base_url())
+        .token("demo-token".to_string().into())
+        .capabilities(paid_github::Capabilities::new().sub_issues(false));
+    let forge: Arc<dyn Forge> = Arc::new(GitHubForge::new(config).unwrap());
+    let engine = engine(&s, forge, "worker", Arc::new(paid_core::SystemClock), Some(planner.clone()));
     engine.enqueue(s.project.id, PARENT).await.unwrap();
     let run = engine.run_until_idle().await.unwrap().pop().unwrap();
     assert_eq!(run.state, RunState::Succeeded, "{:?}", run.failure);

@@ -267,8 +267,9 @@ fn excerpt(text: &str) -> String {
     text.chars().take(200).collect()
 }
 
-/// An HTTP client with rustls (ring) and the platform's roots.
-fn http_client() -> Result<reqwest::Client, ClientError> {
+/// The HTTP client [`ApiClient`] uses: rustls (ring) with the platform's
+/// roots, connect and request timeouts, a `paid/<version>` user agent.
+pub fn http_client() -> Result<reqwest::Client, ClientError> {
     use rustls_platform_verifier::BuilderVerifierExt;
     let bad = |e: String| ClientError::Transport(format!("building the HTTP client: {e}"));
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());

@@ -290,8 +290,8 @@ impl DiskGuard {
 
     async fn image_bytes(&self) -> u64 {
         let Some(docker) = &self.docker else { return 0 };
-        match docker.client().list_images(None::<bollard::query_parameters::ListImagesOptions>).await {
-            Ok(images) => images.iter().map(|i| i.size.max(0) as u64).sum(),
+        match docker.images().await {
+            Ok(images) => images.iter().map(|i| i.size_bytes).sum(),
             Err(e) => {
                 warn!(error = %e, "cannot list images");
                 0

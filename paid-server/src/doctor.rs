@@ -100,31 +100,28 @@ pub async fn checks(config_path: &Path, progress: &(dyn Fn(String) + Send + Sync
 
     progress("checking the GitHub token".into());
     match crate::stores::forge_token(&config, &vault).await {
-        Ok(Some(token)) => match crate::github::http_client() {
-            Ok(http) => {
-                let repos: Vec<_> = config.projects.iter().map(|p| p.repo.clone()).collect();
-                match crate::github::check_token(&http, &config.github.api_url, &token, &repos).await {
-                    Ok(c) => {
-                        let scopes = c.scopes.as_ref().map_or("not reported".to_string(), |s| s.join(", "));
-                        out.push(f(
-                            "github token",
-                            "ok",
-                            format!(
-                                "acts as {}; scopes: {scopes}; {} repositories reachable{}",
-                                c.login.as_deref().unwrap_or("?"),
-                                c.repositories.len(),
-                                c.rate_limit_remaining.map(|n| format!("; {n} API calls left")).unwrap_or_default()
-                            ),
-                        ));
-                        for w in c.warnings {
-                            out.push(f("github token", "warn", w));
-                        }
+        Ok(Some(token)) => {
+            let repos: Vec<_> = config.projects.iter().map(|p| p.repo.clone()).collect();
+            match crate::github::check_token(&config.github.api_url, &token, &repos).await {
+                Ok(c) => {
+                    let scopes = c.scopes.as_ref().map_or("not reported".to_string(), |s| s.join(", "));
+                    out.push(f(
+                        "github token",
+                        "ok",
+                        format!(
+                            "acts as {}; scopes: {scopes}; {} repositories reachable{}",
+                            c.login.as_deref().unwrap_or("?"),
+                            c.repositories.len(),
+                            c.rate_limit_remaining.map(|n| format!("; {n} API calls left")).unwrap_or_default()
+                        ),
+                    ));
+                    for w in c.warnings {
+                        out.push(f("github token", "warn", w));
                     }
-                    Err(e) => out.push(f("github token", "fail", e.0)),
                 }
+                Err(e) => out.push(f("github token", "fail", e.0)),
             }
-            Err(e) => out.push(f("github token", "fail", e.to_string())),
-        },
+        }
         Ok(None) => out.push(f(
             "github token",
             "fail",

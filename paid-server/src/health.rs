@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use paid_core::Store;
 use paid_runtime_docker::DockerRuntime;
-use secrecy::{ExposeSecret, SecretString};
+
 use serde::Serialize;
 use tokio::sync::Mutex;
 
@@ -34,10 +34,9 @@ pub struct ReadyReport {
 pub struct Readiness {
     store: Arc<dyn Store>,
     runtime: Option<DockerRuntime>,
-    http: reqwest::Client,
     github_api: String,
-    token: Option<SecretString>,
-    source: Option<Arc<crate::forge_token::ForgeToken>>,
+    token: Arc<crate::forge_token::ForgeToken>,
+    forge_given: bool,
     cache: Mutex<Option<(Instant, ReadyReport)>>,
 }
 
@@ -51,22 +50,17 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const CACHE_FOR: Duration = Duration::from_secs(5);
 
 impl Readiness {
-    /// Checks for these dependencies.
+    /// Checks for these dependencies. The forge is checked with `token`'s
+    /// current token through the forge's own client, unless `forge_given`
+    /// (an embedder's forge, which this server cannot check).
     pub fn new(
         store: Arc<dyn Store>,
         runtime: Option<DockerRuntime>,
-        http: reqwest::Client,
         github_api: String,
-        token: Option<SecretString>,
+        token: Arc<crate::forge_token::ForgeToken>,
+        forge_given: bool,
     ) -> Self {
-        Self { store, runtime, http, github_api, token, source: None, cache: Mutex::new(None) }
-    }
-
-    /// Checks the forge with `source`'s current token (one stored while
-    /// the daemon runs) instead of the one given to [`Readiness::new`].
-    pub fn token_source(mut self, source: Arc<crate::forge_token::ForgeToken>) -> Self {
-        self.source = Some(source);
-        self
+        Self { store, runtime, github_api, token, forge_given, cache: Mutex::new(None) }
     }
 
     /// The report (cached for a few seconds).
@@ -97,7 +91,7 @@ impl Readiness {
         let Some(rt) = &self.runtime else {
             return Check { name: "docker", ok: false, message: "not connected".into() };
         };
-        match tokio::time::timeout(TIMEOUT, rt.client().ping()).await {
+        match tokio::time::timeout(TIMEOUT, rt.ping()).await {
             Ok(Ok(_)) => Check { name: "docker", ok: true, message: rt.config().endpoint_display() },
             Ok(Err(e)) => {
                 Check { name: "docker", ok: false, message: format!("{}: {e}", rt.config().endpoint_display()) }
@@ -107,31 +101,22 @@ impl Readiness {
     }
 
     async fn forge_check(&self) -> Check {
-        let mut req = self.http.get(format!("{}/rate_limit", self.github_api)).timeout(TIMEOUT);
-        let token = match &self.source {
-            Some(s) => s.current().1,
-            None => self.token.clone(),
-        };
-        if let Some(t) = &token {
-            req = req.bearer_auth(t.expose_secret());
+        if self.forge_given {
+            return Check { name: "forge", ok: true, message: "given by the embedder; not checked".into() };
         }
-        match req.send().await {
-            Ok(r) if r.status().as_u16() == 401 => {
-                Check { name: "forge", ok: false, message: format!("{} rejected the token (401)", self.github_api) }
-            }
-            Ok(r) if r.status().is_server_error() => {
-                Check { name: "forge", ok: false, message: format!("{} answered {}", self.github_api, r.status()) }
-            }
-            Ok(r) => {
-                let remaining =
-                    r.headers().get("x-ratelimit-remaining").and_then(|v| v.to_str().ok()).map(str::to_string);
-                let message = match remaining {
+        let Some(token) = self.token.current() else {
+            return Check { name: "forge", ok: false, message: "no GitHub token configured".into() };
+        };
+        match tokio::time::timeout(TIMEOUT, crate::github::check_token(&self.github_api, &token, &[])).await {
+            Ok(Ok(c)) => {
+                let message = match c.rate_limit_remaining {
                     Some(n) => format!("{} reachable, {n} calls left", self.github_api),
                     None => format!("{} reachable", self.github_api),
                 };
                 Check { name: "forge", ok: true, message }
             }
-            Err(e) => Check { name: "forge", ok: false, message: format!("cannot reach {}: {e}", self.github_api) },
+            Ok(Err(e)) => Check { name: "forge", ok: false, message: e.to_string() },
+            Err(_) => Check { name: "forge", ok: false, message: format!("{} timed out", self.github_api) },
         }
     }
 }

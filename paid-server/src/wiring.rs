@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use paid_core::engine::{Engine, EngineConfig, StepTimeouts};
 use paid_core::metrics::Metrics;
 use paid_core::{Clock, FixedSelector, SandboxRuntime, SystemClock, Workspaces};
-use paid_github::{GitHubConfig, GitWorkspaces, GitWorkspacesConfig};
+use paid_github::{GitHubConfig, GitHubForge, GitWorkspaces, GitWorkspacesConfig};
 use paid_runtime_docker::DockerRuntime;
 use prometheus_client::registry::Registry;
 use secrecy::ExposeSecret;
@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::api::{self, ApiState};
 use crate::config::ConfigError;
 use crate::disk::{DiskGuard, DiskPaths};
-use crate::forge_token::{ForgeToken, ReloadingForge};
+use crate::forge_token::ForgeToken;
 use crate::health::Readiness;
 use crate::projects::{ProjectDirectory, ProjectSelector, load_api_extras, sync_declared};
 use crate::reaper::Reaper;
@@ -75,35 +75,36 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
     let (runtime, docker): (Arc<dyn SandboxRuntime>, Option<DockerRuntime>) = match runtime {
         Some(r) => (r, None),
         None => {
-            let docker =
-                DockerRuntime::connect(config.docker.clone()).await.context("connecting to the Docker engine")?;
+            let docker = DockerRuntime::connect(config.docker.clone())
+                .await
+                .context("connecting to the Docker engine")?
+                .with_metrics(metrics.clone());
             (Arc::new(docker.clone()), Some(docker))
         }
     };
-    // The forge and the workspaces pick up a new token without a restart.
+    // The forge and the workspaces read the token on each request, so a
+    // newly stored one is used without a restart.
     let token_source = Arc::new(ForgeToken::new(config.clone(), vault.clone(), first_token.clone()));
+    let forge_given = forge.is_some();
     let forge: Arc<dyn paid_core::Forge> = match forge {
         Some(f) => f,
         None => {
-            let gh =
-                GitHubConfig::new().base_uri(config.github.api_url.clone()).metrics(metrics.clone()).token_id("github");
-            Arc::new(ReloadingForge::new(gh, token_source.clone())?)
+            let gh = GitHubConfig::new()
+                .base_uri(config.github.api_url.clone())
+                .metrics(metrics.clone())
+                .token_id("github")
+                .token_source(Arc::new(token_source.shared()));
+            Arc::new(GitHubForge::new(gh)?)
         }
     };
     let workspaces_root = config.data_dir.join("workspaces");
     let workspaces: Arc<dyn Workspaces> = match workspaces {
         Some(w) => w,
         None => {
-            let mut wc = GitWorkspacesConfig::new(workspaces_root.clone()).metrics(metrics.clone());
-            if let Some(t) = &first_token {
-                wc = wc.token(t.clone());
-            }
-            let git = Arc::new(GitWorkspaces::new(wc));
-            token_source.on_change({
-                let git = git.clone();
-                move |t| git.set_token(t)
-            });
-            git
+            let wc = GitWorkspacesConfig::new(workspaces_root.clone())
+                .metrics(metrics.clone())
+                .token_source(Arc::new(token_source.shared()));
+            Arc::new(GitWorkspaces::new(wc))
         }
     };
 
@@ -178,19 +179,14 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
     }
     let engine = builder.build()?;
 
-    let http = crate::github::http_client()?;
-    let readiness = Arc::new(
-        Readiness::new(store.clone(), docker.clone(), http.clone(), config.github.api_url.clone(), first_token.clone())
-            .token_source(token_source.clone()),
-    );
-    let reaper = Arc::new(Reaper::new(
+    let readiness = Arc::new(Readiness::new(
         store.clone(),
-        workspaces.clone(),
-        runtime.clone(),
         docker.clone(),
-        config.reaper.clone(),
-        metrics.clone(),
+        config.github.api_url.clone(),
+        token_source.clone(),
+        forge_given,
     ));
+    let reaper = Arc::new(Reaper::new(engine.clone(), docker.clone(), config.reaper.clone()));
     let disk = Arc::new(DiskGuard::new(
         config.disk.clone(),
         probe,
@@ -216,7 +212,7 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
         readiness,
         projects: directory.clone(),
         disk: disk.clone(),
-        github: (http, config.github.api_url.clone()),
+        github_api: config.github.api_url.clone(),
         agent_kinds: kinds.iter().cloned().collect(),
         max_body_bytes: config.api.max_body_bytes,
         worker_id: config.worker_id.clone(),

@@ -7,11 +7,14 @@
 //! running daemon (`project`, `token`, `run`, `runs`, `prompts`, `costs`)
 //! are in [`paid_examples::cli`].
 
+#[cfg(feature = "demo")]
 use std::path::PathBuf;
 use std::process::ExitCode;
+#[cfg(feature = "demo")]
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+#[cfg(feature = "demo")]
 use paid_core::RunState;
 use paid_examples::cli::{self, Command, Global};
 
@@ -28,6 +31,7 @@ struct Cli {
 enum Cmd {
     /// Run the whole pipeline locally: SQLite, local Docker, a bare git remote,
     /// a fake GitHub with one labeled issue, and a scripted agent.
+    #[cfg(feature = "demo")]
     Demo {
         /// Working directory (created; reused runs start fresh in it).
         #[arg(long, default_value = "paid-demo")]
@@ -41,6 +45,7 @@ enum Cmd {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        #[cfg(feature = "demo")]
         Cmd::Demo { dir } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -54,6 +59,7 @@ async fn main() -> ExitCode {
     }
 }
 
+#[cfg(feature = "demo")]
 async fn demo(dir: PathBuf) -> ExitCode {
     if dir.exists()
         && let Err(e) = std::fs::remove_dir_all(&dir)
@@ -91,6 +97,7 @@ async fn demo(dir: PathBuf) -> ExitCode {
 }
 
 /// The error and its causes on one line.
+#[cfg(feature = "demo")]
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain().map(|c| c.to_string()) {

@@ -5,15 +5,13 @@
 //! The image's base (`debian:bookworm-slim`) must be present or pullable;
 //! `scripts/build-images` also covers hosts without a registry.
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Subcommand;
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use paid_runtime_docker::DockerRuntime;
+use paid_runtime_docker::{BuildProgress, DockerRuntime, ImageBuild};
 use serde::Serialize;
 
 use super::{Global, Out, one_line};
@@ -48,80 +46,44 @@ pub fn progress_bar(json: bool) -> ProgressBar {
     }
 }
 
-/// The build context: a tar holding only the Dockerfile.
-fn context(dockerfile: &str) -> std::io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(dockerfile.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    builder.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
-    builder.into_inner()
-}
-
-/// `Step 3/8 : RUN …` of the classic builder: (3, 8).
-fn step_of(line: &str) -> Option<(u64, u64)> {
-    let rest = line.trim_start().strip_prefix("Step ")?;
-    let (n, rest) = rest.split_once('/')?;
-    let m: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    Some((n.parse().ok()?, m.parse().ok()?))
-}
-
 /// Builds `dockerfile` as `tag` on `docker`, with `build_args`, showing the
 /// steps on `pb`.
 pub async fn build(
     docker: &DockerRuntime,
     dockerfile: &str,
     tag: &str,
-    build_args: HashMap<String, String>,
+    build_args: Vec<(String, String)>,
     pb: &ProgressBar,
 ) -> anyhow::Result<BuildReport> {
-    let started = Instant::now();
-    let options = bollard::query_parameters::BuildImageOptionsBuilder::default()
-        .dockerfile("Dockerfile")
-        .t(tag)
-        .rm(true)
-        .forcerm(true)
-        .buildargs(&build_args)
-        .build();
-    let body = bollard::body_full(bytes::Bytes::from(context(dockerfile)?));
+    let mut req = ImageBuild::new(tag, dockerfile);
+    for (k, v) in build_args {
+        req = req.with_build_arg(k, v);
+    }
     if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} steps {elapsed:>4} {msg}") {
         pb.set_style(style.progress_chars("=> "));
     }
     pb.set_message(format!("building {tag}"));
     pb.enable_steady_tick(Duration::from_millis(120));
-    let mut stream = docker.client().build_image(options, None, Some(body));
-    let (mut id, mut steps) = (None, 0);
-    while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| anyhow::anyhow!("building {tag}: {e}"))?;
-        if let Some(e) = info.error_detail.and_then(|d| d.message) {
+    let built = docker
+        .build_image(&req, |p| {
+            if let BuildProgress::Step { number, total, instruction } = p {
+                pb.set_length(total);
+                pb.set_position(number.saturating_sub(1));
+                pb.set_message(instruction);
+            }
+        })
+        .await;
+    match built {
+        Ok(b) => {
+            pb.set_position(b.steps);
+            pb.finish_and_clear();
+            Ok(BuildReport { image: b.tag, id: Some(b.id), steps: b.steps, seconds: b.elapsed.as_secs_f64() })
+        }
+        Err(e) => {
             pb.abandon();
-            anyhow::bail!("building {tag}: {e}");
-        }
-        if let Some(line) = &info.stream {
-            if let Some((n, m)) = step_of(line) {
-                pb.set_length(m);
-                pb.set_position(n.saturating_sub(1));
-                steps = n;
-                pb.set_message(line.split_once(" : ").map_or(line.trim(), |(_, s)| s.trim()).to_string());
-            }
-            if let Some(sha) = line.trim().strip_prefix("Successfully built ") {
-                id = Some(sha.to_string());
-            }
-        }
-        if let Some(aux) = info.aux.and_then(|a| a.id) {
-            id = Some(aux);
+            Err(e.into())
         }
     }
-    pb.set_position(steps);
-    pb.finish_and_clear();
-    // The build stream reports no error for every failure: the image must exist.
-    let inspected = docker
-        .client()
-        .inspect_image(tag)
-        .await
-        .map_err(|e| anyhow::anyhow!("the build of {tag} ended but the image is not there: {e}"))?;
-    Ok(BuildReport { image: tag.to_string(), id: inspected.id.or(id), steps, seconds: started.elapsed().as_secs_f64() })
 }
 
 /// `paid images …`.
@@ -161,25 +123,5 @@ pub async fn images(global: &Global, cmd: ImagesCmd, out: Out) -> ExitCode {
             println!("built {} ({}) in {:.1} s, {} steps", d.image, d.id.as_deref().unwrap_or("-"), d.seconds, d.steps)
         }),
         Err(e) => out.fail_msg("build_failed", &one_line(&e), 1),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn steps_of_the_classic_builder() {
-        assert_eq!(step_of("Step 3/8 : RUN set -eux"), Some((3, 8)));
-        assert_eq!(step_of(" ---> Using cache"), None);
-    }
-
-    #[test]
-    fn the_context_is_a_tar_with_the_dockerfile() {
-        let tar_bytes = context("FROM scratch\n").unwrap();
-        let mut archive = tar::Archive::new(tar_bytes.as_slice());
-        let names: Vec<String> =
-            archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
-        assert_eq!(names, ["Dockerfile"]);
     }
 }

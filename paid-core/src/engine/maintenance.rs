@@ -130,8 +130,9 @@ impl Engine {
         // Without knowing which sandboxes belong to runs unknown to this
         // store but still young, leave the runtime alone this time.
         let keep_runs = match self.inner.runtime.list_managed().await {
-            Ok(sandboxes) => match self.runs_to_keep(&active, &sandboxes, opts).await {
-                Ok(more) => Some(active.iter().copied().chain(more).collect::<Vec<_>>()),
+            // A comparison run's candidates' sandboxes carry their candidate ids.
+            Ok(sandboxes) => match self.runs_to_keep(&keep_worktrees, &sandboxes, opts).await {
+                Ok(more) => Some(keep_worktrees.iter().copied().chain(more).collect::<Vec<_>>()),
                 Err(e) => {
                     report.notes.push(format!("reading the runs of sandboxes failed: {e}"));
                     None

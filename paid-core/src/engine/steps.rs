@@ -332,7 +332,7 @@ impl Engine {
         let started = std::time::Instant::now();
         match runtime.create(&spec).await {
             Ok(sandbox) => {
-                self.inner.metrics.container_startup_seconds.observe(started.elapsed().as_secs_f64());
+                // The runtime records `container_startup_seconds`: it knows what startup is.
                 info!(run_id = %run.id, sandbox = %sandbox.id, elapsed_ms = started.elapsed().as_millis() as u64, "sandbox ready");
                 Ok(Resources { worktree, sandbox })
             }

@@ -72,8 +72,8 @@ pub struct ApiState {
     pub projects: Arc<ProjectDirectory>,
     /// The disk guard.
     pub disk: Arc<DiskGuard>,
-    /// Checks forge tokens: `(http client, API base URL)`.
-    pub github: (reqwest::Client, String),
+    /// The GitHub API base URL tokens are checked against.
+    pub github_api: String,
     /// Agent kinds the engine has.
     pub agent_kinds: Vec<String>,
     /// Largest request body.

@@ -102,8 +102,7 @@ pub(crate) async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req)
     paid_core::policy::ForbiddenPaths::new(&p.allowed_paths)?;
     // Repository access, with the stored token when there is one.
     if let Some(token) = state.vault.get("github").await.ok().flatten() {
-        let (client, api) = &state.github;
-        crate::github::check_token(client, api, &token, std::slice::from_ref(&repo))
+        crate::github::check_token(&state.github_api, &token, std::slice::from_ref(&repo))
             .await
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "repository_unreachable", e.0))?;
     }

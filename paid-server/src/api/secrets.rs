@@ -37,8 +37,7 @@ pub(crate) async fn put_secret(
     let mut validation = None;
     if name == "github" {
         let repos: Vec<RepoRef> = state.store.projects().await?.into_iter().map(|p| p.repo).collect();
-        let (client, api) = &state.github;
-        let check = crate::github::check_token(client, api, &value, &repos)
+        let check = crate::github::check_token(&state.github_api, &value, &repos)
             .await
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "token_rejected", e.0))?;
         validation = Some(TokenValidation {
