@@ -1,0 +1,169 @@
+//! Unit tests of loading and checking `paid.toml`.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("/etc/paid/paid.toml"), text, &BTreeMap::new())
+}
+
+const MINIMAL: &str = r#"
+[[projects]]
+repo = "acme/widgets"
+allowed_authors = ["alice"]
+"#;
+
+#[test]
+fn the_example_parses() {
+    let c = parse(EXAMPLE).unwrap();
+    assert_eq!(c.poll_interval, Duration::from_secs(60));
+    assert_eq!(c.projects.len(), 1);
+}
+
+#[test]
+fn defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.store, StoreUrl::Sqlite(PathBuf::from("/etc/paid/paid-data/paid.db")));
+    assert_eq!(c.api.bind.to_string(), "127.0.0.1:8700");
+    assert_eq!(c.projects[0].clone_url, "https://github.com/acme/widgets.git");
+    assert_eq!(c.projects[0].trigger_labels, vec!["paid-build"]);
+}
+
+#[test]
+fn env_overrides_win_and_are_typed() {
+    let env = BTreeMap::from([
+        ("PAID_STORE_URL".to_string(), "/tmp/x.db".to_string()),
+        ("PAID_POLL_INTERVAL_SECS".to_string(), "120".to_string()),
+        ("PAID_DOCKER_ENDPOINTS".to_string(), "tcp://a:2375, tcp://b:2375".to_string()),
+        ("PAID_DISK_EMERGENCY_PERCENT".to_string(), "99.5".to_string()),
+    ]);
+    let c = Config::parse(Path::new("/etc/paid/paid.toml"), MINIMAL, &env).unwrap();
+    assert_eq!(c.store, StoreUrl::Sqlite(PathBuf::from("/tmp/x.db")));
+    assert_eq!(c.poll_interval, Duration::from_secs(120));
+    assert_eq!(c.docker.endpoints, vec!["tcp://a:2375", "tcp://b:2375"]);
+    assert_eq!(c.disk.emergency_percent, 99.5);
+}
+
+#[test]
+fn bad_env_value_names_the_variable() {
+    let env = BTreeMap::from([("PAID_POLL_INTERVAL_SECS".to_string(), "soon".to_string())]);
+    let e = Config::parse(Path::new("/etc/paid/paid.toml"), MINIMAL, &env).unwrap_err();
+    assert_eq!(e.key, "PAID_POLL_INTERVAL_SECS");
+    assert!(e.reason.contains("not a whole number"), "{e}");
+}
+
+#[test]
+fn log_retention_defaults_to_30_days_and_must_be_positive() {
+    assert_eq!(parse(MINIMAL).unwrap().disk.log_retention, Duration::from_secs(30 * 86_400));
+    let c = parse(&format!("[disk]\nlog_retention_days = 7\n{MINIMAL}")).unwrap();
+    assert_eq!(c.disk.log_retention, Duration::from_secs(7 * 86_400));
+    let e = parse(&format!("[disk]\nlog_retention_days = 0\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "disk.log_retention_days");
+}
+
+#[test]
+fn poll_interval_minimum_and_the_test_override() {
+    let e = parse(&format!("poll_interval_secs = 5\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "poll_interval_secs");
+    assert!(e.reason.contains("minimum of 60 s"), "{e}");
+    let env = BTreeMap::from([(TEST_POLL_INTERVAL_ENV.to_string(), "200".to_string())]);
+    let c = Config::parse(Path::new("/x/paid.toml"), &format!("poll_interval_secs = 5\n{MINIMAL}"), &env).unwrap();
+    assert_eq!(c.poll_interval, Duration::from_millis(200));
+}
+
+#[test]
+fn the_webhook_secret_is_named_never_inline() {
+    let c = parse(&format!("[github]\nwebhook_secret_env = \"PAID_WEBHOOK_SECRET\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.github.webhook_secret_env.as_deref(), Some("PAID_WEBHOOK_SECRET"));
+    assert_eq!(c.github.webhook_secret_file, None);
+    let c = parse(&format!("[github]\nwebhook_secret_file = \"hook.secret\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.github.webhook_secret_file, Some(PathBuf::from("/etc/paid/hook.secret")));
+    assert_eq!(parse(MINIMAL).unwrap().github.webhook_secret_env, None);
+    let e = parse(&format!("[github]\nwebhook_secret = \"s3cret\"\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "github.webhook_secret");
+    assert!(e.reason.contains("github.webhook_secret_env"), "{e}");
+    let e = parse(&format!("[github]\nwebhook_secret_env = \"not a name\"\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "github.webhook_secret_env");
+}
+
+#[test]
+fn inline_secrets_are_refused_with_file_key_and_reason() {
+    let e = parse(&format!("[github]\ntoken = \"ghp_x\"\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.file, PathBuf::from("/etc/paid/paid.toml"));
+    assert_eq!(e.key, "github.token");
+    assert!(e.reason.contains("never written inline"), "{e}");
+    let e = parse(&format!("[providers.anthropic]\nkey = \"sk\"\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "providers.anthropic.key");
+    assert!(e.reason.contains("key_env"), "{e}");
+}
+
+#[test]
+fn unknown_and_mistyped_keys_are_named() {
+    let e = parse(&format!("pol_interval_secs = 60\n{MINIMAL}")).unwrap_err();
+    assert!(e.reason.contains("unknown field `pol_interval_secs`"), "{e}");
+    let e = parse("[[projects]]\nrepo = \"acme/widgets\"\nallowed_authors = \"alice\"\n").unwrap_err();
+    assert_eq!(e.key, "projects[0].allowed_authors");
+    let e = parse("[[projects]]\nrepo = \"widgets\"\nallowed_authors = [\"a\"]\n").unwrap_err();
+    assert_eq!(e.key, "projects[0].repo");
+    let e = parse("[docker]\nendpont = \"x\"\n").unwrap_err();
+    assert!(e.key.starts_with("docker"), "{e}");
+}
+
+#[test]
+fn syntax_errors_have_a_line() {
+    let e = parse("data_dir = \n").unwrap_err();
+    assert!(e.key.starts_with("line 1"), "{e}");
+    assert!(e.to_string().contains("/etc/paid/paid.toml"), "{e}");
+}
+
+#[test]
+fn agents_are_scripts_or_plugins() {
+    let c = parse(&format!(
+        "[agents.fixer]\nscript = \"true\"\n[agents.my-cli]\ncommand = \"my-cli {{{{ prompt_file }}}}\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert!(matches!(c.agents["fixer"], AgentSpec::Command { .. }));
+    assert!(matches!(c.agents["my-cli"], AgentSpec::Plugin(_)));
+    let e = parse(&format!("[agents.x]\nfoo = 1\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "agents.x");
+}
+
+#[test]
+fn postgres_urls_are_not_printed_with_passwords() {
+    let c = parse(&format!("[store]\nurl = \"postgres://paid:hunter2@db/paid\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.store.to_string(), "postgres://[redacted]@db/paid");
+}
+
+#[test]
+fn project_comparisons_are_checked_with_file_key_and_reason() {
+    let c = parse(&format!("{MINIMAL}[projects.compare]\nmodels = [\"m-a\", \"m-b\"]\nrule = \"human\"\n")).unwrap();
+    let spec = c.projects[0].compare.as_ref().unwrap();
+    assert_eq!(spec.names(), ["c1-m-a", "c2-m-b"]);
+    assert_eq!(spec.rule, paid_core::engine::SelectionRule::Human);
+    assert_eq!(parse(MINIMAL).unwrap().projects[0].compare, None);
+    for (body, key, reason) in [
+        ("models = [\"only-one\"]", "projects[0].compare.models", "2 to 8 models"),
+        ("models = [\"a\", \"a\"]", "projects[0].compare.models", "listed twice"),
+        ("models = [\"a\", \"b\"]\nrule = \"random\"", "projects[0].compare.rule", "neither"),
+        ("models = [\"a\", \"b\"]\nranking = [\"speed\"]", "projects[0].compare.ranking", "unknown criterion"),
+        ("models = [\"a\", \"b\"]\nrules = \"best\"", "projects[0].compare", "unknown field `rules`"),
+        ("models = \"a,b\"", "projects[0].compare.models", "expected"),
+    ] {
+        let e = parse(&format!("{MINIMAL}[projects.compare]\n{body}\n")).unwrap_err();
+        assert_eq!(e.file, PathBuf::from("/etc/paid/paid.toml"), "{e}");
+        assert!(e.key.starts_with(key), "{body}: {e}");
+        assert!(e.reason.contains(reason), "{body}: {e}");
+    }
+    let models = "[engine]\n[[engine.models]]\nprovider = \"anthropic\"\nmodel = \"m-a\"\n";
+    let e = parse(&format!("{models}{MINIMAL}[projects.compare]\nmodels = [\"m-a\", \"m-z\"]\n")).unwrap_err();
+    assert_eq!(e.key, "projects[0].compare.models");
+    assert!(e.reason.contains("\"m-z\" is not one of engine.models"), "{e}");
+}
+
+#[test]
+fn a_store_schema_is_for_postgres_only() {
+    let c = parse(&format!("[store]\nurl = \"postgres://db/paid\"\nschema = \"tenant_a\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.store_schema.as_deref(), Some("tenant_a"));
+    assert_eq!(parse(MINIMAL).unwrap().store_schema, None);
+    let e = parse(&format!("[store]\nurl = \"x.db\"\nschema = \"tenant_a\"\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "store.schema");
+}
