@@ -32,54 +32,59 @@ pub struct WorkerArgs {
     pub config: std::path::PathBuf,
     /// The database, `postgres://user:password@host:port/db` (instant backends;
     /// real backends read `store.url`, which `PAID_STORE_URL` overrides).
-    #[arg(long, env = "PAID_DATABASE_URL")]
+    #[arg(help_heading = "Instant backends (feature load-test)", long, env = "PAID_DATABASE_URL")]
     pub database_url: Option<String>,
     /// The schema holding Paid's tables (created and migrated on start).
-    #[arg(long, env = "PAID_DATABASE_SCHEMA", default_value = "public")]
+    #[arg(
+        help_heading = "Instant backends (feature load-test)",
+        long,
+        env = "PAID_DATABASE_SCHEMA",
+        default_value = "public"
+    )]
     pub schema: String,
     /// Connections in this worker's pool.
-    #[arg(long, default_value_t = 8)]
+    #[arg(help_heading = "Instant backends (feature load-test)", long, default_value_t = 8)]
     pub pool_size: u32,
     /// This worker's lease owner name (default: `<hostname>-<pid>`); unique per process.
     #[arg(long, env = "PAID_WORKER_ID")]
     pub worker_id: Option<String>,
     /// Lease length in milliseconds: a dead worker's runs are taken over after this.
-    #[arg(long, default_value_t = 60_000)]
+    #[arg(help_heading = "Instant backends (feature load-test)", long, default_value_t = 60_000)]
     pub lease_ms: u64,
     /// Heartbeat interval in milliseconds (default: a quarter of the lease).
-    #[arg(long)]
+    #[arg(help_heading = "Instant backends (feature load-test)", long)]
     pub heartbeat_ms: Option<u64>,
     /// How often an idle worker looks for work without a notification, in milliseconds.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(help_heading = "Instant backends (feature load-test)", long, default_value_t = 5_000)]
     pub poll_ms: u64,
     /// How long a store call keeps retrying while the database is unreachable, in milliseconds.
-    #[arg(long, default_value_t = 60_000)]
+    #[arg(help_heading = "Instant backends (feature load-test)", long, default_value_t = 60_000)]
     pub db_patience_ms: u64,
     /// Where to serve `/health` and `/health/ready` (none when unset).
     #[arg(long, env = "PAID_HEALTH_ADDR")]
     pub health_addr: Option<SocketAddr>,
     /// On SIGTERM, how long to wait for the current step before releasing its lease anyway, in milliseconds.
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(help_heading = "Instant backends (feature load-test)", long, default_value_t = 30_000)]
     pub shutdown_grace_ms: u64,
     /// Ignore projects' `max_concurrent_runs` when claiming.
-    #[arg(long)]
+    #[arg(help_heading = "Instant backends (feature load-test)", long)]
     pub no_project_limits: bool,
     /// Do not wait for each write's WAL flush (`synchronous_commit = off`): much less latency on
     /// slow disks; a database *crash* may lose the last writes (see `PgStoreOptions::synchronous_commit`).
-    #[arg(long)]
+    #[arg(help_heading = "Instant backends (feature load-test)", long)]
     pub async_commit: bool,
     /// The ports the engine uses.
     #[arg(long, value_enum, default_value = "real")]
     pub backends: Backends,
     /// Instant backends: where worktrees (empty directories) go.
-    #[arg(long, env = "PAID_INSTANT_DIR")]
+    #[arg(help_heading = "Instant backends (feature load-test)", long, env = "PAID_INSTANT_DIR")]
     pub instant_dir: Option<PathBuf>,
     /// Instant backends: make the agent take MS milliseconds on issue N (`N=MS`; repeatable,
     /// or comma-separated in the environment).
-    #[arg(long = "instant-slow-issue", env = "PAID_INSTANT_SLOW", value_delimiter = ',', value_parser = parse_slow)]
+    #[arg(help_heading = "Instant backends (feature load-test)", long = "instant-slow-issue", env = "PAID_INSTANT_SLOW", value_delimiter = ',', value_parser = parse_slow)]
     pub instant_slow: Vec<(u64, u64)>,
     /// Log as JSON lines (default) or text.
-    #[arg(long, default_value = "json")]
+    #[arg(help_heading = "Instant backends (feature load-test)", long, default_value = "json")]
     pub log_format: LogFormat,
 }
 
@@ -113,9 +118,12 @@ pub fn init_logging(format: LogFormat) {
 }
 
 /// Real backends: `paid serve`'s wiring from `--config`, without the HTTP
-/// API and the poller, until SIGTERM or SIGINT.
+/// API and the poller, until SIGTERM or SIGINT. Logging, leases, the pool
+/// and the shutdown grace come from `paid.toml`, as for `paid serve`; the
+/// instant-backend flags do not apply.
 pub async fn run_real(args: &WorkerArgs) -> anyhow::Result<()> {
     let mut config = paid_server::Config::load(&args.config)?;
+    paid_server::logging::init(&config.log);
     if !matches!(config.store, paid_server::config::StoreUrl::Postgres(_)) {
         anyhow::bail!(
             "{}: store.url is {}; paid-worker shares a PostgreSQL database with `paid serve` (set store.url or PAID_STORE_URL to postgres://...)",

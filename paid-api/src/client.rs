@@ -23,7 +23,7 @@ pub enum ClientError {
         /// The message, with a hint for 401.
         message: String,
         /// The whole envelope, for `--json`.
-        envelope: ErrorEnvelope,
+        envelope: Box<ErrorEnvelope>,
     },
     /// The server could not be reached, or answered something else.
     #[error("{0}")]
@@ -43,7 +43,7 @@ impl ClientError {
     /// print with `--json`.
     pub fn envelope(&self) -> ErrorEnvelope {
         match self {
-            ClientError::Api { envelope, .. } => envelope.clone(),
+            ClientError::Api { envelope, .. } => (**envelope).clone(),
             ClientError::Transport(m) => ErrorEnvelope {
                 error: ErrorBody { code: "transport".into(), message: m.clone(), details: serde_json::json!({}) },
                 meta: Meta::default(),
@@ -253,7 +253,7 @@ impl ApiClient {
         if status == 401 {
             message = format!("{message}: the API token is missing or wrong (api.token_file / PAID_API_TOKEN)");
         }
-        Err(ClientError::Api { status, message, envelope })
+        Err(ClientError::Api { status, message, envelope: Box::new(envelope) })
     }
 }
 

@@ -617,9 +617,15 @@ impl SandboxRuntime for DockerRuntime {
     /// [`DockerConfig::reaper`] allows is removed too (the engine re-creates
     /// a missing sandbox). Ages are by the engine's clock; `req.now` is not
     /// used. See [`DockerRuntime::reap_with`].
+    ///
+    /// Nothing younger than [`DockerConfig::reaper`]'s `grace_secs` is
+    /// removed, whatever `req.min_age` says: a network or pool slot being
+    /// set up has no container yet, and would look dangling.
     async fn reap(&self, req: &paid_core::ReapRequest<'_>) -> Result<paid_core::ReapReport> {
-        let policy = ReapPolicy { grace: req.min_age, ..ReapPolicy::from_config(&self.shared.config.reaper) }
-            .with_live_runs(req.keep.iter());
+        let floor = std::time::Duration::from_secs(self.shared.config.reaper.grace_secs);
+        let policy =
+            ReapPolicy { grace: req.min_age.max(floor), ..ReapPolicy::from_config(&self.shared.config.reaper) }
+                .with_live_runs(req.keep.iter());
         Ok(self.reap_with(&policy).await?.into_port())
     }
 }

@@ -20,11 +20,13 @@ use paid_examples::worker_cli::{self as worker_args, Backends, WorkerArgs};
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = WorkerArgs::parse();
-    worker_args::init_logging(args.log_format);
     let result = match args.backends {
         Backends::Real => worker_args::run_real(&args).await,
         #[cfg(feature = "load-test")]
-        Backends::Instant => worker_args::run_instant(args).await,
+        Backends::Instant => {
+            worker_args::init_logging(args.log_format);
+            worker_args::run_instant(args).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

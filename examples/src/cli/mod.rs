@@ -205,8 +205,11 @@ async fn remote(client: ApiClient, command: Command, global: &Global, out: Out) 
         Command::Project(cmd) => project::project(&client, cmd, global, out).await,
         Command::Token(cmd) => token::token(&client, cmd, out).await,
         Command::Run { issue, wait, compare, pick, rank } => {
-            let compare =
-                (!compare.is_empty()).then(|| paid_api::CompareRequest { models: compare, rule: pick, ranking: rank });
+            let compare = (!compare.is_empty()).then_some(paid_api::CompareRequest {
+                models: compare,
+                rule: pick,
+                ranking: rank,
+            });
             runs::trigger(&client, &issue, wait, compare, out).await
         }
         Command::Runs(cmd) => runs::runs(&client, cmd, out).await,
