@@ -28,9 +28,9 @@ use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use paid_benches::{Table, claim_complete, orchestration, percentile, round_trips, seed};
 use paid_core::{
-    AppendLog, AuditEvent, ClaimRequest, LogAppend, LogChunk, ModelDecision, NewRun, Outcome, Project, ProjectId,
-    Result, Run, RunFilter, RunId, RunPatch, RunState, StepRecord, Store, Timestamp, TrackedIssue, Transition,
-    UsageRecord,
+    AppendLog, AuditEvent, ClaimRequest, CostQuery, DailyCost, LogAppend, LogChunk, ModelDecision, NewRun, Outcome,
+    Project, ProjectId, Result, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord, Store,
+    Timestamp, TrackedIssue, Transition, UsageRecord,
 };
 use paid_store_postgres::{PgStore, testing};
 use paid_store_sqlite::SqliteStore;
@@ -402,6 +402,12 @@ impl Store for Counted {
     }
     async fn usage(&self, id: RunId) -> Result<Vec<UsageRecord>> {
         self.timed("usage", self.inner.usage(id)).await
+    }
+    async fn spend(&self, req: &SpendQuery) -> Result<Vec<Spend>> {
+        self.timed("spend", self.inner.spend(req)).await
+    }
+    async fn daily_costs(&self, req: &CostQuery) -> Result<Vec<DailyCost>> {
+        self.timed("daily_costs", self.inner.daily_costs(req)).await
     }
     async fn record_decision(&self, decision: &ModelDecision) -> Result<()> {
         self.timed("record_decision", self.inner.record_decision(decision)).await

@@ -48,5 +48,8 @@ pub use ports::sandbox::{
 };
 pub use ports::secrets::{PutSecret, SecretMeta, SecretRecord, SecretStore};
 pub use ports::selector::{FixedSelector, ModelSelector, SelectionRequest};
-pub use ports::store::{AppendLog, ClaimRequest, RunFilter, RunPatch, Store, Transition};
+pub use ports::store::{
+    AppendLog, ClaimRequest, CostQuery, DailyCost, RunFilter, RunPatch, Spend, SpendGroup, SpendQuery, Store,
+    Transition, UsageTotals,
+};
 pub use ports::workspaces::{CommitRequest, RebaseOutcome, Workspaces, Worktree, WorktreeRequest};

@@ -148,10 +148,10 @@ async fn a_human_picks_the_winner_of_a_parked_run() {
     assert_eq!(done.len(), 1);
     assert_eq!(done[0].state, RunState::AwaitingChoice);
 
-    // Parked: nobody can claim it, so no worker spins on it.
+    // Parked: it holds no lease and nobody can claim it, so no worker
+    // spins on it and it holds no slot of its project.
     let parked = w.store.run(run.id).await.unwrap();
-    assert_eq!(parked.lease_owner.as_deref(), Some("w1"));
-    assert!(parked.lease_expires_at.unwrap() > SystemClock.now() + chrono::Duration::days(365));
+    assert_eq!((parked.lease_owner.as_deref(), parked.lease_expires_at), (None, None), "parking leaves no lease");
     let other = w.builder("w2").build().unwrap();
     assert!(other.claim_next().await.unwrap().is_none());
     assert!(engine.run_until_idle().await.unwrap().is_empty());
@@ -163,11 +163,12 @@ async fn a_human_picks_the_winner_of_a_parked_run() {
     assert!(matches!(other.pick(run.id, "nope").await, Err(Error::InvalidInput { .. })));
     let err = other.pick(run.id, "c3-broken").await.unwrap_err();
     assert!(err.to_string().contains("did not finish"), "{err}");
-    assert_eq!(w.store.run(run.id).await.unwrap().lease_owner.as_deref(), Some("w1"));
+    assert_eq!(w.store.run(run.id).await.unwrap(), parked);
 
-    // Another process (the API) picks by model; any worker goes on.
+    // Another process (the API) picks by model: the run moves on, unleased,
+    // and any worker goes on.
     let picked = other.pick(run.id, "big").await.unwrap();
-    assert_eq!(picked.lease_owner, None);
+    assert_eq!((picked.state, picked.lease_owner.as_deref()), (RunState::Committing, None));
     let second = engine.pick(run.id, "lean").await.unwrap_err();
     assert!(second.to_string().contains("already picked"), "the first pick wins: {second}");
     let done = other.run_until_idle().await.unwrap();
@@ -191,12 +192,77 @@ async fn a_parked_run_can_be_cancelled() {
 
     let other = w.builder("w2").build().unwrap();
     let cancelled = other.cancel(run.id).await.unwrap();
-    assert_eq!(cancelled.state, RunState::AwaitingChoice, "the workers clean it up");
+    assert_eq!(cancelled.state, RunState::Cleaning, "the workers clean it up");
+    assert_eq!(cancelled.lease_owner, None);
     let done = other.run_until_idle().await.unwrap();
     assert_eq!(done[0].state, RunState::Cancelled);
     assert!(w.pushed().await.is_empty());
     assert!(w.worktrees_left().is_empty(), "{:?}", w.worktrees_left());
     assert_eq!(w.runtime.live(), 0);
+}
+
+/// Parking gives the lease up in the same write: the parked run holds no
+/// slot of its project (another run is claimed while it waits), and once
+/// picked it needs one again like any run.
+#[tokio::test]
+async fn a_parked_run_holds_no_lease_and_no_project_slot() {
+    let w = World::new(&[big(), lean()]).await;
+    w.store.put_project(&paid_core::Project { max_concurrent_runs: 1, ..w.project.clone() }).await.unwrap();
+    let engine = w.builder("w1").build().unwrap();
+    let spec = CompareSpec::models(["lean", "big"]).rule(SelectionRule::Human);
+    let run = engine.enqueue_compare(w.project.id, 1, spec).await.unwrap();
+    assert_eq!(engine.run_once().await.unwrap().unwrap().state, RunState::AwaitingChoice);
+    let parked = w.store.run(run.id).await.unwrap();
+    assert_eq!((parked.lease_owner, parked.lease_expires_at), (None, None), "parked with no lease at all");
+
+    // The project's only slot is free: another run of it is claimed.
+    let other = w.builder("w2").build().unwrap();
+    let next = other.enqueue(w.project.id, 2).await.unwrap();
+    let claimed = other.claim_next().await.unwrap().expect("the queued run takes the free slot");
+    assert_eq!(claimed.id, next.id);
+    assert!(other.claim_next().await.unwrap().is_none(), "the parked run is never claimed");
+
+    // Picked, it moves on unleased and waits for the slot like any run.
+    let picked = other.pick(run.id, "lean").await.unwrap();
+    assert_eq!((picked.state, picked.lease_owner), (RunState::Committing, None));
+    assert!(engine.claim_next().await.unwrap().is_none(), "the slot is taken by the other run");
+    w.store.release(next.id, "w2").await.unwrap();
+    let done = engine.drive(engine.claim_next().await.unwrap().expect("the picked run is claimable").id).await;
+    let done = done.unwrap();
+    assert_eq!((done.id, done.state), (run.id, RunState::Succeeded), "{:?}", done.failure);
+    assert_eq!(done.model.as_deref(), Some("lean"));
+    assert_eq!(w.pushed().await, vec![done.branch.unwrap()]);
+}
+
+/// A pick recorded by a process that died before moving the run on: the
+/// same pick again moves it on; another candidate is refused.
+#[tokio::test]
+async fn repeating_a_recorded_pick_moves_the_run_on() {
+    let w = World::new(&[big(), lean()]).await;
+    let engine = w.builder("w1").build().unwrap();
+    let spec = CompareSpec::models(["lean", "big"]).rule(SelectionRule::Human);
+    let run = engine.enqueue_compare(w.project.id, 1, spec).await.unwrap();
+    assert_eq!(engine.run_until_idle().await.unwrap()[0].state, RunState::AwaitingChoice);
+    w.store
+        .audit(&paid_core::AuditEvent {
+            at: SystemClock.now(),
+            project_id: Some(w.project.id),
+            actor: "api".into(),
+            action: "run.pick".into(),
+            subject: format!("run:{}", run.id),
+            details: serde_json::json!({ "run_id": run.id, "candidate": "c2-big" }),
+        })
+        .await
+        .unwrap();
+    assert!(engine.run_until_idle().await.unwrap().is_empty(), "still parked");
+
+    let err = engine.pick(run.id, "lean").await.unwrap_err();
+    assert!(err.to_string().contains("already picked"), "{err}");
+    assert_eq!(engine.pick(run.id, "big").await.unwrap().state, RunState::Committing);
+    let done = engine.run_until_idle().await.unwrap();
+    assert_eq!(done[0].state, RunState::Succeeded, "{:?}", done[0].failure);
+    assert_eq!(done[0].model.as_deref(), Some("big"));
+    assert_eq!(engine.candidates(run.id).await.unwrap().len(), 2);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paid_core::engine::Engine;
-use paid_core::{RunFilter, Store};
+use paid_core::{SpendQuery, Store, Timestamp};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
@@ -84,7 +84,7 @@ impl Poller {
     /// Whether the project's monthly budget leaves room for new runs.
     async fn admits(&self, p: &paid_core::Project) -> bool {
         if let Some(limit) = self.directory.extras(p.id).budget_usd_per_month
-            && let Ok(spent) = month_spend(self.store.as_ref(), p.id).await
+            && let Ok(spent) = month_spend(self.store.as_ref(), p.id, chrono::Utc::now()).await
             && spent >= limit
         {
             warn!(project = %p.repo, spent, limit, "monthly budget spent; not polling this project");
@@ -130,16 +130,55 @@ async fn next_nudge(nudges: &mut Option<mpsc::Receiver<Nudge>>) -> Option<Nudge>
     }
 }
 
-async fn month_spend(store: &dyn Store, project: paid_core::ProjectId) -> paid_core::Result<f64> {
+/// What `project` spent in the UTC month of `now`, in USD: one aggregate
+/// query over the usage recorded since the first of the month.
+async fn month_spend(store: &dyn Store, project: paid_core::ProjectId, now: Timestamp) -> paid_core::Result<f64> {
     use chrono::Datelike;
-    let now = chrono::Utc::now();
-    let mut micros = 0i64;
-    for run in store.runs(&RunFilter { project_id: Some(project), ..Default::default() }).await? {
-        for u in store.usage(run.id).await? {
-            if u.at.year() == now.year() && u.at.month() == now.month() {
-                micros += u.cost_micros.unwrap_or(0);
-            }
-        }
-    }
+    let today = now.date_naive();
+    let month_start = today.with_day(1).unwrap_or(today).and_time(chrono::NaiveTime::MIN).and_utc();
+    let spend = store.spend(&SpendQuery::per_project().project(project).since(month_start)).await?;
+    let micros = spend.iter().fold(0i64, |sum, s| sum.saturating_add(s.totals.cost_micros));
     Ok(micros as f64 / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use paid_core::UsageRecord;
+    use paid_core::testing::faults::FlakyStore;
+    use paid_core::testing::fixtures;
+    use paid_store_sqlite::SqliteStore;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn month_spend_counts_this_month_of_one_project_in_one_aggregate() {
+        let store = FlakyStore::new(Arc::new(SqliteStore::open_in_memory().unwrap()));
+        let (widgets, gadgets) = (fixtures::project("widgets"), fixtures::project("gadgets"));
+        let mut runs = Vec::new();
+        for (p, issue) in [(&widgets, 1), (&widgets, 2), (&widgets, 3), (&gadgets, 1)] {
+            store.put_project(p).await.unwrap();
+            runs.push(store.create_run(&fixtures::new_run(p.id, issue)).await.unwrap());
+        }
+        // 2024-02-10: the month started at 2024-02-01T00:00Z.
+        let now = fixtures::at(40 * 86_400);
+        let month_start = fixtures::at(31 * 86_400);
+        let record =
+            |run: usize, at, cost| UsageRecord { cost_micros: cost, ..fixtures::usage_record(runs[run].id, at) };
+        for u in [
+            record(0, month_start, Some(1_500_000)),
+            record(1, now, Some(250_000)),
+            record(1, now, None),
+            record(2, month_start - chrono::Duration::milliseconds(1), Some(9_000_000)), // January
+            record(3, now, Some(4_000_000)),                                             // another project
+        ] {
+            store.record_usage(&u).await.unwrap();
+        }
+
+        assert_eq!(month_spend(&store, widgets.id, now).await.unwrap(), 1.75);
+        assert_eq!(month_spend(&store, gadgets.id, now).await.unwrap(), 4.0);
+        assert_eq!(month_spend(&store, fixtures::project_id(), now).await.unwrap(), 0.0, "nothing spent");
+        assert_eq!((store.calls("spend"), store.calls("usage"), store.calls("runs")), (3, 0, 0), "no N+1");
+    }
 }

@@ -33,6 +33,13 @@ pub(crate) fn lease_lost(run: RunId, owner: &str) -> OpError {
     OpError::Refused(paid_core::Error::LeaseLost { run: run.to_string(), owner: owner.into() })
 }
 
+/// The parked states' names, bound as a `text[]` wherever SQL must leave
+/// parked runs out: built from [`paid_core::RunState::parked`], never
+/// spelled out in SQL.
+pub(crate) fn parked_states() -> Vec<&'static str> {
+    paid_core::RunState::parked().map(paid_core::RunState::as_str).collect()
+}
+
 /// How often a claim that lost the race for a project's last slot looks
 /// again (the next look skips the full project).
 const CLAIM_ATTEMPTS: usize = 4;
@@ -49,6 +56,9 @@ const CLAIM_ATTEMPTS: usize = 4;
 /// per-project advisory lock with a fresh snapshot, which makes the limit
 /// exact under concurrency.
 ///
+/// Parked runs ([`paid_core::RunState::is_parked`]) are never claimed, and
+/// hold no lease, so they do not count against their project's limit.
+///
 /// The full projects are an array computed once (`<> ALL (ARRAY(…))`), not
 /// a join: a join lets the planner read and sort every runnable run per
 /// claim (it did, 100 times slower, on tables without statistics), where
@@ -63,6 +73,7 @@ pub(crate) async fn claim(pool: &PgPool, req: &ClaimRequest, project_limits: boo
                  SELECT id FROM runs
                  WHERE finished_at IS NULL
                    AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= $3)
+                   AND state <> ALL($4)
                  ORDER BY priority DESC, created_at, id
                  LIMIT 1
                  FOR UPDATE SKIP LOCKED
@@ -73,6 +84,7 @@ pub(crate) async fn claim(pool: &PgPool, req: &ClaimRequest, project_limits: boo
         .bind(&req.owner)
         .bind(until)
         .bind(req.now)
+        .bind(parked_states())
         .fetch_optional(pool)
         .await?;
         return row.as_ref().map(rows::run).transpose();
@@ -83,13 +95,13 @@ pub(crate) async fn claim(pool: &PgPool, req: &ClaimRequest, project_limits: boo
                  SELECT r.id FROM runs r
                  WHERE r.finished_at IS NULL
                    AND (r.lease_owner IS NULL OR r.lease_expires_at IS NULL OR r.lease_expires_at <= $3)
+                   AND r.state <> ALL($4)
                    AND r.project_id <> ALL (ARRAY(
                        SELECT p.id FROM projects p
                        WHERE p.max_concurrent_runs <= (
                            SELECT count(*) FROM runs l
                            WHERE l.project_id = p.id AND l.finished_at IS NULL
                              AND l.lease_owner IS NOT NULL AND l.lease_expires_at > $3
-                             AND l.state <> 'awaiting_choice'
                        )
                    ))
                  ORDER BY r.priority DESC, r.created_at, r.id
@@ -109,6 +121,7 @@ pub(crate) async fn claim(pool: &PgPool, req: &ClaimRequest, project_limits: boo
         .bind(&req.owner)
         .bind(until)
         .bind(req.now)
+        .bind(parked_states())
         .fetch_one(pool)
         .await?;
         let candidates: i64 = sqlx::Row::try_get(&claimed, 0)?;

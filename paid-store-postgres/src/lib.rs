@@ -7,7 +7,9 @@
 //!   LOCKED) RETURNING …`: concurrent workers take different runs without
 //!   waiting on each other. Priorities come first, then age; each project's
 //!   `max_concurrent_runs` caps its leased runs, exactly, under concurrency
-//!   ([`PgStoreOptions::project_limits`], on by default).
+//!   ([`PgStoreOptions::project_limits`], on by default). Parked runs
+//!   (waiting for a human, [`paid_core::RunState::is_parked`]) are never
+//!   claimed and hold no lease, so they take no slot.
 //! - **Leases** expire unless heartbeated; an expired lease is claimable, and
 //!   every lease-checked write checks owner, expiry and expected state in the
 //!   same statement as the write, so a stale worker changes nothing.
@@ -78,6 +80,7 @@ mod records;
 mod rows;
 mod runs;
 mod secrets;
+mod spend;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

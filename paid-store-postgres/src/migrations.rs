@@ -25,10 +25,15 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("schema/0001_initial.sql") },
     Migration { version: 2, name: "learning_secrets", sql: include_str!("schema/0002_learning_secrets.sql") },
     Migration { version: 3, name: "parked_runs", sql: include_str!("schema/0003_parked_runs_free_slots.sql") },
+    Migration {
+        version: 4,
+        name: "parked_runs_hold_no_lease",
+        sql: include_str!("schema/0004_parked_runs_hold_no_lease.sql"),
+    },
 ];
 
 /// The schema version this build creates: the number of its newest migration.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Brings `schema` (the connection's `search_path`) up to [`SCHEMA_VERSION`],
 /// creating it if needed. Returns the versions it applied.

@@ -1,8 +1,9 @@
 //! Waking idle workers: `LISTEN/NOTIFY`, with polling as the fallback.
 //!
 //! The store sends `NOTIFY "paid_work:<schema>"` when a run is queued, an
-//! active run's lease is given up, or a run ends (freeing a slot of its
-//! project). It sends it as a statement of its own after the write commits,
+//! active run's lease is given up, a run ends or parks (freeing a slot of
+//! its project), or a parked run is moved on (picked, or cancelled into
+//! cleanup). It sends it as a statement of its own after the write commits,
 //! not from inside the write: PostgreSQL serializes the commits of notifying
 //! transactions on one database-wide lock, held through the commit's WAL
 //! flush, which would cap every such write at one flush at a time. A

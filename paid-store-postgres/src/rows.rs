@@ -114,14 +114,14 @@ impl ProjectConfig {
     }
 }
 
-fn get<'r, T>(row: &'r PgRow, idx: usize) -> OpResult<T>
+pub(crate) fn get<'r, T>(row: &'r PgRow, idx: usize) -> OpResult<T>
 where
     T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {
     Ok(row.try_get(idx)?)
 }
 
-fn column(row: &PgRow, idx: usize) -> String {
+pub(crate) fn column(row: &PgRow, idx: usize) -> String {
     use sqlx::Column;
     row.columns().get(idx).map(|c| c.name().to_string()).unwrap_or_else(|| format!("column {idx}"))
 }

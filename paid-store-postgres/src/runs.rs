@@ -5,7 +5,7 @@
 //! the check and the write are atomic. When the statement changes nothing, a
 //! second read says why, in the order the port documents.
 
-use paid_core::{NewRun, Run, RunFilter, RunId, RunPatch, RunState, StepStatus, Timestamp, Transition};
+use paid_core::{Failure, NewRun, Run, RunFilter, RunId, RunPatch, RunState, StepStatus, Timestamp, Transition};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, QueryBuilder};
 
@@ -119,7 +119,8 @@ fn illegal(t: &Transition, from: RunState) -> OpError {
 }
 
 /// Checks in the order the port documents: the run exists, the state
-/// machine allows the move, the lease is held, the run is in `from`.
+/// machine allows the move, the lease is held (unless the run leaves a
+/// parked state, which holds none), the run is in `from`.
 pub(crate) async fn transition(pool: &PgPool, t: &Transition) -> OpResult<Run> {
     if !t.from.can_transition_to(t.to) {
         require(pool, t.run_id).await?;
@@ -132,7 +133,7 @@ pub(crate) async fn transition(pool: &PgPool, t: &Transition) -> OpResult<Run> {
         }
         drop(conn);
         let run = get(pool, t.run_id).await?;
-        if !Holder::of(&run).holds(&t.owner, t.at) {
+        if !t.from.is_parked() && !Holder::of(&run).holds(&t.owner, t.at) {
             return Err(lease_lost(t.run_id, &t.owner));
         }
         if run.state != t.from {
@@ -144,12 +145,15 @@ pub(crate) async fn transition(pool: &PgPool, t: &Transition) -> OpResult<Run> {
 
 /// The statement of [`transition`] on one connection (or transaction), for
 /// a move the state machine allows: `None` when the run is not in `t.from`
-/// or the lease is not held.
+/// or the lease is not held. A move out of a parked state needs no lease;
+/// a move into or out of one leaves the run unleased.
 async fn transition_on(conn: &mut PgConnection, t: &Transition) -> OpResult<Option<Run>> {
     let moved = sqlx::query(concat!(
         "UPDATE runs SET state = $4, updated_at = $5,
-             finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END
-         WHERE id = $1 AND state = $2 AND lease_owner = $3 AND lease_expires_at > $5
+             finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END,
+             lease_owner = CASE WHEN $7 THEN NULL ELSE lease_owner END,
+             lease_expires_at = CASE WHEN $7 THEN NULL ELSE lease_expires_at END
+         WHERE id = $1 AND state = $2 AND ($8 OR (lease_owner = $3 AND lease_expires_at > $5))
          RETURNING ",
         run_columns!()
     ))
@@ -159,6 +163,8 @@ async fn transition_on(conn: &mut PgConnection, t: &Transition) -> OpResult<Opti
     .bind(t.to.as_str())
     .bind(t.at)
     .bind(t.to.is_terminal())
+    .bind(t.to.is_parked() || t.from.is_parked())
+    .bind(t.from.is_parked())
     .fetch_optional(&mut *conn)
     .await?;
     first(moved)
@@ -197,7 +203,9 @@ pub(crate) async fn finish_and_transition(
                  RETURNING s.run_id
              )
              UPDATE runs SET state = $4, updated_at = $5,
-                 finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END
+                 finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END,
+                 lease_owner = CASE WHEN $11 THEN NULL ELSE lease_owner END,
+                 lease_expires_at = CASE WHEN $11 THEN NULL ELSE lease_expires_at END
              WHERE id = (SELECT run_id FROM finished)
              RETURNING ",
             run_columns!()
@@ -212,6 +220,9 @@ pub(crate) async fn finish_and_transition(
         .bind(rows::status_str(status))
         .bind(output)
         .bind(error)
+        // The step's `from` needed the lease (the journal does); parking
+        // gives it up.
+        .bind(t.to.is_parked())
         .fetch_optional(pool)
         .await?;
         if let Some(run) = first(moved)? {
@@ -277,23 +288,43 @@ pub(crate) async fn patch(pool: &PgPool, id: RunId, owner: &str, patch: &RunPatc
     Err(lease_lost(id, owner))
 }
 
-/// An unleased (or lease-expired) run ends as `cancelled` at once, its lease
-/// cleared; a leased run is only flagged; an ended run is left alone.
+/// A parked run (no lease, no worker) moves to `cleaning` with a
+/// `cancelled` failure, for a worker to clean up after it; a leased run, or
+/// one in `cleaning` already, is only flagged; any other unleased (or
+/// lease-expired) run ends as `cancelled` at once, its lease cleared; an
+/// ended run is left alone.
 pub(crate) async fn request_cancel(pool: &PgPool, id: RunId, at: Timestamp) -> OpResult<Run> {
+    // The failure's code and message do not depend on the step.
+    let failure = Failure::cancelled(RunState::Cleaning);
+    // In every `CASE`: parked (`$3`), kept as it is, or ended at once.
     let changed = sqlx::query(concat!(
         "UPDATE runs SET cancel_requested = TRUE,
-             state = CASE WHEN lease_owner IS NOT NULL AND lease_expires_at > $2 THEN state ELSE 'cancelled' END,
-             updated_at = CASE WHEN lease_owner IS NOT NULL AND lease_expires_at > $2 THEN updated_at ELSE $2 END,
-             finished_at = CASE WHEN lease_owner IS NOT NULL AND lease_expires_at > $2 THEN finished_at ELSE $2 END,
-             lease_expires_at =
-                 CASE WHEN lease_owner IS NOT NULL AND lease_expires_at > $2 THEN lease_expires_at ELSE NULL END,
-             lease_owner = CASE WHEN lease_owner IS NOT NULL AND lease_expires_at > $2 THEN lease_owner ELSE NULL END
+             state = CASE WHEN state = ANY($3) THEN 'cleaning'
+                 WHEN state = 'cleaning' OR (lease_owner IS NOT NULL AND lease_expires_at > $2) THEN state
+                 ELSE 'cancelled' END,
+             failure = CASE WHEN state = ANY($3)
+                 THEN json_build_object('step', state, 'code', $4::text, 'message', $5::text) ELSE failure END,
+             updated_at = CASE WHEN state = ANY($3) THEN $2
+                 WHEN state = 'cleaning' OR (lease_owner IS NOT NULL AND lease_expires_at > $2) THEN updated_at
+                 ELSE $2 END,
+             finished_at = CASE WHEN state = ANY($3) THEN finished_at
+                 WHEN state = 'cleaning' OR (lease_owner IS NOT NULL AND lease_expires_at > $2) THEN finished_at
+                 ELSE $2 END,
+             lease_expires_at = CASE WHEN state = ANY($3) THEN NULL
+                 WHEN state = 'cleaning' OR (lease_owner IS NOT NULL AND lease_expires_at > $2) THEN lease_expires_at
+                 ELSE NULL END,
+             lease_owner = CASE WHEN state = ANY($3) THEN NULL
+                 WHEN state = 'cleaning' OR (lease_owner IS NOT NULL AND lease_expires_at > $2) THEN lease_owner
+                 ELSE NULL END
          WHERE id = $1 AND finished_at IS NULL
          RETURNING ",
         run_columns!()
     ))
     .bind(id.0)
     .bind(at)
+    .bind(crate::leases::parked_states())
+    .bind(&failure.code)
+    .bind(&failure.message)
     .fetch_optional(pool)
     .await?;
     match first(changed)? {

@@ -5,15 +5,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use paid_core::{
-    AppendLog, AuditEvent, ClaimRequest, LogAppend, LogChunk, ModelDecision, NewRun, Outcome, Project, ProjectId, Run,
-    RunFilter, RunId, RunPatch, RunState, StepRecord, Store, Timestamp, TrackedIssue, Transition, UsageRecord,
+    AppendLog, AuditEvent, ClaimRequest, CostQuery, DailyCost, LogAppend, LogChunk, ModelDecision, NewRun, Outcome,
+    Project, ProjectId, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord, Store, Timestamp,
+    TrackedIssue, Transition, UsageRecord,
 };
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::notify::{self, Notifier, Wake, WorkListener};
 use crate::options::describe;
-use crate::{Error, PgStoreOptions, journal, leases, logs, migrations, projects, records, runs};
+use crate::{Error, PgStoreOptions, journal, leases, logs, migrations, projects, records, runs, spend};
 
 /// A [`Store`] on PostgreSQL, for many workers sharing one database.
 ///
@@ -118,7 +119,7 @@ impl PgStore {
     }
 
     /// A [`WorkListener`] that wakes when a run is queued, a lease is
-    /// released or a run ends. Starts the store's listener (one connection
+    /// released, a run ends or parks, or a parked run is moved on. Starts the store's listener (one connection
     /// of its own) on first use; fails if it cannot `LISTEN` then. Once
     /// started, it reconnects by itself.
     ///
@@ -166,6 +167,15 @@ impl PgStore {
         self.notify_pool.close().await;
         self.relaxed_pool.close().await;
         self.pool.close().await;
+    }
+}
+
+impl PgStore {
+    /// Whether `t`, once applied, makes work claimable: a run left a parked
+    /// state (unleased, in a state a worker claims), or, with project
+    /// limits, a run ended or parked and so gave up its project's slot.
+    fn announces(&self, t: &Transition) -> bool {
+        t.from.is_parked() || (self.project_limits && (t.to.is_terminal() || t.to.is_parked()))
     }
 }
 
@@ -254,8 +264,7 @@ impl Store for PgStore {
 
     async fn transition(&self, t: &Transition) -> paid_core::Result<Run> {
         let run = runs::transition(&self.pool, t).await?;
-        if self.project_limits && t.to.is_terminal() {
-            // A slot of the project is free.
+        if self.announces(t) {
             notify::announce(&self.notify_pool, &self.channel).await;
         }
         Ok(run)
@@ -266,7 +275,12 @@ impl Store for PgStore {
     }
 
     async fn request_cancel(&self, id: RunId, at: Timestamp) -> paid_core::Result<Run> {
-        Ok(runs::request_cancel(&self.pool, id, at).await?)
+        let run = runs::request_cancel(&self.pool, id, at).await?;
+        if !run.state.is_terminal() && run.lease_owner.is_none() {
+            // A parked run went to cleanup: a worker may claim it.
+            notify::announce(&self.notify_pool, &self.channel).await;
+        }
+        Ok(run)
     }
 
     async fn cancel_requested(&self, id: RunId) -> paid_core::Result<bool> {
@@ -337,8 +351,7 @@ impl Store for PgStore {
         result: Result<serde_json::Value, String>,
     ) -> paid_core::Result<Run> {
         let run = runs::finish_and_transition(&self.pool, t, result).await?;
-        if self.project_limits && t.to.is_terminal() {
-            // A slot of the project is free.
+        if self.announces(t) {
             notify::announce(&self.notify_pool, &self.channel).await;
         }
         Ok(run)
@@ -362,6 +375,14 @@ impl Store for PgStore {
 
     async fn usage(&self, id: RunId) -> paid_core::Result<Vec<UsageRecord>> {
         Ok(records::usage(&self.pool, id).await?)
+    }
+
+    async fn spend(&self, req: &SpendQuery) -> paid_core::Result<Vec<Spend>> {
+        Ok(spend::spend(&self.pool, req).await?)
+    }
+
+    async fn daily_costs(&self, req: &CostQuery) -> paid_core::Result<Vec<DailyCost>> {
+        Ok(spend::daily_costs(&self.pool, req).await?)
     }
 
     async fn record_decision(&self, decision: &ModelDecision) -> paid_core::Result<()> {

@@ -364,6 +364,145 @@ async fn notify_wakes_an_idle_worker_at_once() {
     store.drop_schema().await.unwrap();
 }
 
+/// Claims `issue` of `project` for `owner` at `secs` and walks it to
+/// `awaiting_choice`. It must be the only claimable run.
+async fn park(store: &PgStore, project: &Project, issue: u64, owner: &str, secs: i64) -> Run {
+    let run = store.create_run(&fixtures::new_run(project.id, issue)).await.unwrap();
+    let claimed = store.claim(&claim(owner, Lease::hours(1), at(secs))).await.unwrap();
+    assert_eq!(claimed.map(|r| r.id), Some(run.id));
+    let mut from = RunState::Queued;
+    for to in [RunState::SelectingModel, RunState::Provisioning, RunState::RunningAgent, RunState::AwaitingChoice] {
+        store.transition(&step(&run, from, to, owner, secs)).await.unwrap();
+        from = to;
+    }
+    store.run(run.id).await.unwrap()
+}
+
+/// Waits out notifications already sent, so the next wait sees only what
+/// comes after.
+async fn drain(work: &mut paid_store_postgres::WorkListener) {
+    while work.wait(Duration::from_millis(300)).await == Wake::Notified {}
+}
+
+/// Parking frees a slot of the project, and moving a parked run on (a pick
+/// or a cancel) makes it claimable: each wakes an idle worker at once,
+/// where a plain step between two working states does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parking_and_moving_a_parked_run_on_wake_idle_workers() {
+    let store = PgStore::connect_with(testing::fresh_options().project_limits(true)).await.unwrap();
+    let solo = Project { max_concurrent_runs: 1, ..fixtures::project("solo") };
+    store.put_project(&solo).await.unwrap();
+    let mut work = store.work_listener().await.unwrap();
+    let poll = Duration::from_secs(30);
+    let woke_at_once = |what: &'static str| {
+        let started = Instant::now();
+        move |wake: Wake| {
+            assert_eq!(wake, Wake::Notified, "{what} wakes idle workers");
+            assert!(started.elapsed() < Duration::from_secs(5), "{what}: woke after {:?}", started.elapsed());
+        }
+    };
+
+    let run = store.create_run(&fixtures::new_run(solo.id, 1)).await.unwrap();
+    store.claim(&claim("w", Lease::hours(1), at(0))).await.unwrap().unwrap();
+    let next = store.create_run(&fixtures::new_run(solo.id, 2)).await.unwrap();
+    drain(&mut work).await;
+    store.transition(&step(&run, RunState::Queued, RunState::SelectingModel, "w", 1)).await.unwrap();
+    assert_eq!(work.wait(Duration::from_millis(500)).await, Wake::TimedOut, "a plain step frees nothing");
+    assert_eq!(store.claim(&claim("x", Lease::hours(1), at(1))).await.unwrap(), None, "the project is full");
+    for (from, to) in
+        [(RunState::SelectingModel, RunState::Provisioning), (RunState::Provisioning, RunState::RunningAgent)]
+    {
+        store.transition(&step(&run, from, to, "w", 1)).await.unwrap();
+    }
+    drain(&mut work).await;
+
+    let check = woke_at_once("parking");
+    store.transition(&step(&run, RunState::RunningAgent, RunState::AwaitingChoice, "w", 2)).await.unwrap();
+    check(work.wait(poll).await);
+    let claimed = store.claim(&claim("x", Lease::hours(1), at(2))).await.unwrap();
+    assert_eq!(claimed.map(|r| r.id), Some(next.id), "the parked run's slot went to the next run");
+    store.transition(&step(&next, RunState::Queued, RunState::Failed, "x", 3)).await.unwrap();
+    drain(&mut work).await;
+
+    let check = woke_at_once("a pick");
+    store.transition(&step(&run, RunState::AwaitingChoice, RunState::Committing, "api", 4)).await.unwrap();
+    check(work.wait(poll).await);
+    assert_eq!(store.claim(&claim("y", Lease::hours(1), at(4))).await.unwrap().map(|r| r.id), Some(run.id));
+
+    let other = fixtures::project("other");
+    store.put_project(&other).await.unwrap();
+    let parked = park(&store, &other, 1, "z", 5).await;
+    drain(&mut work).await;
+    let check = woke_at_once("cancelling a parked run");
+    assert_eq!(store.request_cancel(parked.id, at(6)).await.unwrap().state, RunState::Cleaning);
+    check(work.wait(poll).await);
+    store.drop_schema().await.unwrap();
+}
+
+/// Migration 4 on a schema that ran 0003 with runs parked the old way (a
+/// ten-year lease): waiting runs lose the lease, a picked one moves to
+/// `committing`, a cancelled one to `cleaning`, and `paid_project_has_room`
+/// counts leased runs without the exception for `awaiting_choice`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_4_brings_runs_parked_by_an_older_build_into_shape() {
+    let store = testing::fresh_store().await;
+    let project = Project { max_concurrent_runs: 1, ..fixtures::project("legacy") };
+    store.put_project(&project).await.unwrap();
+    let waiting = park(&store, &project, 1, "old", 0).await;
+    let picked = park(&store, &project, 2, "old", 1).await;
+    let cancelled = park(&store, &project, 3, "old", 2).await;
+    // What the old build left: a ten-year lease on the waiting run, the
+    // others released by a pick and a cancel, and 0003's function.
+    let pool = store.pool();
+    sqlx::query("UPDATE runs SET lease_owner = 'old', lease_expires_at = now() + interval '3650 days' WHERE id = $1")
+        .bind(waiting.id.0)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE runs SET cancel_requested = TRUE WHERE id = $1")
+        .bind(cancelled.id.0)
+        .execute(pool)
+        .await
+        .unwrap();
+    store
+        .audit(&fixtures::audit_event(Some(project.id), "run.pick", &format!("run:{}", picked.id), at(3)))
+        .await
+        .unwrap();
+    sqlx::raw_sql(include_str!("../src/schema/0003_parked_runs_free_slots.sql")).execute(pool).await.unwrap();
+    sqlx::query("DELETE FROM schema_migrations WHERE version = 4").execute(pool).await.unwrap();
+    let old = store.run(waiting.id).await.unwrap();
+    assert_eq!(old.lease_owner.as_deref(), Some("old"));
+
+    let options = PgStoreOptions::new(testing::database_url()).schema(store.schema());
+    let migrated = PgStore::connect_with(options).await.unwrap();
+    let version: i32 =
+        sqlx::query_scalar("SELECT max(version) FROM schema_migrations").fetch_one(migrated.pool()).await.unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let waiting = migrated.run(waiting.id).await.unwrap();
+    assert_eq!((waiting.state, waiting.lease_owner, waiting.lease_expires_at), (RunState::AwaitingChoice, None, None));
+    let picked = migrated.run(picked.id).await.unwrap();
+    assert_eq!((picked.state, picked.lease_owner), (RunState::Committing, None));
+    let cancelled = migrated.run(cancelled.id).await.unwrap();
+    assert_eq!((cancelled.state, cancelled.lease_owner), (RunState::Cleaning, None));
+    assert_eq!(cancelled.failure, Some(paid_core::Failure::cancelled(RunState::AwaitingChoice)));
+    let body: String = sqlx::query_scalar(
+        "SELECT prosrc FROM pg_proc WHERE proname = 'paid_project_has_room'
+           AND pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())",
+    )
+    .fetch_one(migrated.pool())
+    .await
+    .unwrap();
+    assert!(!body.contains("awaiting_choice"), "{body}");
+
+    // The project's one slot goes to one of the runs moved on; the waiting
+    // run is never claimed.
+    let first = migrated.claim(&claim("new", Lease::hours(1), at(10))).await.unwrap().unwrap();
+    assert!(first.id == picked.id || first.id == cancelled.id, "{first:?}");
+    assert_eq!(migrated.claim(&claim("new", Lease::hours(1), at(10))).await.unwrap(), None);
+    migrated.close().await;
+    store.drop_schema().await.unwrap();
+}
+
 /// Stores in different schemas of one database do not see each other's
 /// runs or notifications.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

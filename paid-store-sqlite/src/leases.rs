@@ -33,28 +33,30 @@ fn lease_lost(run: RunId, owner: &str) -> OpError {
 /// the lowest id, among projects below their `max_concurrent_runs`, in one
 /// statement.
 ///
-/// A project's load is its active runs holding an unexpired lease (but for
-/// runs parked in `awaiting_choice`, which use no worker), so a run
-/// whose lease expired (including one its own worker lost) counts for
-/// nothing and can be claimed again. Writes are serialized (`BEGIN
+/// Parked runs ([`paid_core::RunState::is_parked`]) are never claimed; they
+/// hold no lease, so they count for nothing either. A project's load is its
+/// active runs holding an unexpired lease, so a run whose lease expired
+/// (including one its own worker lost) counts for nothing and can be
+/// claimed again. Writes are serialized (`BEGIN
 /// IMMEDIATE`), so the limit is exact however many handles claim at once.
 /// The full projects are computed once per statement (few projects, and
 /// only leased runs are counted, through `runs_by_lease`), then the claim
 /// order's index is walked to the first run outside them.
 pub(crate) fn claim(c: &Connection, req: &ClaimRequest) -> Result<Option<Run>, OpError> {
     let now = millis(req.now);
+    let parked = parked_states();
     let mut stmt = c.prepare_cached(&format!(
         "UPDATE runs SET lease_owner = ?1, lease_expires_at = ?2
          WHERE id = (
              SELECT id FROM runs
              WHERE finished_at IS NULL AND (lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ?3)
+               AND state NOT IN ({parked})
                AND project_id NOT IN (
                    SELECT p.id FROM projects p
                    WHERE json_extract(p.config, '$.max_concurrent_runs') <= (
                        SELECT count(*) FROM runs l INDEXED BY runs_by_lease
                        WHERE l.lease_owner IS NOT NULL AND l.lease_expires_at > ?3
                          AND l.project_id = p.id AND l.finished_at IS NULL
-                         AND l.state <> 'awaiting_choice'
                    )
                )
              ORDER BY priority DESC, created_at, id
@@ -63,6 +65,13 @@ pub(crate) fn claim(c: &Connection, req: &ClaimRequest) -> Result<Option<Run>, O
          RETURNING {RUN_COLUMNS}"
     ))?;
     rows::first(&mut stmt, params![req.owner, now + req.lease.num_milliseconds(), now], rows::run)
+}
+
+/// The parked states as an SQL list (`'awaiting_choice', …`), from
+/// [`paid_core::RunState::parked`]: the names are fixed identifiers.
+fn parked_states() -> String {
+    let quoted: Vec<String> = paid_core::RunState::parked().map(|s| format!("'{}'", s.as_str())).collect();
+    quoted.join(", ")
 }
 
 pub(crate) fn heartbeat(

@@ -63,6 +63,7 @@ mod records;
 mod rows;
 mod runs;
 mod secrets;
+mod spend;
 mod store;
 
 pub use error::Error;

@@ -23,10 +23,15 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("schema/0001_initial.sql") },
     Migration { version: 2, name: "secrets", sql: include_str!("schema/0002_secrets.sql") },
     Migration { version: 3, name: "learning", sql: include_str!("schema/0003_learning.sql") },
+    Migration {
+        version: 4,
+        name: "parked_runs_hold_no_lease",
+        sql: include_str!("schema/0004_parked_runs_hold_no_lease.sql"),
+    },
 ];
 
 /// The schema version this build creates: the number of its newest migration.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version     INTEGER PRIMARY KEY,

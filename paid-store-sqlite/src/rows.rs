@@ -55,16 +55,16 @@ fn opt_time(row: &Row<'_>, idx: usize) -> Result<Option<Timestamp>, OpError> {
     }
 }
 
-fn column(row: &Row<'_>, idx: usize) -> String {
+pub(crate) fn column(row: &Row<'_>, idx: usize) -> String {
     row.as_ref().column_name(idx).map(str::to_string).unwrap_or_else(|_| format!("column {idx}"))
 }
 
-fn project_id(row: &Row<'_>, idx: usize) -> Result<ProjectId, OpError> {
+pub(crate) fn project_id(row: &Row<'_>, idx: usize) -> Result<ProjectId, OpError> {
     let text: String = row.get(idx)?;
     Ok(ProjectId::parse(&text).map_err(|e| Error::corrupt(column(row, idx), e))?)
 }
 
-fn run_id(row: &Row<'_>, idx: usize) -> Result<RunId, OpError> {
+pub(crate) fn run_id(row: &Row<'_>, idx: usize) -> Result<RunId, OpError> {
     let text: String = row.get(idx)?;
     Ok(RunId::parse(&text).map_err(|e| Error::corrupt(column(row, idx), e))?)
 }
@@ -79,7 +79,7 @@ pub(crate) fn int(what: &str, v: u64) -> Result<i64, OpError> {
     })
 }
 
-fn uint(row: &Row<'_>, idx: usize) -> Result<u64, OpError> {
+pub(crate) fn uint(row: &Row<'_>, idx: usize) -> Result<u64, OpError> {
     let v: i64 = row.get(idx)?;
     Ok(u64::try_from(v).map_err(|_| Error::corrupt(column(row, idx), format!("{v} is negative")))?)
 }

@@ -1,6 +1,6 @@
 //! Runs: queueing, reading, state transitions, patches and cancellation.
 
-use paid_core::{NewRun, Run, RunFilter, RunId, RunPatch, RunState, Timestamp, Transition};
+use paid_core::{Failure, NewRun, Run, RunFilter, RunId, RunPatch, RunState, Timestamp, Transition};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
@@ -117,7 +117,9 @@ pub(crate) fn list(c: &Connection, filter: &RunFilter) -> Result<Vec<Run>, OpErr
 }
 
 /// Checks in the order the port documents: the run exists, the state
-/// machine allows the move, the lease is held, the run is in `from`.
+/// machine allows the move, the lease is held (unless the run leaves a
+/// parked state, which holds none), the run is in `from`. Moving into or
+/// out of a parked state leaves the run unleased.
 pub(crate) fn transition(c: &Connection, t: &Transition) -> Result<Run, OpError> {
     let mut run = get(c, t.run_id)?;
     let illegal = |from: RunState| {
@@ -130,7 +132,9 @@ pub(crate) fn transition(c: &Connection, t: &Transition) -> Result<Run, OpError>
     if !t.from.can_transition_to(t.to) {
         return Err(illegal(t.from));
     }
-    check_lease(&run, &t.owner, t.at)?;
+    if !t.from.is_parked() {
+        check_lease(&run, &t.owner, t.at)?;
+    }
     if run.state != t.from {
         return Err(illegal(run.state));
     }
@@ -138,6 +142,10 @@ pub(crate) fn transition(c: &Connection, t: &Transition) -> Result<Run, OpError>
     run.updated_at = t.at;
     if t.to.is_terminal() {
         run.finished_at = Some(t.at);
+    }
+    if t.to.is_parked() || t.from.is_parked() {
+        run.lease_owner = None;
+        run.lease_expires_at = None;
     }
     save(c, &run)?;
     Ok(run)
@@ -173,8 +181,19 @@ pub(crate) fn request_cancel(c: &Connection, id: RunId, at: Timestamp) -> Result
         return Ok(run);
     }
     c.prepare_cached("UPDATE runs SET cancel_requested = 1 WHERE id = ?1")?.execute([id.to_string()])?;
-    if lease_held(&run, at) {
-        // Its worker sees the flag, stops the agent and cleans up.
+    if run.state.is_parked() {
+        // No worker holds it: a worker claims it in cleanup.
+        run.failure = Some(Failure::cancelled(run.state));
+        run.state = RunState::Cleaning;
+        run.updated_at = at;
+        run.lease_owner = None;
+        run.lease_expires_at = None;
+        save(c, &run)?;
+        return Ok(run);
+    }
+    if lease_held(&run, at) || run.state == RunState::Cleaning {
+        // Its worker sees the flag, stops the agent and cleans up (or, in
+        // cleanup already, whoever claims it next finishes the cleanup).
         return Ok(run);
     }
     run.state = RunState::Cancelled;

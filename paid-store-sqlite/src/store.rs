@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use paid_core::{
-    AppendLog, AuditEvent, ClaimRequest, LogAppend, LogChunk, ModelDecision, NewRun, Outcome, Project, ProjectId, Run,
-    RunFilter, RunId, RunPatch, RunState, StepRecord, Store, Timestamp, TrackedIssue, Transition, UsageRecord,
+    AppendLog, AuditEvent, ClaimRequest, CostQuery, DailyCost, LogAppend, LogChunk, ModelDecision, NewRun, Outcome,
+    Project, ProjectId, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord, Store, Timestamp,
+    TrackedIssue, Transition, UsageRecord,
 };
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::OpError;
-use crate::{Error, journal, leases, logs, migrations, projects, records, runs};
+use crate::{Error, journal, leases, logs, migrations, projects, records, runs, spend};
 
 /// A [`Store`] on one SQLite database: a file in WAL mode, or memory.
 ///
@@ -301,6 +302,16 @@ impl Store for SqliteStore {
 
     async fn usage(&self, id: RunId) -> paid_core::Result<Vec<UsageRecord>> {
         self.read(move |c| records::usage(c, id)).await
+    }
+
+    async fn spend(&self, req: &SpendQuery) -> paid_core::Result<Vec<Spend>> {
+        let req = req.clone();
+        self.read(move |c| spend::spend(c, &req)).await
+    }
+
+    async fn daily_costs(&self, req: &CostQuery) -> paid_core::Result<Vec<DailyCost>> {
+        let req = req.clone();
+        self.read(move |c| spend::daily_costs(c, &req)).await
     }
 
     async fn record_decision(&self, decision: &ModelDecision) -> paid_core::Result<()> {

@@ -127,3 +127,59 @@ async fn a_busy_database_gives_a_retryable_error() {
 
     store.put_project(&project).await.unwrap();
 }
+
+/// Migration 4 on a file that ran 1–3 with runs parked the old way (a
+/// ten-year lease): waiting runs lose the lease, a picked one moves to
+/// `committing`, a cancelled one to `cleaning`, and claim never takes the
+/// waiting one.
+#[tokio::test]
+async fn migration_4_brings_runs_parked_by_an_older_build_into_shape() {
+    use paid_core::testing::fixtures::at;
+    use paid_core::{ClaimRequest, Failure, Project, Run, RunState, Transition};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paid.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let project = Project { max_concurrent_runs: 1, ..fixtures::project("legacy") };
+    store.put_project(&project).await.unwrap();
+    let claim = |now| ClaimRequest { owner: "old".into(), lease: chrono::Duration::hours(1), now };
+    let mut parked: Vec<Run> = Vec::new();
+    for issue in 1..=3 {
+        let run = store.create_run(&fixtures::new_run(project.id, issue)).await.unwrap();
+        assert_eq!(store.claim(&claim(at(0))).await.unwrap().map(|r| r.id), Some(run.id));
+        let mut from = RunState::Queued;
+        for to in [RunState::SelectingModel, RunState::Provisioning, RunState::RunningAgent, RunState::AwaitingChoice] {
+            store.transition(&Transition { run_id: run.id, from, to, owner: "old".into(), at: at(1) }).await.unwrap();
+            from = to;
+        }
+        parked.push(run);
+    }
+    let [waiting, picked, cancelled] = [parked[0].id, parked[1].id, parked[2].id];
+    store.audit(&fixtures::audit_event(Some(project.id), "run.pick", &format!("run:{picked}"), at(2))).await.unwrap();
+    drop(store);
+    {
+        let conn = Connection::open(&path).unwrap();
+        let ten_years = at(0).timestamp_millis() + 3650 * 86_400_000;
+        conn.execute(
+            "UPDATE runs SET lease_owner = 'old', lease_expires_at = ?2 WHERE id = ?1",
+            rusqlite::params![waiting.to_string(), ten_years],
+        )
+        .unwrap();
+        conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?1", [cancelled.to_string()]).unwrap();
+        conn.execute("DELETE FROM schema_migrations WHERE version = 4", []).unwrap();
+    }
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(recorded_migrations(&path).last().map(|(v, _)| *v), Some(SCHEMA_VERSION));
+    let waiting = store.run(waiting).await.unwrap();
+    assert_eq!((waiting.state, waiting.lease_owner, waiting.lease_expires_at), (RunState::AwaitingChoice, None, None));
+    let picked = store.run(picked).await.unwrap();
+    assert_eq!((picked.state, picked.lease_owner), (RunState::Committing, None));
+    let cancelled = store.run(cancelled).await.unwrap();
+    assert_eq!((cancelled.state, cancelled.lease_owner), (RunState::Cleaning, None));
+    assert_eq!(cancelled.failure, Some(Failure::cancelled(RunState::AwaitingChoice)));
+
+    let first = store.claim(&claim(at(10))).await.unwrap().unwrap();
+    assert!(first.id == picked.id || first.id == cancelled.id, "{first:?}");
+    assert_eq!(store.claim(&claim(at(10))).await.unwrap(), None, "one slot; the waiting run is never claimed");
+}

@@ -34,7 +34,8 @@ pub enum RunState {
     /// The project's verify commands run.
     Verifying,
     /// A comparison run whose candidates are done waits for a human to pick
-    /// one ([`crate::engine::Engine::pick`]). The run holds no worker.
+    /// one ([`crate::engine::Engine::pick`]). A parked state
+    /// ([`RunState::is_parked`]): the run holds no lease and no worker.
     AwaitingChoice,
     /// Leftover edits are committed.
     Committing,
@@ -119,6 +120,23 @@ impl RunState {
         )
     }
 
+    /// Whether the run waits for a human, not for a worker: no claim takes
+    /// it, it holds no lease (moving into such a state clears the lease, in
+    /// the same store write) and so it counts against no project's
+    /// `max_concurrent_runs`. A human's decision moves it on (a transition
+    /// out of it needs no lease), and a cancellation sends it to `cleaning`.
+    ///
+    /// The one definition of "parked": the stores build their SQL from it
+    /// (see [`RunState::parked`]).
+    pub fn is_parked(self) -> bool {
+        matches!(self, RunState::AwaitingChoice)
+    }
+
+    /// Every parked state ([`RunState::is_parked`]), in pipeline order.
+    pub fn parked() -> impl Iterator<Item = RunState> {
+        RunState::ALL.into_iter().filter(|s| s.is_parked())
+    }
+
     /// The end state that failures of this kind lead to.
     pub fn is_failure_end(self) -> bool {
         self.is_terminal() && self != RunState::Succeeded
@@ -191,6 +209,16 @@ pub struct Failure {
     pub code: String,
     /// A message a user can act on.
     pub message: String,
+}
+
+impl Failure {
+    /// The failure of a run cancelled in `step`, as the engine records it
+    /// for [`crate::Error::Cancelled`] (a store records it when it sends a
+    /// parked run to cleanup, see [`crate::Store::request_cancel`]).
+    pub fn cancelled(step: RunState) -> Self {
+        let error = crate::Error::Cancelled;
+        Self { step, code: error.code().into(), message: error.to_string() }
+    }
 }
 
 /// What is needed to queue a run.
@@ -268,5 +296,32 @@ impl Run {
             updated_at: new.created_at,
             finished_at: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_states_wait_between_a_worker_and_the_next() {
+        let parked: Vec<RunState> = RunState::parked().collect();
+        assert_eq!(parked, vec![RunState::AwaitingChoice]);
+        for p in parked {
+            assert!(!p.is_terminal(), "{p} is not over");
+            assert!(RunState::ALL.iter().any(|s| s.can_transition_to(p)), "{p} is reachable");
+            assert!(p.can_transition_to(RunState::Cleaning), "a cancelled {p} is cleaned up");
+            assert!(
+                RunState::ALL.iter().any(|s| !s.is_terminal() && *s != RunState::Cleaning && p.can_transition_to(*s)),
+                "a decision moves {p} on"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cancelled_failure_is_the_one_the_engine_records() {
+        let f = Failure::cancelled(RunState::AwaitingChoice);
+        assert_eq!((f.code.as_str(), f.message.as_str()), ("cancelled", "cancelled"));
+        assert_eq!(f.step, RunState::AwaitingChoice);
     }
 }

@@ -1,7 +1,9 @@
-//! Human choice in comparison runs: the run parks in `awaiting_choice`
-//! without holding a worker (its lease is stretched to [`PARK_LEASE`], so
-//! no claim picks it up) until [`Engine::pick`] or [`Engine::cancel`]
-//! releases it; the next worker goes on with the picked candidate.
+//! Human choice in comparison runs: the run parks in `awaiting_choice`, a
+//! parked state ([`RunState::is_parked`]): the transition there gives the
+//! worker's lease up, and no claim takes the run. [`Engine::pick`] moves it
+//! on to `committing` (a transition out of a parked state needs no lease),
+//! where the next worker applies the pick before committing;
+//! [`Engine::cancel`] sends it to cleanup.
 
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -11,14 +13,10 @@ use super::fanout::pick_of;
 use super::journal::Retry;
 use super::learn::PromptPick;
 use super::steps::Resources;
-use crate::{AuditEvent, Error, Result, Run, RunId, RunState};
+use crate::{AuditEvent, Error, Result, Run, RunId, RunState, StepStatus, Transition};
 
 /// The audit action that records a human's pick.
 pub(super) const PICK_ACTION: &str = "run.pick";
-
-/// How long a parked run's lease lasts: long enough that no worker claims
-/// it before [`Engine::pick`] or [`Engine::cancel`] releases it.
-pub(super) const PARK_LEASE: chrono::Duration = chrono::Duration::days(3650);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PickRecord {
@@ -51,8 +49,25 @@ impl Engine {
             .next())
     }
 
-    /// Continues a picked run with its winner.
-    pub(super) async fn take_choice(&self, run: &Run) -> Result<RunState> {
+    /// Applies a human's pick to a run [`Engine::pick`] moved on to
+    /// `committing`, before its commit: journals the winner (as the step of
+    /// `awaiting_choice`, where [`Engine::candidates`] and the later steps
+    /// find it) and makes the winner's branch, model and iterations the
+    /// run's. Returns the run as it is then. Any other run (the pick is
+    /// applied already, or there was none to apply) is returned unchanged.
+    pub(super) async fn apply_choice(&self, run: &Run) -> Result<Run> {
+        let steps = self.inner.store.steps(run.id).await?;
+        let pending = match steps.last() {
+            // Begun (or done) by a worker that died before the commit.
+            Some(s) if s.step == RunState::AwaitingChoice => true,
+            Some(s) if s.step == RunState::RunningAgent && s.status == StepStatus::Done => {
+                self.compared(run.id).await?.is_some_and(|c| c.winner.is_none())
+            }
+            _ => false,
+        };
+        if !pending {
+            return Ok(run.clone());
+        }
         let name = self.chosen(run).await?.ok_or_else(|| Error::InvalidInput {
             what: "run".into(),
             message: format!("run {} has no pick", run.id),
@@ -63,8 +78,11 @@ impl Engine {
         })?;
         let slots = self.compare_slots(run.id).await?;
         let (compared_ref, slots_ref, name_ref) = (&compared, &slots, &name);
+        // Journaled as the parked state's step: that is where the choice
+        // was made, and it keeps `committing`'s own record apart.
+        let parked = Run { state: RunState::AwaitingChoice, ..run.clone() };
         let out: ChoiceOut = self
-            .journaled(run, None, self.inner.config.timeouts.commit, Retry::Transient, || async move {
+            .journaled(&parked, None, self.inner.config.timeouts.commit, Retry::Never, || async move {
                 let unknown = || Error::InvalidInput {
                     what: "pick".into(),
                     message: format!("run {} has no candidate {name_ref:?}", run.id),
@@ -79,26 +97,24 @@ impl Engine {
             })
             .await?;
         self.adopt(run, &compared.reports[out.winner]).await?;
-        Ok(RunState::Committing)
+        self.inner.store.run(run.id).await
     }
 
     /// A human picks the winner of a run awaiting a choice, by candidate
-    /// name (`c2-model`) or model. The run goes on with it at the next
-    /// claim: commit, policy check, push, PR. Candidates that did not finish
-    /// cannot be picked.
+    /// name (`c2-model`) or model. The run moves on to `committing` at once
+    /// (it holds no lease, so none is needed), and the next worker to claim
+    /// it goes on with the pick: commit, policy check, push, PR. Candidates
+    /// that did not finish cannot be picked. The first pick wins; repeating
+    /// it while the run still waits (say, after a crash between recording
+    /// the pick and moving the run) moves the run on.
     pub async fn pick(&self, run_id: RunId, candidate: &str) -> Result<Run> {
         let store = &self.inner.store;
         let run = store.run(run_id).await?;
+        let first = self.chosen(&run).await?;
         if run.state != RunState::AwaitingChoice {
-            return Err(Error::InvalidInput {
-                what: "run.state".into(),
-                message: format!("run {run_id} is {}, not awaiting_choice", run.state),
-            });
-        }
-        if let Some(first) = self.chosen(&run).await? {
-            return Err(Error::InvalidInput {
-                what: "run.pick".into(),
-                message: format!("run {run_id} was already picked for: {first}"),
+            return Err(match first {
+                Some(first) => already_picked(run_id, &first),
+                None => not_awaiting(&run),
             });
         }
         let reports = self.candidates(run_id).await?;
@@ -117,55 +133,59 @@ impl Engine {
                 message: format!("candidate {} did not finish ({e}) and cannot be picked", report.name),
             });
         }
-        let details = serde_json::to_value(PickRecord { run_id, candidate: report.name.clone() })
-            .map_err(|e| Error::InvalidInput { what: "pick".into(), message: e.to_string() })?;
-        store
-            .audit(&AuditEvent {
-                at: self.inner.clock.now(),
-                project_id: Some(run.project_id),
-                actor: "api".into(),
-                action: PICK_ACTION.into(),
-                subject: format!("run:{run_id}"),
-                details,
-            })
-            .await?;
-        self.unpark(run_id).await?;
-        store.run(run_id).await
-    }
-
-    /// Releases a parked run's lease so a worker claims it again. Leases of
-    /// runs being worked on are left alone.
-    pub(super) async fn unpark(&self, run_id: RunId) -> Result<()> {
-        let store = &self.inner.store;
-        let run = store.run(run_id).await?;
-        let parked = run.lease_expires_at.is_some_and(|until| until > self.inner.clock.now() + PARK_LEASE / 2);
-        if let (true, Some(owner)) = (parked, &run.lease_owner) {
-            match store.release(run_id, owner).await {
-                Ok(()) | Err(Error::LeaseLost { .. }) => {}
-                Err(e) => return Err(e),
+        match first {
+            Some(first) if first != report.name => return Err(already_picked(run_id, &first)),
+            // The same pick again: the run has yet to move on.
+            Some(_) => {}
+            None => {
+                let details = serde_json::to_value(PickRecord { run_id, candidate: report.name.clone() })
+                    .map_err(|e| Error::InvalidInput { what: "pick".into(), message: e.to_string() })?;
+                store
+                    .audit(&AuditEvent {
+                        at: self.inner.clock.now(),
+                        project_id: Some(run.project_id),
+                        actor: "api".into(),
+                        action: PICK_ACTION.into(),
+                        subject: format!("run:{run_id}"),
+                        details,
+                    })
+                    .await?;
+                // Two picks at once: the one recorded first wins.
+                if let Some(first) = self.chosen(&run).await?
+                    && first != report.name
+                {
+                    return Err(already_picked(run_id, &first));
+                }
             }
         }
-        Ok(())
+        let moved = store
+            .transition(&Transition {
+                run_id,
+                from: RunState::AwaitingChoice,
+                to: RunState::Committing,
+                owner: self.inner.config.worker_id.clone(),
+                at: self.inner.clock.now(),
+            })
+            .await;
+        match moved {
+            Ok(run) => {
+                info!(%run_id, candidate = %report.name, "candidate picked; the run goes on");
+                Ok(run)
+            }
+            // Moved on meanwhile: cancelled, or the same pick from elsewhere.
+            Err(Error::IllegalTransition { .. }) => Err(not_awaiting(&store.run(run_id).await?)),
+            Err(e) => Err(e),
+        }
     }
+}
 
-    /// Parks a run that waits for a choice: its lease is stretched to
-    /// [`PARK_LEASE`] so no worker claims it. A pick or cancel that came in
-    /// meanwhile hands it back at once.
-    pub(super) async fn park(&self, run: &Run) -> Result<()> {
-        let store = &self.inner.store;
-        let owner = &self.inner.config.worker_id;
-        match store.heartbeat(run.id, owner, PARK_LEASE, self.inner.clock.now()).await {
-            Ok(()) => {}
-            Err(Error::LeaseLost { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        info!(run_id = %run.id, "run parked until a candidate is picked");
-        if self.chosen(run).await?.is_some() || store.cancel_requested(run.id).await? {
-            // Through `unpark`, which releases only a lease that is still the
-            // park lease: a pick may have released it already and another
-            // worker of this process (same owner id) claimed the run since.
-            self.unpark(run.id).await?;
-        }
-        Ok(())
+fn already_picked(run_id: RunId, first: &str) -> Error {
+    Error::InvalidInput { what: "run.pick".into(), message: format!("run {run_id} was already picked for: {first}") }
+}
+
+fn not_awaiting(run: &Run) -> Error {
+    Error::InvalidInput {
+        what: "run.state".into(),
+        message: format!("run {} is {}, not awaiting_choice", run.id, run.state),
     }
 }

@@ -10,10 +10,11 @@
 //!   [`CandidateReport`]. The sandboxes are removed right after. With
 //!   [`SelectionRule::Best`] the winner is chosen in the same step; with
 //!   [`SelectionRule::Human`] the run moves to `awaiting_choice`.
-//! - **Awaiting a choice** holds no worker: the worker that parks the run
-//!   keeps its lease for ten years (`choice.rs`), so no one claims it, and
-//!   [`Engine::pick`] (or [`Engine::cancel`]) hands it back by releasing
-//!   that lease.
+//! - **Awaiting a choice** holds no worker: `awaiting_choice` is a parked
+//!   state ([`RunState::is_parked`]), which no claim takes and whose run
+//!   holds no lease (parking gives it up in the same write). [`Engine::pick`]
+//!   moves the run on to `committing`, where the next worker applies the
+//!   pick (`choice.rs`); [`Engine::cancel`] sends it to cleanup.
 //! - The winner's branch becomes the run's branch; losers are never pushed,
 //!   and cleanup removes every candidate's worktree.
 //!

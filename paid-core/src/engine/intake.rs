@@ -89,12 +89,10 @@ impl Engine {
 
     /// Requests cancellation of a run. An unleased run ends at once; a
     /// running one is stopped by its worker, which still cleans up; a run
-    /// awaiting a choice is handed back to the workers, which clean it up.
+    /// awaiting a choice (parked, with no worker) moves to `cleaning`, where
+    /// a worker claims it and cleans up.
     pub async fn cancel(&self, run_id: RunId) -> Result<Run> {
         let run = self.inner.store.request_cancel(run_id, self.inner.clock.now()).await?;
-        if run.state == crate::RunState::AwaitingChoice {
-            self.unpark(run_id).await?;
-        }
         self.inner
             .store
             .audit(&AuditEvent {

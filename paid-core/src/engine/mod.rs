@@ -24,6 +24,7 @@ mod plan;
 pub mod prompt;
 mod session;
 mod steps;
+mod templates;
 mod worker;
 
 use std::collections::HashMap;

@@ -77,7 +77,8 @@ impl Engine {
     ) -> Result<Run> {
         let store = &self.inner.store;
         let run = store.run(run_id).await?;
-        if run.state.is_terminal() {
+        if run.state.is_terminal() || run.state.is_parked() {
+            // Parked: no worker holds it until a human moves it on.
             return Ok(run);
         }
         let owner = &self.inner.config.worker_id;
@@ -86,10 +87,6 @@ impl Engine {
         }
         if run.state != RunState::Cleaning && run.failure.is_none() && store.cancel_requested(run_id).await? {
             return self.fail(&run, Error::Cancelled).await;
-        }
-        if run.state == RunState::AwaitingChoice && self.chosen(&run).await?.is_none() {
-            // Parked: the caller releases the worker (see `drive_until`).
-            return Ok(run);
         }
         let project = match project.take() {
             Some(p) if p.id == run.project_id => project.insert(p),
@@ -122,8 +119,7 @@ impl Engine {
             RunState::Provisioning => self.provision(run, project).await,
             RunState::RunningAgent => self.run_agent(run, project, cancel).await,
             RunState::Verifying => self.verify(run, project, cancel).await,
-            RunState::AwaitingChoice => self.take_choice(run).await,
-            RunState::Committing => self.commit(run, project).await,
+            RunState::Committing => self.commit(&self.apply_choice(run).await?, project).await,
             RunState::PolicyCheck => self.policy_check(run, project).await,
             RunState::Pushing => self.push(run, project).await,
             RunState::OpeningPr => self.open_pr(run, project).await,
@@ -568,12 +564,7 @@ impl Engine {
         let issue = self.inner.store.issue(project.id, run.issue_number).await?;
         let head = run.branch.clone().unwrap_or_default();
         let summary = self.agent_summary(run.id).await?;
-        let footer = format!(
-            "\n\nCloses #{}\n\n---\nOpened by Paid run `{}` with model `{}`. Paid never merges; please review.",
-            run.issue_number,
-            run.id,
-            run.model.as_deref().unwrap_or("unknown")
-        );
+        let footer = super::templates::pr_footer(run.issue_number, run.id, run.model.as_deref())?;
         let room = MAX_PR_BODY.saturating_sub(footer.chars().count());
         let body = format!("{}{footer}", truncate_chars(&summary, room));
         let req = PrRequest {
@@ -656,22 +647,19 @@ impl Engine {
         } else {
             format!("${:.4}", usage.iter().filter_map(|u| u.cost_micros).sum::<i64>() as f64 / 1e6)
         };
-        let secs = (self.inner.clock.now() - run.created_at).num_seconds().max(0);
-        let headline = match failure {
-            None => format!("Paid opened {} for this issue.", run.pr_url.as_deref().unwrap_or("a pull request")),
-            Some(f) => format!("Paid could not finish this issue ({}): {}", f.code, f.message),
-        };
-        let candidates = match self.compared(run.id).await? {
-            Some(c) => format!("\n\nCandidates compared:\n\n{}", c.table()),
-            None => String::new(),
-        };
-        Ok(format!(
-            "{headline}\n\n| run | model | iterations | cost | duration |\n|---|---|---|---|---|\n| `{}` | {} | {} | {cost} | {secs}s |{candidates}\n\n{}",
-            run.id,
-            run.model.as_deref().unwrap_or("-"),
-            run.iterations,
-            comment_marker(run.id)
-        ))
+        let candidates = self.compared(run.id).await?.map(|c| c.table());
+        let marker = comment_marker(run.id);
+        super::templates::summary_comment(&super::templates::Summary {
+            run_id: run.id,
+            model: run.model.as_deref().unwrap_or("-"),
+            iterations: run.iterations,
+            cost: &cost,
+            seconds: (self.inner.clock.now() - run.created_at).num_seconds().max(0),
+            pr_url: run.pr_url.as_deref(),
+            failure,
+            candidates,
+            marker: &marker,
+        })
     }
 
     async fn clean(&self, run: &Run, project: &Project) -> Result<RunState> {

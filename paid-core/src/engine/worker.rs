@@ -7,7 +7,7 @@ use tracing::{Instrument, info, warn};
 
 use super::Engine;
 use crate::metrics::WorkflowLabels;
-use crate::{ClaimRequest, Error, Result, Run, RunId, RunState};
+use crate::{ClaimRequest, Error, Result, Run, RunId};
 
 /// Says whether the worker loop may claim new runs right now.
 pub type ClaimGate = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
@@ -59,7 +59,9 @@ impl Engine {
 
     /// Drives a claimed run to an end state, renewing the lease as it goes
     /// and stopping the agent when cancellation is requested. Releases the
-    /// lease at the end.
+    /// lease at the end. A run that parks ([`crate::RunState::is_parked`]: a
+    /// comparison awaiting a human pick) is returned as it parks: the
+    /// transition gave its lease up.
     pub async fn drive(&self, run_id: RunId) -> Result<Run> {
         self.drive_until(run_id, &CancellationToken::new()).await
     }
@@ -81,7 +83,7 @@ impl Engine {
         let result = loop {
             match self.advance_with(run_id, &cancel, &mut project).await {
                 Ok(run) if run.state.is_terminal() => break Ok(run),
-                Ok(run) if run.state == RunState::AwaitingChoice => break Ok(run),
+                Ok(run) if run.state.is_parked() => break Ok(run),
                 Ok(run) if shutdown.is_cancelled() => break Ok(run),
                 Ok(_) => continue,
                 Err(e) => break Err(e),
@@ -95,10 +97,11 @@ impl Engine {
         self.inner.pending_finishes.forget(run_id);
         active.dec();
         if let Ok(run) = &result
-            && run.state == RunState::AwaitingChoice
+            && run.state.is_parked()
         {
-            // Parked: keep the lease so no one claims it until a pick.
-            return self.park(run).await.and(result);
+            // Parking cleared the lease; a pick may already have moved the
+            // run on and another worker (with this same id) claimed it.
+            return result;
         }
         if let Err(e) = self.inner.store.release(run_id, &self.inner.config.worker_id).await
             && !matches!(e, Error::LeaseLost { .. })
@@ -157,8 +160,8 @@ impl Engine {
                                 Ok(r) if r.state.is_terminal() => {
                                     info!(state = %r.state, pr = r.pr_url.as_deref().unwrap_or("-"), "run ended")
                                 }
-                                Ok(r) if r.state == RunState::AwaitingChoice => {
-                                    info!(state = %r.state, "run parked until a candidate is picked")
+                                Ok(r) if r.state.is_parked() => {
+                                    info!(state = %r.state, "run parked until a human moves it on; no lease held")
                                 }
                                 Ok(r) => info!(state = %r.state, "run paused for shutdown; lease released"),
                                 Err(e) => warn!(error = %e, "run interrupted; its lease will expire"),

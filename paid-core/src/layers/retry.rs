@@ -9,9 +9,9 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::{
-    AppendLog, AuditEvent, ClaimRequest, Error, LogAppend, LogChunk, ModelDecision, NewRun, Outcome, Project,
-    ProjectId, Result, Run, RunFilter, RunId, RunPatch, RunState, StepRecord, StepStatus, Store, Timestamp,
-    TrackedIssue, Transition, UsageRecord,
+    AppendLog, AuditEvent, ClaimRequest, CostQuery, DailyCost, Error, LogAppend, LogChunk, ModelDecision, NewRun,
+    Outcome, Project, ProjectId, Result, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord,
+    StepStatus, Store, Timestamp, TrackedIssue, Transition, UsageRecord,
 };
 
 /// The shortest wait between two attempts (before jitter).
@@ -222,7 +222,7 @@ impl Store for RetryStore {
                 Ok(active.into_iter().find(|r| {
                     r.lease_owner.as_deref() == Some(req.owner.as_str())
                         && r.lease_expires_at.is_some_and(|until| until > req.now)
-                        && r.state != RunState::AwaitingChoice
+                        && !r.state.is_parked()
                 }))
             }
             (result, _) => result,
@@ -320,6 +320,14 @@ impl Store for RetryStore {
 
     async fn usage(&self, id: RunId) -> Result<Vec<UsageRecord>> {
         plain!(self, "usage", self.inner.usage(id))
+    }
+
+    async fn spend(&self, req: &SpendQuery) -> Result<Vec<Spend>> {
+        plain!(self, "spend", self.inner.spend(req))
+    }
+
+    async fn daily_costs(&self, req: &CostQuery) -> Result<Vec<DailyCost>> {
+        plain!(self, "daily_costs", self.inner.daily_costs(req))
     }
 
     async fn record_decision(&self, decision: &ModelDecision) -> Result<()> {

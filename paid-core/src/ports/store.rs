@@ -1,15 +1,18 @@
 //! Durable state: the [`Store`] port.
 
 use async_trait::async_trait;
-use chrono::Duration;
+use chrono::{Duration, NaiveDate};
 
 use crate::{
     AuditEvent, Failure, LogAppend, LogChunk, LogStream, ModelDecision, NewRun, Outcome, Project, ProjectId, Result,
-    Run, RunId, RunState, StepRecord, Timestamp, TrackedIssue, UsageRecord,
+    Run, RunId, RunState, StepRecord, Timestamp, TrackedIssue, Usage, UsageRecord,
 };
 
 /// A state change, applied only if the run is in `from` and the caller holds
-/// its lease.
+/// its lease. A parked run ([`RunState::is_parked`]) holds no lease: moving
+/// into a parked state clears the lease in the same write, and moving out
+/// of one needs no lease (`owner` is not checked) and leaves the run
+/// unleased, for a worker to claim.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     /// The run.
@@ -82,6 +85,202 @@ pub struct AppendLog<'a> {
     pub at: Timestamp,
 }
 
+/// Sums over usage records: what [`Store::spend`] and [`Store::daily_costs`]
+/// answer for each group.
+///
+/// Sums never wrap: each saturates at the bounds of its field's type (costs
+/// are never negative in practice, so a saturated sum is the exact sum
+/// clamped). [`UsageTotals::add`] is the reference a store's aggregate must
+/// equal: summing a group's records from [`Store::usage`] with it gives the
+/// group's totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    /// Usage records counted.
+    pub records: u64,
+    /// Those of them without a price (`cost_micros` is `None`): their cost is
+    /// unknown, not zero, and adds nothing to `cost_micros`.
+    pub unpriced_records: u64,
+    /// Cost of the priced records, micro-USD.
+    pub cost_micros: i64,
+    /// Tokens, per bucket.
+    pub usage: Usage,
+}
+
+impl UsageTotals {
+    /// Counts one record.
+    pub fn add(&mut self, record: &UsageRecord) {
+        self.merge(&Self {
+            records: 1,
+            unpriced_records: u64::from(record.cost_micros.is_none()),
+            cost_micros: record.cost_micros.unwrap_or(0),
+            usage: record.usage,
+        });
+    }
+
+    /// Adds another group's totals.
+    pub fn merge(&mut self, other: &Self) {
+        self.records = self.records.saturating_add(other.records);
+        self.unpriced_records = self.unpriced_records.saturating_add(other.unpriced_records);
+        self.cost_micros = self.cost_micros.saturating_add(other.cost_micros);
+        let (u, o) = (&mut self.usage, &other.usage);
+        u.input = u.input.saturating_add(o.input);
+        u.cache_read = u.cache_read.saturating_add(o.cache_read);
+        u.cache_write = u.cache_write.saturating_add(o.cache_write);
+        u.output = u.output.saturating_add(o.output);
+        u.reasoning = u.reasoning.saturating_add(o.reasoning);
+    }
+
+    /// All tokens, every bucket (saturating).
+    pub fn tokens(&self) -> u64 {
+        let u = &self.usage;
+        [u.cache_read, u.cache_write, u.output, u.reasoning].into_iter().fold(u.input, u64::saturating_add)
+    }
+
+    /// The totals of `records`.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a UsageRecord>) -> Self {
+        let mut totals = Self::default();
+        for r in records {
+            totals.add(r);
+        }
+        totals
+    }
+}
+
+/// How [`Store::spend`] groups usage records.
+///
+/// Exhaustive on purpose: a new grouping must be implemented by every
+/// backend, so adding one breaks them at compile time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SpendGroup {
+    /// One row per project.
+    #[default]
+    Project,
+    /// One row per run.
+    Run,
+}
+
+/// Which usage records [`Store::spend`] sums, and how it groups them.
+///
+/// Filters combine (all must hold); unset filters match everything.
+///
+/// ```
+/// use paid_core::{ProjectId, SpendGroup, SpendQuery};
+///
+/// # fn example(project: ProjectId, month_start: paid_core::Timestamp) {
+/// // This month's spend of one project.
+/// let q = SpendQuery::per_project().project(project).since(month_start);
+/// assert_eq!(q.group, SpendGroup::Project);
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpendQuery {
+    /// One row per project or per run.
+    pub group: SpendGroup,
+    /// Only records at or after this time (`at >= since`).
+    pub since: Option<Timestamp>,
+    /// Only records of this project's runs.
+    pub project_id: Option<ProjectId>,
+    /// Only records of this run.
+    pub run_id: Option<RunId>,
+}
+
+impl SpendQuery {
+    /// Every record, one row per project.
+    pub fn per_project() -> Self {
+        Self { group: SpendGroup::Project, ..Self::default() }
+    }
+
+    /// Every record, one row per run.
+    pub fn per_run() -> Self {
+        Self { group: SpendGroup::Run, ..Self::default() }
+    }
+
+    /// Only records at or after `since`.
+    pub fn since(mut self, since: Timestamp) -> Self {
+        self.since = Some(since);
+        self
+    }
+
+    /// Only records of `project`'s runs.
+    pub fn project(mut self, project: ProjectId) -> Self {
+        self.project_id = Some(project);
+        self
+    }
+
+    /// Only records of `run`.
+    pub fn run(mut self, run: RunId) -> Self {
+        self.run_id = Some(run);
+        self
+    }
+}
+
+/// One group of [`Store::spend`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spend {
+    /// The project.
+    pub project_id: ProjectId,
+    /// The run with [`SpendGroup::Run`]; `None` with [`SpendGroup::Project`].
+    pub run_id: Option<RunId>,
+    /// The sums of the group's records.
+    pub totals: UsageTotals,
+}
+
+/// Which usage records [`Store::daily_costs`] sums.
+///
+/// Filters combine (all must hold); unset filters match everything.
+///
+/// ```
+/// use paid_core::CostQuery;
+///
+/// # fn example(project: paid_core::ProjectId) {
+/// let everything = CostQuery::all();
+/// let one_project = CostQuery::all().project(project);
+/// assert_ne!(everything, one_project);
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CostQuery {
+    /// Only records at or after this time (`at >= since`).
+    pub since: Option<Timestamp>,
+    /// Only records of this project's runs.
+    pub project_id: Option<ProjectId>,
+}
+
+impl CostQuery {
+    /// Every record.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only records at or after `since`.
+    pub fn since(mut self, since: Timestamp) -> Self {
+        self.since = Some(since);
+        self
+    }
+
+    /// Only records of `project`'s runs.
+    pub fn project(mut self, project: ProjectId) -> Self {
+        self.project_id = Some(project);
+        self
+    }
+}
+
+/// One group of [`Store::daily_costs`]: a project's usage of one model on
+/// one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyCost {
+    /// The UTC date of the records' `at`.
+    pub day: NaiveDate,
+    /// The project.
+    pub project_id: ProjectId,
+    /// The model ([`UsageRecord::model`]).
+    pub model: String,
+    /// The sums of the group's records.
+    pub totals: UsageTotals,
+}
+
 /// Durable state of Paid. Implemented by `paid-store-sqlite`,
 /// `paid-store-postgres`, and anything passing
 /// `paid_core::testing::store` (feature `testing`).
@@ -114,19 +313,24 @@ pub trait Store: Send + Sync + 'static {
     async fn run(&self, id: RunId) -> Result<Run>;
     /// Lists runs, newest first.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
-    /// Moves a run to a new state (compare-and-set on `from`, lease-checked).
+    /// Moves a run to a new state (compare-and-set on `from`, lease-checked
+    /// but for parked runs, see [`Transition`]).
     async fn transition(&self, t: &Transition) -> Result<Run>;
     /// Sets fields on a run (lease-checked).
     async fn patch_run(&self, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> Result<Run>;
     /// Moves a run that is not leased (or whose lease expired) straight to
-    /// `cancelled`; a leased run is marked for cancellation and its worker
-    /// stops it. Returns the run.
+    /// `cancelled`; a leased run (or one in `cleaning`, on its way to an
+    /// end already) is marked for cancellation and its worker stops it; a
+    /// parked run ([`RunState::is_parked`]) is marked and moves to
+    /// `cleaning` with [`crate::Failure::cancelled`], for a worker to clean
+    /// up after it. Returns the run.
     async fn request_cancel(&self, id: RunId, at: Timestamp) -> Result<Run>;
     /// Whether cancellation was requested.
     async fn cancel_requested(&self, id: RunId) -> Result<bool>;
 
-    /// Claims the highest-priority runnable run: not in an end state, and
-    /// unleased or with an expired lease.
+    /// Claims the highest-priority runnable run: not in an end state, not
+    /// parked ([`RunState::is_parked`]), and unleased or with an expired
+    /// lease.
     async fn claim(&self, req: &ClaimRequest) -> Result<Option<Run>>;
     /// Extends a held lease.
     async fn heartbeat(&self, id: RunId, owner: &str, lease: Duration, now: Timestamp) -> Result<()>;
@@ -212,6 +416,20 @@ pub trait Store: Send + Sync + 'static {
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()>;
     /// A run's usage records, in order.
     async fn usage(&self, id: RunId) -> Result<Vec<UsageRecord>>;
+    /// Sums the usage records `req` selects, per project or per run, in one
+    /// aggregate query (not one [`Store::usage`] per run).
+    ///
+    /// Returns one row per group with at least one selected record (a
+    /// project or run without one has no row), ordered by project id, then
+    /// run id. Each row's totals equal [`UsageTotals::of`] its records.
+    async fn spend(&self, req: &SpendQuery) -> Result<Vec<Spend>>;
+    /// Sums the usage records `req` selects per UTC day, project and model,
+    /// in one aggregate query.
+    ///
+    /// Returns one row per group with at least one selected record, ordered
+    /// by day, then project id, then model (bytewise). Each row's totals
+    /// equal [`UsageTotals::of`] its records.
+    async fn daily_costs(&self, req: &CostQuery) -> Result<Vec<DailyCost>>;
 
     /// Records (replaces) a run's model decision.
     async fn record_decision(&self, decision: &ModelDecision) -> Result<()>;

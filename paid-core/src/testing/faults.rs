@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::{
-    AppendLog, AuditEvent, ClaimRequest, Error, LogAppend, LogChunk, ModelDecision, NewRun, Outcome, Project,
-    ProjectId, Result, Run, RunFilter, RunId, RunPatch, RunState, StepRecord, Store, Timestamp, TrackedIssue,
-    Transition, UsageRecord,
+    AppendLog, AuditEvent, ClaimRequest, CostQuery, DailyCost, Error, LogAppend, LogChunk, ModelDecision, NewRun,
+    Outcome, Project, ProjectId, Result, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord,
+    Store, Timestamp, TrackedIssue, Transition, UsageRecord,
 };
 
 /// When an injected fault strikes.
@@ -222,6 +222,12 @@ impl Store for FlakyStore {
     }
     async fn usage(&self, id: RunId) -> Result<Vec<UsageRecord>> {
         flaky!(self, "usage", self.inner.usage(id))
+    }
+    async fn spend(&self, req: &SpendQuery) -> Result<Vec<Spend>> {
+        flaky!(self, "spend", self.inner.spend(req))
+    }
+    async fn daily_costs(&self, req: &CostQuery) -> Result<Vec<DailyCost>> {
+        flaky!(self, "daily_costs", self.inner.daily_costs(req))
     }
     async fn record_decision(&self, decision: &ModelDecision) -> Result<()> {
         flaky!(self, "record_decision", self.inner.record_decision(decision))

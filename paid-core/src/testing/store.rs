@@ -31,10 +31,15 @@
 //!   machine allows `from -> to` ([`Error::IllegalTransition`]); the owner
 //!   holds the lease ([`Error::LeaseLost`]); the run is in `from`
 //!   ([`Error::IllegalTransition`]). A transition sets `updated_at`, and
-//!   `finished_at` when the new state is an end state. It keeps the lease.
+//!   `finished_at` when the new state is an end state. It keeps the lease,
+//!   but for **parked** states ([`RunState::is_parked`]): a transition into
+//!   one clears the lease in the same write, and one out of one needs no
+//!   lease (any `owner`; the compare-and-set on `from` still applies) and
+//!   leaves the run unleased.
 //! - **Leases** are held while `now < lease_expires_at`. `claim` takes the
 //!   runnable run with the highest priority, then the oldest, then the lowest
-//!   id, skipping projects at their `max_concurrent_runs`: a project's load
+//!   id, never a parked one, skipping projects at their
+//!   `max_concurrent_runs`: a project's load
 //!   is its active runs holding an unexpired lease (an expired lease counts
 //!   for nothing, so its run is claimable again), and the limit holds under
 //!   concurrent claimers. `claim` and `heartbeat` set
@@ -44,8 +49,10 @@
 //!   expiry); releasing an unleased run is a no-op; releasing someone else's
 //!   lease fails with [`Error::LeaseLost`].
 //! - **Cancellation**: an unleased (or lease-expired) run goes to `cancelled`
-//!   at once, its lease cleared; a leased run only gets the flag; an ended
-//!   run is left alone and gets no flag.
+//!   at once, its lease cleared; a leased run, or one in `cleaning`, only
+//!   gets the flag; a parked run gets the flag and goes to `cleaning` with
+//!   [`Failure::cancelled`]`(its state)`, unleased, for a worker to claim; an
+//!   ended run is left alone and gets no flag.
 //! - **Step journal**: `seq` counts from 1 per run; `finish_step` marks the
 //!   latest record of the step that is still `started`.
 //!   `finish_step_and_transition` does both or neither, failing as
@@ -61,6 +68,11 @@
 //! - **Usage** and **audit events** come back oldest first, ties in insertion
 //!   order; **outcomes** newest first. Decisions and outcomes are one per run,
 //!   replaced on record.
+//! - **Usage aggregates**: `spend` and `daily_costs` answer what summing the
+//!   records of `usage` with [`UsageTotals::add`] gives, for every
+//!   combination of their filters (`since` is inclusive; filters combine).
+//!   A group without a selected record has no row; days are UTC; rows come
+//!   ordered by their keys (ids, then models bytewise). Sums saturate.
 
 #![allow(
     clippy::unwrap_used,
@@ -68,7 +80,7 @@
     reason = "a test suite: panicking with the unexpected value is how it reports"
 )]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -80,9 +92,10 @@ use pretty_assertions::assert_eq;
 
 use super::fixtures::{self, at, at_millis};
 use crate::{
-    AppendLog, AuditEvent, ClaimRequest, Error, Failure, IssueState, LabelConfig, LogAppend, LogChunk, LogStream,
-    ModelDecision, NewRun, Outcome, Project, Run, RunFilter, RunKind, RunPatch, RunState, StepRecord, StepStatus,
-    Store, TRUNCATION_MARKER, Timestamp, TrackedIssue, Transition, Usage, UsageRecord,
+    AppendLog, AuditEvent, ClaimRequest, CostQuery, DailyCost, Error, Failure, IssueState, LabelConfig, LogAppend,
+    LogChunk, LogStream, ModelDecision, NewRun, Outcome, Project, Run, RunFilter, RunKind, RunPatch, RunState, Spend,
+    SpendGroup, SpendQuery, StepRecord, StepStatus, Store, TRUNCATION_MARKER, Timestamp, TrackedIssue, Transition,
+    Usage, UsageRecord, UsageTotals,
 };
 
 /// One test of the suite. It gets a fresh, empty store.
@@ -114,6 +127,10 @@ suite!(
     claim_order,
     claim_honours_project_limits,
     parked_runs_free_their_slot,
+    parked_runs_are_never_claimed,
+    runs_moved_on_from_parked_are_claimed,
+    parking_through_finish_step_and_transition,
+    cancelling_a_parked_run_sends_it_to_cleanup,
     project_limits_hold_under_concurrent_claimers,
     leases_expire_and_are_reclaimed,
     heartbeat_and_release,
@@ -127,6 +144,9 @@ suite!(
     logs_page_by_seq,
     logs_are_pruned,
     usage_records,
+    usage_aggregates_equal_the_sums_of_usage,
+    usage_aggregates_of_nothing_are_empty,
+    usage_aggregates_saturate,
     model_decisions,
     outcomes,
     audit_events,
@@ -254,6 +274,11 @@ async fn walk(store: &dyn Store, mut run: Run, owner: &str, states: &[RunState],
             .transition(&Transition { run_id: run.id, from: run.state, to, owner: owner.into(), at: when })
             .await
             .unwrap();
+        if to.is_parked() || run.state.is_parked() {
+            // Parked runs hold no lease.
+            run.lease_owner = None;
+            run.lease_expires_at = None;
+        }
         run.state = to;
         run.updated_at = when;
         if to.is_terminal() {
@@ -689,20 +714,148 @@ pub async fn claim_honours_project_limits(store: Arc<dyn Store>) {
     assert_eq!(s.run(w[3].id).await.unwrap(), w[3]);
 }
 
+/// Parks `new` (claimed by [`OWNER`] at `now`, walked to `awaiting_choice`
+/// a second later): the run must be the only claimable one.
+async fn parked(store: &dyn Store, new: &NewRun, now: Timestamp) -> Run {
+    let run = claimed(store, new, OWNER, now).await;
+    let run = walk(store, run, OWNER, &path_to(RunState::AwaitingChoice), now + Duration::seconds(1)).await;
+    assert!(run.state.is_parked());
+    assert_eq!((run.lease_owner.as_deref(), run.lease_expires_at), (None, None), "parking gives the lease up");
+    assert_eq!(store.run(run.id).await.unwrap(), run);
+    run
+}
+
 /// A run parked in `awaiting_choice` (a comparison waiting for a human
-/// pick) holds a long lease so nobody claims it, but uses no worker: it does
-/// not count against its project's limit.
+/// pick) uses no worker and holds no lease: it does not count against its
+/// project's limit, while the same run working did.
 pub async fn parked_runs_free_their_slot(store: Arc<dyn Store>) {
     let s = &*store;
     let solo = seed_limited(s, "solo", 1).await;
-    let parked = claimed(s, &fixtures::new_run(solo.id, 1), OWNER, at(0)).await;
-    let parked = walk(s, parked, OWNER, &path_to(RunState::AwaitingChoice), at(1)).await;
-    s.heartbeat(parked.id, OWNER, Duration::days(3650), at(2)).await.unwrap();
+    let working = claimed(s, &fixtures::new_run(solo.id, 1), OWNER, at(0)).await;
+    let working = walk(s, working, OWNER, &path_to(RunState::RunningAgent), at(1)).await;
     let next = queue(s, &fixtures::new_run(solo.id, 2)).await;
-    let got = s.claim(&claim_req(OTHER, hour(), at(3))).await.unwrap();
+    assert_eq!(s.claim(&claim_req(OTHER, hour(), at(2))).await.unwrap(), None, "the working run holds the only slot");
+
+    let parked = walk(s, working, OWNER, &[RunState::AwaitingChoice], at(3)).await;
+    assert_eq!(parked.lease_owner, None, "parking gives the lease up");
+    let got = s.claim(&claim_req(OTHER, hour(), at(4))).await.unwrap();
     assert_eq!(got.map(|r| r.id), Some(next.id), "the parked run leaves its project's only slot free");
-    assert_eq!(s.claim(&claim_req(OTHER, hour(), at(3))).await.unwrap(), None, "the parked run is not claimed");
-    assert_eq!(s.run(parked.id).await.unwrap().state, RunState::AwaitingChoice);
+    assert_eq!(s.claim(&claim_req(OTHER, hour(), at(4))).await.unwrap(), None, "the parked run is not claimed");
+    assert_eq!(s.run(parked.id).await.unwrap(), parked);
+}
+
+/// No claim takes a parked run, however late, while a run of the same
+/// project queued after it is claimed (the control). A parked run has no
+/// lease to heartbeat and none to release.
+pub async fn parked_runs_are_never_claimed(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed_roomy(s, "widgets").await;
+    let run = parked(s, &NewRun { priority: 100, ..fixtures::new_run(project.id, 1) }, at(0)).await;
+    let control = queue(s, &fixtures::new_run(project.id, 2)).await;
+
+    let got = s.claim(&claim_req(OTHER, hour(), at(2))).await.unwrap();
+    assert_eq!(got, Some(leased(&control, OTHER, at(2) + hour())), "the lower-priority queued run, not the parked one");
+    walk(s, leased(&control, OTHER, at(2) + hour()), OTHER, &[RunState::Failed], at(3)).await;
+    for later in [at(3), at(2) + hour() * 24, at(2) + Duration::days(365)] {
+        assert_eq!(s.claim(&claim_req(OTHER, hour(), later)).await.unwrap(), None, "nothing at {later}");
+    }
+    expect_err!(s.heartbeat(run.id, OWNER, hour(), at(4)).await, Error::LeaseLost { .. });
+    expect_err!(
+        s.patch_run(run.id, OWNER, &RunPatch { iterations: Some(9), ..RunPatch::default() }, at(4)).await,
+        Error::LeaseLost { .. }
+    );
+    expect_err!(s.begin_step(run.id, OWNER, RunState::AwaitingChoice, None, at(4)).await, Error::LeaseLost { .. });
+    s.release(run.id, OWNER).await.unwrap();
+    assert_eq!(s.run(run.id).await.unwrap(), run, "refused writes and a no-op release change nothing");
+}
+
+/// A transition out of a parked state needs no lease (a pick comes from
+/// anywhere) and leaves the run unleased, so it is claimed as usual. The
+/// compare-and-set still holds: a stale `from` is refused.
+pub async fn runs_moved_on_from_parked_are_claimed(store: Arc<dyn Store>) {
+    let s = &*store;
+    let solo = seed_limited(s, "solo", 1).await;
+    let run = parked(s, &fixtures::new_run(solo.id, 1), at(0)).await;
+    assert_eq!(s.claim(&claim_req(OTHER, hour(), at(2))).await.unwrap(), None, "parked: nothing to claim");
+
+    let stale = Transition {
+        run_id: run.id,
+        from: RunState::RunningAgent,
+        to: RunState::Committing,
+        owner: OWNER.into(),
+        at: at(3),
+    };
+    expect_err!(s.transition(&stale).await, Error::LeaseLost { .. } | Error::IllegalTransition { .. });
+    let pick = Transition { from: RunState::AwaitingChoice, owner: "api".into(), ..stale };
+    let moved = s.transition(&pick).await.unwrap();
+    let want = Run { state: RunState::Committing, updated_at: at(3), ..run.clone() };
+    assert_eq!(moved, want, "moved on, still unleased");
+    assert_eq!(s.run(run.id).await.unwrap(), want);
+    expect_err!(s.transition(&pick).await, Error::IllegalTransition { .. });
+
+    let got = s.claim(&claim_req(OTHER, hour(), at(4))).await.unwrap();
+    assert_eq!(got, Some(leased(&want, OTHER, at(4) + hour())), "a run moved on is claimed as usual");
+    let next = queue(s, &fixtures::new_run(solo.id, 2)).await;
+    assert_eq!(s.claim(&claim_req(OWNER, hour(), at(5))).await.unwrap(), None, "and holds its project's slot again");
+    walk(s, leased(&want, OTHER, at(4) + hour()), OTHER, &[RunState::PolicyCheck], at(6)).await;
+    assert_eq!(s.run(next.id).await.unwrap(), next);
+}
+
+/// Parking through `finish_step_and_transition` (the engine's usual write)
+/// also gives the lease up, in the same write that journals the step.
+pub async fn parking_through_finish_step_and_transition(store: Arc<dyn Store>) {
+    let s = &*store;
+    let solo = seed_limited(s, "solo", 1).await;
+    let run = claimed(s, &fixtures::new_run(solo.id, 1), OWNER, at(0)).await;
+    let run = walk(s, run, OWNER, &path_to(RunState::RunningAgent), at(1)).await;
+    s.begin_step(run.id, OWNER, RunState::RunningAgent, None, at(2)).await.unwrap();
+    let t = Transition {
+        run_id: run.id,
+        from: RunState::RunningAgent,
+        to: RunState::AwaitingChoice,
+        owner: OWNER.into(),
+        at: at(3),
+    };
+    let moved = s.finish_step_and_transition(&t, Ok(serde_json::json!({ "candidates": 2 }))).await.unwrap();
+    let want = Run {
+        state: RunState::AwaitingChoice,
+        updated_at: at(3),
+        lease_owner: None,
+        lease_expires_at: None,
+        ..run.clone()
+    };
+    assert_eq!(moved, want);
+    assert_eq!(s.run(run.id).await.unwrap(), want);
+    assert_eq!(s.steps(run.id).await.unwrap().last().map(|r| r.status), Some(StepStatus::Done));
+    let next = queue(s, &fixtures::new_run(solo.id, 2)).await;
+    let got = s.claim(&claim_req(OTHER, hour(), at(4))).await.unwrap();
+    assert_eq!(got.map(|r| r.id), Some(next.id), "the parked run's slot is free, and it is not claimed");
+}
+
+/// Cancelling a parked run sends it to cleanup (nobody works on it to see
+/// the flag), with the failure the engine records for a cancellation, and
+/// unleased: a worker claims it there.
+pub async fn cancelling_a_parked_run_sends_it_to_cleanup(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = parked(s, &fixtures::new_run(project.id, 1), at(0)).await;
+    assert!(!s.cancel_requested(run.id).await.unwrap());
+
+    let got = s.request_cancel(run.id, at(5)).await.unwrap();
+    let want = Run {
+        state: RunState::Cleaning,
+        failure: Some(Failure::cancelled(RunState::AwaitingChoice)),
+        updated_at: at(5),
+        ..run.clone()
+    };
+    assert_eq!(got, want);
+    assert_eq!(s.run(run.id).await.unwrap(), want);
+    assert!(s.cancel_requested(run.id).await.unwrap());
+    assert_eq!(s.request_cancel(run.id, at(6)).await.unwrap(), want, "in cleanup already: only flagged");
+
+    let claimed = s.claim(&claim_req(OTHER, hour(), at(7))).await.unwrap();
+    assert_eq!(claimed, Some(leased(&want, OTHER, at(7) + hour())), "a worker cleans it up");
+    walk(s, leased(&want, OTHER, at(7) + hour()), OTHER, &[RunState::Cancelled], at(8)).await;
 }
 
 /// Eight claimers race on a project whose limit is 2 and one whose limit is
@@ -1224,6 +1377,220 @@ pub async fn usage_records(store: Arc<dyn Store>) {
     }
     assert_eq!(s.usage(run.id).await.unwrap(), vec![u1, u2, u3]);
     assert_eq!(s.usage(other.id).await.unwrap(), vec![o1]);
+}
+
+/// Every usage record of every run, read one run at a time with `usage`:
+/// the reference the aggregates are checked against.
+async fn all_usage(store: &dyn Store) -> Vec<(Run, Vec<UsageRecord>)> {
+    let mut all = Vec::new();
+    for run in store.runs(&RunFilter::default()).await.unwrap() {
+        let usage = store.usage(run.id).await.unwrap();
+        all.push((run, usage));
+    }
+    all
+}
+
+/// What `spend(q)` must answer, summed from `all` record by record.
+fn spend_of(all: &[(Run, Vec<UsageRecord>)], q: &SpendQuery) -> Vec<Spend> {
+    let mut groups: BTreeMap<_, UsageTotals> = BTreeMap::new();
+    for (run, records) in all {
+        if q.project_id.is_some_and(|p| p != run.project_id) || q.run_id.is_some_and(|r| r != run.id) {
+            continue;
+        }
+        let key = match q.group {
+            SpendGroup::Project => (run.project_id, None),
+            SpendGroup::Run => (run.project_id, Some(run.id)),
+        };
+        for r in records.iter().filter(|r| q.since.is_none_or(|since| r.at >= since)) {
+            groups.entry(key).or_default().add(r);
+        }
+    }
+    groups.into_iter().map(|((project_id, run_id), totals)| Spend { project_id, run_id, totals }).collect()
+}
+
+/// What `daily_costs(q)` must answer, summed from `all` record by record.
+fn daily_costs_of(all: &[(Run, Vec<UsageRecord>)], q: &CostQuery) -> Vec<DailyCost> {
+    let mut groups: BTreeMap<_, UsageTotals> = BTreeMap::new();
+    for (run, records) in all {
+        if q.project_id.is_some_and(|p| p != run.project_id) {
+            continue;
+        }
+        for r in records.iter().filter(|r| q.since.is_none_or(|since| r.at >= since)) {
+            groups.entry((r.at.date_naive(), run.project_id, r.model.clone())).or_default().add(r);
+        }
+    }
+    groups.into_iter().map(|((day, project_id, model), totals)| DailyCost { day, project_id, model, totals }).collect()
+}
+
+/// `spend` and `daily_costs` equal the sums of what `usage` returns, over
+/// two projects, several runs, days and models, priced and unpriced
+/// records, for every combination of filters; `since` is inclusive.
+pub async fn usage_aggregates_equal_the_sums_of_usage(store: Arc<dyn Store>) {
+    const DAY: i64 = 86_400;
+    let s = &*store;
+    let p1 = seed(s, "widgets").await;
+    let p2 = seed(s, "gadgets").await;
+    let r1 = queue(s, &fixtures::new_run(p1.id, 1)).await;
+    let r2 = queue(s, &fixtures::new_run(p1.id, 2)).await;
+    let idle = queue(s, &fixtures::new_run(p1.id, 3)).await;
+    let r3 = queue(s, &fixtures::new_run(p2.id, 1)).await;
+
+    let priced = |run: &Run, model: &str, cost: i64, at: Timestamp| UsageRecord {
+        model: model.into(),
+        cost_micros: Some(cost),
+        ..fixtures::usage_record(run.id, at)
+    };
+    let unpriced = |run: &Run, model: &str, at: Timestamp| UsageRecord {
+        model: model.into(),
+        cost_micros: None,
+        usage: Usage { input: 7, cache_read: 0, cache_write: 3, output: 11, reasoning: 5 },
+        status: "529".into(),
+        ..fixtures::usage_record(run.id, at)
+    };
+    let records = [
+        priced(&r1, "claude-sonnet", 12_345, at(0)),
+        unpriced(&r1, "claude-sonnet", at(10)),
+        // The last millisecond of day 1, then the first of day 2.
+        priced(&r1, "gpt", 7, at_millis(DAY * 1_000 - 1)),
+        priced(&r2, "gpt", 1_000, at(DAY)),
+        // Bytewise, "Zeta" sorts before "claude-sonnet".
+        unpriced(&r2, "Zeta", at(DAY + 60)),
+        priced(&r2, "claude-sonnet", 0, at(2 * DAY + 5)),
+        priced(&r3, "claude-sonnet", 12_345, at(0)),
+        unpriced(&r3, "gpt", at(DAY + 1)),
+    ];
+    for r in &records {
+        s.record_usage(r).await.unwrap();
+    }
+    let all = all_usage(s).await;
+    assert_eq!(all.iter().map(|(_, u)| u.len()).sum::<usize>(), records.len(), "usage reads every record back");
+
+    // The reference itself, by hand, so that it cannot be vacuous.
+    let fixture_usage = fixtures::usage_record(r1.id, at(0)).usage;
+    let p2_total = UsageTotals {
+        records: 2,
+        unpriced_records: 1,
+        cost_micros: 12_345,
+        usage: Usage {
+            input: fixture_usage.input + 7,
+            cache_read: fixture_usage.cache_read,
+            cache_write: fixture_usage.cache_write + 3,
+            output: fixture_usage.output + 11,
+            reasoning: fixture_usage.reasoning + 5,
+        },
+    };
+    let per_p2 = SpendQuery::per_project().project(p2.id);
+    assert_eq!(spend_of(&all, &per_p2), vec![Spend { project_id: p2.id, run_id: None, totals: p2_total }]);
+    assert_eq!(s.spend(&per_p2).await.unwrap(), vec![Spend { project_id: p2.id, run_id: None, totals: p2_total }]);
+
+    let day2 = at(DAY);
+    let gone_project = fixtures::project_id();
+    let gone_run = fixtures::run_id();
+    let sinces = [None, Some(at(5)), Some(at_millis(DAY * 1_000 - 1)), Some(day2), Some(at(3 * DAY))];
+    let projects = [None, Some(p1.id), Some(p2.id), Some(gone_project)];
+    let runs = [None, Some(r1.id), Some(r3.id), Some(idle.id), Some(gone_run)];
+    for group in [SpendGroup::Project, SpendGroup::Run] {
+        for since in sinces {
+            for project in projects {
+                for run in runs {
+                    let q = SpendQuery { group, since, project_id: project, run_id: run };
+                    assert_eq!(s.spend(&q).await.unwrap(), spend_of(&all, &q), "spend({q:?})");
+                }
+            }
+        }
+    }
+    for since in sinces {
+        for project in projects {
+            let q = CostQuery { since, project_id: project };
+            assert_eq!(s.daily_costs(&q).await.unwrap(), daily_costs_of(&all, &q), "daily_costs({q:?})");
+        }
+    }
+
+    // Negative controls: what a filter leaves out is really gone.
+    let per_run = s.spend(&SpendQuery::per_run()).await.unwrap();
+    let runs_seen: Vec<_> = per_run.iter().map(|g| g.run_id).collect();
+    assert_eq!(runs_seen.len(), 3, "one row per run with usage: {runs_seen:?}");
+    assert!(!runs_seen.contains(&Some(idle.id)), "a run without usage has no row");
+    let since_day2 = s.spend(&SpendQuery::per_run().since(day2)).await.unwrap();
+    assert!(since_day2.iter().all(|g| g.run_id != Some(r1.id)), "r1 spent nothing from day 2: {since_day2:?}");
+    let p1_since_day2 = s.spend(&SpendQuery::per_project().project(p1.id).since(day2)).await.unwrap();
+    assert_eq!(p1_since_day2.len(), 1);
+    assert_eq!(
+        (
+            p1_since_day2[0].totals.records,
+            p1_since_day2[0].totals.unpriced_records,
+            p1_since_day2[0].totals.cost_micros
+        ),
+        (3, 1, 1_000),
+        "since is inclusive and excludes the millisecond before"
+    );
+    assert_eq!(s.spend(&SpendQuery::per_project().project(p2.id).run(r1.id)).await.unwrap(), vec![], "filters combine");
+
+    let days = s.daily_costs(&CostQuery::all()).await.unwrap();
+    let of = |project: crate::ProjectId, model: &str| -> Vec<(String, u64)> {
+        let rows = days.iter().filter(|d| d.project_id == project && d.model == model);
+        rows.map(|d| (d.day.to_string(), d.totals.records)).collect()
+    };
+    assert_eq!(
+        of(p1.id, "gpt"),
+        vec![("2024-01-01".to_string(), 1), ("2024-01-02".to_string(), 1)],
+        "a UTC day ends at its last millisecond"
+    );
+    let p1_day2: Vec<&str> =
+        days.iter().filter(|d| d.project_id == p1.id && d.day.to_string() == "2024-01-02").map(|d| &*d.model).collect();
+    assert_eq!(p1_day2, vec!["Zeta", "gpt"], "models in bytewise order");
+    assert_eq!(days.len(), 7, "{days:#?}");
+}
+
+/// Aggregates over no record are empty, not rows of zeros.
+pub async fn usage_aggregates_of_nothing_are_empty(store: Arc<dyn Store>) {
+    let s = &*store;
+    for group in [SpendGroup::Project, SpendGroup::Run] {
+        let q = SpendQuery { group, ..SpendQuery::default() };
+        assert_eq!(s.spend(&q).await.unwrap(), Vec::<Spend>::new(), "an empty store");
+    }
+    assert_eq!(s.daily_costs(&CostQuery::all()).await.unwrap(), Vec::<DailyCost>::new(), "an empty store");
+
+    let project = seed(s, "widgets").await;
+    let run = queue(s, &fixtures::new_run(project.id, 1)).await;
+    assert_eq!(s.spend(&SpendQuery::per_run()).await.unwrap(), vec![], "runs without usage");
+    assert_eq!(s.spend(&SpendQuery::per_project().project(project.id)).await.unwrap(), vec![]);
+    assert_eq!(s.daily_costs(&CostQuery::all().project(project.id)).await.unwrap(), vec![]);
+
+    s.record_usage(&fixtures::usage_record(run.id, at(10))).await.unwrap();
+    assert_eq!(s.spend(&SpendQuery::per_run().since(at(11))).await.unwrap(), vec![], "everything is older");
+    assert_eq!(s.daily_costs(&CostQuery::all().since(at(11))).await.unwrap(), vec![], "everything is older");
+    assert_eq!(s.spend(&SpendQuery::per_run().since(at(10))).await.unwrap().len(), 1, "the positive control");
+}
+
+/// Sums beyond their type saturate instead of wrapping or failing.
+pub async fn usage_aggregates_saturate(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let run = queue(s, &fixtures::new_run(project.id, 1)).await;
+    let big = u64::try_from(i64::MAX).unwrap();
+    let huge = UsageRecord {
+        usage: Usage { input: big, cache_read: big, cache_write: 0, output: 1, reasoning: 0 },
+        cost_micros: Some(i64::MAX),
+        ..fixtures::usage_record(run.id, at(1))
+    };
+    for i in 0..3 {
+        // Two records: the token sums still fit a u64; the third overflows it.
+        let record =
+            UsageRecord { usage: Usage { cache_read: if i < 2 { big } else { 0 }, ..huge.usage }, ..huge.clone() };
+        s.record_usage(&record).await.unwrap();
+    }
+    let want = UsageTotals {
+        records: 3,
+        unpriced_records: 0,
+        cost_micros: i64::MAX,
+        usage: Usage { input: u64::MAX, cache_read: 2 * big, cache_write: 0, output: 3, reasoning: 0 },
+    };
+    assert_eq!(UsageTotals::of(&s.usage(run.id).await.unwrap()), want, "the reference saturates");
+    let spend = s.spend(&SpendQuery::per_run()).await.unwrap();
+    assert_eq!(spend, vec![Spend { project_id: project.id, run_id: Some(run.id), totals: want }]);
+    let days = s.daily_costs(&CostQuery::all()).await.unwrap();
+    assert_eq!(days.iter().map(|d| d.totals).collect::<Vec<_>>(), vec![want]);
 }
 
 /// A run has at most one model decision; recording replaces it.

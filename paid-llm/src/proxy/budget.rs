@@ -28,8 +28,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use chrono::{Datelike, NaiveDate};
-use paid_core::{AuditEvent, ProjectId, RunFilter, RunId, Store, Timestamp};
+use chrono::{Datelike, NaiveDate, NaiveTime};
+use paid_core::{AuditEvent, CostQuery, ProjectId, RunId, Store, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Grant;
@@ -430,19 +430,15 @@ impl Budgets {
         }
         let (mut day, mut month) = (0i64, 0i64);
         if need_project && project_capped {
+            // The project's spending per day this month, in one aggregate query.
             let today = now.date_naive();
-            let month_start = today.with_day(1).unwrap_or(today);
-            let filter = RunFilter { project_id: Some(grant.project_id), ..RunFilter::default() };
-            match self.store.runs(&filter).await {
-                Ok(runs) => {
-                    for run in runs.iter().filter(|r| r.finished_at.is_none_or(|f| f.date_naive() >= month_start)) {
-                        let Ok(records) = self.store.usage(run.id).await else { continue };
-                        for r in records.iter().filter(|r| r.at.date_naive() >= month_start) {
-                            let c = r.cost_micros.unwrap_or(0);
-                            month += c;
-                            if r.at.date_naive() == today {
-                                day += c;
-                            }
+            let month_start = today.with_day(1).unwrap_or(today).and_time(NaiveTime::MIN).and_utc();
+            match self.store.daily_costs(&CostQuery::all().project(grant.project_id).since(month_start)).await {
+                Ok(days) => {
+                    for d in days {
+                        month = month.saturating_add(d.totals.cost_micros);
+                        if d.day == today {
+                            day = day.saturating_add(d.totals.cost_micros);
                         }
                     }
                 }
@@ -465,5 +461,69 @@ impl Budgets {
                 p.seeded = project_capped;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use paid_core::testing::faults::FlakyStore;
+    use paid_core::testing::fixtures::{self, at};
+    use paid_core::{Run, UsageRecord};
+    use paid_store_sqlite::SqliteStore;
+    use pretty_assertions::assert_eq;
+
+    use super::*;
+    use crate::proxy::auth::RunLimits;
+
+    const DAY: i64 = 86_400;
+
+    /// Ten runs of one project, each with usage today (2024-02-10, 100
+    /// micro-USD), on the first of the month (1,000) and in the last
+    /// millisecond of January (1,000,000); and an eleventh run without usage.
+    async fn seeded() -> (Arc<FlakyStore>, Run, Timestamp) {
+        let store = Arc::new(FlakyStore::new(Arc::new(SqliteStore::open_in_memory().unwrap())));
+        let project = fixtures::project("widgets");
+        store.put_project(&project).await.unwrap();
+        let (now, month_start) = (at(40 * DAY), at(31 * DAY));
+        for issue in 1..=10 {
+            let run = store.create_run(&fixtures::new_run(project.id, issue)).await.unwrap();
+            for (when, cost) in
+                [(now, 100), (month_start, 1_000), (month_start - chrono::Duration::milliseconds(1), 1_000_000)]
+            {
+                let u = UsageRecord { cost_micros: Some(cost), ..fixtures::usage_record(run.id, when) };
+                store.record_usage(&u).await.unwrap();
+            }
+        }
+        let fresh = store.create_run(&fixtures::new_run(project.id, 11)).await.unwrap();
+        (store, fresh, now)
+    }
+
+    fn grant(run: &Run) -> Grant {
+        Grant { run_id: run.id, project_id: run.project_id, expires_at: None, limits: RunLimits::default() }
+    }
+
+    #[tokio::test]
+    async fn a_project_is_seeded_with_this_months_and_todays_spending_from_one_aggregate() {
+        let (store, run, now) = seeded().await;
+        let cases = [
+            (BudgetConfig { project_monthly_micros: Some(11_000), ..BudgetConfig::default() }, Cap::ProjectMonthly),
+            (BudgetConfig { project_daily_micros: Some(1_000), ..BudgetConfig::default() }, Cap::ProjectDaily),
+        ];
+        for (config, cap) in cases {
+            let limit = limit(cap, &config, &grant(&run)).unwrap();
+            let budgets = Budgets::new(config, store.clone());
+            let (breach, _) = budgets.check(&grant(&run), now).await.unwrap_err();
+            assert_eq!(breach, Breach { cap, spent: limit, limit });
+
+            // The negative control: one micro-USD more room and the run may go on.
+            let roomy = match cap {
+                Cap::ProjectMonthly => BudgetConfig { project_monthly_micros: Some(limit + 1), ..config },
+                _ => BudgetConfig { project_daily_micros: Some(limit + 1), ..config },
+            };
+            Budgets::new(roomy, store.clone()).check(&grant(&run), now).await.unwrap();
+        }
+        // Four proxies seeded: one read of the run's own usage and one
+        // aggregate each, however many runs the project has.
+        assert_eq!((store.calls("usage"), store.calls("daily_costs"), store.calls("runs")), (4, 4, 0));
     }
 }
