@@ -57,6 +57,7 @@ pub async fn seed(store: &dyn Store, projects: usize, runs: usize) -> Vec<Projec
                 kind: RunKind::Build,
                 priority: 0,
                 created_at: now,
+                context: Default::default(),
             })
             .await
             .unwrap();
@@ -92,6 +93,7 @@ pub async fn claim_complete(stores: Vec<Arc<dyn Store>>, runs: usize) -> Duratio
                             to: RunState::Cancelled,
                             owner: owner.clone(),
                             at: now,
+                            context: None,
                         })
                         .await
                         .unwrap();
@@ -186,6 +188,7 @@ pub async fn orchestration(store: Arc<dyn Store>, runs: usize, worktrees: &std::
                 kind: RunKind::Build,
                 priority: 0,
                 created_at: now,
+                context: Default::default(),
             })
             .await
             .unwrap();

@@ -151,6 +151,7 @@ impl Cluster {
                 kind: RunKind::Build,
                 priority: 0,
                 created_at: now,
+                context: Default::default(),
             })
             .await
             .unwrap()
@@ -319,8 +320,15 @@ async fn a_worker_killed_in_running_agent_is_taken_over_from_the_journal() {
         assert!(Instant::now() < deadline, "the victim's agent never started\n{}", victim.tail());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rescuer = Worker::start(&cluster, "rescuer", &lease);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The rescuer is up (ready) before the victim dies, so the takeover
+    // time below is the lease's, not the rescuer's startup.
+    let port = free_port();
+    let health = format!("127.0.0.1:{port}");
+    let rescuer = Worker::start(&cluster, "rescuer", &[&lease[..], &["--health-addr", &health]].concat());
+    let (status, body) = http_get(port, "/health/ready", Duration::from_secs(20), true).await;
+    assert_eq!(status, 200, "{body}\n{}", rescuer.tail());
+    let held = cluster.store.run(run.id).await.unwrap();
+    assert_eq!(held.lease_owner.as_deref(), Some("victim"), "taken while the victim lived: {held:?}");
     let victim_pid = victim.pid();
     victim.signal("-KILL");
     let killed_at = Instant::now();
@@ -524,13 +532,16 @@ async fn an_idle_worker_is_woken_by_notify_not_by_polling() {
     let worker = Worker::start(&cluster, "sleeper", &["--poll-ms", "60000", "--health-addr", &health]);
     let (status, body) = http_get(port, "/health/ready", Duration::from_secs(20), true).await;
     assert_eq!(status, 200, "{body}");
-    // Past its first (empty) claim, into the idle wait.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let queued = Instant::now();
+    // A first run shows the worker claiming; once it has ended, the worker
+    // finds nothing more and waits, idle.
     cluster.add_run(&projects[0], 1, chrono::Utc::now()).await;
+    let first = cluster.wait_all_ended(Duration::from_secs(20), &[&worker]).await;
+    assert_eq!(first[0].state, RunState::Succeeded);
+    let queued = Instant::now();
+    let run = cluster.add_run(&projects[0], 2, chrono::Utc::now()).await;
     let runs = cluster.wait_all_ended(Duration::from_secs(20), &[&worker]).await;
     let took = queued.elapsed();
-    assert_eq!(runs[0].state, RunState::Succeeded);
+    assert_eq!(runs.iter().find(|r| r.id == run.id).unwrap().state, RunState::Succeeded);
     assert!(took < Duration::from_secs(10), "woken at once, not at the 60 s poll: {took:?}");
     eprintln!("queued to succeeded on an idle worker: {took:?}");
     worker.stop();

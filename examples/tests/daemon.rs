@@ -21,6 +21,15 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Whether a process of container `id` runs a command line containing
+/// `command` (`docker top`).
+fn container_runs(id: &str, command: &str) -> bool {
+    Command::new("docker")
+        .args(["top", id])
+        .output()
+        .is_ok_and(|out| out.status.success() && String::from_utf8_lossy(&out.stdout).contains(command))
+}
+
 fn rand_hex() -> String {
     uuid::Uuid::now_v7().simple().to_string()[20..].to_string()
 }
@@ -550,8 +559,12 @@ async fn cancel_stops_a_long_running_agent_within_5_s_and_cleans_up() {
     assert!(ok, "{queued:#}");
     let run_id = queued["data"]["id"].as_str().unwrap().to_string();
     w.wait_runs("the agent to run", Duration::from_secs(90), |r| state_of(r) == ["running_agent"]).await;
-    // Let the agent's exec get going.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait until the agent's process is up in its sandbox.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !w.sandboxes().iter().any(|id| container_runs(id, "sleep 300")) {
+        assert!(Instant::now() < deadline, "the agent's process never started; log:\n{}", w.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(w.sandboxes().len(), 1, "one sandbox while the agent runs");
 
     let asked = Instant::now();
@@ -861,9 +874,7 @@ async fn disk_emergency_stops_new_runs() {
     let status = w.get("/api/v1/status").await;
     assert_eq!(status["data"]["accepting_runs"], false, "{status:#}");
     assert_eq!(status["data"]["disk"]["level"], "emergency");
-    // The labeled issue is not picked up, and a manual trigger is refused.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(w.get("/api/v1/runs").await["data"].as_array().unwrap().is_empty());
+    // A manual trigger is refused, and the labeled issue is not picked up.
     let (ok, v) = w.paid_json_with("full.toml", &["run", "paid-demo/calc#1"]);
     assert!(!ok);
     assert_eq!(v["error"]["code"], "disk_emergency");
@@ -871,7 +882,14 @@ async fn disk_emergency_stops_new_runs() {
     for t in ["repos", "worktrees", "logs", "images", "filesystem_used", "filesystem_size"] {
         assert!(metrics.contains(&format!("paid_disk_usage_bytes{{type=\"{t}\"}}")), "{t}: {metrics}");
     }
+    assert!(w.get("/api/v1/runs").await["data"].as_array().unwrap().is_empty());
+    // Once the daemon has exited it has made every poll it ever would (one
+    // per 300 ms while it ran): none reached the forge, so nothing could be
+    // queued.
     assert!(w.stop().success());
+    let polls: Vec<_> =
+        w.github.requests().into_iter().filter(|r| r.method == "GET" && r.path.ends_with("/issues")).collect();
+    assert!(polls.is_empty(), "polled during a disk emergency: {polls:?}\nlog:\n{}", w.log());
 }
 
 #[test]
@@ -1070,8 +1088,13 @@ async fn a_signed_issues_webhook_starts_a_run_before_the_next_poll_and_a_tampere
         .env("PAID_GITHUB_WEBHOOK_SECRET_ENV", "PAID_TEST_WEBHOOK_SECRET")
         .env("PAID_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET);
     world.start_command(command).await;
-    // Let the startup poll pass.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Wait until the startup poll was answered: issues labeled from now on
+    // are found by the next poll only.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !world.github.requests().iter().any(|r| r.method == "GET" && r.path.ends_with("/issues")) {
+        assert!(Instant::now() < deadline, "no startup poll; log:\n{}", world.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(world.get("/api/v1/runs").await["data"].as_array().unwrap().is_empty());
 
     let issue = |n: u64| {
@@ -1115,7 +1138,6 @@ async fn a_signed_issues_webhook_starts_a_run_before_the_next_poll_and_a_tampere
         .unwrap()
         .status();
     assert_eq!(unsigned, 401);
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let runs = world.get("/api/v1/runs").await["data"].as_array().cloned().unwrap();
     assert!(runs.is_empty(), "a rejected webhook started something: {runs:#?}");
     assert!(world.log().contains("missing or wrong signature"), "{}", world.log());
@@ -1125,6 +1147,11 @@ async fn a_signed_issues_webhook_starts_a_run_before_the_next_poll_and_a_tampere
     assert_eq!(post_webhook(&world, "issues", &body, WEBHOOK_SECRET).await, 202);
     let runs = world.wait_runs("a run started by the webhook", Duration::from_secs(20), |r| !r.is_empty()).await;
     assert_eq!(issue_numbers(&runs), vec![3], "{runs:#?}");
+    // Verified deliveries reach the poller in order: had a rejected one got
+    // through, it would have been acted on before this one.
+    let log = world.log();
+    let acted: Vec<&str> = log.lines().filter(|l| l.contains("webhook: acting now")).collect();
+    assert_eq!(acted.len(), 1, "a rejected webhook was acted on: {acted:#?}");
     eprintln!("webhook delivery to a visible run: {:?} (next poll due in 1 h)", sent.elapsed());
     // The same delivery again is a duplicate.
     let redelivered = client()

@@ -33,6 +33,19 @@ fn remote_file(remote: &Path, branch: &str, file: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Whether a process of `run_id`'s sandbox runs a command line containing
+/// `command` (`docker top`).
+async fn sandbox_runs(s: &DemoSetup, run_id: paid_core::RunId, command: &str) -> bool {
+    let run = run_id.to_string();
+    let sandboxes = s.runtime.list_managed().await.unwrap();
+    sandboxes.iter().filter(|b| b.run_id.as_deref() == Some(run.as_str())).any(|b| {
+        Command::new("docker")
+            .args(["top", &b.id])
+            .output()
+            .is_ok_and(|out| out.status.success() && String::from_utf8_lossy(&out.stdout).contains(command))
+    })
+}
+
 async fn assert_cleaned_up(s: &DemoSetup, run_id: paid_core::RunId) {
     let sandboxes = s.runtime.list_managed().await.unwrap();
     assert!(
@@ -281,7 +294,7 @@ async fn cancelling_a_running_agent_stops_it_and_cleans_up() {
         let engine = engine.clone();
         async move { engine.run_once().await }
     });
-    // Wait until the agent is running.
+    // Wait until the agent is running: its process is up in the sandbox.
     let run_id = loop {
         let runs = s.store.runs(&RunFilter::default()).await.unwrap();
         if let Some(r) = runs.iter().find(|r| r.state == RunState::RunningAgent) {
@@ -289,7 +302,11 @@ async fn cancelling_a_running_agent_stops_it_and_cleans_up() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !sandbox_runs(&s, run_id, "sleep 300").await {
+        assert!(std::time::Instant::now() < deadline, "the agent's process never started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let asked = std::time::Instant::now();
     engine.cancel(run_id).await.unwrap();
     let run =

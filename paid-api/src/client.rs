@@ -56,9 +56,9 @@ impl ClientError {
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), paid_api::ClientError> {
-/// use paid_api::{ApiClient, RunsQuery};
+/// use paid_api::{ApiClient, Page, RunsQuery};
 /// let client = ApiClient::new("http://127.0.0.1:8700", Some("token from paid init".to_string().into()))?;
-/// let page = client.runs(&RunsQuery::new().active(true).limit(20)).await?;
+/// let page: Page<_> = client.runs(&RunsQuery::new().active(true).limit(20)).await?.into();
 /// for run in &page.items {
 ///     println!("{} {} {}", run.run.id, run.repo, run.run.state);
 /// }

@@ -3,16 +3,8 @@
 use paid_core::{Project, ProjectId};
 use serde::{Deserialize, Serialize};
 
-/// Settings of a project beyond [`Project`]: preferred model and budgets.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ProjectSettings {
-    /// Preferred model.
-    pub model: Option<String>,
-    /// Per-run budget, USD.
-    pub budget_usd_per_run: Option<f64>,
-    /// Monthly budget, USD.
-    pub budget_usd_per_month: Option<f64>,
-}
+/// A project's preferred model and budgets (flattened into [`Project`]'s JSON).
+pub use paid_core::ProjectSettings;
 
 /// Where a project was declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,9 +24,6 @@ pub struct ProjectView {
     pub project: Project,
     /// Where it was declared.
     pub source: ProjectSource,
-    /// Its settings.
-    #[serde(flatten)]
-    pub settings: ProjectSettings,
     /// The mirror clone `paid project add --clone` made (CLI only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<serde_json::Value>,

@@ -234,10 +234,11 @@ async fn a_parked_run_holds_no_lease_and_no_project_slot() {
     assert_eq!(w.pushed().await, vec![done.branch.unwrap()]);
 }
 
-/// A pick recorded by a process that died before moving the run on: the
-/// same pick again moves it on; another candidate is refused.
+/// The pick lives in the run's context, written in the same store write
+/// that moves the run on: an audit event (written for people) picks
+/// nothing, the first pick wins and a later one is refused.
 #[tokio::test]
-async fn repeating_a_recorded_pick_moves_the_run_on() {
+async fn the_pick_is_part_of_the_run_not_of_the_audit_log() {
     let w = World::new(&[big(), lean()]).await;
     let engine = w.builder("w1").build().unwrap();
     let spec = CompareSpec::models(["lean", "big"]).rule(SelectionRule::Human);
@@ -255,13 +256,16 @@ async fn repeating_a_recorded_pick_moves_the_run_on() {
         .await
         .unwrap();
     assert!(engine.run_until_idle().await.unwrap().is_empty(), "still parked");
+    assert_eq!(w.store.run(run.id).await.unwrap().context.pick, None);
 
-    let err = engine.pick(run.id, "lean").await.unwrap_err();
+    let picked = engine.pick(run.id, "lean").await.unwrap();
+    assert_eq!(picked.state, RunState::Committing);
+    assert_eq!(picked.context.pick.as_deref(), Some("c1-lean"));
+    let err = engine.pick(run.id, "big").await.unwrap_err();
     assert!(err.to_string().contains("already picked"), "{err}");
-    assert_eq!(engine.pick(run.id, "big").await.unwrap().state, RunState::Committing);
     let done = engine.run_until_idle().await.unwrap();
     assert_eq!(done[0].state, RunState::Succeeded, "{:?}", done[0].failure);
-    assert_eq!(done[0].model.as_deref(), Some("big"));
+    assert_eq!(done[0].model.as_deref(), Some("lean"));
     assert_eq!(engine.candidates(run.id).await.unwrap().len(), 2);
 }
 

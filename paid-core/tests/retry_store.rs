@@ -39,7 +39,14 @@ async fn claimed(store: &RetryStore, project: &Project) -> Run {
 }
 
 fn to_selecting(run: &Run) -> Transition {
-    Transition { run_id: run.id, from: RunState::Queued, to: RunState::SelectingModel, owner: "w".into(), at: at(1) }
+    Transition {
+        run_id: run.id,
+        from: RunState::Queued,
+        to: RunState::SelectingModel,
+        owner: "w".into(),
+        at: at(1),
+        context: None,
+    }
 }
 
 fn to_provisioning(run: &Run) -> Transition {
@@ -49,6 +56,7 @@ fn to_provisioning(run: &Run) -> Transition {
         to: RunState::Provisioning,
         owner: "w".into(),
         at: at(3),
+        context: None,
     }
 }
 

@@ -101,10 +101,18 @@ async fn a_client_leaving_mid_stream_still_gets_its_input_metered() {
     let mut body = resp.bytes_stream();
     let _first = body.next().await.unwrap().unwrap();
     drop(body);
-    // The proxy notices when it next writes, and records what it saw.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    env.proxy.settled().await;
-    let records = env.store.usage(env.run.id).await.unwrap();
+    // The proxy notices when it next writes (the next event is due in
+    // 200 ms), and records what it saw.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let records = loop {
+        env.proxy.settled().await;
+        let records = env.store.usage(env.run.id).await.unwrap();
+        if !records.is_empty() {
+            break records;
+        }
+        assert!(Instant::now() < deadline, "the abandoned stream was never metered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].status, "200_client_closed");
     assert_eq!(records[0].usage.input, 500);

@@ -388,8 +388,14 @@ mod tests {
         let log =
             AppendLog { run_id: run.id, stream: LogStream::Stdout, text: "hello\n", cap_bytes: 1 << 20, at: when };
         store.append_log(&log).await.unwrap();
-        let t =
-            Transition { run_id: run.id, from: RunState::Queued, to: RunState::Failed, owner: "w".into(), at: when };
+        let t = Transition {
+            run_id: run.id,
+            from: RunState::Queued,
+            to: RunState::Failed,
+            owner: "w".into(),
+            at: when,
+            context: None,
+        };
         store.transition(&t).await.unwrap();
         run.id
     }

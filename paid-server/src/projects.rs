@@ -1,7 +1,8 @@
 //! Projects: those declared in `paid.toml` are written to the store at
 //! start (keeping their ids), those added through the API live in the store
-//! only. The settings the store's `Project` has no field for (preferred
-//! model, budgets) come from `paid.toml` and are kept here.
+//! only. Either way a project's preferred model and budgets are its
+//! [`paid_core::ProjectSettings`], stored with it; the directory keeps them
+//! at hand for the poller, the selector and the proxy.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
@@ -13,8 +14,8 @@ use paid_core::{
 
 use crate::config::ProjectSpec;
 
-/// Settings of a project beyond [`Project`] (the API's [`paid_api::ProjectSettings`]).
-pub use paid_api::ProjectSettings as ProjectExtras;
+/// A project's preferred model and budgets ([`Project::settings`]).
+pub use paid_core::ProjectSettings as ProjectExtras;
 
 /// Which projects `paid.toml` declares, and their extra settings.
 #[derive(Debug, Default)]
@@ -44,37 +45,12 @@ impl ProjectDirectory {
     }
 }
 
-/// The audit action recording the extra settings of a project added
-/// through the API (the store's `Project` has no field for them).
-pub const SETTINGS_ACTION: &str = "project.settings";
-
-/// Records the extra settings of a project added through the API, so a
-/// restarted daemon has them ([`load_api_extras`]).
-pub async fn save_api_extras(store: &dyn Store, id: ProjectId, extras: &ProjectExtras) -> paid_core::Result<()> {
-    store
-        .audit(&paid_core::AuditEvent {
-            at: chrono::Utc::now(),
-            project_id: Some(id),
-            actor: "api".into(),
-            action: SETTINGS_ACTION.into(),
-            subject: format!("project:{id}"),
-            details: serde_json::to_value(extras).unwrap_or_default(),
-        })
-        .await
-}
-
-/// Reads back the latest recorded settings of every stored project not
-/// declared in `paid.toml`.
+/// Fills the directory with the settings of every stored project not
+/// declared in `paid.toml` (those added through the API).
 pub async fn load_api_extras(store: &dyn Store, directory: &ProjectDirectory) -> paid_core::Result<()> {
     for p in store.projects().await? {
-        if directory.is_declared(&p.repo.to_string()) {
-            continue;
-        }
-        let events = store.audit_events(Some(p.id)).await?;
-        if let Some(e) = events.iter().rev().find(|e| e.action == SETTINGS_ACTION)
-            && let Ok(extras) = serde_json::from_value::<ProjectExtras>(e.details.clone())
-        {
-            directory.set_extras(p.id, Some(extras));
+        if !directory.is_declared(&p.repo.to_string()) {
+            directory.set_extras(p.id, Some(p.settings.clone()));
         }
     }
     Ok(())
@@ -103,14 +79,7 @@ pub async fn sync_declared(
             store.put_project(&project).await?;
         }
         declared.insert(repo);
-        extras.insert(
-            id,
-            ProjectExtras {
-                model: spec.model.clone(),
-                budget_usd_per_run: spec.budget_usd_per_run,
-                budget_usd_per_month: spec.budget_usd_per_month,
-            },
-        );
+        extras.insert(id, project.settings.clone());
     }
     Ok(ProjectDirectory { declared, extras: RwLock::new(extras) })
 }

@@ -30,10 +30,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "parked_runs_hold_no_lease",
         sql: include_str!("schema/0004_parked_runs_hold_no_lease.sql"),
     },
+    Migration { version: 5, name: "run_context_project_settings", sql: include_str!("schema/0005_run_context.sql") },
 ];
 
 /// The schema version this build creates: the number of its newest migration.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Brings `schema` (the connection's `search_path`) up to [`SCHEMA_VERSION`],
 /// creating it if needed. Returns the versions it applied.

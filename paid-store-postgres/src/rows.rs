@@ -20,7 +20,7 @@ use crate::error::{OpError, OpResult};
 macro_rules! run_columns {
     () => {
         "id, project_id, issue_number, kind, state, priority, branch, model, pr_url, iterations, failure::text, \
-         lease_owner, lease_expires_at, created_at, updated_at, finished_at"
+         lease_owner, lease_expires_at, created_at, updated_at, finished_at, context::text"
     };
 }
 pub(crate) use run_columns;
@@ -95,6 +95,9 @@ pub(crate) struct ProjectConfig {
     allowed_paths: Vec<String>,
     labels: LabelConfig,
     max_concurrent_runs: u32,
+    /// Added in schema 5; older rows read as no settings.
+    #[serde(default)]
+    settings: paid_core::ProjectSettings,
 }
 
 impl ProjectConfig {
@@ -110,6 +113,7 @@ impl ProjectConfig {
             allowed_paths: p.allowed_paths.clone(),
             labels: p.labels.clone(),
             max_concurrent_runs: p.max_concurrent_runs,
+            settings: p.settings.clone(),
         }
     }
 }
@@ -242,6 +246,7 @@ pub(crate) fn run_at(row: &PgRow, base: usize) -> OpResult<Run> {
         created_at: get(row, base + 13)?,
         updated_at: get(row, base + 14)?,
         finished_at: get(row, base + 15)?,
+        context: from_json(row, base + 16)?,
     })
 }
 
@@ -262,6 +267,7 @@ pub(crate) fn project(row: &PgRow) -> OpResult<Project> {
         labels: config.labels,
         max_concurrent_runs: config.max_concurrent_runs,
         created_at: get(row, 3)?,
+        settings: config.settings,
     })
 }
 

@@ -47,8 +47,8 @@ pub(crate) async fn create(pool: &PgPool, new: &NewRun) -> OpResult<Run> {
     let issue = int("issue number", new.issue_number)?;
     let run = Run::from_new(new);
     let inserted = sqlx::query(concat!(
-        "INSERT INTO runs (id, project_id, issue_number, kind, state, priority, created_at, updated_at)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $7 WHERE EXISTS (SELECT 1 FROM projects WHERE id = $2)
+        "INSERT INTO runs (id, project_id, issue_number, kind, state, priority, created_at, updated_at, context)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $7, $8::jsonb WHERE EXISTS (SELECT 1 FROM projects WHERE id = $2)
          ON CONFLICT DO NOTHING
          RETURNING ",
         run_columns!()
@@ -60,6 +60,7 @@ pub(crate) async fn create(pool: &PgPool, new: &NewRun) -> OpResult<Run> {
     .bind(run.state.as_str())
     .bind(run.priority)
     .bind(run.created_at)
+    .bind(json("run context", &run.context)?)
     .fetch_optional(pool)
     .await?;
     if let Some(run) = first(inserted)? {
@@ -149,7 +150,7 @@ pub(crate) async fn transition(pool: &PgPool, t: &Transition) -> OpResult<Run> {
 /// a move into or out of one leaves the run unleased.
 async fn transition_on(conn: &mut PgConnection, t: &Transition) -> OpResult<Option<Run>> {
     let moved = sqlx::query(concat!(
-        "UPDATE runs SET state = $4, updated_at = $5,
+        "UPDATE runs SET state = $4, updated_at = $5, context = COALESCE($9::jsonb, context),
              finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END,
              lease_owner = CASE WHEN $7 THEN NULL ELSE lease_owner END,
              lease_expires_at = CASE WHEN $7 THEN NULL ELSE lease_expires_at END
@@ -165,6 +166,7 @@ async fn transition_on(conn: &mut PgConnection, t: &Transition) -> OpResult<Opti
     .bind(t.to.is_terminal())
     .bind(t.to.is_parked() || t.from.is_parked())
     .bind(t.from.is_parked())
+    .bind(t.context.as_ref().map(|c| json("run context", c)).transpose()?)
     .fetch_optional(&mut *conn)
     .await?;
     first(moved)
@@ -258,11 +260,13 @@ pub(crate) async fn finish_and_transition(
 
 pub(crate) async fn patch(pool: &PgPool, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> OpResult<Run> {
     let failure = patch.failure.as_ref().map(|f| json("run failure", f)).transpose()?;
+    let context = patch.context.as_ref().map(|c| json("run context", c)).transpose()?;
     for _ in 0..RETRIES {
         let patched = sqlx::query(concat!(
             "UPDATE runs SET branch = COALESCE($3, branch), model = COALESCE($4, model),
                  pr_url = COALESCE($5, pr_url), iterations = COALESCE($6, iterations),
-                 failure = COALESCE($7::json, failure), updated_at = $8
+                 failure = COALESCE($7::json, failure), updated_at = $8,
+                 context = COALESCE($9::jsonb, context)
              WHERE id = $1 AND lease_owner = $2 AND lease_expires_at > $8
              RETURNING ",
             run_columns!()
@@ -275,6 +279,7 @@ pub(crate) async fn patch(pool: &PgPool, id: RunId, owner: &str, patch: &RunPatc
         .bind(patch.iterations.map(i64::from))
         .bind(&failure)
         .bind(at)
+        .bind(&context)
         .fetch_optional(pool)
         .await?;
         if let Some(run) = first(patched)? {

@@ -20,7 +20,7 @@ fn claim(owner: &str, lease: Lease, now: chrono::DateTime<chrono::Utc>) -> Claim
 }
 
 fn step(run: &Run, from: RunState, to: RunState, owner: &str, secs: i64) -> Transition {
-    Transition { run_id: run.id, from, to, owner: owner.into(), at: at(secs) }
+    Transition { run_id: run.id, from, to, owner: owner.into(), at: at(secs), context: None }
 }
 
 /// Two workers race on one run, many times over, on two pools (two
@@ -251,6 +251,7 @@ async fn project_limits_hold_under_concurrent_claimers() {
                         to: RunState::Failed,
                         owner: owner.clone(),
                         at: now,
+                        context: None,
                     })
                     .await
                     .unwrap();
@@ -310,6 +311,7 @@ async fn a_full_project_is_skipped_until_a_slot_frees() {
             to: RunState::Cancelled,
             owner: "c".into(),
             at: at(2),
+            context: None,
         })
         .await
         .unwrap();
@@ -469,9 +471,11 @@ async fn migration_4_brings_runs_parked_by_an_older_build_into_shape() {
         .await
         .unwrap();
     sqlx::raw_sql(include_str!("../src/schema/0003_parked_runs_free_slots.sql")).execute(pool).await.unwrap();
-    sqlx::query("DELETE FROM schema_migrations WHERE version = 4").execute(pool).await.unwrap();
     let old = store.run(waiting.id).await.unwrap();
     assert_eq!(old.lease_owner.as_deref(), Some("old"));
+    // Back to the schema of version 3: later migrations apply again.
+    sqlx::query("DELETE FROM schema_migrations WHERE version >= 4").execute(pool).await.unwrap();
+    sqlx::query("ALTER TABLE runs DROP COLUMN context").execute(pool).await.unwrap();
 
     let options = PgStoreOptions::new(testing::database_url()).schema(store.schema());
     let migrated = PgStore::connect_with(options).await.unwrap();
@@ -575,4 +579,70 @@ async fn errors_keep_their_meaning() {
     assert!(!err.to_string().contains("paid:paid"), "no password in messages: {err}");
     let core = paid_core::Error::from(err);
     assert!(matches!(core, Error::Unavailable { .. }), "{core:?}");
+}
+
+/// Migration 5 on a schema at version 4 whose runs kept their context in
+/// the audit log (an older build): follow-up context, rebase outcome,
+/// comparison spec and the first pick move into the runs' `context`; other
+/// runs get an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_5_moves_run_context_out_of_the_audit_log() {
+    use paid_core::AuditEvent;
+
+    let store = testing::fresh_store().await;
+    let project = fixtures::project("legacy");
+    store.put_project(&project).await.unwrap();
+    let follow = store.create_run(&fixtures::new_run(project.id, 1)).await.unwrap();
+    let compared = store.create_run(&fixtures::new_run(project.id, 2)).await.unwrap();
+    let plain = store.create_run(&fixtures::new_run(project.id, 3)).await.unwrap();
+    let event = |action: &str, run: RunId, details: serde_json::Value| AuditEvent {
+        at: at(1),
+        project_id: Some(project.id),
+        actor: "engine".into(),
+        action: action.into(),
+        subject: format!("run:{run}"),
+        details,
+    };
+    let follow_up = serde_json::json!({
+        "run_id": follow.id, "previous_run": plain.id, "branch": "paid/issue-1", "pr_number": 7,
+        "pr_url": "https://example.test/pull/7", "head_sha": "abc", "feedback": "checks fail",
+    });
+    let spec = serde_json::json!({ "candidates": [{ "model": "a" }, { "model": "b" }] });
+    for e in [
+        event("run.follow_up", follow.id, follow_up),
+        event("run.rebase", follow.id, serde_json::json!({ "outcome": "up_to_date" })),
+        event("run.compare", compared.id, serde_json::json!({ "run_id": compared.id, "spec": spec })),
+        event("run.pick", compared.id, serde_json::json!({ "run_id": compared.id, "candidate": "c2-b" })),
+        event("run.pick", compared.id, serde_json::json!({ "run_id": compared.id, "candidate": "c1-a" })),
+        AuditEvent {
+            subject: format!("project:{}", project.id),
+            ..event("project.settings", plain.id, serde_json::json!({ "budget_usd_per_month": 20.0 }))
+        },
+    ] {
+        store.audit(&e).await.unwrap();
+    }
+    let pool = store.pool();
+    sqlx::query("DELETE FROM schema_migrations WHERE version >= 5").execute(pool).await.unwrap();
+    sqlx::query("ALTER TABLE runs DROP COLUMN context").execute(pool).await.unwrap();
+    sqlx::query("UPDATE projects SET config = (config::jsonb - 'settings')::json").execute(pool).await.unwrap();
+
+    let options = PgStoreOptions::new(testing::database_url()).schema(store.schema());
+    let migrated = PgStore::connect_with(options).await.unwrap();
+    let version: i32 =
+        sqlx::query_scalar("SELECT max(version) FROM schema_migrations").fetch_one(migrated.pool()).await.unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let follow = migrated.run(follow.id).await.unwrap();
+    let ctx = follow.context.follow_up.expect("the follow-up context moved into the run");
+    assert_eq!((ctx.pr_number, ctx.branch.as_str(), ctx.feedback.as_str()), (7, "paid/issue-1", "checks fail"));
+    assert_eq!(ctx.rebase, Some(paid_core::RebaseOutcome::UpToDate));
+    let compared = migrated.run(compared.id).await.unwrap();
+    let models: Vec<String> =
+        compared.context.compare.expect("the spec moved").candidates.into_iter().map(|c| c.model).collect();
+    assert_eq!(models, ["a", "b"]);
+    assert_eq!(compared.context.pick.as_deref(), Some("c2-b"), "the first pick won");
+    assert!(migrated.run(plain.id).await.unwrap().context.is_empty());
+    let settings = migrated.project(project.id).await.unwrap().settings;
+    assert_eq!(settings, paid_core::ProjectSettings { budget_usd_per_month: Some(20.0), ..Default::default() });
+    migrated.close().await;
+    store.drop_schema().await.unwrap();
 }

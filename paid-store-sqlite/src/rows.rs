@@ -169,6 +169,9 @@ pub(crate) struct ProjectConfig {
     allowed_paths: Vec<String>,
     labels: LabelConfig,
     max_concurrent_runs: u32,
+    /// Added in schema 5; older rows read as no settings.
+    #[serde(default)]
+    settings: paid_core::ProjectSettings,
 }
 
 impl ProjectConfig {
@@ -187,6 +190,7 @@ impl ProjectConfig {
             labels,
             max_concurrent_runs,
             created_at: _,
+            settings,
         } = p.clone();
         Self {
             clone_url,
@@ -199,6 +203,7 @@ impl ProjectConfig {
             allowed_paths,
             labels,
             max_concurrent_runs,
+            settings,
         }
     }
 }
@@ -221,6 +226,7 @@ pub(crate) fn project(row: &Row<'_>) -> Result<Project, OpError> {
         labels: c.labels,
         max_concurrent_runs: c.max_concurrent_runs,
         created_at: time(row, 3)?,
+        settings: c.settings,
     })
 }
 
@@ -243,7 +249,7 @@ pub(crate) fn issue(row: &Row<'_>) -> Result<TrackedIssue, OpError> {
 }
 
 pub(crate) const RUN_COLUMNS: &str = "id, project_id, issue_number, kind, state, priority, branch, model, pr_url, \
-     iterations, failure, lease_owner, lease_expires_at, created_at, updated_at, finished_at";
+     iterations, failure, lease_owner, lease_expires_at, created_at, updated_at, finished_at, context";
 
 pub(crate) fn run(row: &Row<'_>) -> Result<Run, OpError> {
     Ok(Run {
@@ -263,6 +269,7 @@ pub(crate) fn run(row: &Row<'_>) -> Result<Run, OpError> {
         created_at: time(row, 13)?,
         updated_at: time(row, 14)?,
         finished_at: opt_time(row, 15)?,
+        context: from_json(row, 16)?,
     })
 }
 

@@ -29,7 +29,7 @@ pub(crate) fn get(c: &Connection, id: RunId) -> Result<Run, OpError> {
 pub(crate) fn save(c: &Connection, run: &Run) -> Result<(), OpError> {
     c.prepare_cached(
         "UPDATE runs SET state = ?2, branch = ?3, model = ?4, pr_url = ?5, iterations = ?6, failure = ?7,
-             lease_owner = ?8, lease_expires_at = ?9, updated_at = ?10, finished_at = ?11
+             lease_owner = ?8, lease_expires_at = ?9, updated_at = ?10, finished_at = ?11, context = ?12
          WHERE id = ?1",
     )?
     .execute(params![
@@ -44,6 +44,7 @@ pub(crate) fn save(c: &Connection, run: &Run) -> Result<(), OpError> {
         run.lease_expires_at.map(millis),
         millis(run.updated_at),
         run.finished_at.map(millis),
+        json("run context", &run.context)?,
     ])?;
     Ok(())
 }
@@ -70,8 +71,8 @@ pub(crate) fn create(c: &Connection, new: &NewRun) -> Result<Run, OpError> {
     }
     let run = Run::from_new(new);
     c.prepare_cached(
-        "INSERT INTO runs (id, project_id, issue_number, kind, state, priority, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO runs (id, project_id, issue_number, kind, state, priority, created_at, updated_at, context)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         run.id.to_string(),
@@ -82,6 +83,7 @@ pub(crate) fn create(c: &Connection, new: &NewRun) -> Result<Run, OpError> {
         run.priority,
         millis(run.created_at),
         millis(run.updated_at),
+        json("run context", &run.context)?,
     ])?;
     Ok(run)
 }
@@ -140,6 +142,9 @@ pub(crate) fn transition(c: &Connection, t: &Transition) -> Result<Run, OpError>
     }
     run.state = t.to;
     run.updated_at = t.at;
+    if let Some(context) = &t.context {
+        run.context = context.clone();
+    }
     if t.to.is_terminal() {
         run.finished_at = Some(t.at);
     }
@@ -154,7 +159,10 @@ pub(crate) fn transition(c: &Connection, t: &Transition) -> Result<Run, OpError>
 pub(crate) fn patch(c: &Connection, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> Result<Run, OpError> {
     let mut run = get(c, id)?;
     check_lease(&run, owner, at)?;
-    let RunPatch { branch, model, pr_url, iterations, failure } = patch.clone();
+    let RunPatch { branch, model, pr_url, iterations, failure, context } = patch.clone();
+    if let Some(context) = context {
+        run.context = context;
+    }
     if branch.is_some() {
         run.branch = branch;
     }

@@ -149,7 +149,10 @@ async fn migration_4_brings_runs_parked_by_an_older_build_into_shape() {
         assert_eq!(store.claim(&claim(at(0))).await.unwrap().map(|r| r.id), Some(run.id));
         let mut from = RunState::Queued;
         for to in [RunState::SelectingModel, RunState::Provisioning, RunState::RunningAgent, RunState::AwaitingChoice] {
-            store.transition(&Transition { run_id: run.id, from, to, owner: "old".into(), at: at(1) }).await.unwrap();
+            store
+                .transition(&Transition { run_id: run.id, from, to, owner: "old".into(), at: at(1), context: None })
+                .await
+                .unwrap();
             from = to;
         }
         parked.push(run);
@@ -166,7 +169,9 @@ async fn migration_4_brings_runs_parked_by_an_older_build_into_shape() {
         )
         .unwrap();
         conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?1", [cancelled.to_string()]).unwrap();
-        conn.execute("DELETE FROM schema_migrations WHERE version = 4", []).unwrap();
+        // Back to the schema of version 3: later migrations apply again.
+        conn.execute("DELETE FROM schema_migrations WHERE version >= 4", []).unwrap();
+        conn.execute("ALTER TABLE runs DROP COLUMN context", []).unwrap();
     }
 
     let store = SqliteStore::open(&path).unwrap();
@@ -182,4 +187,71 @@ async fn migration_4_brings_runs_parked_by_an_older_build_into_shape() {
     let first = store.claim(&claim(at(10))).await.unwrap().unwrap();
     assert!(first.id == picked.id || first.id == cancelled.id, "{first:?}");
     assert_eq!(store.claim(&claim(at(10))).await.unwrap(), None, "one slot; the waiting run is never claimed");
+}
+
+/// Migration 5 on a file at version 4 whose runs kept their context in the
+/// audit log (an older build): follow-up context, rebase outcome,
+/// comparison spec and the first pick move into the runs' `context`;
+/// other runs get an empty one.
+#[tokio::test]
+async fn migration_5_moves_run_context_out_of_the_audit_log() {
+    use paid_core::AuditEvent;
+    use paid_core::testing::fixtures::at;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paid.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let project = fixtures::project("legacy");
+    store.put_project(&project).await.unwrap();
+    let follow = store.create_run(&fixtures::new_run(project.id, 1)).await.unwrap();
+    let compared = store.create_run(&fixtures::new_run(project.id, 2)).await.unwrap();
+    let plain = store.create_run(&fixtures::new_run(project.id, 3)).await.unwrap();
+    let event = |action: &str, run: paid_core::RunId, details: serde_json::Value| AuditEvent {
+        at: at(1),
+        project_id: Some(project.id),
+        actor: "engine".into(),
+        action: action.into(),
+        subject: format!("run:{run}"),
+        details,
+    };
+    let follow_up = serde_json::json!({
+        "run_id": follow.id, "previous_run": plain.id, "branch": "paid/issue-1", "pr_number": 7,
+        "pr_url": "https://example.test/pull/7", "head_sha": "abc", "feedback": "checks fail",
+    });
+    let spec = serde_json::json!({ "candidates": [{ "model": "a" }, { "model": "b" }] });
+    for e in [
+        event("run.follow_up", follow.id, follow_up.clone()),
+        event("run.rebase", follow.id, serde_json::json!({ "outcome": "up_to_date" })),
+        event("run.compare", compared.id, serde_json::json!({ "run_id": compared.id, "spec": spec })),
+        event("run.pick", compared.id, serde_json::json!({ "run_id": compared.id, "candidate": "c2-b" })),
+        event("run.pick", compared.id, serde_json::json!({ "run_id": compared.id, "candidate": "c1-a" })),
+        AuditEvent {
+            subject: format!("project:{}", project.id),
+            ..event("project.settings", plain.id, serde_json::json!({ "budget_usd_per_month": 20.0 }))
+        },
+    ] {
+        store.audit(&e).await.unwrap();
+    }
+    drop(store);
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("DELETE FROM schema_migrations WHERE version >= 5", []).unwrap();
+        conn.execute("UPDATE projects SET config = json_remove(config, '$.settings')", []).unwrap();
+        conn.execute("ALTER TABLE runs DROP COLUMN context", []).unwrap();
+    }
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(recorded_migrations(&path).last().map(|(v, _)| *v), Some(SCHEMA_VERSION));
+    let follow = store.run(follow.id).await.unwrap();
+    let ctx = follow.context.follow_up.expect("the follow-up context moved into the run");
+    assert_eq!((ctx.pr_number, ctx.branch.as_str(), ctx.feedback.as_str()), (7, "paid/issue-1", "checks fail"));
+    assert_eq!(ctx.rebase, Some(paid_core::RebaseOutcome::UpToDate));
+    let compared = store.run(compared.id).await.unwrap();
+    let models: Vec<String> =
+        compared.context.compare.expect("the spec moved").candidates.into_iter().map(|c| c.model).collect();
+    assert_eq!(models, ["a", "b"]);
+    assert_eq!(compared.context.pick.as_deref(), Some("c2-b"), "the first pick won");
+    assert!(store.run(plain.id).await.unwrap().context.is_empty());
+    let settings = store.project(project.id).await.unwrap().settings;
+    assert_eq!(settings, paid_core::ProjectSettings { budget_usd_per_month: Some(20.0), ..Default::default() });
 }

@@ -1,6 +1,7 @@
 //! The domain types Paid persists and passes between ports.
 
 mod audit;
+mod context;
 mod decision;
 mod issue;
 mod log;
@@ -11,11 +12,12 @@ mod step;
 mod usage;
 
 pub use audit::AuditEvent;
+pub use context::{RunContext, RunPurpose};
 pub use decision::{ModelCandidate, ModelDecision};
 pub use issue::{IssueState, TrackedIssue};
 pub use log::{LogAppend, LogChunk, LogStream, TRUNCATION_MARKER};
 pub use outcome::Outcome;
-pub use project::{LabelConfig, Project, RepoRef};
+pub use project::{LabelConfig, Project, ProjectSettings, RepoRef};
 pub use run::{Failure, NewRun, Run, RunKind, RunState};
 pub use step::{StepRecord, StepStatus};
 pub use usage::{Usage, UsageRecord};

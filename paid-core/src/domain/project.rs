@@ -59,6 +59,18 @@ impl Default for LabelConfig {
     }
 }
 
+/// A project's preferred model and budgets (USD), kept with the project.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProjectSettings {
+    /// The model the project prefers (the model selector's first choice).
+    pub model: Option<String>,
+    /// The most one run may spend.
+    pub budget_usd_per_run: Option<f64>,
+    /// The most the project may spend in a calendar month (UTC).
+    pub budget_usd_per_month: Option<f64>,
+}
+
 /// A repository Paid works on, with its settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Project {
@@ -90,6 +102,9 @@ pub struct Project {
     pub max_concurrent_runs: u32,
     /// When the project was added.
     pub created_at: Timestamp,
+    /// Preferred model and budgets (flattened in JSON).
+    #[serde(flatten, default)]
+    pub settings: ProjectSettings,
 }
 
 impl Project {
@@ -109,6 +124,7 @@ impl Project {
             labels: LabelConfig::default(),
             max_concurrent_runs: 2,
             created_at: now,
+            settings: ProjectSettings::default(),
         }
     }
 
@@ -117,6 +133,14 @@ impl Project {
         let bad = |what: &str, message: &str| {
             Err(crate::Error::InvalidInput { what: format!("project.{what}"), message: message.into() })
         };
+        for (key, v) in [
+            ("budget_usd_per_run", self.settings.budget_usd_per_run),
+            ("budget_usd_per_month", self.settings.budget_usd_per_month),
+        ] {
+            if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+                return bad(key, "must be a positive number of USD");
+            }
+        }
         if self.trigger_labels.is_empty() || self.trigger_labels.iter().any(|l| l.trim().is_empty()) {
             return bad("trigger_labels", "at least one non-empty label is required");
         }

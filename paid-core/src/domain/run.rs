@@ -236,6 +236,9 @@ pub struct NewRun {
     pub priority: i32,
     /// When it was queued.
     pub created_at: Timestamp,
+    /// What the run needs besides its state, written with it.
+    #[serde(default)]
+    pub context: crate::RunContext,
 }
 
 /// A run: one attempt to turn an issue into a PR.
@@ -273,6 +276,9 @@ pub struct Run {
     pub updated_at: Timestamp,
     /// When it reached an end state.
     pub finished_at: Option<Timestamp>,
+    /// What the run needs besides its state.
+    #[serde(default)]
+    pub context: crate::RunContext,
 }
 
 impl Run {
@@ -295,6 +301,7 @@ impl Run {
             created_at: new.created_at,
             updated_at: new.created_at,
             finished_at: None,
+            context: new.context.clone(),
         }
     }
 }

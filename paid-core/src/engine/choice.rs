@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::Engine;
-use super::fanout::pick_of;
-use super::journal::Retry;
+use super::fanout::{compare_slots, compared, pick_of};
+use super::journal::{Journal, OutputKind, Retry, StepOutput};
 use super::learn::PromptPick;
 use super::steps::Resources;
 use crate::{AuditEvent, Error, Result, Run, RunId, RunState, StepStatus, Transition};
 
-/// The audit action that records a human's pick.
+/// The audit action that records a human's pick (for people).
 pub(super) const PICK_ACTION: &str = "run.pick";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,21 +32,15 @@ pub(super) struct ChoiceOut {
     pub(super) prompt: Option<PromptPick>,
 }
 
+impl StepOutput for ChoiceOut {
+    const KIND: OutputKind = OutputKind::Choice;
+}
+
 impl Engine {
-    /// The candidate a human picked for a run awaiting a choice: the first
-    /// pick wins ([`Engine::pick`] refuses later ones).
+    /// The candidate a human picked for a comparison run: recorded in its
+    /// context by [`Engine::pick`] in the same write that moved it on.
     pub(super) async fn chosen(&self, run: &Run) -> Result<Option<String>> {
-        let subject = format!("run:{}", run.id);
-        Ok(self
-            .inner
-            .store
-            .audit_events(Some(run.project_id))
-            .await?
-            .into_iter()
-            .filter(|e| e.action == PICK_ACTION && e.subject == subject)
-            .filter_map(|e| serde_json::from_value::<PickRecord>(e.details).ok())
-            .map(|p| p.candidate)
-            .next())
+        Ok(run.context.pick.clone())
     }
 
     /// Applies a human's pick to a run [`Engine::pick`] moved on to
@@ -55,13 +49,12 @@ impl Engine {
     /// find it) and makes the winner's branch, model and iterations the
     /// run's. Returns the run as it is then. Any other run (the pick is
     /// applied already, or there was none to apply) is returned unchanged.
-    pub(super) async fn apply_choice(&self, run: &Run) -> Result<Run> {
-        let steps = self.inner.store.steps(run.id).await?;
-        let pending = match steps.last() {
+    pub(super) async fn apply_choice(&self, run: &Run, journal: &Journal) -> Result<Run> {
+        let pending = match journal.last() {
             // Begun (or done) by a worker that died before the commit.
             Some(s) if s.step == RunState::AwaitingChoice => true,
             Some(s) if s.step == RunState::RunningAgent && s.status == StepStatus::Done => {
-                self.compared(run.id).await?.is_some_and(|c| c.winner.is_none())
+                compared(journal).is_some_and(|c| c.winner.is_none())
             }
             _ => false,
         };
@@ -72,17 +65,17 @@ impl Engine {
             what: "run".into(),
             message: format!("run {} has no pick", run.id),
         })?;
-        let compared = self.compared(run.id).await?.ok_or_else(|| Error::InvalidInput {
+        let compared = compared(journal).ok_or_else(|| Error::InvalidInput {
             what: "run".into(),
             message: format!("run {} has no compared candidates", run.id),
         })?;
-        let slots = self.compare_slots(run.id).await?;
+        let slots = compare_slots(journal);
         let (compared_ref, slots_ref, name_ref) = (&compared, &slots, &name);
         // Journaled as the parked state's step: that is where the choice
         // was made, and it keeps `committing`'s own record apart.
         let parked = Run { state: RunState::AwaitingChoice, ..run.clone() };
         let out: ChoiceOut = self
-            .journaled(&parked, None, self.inner.config.timeouts.commit, Retry::Never, || async move {
+            .journaled(&parked, journal, None, self.inner.config.timeouts.commit, Retry::Never, || async move {
                 let unknown = || Error::InvalidInput {
                     what: "pick".into(),
                     message: format!("run {} has no candidate {name_ref:?}", run.id),
@@ -104,9 +97,9 @@ impl Engine {
     /// name (`c2-model`) or model. The run moves on to `committing` at once
     /// (it holds no lease, so none is needed), and the next worker to claim
     /// it goes on with the pick: commit, policy check, push, PR. Candidates
-    /// that did not finish cannot be picked. The first pick wins; repeating
-    /// it while the run still waits (say, after a crash between recording
-    /// the pick and moving the run) moves the run on.
+    /// that did not finish cannot be picked. The pick is recorded in the
+    /// run's context in the same write that moves it on, so the first pick
+    /// wins and a later one is refused.
     pub async fn pick(&self, run_id: RunId, candidate: &str) -> Result<Run> {
         let store = &self.inner.store;
         let run = store.run(run_id).await?;
@@ -133,31 +126,11 @@ impl Engine {
                 message: format!("candidate {} did not finish ({e}) and cannot be picked", report.name),
             });
         }
-        match first {
-            Some(first) if first != report.name => return Err(already_picked(run_id, &first)),
-            // The same pick again: the run has yet to move on.
-            Some(_) => {}
-            None => {
-                let details = serde_json::to_value(PickRecord { run_id, candidate: report.name.clone() })
-                    .map_err(|e| Error::InvalidInput { what: "pick".into(), message: e.to_string() })?;
-                store
-                    .audit(&AuditEvent {
-                        at: self.inner.clock.now(),
-                        project_id: Some(run.project_id),
-                        actor: "api".into(),
-                        action: PICK_ACTION.into(),
-                        subject: format!("run:{run_id}"),
-                        details,
-                    })
-                    .await?;
-                // Two picks at once: the one recorded first wins.
-                if let Some(first) = self.chosen(&run).await?
-                    && first != report.name
-                {
-                    return Err(already_picked(run_id, &first));
-                }
-            }
+        if let Some(first) = first {
+            return Err(already_picked(run_id, &first));
         }
+        // The pick and the move on are one write: the first pick wins, and
+        // no worker sees the run moved on without it.
         let moved = store
             .transition(&Transition {
                 run_id,
@@ -165,17 +138,38 @@ impl Engine {
                 to: RunState::Committing,
                 owner: self.inner.config.worker_id.clone(),
                 at: self.inner.clock.now(),
+                context: Some(run.context.clone().with_pick(report.name.clone())),
             })
             .await;
-        match moved {
-            Ok(run) => {
-                info!(%run_id, candidate = %report.name, "candidate picked; the run goes on");
-                Ok(run)
+        let run = match moved {
+            Ok(run) => run,
+            // Moved on meanwhile: another pick, or a cancel.
+            Err(Error::IllegalTransition { .. }) => {
+                let now = store.run(run_id).await?;
+                return match now.context.pick.as_deref() {
+                    // The same pick, from elsewhere: it went on.
+                    Some(first) if first == report.name => Ok(now),
+                    Some(first) => Err(already_picked(run_id, first)),
+                    None => Err(not_awaiting(&now)),
+                };
             }
-            // Moved on meanwhile: cancelled, or the same pick from elsewhere.
-            Err(Error::IllegalTransition { .. }) => Err(not_awaiting(&store.run(run_id).await?)),
-            Err(e) => Err(e),
-        }
+            Err(e) => return Err(e),
+        };
+        info!(%run_id, candidate = %report.name, "candidate picked; the run goes on");
+        // For people: the audit log is never read to drive a run.
+        let details = serde_json::to_value(PickRecord { run_id, candidate: report.name.clone() })
+            .map_err(|e| Error::InvalidInput { what: "pick".into(), message: e.to_string() })?;
+        store
+            .audit(&AuditEvent {
+                at: self.inner.clock.now(),
+                project_id: Some(run.project_id),
+                actor: "api".into(),
+                action: PICK_ACTION.into(),
+                subject: format!("run:{run_id}"),
+                details,
+            })
+            .await?;
+        Ok(run)
     }
 }
 

@@ -32,13 +32,11 @@ use tracing::{info, warn};
 
 use super::choice::ChoiceOut;
 use super::compare::{Candidate, CandidateReport, CompareSpec, SelectionRule, table};
-use super::journal::Retry;
+use super::journal::{Journal, OutputKind, Retry, StepOutput};
 use super::learn::PromptPick;
 use super::steps::Resources;
 use super::{Engine, EngineEvent};
-use crate::{
-    AuditEvent, Error, Outcome, Project, ProxyEndpoint, Result, Run, RunId, RunKind, RunPatch, RunState, StepStatus,
-};
+use crate::{AuditEvent, Error, Outcome, Project, ProxyEndpoint, Result, Run, RunId, RunKind, RunPatch, RunState};
 
 /// The audit action that carries a run's [`CompareSpec`], written before
 /// the run is queued.
@@ -129,6 +127,31 @@ pub(super) fn pick_of(version: Option<crate::learning::PromptVersionId>) -> Opti
     version.map(|version| PromptPick { version, experiment: None, snapshot: None })
 }
 
+impl StepOutput for CompareProvisionOut {
+    const KIND: OutputKind = OutputKind::CompareProvision;
+}
+
+impl StepOutput for CompareOut {
+    const KIND: OutputKind = OutputKind::Compare;
+}
+
+/// A comparison run's slots, from its journal (none for other runs).
+pub(super) fn compare_slots(journal: &Journal) -> Vec<Slot> {
+    journal.latest::<CompareProvisionOut>().map(|o| o.compare_slots).unwrap_or_default()
+}
+
+/// Every candidate's resources (for cleanup).
+pub(super) fn compare_resources(journal: &Journal) -> Vec<Resources> {
+    compare_slots(journal).into_iter().map(|s| s.resources).collect()
+}
+
+/// The candidates' reports and the winner, once the fan-out is done.
+pub(super) fn compared(journal: &Journal) -> Option<Compared> {
+    let out = journal.latest::<CompareOut>()?;
+    let chosen = journal.latest::<ChoiceOut>().map(|c| c.winner);
+    Some(Compared { winner: chosen.or(out.winner), reports: out.reports })
+}
+
 impl Engine {
     /// Queues a comparison run for one issue: the issue is run on every
     /// candidate of `spec` in parallel sandboxes and the winner (by
@@ -138,8 +161,8 @@ impl Engine {
         self.enqueue_with(project_id, issue, Some(spec)).await
     }
 
-    /// Records `spec` for the run about to be queued (before it exists, so
-    /// no worker sees the run without it).
+    /// Records `spec` of a queued comparison run in the audit log, for
+    /// people (the run carries it in its context).
     pub(super) async fn record_compare(&self, project: &Project, run_id: RunId, spec: &CompareSpec) -> Result<()> {
         let details = serde_json::to_value(CompareRequest { run_id, spec: spec.clone() })
             .map_err(|e| Error::InvalidInput { what: "compare spec".into(), message: e.to_string() })?;
@@ -162,18 +185,8 @@ impl Engine {
         if run.kind != RunKind::Build {
             return Ok(None);
         }
-        let subject = format!("run:{}", run.id);
-        let own = self
-            .inner
-            .store
-            .audit_events(Some(run.project_id))
-            .await?
-            .into_iter()
-            .filter(|e| e.action == COMPARE_ACTION && e.subject == subject)
-            .filter_map(|e| serde_json::from_value::<CompareRequest>(e.details).ok())
-            .next_back();
-        if let Some(req) = own {
-            return Ok(Some(req.spec));
+        if let Some(spec) = &run.context.compare {
+            return Ok(Some(spec.clone()));
         }
         match self.inner.compare.get(&run.project_id) {
             Some(spec) if self.follow_up_context(run).await?.is_none() => Ok(Some(spec.clone())),
@@ -186,13 +199,14 @@ impl Engine {
         &self,
         run: &Run,
         project: &Project,
+        journal: &Journal,
         spec: &CompareSpec,
         branch: &str,
     ) -> Result<RunState> {
         let t = &self.inner.config.timeouts;
         let names = spec.names();
         let _: CompareProvisionOut = self
-            .journaled(run, Some(branch), t.provision + t.clone, Retry::Transient, || async {
+            .journaled(run, journal, Some(branch), t.provision + t.clone, Retry::Transient, || async {
                 let prompt = self.pick_prompt(run, project).await;
                 self.inner.workspaces.ensure_mirror(project).await?;
                 let created =
@@ -235,46 +249,11 @@ impl Engine {
         }
     }
 
-    /// The journaled provisioning of a comparison run (`None` for other runs).
-    pub(super) async fn provisioned_compare(&self, run_id: RunId) -> Result<Option<CompareProvisionOut>> {
-        let steps = self.inner.store.steps(run_id).await?;
-        Ok(steps
-            .iter()
-            .rev()
-            .filter(|s| s.step == RunState::Provisioning && s.status == StepStatus::Done)
-            .find_map(|s| serde_json::from_value::<CompareProvisionOut>(s.output.clone()).ok()))
-    }
-
-    pub(super) async fn compare_slots(&self, run_id: RunId) -> Result<Vec<Slot>> {
-        Ok(self.provisioned_compare(run_id).await?.map(|o| o.compare_slots).unwrap_or_default())
-    }
-
-    /// Every candidate's resources (for cleanup).
-    pub(super) async fn compare_resources(&self, run_id: RunId) -> Result<Vec<Resources>> {
-        Ok(self.compare_slots(run_id).await?.into_iter().map(|s| s.resources).collect())
-    }
-
-    /// The candidates' reports and the winner, once the fan-out is done.
-    pub(super) async fn compared(&self, run_id: RunId) -> Result<Option<Compared>> {
-        let steps = self.inner.store.steps(run_id).await?;
-        let done = || steps.iter().rev().filter(|s| s.status == StepStatus::Done);
-        let Some(out) = done()
-            .filter(|s| s.step == RunState::RunningAgent)
-            .find_map(|s| serde_json::from_value::<CompareOut>(s.output.clone()).ok())
-        else {
-            return Ok(None);
-        };
-        let chosen = done()
-            .filter(|s| s.step == RunState::AwaitingChoice)
-            .find_map(|s| serde_json::from_value::<ChoiceOut>(s.output.clone()).ok())
-            .map(|c| c.winner);
-        Ok(Some(Compared { winner: chosen.or(out.winner), reports: out.reports }))
-    }
-
     /// The candidates of a comparison run, once they are done (empty
     /// otherwise), for a UI to show before [`Engine::pick`].
     pub async fn candidates(&self, run_id: RunId) -> Result<Vec<CandidateReport>> {
-        Ok(self.compared(run_id).await?.map(|c| c.reports).unwrap_or_default())
+        let journal = Journal::new(self.inner.store.steps(run_id).await?);
+        Ok(compared(&journal).map(|c| c.reports).unwrap_or_default())
     }
 
     /// Runs every candidate at once and chooses the winner (or parks).
@@ -282,6 +261,7 @@ impl Engine {
         &self,
         run: &Run,
         project: &Project,
+        journal: &Journal,
         provisioned: CompareProvisionOut,
         cancel: &CancellationToken,
     ) -> Result<RunState> {
@@ -302,7 +282,7 @@ impl Engine {
         let limit = per_iteration * self.inner.config.max_iterations + t.commit + Duration::from_secs(60);
         let (slots_ref, run_pick, proxy) = (&slots, run_pick.as_ref(), proxy.as_ref());
         let out: CompareOut = self
-            .journaled(run, None, limit, Retry::Never, || async move {
+            .journaled(run, journal, None, limit, Retry::Never, || async move {
                 let reports = join_all(
                     slots_ref.iter().map(|slot| self.run_candidate(run, project, slot, run_pick, proxy, cancel)),
                 )

@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use super::{Engine, EngineEvent};
 use crate::{
     AuditEvent, Error, NewRun, Outcome, PrFeedback, PrFeedbackRequest, PrState, Project, ProjectId, RebaseOutcome,
-    Result, Run, RunFilter, RunId, RunKind, RunState, Worktree,
+    Result, Run, RunContext, RunFilter, RunId, RunKind, RunPatch, RunState, Worktree,
 };
 
 /// The audit action that carries a follow-up run's [`FollowUpContext`].
@@ -63,8 +63,8 @@ pub struct FollowUpContext {
     /// comments. Never holds untrusted text.
     pub feedback: String,
     /// How provisioning brought the branch up to date with the default
-    /// branch: `None` until then. Filled in when the context is read back
-    /// for a run (from the [`REBASE_ACTION`] event), never stored with it.
+    /// branch: `None` until then; provisioning records it in the run's
+    /// context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebase: Option<RebaseOutcome>,
 }
@@ -273,7 +273,24 @@ impl Engine {
             feedback: text,
             rebase: None,
         };
-        // Written before the run exists, so no worker sees the run without it.
+        let run = match store
+            .create_run(&NewRun {
+                id: ctx.run_id,
+                project_id: project.id,
+                issue_number: latest.issue_number,
+                kind: RunKind::Build,
+                priority: latest.priority,
+                created_at: now,
+                // The context is created in the same write as the run.
+                context: RunContext::follow_up(ctx.clone()),
+            })
+            .await
+        {
+            Ok(run) => run,
+            Err(Error::AlreadyExists { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // For people: the audit log is never read to drive a run.
         store
             .audit(&AuditEvent {
                 at: now,
@@ -285,58 +302,24 @@ impl Engine {
                     .map_err(|e| Error::InvalidInput { what: "follow-up context".into(), message: e.to_string() })?,
             })
             .await?;
-        let run = match store
-            .create_run(&NewRun {
-                id: ctx.run_id,
-                project_id: project.id,
-                issue_number: latest.issue_number,
-                kind: RunKind::Build,
-                priority: latest.priority,
-                created_at: now,
-            })
-            .await
-        {
-            Ok(run) => run,
-            Err(Error::AlreadyExists { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
         info!(run_id = %run.id, previous = %latest.id, pr = number, branch = %ctx.branch, "queued follow-up run");
         self.emit(EngineEvent::Queued { run_id: run.id, project_id: project.id, issue: latest.issue_number });
         Ok(Some(run))
     }
 
-    /// Every follow-up context recorded for a project, oldest first.
+    /// Every follow-up context of a project's runs, oldest first.
     async fn follow_up_contexts(&self, project_id: ProjectId) -> Result<Vec<FollowUpContext>> {
-        Ok(self
-            .inner
-            .store
-            .audit_events(Some(project_id))
-            .await?
-            .into_iter()
-            .filter(|e| e.action == FOLLOW_UP_ACTION)
-            .filter_map(|e| serde_json::from_value(e.details).ok())
-            .collect())
+        let runs = self.inner.store.runs(&RunFilter { project_id: Some(project_id), ..RunFilter::default() }).await?;
+        Ok(runs.into_iter().rev().filter_map(|r| r.context.follow_up).collect())
     }
 
     /// The follow-up context of `run`, if it is a follow-up run, with the
-    /// latest rebase outcome recorded for it.
+    /// rebase outcome once provisioning recorded it.
     pub(super) async fn follow_up_context(&self, run: &Run) -> Result<Option<FollowUpContext>> {
         if run.kind != RunKind::Build {
             return Ok(None);
         }
-        let subject = format!("run:{}", run.id);
-        let events = self.inner.store.audit_events(Some(run.project_id)).await?;
-        let mine = || events.iter().rev().filter(|e| e.subject == subject);
-        let Some(mut ctx) = mine()
-            .filter(|e| e.action == FOLLOW_UP_ACTION)
-            .find_map(|e| serde_json::from_value::<FollowUpContext>(e.details.clone()).ok())
-        else {
-            return Ok(None);
-        };
-        ctx.rebase = mine()
-            .filter(|e| e.action == REBASE_ACTION)
-            .find_map(|e| serde_json::from_value::<RebaseOutcome>(e.details.clone()).ok());
-        Ok(Some(ctx))
+        Ok(run.context.follow_up.clone())
     }
 
     /// Brings a follow-up run's freshly created worktree up to date with the
@@ -371,6 +354,12 @@ impl Engine {
                 info!(run_id = %run.id, branch = %worktree.branch, %onto, ?paths, "rebase conflicts left for the agent")
             }
         }
+        let mut context = run.context.clone();
+        if let Some(follow_up) = &mut context.follow_up {
+            follow_up.rebase = Some(outcome.clone());
+        }
+        self.patch(run, RunPatch { context: Some(context), ..RunPatch::default() }).await?;
+        // For people: the audit log is never read to drive a run.
         self.inner
             .store
             .audit(&AuditEvent {

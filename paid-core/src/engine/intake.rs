@@ -219,14 +219,11 @@ impl Engine {
         self.inner.store.put_issue(&tracked).await?;
         let kind = if fi.labels.iter().any(|l| l == PLAN_LABEL) { RunKind::Plan } else { RunKind::Build };
         let id = RunId(self.inner.ids.uuid());
-        if let Some(spec) = compare {
-            if kind != RunKind::Build {
-                return Err(Error::InvalidInput {
-                    what: "compare".into(),
-                    message: format!("issue #{} is a plan issue; only build runs compare", fi.number),
-                });
-            }
-            self.record_compare(project, id, spec).await?;
+        if compare.is_some() && kind != RunKind::Build {
+            return Err(Error::InvalidInput {
+                what: "compare".into(),
+                message: format!("issue #{} is a plan issue; only build runs compare", fi.number),
+            });
         }
         let run = self
             .inner
@@ -238,8 +235,13 @@ impl Engine {
                 kind,
                 priority: 0,
                 created_at: now,
+                // A comparison's spec is created in the same write as the run.
+                context: compare.map(|spec| crate::RunContext::compare(spec.clone())).unwrap_or_default(),
             })
             .await?;
+        if let Some(spec) = compare {
+            self.record_compare(project, run.id, spec).await?;
+        }
         info!(run_id = %run.id, project = %project.repo, issue = fi.number, "queued run");
         self.emit(EngineEvent::Queued { run_id: run.id, project_id: project.id, issue: fi.number });
         // Best effort: the label is cosmetic and the run is already durable.

@@ -1,15 +1,222 @@
-//! Journaled, retried, time-limited execution of one step's side effect.
+//! Journaled, retried, time-limited execution of one step's side effect,
+//! and the journal a drive holds.
 
 use std::future::Future;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::Engine;
-use crate::{Error, Result, Run, RunId, RunState, StepStatus, Transition};
+use crate::{Error, Result, Run, RunId, RunState, StepRecord, StepStatus, Store, Timestamp, Transition};
+
+/// What a journaled step produced, by kind. The kind is stored in the
+/// output (`"kind": "agent"`, next to the output's own fields), so a reader
+/// finds a step's output by its kind, never by trying types on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum OutputKind {
+    /// `selecting_model`: the [`crate::ModelDecision`].
+    Decision,
+    /// `planning`: the sub-issues created.
+    Plan,
+    /// `provisioning`: the run's resources and prompt.
+    Provision,
+    /// `provisioning` of a comparison run: its spec, slots and prompt.
+    CompareProvision,
+    /// `running_agent`: one agent iteration.
+    Agent,
+    /// `running_agent` of a comparison run: every candidate's report.
+    Compare,
+    /// `verifying`: whether the verify commands passed.
+    Verify,
+    /// `awaiting_choice`: the candidate a human picked.
+    Choice,
+    /// `committing`: the commit made, if any.
+    Commit,
+    /// `policy_check`: the paths the run changed.
+    PolicyCheck,
+    /// `pushing`.
+    Push,
+    /// `opening_pr`: the pull request.
+    PullRequest,
+    /// `reporting`: the issue comment.
+    Report,
+    /// `cleaning`.
+    Clean,
+}
+
+impl OutputKind {
+    /// The kind of an output journaled before outputs carried their kind,
+    /// from its step (and, where a step had two outputs, the field only one
+    /// of them has). Steps whose old outputs are not read back have none:
+    /// a resumed run repeats them (they are idempotent).
+    fn legacy(step: RunState, output: &serde_json::Value) -> Option<Self> {
+        Some(match step {
+            RunState::SelectingModel => Self::Decision,
+            RunState::Planning => Self::Plan,
+            RunState::Provisioning if output.get("compare_slots").is_some() => Self::CompareProvision,
+            RunState::Provisioning => Self::Provision,
+            RunState::RunningAgent if output.get("reports").is_some() => Self::Compare,
+            RunState::RunningAgent => Self::Agent,
+            RunState::Verifying => Self::Verify,
+            RunState::AwaitingChoice => Self::Choice,
+            _ => return None,
+        })
+    }
+}
+
+/// A step's journaled output: a struct whose fields are stored next to its
+/// [`OutputKind`].
+pub(super) trait StepOutput: Serialize + DeserializeOwned {
+    /// Its kind.
+    const KIND: OutputKind;
+
+    /// The output as journaled: its fields and `kind`.
+    fn to_journal(&self) -> std::result::Result<serde_json::Value, String> {
+        match serde_json::to_value(self).map_err(|e| e.to_string())? {
+            serde_json::Value::Object(mut fields) => {
+                let kind = serde_json::to_value(Self::KIND).map_err(|e| e.to_string())?;
+                fields.insert(KIND_FIELD.into(), kind);
+                Ok(serde_json::Value::Object(fields))
+            }
+            other => Err(format!("a {:?} step output must be a JSON object, not {other}", Self::KIND)),
+        }
+    }
+}
+
+/// The output field that holds the [`OutputKind`].
+const KIND_FIELD: &str = "kind";
+
+impl StepOutput for crate::ModelDecision {
+    const KIND: OutputKind = OutputKind::Decision;
+}
+
+impl StepOutput for crate::PullRequest {
+    const KIND: OutputKind = OutputKind::PullRequest;
+}
+
+/// One journal record and the kind of its output.
+#[derive(Debug, Clone)]
+struct Entry {
+    kind: Option<OutputKind>,
+    record: StepRecord,
+}
+
+impl Entry {
+    fn new(record: StepRecord) -> Self {
+        let kind = match record.output.get(KIND_FIELD) {
+            Some(kind) => serde_json::from_value(kind.clone()).ok(),
+            None if record.status == StepStatus::Done => OutputKind::legacy(record.step, &record.output),
+            None => None,
+        };
+        Self { kind, record }
+    }
+
+    fn output<T: StepOutput>(&self) -> Option<T> {
+        if self.record.status != StepStatus::Done || self.kind != Some(T::KIND) {
+            return None;
+        }
+        match serde_json::from_value(self.record.output.clone()) {
+            Ok(out) => Some(out),
+            Err(e) => {
+                warn!(run_id = %self.record.run_id, seq = self.record.seq, kind = ?T::KIND, error = %e, "unreadable step output");
+                None
+            }
+        }
+    }
+}
+
+/// A run's step journal as a drive holds it: read from the store once, when
+/// the drive starts, then kept current by the drive's own journal writes
+/// ([`Engine::journaled`], [`Engine::transition_journaled`]). Every step of
+/// the drive reads it here instead of from the store.
+#[derive(Debug, Default)]
+pub(super) struct Journal(std::sync::Mutex<Vec<Entry>>);
+
+impl Journal {
+    /// A journal holding `records` (in journal order).
+    pub(super) fn new(records: Vec<StepRecord>) -> Self {
+        Self(std::sync::Mutex::new(records.into_iter().map(Entry::new).collect()))
+    }
+
+    /// `run`'s journal. A queued run has journaled nothing (no step runs in
+    /// `queued`, and no run goes back there), so it is not read.
+    pub(super) async fn of(store: &dyn Store, run: &Run) -> Result<Self> {
+        if run.state == RunState::Queued {
+            return Ok(Self::default());
+        }
+        Ok(Self::new(store.steps(run.id).await?))
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The last record.
+    pub(super) fn last(&self) -> Option<StepRecord> {
+        self.entries().last().map(|e| e.record.clone())
+    }
+
+    /// The output of the latest done step of kind `T`.
+    pub(super) fn latest<T: StepOutput>(&self) -> Option<T> {
+        self.entries().iter().rev().find(|e| e.record.status == StepStatus::Done && e.kind == Some(T::KIND))?.output()
+    }
+
+    /// `field` of every done step output that has it (not null), in order:
+    /// a convention between outputs, such as `resources` and `prompt`.
+    pub(super) fn fields<T: DeserializeOwned>(&self, field: &str) -> Vec<T> {
+        self.entries()
+            .iter()
+            .filter(|e| e.record.status == StepStatus::Done)
+            .filter_map(|e| e.record.output.get(field).filter(|v| !v.is_null()))
+            .filter_map(|v| serde_json::from_value(v.clone()).ok())
+            .collect()
+    }
+
+    /// The latest done step output's `field` (see [`Journal::fields`]).
+    pub(super) fn latest_field<T: DeserializeOwned>(&self, field: &str) -> Option<T> {
+        self.fields(field).pop()
+    }
+
+    /// Takes in a record the store returned: a new one, or a new version of
+    /// one it holds.
+    fn put(&self, record: StepRecord) {
+        let mut entries = self.entries();
+        let entry = Entry::new(record);
+        match entries.iter_mut().rev().find(|e| e.record.seq == entry.record.seq) {
+            Some(held) => *held = entry,
+            None => entries.push(entry),
+        }
+    }
+
+    /// Marks the latest started record of `step` as the store's
+    /// [`Store::finish_step`] does, after a write that did it without
+    /// returning the record ([`Store::finish_step_and_transition`]).
+    fn finished(&self, step: RunState, result: std::result::Result<serde_json::Value, String>, at: Timestamp) {
+        let mut entries = self.entries();
+        let Some(held) =
+            entries.iter_mut().rev().find(|e| e.record.step == step && e.record.status == StepStatus::Started)
+        else {
+            return;
+        };
+        let mut record = held.record.clone();
+        match result {
+            Ok(output) => {
+                record.status = StepStatus::Done;
+                record.output = output;
+            }
+            Err(error) => {
+                record.status = StepStatus::Failed;
+                record.error = Some(error);
+            }
+        }
+        record.finished_at = Some(at);
+        *held = Entry::new(record);
+    }
+}
 
 /// A step's result waiting to be journaled with the run's next transition.
 #[derive(Debug)]
@@ -49,7 +256,8 @@ pub(super) enum Retry {
 }
 
 impl Engine {
-    /// Runs `effect` as the journaled step of `run`'s current state.
+    /// Runs `effect` as the journaled step of `run`'s current state, and
+    /// keeps `journal` (the drive's copy of `run`'s journal) current.
     ///
     /// If the journal's last record is this step and it is done (the worker
     /// died after the side effect but before the transition), the recorded
@@ -66,13 +274,14 @@ impl Engine {
     pub(super) async fn journaled<T, F, Fut>(
         &self,
         run: &Run,
+        journal: &Journal,
         key: Option<&str>,
         timeout: Duration,
         retry: Retry,
         effect: F,
     ) -> Result<T>
     where
-        T: Serialize + DeserializeOwned,
+        T: StepOutput,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
@@ -84,23 +293,24 @@ impl Engine {
             && pending.step == run.state
         {
             match store.finish_step(run.id, owner, pending.step, pending.result, self.inner.clock.now()).await {
-                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Ok(record) => journal.put(record),
+                Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
         let record = store.resume_or_begin_step(run.id, owner, run.state, key, self.inner.clock.now()).await?;
-        if record.status == StepStatus::Done {
-            match serde_json::from_value::<T>(record.output) {
-                Ok(out) => return Ok(out),
-                // Not this step's output type: run the step again.
-                Err(_) => {
-                    store.begin_step(run.id, owner, run.state, key, self.inner.clock.now()).await?;
-                }
+        let resumed = Entry::new(record.clone());
+        journal.put(record);
+        if resumed.record.status == StepStatus::Done {
+            match resumed.output::<T>() {
+                Some(out) => return Ok(out),
+                // Not this step's output: run the step again.
+                None => journal.put(store.begin_step(run.id, owner, run.state, key, self.inner.clock.now()).await?),
             }
         }
         let result = self.attempt(run.state, timeout, retry, effect).await;
         let record = match &result {
-            Ok(v) => serde_json::to_value(v).map_err(|e| e.to_string()),
+            Ok(v) => v.to_journal(),
             Err(e) => Err(e.to_string()),
         };
         match retry {
@@ -108,18 +318,21 @@ impl Engine {
                 self.inner.pending_finishes.put(run.id, PendingFinish { step: run.state, result: record })
             }
             Retry::Never => {
-                store.finish_step(run.id, owner, run.state, record, self.inner.clock.now()).await?;
+                journal.put(store.finish_step(run.id, owner, run.state, record, self.inner.clock.now()).await?);
             }
         }
         result
     }
 
     /// Applies `t`, journaling the result of `t.from`'s step in the same
-    /// store write when [`Engine::journaled`] left one waiting.
-    pub(super) async fn transition_journaled(&self, t: &Transition) -> Result<Run> {
+    /// store write when [`Engine::journaled`] left one waiting (and in
+    /// `journal`, the drive's copy).
+    pub(super) async fn transition_journaled(&self, t: &Transition, journal: &Journal) -> Result<Run> {
         match self.inner.pending_finishes.take(t.run_id) {
             Some(pending) if pending.step == t.from => {
-                self.inner.store.finish_step_and_transition(t, pending.result).await
+                let moved = self.inner.store.finish_step_and_transition(t, pending.result.clone()).await?;
+                journal.finished(pending.step, pending.result, t.at);
+                Ok(moved)
             }
             _ => self.inner.store.transition(t).await,
         }
@@ -157,5 +370,96 @@ impl Engine {
                     .await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::StepStatus::{Done, Started};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Pushed {
+        branch: String,
+    }
+
+    impl StepOutput for Pushed {
+        const KIND: OutputKind = OutputKind::Push;
+    }
+
+    /// Same fields, another kind.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Committed {
+        branch: String,
+    }
+
+    impl StepOutput for Committed {
+        const KIND: OutputKind = OutputKind::Commit;
+    }
+
+    fn record(seq: u64, step: RunState, status: StepStatus, output: serde_json::Value) -> StepRecord {
+        StepRecord {
+            run_id: RunId(uuid::Uuid::nil()),
+            seq,
+            step,
+            idempotency_key: None,
+            status,
+            output,
+            error: None,
+            started_at: chrono::DateTime::UNIX_EPOCH,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn an_output_is_journaled_with_its_kind_and_found_by_it_not_by_its_shape() {
+        let pushed = Pushed { branch: "paid/1-fix".into() };
+        let output = pushed.to_journal().unwrap();
+        assert_eq!(output, serde_json::json!({ "kind": "push", "branch": "paid/1-fix" }));
+        let journal = Journal::new(vec![record(1, RunState::Pushing, Done, output)]);
+        assert_eq!(journal.latest::<Pushed>(), Some(pushed));
+        assert_eq!(journal.latest::<Committed>(), None, "the fields fit, the kind does not");
+    }
+
+    #[test]
+    fn the_latest_done_output_of_a_kind_wins() {
+        let out = |b: &str| Pushed { branch: b.into() }.to_journal().unwrap();
+        let journal = Journal::new(vec![
+            record(1, RunState::Pushing, Done, out("first")),
+            record(2, RunState::Pushing, Done, out("second")),
+            record(3, RunState::Pushing, Started, serde_json::Value::Null),
+        ]);
+        assert_eq!(journal.latest::<Pushed>().map(|p| p.branch), Some("second".into()));
+    }
+
+    #[test]
+    fn outputs_journaled_before_kinds_get_theirs_from_their_step() {
+        let agent = serde_json::json!({ "iteration": 1 });
+        let compare = serde_json::json!({ "reports": [], "winner": null });
+        let kind = |step, output| Entry::new(record(1, step, Done, output)).kind;
+        assert_eq!(kind(RunState::RunningAgent, agent), Some(OutputKind::Agent));
+        assert_eq!(kind(RunState::RunningAgent, compare), Some(OutputKind::Compare));
+        assert_eq!(
+            kind(RunState::Provisioning, serde_json::json!({ "compare_slots": [] })),
+            Some(OutputKind::CompareProvision)
+        );
+        assert_eq!(kind(RunState::Pushing, serde_json::Value::Null), None, "not read back: the step runs again");
+    }
+
+    #[test]
+    fn a_combined_finish_marks_the_started_record_as_the_store_does() {
+        let journal = Journal::new(vec![record(1, RunState::Pushing, Started, serde_json::Value::Null)]);
+        let output = Pushed { branch: "b".into() }.to_journal().unwrap();
+        journal.finished(RunState::Pushing, Ok(output.clone()), chrono::DateTime::UNIX_EPOCH);
+        let last = journal.last().unwrap();
+        assert_eq!((last.seq, last.status, last.output), (1, Done, output));
+        assert_eq!(journal.latest::<Pushed>().map(|p| p.branch), Some("b".into()));
+
+        journal.put(record(2, RunState::Pushing, Started, serde_json::Value::Null));
+        journal.finished(RunState::Pushing, Err("refused".into()), chrono::DateTime::UNIX_EPOCH);
+        let last = journal.last().unwrap();
+        assert_eq!((last.seq, last.status, last.error.as_deref()), (2, StepStatus::Failed, Some("refused")));
     }
 }

@@ -12,12 +12,13 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use super::journal::Journal;
 use super::{Engine, prompt};
 use crate::learning::driver::Learning;
 use crate::learning::evolution::{EvolutionConfig, EvolutionReport, RunFeedback};
 use crate::learning::prompts::{PromptVersion, StyleGuides};
 use crate::learning::{ExperimentId, PromptVersionId};
-use crate::{LlmProvider, Outcome, Project, ProjectId, Result, Run, RunId, StepStatus, TrackedIssue};
+use crate::{LlmProvider, Outcome, Project, ProjectId, Result, Run, RunId, TrackedIssue};
 
 /// The learning loop and what the engine renders with it.
 #[derive(Clone)]
@@ -41,6 +42,12 @@ pub(super) struct PromptPick {
     pub(super) snapshot: Option<PromptVersion>,
 }
 
+/// The prompt pick recorded in the run's journal (the latest done step
+/// whose output has one).
+pub(super) fn recorded_prompt(journal: &Journal) -> Option<PromptPick> {
+    journal.latest_field("prompt")
+}
+
 impl Engine {
     /// Picks the run's prompt version: the issue's sticky experiment arm or
     /// the active version. `None` without learning, or when learning fails
@@ -60,24 +67,12 @@ impl Engine {
         }
     }
 
-    /// The prompt pick recorded in the run's journal (the latest done step
-    /// whose output has one).
-    pub(super) async fn recorded_prompt(&self, run_id: RunId) -> Result<Option<PromptPick>> {
-        let steps = self.inner.store.steps(run_id).await?;
-        Ok(steps
-            .iter()
-            .rev()
-            .filter(|s| s.status == StepStatus::Done)
-            .filter_map(|s| s.output.get("prompt"))
-            .find(|p| !p.is_null())
-            .and_then(|p| serde_json::from_value(p.clone()).ok()))
-    }
-
     /// The prompt version a run rendered (for a comparison run, the
     /// winner's), read from its journal. `None` when learning was not
     /// configured or the run has not been provisioned yet.
     pub async fn prompt_version(&self, run_id: RunId) -> Result<Option<PromptVersionId>> {
-        Ok(self.recorded_prompt(run_id).await?.map(|p| p.version))
+        let journal = Journal::new(self.inner.store.steps(run_id).await?);
+        Ok(recorded_prompt(&journal).map(|p| p.version))
     }
 
     /// Renders the task prompt for `issue`: `pick`'s version with the style
@@ -114,15 +109,21 @@ impl Engine {
     /// Scores `outcome` under the version the run used (and its experiment
     /// arm). Never fails: learning errors are logged.
     pub(super) async fn learn_outcome(&self, run: &Run, outcome: &Outcome, feedback: RunFeedback) {
-        let Some(setup) = &self.inner.learning else { return };
-        let pick = match self.recorded_prompt(run.id).await {
-            Ok(Some(pick)) => pick,
-            Ok(None) => return,
+        if self.inner.learning.is_none() {
+            return;
+        }
+        match self.inner.store.steps(run.id).await {
+            Ok(steps) => self.score_outcome(run, &Journal::new(steps), outcome, feedback).await,
             Err(e) => {
-                warn!(run_id = %run.id, error = %e, "could not read the run's prompt version; outcome not scored");
-                return;
+                warn!(run_id = %run.id, error = %e, "could not read the run's prompt version; outcome not scored")
             }
-        };
+        }
+    }
+
+    /// [`Engine::learn_outcome`] with the run's journal at hand.
+    pub(super) async fn score_outcome(&self, run: &Run, journal: &Journal, outcome: &Outcome, feedback: RunFeedback) {
+        let Some(setup) = &self.inner.learning else { return };
+        let Some(pick) = recorded_prompt(journal) else { return };
         if let Err(e) = setup.learning.record_outcome(outcome, pick.version, feedback, pick.experiment).await {
             warn!(run_id = %run.id, version = %pick.version, error = %e, "learning could not record the outcome");
         }

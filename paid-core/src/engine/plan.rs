@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::Engine;
-use super::journal::Retry;
+use super::drive::Drive;
+use super::journal::{Journal, OutputKind, Retry, StepOutput};
 use crate::{
-    ChatRequest, Error, Message, Project, Result, Run, RunState, StepStatus, SubIssueLink, SubIssueRequest,
-    TrackedIssue, UsageRecord,
+    ChatRequest, Error, Message, Result, Run, RunState, SubIssueLink, SubIssueRequest, TrackedIssue, UsageRecord,
 };
 
 /// The label that asks for a plan instead of a build.
@@ -87,6 +87,10 @@ pub(super) struct PlanOut {
     pub sub_issues: Vec<CreatedSubIssue>,
 }
 
+impl StepOutput for PlanOut {
+    const KIND: OutputKind = OutputKind::Plan;
+}
+
 /// Renders the planning prompt. Refuses issues whose author is not trusted.
 pub(super) fn render_plan_prompt(issue: &TrackedIssue) -> Result<String> {
     if !issue.trusted {
@@ -134,7 +138,8 @@ fn head(s: &str) -> String {
 impl Engine {
     /// `planning`: asks the planner for sub-issues and creates them under
     /// the run's issue, labeled for execution.
-    pub(super) async fn plan(&self, run: &Run, project: &Project) -> Result<RunState> {
+    pub(super) async fn plan(&self, d: &Drive) -> Result<RunState> {
+        let (run, project, journal) = (&d.run, &d.project, &d.journal);
         let planner = self.inner.planner.clone().ok_or_else(|| Error::InvalidInput {
             what: "engine.planner".into(),
             message: format!(
@@ -143,8 +148,7 @@ impl Engine {
                 run.id, run.issue_number
             ),
         })?;
-        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
-        let prompt = render_plan_prompt(&issue)?;
+        let prompt = render_plan_prompt(d.issue().await?)?;
         let model = run.model.clone().unwrap_or_else(|| "default".into());
         let label = project
             .trigger_labels
@@ -157,7 +161,7 @@ impl Engine {
         let key = format!("plan:{}", run.id);
         let (planner, prompt, model, label) = (&planner, &prompt, &model, &label);
         let out: PlanOut = self
-            .journaled(run, Some(&key), timeout, Retry::Transient, || async move {
+            .journaled(run, journal, Some(&key), timeout, Retry::Transient, || async move {
                 let req = ChatRequest {
                     model: model.clone(),
                     system: Some("You split software features into sub-issues. Answer with JSON only.".into()),
@@ -180,6 +184,7 @@ impl Engine {
                         at: self.inner.clock.now(),
                     })
                     .await?;
+                d.usage_changed();
                 let items = parse_plan(&answer.content)?;
                 let mut created = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
@@ -213,21 +218,10 @@ impl Engine {
         Ok(RunState::Reporting)
     }
 
-    /// The sub-issues a plan run created, from its journal.
-    pub(super) async fn planned(&self, run: &Run) -> Result<Vec<CreatedSubIssue>> {
-        let steps = self.inner.store.steps(run.id).await?;
-        Ok(steps
-            .iter()
-            .rev()
-            .filter(|s| s.step == RunState::Planning && s.status == StepStatus::Done)
-            .find_map(|s| serde_json::from_value::<PlanOut>(s.output.clone()).ok())
-            .map(|p| p.sub_issues)
-            .unwrap_or_default())
-    }
-
-    /// The plan run's comment on the parent issue: the sub-issues it made.
-    pub(super) async fn plan_comment(&self, run: &Run) -> Result<String> {
-        let subs = self.planned(run).await?;
+    /// The plan run's comment on the parent issue: the sub-issues it made
+    /// (from its journal).
+    pub(super) fn plan_comment(&self, run: &Run, journal: &Journal) -> String {
+        let subs = journal.latest::<PlanOut>().map(|p| p.sub_issues).unwrap_or_default();
         let mut body = format!("Paid split this issue into {} sub-issues:\n\n", subs.len());
         for s in &subs {
             body.push_str(&format!("- [ ] #{} {}\n", s.number, s.title));
@@ -238,7 +232,7 @@ impl Engine {
             run.model.as_deref().unwrap_or("-"),
             super::comment_marker(run.id)
         ));
-        Ok(body)
+        body
     }
 }
 

@@ -10,9 +10,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::config::MAX_PR_BODY;
+use super::drive::Drive;
+use super::fanout::{CompareProvisionOut, compare_resources, compared};
 use super::follow_up::follow_up_prompt;
-use super::journal::Retry;
+use super::journal::{Journal, OutputKind, Retry, StepOutput};
 use super::learn::PromptPick;
+use super::learn::recorded_prompt;
 use super::{Engine, EngineEvent, RunLogger, SandboxSession};
 use crate::learning::evolution::RunFeedback;
 use crate::metrics::{AgentLabels, ProjectLabels, RunLabels};
@@ -21,7 +24,7 @@ use crate::{
     Agent, AgentContext, AgentExit, AgentOutcome, AuditEvent, CommentRequest, CommitRequest, Error, ExecExit,
     ExecRequest, Failure, LabelChange, LogStream, ModelDecision, Outcome, PrRequest, Project, ProxyEndpoint,
     PullRequest, Result, Run, RunId, RunKind, RunPatch, RunState, SandboxHandle, SandboxSpec, SelectionRequest,
-    StepStatus, Transition, UsageRecord, Worktree, WorktreeRequest,
+    Transition, UsageRecord, Worktree, WorktreeRequest,
 };
 
 /// The worktree and sandbox a run works in. Every step that (re)creates
@@ -47,11 +50,67 @@ struct AgentOut {
     outcome: AgentOutcome,
 }
 
+impl StepOutput for ProvisionOut {
+    const KIND: OutputKind = OutputKind::Provision;
+}
+
+impl StepOutput for AgentOut {
+    const KIND: OutputKind = OutputKind::Agent;
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct VerifyOut {
     resources: Resources,
     passed: bool,
     digest: String,
+}
+
+impl StepOutput for VerifyOut {
+    const KIND: OutputKind = OutputKind::Verify;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CommitOut {
+    /// The commit made (none when there was nothing to commit).
+    commit: Option<String>,
+}
+
+impl StepOutput for CommitOut {
+    const KIND: OutputKind = OutputKind::Commit;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PolicyOut {
+    /// The paths the run changed.
+    paths: Vec<String>,
+}
+
+impl StepOutput for PolicyOut {
+    const KIND: OutputKind = OutputKind::PolicyCheck;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PushOut {}
+
+impl StepOutput for PushOut {
+    const KIND: OutputKind = OutputKind::Push;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ReportOut {
+    /// The issue comment's id.
+    comment: u64,
+}
+
+impl StepOutput for ReportOut {
+    const KIND: OutputKind = OutputKind::Report;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CleanOut {}
+
+impl StepOutput for CleanOut {
+    const KIND: OutputKind = OutputKind::Clean;
 }
 
 /// How much of a failing verify command's output the agent gets back.
@@ -63,87 +122,89 @@ impl Engine {
     /// Returns the run in its new state; a run in an end state is returned
     /// unchanged.
     pub async fn advance(&self, run_id: RunId) -> Result<Run> {
-        self.advance_with(run_id, &CancellationToken::new(), &mut None).await
-    }
-
-    /// [`Engine::advance`] with a cancel token and the run's project as read
-    /// by an earlier step of the same drive (read once, then reused: a drive
-    /// takes a project's settings as they were when it started).
-    pub(super) async fn advance_with(
-        &self,
-        run_id: RunId,
-        cancel: &CancellationToken,
-        project: &mut Option<Project>,
-    ) -> Result<Run> {
-        let store = &self.inner.store;
-        let run = store.run(run_id).await?;
+        let run = self.inner.store.run(run_id).await?;
         if run.state.is_terminal() || run.state.is_parked() {
             // Parked: no worker holds it until a human moves it on.
             return Ok(run);
         }
+        let requested = self.inner.store.cancel_requested(run.id).await?;
+        let mut drive = self.load_drive(run, Arc::new(requested.into())).await?;
+        self.advance_drive(&mut drive, &CancellationToken::new()).await?;
+        Ok(drive.run)
+    }
+
+    /// [`Engine::advance`] within a drive: the step gets what the drive
+    /// holds ([`Drive`]), and the drive gets the run as the step's writes
+    /// left it.
+    pub(super) async fn advance_drive(&self, drive: &mut Drive, cancel: &CancellationToken) -> Result<()> {
+        let run = &drive.run;
+        if run.state.is_terminal() || run.state.is_parked() {
+            // Parked: no worker holds it until a human moves it on.
+            return Ok(());
+        }
         let owner = &self.inner.config.worker_id;
         if run.lease_owner.as_deref() != Some(owner.as_str()) {
-            return Err(Error::LeaseLost { run: run_id.to_string(), owner: owner.clone() });
+            return Err(Error::LeaseLost { run: run.id.to_string(), owner: owner.clone() });
         }
-        if run.state != RunState::Cleaning && run.failure.is_none() && store.cancel_requested(run_id).await? {
-            return self.fail(&run, Error::Cancelled).await;
-        }
-        let project = match project.take() {
-            Some(p) if p.id == run.project_id => project.insert(p),
-            _ => project.insert(store.project(run.project_id).await?),
+        let moved = if run.state != RunState::Cleaning && run.failure.is_none() && drive.cancel_requested() {
+            self.fail(drive, Error::Cancelled).await
+        } else {
+            match self.step(drive, cancel).await {
+                Ok(next) => self.move_to(drive, &drive.run, next).await,
+                Err(e @ Error::LeaseLost { .. }) => {
+                    // Another worker owns the run now: a result waiting for our
+                    // next transition must not land on its journal later.
+                    self.inner.pending_finishes.forget(drive.run.id);
+                    Err(e)
+                }
+                Err(e) => {
+                    let e = if cancel.is_cancelled() && drive.cancel_requested() { Error::Cancelled } else { e };
+                    self.fail(drive, e).await
+                }
+            }
         };
-        match self.step(&run, project, cancel).await {
-            Ok(next) => self.move_to(&run, next).await,
-            Err(e @ Error::LeaseLost { .. }) => {
-                // Another worker owns the run now: a result waiting for our
-                // next transition must not land on its journal later.
-                self.inner.pending_finishes.forget(run_id);
-                Err(e)
-            }
-            Err(e) => {
-                let e = if cancel.is_cancelled() && store.cancel_requested(run_id).await.unwrap_or(false) {
-                    Error::Cancelled
-                } else {
-                    e
-                };
-                self.fail(&run, e).await
-            }
-        }
+        drive.run = moved?;
+        Ok(())
     }
 
-    async fn step(&self, run: &Run, project: &Project, cancel: &CancellationToken) -> Result<RunState> {
-        match run.state {
+    async fn step(&self, d: &Drive, cancel: &CancellationToken) -> Result<RunState> {
+        match d.run.state {
             RunState::Queued => Ok(RunState::SelectingModel),
-            RunState::SelectingModel => self.select_model(run, project).await,
-            RunState::Planning => self.plan(run, project).await,
-            RunState::Provisioning => self.provision(run, project).await,
-            RunState::RunningAgent => self.run_agent(run, project, cancel).await,
-            RunState::Verifying => self.verify(run, project, cancel).await,
-            RunState::Committing => self.commit(&self.apply_choice(run).await?, project).await,
-            RunState::PolicyCheck => self.policy_check(run, project).await,
-            RunState::Pushing => self.push(run, project).await,
-            RunState::OpeningPr => self.open_pr(run, project).await,
-            RunState::Reporting => self.report(run, project).await,
-            RunState::Cleaning => self.clean(run, project).await,
+            RunState::SelectingModel => self.select_model(d).await,
+            RunState::Planning => self.plan(d).await,
+            RunState::Provisioning => self.provision(d).await,
+            RunState::RunningAgent => self.run_agent(d, cancel).await,
+            RunState::Verifying => self.verify(d, cancel).await,
+            RunState::Committing => self.commit(d, &self.apply_choice(&d.run, &d.journal).await?).await,
+            RunState::PolicyCheck => self.policy_check(d).await,
+            RunState::Pushing => self.push(d).await,
+            RunState::OpeningPr => self.open_pr(d).await,
+            RunState::Reporting => self.report(d).await,
+            RunState::Cleaning => self.clean(d).await,
             end => {
-                Err(Error::IllegalTransition { run: run.id.to_string(), from: end.to_string(), to: end.to_string() })
+                Err(Error::IllegalTransition { run: d.run.id.to_string(), from: end.to_string(), to: end.to_string() })
             }
         }
     }
 
-    async fn move_to(&self, run: &Run, to: RunState) -> Result<Run> {
+    /// Moves `run` (the drive's run, or that run as a step changed it) to `to`.
+    async fn move_to(&self, d: &Drive, run: &Run, to: RunState) -> Result<Run> {
         let moved = self
-            .transition_journaled(&Transition {
-                run_id: run.id,
-                from: run.state,
-                to,
-                owner: self.inner.config.worker_id.clone(),
-                at: self.inner.clock.now(),
-            })
+            .transition_journaled(
+                &Transition {
+                    run_id: run.id,
+                    from: run.state,
+                    to,
+                    owner: self.inner.config.worker_id.clone(),
+                    at: self.inner.clock.now(),
+                    context: None,
+                },
+                &d.journal,
+            )
             .await?;
         info!(run_id = %run.id, project_id = %run.project_id, from = %run.state, %to, "run moved");
         if to.is_terminal() {
-            self.record_end(&moved).await;
+            self.record_end(&moved, &d.project);
         }
         self.emit(EngineEvent::Transition { run_id: run.id, from: run.state, to });
         Ok(moved)
@@ -151,7 +212,8 @@ impl Engine {
 
     /// Records why the run failed and sends it to cleanup (or, from cleanup,
     /// to its end state).
-    async fn fail(&self, run: &Run, error: Error) -> Result<Run> {
+    async fn fail(&self, d: &Drive, error: Error) -> Result<Run> {
+        let run = &d.run;
         let store = &self.inner.store;
         let owner = self.inner.config.worker_id.as_str();
         warn!(run_id = %run.id, step = %run.state, error = %error, "run step failed");
@@ -188,15 +250,12 @@ impl Engine {
                 .await;
         }
         let to = if run.state == RunState::Cleaning { end_state(&failure) } else { RunState::Cleaning };
-        self.move_to(&run, to).await
+        self.move_to(d, &run, to).await
     }
 
-    async fn record_end(&self, run: &Run) {
+    fn record_end(&self, run: &Run, project: &Project) {
         let m = &self.inner.metrics;
-        let agent_type = match self.inner.store.project(run.project_id).await {
-            Ok(p) => p.agent,
-            Err(_) => "unknown".into(),
-        };
+        let agent_type = project.agent.clone();
         let project_id = run.project_id.to_string();
         m.agent_runs_total
             .get_or_create(&RunLabels {
@@ -228,8 +287,9 @@ impl Engine {
         })
     }
 
-    async fn select_model(&self, run: &Run, project: &Project) -> Result<RunState> {
-        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
+    async fn select_model(&self, d: &Drive) -> Result<RunState> {
+        let (run, journal) = (&d.run, &d.journal);
+        let issue = d.issue().await?;
         let req = SelectionRequest {
             run_id: run.id,
             title: issue.title.clone(),
@@ -239,51 +299,70 @@ impl Engine {
             at: self.inner.clock.now(),
         };
         let selector = &self.inner.selector;
+        let timeout = Duration::from_secs(30);
         let decision: ModelDecision =
-            self.journaled(run, None, Duration::from_secs(30), Retry::Transient, || selector.select(&req)).await?;
+            self.journaled(run, journal, None, timeout, Retry::Transient, || selector.select(&req)).await?;
         self.inner.store.record_decision(&decision).await?;
-        self.patch(run, RunPatch { model: Some(decision.model.clone()), ..Default::default() }).await?;
+        // A build run's branch is named now, in the same write as its model.
+        let branch = match (run.kind, &run.branch) {
+            (RunKind::Build, None) => Some(self.branch_name(d).await?),
+            _ => None,
+        };
+        self.patch(run, RunPatch { model: Some(decision.model.clone()), branch, ..Default::default() }).await?;
         match run.kind {
             RunKind::Plan => Ok(RunState::Planning),
             RunKind::Build => Ok(RunState::Provisioning),
         }
     }
 
-    async fn provision(&self, run: &Run, project: &Project) -> Result<RunState> {
+    /// A fresh branch for the run: a follow-up run works on its PR's branch,
+    /// others on a new one named after the issue.
+    async fn branch_name(&self, d: &Drive) -> Result<String> {
+        let run = &d.run;
+        Ok(match self.follow_up_context(run).await? {
+            Some(ctx) => ctx.branch,
+            None => branch_name(run.issue_number, &d.issue().await?.title, &self.inner.ids.hex(3)),
+        })
+    }
+
+    async fn provision(&self, d: &Drive) -> Result<RunState> {
+        let (run, project, journal) = (&d.run, &d.project, &d.journal);
         let branch = match &run.branch {
             Some(b) => b.clone(),
             None => {
-                // A follow-up run works on its PR's branch; others on a fresh one.
-                let b = match self.follow_up_context(run).await? {
-                    Some(ctx) => ctx.branch,
-                    None => {
-                        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
-                        branch_name(run.issue_number, &issue.title, &self.inner.ids.hex(3))
-                    }
-                };
+                // Selected before branches were named with the model.
+                let b = self.branch_name(d).await?;
                 self.patch(run, RunPatch { branch: Some(b.clone()), ..Default::default() }).await?;
                 b
             }
         };
         if let Some(spec) = self.compare_spec(run).await? {
-            return self.provision_compare(run, project, &spec, &branch).await;
+            return self.provision_compare(run, project, journal, &spec, &branch).await;
         }
         let t = &self.inner.config.timeouts;
         let _: ProvisionOut = self
-            .journaled(run, Some(&branch), t.provision + t.clone, Retry::Transient, || async {
+            .journaled(run, journal, Some(&branch), t.provision + t.clone, Retry::Transient, || async {
                 let prompt = self.pick_prompt(run, project).await;
-                Ok(ProvisionOut { resources: self.create_resources(run, project, &branch).await?, prompt })
+                Ok(ProvisionOut { resources: self.create_resources(run, project, journal, &branch).await?, prompt })
             })
             .await?;
         Ok(RunState::RunningAgent)
     }
 
-    async fn create_resources(&self, run: &Run, project: &Project, branch: &str) -> Result<Resources> {
-        self.create_resources_for(run, project, branch, run.id, &[]).await
+    async fn create_resources(
+        &self,
+        run: &Run,
+        project: &Project,
+        journal: &Journal,
+        branch: &str,
+    ) -> Result<Resources> {
+        // A worktree kept from earlier (only the sandbox is re-created) may hold the agent's work.
+        let kept = latest_resources(journal).is_some_and(|r| r.worktree.path.exists());
+        self.create_resources_in(run, project, branch, run.id, &[], kept).await
     }
 
-    /// Creates a worktree (named by `worktree_id`: the run, or a comparison
-    /// candidate) on `branch` and a sandbox of the run on it.
+    /// Creates a worktree (named by `worktree_id`, a comparison candidate)
+    /// on `branch` and a sandbox of the run on it.
     pub(super) async fn create_resources_for(
         &self,
         run: &Run,
@@ -292,12 +371,24 @@ impl Engine {
         worktree_id: RunId,
         extra_env: &[(String, String)],
     ) -> Result<Resources> {
+        self.create_resources_in(run, project, branch, worktree_id, extra_env, false).await
+    }
+
+    /// Creates a worktree (named by `worktree_id`: the run, or a comparison
+    /// candidate) on `branch` and a sandbox of the run on it. `kept`: the
+    /// run's own worktree is there from earlier.
+    async fn create_resources_in(
+        &self,
+        run: &Run,
+        project: &Project,
+        branch: &str,
+        worktree_id: RunId,
+        extra_env: &[(String, String)],
+        kept: bool,
+    ) -> Result<Resources> {
         let runtime = &self.inner.runtime;
         runtime.ensure_image(&project.image).await?;
         self.inner.workspaces.ensure_mirror(project).await?;
-        // A worktree kept from earlier (only the sandbox is re-created) may hold the agent's work.
-        let kept =
-            worktree_id == run.id && self.latest_resources(run.id).await?.is_some_and(|r| r.worktree.path.exists());
         let mut worktree =
             self.inner.workspaces.create_worktree(&WorktreeRequest { project, run_id: worktree_id, branch }).await?;
         // A follow-up run first brings its PR's branch up to date (follow_up.rs),
@@ -343,8 +434,8 @@ impl Engine {
 
     /// The run's resources, re-created if the worktree or sandbox is gone
     /// (the run moved to another worker, or the host restarted).
-    async fn ensure_resources(&self, run: &Run, project: &Project) -> Result<Resources> {
-        let current = self.latest_resources(run.id).await?;
+    async fn ensure_resources(&self, run: &Run, project: &Project, journal: &Journal) -> Result<Resources> {
+        let current = latest_resources(journal);
         if let Some(r) = &current {
             if r.worktree.path.exists() && self.inner.runtime.is_running(&r.sandbox).await.unwrap_or(false) {
                 return Ok(r.clone());
@@ -355,25 +446,11 @@ impl Engine {
             what: "run.branch".into(),
             message: format!("run {} has no branch; it was never provisioned", run.id),
         })?;
-        self.create_resources(run, project, &branch).await
+        self.create_resources(run, project, journal, &branch).await
     }
 
-    async fn latest_resources(&self, run_id: RunId) -> Result<Option<Resources>> {
-        Ok(self.all_resources(run_id).await?.pop())
-    }
-
-    async fn all_resources(&self, run_id: RunId) -> Result<Vec<Resources>> {
-        let steps = self.inner.store.steps(run_id).await?;
-        Ok(steps
-            .iter()
-            .filter(|s| s.status == StepStatus::Done)
-            .filter_map(|s| s.output.get("resources"))
-            .filter_map(|r| serde_json::from_value(r.clone()).ok())
-            .collect())
-    }
-
-    async fn worktree(&self, run: &Run, project: &Project) -> Result<Worktree> {
-        match self.latest_resources(run.id).await? {
+    async fn worktree(&self, run: &Run, project: &Project, journal: &Journal) -> Result<Worktree> {
+        match latest_resources(journal) {
             Some(r) if r.worktree.path.exists() => Ok(r.worktree),
             _ => {
                 let branch = run.branch.as_deref().unwrap_or_default();
@@ -382,16 +459,17 @@ impl Engine {
         }
     }
 
-    async fn run_agent(&self, run: &Run, project: &Project, cancel: &CancellationToken) -> Result<RunState> {
-        if let Some(provisioned) = self.provisioned_compare(run.id).await? {
-            return self.run_compare(run, project, provisioned, cancel).await;
+    async fn run_agent(&self, d: &Drive, cancel: &CancellationToken) -> Result<RunState> {
+        let (run, project, journal) = (&d.run, &d.project, &d.journal);
+        if let Some(provisioned) = journal.latest::<CompareProvisionOut>() {
+            return self.run_compare(run, project, journal, provisioned, cancel).await;
         }
         let store = &self.inner.store;
-        let issue = store.issue(project.id, run.issue_number).await?;
+        let issue = d.issue().await?;
         let agent = self.agent(project)?;
-        let feedback = self.last_verify(run.id).await?.filter(|v| !v.passed).map(|v| v.digest);
-        let pick = self.recorded_prompt(run.id).await?;
-        let mut prompt = self.render_prompt(run, &issue, feedback.as_deref(), pick.as_ref()).await?;
+        let feedback = journal.latest::<VerifyOut>().filter(|v| !v.passed).map(|v| v.digest);
+        let pick = recorded_prompt(journal);
+        let mut prompt = self.render_prompt(run, issue, feedback.as_deref(), pick.as_ref()).await?;
         if let Some(ctx) = self.follow_up_context(run).await? {
             // Trusted text only: the forge dropped untrusted review comments.
             prompt.push_str(&follow_up_prompt(&ctx));
@@ -402,12 +480,13 @@ impl Engine {
             Some(c) => Some(c.issue(run.id, run.project_id).await?),
             None => None,
         };
-        let (issue, prompt, feedback, agent, proxy) = (&issue, &prompt, &feedback, &agent, &proxy);
-        let out: AgentOut = self
-            .journaled(run, None, limit + Duration::from_secs(30), Retry::Never, move || async move {
-                let resources = self.ensure_resources(run, project).await?;
+        let logger = self.logger(run.id);
+        let (prompt, feedback, agent, proxy, logger_ref) = (&prompt, &feedback, &agent, &proxy, &logger);
+        let out: Result<AgentOut> = self
+            .journaled(run, journal, None, limit + Duration::from_secs(30), Retry::Never, move || async move {
+                let resources = self.ensure_resources(run, project, journal).await?;
                 let session =
-                    SandboxSession::new(self.inner.runtime.clone(), resources.sandbox.clone(), self.logger(run.id));
+                    SandboxSession::new(self.inner.runtime.clone(), resources.sandbox.clone(), logger_ref.clone());
                 let agent_cancel = cancel.child_token();
                 let timer = tokio::spawn({
                     let t = agent_cancel.clone();
@@ -432,12 +511,17 @@ impl Engine {
                     })
                     .await;
                 timer.abort();
+                // Before the step is journaled done: output of commands the agent cut short.
+                flush_quietly(logger_ref).await;
                 if started.elapsed() >= limit {
                     return Err(Error::Timeout { what: "agent".into(), after: limit });
                 }
                 Ok(AgentOut { resources, iteration, outcome: result? })
             })
-            .await?;
+            .await;
+        // The step's time limit cut the agent short: its output is stored all the same.
+        flush_quietly(&logger).await;
+        let out = out?;
         self.patch(run, RunPatch { iterations: Some(out.iteration), ..Default::default() }).await?;
         if let Some(c) = &self.inner.credentials
             && let Some(reason) = c.budget_exceeded(run.id).await?
@@ -457,6 +541,7 @@ impl Engine {
                     at: self.inner.clock.now(),
                 })
                 .await?;
+            d.usage_changed();
         }
         match out.outcome.exit {
             AgentExit::Completed if project.verify.is_empty() => Ok(RunState::Committing),
@@ -466,23 +551,16 @@ impl Engine {
         }
     }
 
-    async fn last_verify(&self, run_id: RunId) -> Result<Option<VerifyOut>> {
-        let steps = self.inner.store.steps(run_id).await?;
-        Ok(steps
-            .iter()
-            .rev()
-            .find(|s| s.step == RunState::Verifying && s.status == StepStatus::Done)
-            .and_then(|s| serde_json::from_value(s.output.clone()).ok()))
-    }
-
-    async fn verify(&self, run: &Run, project: &Project, cancel: &CancellationToken) -> Result<RunState> {
+    async fn verify(&self, d: &Drive, cancel: &CancellationToken) -> Result<RunState> {
+        let (run, project, journal) = (&d.run, &d.project, &d.journal);
         let per_command = self.inner.config.timeouts.verify;
         let total = per_command * (project.verify.len() as u32).max(1) + Duration::from_secs(30);
-        let out: VerifyOut = self
-            .journaled(run, None, total, Retry::Never, || async {
-                let resources = self.ensure_resources(run, project).await?;
+        let logger = self.logger(run.id);
+        let out: Result<VerifyOut> = self
+            .journaled(run, journal, None, total, Retry::Never, || async {
+                let resources = self.ensure_resources(run, project, journal).await?;
                 let session =
-                    SandboxSession::new(self.inner.runtime.clone(), resources.sandbox.clone(), self.logger(run.id));
+                    SandboxSession::new(self.inner.runtime.clone(), resources.sandbox.clone(), logger.clone());
                 let mut digest = String::new();
                 for cmd in &project.verify {
                     let req = ExecRequest::shell(cmd.clone()).with_timeout(per_command).with_cancel(cancel.clone());
@@ -498,7 +576,9 @@ impl Engine {
                 }
                 Ok(VerifyOut { resources, passed: digest.is_empty(), digest })
             })
-            .await?;
+            .await;
+        flush_quietly(&logger).await;
+        let out = out?;
         if out.passed {
             Ok(RunState::Committing)
         } else if run.iterations < self.inner.config.max_iterations {
@@ -512,14 +592,17 @@ impl Engine {
         }
     }
 
-    async fn commit(&self, run: &Run, project: &Project) -> Result<RunState> {
-        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
+    /// `committing`, for `run`: the drive's run, with a human's pick applied.
+    async fn commit(&self, d: &Drive, run: &Run) -> Result<RunState> {
+        let (project, journal) = (&d.project, &d.journal);
+        let issue = d.issue().await?;
         let message = format!("{}\n\nPaid-Run: {}\n", pr_title(run.issue_number, &issue.title), run.id);
         let cfg = &self.inner.config;
-        let _: Option<String> = self
-            .journaled(run, None, cfg.timeouts.commit, Retry::Transient, || async {
-                let worktree = self.worktree(run, project).await?;
-                self.inner
+        let _: CommitOut = self
+            .journaled(run, journal, None, cfg.timeouts.commit, Retry::Transient, || async {
+                let worktree = self.worktree(run, project, journal).await?;
+                let commit = self
+                    .inner
                     .workspaces
                     .commit_all(&CommitRequest {
                         worktree: &worktree,
@@ -527,43 +610,48 @@ impl Engine {
                         author_name: &cfg.author_name,
                         author_email: &cfg.author_email,
                     })
-                    .await
+                    .await?;
+                Ok(CommitOut { commit })
             })
             .await?;
         Ok(RunState::PolicyCheck)
     }
 
-    async fn policy_check(&self, run: &Run, project: &Project) -> Result<RunState> {
+    async fn policy_check(&self, d: &Drive) -> Result<RunState> {
+        let (run, project, journal) = (&d.run, &d.project, &d.journal);
         let policy = ForbiddenPaths::new(&project.allowed_paths)?;
-        let _: Vec<String> = self
-            .journaled(run, None, self.inner.config.timeouts.commit, Retry::Transient, || async {
-                let worktree = self.worktree(run, project).await?;
+        let _: PolicyOut = self
+            .journaled(run, journal, None, self.inner.config.timeouts.commit, Retry::Transient, || async {
+                let worktree = self.worktree(run, project, journal).await?;
                 let paths = self.inner.workspaces.changed_paths(&worktree).await?;
                 if paths.is_empty() {
                     return Err(Error::Agent("the agent made no changes".into()));
                 }
                 policy.check(paths.iter().map(String::as_str))?;
-                Ok(paths)
+                Ok(PolicyOut { paths })
             })
             .await?;
         Ok(RunState::Pushing)
     }
 
-    async fn push(&self, run: &Run, project: &Project) -> Result<RunState> {
+    async fn push(&self, d: &Drive) -> Result<RunState> {
+        let (run, project, journal) = (&d.run, &d.project, &d.journal);
         let key = run.branch.clone();
-        let _: () = self
-            .journaled(run, key.as_deref(), self.inner.config.timeouts.push, Retry::Transient, || async {
-                let worktree = self.worktree(run, project).await?;
-                self.inner.workspaces.push(project, &worktree).await
+        let _: PushOut = self
+            .journaled(run, journal, key.as_deref(), self.inner.config.timeouts.push, Retry::Transient, || async {
+                let worktree = self.worktree(run, project, journal).await?;
+                self.inner.workspaces.push(project, &worktree).await?;
+                Ok(PushOut {})
             })
             .await?;
         Ok(RunState::OpeningPr)
     }
 
-    async fn open_pr(&self, run: &Run, project: &Project) -> Result<RunState> {
-        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
+    async fn open_pr(&self, d: &Drive) -> Result<RunState> {
+        let (run, project, journal) = (&d.run, &d.project, &d.journal);
+        let issue = d.issue().await?;
         let head = run.branch.clone().unwrap_or_default();
-        let summary = self.agent_summary(run.id).await?;
+        let summary = agent_summary(journal);
         let footer = super::templates::pr_footer(run.issue_number, run.id, run.model.as_deref())?;
         let room = MAX_PR_BODY.saturating_sub(footer.chars().count());
         let body = format!("{}{footer}", truncate_chars(&summary, room));
@@ -578,7 +666,7 @@ impl Engine {
         let key = format!("pr:{head}");
         let forge = &self.inner.forge;
         let pr: PullRequest = self
-            .journaled(run, Some(&key), self.inner.config.timeouts.pr, Retry::Transient, || {
+            .journaled(run, journal, Some(&key), self.inner.config.timeouts.pr, Retry::Transient, || {
                 forge.find_or_create_pr(&req)
             })
             .await?;
@@ -594,25 +682,12 @@ impl Engine {
         Ok(RunState::Reporting)
     }
 
-    async fn agent_summary(&self, run_id: RunId) -> Result<String> {
-        if let Some(compared) = self.compared(run_id).await? {
-            return Ok(compared.pr_summary());
-        }
-        let steps = self.inner.store.steps(run_id).await?;
-        Ok(steps
-            .iter()
-            .rev()
-            .filter(|s| s.step == RunState::RunningAgent && s.status == StepStatus::Done)
-            .find_map(|s| serde_json::from_value::<AgentOut>(s.output.clone()).ok())
-            .map(|a| a.outcome.summary)
-            .unwrap_or_default())
-    }
-
-    async fn report(&self, run: &Run, project: &Project) -> Result<RunState> {
+    async fn report(&self, d: &Drive) -> Result<RunState> {
+        let (run, project, journal) = (&d.run, &d.project, &d.journal);
         let marker = comment_marker(run.id);
         let body = match run.kind {
-            RunKind::Plan => self.plan_comment(run).await?,
-            RunKind::Build => self.summary_comment(run, None).await?,
+            RunKind::Plan => self.plan_comment(run, journal),
+            RunKind::Build => self.summary_comment(d, None).await?,
         };
         let mut remove = vec![project.labels.in_progress.clone(), project.labels.failed.clone()];
         remove.extend(project.trigger_labels.iter().cloned());
@@ -628,18 +703,20 @@ impl Engine {
         let comment =
             CommentRequest { repo: project.repo.clone(), number: run.issue_number, marker: marker.clone(), body };
         let forge = &self.inner.forge;
-        let _: u64 = self
-            .journaled(run, Some(&marker), self.inner.config.timeouts.issue_update, Retry::Transient, || async {
-                let id = forge.upsert_comment(&comment).await?;
+        let timeout = self.inner.config.timeouts.issue_update;
+        let _: ReportOut = self
+            .journaled(run, journal, Some(&marker), timeout, Retry::Transient, || async {
+                let comment = forge.upsert_comment(&comment).await?;
                 forge.set_labels(&labels).await?;
-                Ok(id)
+                Ok(ReportOut { comment })
             })
             .await?;
         Ok(RunState::Cleaning)
     }
 
-    async fn summary_comment(&self, run: &Run, failure: Option<&Failure>) -> Result<String> {
-        let usage = self.inner.store.usage(run.id).await?;
+    async fn summary_comment(&self, d: &Drive, failure: Option<&Failure>) -> Result<String> {
+        let run = &d.run;
+        let usage = d.usage().await?;
         let cost = if usage.is_empty() {
             "none reported".to_string()
         } else if usage.iter().any(|u| u.cost_micros.is_none()) {
@@ -647,7 +724,7 @@ impl Engine {
         } else {
             format!("${:.4}", usage.iter().filter_map(|u| u.cost_micros).sum::<i64>() as f64 / 1e6)
         };
-        let candidates = self.compared(run.id).await?.map(|c| c.table());
+        let candidates = compared(&d.journal).map(|c| c.table());
         let marker = comment_marker(run.id);
         super::templates::summary_comment(&super::templates::Summary {
             run_id: run.id,
@@ -662,9 +739,10 @@ impl Engine {
         })
     }
 
-    async fn clean(&self, run: &Run, project: &Project) -> Result<RunState> {
-        let _: () = self
-            .journaled(run, None, self.inner.config.timeouts.cleanup, Retry::Transient, || async {
+    async fn clean(&self, d: &Drive) -> Result<RunState> {
+        let (run, journal) = (&d.run, &d.journal);
+        let _: CleanOut = self
+            .journaled(run, journal, None, self.inner.config.timeouts.cleanup, Retry::Transient, || async {
                 let run_label = run.id.to_string();
                 for sandbox in self.inner.runtime.list_managed().await? {
                     if sandbox.run_id.as_deref() == Some(run_label.as_str()) {
@@ -673,13 +751,13 @@ impl Engine {
                     }
                 }
                 let mut seen = Vec::new();
-                for r in self.all_resources(run.id).await? {
+                for r in journal.fields::<Resources>("resources") {
                     if !seen.contains(&r.worktree.path) {
                         self.inner.workspaces.remove(&r.worktree).await?;
                         seen.push(r.worktree.path);
                     }
                 }
-                for r in self.compare_resources(run.id).await? {
+                for r in compare_resources(journal) {
                     let _ = self.inner.runtime.remove(&r.sandbox).await;
                     if !seen.contains(&r.worktree.path) {
                         self.inner.workspaces.remove(&r.worktree).await?;
@@ -690,13 +768,13 @@ impl Engine {
                     c.revoke(run.id).await?;
                 }
                 if let Some(failure) = &run.failure {
-                    self.report_failure(run, project, failure).await;
+                    self.report_failure(d, failure).await;
                 }
-                Ok(())
+                Ok(CleanOut {})
             })
             .await?;
         if run.kind == RunKind::Build {
-            self.record_outcome(run, project).await?;
+            self.record_outcome(d).await?;
         }
         Ok(run.failure.as_ref().map(end_state).unwrap_or(RunState::Succeeded))
     }
@@ -704,16 +782,17 @@ impl Engine {
     /// The run's first outcome record: what is known when it ends (verify
     /// result, iterations, cost). PR merge, CI and votes are added later by
     /// follow-up polling.
-    async fn record_outcome(&self, run: &Run, project: &Project) -> Result<()> {
-        let compared = self.compared(run.id).await?;
+    async fn record_outcome(&self, d: &Drive) -> Result<()> {
+        let (run, project, journal) = (&d.run, &d.project, &d.journal);
+        let last_verify = journal.latest::<VerifyOut>();
         let tests_passing = if project.verify.is_empty() {
             None
-        } else if let Some(c) = &compared {
+        } else if let Some(c) = compared(journal) {
             c.winner_report().map(|r| r.verify_passed)
         } else {
-            self.last_verify(run.id).await?.map(|v| v.passed)
+            last_verify.as_ref().map(|v| v.passed)
         };
-        let usage = self.inner.store.usage(run.id).await?;
+        let usage = d.usage().await?;
         let cost_micros = if usage.iter().any(|u| u.cost_micros.is_none()) {
             None
         } else {
@@ -733,18 +812,19 @@ impl Engine {
             recorded_at: self.inner.clock.now(),
         };
         self.inner.store.record_outcome(&outcome).await?;
-        let digest = self.last_verify(run.id).await?.filter(|v| !v.passed).map(|v| v.digest);
+        let digest = last_verify.filter(|v| !v.passed).map(|v| v.digest);
         let feedback =
             RunFeedback { review_comments: Vec::new(), ci_failure_digest: digest, iterations: run.iterations };
-        self.learn_outcome(run, &outcome, feedback).await;
+        self.score_outcome(run, journal, &outcome, feedback).await;
         Ok(())
     }
 
     /// Tells the issue a run failed. Best effort: the run's end state is
     /// recorded whatever the forge says.
-    async fn report_failure(&self, run: &Run, project: &Project, failure: &Failure) {
+    async fn report_failure(&self, d: &Drive, failure: &Failure) {
+        let (run, project) = (&d.run, &d.project);
         let result = async {
-            let body = self.summary_comment(run, Some(failure)).await?;
+            let body = self.summary_comment(d, Some(failure)).await?;
             let forge = &self.inner.forge;
             forge
                 .upsert_comment(&CommentRequest {
@@ -771,6 +851,27 @@ impl Engine {
 
     pub(super) async fn patch(&self, run: &Run, patch: RunPatch) -> Result<Run> {
         self.inner.store.patch_run(run.id, &self.inner.config.worker_id, &patch, self.inner.clock.now()).await
+    }
+}
+
+/// The latest resources the run's journal records.
+fn latest_resources(journal: &Journal) -> Option<Resources> {
+    journal.latest_field("resources")
+}
+
+/// The PR body's summary: a comparison's table, else the agent's summary.
+fn agent_summary(journal: &Journal) -> String {
+    match compared(journal) {
+        Some(compared) => compared.pr_summary(),
+        None => journal.latest::<AgentOut>().map(|a| a.outcome.summary).unwrap_or_default(),
+    }
+}
+
+/// Stores what `logger` holds. Best effort: the step's result stands
+/// whatever the log store says.
+async fn flush_quietly(logger: &RunLogger) {
+    if let Err(e) = logger.flush().await {
+        warn!(error = %e, "could not store the rest of a step's output");
     }
 }
 

@@ -1,5 +1,7 @@
 //! Claiming runs and driving them to an end state under a lease.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -58,10 +60,12 @@ impl Engine {
     }
 
     /// Drives a claimed run to an end state, renewing the lease as it goes
-    /// and stopping the agent when cancellation is requested. Releases the
-    /// lease at the end. A run that parks ([`crate::RunState::is_parked`]: a
-    /// comparison awaiting a human pick) is returned as it parks: the
-    /// transition gave its lease up.
+    /// and stopping the agent when cancellation is requested. A run that
+    /// stops short of an end (an error, a shutdown) has its lease released;
+    /// an ended run's lease binds nothing (no claim takes an ended run, no
+    /// project's limit counts one) and is left to expire. A run that parks
+    /// ([`crate::RunState::is_parked`]: a comparison awaiting a human pick)
+    /// is returned as it parks: the transition gave its lease up.
     pub async fn drive(&self, run_id: RunId) -> Result<Run> {
         self.drive_until(run_id, &CancellationToken::new()).await
     }
@@ -70,7 +74,21 @@ impl Engine {
     /// cancelled: the lease is released and the run, still in its current
     /// state, is returned for another worker to resume.
     pub async fn drive_until(&self, run_id: RunId, shutdown: &CancellationToken) -> Result<Run> {
+        let run = self.inner.store.run(run_id).await?;
+        self.drive_claimed(run, shutdown).await
+    }
+
+    /// [`Engine::drive_until`] of `run` as the claim returned it. The run,
+    /// its project and journal are read once, here, and passed to every
+    /// step (see [`Drive`]).
+    async fn drive_claimed(&self, run: Run, shutdown: &CancellationToken) -> Result<Run> {
+        if run.state.is_terminal() || run.state.is_parked() {
+            // Nothing to do, and no lease to give up.
+            return Ok(run);
+        }
+        let run_id = run.id;
         let cancel = CancellationToken::new();
+        let cancel_requested = Arc::new(AtomicBool::new(false));
         let active = self
             .inner
             .metrics
@@ -78,17 +96,23 @@ impl Engine {
             .get_or_create(&WorkflowLabels { workflow_type: "execute".into() })
             .clone();
         active.inc();
-        let heartbeat = tokio::spawn(self.clone().heartbeat(run_id, cancel.clone()));
-        let mut project = None;
-        let result = loop {
-            match self.advance_with(run_id, &cancel, &mut project).await {
-                Ok(run) if run.state.is_terminal() => break Ok(run),
-                Ok(run) if run.state.is_parked() => break Ok(run),
-                Ok(run) if shutdown.is_cancelled() => break Ok(run),
-                Ok(_) => continue,
-                Err(e) => break Err(e),
+        let (looked, first_look) = tokio::sync::oneshot::channel();
+        let heartbeat = tokio::spawn(self.clone().heartbeat(run_id, cancel.clone(), cancel_requested.clone(), looked));
+        let result = async {
+            let mut drive = self.load_drive(run, cancel_requested).await?;
+            // The heartbeat's first look: a run whose cancel was requested
+            // before this drive (its last worker died) takes no step but
+            // the way to cleanup.
+            let _ = first_look.await;
+            loop {
+                self.advance_drive(&mut drive, &cancel).await?;
+                let state = drive.run.state;
+                if state.is_terminal() || state.is_parked() || shutdown.is_cancelled() {
+                    return Ok(drive.run);
+                }
             }
-        };
+        }
+        .await;
         heartbeat.abort();
         let _ = heartbeat.await;
         // A step result still waiting for a transition that will not come
@@ -97,10 +121,12 @@ impl Engine {
         self.inner.pending_finishes.forget(run_id);
         active.dec();
         if let Ok(run) = &result
-            && run.state.is_parked()
+            && (run.state.is_parked() || run.state.is_terminal())
         {
             // Parking cleared the lease; a pick may already have moved the
-            // run on and another worker (with this same id) claimed it.
+            // run on and another worker (with this same id) claimed it. An
+            // ended run's lease binds nothing: no claim takes an ended run,
+            // and no project's limit counts one.
             return result;
         }
         if let Err(e) = self.inner.store.release(run_id, &self.inner.config.worker_id).await
@@ -111,10 +137,29 @@ impl Engine {
         result
     }
 
-    async fn heartbeat(self, run_id: RunId, cancel: CancellationToken) {
+    /// Renews the lease every heartbeat interval and looks for a cancel:
+    /// at once (then says so on `looked`; the claim just took the lease),
+    /// and at every beat. A cancel sets `cancel_requested`, then cancels
+    /// `cancel`; a lost lease only cancels `cancel`.
+    async fn heartbeat(
+        self,
+        run_id: RunId,
+        cancel: CancellationToken,
+        cancel_requested: Arc<AtomicBool>,
+        looked: tokio::sync::oneshot::Sender<()>,
+    ) {
         let store = self.inner.store.clone();
         let owner = self.inner.config.worker_id.clone();
         let every = self.inner.config.heartbeat_interval.max(Duration::from_millis(50));
+        let look = async || {
+            if store.cancel_requested(run_id).await.unwrap_or(false) {
+                // Before the token: whoever sees the token cancelled knows why.
+                cancel_requested.store(true, Ordering::SeqCst);
+                cancel.cancel();
+            }
+        };
+        look().await;
+        let _ = looked.send(());
         loop {
             tokio::time::sleep(every).await;
             match store.heartbeat(run_id, &owner, self.lease(), self.inner.clock.now()).await {
@@ -126,9 +171,7 @@ impl Engine {
                 }
                 Err(e) => warn!(%run_id, error = %e, "heartbeat failed"),
             }
-            if store.cancel_requested(run_id).await.unwrap_or(false) {
-                cancel.cancel();
-            }
+            look().await;
         }
     }
 
@@ -155,7 +198,7 @@ impl Engine {
                         );
                         let outcome = async {
                             info!(state = %run.state, "claimed run");
-                            let outcome = self.drive_until(run.id, &shutdown).await;
+                            let outcome = self.drive_claimed(run, &shutdown).await;
                             match &outcome {
                                 Ok(r) if r.state.is_terminal() => {
                                     info!(state = %r.state, pr = r.pr_url.as_deref().unwrap_or("-"), "run ended")
@@ -197,7 +240,7 @@ impl Engine {
     /// Claims one run and drives it to its end. `None` when nothing is runnable.
     pub async fn run_once(&self) -> Result<Option<Run>> {
         match self.claim_next().await? {
-            Some(run) => self.drive(run.id).await.map(Some),
+            Some(run) => self.drive_claimed(run, &CancellationToken::new()).await.map(Some),
             None => Ok(None),
         }
     }

@@ -25,6 +25,9 @@ pub struct Transition {
     pub owner: String,
     /// Now.
     pub at: Timestamp,
+    /// A new context for the run, set in the same write (a human's pick
+    /// moves a parked run on with it); `None` keeps the context.
+    pub context: Option<crate::RunContext>,
 }
 
 /// Fields a step sets on a run, checked against the lease like a transition.
@@ -40,6 +43,8 @@ pub struct RunPatch {
     pub iterations: Option<u32>,
     /// Failure reason.
     pub failure: Option<Failure>,
+    /// The run's new context (replaces the whole context).
+    pub context: Option<crate::RunContext>,
 }
 
 /// A request to claim one runnable run.

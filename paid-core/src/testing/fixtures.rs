@@ -65,6 +65,11 @@ pub fn project(name: &str) -> Project {
             pr: "bot-pr".into(),
         },
         max_concurrent_runs: 3,
+        settings: crate::ProjectSettings {
+            model: Some("claude-sonnet-4-5".into()),
+            budget_usd_per_run: Some(1.5),
+            budget_usd_per_month: Some(40.0),
+        },
         ..Project::new(
             project_id(),
             RepoRef::new("acme", name),
@@ -99,6 +104,7 @@ pub fn new_run(project: ProjectId, issue: u64) -> NewRun {
         kind: RunKind::Build,
         priority: 0,
         created_at: at(0),
+        context: Default::default(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! tests, in the style of `object_store`'s integration module: a backend is
 //! done when its port's suite passes against it.
 
+pub mod counting;
 pub mod faults;
 pub mod fixtures;
 pub mod forge;

@@ -124,6 +124,7 @@ suite!(
     transitions_compare_and_set,
     transitions_need_the_lease,
     patch_run_sets_given_fields,
+    run_context_is_written_with_the_run,
     claim_order,
     claim_honours_project_limits,
     parked_runs_free_their_slot,
@@ -152,6 +153,59 @@ suite!(
     audit_events,
     missing_entities,
 );
+
+/// A run's context is created in the same write as the run, read back with
+/// it everywhere (`run`, `runs`, `claim`, transitions), replaced whole by a
+/// patch or a transition that carries one, and kept by those that do not.
+pub async fn run_context_is_written_with_the_run(store: Arc<dyn Store>) {
+    use crate::RunContext;
+    use crate::engine::CompareSpec;
+    let s = &*store;
+    let p = seed(s, "widgets").await;
+    let plain = queue(s, &fixtures::new_run(p.id, 1)).await;
+    assert_eq!(plain.context, RunContext::new(), "no context is an empty one");
+    let spec = CompareSpec::models(["a", "b"]);
+    let new = NewRun { context: RunContext::compare(spec.clone()), ..fixtures::new_run(p.id, 2) };
+    let compared = queue(s, &new).await;
+    assert_eq!(compared.context.compare.as_ref(), Some(&spec));
+    assert_eq!(s.run(compared.id).await.unwrap().context, new.context, "read back by id");
+    let listed = s.runs(&RunFilter { issue_number: Some(2), ..RunFilter::default() }).await.unwrap();
+    assert_eq!(listed[0].context, new.context, "read back by list");
+
+    // Claimed and walked: transitions without a context keep it.
+    let got = s.claim(&claim_req(OWNER, hour(), at(1))).await.unwrap().unwrap();
+    assert_eq!(got.id, plain.id, "the older run first");
+    let got = s.claim(&claim_req(OWNER, hour(), at(1))).await.unwrap().unwrap();
+    assert_eq!(got.context, new.context, "claim reads the context");
+    let walked = walk(s, got, OWNER, &path_to(RunState::RunningAgent), at(2)).await;
+    assert_eq!(walked.context, new.context, "transitions without a context keep it");
+
+    // A patch replaces it whole; a patch without one keeps it.
+    let picked = new.context.clone().with_pick("c1-a");
+    let patch = RunPatch { context: Some(picked.clone()), ..RunPatch::default() };
+    assert_eq!(s.patch_run(walked.id, OWNER, &patch, at(3)).await.unwrap().context, picked);
+    let other = RunPatch { model: Some("m".into()), ..RunPatch::default() };
+    assert_eq!(s.patch_run(walked.id, OWNER, &other, at(3)).await.unwrap().context, picked);
+    assert_eq!(s.run(walked.id).await.unwrap().context, picked);
+
+    // A transition that carries one sets it in the same write; a refused
+    // transition sets nothing.
+    let cleared = RunContext::new();
+    let refused = Transition {
+        run_id: walked.id,
+        from: RunState::Queued,
+        to: RunState::SelectingModel,
+        owner: OWNER.into(),
+        at: at(4),
+        context: Some(cleared.clone()),
+    };
+    assert!(matches!(s.transition(&refused).await, Err(Error::IllegalTransition { .. })), "a stale `from` is refused");
+    assert_eq!(s.run(walked.id).await.unwrap().context, picked, "a refused transition changes nothing");
+    let moved = Transition { from: RunState::RunningAgent, to: RunState::Verifying, ..refused };
+    assert_eq!(s.transition(&moved).await.unwrap().context, cleared);
+    assert_eq!(s.run(walked.id).await.unwrap().context, cleared);
+    assert_eq!(s.run(plain.id).await.unwrap().context, RunContext::new(), "other runs are untouched");
+}
 
 /// Runs every test in [`TESTS`], each on a store from `new_store`, which must
 /// return a fresh, empty one each time. Panics at the end, naming every
@@ -271,7 +325,14 @@ async fn claimed(store: &dyn Store, new: &NewRun, owner: &str, now: Timestamp) -
 async fn walk(store: &dyn Store, mut run: Run, owner: &str, states: &[RunState], when: Timestamp) -> Run {
     for &to in states {
         let got = store
-            .transition(&Transition { run_id: run.id, from: run.state, to, owner: owner.into(), at: when })
+            .transition(&Transition {
+                run_id: run.id,
+                from: run.state,
+                to,
+                owner: owner.into(),
+                at: when,
+                context: None,
+            })
             .await
             .unwrap();
         if to.is_parked() || run.state.is_parked() {
@@ -536,7 +597,7 @@ pub async fn transitions_reject_illegal(store: Arc<dyn Store>) {
             if from.can_transition_to(to) {
                 continue;
             }
-            let t = Transition { run_id: run.id, from, to, owner: OWNER.into(), at: at(2) };
+            let t = Transition { run_id: run.id, from, to, owner: OWNER.into(), at: at(2), context: None };
             expect_err!(s.transition(&t).await, Error::IllegalTransition { .. });
         }
         assert_eq!(s.run(run.id).await.unwrap(), run, "refused transitions from {from} change nothing");
@@ -556,7 +617,7 @@ pub async fn transitions_compare_and_set(store: Arc<dyn Store>) {
         (RunState::Provisioning, RunState::RunningAgent),
         (RunState::Provisioning, RunState::Cleaning),
     ] {
-        let stale = Transition { run_id: run.id, from, to, owner: OWNER.into(), at: at(2) };
+        let stale = Transition { run_id: run.id, from, to, owner: OWNER.into(), at: at(2), context: None };
         expect_err!(s.transition(&stale).await, Error::IllegalTransition { .. });
     }
     assert_eq!(s.run(run.id).await.unwrap(), run);
@@ -574,6 +635,7 @@ pub async fn transitions_need_the_lease(store: Arc<dyn Store>) {
         to: RunState::SelectingModel,
         owner: owner.into(),
         at: when,
+        context: None,
     };
     let patch = RunPatch { branch: Some("paid/1-x-abcdef".into()), ..RunPatch::default() };
 
@@ -784,6 +846,7 @@ pub async fn runs_moved_on_from_parked_are_claimed(store: Arc<dyn Store>) {
         to: RunState::Committing,
         owner: OWNER.into(),
         at: at(3),
+        context: None,
     };
     expect_err!(s.transition(&stale).await, Error::LeaseLost { .. } | Error::IllegalTransition { .. });
     let pick = Transition { from: RunState::AwaitingChoice, owner: "api".into(), ..stale };
@@ -815,6 +878,7 @@ pub async fn parking_through_finish_step_and_transition(store: Arc<dyn Store>) {
         to: RunState::AwaitingChoice,
         owner: OWNER.into(),
         at: at(3),
+        context: None,
     };
     let moved = s.finish_step_and_transition(&t, Ok(serde_json::json!({ "candidates": 2 }))).await.unwrap();
     let want = Run {
@@ -943,6 +1007,7 @@ pub async fn leases_expire_and_are_reclaimed(store: Arc<dyn Store>) {
         to: RunState::Provisioning,
         owner: OWNER.into(),
         at: at(131),
+        context: None,
     };
     expect_err!(s.transition(&stale).await, Error::LeaseLost { .. });
     assert_eq!(s.run(run.id).await.unwrap(), want);
@@ -1101,7 +1166,14 @@ pub async fn finish_step_and_transition_is_atomic(store: Arc<dyn Store>) {
     let run = claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
     let run = walk(s, run, OWNER, &[RunState::SelectingModel, RunState::Provisioning], at(1)).await;
     let begun = s.begin_step(run.id, OWNER, RunState::Provisioning, Some("paid/1-x"), at(2)).await.unwrap();
-    let t = |from, to, owner: &str, when| Transition { run_id: run.id, from, to, owner: owner.into(), at: when };
+    let t = |from, to, owner: &str, when| Transition {
+        run_id: run.id,
+        from,
+        to,
+        owner: owner.into(),
+        at: when,
+        context: None,
+    };
     let output = serde_json::json!({ "sandbox": "s1" });
 
     // Refused by the transition: the run is not in `from`, or the move is illegal.
@@ -1696,6 +1768,7 @@ pub async fn missing_entities(store: Arc<dyn Store>) {
         to: RunState::SelectingModel,
         owner: OWNER.into(),
         at: at(1),
+        context: None,
     };
     expect_err!(s.transition(&t).await, Error::NotFound { entity: "run", .. });
     expect_err!(s.patch_run(gone, OWNER, &RunPatch::default(), at(1)).await, Error::NotFound { entity: "run", .. });

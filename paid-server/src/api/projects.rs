@@ -15,8 +15,7 @@ use crate::projects::by_repo;
 pub(crate) fn view(state: &ApiState, p: paid_core::Project) -> ProjectView {
     let source =
         if state.projects.is_declared(&p.repo.to_string()) { ProjectSource::Config } else { ProjectSource::Api };
-    let settings = state.projects.extras(p.id);
-    ProjectView { project: p, source, settings, mirror: None }
+    ProjectView { project: p, source, mirror: None }
 }
 
 pub(crate) async fn list_projects(State(state): State<Arc<ApiState>>) -> ApiResult {
@@ -74,6 +73,11 @@ pub(crate) async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req)
     if let Some(n) = req.max_concurrent_runs {
         p.max_concurrent_runs = n;
     }
+    p.settings = paid_core::ProjectSettings {
+        model: None,
+        budget_usd_per_run: req.budget_usd_per_run,
+        budget_usd_per_month: req.budget_usd_per_month,
+    };
     if p.allowed_authors.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -106,19 +110,12 @@ pub(crate) async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req)
             .await
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "repository_unreachable", e.0))?;
     }
+    // The settings are stored with the project, in the same write.
     state.store.put_project(&p).await?;
-    let extras = crate::projects::ProjectExtras {
-        model: None,
-        budget_usd_per_run: req.budget_usd_per_run,
-        budget_usd_per_month: req.budget_usd_per_month,
-    };
-    if extras != crate::projects::ProjectExtras::default() {
-        crate::projects::save_api_extras(state.store.as_ref(), p.id, &extras).await?;
-    }
     if let Some(proxy) = &state.proxy {
-        crate::proxy::register_budget(proxy, p.id, &extras);
+        crate::proxy::register_budget(proxy, p.id, &p.settings);
     }
-    state.projects.set_extras(p.id, Some(extras));
+    state.projects.set_extras(p.id, Some(p.settings.clone()));
     ok(StatusCode::CREATED, view(&state, p))
 }
 

@@ -400,6 +400,11 @@ impl ProjectSpec {
         p.image = self.image.clone();
         p.agent = self.agent.clone();
         p.max_concurrent_runs = self.max_concurrent_runs;
+        p.settings = paid_core::ProjectSettings {
+            model: self.model.clone(),
+            budget_usd_per_run: self.budget_usd_per_run,
+            budget_usd_per_month: self.budget_usd_per_month,
+        };
         p
     }
 }
