@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use paid_benches::{Table, claim_complete, orchestration, percentile, round_trips, seed};
+use paid_core::store::prelude::*;
 use paid_core::{
     AppendLog, AuditEvent, ClaimRequest, CostQuery, DailyCost, LogAppend, LogChunk, ModelDecision, NewRun, Outcome,
     Project, ProjectId, Result, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord, Store,
@@ -283,7 +284,8 @@ impl Counted {
 }
 
 #[async_trait]
-impl Store for Counted {
+#[deny(clippy::missing_trait_methods)]
+impl Catalog for Counted {
     async fn put_project(&self, project: &Project) -> Result<()> {
         self.timed("put_project", self.inner.put_project(project)).await
     }
@@ -305,6 +307,11 @@ impl Store for Counted {
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         self.timed("issues", self.inner.issues(project)).await
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Runs for Counted {
     async fn create_run(&self, run: &NewRun) -> Result<Run> {
         self.timed("create_run", self.inner.create_run(run)).await
     }
@@ -335,6 +342,11 @@ impl Store for Counted {
     async fn release(&self, id: RunId, owner: &str) -> Result<()> {
         self.timed("release", self.inner.release(id, owner)).await
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Journal for Counted {
     async fn begin_step(
         &self,
         id: RunId,
@@ -388,6 +400,11 @@ impl Store for Counted {
     async fn steps(&self, id: RunId) -> Result<Vec<StepRecord>> {
         self.timed("steps", self.inner.steps(id)).await
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl RunLog for Counted {
     async fn append_log(&self, req: &AppendLog<'_>) -> Result<LogAppend> {
         self.timed("append_log", self.inner.append_log(req)).await
     }
@@ -397,6 +414,11 @@ impl Store for Counted {
     async fn prune_logs(&self, finished_before: Timestamp) -> Result<u64> {
         self.timed("prune_logs", self.inner.prune_logs(finished_before)).await
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Ledger for Counted {
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
         self.timed("record_usage", self.inner.record_usage(usage)).await
     }
@@ -421,6 +443,11 @@ impl Store for Counted {
     async fn outcomes(&self, project: ProjectId) -> Result<Vec<Outcome>> {
         self.timed("outcomes", self.inner.outcomes(project)).await
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Audit for Counted {
     async fn audit(&self, event: &AuditEvent) -> Result<()> {
         self.timed("audit", self.inner.audit(event)).await
     }

@@ -213,12 +213,11 @@ pub fn percentile(samples: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Round trips of a trivial read (`Store::run`), the unit the other
+/// Round trips of a trivial read (`Runs::run`), the unit the other
 /// figures are compared with.
 pub async fn round_trips(store: &dyn Store, n: usize) -> Vec<Duration> {
     let projects = seed(store, 1, 1).await;
-    let run =
-        store.runs(&paid_core::RunFilter { project_id: Some(projects[0].id), ..Default::default() }).await.unwrap();
+    let run = store.runs(&paid_core::RunFilter::all().project(projects[0].id)).await.unwrap();
     let id = run[0].id;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {

@@ -7,6 +7,7 @@
 //! that trail back to prove each idempotency key was used once. Every test
 //! is bounded in time and count, and kills its workers when it ends.
 
+use paid_core::store::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

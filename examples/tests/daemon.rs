@@ -599,7 +599,7 @@ async fn sigterm_mid_run_then_restart_finishes_with_exactly_one_pr() {
     assert!(status.success(), "{status}; log:\n{}", w.log());
     assert!(stopped.elapsed() < Duration::from_secs(30), "shutdown took {:?}", stopped.elapsed());
     let store = paid_store_sqlite::SqliteStore::open(w.path("data/paid.db")).unwrap();
-    let run = paid_core::Store::run(&store, paid_core::RunId::parse(&run_id).unwrap()).await.unwrap();
+    let run = paid_core::Runs::run(&store, paid_core::RunId::parse(&run_id).unwrap()).await.unwrap();
     assert!(!run.state.is_terminal(), "the run must pause, not end: {run:?}");
     assert_eq!(run.lease_owner, None, "the lease must be released on SIGTERM");
     drop(store);

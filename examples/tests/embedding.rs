@@ -13,12 +13,13 @@ mod production;
 #[path = "../examples/server.rs"]
 mod server;
 
+use paid_core::store::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use paid_core::{RepoRef, RunFilter, RunState, Store};
+use paid_core::{RepoRef, RunFilter, RunState};
 use paid_examples::demo::{DEMO_REPO, FIXER_SCRIPT, create_sample_remote_in};
 use paid_github::fake::{FakeConfig, FakeGitHub};
 

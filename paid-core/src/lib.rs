@@ -48,8 +48,10 @@ pub use ports::sandbox::{
 };
 pub use ports::secrets::{PutSecret, SecretMeta, SecretRecord, SecretStore};
 pub use ports::selector::{FixedSelector, ModelSelector, SelectionRequest};
+/// The store port and its sub-traits: `use paid_core::store::prelude::*`.
+pub use ports::store;
 pub use ports::store::{
-    AppendLog, ClaimRequest, CostQuery, DailyCost, RunFilter, RunPatch, Spend, SpendGroup, SpendQuery, Store,
-    Transition, UsageTotals,
+    AppendLog, Audit, Catalog, ClaimRequest, CostQuery, DailyCost, Journal, Ledger, RunFilter, RunLog, RunPatch, Runs,
+    Spend, SpendGroup, SpendQuery, Store, StoreExt, Transition, UsageTotals,
 };
 pub use ports::workspaces::{CommitRequest, RebaseOutcome, Workspaces, Worktree, WorktreeRequest};

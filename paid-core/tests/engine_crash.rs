@@ -31,6 +31,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use paid_core::engine::{CompareSpec, Engine, EngineConfig, RetryConfig, SelectionRule, StepTimeouts, comment_marker};
 use paid_core::ports::workspaces::RebaseOutcome;
+use paid_core::store::prelude::*;
 use paid_core::testing::faults::FaultPoint;
 use paid_core::testing::instant::{self, EffectKind};
 use paid_core::{
@@ -169,58 +170,83 @@ macro_rules! write {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl Store for CrashStore {
+impl Catalog for CrashStore {
     async fn put_project(&self, project: &Project) -> Result<()> {
         write!(self, "put_project", self.inner.put_project(project))
     }
+
     async fn project(&self, id: ProjectId) -> Result<Project> {
         read!(self, self.inner.project(id))
     }
+
     async fn projects(&self) -> Result<Vec<Project>> {
         read!(self, self.inner.projects())
     }
+
     async fn delete_project(&self, id: ProjectId) -> Result<()> {
         write!(self, "delete_project", self.inner.delete_project(id))
     }
+
     async fn put_issue(&self, issue: &TrackedIssue) -> Result<()> {
         write!(self, "put_issue", self.inner.put_issue(issue))
     }
+
     async fn issue(&self, project: ProjectId, number: u64) -> Result<TrackedIssue> {
         read!(self, self.inner.issue(project, number))
     }
+
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         read!(self, self.inner.issues(project))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Runs for CrashStore {
     async fn create_run(&self, run: &NewRun) -> Result<Run> {
         write!(self, "create_run", self.inner.create_run(run))
     }
+
     async fn run(&self, id: RunId) -> Result<Run> {
         read!(self, self.inner.run(id))
     }
+
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
         read!(self, self.inner.runs(filter))
     }
+
     async fn transition(&self, t: &Transition) -> Result<Run> {
         write!(self, "transition", self.inner.transition(t))
     }
+
     async fn patch_run(&self, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> Result<Run> {
         write!(self, "patch_run", self.inner.patch_run(id, owner, patch, at))
     }
+
     async fn request_cancel(&self, id: RunId, at: Timestamp) -> Result<Run> {
         write!(self, "request_cancel", self.inner.request_cancel(id, at))
     }
+
     async fn cancel_requested(&self, id: RunId) -> Result<bool> {
         read!(self, self.inner.cancel_requested(id))
     }
+
     async fn claim(&self, req: &ClaimRequest) -> Result<Option<Run>> {
         write!(self, "claim", self.inner.claim(req))
     }
+
     async fn heartbeat(&self, id: RunId, owner: &str, lease: chrono::Duration, now: Timestamp) -> Result<()> {
         write!(self, "heartbeat", self.inner.heartbeat(id, owner, lease, now))
     }
+
     async fn release(&self, id: RunId, owner: &str) -> Result<()> {
         write!(self, "release", self.inner.release(id, owner))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Journal for CrashStore {
     async fn begin_step(
         &self,
         id: RunId,
@@ -231,6 +257,7 @@ impl Store for CrashStore {
     ) -> Result<StepRecord> {
         write!(self, "begin_step", self.inner.begin_step(id, owner, step, idempotency_key, at))
     }
+
     async fn finish_step(
         &self,
         id: RunId,
@@ -241,9 +268,11 @@ impl Store for CrashStore {
     ) -> Result<StepRecord> {
         write!(self, "finish_step", self.inner.finish_step(id, owner, step, result, at))
     }
+
     async fn steps(&self, id: RunId) -> Result<Vec<StepRecord>> {
         read!(self, self.inner.steps(id))
     }
+
     async fn resume_or_begin_step(
         &self,
         id: RunId,
@@ -254,6 +283,7 @@ impl Store for CrashStore {
     ) -> Result<StepRecord> {
         write!(self, "resume_or_begin_step", self.inner.resume_or_begin_step(id, owner, step, idempotency_key, at))
     }
+
     async fn finish_step_and_transition(
         &self,
         t: &Transition,
@@ -261,42 +291,67 @@ impl Store for CrashStore {
     ) -> Result<Run> {
         write!(self, "finish_step_and_transition", self.inner.finish_step_and_transition(t, result))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl RunLog for CrashStore {
     async fn append_log(&self, req: &AppendLog<'_>) -> Result<LogAppend> {
         write!(self, "append_log", self.inner.append_log(req))
     }
+
     async fn logs(&self, id: RunId, after: u64) -> Result<Vec<LogChunk>> {
         read!(self, self.inner.logs(id, after))
     }
+
     async fn prune_logs(&self, finished_before: Timestamp) -> Result<u64> {
         write!(self, "prune_logs", self.inner.prune_logs(finished_before))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Ledger for CrashStore {
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
         write!(self, "record_usage", self.inner.record_usage(usage))
     }
+
     async fn usage(&self, id: RunId) -> Result<Vec<UsageRecord>> {
         read!(self, self.inner.usage(id))
     }
+
     async fn spend(&self, req: &SpendQuery) -> Result<Vec<Spend>> {
         read!(self, self.inner.spend(req))
     }
+
     async fn daily_costs(&self, req: &CostQuery) -> Result<Vec<DailyCost>> {
         read!(self, self.inner.daily_costs(req))
     }
+
     async fn record_decision(&self, decision: &ModelDecision) -> Result<()> {
         write!(self, "record_decision", self.inner.record_decision(decision))
     }
+
     async fn decision(&self, id: RunId) -> Result<Option<ModelDecision>> {
         read!(self, self.inner.decision(id))
     }
+
     async fn record_outcome(&self, outcome: &Outcome) -> Result<()> {
         write!(self, "record_outcome", self.inner.record_outcome(outcome))
     }
+
     async fn outcomes(&self, project: ProjectId) -> Result<Vec<Outcome>> {
         read!(self, self.inner.outcomes(project))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Audit for CrashStore {
     async fn audit(&self, event: &AuditEvent) -> Result<()> {
         write!(self, "audit", self.inner.audit(event))
     }
+
     async fn audit_events(&self, project: Option<ProjectId>) -> Result<Vec<AuditEvent>> {
         read!(self, self.inner.audit_events(project))
     }
@@ -754,12 +809,7 @@ async fn a_poll_queues_each_labeled_issue_once_and_ignores_untrusted_authors() {
     let runs_of = |issue: u64| {
         let store = w.store.clone();
         let project = w.project.id;
-        async move {
-            store
-                .runs(&RunFilter { project_id: Some(project), issue_number: Some(issue), ..RunFilter::default() })
-                .await
-                .unwrap()
-        }
+        async move { store.runs(&RunFilter::all().project(project).issue(issue)).await.unwrap() }
     };
 
     let report = a.poll_project(w.project.id).await.unwrap();
@@ -832,7 +882,7 @@ async fn poll_crashing_at(n: usize, point: FaultPoint) -> Vec<&'static str> {
         let report = rescuer.poll_project(w.project.id).await.unwrap();
         assert_eq!(report.untrusted, [2], "{ctx}: {report:?}");
     }
-    let runs = w.store.runs(&RunFilter { project_id: Some(w.project.id), ..RunFilter::default() }).await.unwrap();
+    let runs = w.store.runs(&RunFilter::all().project(w.project.id)).await.unwrap();
     assert_eq!(runs.iter().map(|r| r.issue_number).collect::<Vec<_>>(), [1], "{ctx}");
     let tracked = w.store.issue(w.project.id, 2).await.unwrap();
     assert!(!tracked.trusted && tracked.body.is_empty(), "{ctx}: {tracked:?}");

@@ -4,6 +4,7 @@
 #![cfg(feature = "testing")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use paid_core::store::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use paid_core::engine::{RunLogger, SandboxSession};
+use paid_core::store::prelude::*;
 use paid_core::testing::counting::CountingStore;
 use paid_core::testing::{fixtures, instant};
 use paid_core::{

@@ -143,6 +143,7 @@ async fn month_spend(store: &dyn Store, project: paid_core::ProjectId, now: Time
 
 #[cfg(test)]
 mod tests {
+    use paid_core::store::prelude::*;
     use std::sync::Arc;
 
     use paid_core::UsageRecord;

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use paid_core::{ProjectId, Store};
+use paid_core::{ProjectId, Store, StoreExt};
 use paid_github::webhooks::{WebhookEvent, WebhookKind, WebhookReceiver};
 use secrecy::SecretString;
 use tokio::sync::mpsc;
@@ -88,17 +88,14 @@ async fn translate(mut events: mpsc::Receiver<WebhookEvent>, nudges: mpsc::Sende
 /// repository (`None` for repositories Paid does not manage).
 pub async fn nudge_for(store: &dyn Store, event: &WebhookEvent) -> Option<Nudge> {
     let repo = event.repo.as_ref()?;
-    let projects = match store.projects().await {
+    let project = match store.project_by_repo(repo).await {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "webhook: cannot list projects; the next poll catches up");
             return None;
         }
     };
-    let Some(project) = projects
-        .iter()
-        .find(|p| p.repo.owner.eq_ignore_ascii_case(&repo.owner) && p.repo.name.eq_ignore_ascii_case(&repo.name))
-    else {
+    let Some(project) = project else {
         debug!(%repo, "webhook for a repository that is not a project; ignored");
         return None;
     };

@@ -20,7 +20,8 @@
 //!   and tenants can share a database.
 //!
 //! ```no_run
-//! use paid_core::{ClaimRequest, Ids, NewRun, Project, ProjectId, RandomIds, RepoRef, RunId, RunKind, Store};
+//! use paid_core::store::prelude::*;
+//! use paid_core::{ClaimRequest, Ids, NewRun, Project, ProjectId, RandomIds, RepoRef, RunContext, RunId, RunKind};
 //! use paid_store_postgres::{PgStore, PgStoreOptions};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -44,6 +45,7 @@
 //!         kind: RunKind::Build,
 //!         priority: 0,
 //!         created_at: now,
+//!         context: RunContext::new(),
 //!     })
 //!     .await?;
 //!

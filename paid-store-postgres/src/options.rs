@@ -108,7 +108,7 @@ impl PgStoreOptions {
     /// Whether `claim` honours each project's `max_concurrent_runs`, counting
     /// the project's active runs that hold an unexpired lease (default on).
     ///
-    /// On, `claim` is the [`paid_core::Store::claim`] contract that the
+    /// On, `claim` is the [`paid_core::Runs::claim`] contract that the
     /// conformance suite pins: a project at its limit is skipped, and the
     /// limit holds under any number of concurrent claimers (see the `claim`
     /// statement in `leases.rs`). Off, it ignores the limits (one statement

@@ -204,7 +204,7 @@ pub(crate) async fn finish_and_transition(
                  FROM target WHERE s.run_id = target.run_id AND s.seq = target.seq
                  RETURNING s.run_id
              )
-             UPDATE runs SET state = $4, updated_at = $5,
+             UPDATE runs SET state = $4, updated_at = $5, context = COALESCE($12::jsonb, context),
                  finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END,
                  lease_owner = CASE WHEN $11 THEN NULL ELSE lease_owner END,
                  lease_expires_at = CASE WHEN $11 THEN NULL ELSE lease_expires_at END
@@ -225,6 +225,7 @@ pub(crate) async fn finish_and_transition(
         // The step's `from` needed the lease (the journal does); parking
         // gives it up.
         .bind(t.to.is_parked())
+        .bind(t.context.as_ref().map(|c| json("run context", c)).transpose()?)
         .fetch_optional(pool)
         .await?;
         if let Some(run) = first(moved)? {

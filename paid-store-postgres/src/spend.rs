@@ -1,11 +1,11 @@
-//! Sums over usage records ([`Store::spend`], [`Store::daily_costs`]), each
+//! Sums over usage records ([`Ledger::spend`], [`Ledger::daily_costs`]), each
 //! one `GROUP BY` statement over `usage_records` joined to `runs`.
 //!
 //! `SUM` of a `bigint` is an exact `numeric`; it is read as text and clamped
 //! to the field's type in Rust, so the sums saturate rather than fail.
 //!
-//! [`Store::spend`]: paid_core::Store::spend
-//! [`Store::daily_costs`]: paid_core::Store::daily_costs
+//! [`Ledger::spend`]: paid_core::Ledger::spend
+//! [`Ledger::daily_costs`]: paid_core::Ledger::daily_costs
 
 use chrono::NaiveDate;
 use paid_core::{CostQuery, DailyCost, ProjectId, RunId, Spend, SpendGroup, SpendQuery, Timestamp, Usage, UsageTotals};

@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use paid_core::store::prelude::*;
 use paid_core::{
     AppendLog, AuditEvent, ClaimRequest, CostQuery, DailyCost, LogAppend, LogChunk, ModelDecision, NewRun, Outcome,
-    Project, ProjectId, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord, Store, Timestamp,
+    Project, ProjectId, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord, Timestamp,
     TrackedIssue, Transition, UsageRecord,
 };
 use sqlx::PgPool;
@@ -219,7 +220,7 @@ fn listen_pool(connect: PgConnectOptions, acquire_timeout: Duration) -> PgPool {
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl Catalog for PgStore {
     async fn put_project(&self, project: &Project) -> paid_core::Result<()> {
         Ok(projects::put(&self.pool, project).await?)
     }
@@ -247,7 +248,10 @@ impl Store for PgStore {
     async fn issues(&self, project: ProjectId) -> paid_core::Result<Vec<TrackedIssue>> {
         Ok(projects::issues(&self.pool, project).await?)
     }
+}
 
+#[async_trait]
+impl Runs for PgStore {
     async fn create_run(&self, run: &NewRun) -> paid_core::Result<Run> {
         let run = runs::create(&self.pool, run).await?;
         notify::announce(&self.notify_pool, &self.channel).await;
@@ -307,7 +311,10 @@ impl Store for PgStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl Journal for PgStore {
     async fn begin_step(
         &self,
         id: RunId,
@@ -356,7 +363,10 @@ impl Store for PgStore {
         }
         Ok(run)
     }
+}
 
+#[async_trait]
+impl RunLog for PgStore {
     async fn append_log(&self, req: &AppendLog<'_>) -> paid_core::Result<LogAppend> {
         Ok(logs::append(&self.relaxed_pool, req).await?)
     }
@@ -368,7 +378,10 @@ impl Store for PgStore {
     async fn prune_logs(&self, finished_before: Timestamp) -> paid_core::Result<u64> {
         Ok(logs::prune(&self.pool, finished_before).await?)
     }
+}
 
+#[async_trait]
+impl Ledger for PgStore {
     async fn record_usage(&self, usage: &UsageRecord) -> paid_core::Result<()> {
         Ok(records::record_usage(&self.relaxed_pool, usage).await?)
     }
@@ -400,7 +413,10 @@ impl Store for PgStore {
     async fn outcomes(&self, project: ProjectId) -> paid_core::Result<Vec<Outcome>> {
         Ok(records::outcomes(&self.pool, project).await?)
     }
+}
 
+#[async_trait]
+impl Audit for PgStore {
     async fn audit(&self, event: &AuditEvent) -> paid_core::Result<()> {
         Ok(records::audit(&self.pool, event).await?)
     }

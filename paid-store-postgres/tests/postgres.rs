@@ -3,6 +3,7 @@
 //! migrations from several handles at once, exact per-project limits under
 //! concurrent claimers, LISTEN/NOTIFY wake-ups, and error mapping.
 
+use paid_core::store::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};

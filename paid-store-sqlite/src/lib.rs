@@ -6,7 +6,8 @@
 //! runtime, and every write is one transaction.
 //!
 //! ```
-//! use paid_core::{ClaimRequest, Ids, NewRun, Project, ProjectId, RandomIds, RepoRef, RunId, RunKind, Store};
+//! use paid_core::store::prelude::*;
+//! use paid_core::{ClaimRequest, Ids, NewRun, Project, ProjectId, RandomIds, RepoRef, RunContext, RunId, RunKind};
 //! use paid_store_sqlite::SqliteStore;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -31,6 +32,7 @@
 //!         kind: RunKind::Build,
 //!         priority: 0,
 //!         created_at: now,
+//!         context: RunContext::new(),
 //!     })
 //!     .await?;
 //!

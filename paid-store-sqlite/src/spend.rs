@@ -1,4 +1,4 @@
-//! Sums over usage records ([`Store::spend`], [`Store::daily_costs`]), each
+//! Sums over usage records ([`Ledger::spend`], [`Ledger::daily_costs`]), each
 //! one `GROUP BY` statement over `usage_records` joined to `runs`.
 //!
 //! SQLite's `SUM` fails on integer overflow, where the port's sums saturate.
@@ -7,8 +7,8 @@
 //! group; the halves are put back together exactly in `i128` and clamped to
 //! the field's type.
 //!
-//! [`Store::spend`]: paid_core::Store::spend
-//! [`Store::daily_costs`]: paid_core::Store::daily_costs
+//! [`Ledger::spend`]: paid_core::Ledger::spend
+//! [`Ledger::daily_costs`]: paid_core::Ledger::daily_costs
 
 use chrono::NaiveDate;
 use paid_core::{CostQuery, DailyCost, ProjectId, RunId, Spend, SpendGroup, SpendQuery, Timestamp, Usage, UsageTotals};

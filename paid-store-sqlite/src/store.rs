@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use paid_core::store::prelude::*;
 use paid_core::{
     AppendLog, AuditEvent, ClaimRequest, CostQuery, DailyCost, LogAppend, LogChunk, ModelDecision, NewRun, Outcome,
-    Project, ProjectId, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord, Store, Timestamp,
+    Project, ProjectId, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord, Timestamp,
     TrackedIssue, Transition, UsageRecord,
 };
 use rusqlite::{Connection, TransactionBehavior};
@@ -144,7 +145,7 @@ fn configure(conn: &Connection, file: bool) -> rusqlite::Result<()> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Catalog for SqliteStore {
     async fn put_project(&self, project: &Project) -> paid_core::Result<()> {
         let project = project.clone();
         self.write(move |c| projects::put(c, &project)).await
@@ -174,7 +175,10 @@ impl Store for SqliteStore {
     async fn issues(&self, project: ProjectId) -> paid_core::Result<Vec<TrackedIssue>> {
         self.read(move |c| projects::issues(c, project)).await
     }
+}
 
+#[async_trait]
+impl Runs for SqliteStore {
     async fn create_run(&self, run: &NewRun) -> paid_core::Result<Run> {
         let run = run.clone();
         self.write(move |c| runs::create(c, &run)).await
@@ -227,7 +231,10 @@ impl Store for SqliteStore {
         let owner = owner.to_string();
         self.write(move |c| leases::release(c, id, &owner)).await
     }
+}
 
+#[async_trait]
+impl Journal for SqliteStore {
     async fn begin_step(
         &self,
         id: RunId,
@@ -280,7 +287,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl RunLog for SqliteStore {
     async fn append_log(&self, req: &AppendLog<'_>) -> paid_core::Result<LogAppend> {
         let (run_id, stream, text, cap_bytes, at) =
             (req.run_id, req.stream, req.text.to_string(), req.cap_bytes, req.at);
@@ -294,7 +304,10 @@ impl Store for SqliteStore {
     async fn prune_logs(&self, finished_before: Timestamp) -> paid_core::Result<u64> {
         self.write(move |c| logs::prune(c, finished_before)).await
     }
+}
 
+#[async_trait]
+impl Ledger for SqliteStore {
     async fn record_usage(&self, usage: &UsageRecord) -> paid_core::Result<()> {
         let usage = usage.clone();
         self.write(move |c| records::record_usage(c, &usage)).await
@@ -331,7 +344,10 @@ impl Store for SqliteStore {
     async fn outcomes(&self, project: ProjectId) -> paid_core::Result<Vec<Outcome>> {
         self.read(move |c| records::outcomes(c, project)).await
     }
+}
 
+#[async_trait]
+impl Audit for SqliteStore {
     async fn audit(&self, event: &AuditEvent) -> paid_core::Result<()> {
         let event = event.clone();
         self.write(move |c| records::audit(c, &event)).await

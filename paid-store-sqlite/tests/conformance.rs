@@ -2,6 +2,7 @@
 //! The Store conformance suite against SQLite files, and what is particular
 //! to SQLite: migrations on open, WAL mode.
 
+use paid_core::store::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

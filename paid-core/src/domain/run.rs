@@ -214,7 +214,7 @@ pub struct Failure {
 impl Failure {
     /// The failure of a run cancelled in `step`, as the engine records it
     /// for [`crate::Error::Cancelled`] (a store records it when it sends a
-    /// parked run to cleanup, see [`crate::Store::request_cancel`]).
+    /// parked run to cleanup, see [`crate::Runs::request_cancel`]).
     pub fn cancelled(step: RunState) -> Self {
         let error = crate::Error::Cancelled;
         Self { step, code: error.code().into(), message: error.to_string() }

@@ -193,8 +193,8 @@ impl Journal {
     }
 
     /// Marks the latest started record of `step` as the store's
-    /// [`Store::finish_step`] does, after a write that did it without
-    /// returning the record ([`Store::finish_step_and_transition`]).
+    /// [`Journal::finish_step`](crate::Journal::finish_step) does, after a write that did it without
+    /// returning the record ([`Journal::finish_step_and_transition`](crate::Journal::finish_step_and_transition)).
     fn finished(&self, step: RunState, result: std::result::Result<serde_json::Value, String>, at: Timestamp) {
         let mut entries = self.entries();
         let Some(held) =
@@ -267,7 +267,7 @@ impl Engine {
     /// journaled after it: at once for a step that is never retried (the
     /// agent, verification: repeating them is costly), and for an idempotent
     /// step ([`Retry::Transient`]) together with the run's next transition,
-    /// in one store write ([`crate::Store::finish_step_and_transition`]). A
+    /// in one store write ([`crate::Journal::finish_step_and_transition`]). A
     /// crash between an idempotent effect and that write repeats the effect
     /// on resume, under the same idempotency key, exactly like a crash
     /// between an effect and its journal record always did.

@@ -68,9 +68,13 @@ impl Engine {
     }
 
     /// The prompt version a run rendered (for a comparison run, the
-    /// winner's), read from its journal. `None` when learning was not
-    /// configured or the run has not been provisioned yet.
+    /// winner's): its context's, else its journal's. `None` when learning
+    /// was not configured or the run has not been provisioned yet.
     pub async fn prompt_version(&self, run_id: RunId) -> Result<Option<PromptVersionId>> {
+        let run = self.inner.store.run(run_id).await?;
+        if run.context.prompt_version.is_some() && run.context.compare.is_none() {
+            return Ok(run.context.prompt_version);
+        }
         let journal = Journal::new(self.inner.store.steps(run_id).await?);
         Ok(recorded_prompt(&journal).map(|p| p.version))
     }

@@ -340,12 +340,20 @@ impl Engine {
             return self.provision_compare(run, project, journal, &spec, &branch).await;
         }
         let t = &self.inner.config.timeouts;
-        let _: ProvisionOut = self
+        let out: ProvisionOut = self
             .journaled(run, journal, Some(&branch), t.provision + t.clone, Retry::Transient, || async {
                 let prompt = self.pick_prompt(run, project).await;
                 Ok(ProvisionOut { resources: self.create_resources(run, project, journal, &branch).await?, prompt })
             })
             .await?;
+        // The prompt version picked (learning on) goes into the run's context.
+        if let Some(pick) = &out.prompt
+            && run.context.prompt_version != Some(pick.version)
+        {
+            let mut context = run.context.clone();
+            context.prompt_version = Some(pick.version);
+            self.patch(run, RunPatch { context: Some(context), ..RunPatch::default() }).await?;
+        }
         Ok(RunState::RunningAgent)
     }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::prelude::*;
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
@@ -138,7 +139,7 @@ macro_rules! plain {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl Store for RetryStore {
+impl Catalog for RetryStore {
     async fn put_project(&self, project: &Project) -> Result<()> {
         plain!(self, "put_project", self.inner.put_project(project))
     }
@@ -166,7 +167,11 @@ impl Store for RetryStore {
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         plain!(self, "issues", self.inner.issues(project))
     }
+}
 
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Runs for RetryStore {
     async fn create_run(&self, run: &NewRun) -> Result<Run> {
         match self.retry("create_run", || self.inner.create_run(run)).await {
             (Err(e @ Error::AlreadyExists { .. }), true) => match self.run(run.id).await {
@@ -236,7 +241,11 @@ impl Store for RetryStore {
     async fn release(&self, id: RunId, owner: &str) -> Result<()> {
         plain!(self, "release", self.inner.release(id, owner))
     }
+}
 
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Journal for RetryStore {
     async fn begin_step(
         &self,
         id: RunId,
@@ -301,7 +310,11 @@ impl Store for RetryStore {
             (result, _) => result,
         }
     }
+}
 
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl RunLog for RetryStore {
     async fn append_log(&self, req: &AppendLog<'_>) -> Result<LogAppend> {
         plain!(self, "append_log", self.inner.append_log(req))
     }
@@ -313,7 +326,11 @@ impl Store for RetryStore {
     async fn prune_logs(&self, finished_before: Timestamp) -> Result<u64> {
         plain!(self, "prune_logs", self.inner.prune_logs(finished_before))
     }
+}
 
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Ledger for RetryStore {
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
         plain!(self, "record_usage", self.inner.record_usage(usage))
     }
@@ -345,7 +362,11 @@ impl Store for RetryStore {
     async fn outcomes(&self, project: ProjectId) -> Result<Vec<Outcome>> {
         plain!(self, "outcomes", self.inner.outcomes(project))
     }
+}
 
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Audit for RetryStore {
     async fn audit(&self, event: &AuditEvent) -> Result<()> {
         plain!(self, "audit", self.inner.audit(event))
     }

@@ -1,11 +1,13 @@
-//! Durable state: the [`Store`] port.
+//! Durable state: the [`Store`] port, split into cohesive sub-traits
+//! ([`Catalog`], [`Runs`], [`Journal`], [`RunLog`], [`Ledger`], [`Audit`]),
+//! and the caller sugar of [`StoreExt`].
 
 use async_trait::async_trait;
 use chrono::{Duration, NaiveDate};
 
 use crate::{
-    AuditEvent, Failure, LogAppend, LogChunk, LogStream, ModelDecision, NewRun, Outcome, Project, ProjectId, Result,
-    Run, RunId, RunState, StepRecord, Timestamp, TrackedIssue, Usage, UsageRecord,
+    AuditEvent, Failure, LogAppend, LogChunk, LogStream, ModelDecision, NewRun, Outcome, Project, ProjectId, RepoRef,
+    Result, Run, RunId, RunState, StepRecord, Timestamp, TrackedIssue, Usage, UsageRecord,
 };
 
 /// A state change, applied only if the run is in `from` and the caller holds
@@ -58,8 +60,20 @@ pub struct ClaimRequest {
     pub now: Timestamp,
 }
 
-/// Which runs to list.
+/// Which runs to list. Build one with [`RunFilter::all`] or
+/// [`RunFilter::active`] and the narrowing methods; new filters do not break
+/// callers.
+///
+/// ```
+/// use paid_core::RunFilter;
+///
+/// # fn example(project: paid_core::ProjectId) {
+/// let page = RunFilter::active().project(project).limit(20);
+/// assert!(page.active_only);
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct RunFilter {
     /// Only this project.
     pub project_id: Option<ProjectId>,
@@ -72,6 +86,42 @@ pub struct RunFilter {
     /// Only runs older than this one (in the newest-first order): the
     /// cursor of the next page is the last run of the previous one.
     pub before: Option<RunId>,
+}
+
+impl RunFilter {
+    /// Every run.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only runs not yet in an end state.
+    pub fn active() -> Self {
+        Self { active_only: true, ..Self::default() }
+    }
+
+    /// Only `project`'s runs.
+    pub fn project(mut self, project: ProjectId) -> Self {
+        self.project_id = Some(project);
+        self
+    }
+
+    /// Only runs of `issue` (with [`RunFilter::project`]).
+    pub fn issue(mut self, issue: u64) -> Self {
+        self.issue_number = Some(issue);
+        self
+    }
+
+    /// At most `limit` runs.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Only runs older than `run` (the next page's cursor).
+    pub fn before(mut self, run: RunId) -> Self {
+        self.before = Some(run);
+        self
+    }
 }
 
 /// A chunk of output to append to a run's log, under a per-run byte cap.
@@ -90,13 +140,13 @@ pub struct AppendLog<'a> {
     pub at: Timestamp,
 }
 
-/// Sums over usage records: what [`Store::spend`] and [`Store::daily_costs`]
+/// Sums over usage records: what [`Ledger::spend`] and [`Ledger::daily_costs`]
 /// answer for each group.
 ///
 /// Sums never wrap: each saturates at the bounds of its field's type (costs
 /// are never negative in practice, so a saturated sum is the exact sum
 /// clamped). [`UsageTotals::add`] is the reference a store's aggregate must
-/// equal: summing a group's records from [`Store::usage`] with it gives the
+/// equal: summing a group's records from [`Ledger::usage`] with it gives the
 /// group's totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UsageTotals {
@@ -151,7 +201,7 @@ impl UsageTotals {
     }
 }
 
-/// How [`Store::spend`] groups usage records.
+/// How [`Ledger::spend`] groups usage records.
 ///
 /// Exhaustive on purpose: a new grouping must be implemented by every
 /// backend, so adding one breaks them at compile time.
@@ -164,7 +214,7 @@ pub enum SpendGroup {
     Run,
 }
 
-/// Which usage records [`Store::spend`] sums, and how it groups them.
+/// Which usage records [`Ledger::spend`] sums, and how it groups them.
 ///
 /// Filters combine (all must hold); unset filters match everything.
 ///
@@ -220,7 +270,7 @@ impl SpendQuery {
     }
 }
 
-/// One group of [`Store::spend`].
+/// One group of [`Ledger::spend`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spend {
     /// The project.
@@ -231,7 +281,7 @@ pub struct Spend {
     pub totals: UsageTotals,
 }
 
-/// Which usage records [`Store::daily_costs`] sums.
+/// Which usage records [`Ledger::daily_costs`] sums.
 ///
 /// Filters combine (all must hold); unset filters match everything.
 ///
@@ -272,7 +322,7 @@ impl CostQuery {
     }
 }
 
-/// One group of [`Store::daily_costs`]: a project's usage of one model on
+/// One group of [`Ledger::daily_costs`]: a project's usage of one model on
 /// one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DailyCost {
@@ -286,15 +336,36 @@ pub struct DailyCost {
     pub totals: UsageTotals,
 }
 
-/// Durable state of Paid. Implemented by `paid-store-sqlite`,
-/// `paid-store-postgres`, and anything passing
+/// Durable state of Paid: every store capability at once. Implemented by
+/// `paid-store-sqlite`, `paid-store-postgres`, and anything passing
 /// `paid_core::testing::store` (feature `testing`).
 ///
-/// Every method is atomic. Lease-checked writes (`transition`, `patch_run`,
-/// `begin_step`, `complete_step`) fail with [`crate::Error::LeaseLost`] when
-/// `owner` does not hold an unexpired lease.
+/// `Store` has no methods of its own. It is the sum of six cohesive
+/// sub-traits, and every type implementing all six is a `Store` (blanket
+/// impl), so `Arc<dyn Store>` is what callers hold:
+///
+/// | trait | concern |
+/// |---|---|
+/// | [`Catalog`] | projects and tracked issues |
+/// | [`Runs`] | runs, their state machine, leases and cancellation |
+/// | [`Journal`] | the step journal (exactly-once side effects) |
+/// | [`RunLog`] | run output logs |
+/// | [`Ledger`] | usage, spend, model decisions, outcomes |
+/// | [`Audit`] | audit events |
+///
+/// Implementors write the six sub-traits (every method is atomic); callers
+/// bring them into scope with `use paid_core::store::prelude::*` (or the
+/// crate root re-exports) and get the convenience calls of [`StoreExt`] on
+/// top.
+pub trait Store: Catalog + Runs + Journal + RunLog + Ledger + Audit {}
+
+impl<T: Catalog + Runs + Journal + RunLog + Ledger + Audit + ?Sized> Store for T {}
+
+/// What Paid works on: projects and the issues it tracks in them.
+///
+/// Part of [`Store`]; implemented by every store backend and layer.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Catalog: Send + Sync + 'static {
     /// Inserts or replaces a project.
     async fn put_project(&self, project: &Project) -> Result<()>;
     /// Reads a project.
@@ -303,14 +374,24 @@ pub trait Store: Send + Sync + 'static {
     async fn projects(&self) -> Result<Vec<Project>>;
     /// Deletes a project that has no active run.
     async fn delete_project(&self, id: ProjectId) -> Result<()>;
-
     /// Inserts or updates a tracked issue.
     async fn put_issue(&self, issue: &TrackedIssue) -> Result<()>;
     /// Reads a tracked issue.
     async fn issue(&self, project: ProjectId, number: u64) -> Result<TrackedIssue>;
     /// A project's tracked issues, by number.
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>>;
+}
 
+/// Run state: creating, reading and listing runs, moving them through the
+/// state machine ([`RunState::can_transition_to`]) under a lease, patching
+/// their fields, cancelling them, and the lease itself (claim, heartbeat,
+/// release).
+///
+/// Part of [`Store`]. Lease-checked writes (`transition`, `patch_run`) fail
+/// with [`crate::Error::LeaseLost`] when `owner` does not hold an unexpired
+/// lease.
+#[async_trait]
+pub trait Runs: Send + Sync + 'static {
     /// Queues a run. Fails with [`crate::Error::AlreadyExists`] when the
     /// issue already has an active run of the same kind.
     async fn create_run(&self, run: &NewRun) -> Result<Run>;
@@ -332,7 +413,6 @@ pub trait Store: Send + Sync + 'static {
     async fn request_cancel(&self, id: RunId, at: Timestamp) -> Result<Run>;
     /// Whether cancellation was requested.
     async fn cancel_requested(&self, id: RunId) -> Result<bool>;
-
     /// Claims the highest-priority runnable run: not in an end state, not
     /// parked ([`RunState::is_parked`]), and unleased or with an expired
     /// lease.
@@ -341,7 +421,17 @@ pub trait Store: Send + Sync + 'static {
     async fn heartbeat(&self, id: RunId, owner: &str, lease: Duration, now: Timestamp) -> Result<()>;
     /// Gives a lease up.
     async fn release(&self, id: RunId, owner: &str) -> Result<()>;
+}
 
+/// The step journal: one record per step a run takes, written before the
+/// step's side effect and finished after it, so a resumed run knows what
+/// already happened.
+///
+/// Part of [`Store`]; needs [`Runs`] because finishing a step and moving the
+/// run on is one write ([`Journal::finish_step_and_transition`]).
+/// `begin_step` and `finish_step` are lease-checked.
+#[async_trait]
+pub trait Journal: Runs {
     /// Journals a step before its side effect. Returns the new record.
     async fn begin_step(
         &self,
@@ -365,7 +455,7 @@ pub trait Store: Send + Sync + 'static {
     /// Resumes or journals `step`: when the journal's last record is `step`
     /// and done (its worker died after the side effect, before the
     /// transition), returns that record (status `done`) and writes nothing;
-    /// otherwise journals the step as [`Store::begin_step`] does and returns
+    /// otherwise journals the step as [`Journal::begin_step`] does and returns
     /// the new record (status `started`).
     ///
     /// The engine calls it before each side effect. The default reads the
@@ -386,8 +476,8 @@ pub trait Store: Send + Sync + 'static {
         }
         self.begin_step(id, owner, step, idempotency_key, at).await
     }
-    /// [`Store::finish_step`] of `t.from` with `result`, then
-    /// [`Store::transition`] `t`, as one atomic write: both or neither. Fails
+    /// [`Journal::finish_step`] of `t.from` with `result`, then
+    /// [`Runs::transition`] `t`, as one atomic write: both or neither. Fails
     /// as `finish_step` would, then as `transition` would. Returns the moved
     /// run.
     ///
@@ -404,7 +494,14 @@ pub trait Store: Send + Sync + 'static {
         self.finish_step(t.run_id, &t.owner, t.from, result, t.at).await?;
         self.transition(t).await
     }
+}
 
+/// A run's output log: bounded appends, reads from a sequence number, and
+/// pruning of finished runs' logs.
+///
+/// Part of [`Store`]. The hottest write path (commands' output, in batches).
+#[async_trait]
+pub trait RunLog: Send + Sync + 'static {
     /// Appends to a run's bounded log.
     async fn append_log(&self, req: &AppendLog<'_>) -> Result<LogAppend>;
     /// A run's log chunks with `seq > after`, in order.
@@ -416,13 +513,21 @@ pub trait Store: Send + Sync + 'static {
     /// events are kept. Returns how many chunks were deleted (0 when there
     /// was nothing to prune). Afterwards `logs` of a pruned run is empty.
     async fn prune_logs(&self, finished_before: Timestamp) -> Result<u64>;
+}
 
+/// What runs cost and how they went: LLM usage records and their
+/// aggregates (spend, daily costs), the model decision of each run, and
+/// each run's outcome.
+///
+/// Part of [`Store`].
+#[async_trait]
+pub trait Ledger: Send + Sync + 'static {
     /// Records LLM usage.
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()>;
     /// A run's usage records, in order.
     async fn usage(&self, id: RunId) -> Result<Vec<UsageRecord>>;
     /// Sums the usage records `req` selects, per project or per run, in one
-    /// aggregate query (not one [`Store::usage`] per run).
+    /// aggregate query (not one [`Ledger::usage`] per run).
     ///
     /// Returns one row per group with at least one selected record (a
     /// project or run without one has no row), ordered by project id, then
@@ -435,19 +540,52 @@ pub trait Store: Send + Sync + 'static {
     /// by day, then project id, then model (bytewise). Each row's totals
     /// equal [`UsageTotals::of`] its records.
     async fn daily_costs(&self, req: &CostQuery) -> Result<Vec<DailyCost>>;
-
     /// Records (replaces) a run's model decision.
     async fn record_decision(&self, decision: &ModelDecision) -> Result<()>;
     /// A run's model decision.
     async fn decision(&self, id: RunId) -> Result<Option<ModelDecision>>;
-
     /// Records (replaces) a run's outcome.
     async fn record_outcome(&self, outcome: &Outcome) -> Result<()>;
     /// A project's outcomes, newest first.
     async fn outcomes(&self, project: ProjectId) -> Result<Vec<Outcome>>;
+}
 
+/// The append-only audit trail.
+///
+/// Part of [`Store`].
+#[async_trait]
+pub trait Audit: Send + Sync + 'static {
     /// Appends an audit event.
     async fn audit(&self, event: &AuditEvent) -> Result<()>;
     /// Audit events, oldest first, optionally for one project.
     async fn audit_events(&self, project: Option<ProjectId>) -> Result<Vec<AuditEvent>>;
+}
+
+/// Convenience calls over [`Store`], for callers. Blanket-implemented for
+/// every store (and `dyn Store`): implementors never write it, and it
+/// bypasses no layer, as it only calls the port's own methods.
+#[async_trait]
+pub trait StoreExt: Store {
+    /// The project of `repo`, if one is registered (owner and name compared
+    /// ASCII case-insensitively, as GitHub does).
+    async fn project_by_repo(&self, repo: &RepoRef) -> Result<Option<Project>> {
+        Ok(self
+            .projects()
+            .await?
+            .into_iter()
+            .find(|p| p.repo.owner.eq_ignore_ascii_case(&repo.owner) && p.repo.name.eq_ignore_ascii_case(&repo.name)))
+    }
+
+    /// A project's runs not yet in an end state, newest first.
+    async fn active_runs(&self, project: ProjectId) -> Result<Vec<Run>> {
+        self.runs(&RunFilter::active().project(project)).await
+    }
+}
+
+impl<T: Store + ?Sized> StoreExt for T {}
+
+/// The store traits, for `use paid_core::store::prelude::*`: method calls
+/// on a store need the sub-trait that declares them in scope.
+pub mod prelude {
+    pub use super::{Audit, Catalog, Journal, Ledger, RunLog, Runs, Store, StoreExt};
 }

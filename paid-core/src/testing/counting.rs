@@ -3,7 +3,7 @@
 //!
 //! ```
 //! # async fn example(sqlite: std::sync::Arc<dyn paid_core::Store>, run: paid_core::RunId) -> paid_core::Result<()> {
-//! use paid_core::Store;
+//! use paid_core::store::prelude::*;
 //! use paid_core::testing::counting::CountingStore;
 //!
 //! let counting = CountingStore::new(sqlite);
@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::store::prelude::*;
 use async_trait::async_trait;
 
 use crate::{
@@ -83,7 +84,7 @@ macro_rules! counted {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl Store for CountingStore {
+impl Catalog for CountingStore {
     async fn put_project(&self, project: &Project) -> Result<()> {
         counted!(self, "put_project", self.inner.put_project(project))
     }
@@ -105,6 +106,11 @@ impl Store for CountingStore {
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         counted!(self, "issues", self.inner.issues(project))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Runs for CountingStore {
     async fn create_run(&self, run: &NewRun) -> Result<Run> {
         counted!(self, "create_run", self.inner.create_run(run))
     }
@@ -135,6 +141,11 @@ impl Store for CountingStore {
     async fn release(&self, id: RunId, owner: &str) -> Result<()> {
         counted!(self, "release", self.inner.release(id, owner))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Journal for CountingStore {
     async fn begin_step(
         &self,
         id: RunId,
@@ -175,6 +186,11 @@ impl Store for CountingStore {
     ) -> Result<Run> {
         counted!(self, "finish_step_and_transition", self.inner.finish_step_and_transition(t, result))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl RunLog for CountingStore {
     async fn append_log(&self, req: &AppendLog<'_>) -> Result<LogAppend> {
         counted!(self, "append_log", self.inner.append_log(req))
     }
@@ -184,6 +200,11 @@ impl Store for CountingStore {
     async fn prune_logs(&self, finished_before: Timestamp) -> Result<u64> {
         counted!(self, "prune_logs", self.inner.prune_logs(finished_before))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Ledger for CountingStore {
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
         counted!(self, "record_usage", self.inner.record_usage(usage))
     }
@@ -208,6 +229,11 @@ impl Store for CountingStore {
     async fn outcomes(&self, project: ProjectId) -> Result<Vec<Outcome>> {
         counted!(self, "outcomes", self.inner.outcomes(project))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Audit for CountingStore {
     async fn audit(&self, event: &AuditEvent) -> Result<()> {
         counted!(self, "audit", self.inner.audit(event))
     }

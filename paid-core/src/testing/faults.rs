@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::store::prelude::*;
 use async_trait::async_trait;
 
 use crate::{
@@ -116,7 +117,7 @@ macro_rules! flaky {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl Store for FlakyStore {
+impl Catalog for FlakyStore {
     async fn put_project(&self, project: &Project) -> Result<()> {
         flaky!(self, "put_project", self.inner.put_project(project))
     }
@@ -138,6 +139,11 @@ impl Store for FlakyStore {
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         flaky!(self, "issues", self.inner.issues(project))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Runs for FlakyStore {
     async fn create_run(&self, run: &NewRun) -> Result<Run> {
         flaky!(self, "create_run", self.inner.create_run(run))
     }
@@ -168,6 +174,11 @@ impl Store for FlakyStore {
     async fn release(&self, id: RunId, owner: &str) -> Result<()> {
         flaky!(self, "release", self.inner.release(id, owner))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Journal for FlakyStore {
     async fn begin_step(
         &self,
         id: RunId,
@@ -208,6 +219,11 @@ impl Store for FlakyStore {
     ) -> Result<Run> {
         flaky!(self, "finish_step_and_transition", self.inner.finish_step_and_transition(t, result))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl RunLog for FlakyStore {
     async fn append_log(&self, req: &AppendLog<'_>) -> Result<LogAppend> {
         flaky!(self, "append_log", self.inner.append_log(req))
     }
@@ -217,6 +233,11 @@ impl Store for FlakyStore {
     async fn prune_logs(&self, finished_before: Timestamp) -> Result<u64> {
         flaky!(self, "prune_logs", self.inner.prune_logs(finished_before))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Ledger for FlakyStore {
     async fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
         flaky!(self, "record_usage", self.inner.record_usage(usage))
     }
@@ -241,6 +262,11 @@ impl Store for FlakyStore {
     async fn outcomes(&self, project: ProjectId) -> Result<Vec<Outcome>> {
         flaky!(self, "outcomes", self.inner.outcomes(project))
     }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl Audit for FlakyStore {
     async fn audit(&self, event: &AuditEvent) -> Result<()> {
         flaky!(self, "audit", self.inner.audit(event))
     }

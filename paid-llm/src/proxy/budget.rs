@@ -466,6 +466,7 @@ impl Budgets {
 
 #[cfg(test)]
 mod tests {
+    use paid_core::store::prelude::{Catalog as _, Ledger as _, Runs as _};
     use paid_core::testing::faults::FlakyStore;
     use paid_core::testing::fixtures::{self, at};
     use paid_core::{Run, UsageRecord};

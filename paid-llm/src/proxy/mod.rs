@@ -30,7 +30,7 @@
 //! 5. **streams SSE through** chunk by chunk as it arrives ([`sse`]), while
 //!    usage is extracted on the side; other responses are read whole;
 //! 6. **records** every metered request with
-//!    [`Store::record_usage`]: model,
+//!    [`Ledger::record_usage`](paid_core::Ledger::record_usage): model,
 //!    buckets, cost (`None` when the price is unknown), latency, status.
 //!
 //! Keys are [`SecretString`]s, sent as sensitive header values, and appear

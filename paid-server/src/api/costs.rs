@@ -64,6 +64,7 @@ async fn summarize(store: &dyn Store, project: Option<ProjectId>) -> Result<Cost
 
 #[cfg(test)]
 mod tests {
+    use paid_core::store::prelude::*;
     use std::collections::BTreeSet;
 
     use paid_core::testing::faults::FlakyStore;
@@ -90,7 +91,9 @@ mod tests {
             row.usd = row.micros as f64 / 1e6;
             row.tokens += u.usage.total();
         }
-        for run in store.runs(&RunFilter { project_id: project, ..Default::default() }).await.unwrap() {
+        let mut filter = RunFilter::all();
+        filter.project_id = project;
+        for run in store.runs(&filter).await.unwrap() {
             let repo = names.get(&run.project_id).cloned().unwrap_or_default();
             for u in store.usage(run.id).await.unwrap() {
                 let d = u.at.format("%Y-%m-%d").to_string();

@@ -40,7 +40,10 @@ pub(crate) async fn list_runs(State(state): State<Arc<ApiState>>, Query(q): Quer
     let limit = q.limit.unwrap_or(PAGE).clamp(1, MAX_PAGE);
     let names = repo_names(state.store.as_ref()).await?;
     // One more than asked tells whether there is a next page.
-    let filter = RunFilter { project_id, active_only: q.active, limit: Some(limit + 1), before, ..Default::default() };
+    let mut filter = RunFilter::all().limit(limit + 1);
+    filter.project_id = project_id;
+    filter.active_only = q.active;
+    filter.before = before;
     let mut runs = state.store.runs(&filter).await?;
     let more = runs.len() > limit as usize;
     runs.truncate(limit as usize);

@@ -202,7 +202,7 @@ fn forward_wakeups(store: PgStore, wake: Arc<Notify>, stop: CancellationToken) -
 /// Releases every lease this worker still holds (after an aborted step).
 async fn release_all(engine: &Engine, worker_id: &str) {
     let store = engine.store();
-    match store.runs(&RunFilter { active_only: true, ..RunFilter::default() }).await {
+    match store.runs(&RunFilter::active()).await {
         Ok(runs) => {
             for run in runs.iter().filter(|r| r.lease_owner.as_deref() == Some(worker_id)) {
                 match store.release(run.id, worker_id).await {

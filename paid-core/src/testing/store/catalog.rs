@@ -1,0 +1,120 @@
+//! Projects and tracked issues: the [`Catalog`](crate::Catalog) half of the suite.
+
+use pretty_assertions::assert_eq;
+
+use super::*;
+
+/// Create, read, update, list and delete projects.
+pub async fn projects_crud(store: Arc<dyn Store>) {
+    let s = &*store;
+    assert_eq!(s.projects().await.unwrap(), Vec::<Project>::new());
+
+    let newer = Project { created_at: at(60), ..fixtures::project("newer") };
+    let older = fixtures::project("older");
+    s.put_project(&newer).await.unwrap();
+    s.put_project(&older).await.unwrap();
+    assert_eq!(s.project(older.id).await.unwrap(), older);
+    assert_eq!(s.project(newer.id).await.unwrap(), newer);
+    assert_eq!(s.projects().await.unwrap(), vec![older.clone(), newer.clone()], "oldest first");
+
+    let updated = Project {
+        clone_url: "/srv/git/older.git".into(),
+        default_branch: "main".into(),
+        trigger_labels: vec!["only-this".into()],
+        allowed_authors: Vec::new(),
+        verify: Vec::new(),
+        allowed_paths: Vec::new(),
+        labels: LabelConfig::default(),
+        max_concurrent_runs: 1,
+        ..older.clone()
+    };
+    s.put_project(&updated).await.unwrap();
+    assert_eq!(s.project(older.id).await.unwrap(), updated, "put_project replaces the whole value");
+    assert_eq!(s.projects().await.unwrap(), vec![updated.clone(), newer.clone()]);
+
+    s.delete_project(newer.id).await.unwrap();
+    expect_err!(s.project(newer.id).await, Error::NotFound { entity: "project", .. });
+    assert_eq!(s.projects().await.unwrap(), vec![updated]);
+}
+
+/// A project with an active run cannot be deleted; without one, deleting it
+/// deletes its issues and runs with everything recorded about them, but not
+/// its audit trail.
+pub async fn project_delete_needs_no_active_run(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "doomed").await;
+    let keep = seed(s, "kept").await;
+    s.put_issue(&fixtures::issue(project.id, 1)).await.unwrap();
+    s.put_issue(&fixtures::issue(keep.id, 1)).await.unwrap();
+    let event = fixtures::audit_event(Some(project.id), "run.cancelled", "issue#1", at(9));
+    s.audit(&event).await.unwrap();
+
+    let run = claimed(s, &fixtures::new_run(project.id, 1), OWNER, at(0)).await;
+    s.begin_step(run.id, OWNER, RunState::SelectingModel, None, at(1)).await.unwrap();
+    append(s, &run, LogStream::Stdout, "output\n", 1024, at(1)).await;
+    s.record_usage(&fixtures::usage_record(run.id, at(1))).await.unwrap();
+    s.record_decision(&fixtures::decision(run.id)).await.unwrap();
+    s.record_outcome(&fixtures::outcome(project.id, run.id, at(2))).await.unwrap();
+    let kept_run = queue(s, &fixtures::new_run(keep.id, 1)).await;
+
+    expect_err!(s.delete_project(project.id).await, Error::InvalidInput { .. });
+    assert_eq!(s.project(project.id).await.unwrap(), project, "a refused delete changes nothing");
+    assert_eq!(s.run(run.id).await.unwrap(), run);
+
+    walk(s, run.clone(), OWNER, &[RunState::Failed], at(3)).await;
+    s.delete_project(project.id).await.unwrap();
+
+    expect_err!(s.project(project.id).await, Error::NotFound { entity: "project", .. });
+    expect_err!(s.run(run.id).await, Error::NotFound { entity: "run", .. });
+    assert_eq!(s.issues(project.id).await.unwrap(), Vec::<TrackedIssue>::new());
+    let filter = RunFilter { project_id: Some(project.id), ..RunFilter::default() };
+    assert_eq!(s.runs(&filter).await.unwrap(), Vec::<Run>::new());
+    assert_eq!(s.steps(run.id).await.unwrap(), Vec::<StepRecord>::new());
+    assert_eq!(s.logs(run.id, 0).await.unwrap(), Vec::<LogChunk>::new());
+    assert_eq!(s.usage(run.id).await.unwrap(), Vec::<UsageRecord>::new());
+    assert_eq!(s.decision(run.id).await.unwrap(), None);
+    assert_eq!(s.outcomes(project.id).await.unwrap(), Vec::<Outcome>::new());
+    assert_eq!(s.audit_events(Some(project.id)).await.unwrap(), vec![event], "the audit trail outlives the project");
+
+    assert_eq!(s.projects().await.unwrap(), vec![keep.clone()], "other projects are untouched");
+    assert_eq!(s.issues(keep.id).await.unwrap(), vec![fixtures::issue(keep.id, 1)]);
+    assert_eq!(s.run(kept_run.id).await.unwrap(), kept_run);
+}
+
+/// Create, read, update and list tracked issues.
+pub async fn issues_crud(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let other = seed(s, "gadgets").await;
+    assert_eq!(s.issues(project.id).await.unwrap(), Vec::<TrackedIssue>::new());
+
+    let i1 = TrackedIssue {
+        state: IssueState::Closed,
+        trusted: false,
+        labels: Vec::new(),
+        body: String::new(),
+        ..fixtures::issue(project.id, 1)
+    };
+    let i2 = fixtures::issue(project.id, 2);
+    let i10 = fixtures::issue(project.id, 10);
+    for issue in [&i10, &i1, &i2] {
+        s.put_issue(issue).await.unwrap();
+    }
+    assert_eq!(s.issue(project.id, 2).await.unwrap(), i2);
+    assert_eq!(s.issues(project.id).await.unwrap(), vec![i1.clone(), i2.clone(), i10.clone()], "by number");
+
+    let i2_changed = TrackedIssue {
+        title: "Retitled".into(),
+        labels: vec!["paid-plan".into()],
+        state: IssueState::Closed,
+        updated_at: at_millis(5_005),
+        ..i2.clone()
+    };
+    s.put_issue(&i2_changed).await.unwrap();
+    assert_eq!(s.issue(project.id, 2).await.unwrap(), i2_changed, "put_issue updates");
+
+    let same_number = fixtures::issue(other.id, 2);
+    s.put_issue(&same_number).await.unwrap();
+    assert_eq!(s.issues(other.id).await.unwrap(), vec![same_number], "issue numbers are per project");
+    assert_eq!(s.issues(project.id).await.unwrap(), vec![i1, i2_changed, i10]);
+}
