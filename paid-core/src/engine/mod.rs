@@ -13,6 +13,7 @@ mod candidate;
 mod choice;
 mod compare;
 mod config;
+mod deliver;
 mod drive;
 mod events;
 mod fanout;

@@ -9,22 +9,19 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::config::MAX_PR_BODY;
 use super::drive::Drive;
-use super::fanout::{CompareProvisionOut, compare_resources, compared};
+use super::fanout::{CompareProvisionOut, compared};
 use super::follow_up::follow_up_prompt;
 use super::journal::{Journal, OutputKind, Retry, StepOutput};
 use super::learn::PromptPick;
 use super::learn::recorded_prompt;
 use super::{Engine, EngineEvent, RunLogger, SandboxSession};
-use crate::learning::evolution::RunFeedback;
-use crate::metrics::{AgentLabels, ProjectLabels, RunLabels};
-use crate::policy::{ForbiddenPaths, branch_name, pr_title};
+use crate::metrics::{AgentLabels, RunLabels};
+use crate::policy::branch_name;
 use crate::{
-    Agent, AgentContext, AgentExit, AgentOutcome, AuditEvent, CommentRequest, CommitRequest, Error, ExecExit,
-    ExecRequest, Failure, LabelChange, LogStream, ModelDecision, Outcome, PrRequest, Project, ProxyEndpoint,
-    PullRequest, Result, Run, RunId, RunKind, RunPatch, RunState, SandboxHandle, SandboxSpec, SelectionRequest,
-    Transition, UsageRecord, Worktree, WorktreeRequest,
+    Agent, AgentContext, AgentExit, AgentOutcome, AuditEvent, Error, ExecExit, ExecRequest, Failure, LogStream,
+    ModelDecision, Project, ProxyEndpoint, Result, Run, RunId, RunKind, RunPatch, RunState, SandboxHandle, SandboxSpec,
+    SelectionRequest, Transition, UsageRecord, Worktree, WorktreeRequest,
 };
 
 /// The worktree and sandbox a run works in. Every step that (re)creates
@@ -59,58 +56,14 @@ impl StepOutput for AgentOut {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct VerifyOut {
-    resources: Resources,
-    passed: bool,
-    digest: String,
+pub(super) struct VerifyOut {
+    pub(super) resources: Resources,
+    pub(super) passed: bool,
+    pub(super) digest: String,
 }
 
 impl StepOutput for VerifyOut {
     const KIND: OutputKind = OutputKind::Verify;
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CommitOut {
-    /// The commit made (none when there was nothing to commit).
-    commit: Option<String>,
-}
-
-impl StepOutput for CommitOut {
-    const KIND: OutputKind = OutputKind::Commit;
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PolicyOut {
-    /// The paths the run changed.
-    paths: Vec<String>,
-}
-
-impl StepOutput for PolicyOut {
-    const KIND: OutputKind = OutputKind::PolicyCheck;
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PushOut {}
-
-impl StepOutput for PushOut {
-    const KIND: OutputKind = OutputKind::Push;
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ReportOut {
-    /// The issue comment's id.
-    comment: u64,
-}
-
-impl StepOutput for ReportOut {
-    const KIND: OutputKind = OutputKind::Report;
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CleanOut {}
-
-impl StepOutput for CleanOut {
-    const KIND: OutputKind = OutputKind::Clean;
 }
 
 /// How much of a failing verify command's output the agent gets back.
@@ -457,7 +410,7 @@ impl Engine {
         self.create_resources(run, project, journal, &branch).await
     }
 
-    async fn worktree(&self, run: &Run, project: &Project, journal: &Journal) -> Result<Worktree> {
+    pub(super) async fn worktree(&self, run: &Run, project: &Project, journal: &Journal) -> Result<Worktree> {
         match latest_resources(journal) {
             Some(r) if r.worktree.path.exists() => Ok(r.worktree),
             _ => {
@@ -600,275 +553,18 @@ impl Engine {
         }
     }
 
-    /// `committing`, for `run`: the drive's run, with a human's pick applied.
-    async fn commit(&self, d: &Drive, run: &Run) -> Result<RunState> {
-        let (project, journal) = (&d.project, &d.journal);
-        let issue = d.issue().await?;
-        let message = format!("{}\n\nPaid-Run: {}\n", pr_title(run.issue_number, &issue.title), run.id);
-        let cfg = &self.inner.config;
-        let _: CommitOut = self
-            .journaled(run, journal, None, cfg.timeouts.commit, Retry::Transient, || async {
-                let worktree = self.worktree(run, project, journal).await?;
-                let commit = self
-                    .inner
-                    .workspaces
-                    .commit_all(&CommitRequest {
-                        worktree: &worktree,
-                        message: &message,
-                        author_name: &cfg.author_name,
-                        author_email: &cfg.author_email,
-                    })
-                    .await?;
-                Ok(CommitOut { commit })
-            })
-            .await?;
-        Ok(RunState::PolicyCheck)
-    }
-
-    async fn policy_check(&self, d: &Drive) -> Result<RunState> {
-        let (run, project, journal) = (&d.run, &d.project, &d.journal);
-        let policy = ForbiddenPaths::new(&project.allowed_paths)?;
-        let _: PolicyOut = self
-            .journaled(run, journal, None, self.inner.config.timeouts.commit, Retry::Transient, || async {
-                let worktree = self.worktree(run, project, journal).await?;
-                let paths = self.inner.workspaces.changed_paths(&worktree).await?;
-                if paths.is_empty() {
-                    return Err(Error::Agent("the agent made no changes".into()));
-                }
-                policy.check(paths.iter().map(String::as_str))?;
-                Ok(PolicyOut { paths })
-            })
-            .await?;
-        Ok(RunState::Pushing)
-    }
-
-    async fn push(&self, d: &Drive) -> Result<RunState> {
-        let (run, project, journal) = (&d.run, &d.project, &d.journal);
-        let key = run.branch.clone();
-        let _: PushOut = self
-            .journaled(run, journal, key.as_deref(), self.inner.config.timeouts.push, Retry::Transient, || async {
-                let worktree = self.worktree(run, project, journal).await?;
-                self.inner.workspaces.push(project, &worktree).await?;
-                Ok(PushOut {})
-            })
-            .await?;
-        Ok(RunState::OpeningPr)
-    }
-
-    async fn open_pr(&self, d: &Drive) -> Result<RunState> {
-        let (run, project, journal) = (&d.run, &d.project, &d.journal);
-        let issue = d.issue().await?;
-        let head = run.branch.clone().unwrap_or_default();
-        let summary = agent_summary(journal);
-        let footer = super::templates::pr_footer(run.issue_number, run.id, run.model.as_deref())?;
-        let room = MAX_PR_BODY.saturating_sub(footer.chars().count());
-        let body = format!("{}{footer}", truncate_chars(&summary, room));
-        let req = PrRequest {
-            repo: project.repo.clone(),
-            head: head.clone(),
-            base: project.default_branch.clone(),
-            title: pr_title(run.issue_number, &issue.title),
-            body,
-            labels: vec![project.labels.pr.clone()],
-        };
-        let key = format!("pr:{head}");
-        let forge = &self.inner.forge;
-        let pr: PullRequest = self
-            .journaled(run, journal, Some(&key), self.inner.config.timeouts.pr, Retry::Transient, || {
-                forge.find_or_create_pr(&req)
-            })
-            .await?;
-        self.patch(run, RunPatch { pr_url: Some(pr.url.clone()), ..Default::default() }).await?;
-        if pr.created {
-            self.inner
-                .metrics
-                .prs_created_total
-                .get_or_create(&ProjectLabels { project_id: project.id.to_string() })
-                .inc();
-        }
-        self.emit(EngineEvent::Note { run_id: run.id, message: format!("pull request {}", pr.url) });
-        Ok(RunState::Reporting)
-    }
-
-    async fn report(&self, d: &Drive) -> Result<RunState> {
-        let (run, project, journal) = (&d.run, &d.project, &d.journal);
-        let marker = comment_marker(run.id);
-        let body = match run.kind {
-            RunKind::Plan => self.plan_comment(run, journal),
-            RunKind::Build => self.summary_comment(d, None).await?,
-        };
-        let mut remove = vec![project.labels.in_progress.clone(), project.labels.failed.clone()];
-        remove.extend(project.trigger_labels.iter().cloned());
-        if run.kind == RunKind::Plan {
-            remove.push(super::plan::PLAN_LABEL.to_string());
-        }
-        let labels = LabelChange {
-            repo: project.repo.clone(),
-            number: run.issue_number,
-            add: vec![project.labels.done.clone()],
-            remove,
-        };
-        let comment =
-            CommentRequest { repo: project.repo.clone(), number: run.issue_number, marker: marker.clone(), body };
-        let forge = &self.inner.forge;
-        let timeout = self.inner.config.timeouts.issue_update;
-        let _: ReportOut = self
-            .journaled(run, journal, Some(&marker), timeout, Retry::Transient, || async {
-                let comment = forge.upsert_comment(&comment).await?;
-                forge.set_labels(&labels).await?;
-                Ok(ReportOut { comment })
-            })
-            .await?;
-        Ok(RunState::Cleaning)
-    }
-
-    async fn summary_comment(&self, d: &Drive, failure: Option<&Failure>) -> Result<String> {
-        let run = &d.run;
-        let usage = d.usage().await?;
-        let cost = if usage.is_empty() {
-            "none reported".to_string()
-        } else if usage.iter().any(|u| u.cost_micros.is_none()) {
-            "unknown".to_string()
-        } else {
-            format!("${:.4}", usage.iter().filter_map(|u| u.cost_micros).sum::<i64>() as f64 / 1e6)
-        };
-        let candidates = compared(&d.journal).map(|c| c.table());
-        let marker = comment_marker(run.id);
-        super::templates::summary_comment(&super::templates::Summary {
-            run_id: run.id,
-            model: run.model.as_deref().unwrap_or("-"),
-            iterations: run.iterations,
-            cost: &cost,
-            seconds: (self.inner.clock.now() - run.created_at).num_seconds().max(0),
-            pr_url: run.pr_url.as_deref(),
-            failure,
-            candidates,
-            marker: &marker,
-        })
-    }
-
-    async fn clean(&self, d: &Drive) -> Result<RunState> {
-        let (run, journal) = (&d.run, &d.journal);
-        let _: CleanOut = self
-            .journaled(run, journal, None, self.inner.config.timeouts.cleanup, Retry::Transient, || async {
-                let run_label = run.id.to_string();
-                for sandbox in self.inner.runtime.list_managed().await? {
-                    if sandbox.run_id.as_deref() == Some(run_label.as_str()) {
-                        let handle = SandboxHandle { id: sandbox.id, mount_at: SandboxSpec::DEFAULT_MOUNT.into() };
-                        self.inner.runtime.remove(&handle).await?;
-                    }
-                }
-                let mut seen = Vec::new();
-                for r in journal.fields::<Resources>("resources") {
-                    if !seen.contains(&r.worktree.path) {
-                        self.inner.workspaces.remove(&r.worktree).await?;
-                        seen.push(r.worktree.path);
-                    }
-                }
-                for r in compare_resources(journal) {
-                    let _ = self.inner.runtime.remove(&r.sandbox).await;
-                    if !seen.contains(&r.worktree.path) {
-                        self.inner.workspaces.remove(&r.worktree).await?;
-                        seen.push(r.worktree.path);
-                    }
-                }
-                if let Some(c) = &self.inner.credentials {
-                    c.revoke(run.id).await?;
-                }
-                if let Some(failure) = &run.failure {
-                    self.report_failure(d, failure).await;
-                }
-                Ok(CleanOut {})
-            })
-            .await?;
-        if run.kind == RunKind::Build {
-            self.record_outcome(d).await?;
-        }
-        Ok(run.failure.as_ref().map(end_state).unwrap_or(RunState::Succeeded))
-    }
-
-    /// The run's first outcome record: what is known when it ends (verify
-    /// result, iterations, cost). PR merge, CI and votes are added later by
-    /// follow-up polling.
-    async fn record_outcome(&self, d: &Drive) -> Result<()> {
-        let (run, project, journal) = (&d.run, &d.project, &d.journal);
-        let last_verify = journal.latest::<VerifyOut>();
-        let tests_passing = if project.verify.is_empty() {
-            None
-        } else if let Some(c) = compared(journal) {
-            c.winner_report().map(|r| r.verify_passed)
-        } else {
-            last_verify.as_ref().map(|v| v.passed)
-        };
-        let usage = d.usage().await?;
-        let cost_micros = if usage.iter().any(|u| u.cost_micros.is_none()) {
-            None
-        } else {
-            Some(usage.iter().filter_map(|u| u.cost_micros).sum())
-        };
-        let outcome = Outcome {
-            run_id: run.id,
-            project_id: project.id,
-            pr_merged: None,
-            ci_passed: None,
-            lint_clean: None,
-            tests_passing,
-            human_vote: None,
-            iterations: run.iterations,
-            cost_micros,
-            quality_score: None,
-            recorded_at: self.inner.clock.now(),
-        };
-        self.inner.store.record_outcome(&outcome).await?;
-        let digest = last_verify.filter(|v| !v.passed).map(|v| v.digest);
-        let feedback =
-            RunFeedback { review_comments: Vec::new(), ci_failure_digest: digest, iterations: run.iterations };
-        self.score_outcome(run, journal, &outcome, feedback).await;
-        Ok(())
-    }
-
-    /// Tells the issue a run failed. Best effort: the run's end state is
-    /// recorded whatever the forge says.
-    async fn report_failure(&self, d: &Drive, failure: &Failure) {
-        let (run, project) = (&d.run, &d.project);
-        let result = async {
-            let body = self.summary_comment(d, Some(failure)).await?;
-            let forge = &self.inner.forge;
-            forge
-                .upsert_comment(&CommentRequest {
-                    repo: project.repo.clone(),
-                    number: run.issue_number,
-                    marker: comment_marker(run.id),
-                    body,
-                })
-                .await?;
-            forge
-                .set_labels(&LabelChange {
-                    repo: project.repo.clone(),
-                    number: run.issue_number,
-                    add: vec![project.labels.failed.clone()],
-                    remove: vec![project.labels.in_progress.clone()],
-                })
-                .await
-        }
-        .await;
-        if let Err(e) = result {
-            warn!(run_id = %run.id, error = %e, "could not report the failure on the issue");
-        }
-    }
-
     pub(super) async fn patch(&self, run: &Run, patch: RunPatch) -> Result<Run> {
         self.inner.store.patch_run(run.id, &self.inner.config.worker_id, &patch, self.inner.clock.now()).await
     }
 }
 
 /// The latest resources the run's journal records.
-fn latest_resources(journal: &Journal) -> Option<Resources> {
+pub(super) fn latest_resources(journal: &Journal) -> Option<Resources> {
     journal.latest_field("resources")
 }
 
 /// The PR body's summary: a comparison's table, else the agent's summary.
-fn agent_summary(journal: &Journal) -> String {
+pub(super) fn agent_summary(journal: &Journal) -> String {
     match compared(journal) {
         Some(compared) => compared.pr_summary(),
         None => journal.latest::<AgentOut>().map(|a| a.outcome.summary).unwrap_or_default(),
@@ -877,7 +573,7 @@ fn agent_summary(journal: &Journal) -> String {
 
 /// Stores what `logger` holds. Best effort: the step's result stands
 /// whatever the log store says.
-async fn flush_quietly(logger: &RunLogger) {
+pub(super) async fn flush_quietly(logger: &RunLogger) {
     if let Err(e) = logger.flush().await {
         warn!(error = %e, "could not store the rest of a step's output");
     }
@@ -888,7 +584,7 @@ pub fn comment_marker(run_id: RunId) -> String {
     format!("<!-- paid:run:{run_id} -->")
 }
 
-fn end_state(failure: &Failure) -> RunState {
+pub(super) fn end_state(failure: &Failure) -> RunState {
     match failure.code.as_str() {
         "cancelled" => RunState::Cancelled,
         "timeout" => RunState::TimedOut,
@@ -908,7 +604,7 @@ pub(super) fn tail(s: &str, max: usize) -> &str {
     &s[cut..]
 }
 
-fn truncate_chars(s: &str, max: usize) -> String {
+pub(super) fn truncate_chars(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
     } else {
