@@ -457,7 +457,10 @@ impl DockerRuntime {
                 // runtime's only once it would have replaced them.
                 let spare = network.labels.as_ref().is_some_and(|l| l.contains_key(&config.label("spare")));
                 let held = self.shared().egress.as_ref().is_some_and(|e| e.holds_spare(&name));
-                let keep = if spare { held || age <= policy.idle_after } else { age < policy.grace };
+                // One being set up has no sandbox yet: the configured grace
+                // holds whatever the caller's.
+                let setup_grace = policy.grace.max(Duration::from_secs(config.reaper.grace_secs));
+                let keep = if spare { held || age <= policy.idle_after } else { age < setup_grace };
                 if keep {
                     continue;
                 }
@@ -488,7 +491,9 @@ impl DockerRuntime {
     async fn reap_slots(&self, policy: &ReapPolicy, live_ids: &HashSet<String>, report: &mut ReapReport) {
         let Some(root) = self.shared().pool.as_ref().and_then(|p| p.root()) else { return };
         let live = live_ids.clone();
-        let grace = policy.grace;
+        // A slot is taken before its container exists: the configured
+        // grace holds whatever the caller's.
+        let grace = policy.grace.max(Duration::from_secs(self.shared().config.reaper.grace_secs));
         let outcome = blocking(move || {
             let mut released = Vec::new();
             let Ok(entries) = std::fs::read_dir(&root) else { return Ok(released) };

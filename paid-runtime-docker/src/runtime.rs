@@ -618,14 +618,12 @@ impl SandboxRuntime for DockerRuntime {
     /// a missing sandbox). Ages are by the engine's clock; `req.now` is not
     /// used. See [`DockerRuntime::reap_with`].
     ///
-    /// Nothing younger than [`DockerConfig::reaper`]'s `grace_secs` is
-    /// removed, whatever `req.min_age` says: a network or pool slot being
-    /// set up has no container yet, and would look dangling.
+    /// Networks and pool slots younger than [`DockerConfig::reaper`]'s
+    /// `grace_secs` stay whatever `req.min_age` says: one being set up has
+    /// no container yet and would look dangling.
     async fn reap(&self, req: &paid_core::ReapRequest<'_>) -> Result<paid_core::ReapReport> {
-        let floor = std::time::Duration::from_secs(self.shared.config.reaper.grace_secs);
-        let policy =
-            ReapPolicy { grace: req.min_age.max(floor), ..ReapPolicy::from_config(&self.shared.config.reaper) }
-                .with_live_runs(req.keep.iter());
+        let policy = ReapPolicy { grace: req.min_age, ..ReapPolicy::from_config(&self.shared.config.reaper) }
+            .with_live_runs(req.keep.iter());
         Ok(self.reap_with(&policy).await?.into_port())
     }
 }

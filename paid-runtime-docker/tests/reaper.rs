@@ -46,7 +46,9 @@ async fn exists(docker: &bollard::Docker, id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reaper_removes_orphans_and_leaves_unlabeled_containers_alone() {
     let prefix = unique_prefix("reap");
-    let runtime = runtime_with(DockerConfig { label_prefix: prefix.clone(), ..DockerConfig::default() }).await;
+    // No configured grace: the dangling network planted below goes at once.
+    let reaper = ReaperConfig { grace_secs: 0, ..ReaperConfig::default() };
+    let runtime = runtime_with(DockerConfig { label_prefix: prefix.clone(), reaper, ..DockerConfig::default() }).await;
     let docker = runtime.client().clone();
     let unlabeled_name = format!("{prefix}-unlabeled-{}", RandomIds.hex(3));
     let mut unlabeled = None;
@@ -98,6 +100,27 @@ async fn the_reaper_removes_orphans_and_leaves_unlabeled_containers_alone() {
         assert!(!exists(&docker, &orphan).await, "the orphan is gone");
         assert!(exists(&docker, &other).await, "the unlabeled container is untouched");
         assert!(runtime.is_running(&live).await.unwrap(), "the live sandbox is untouched");
+
+        // With the configured grace (the default minute), a network just
+        // created is one being set up: it stays whatever the caller's grace.
+        let young = format!("{prefix}-net-young");
+        docker
+            .create_network(NetworkCreateRequest {
+                name: young.clone(),
+                internal: Some(true),
+                labels: Some(HashMap::from([
+                    (format!("{prefix}.managed"), "true".to_string()),
+                    (format!("{prefix}.role"), "sandbox-net".to_string()),
+                ])),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let graceful = runtime_with(DockerConfig { label_prefix: prefix.clone(), ..DockerConfig::default() }).await;
+        let kept = graceful.reap_with(&policy().with_live_runs([spec.run_id])).await.unwrap();
+        assert!(!kept.networks.contains(&young), "a young network is kept under the configured grace: {kept:?}");
+        let gone = runtime.reap_with(&policy().with_live_runs([spec.run_id])).await.unwrap();
+        assert_eq!(gone.networks, vec![young], "without a configured grace it goes");
 
         // Without the live run in the set, the live sandbox is an orphan too.
         let report = runtime.reap_with(&policy().with_live_runs(Vec::<String>::new())).await.unwrap();
