@@ -12,7 +12,7 @@
 //! [`crate::Store`] is the sum of six sub-traits ([`crate::Catalog`],
 //! [`crate::Runs`], [`crate::Journal`], [`crate::RunLog`], [`crate::Ledger`],
 //! [`crate::Audit`]). A store layer ([`RetryStore`], and the test wrappers
-//! `testing::faults::FlakyStore` and `testing::counting::CountingStore`)
+//! `testing::faults::FlakyStore`, which `testing::counting::CountingStore` also is)
 //! writes one impl per sub-trait by hand, each carrying
 //! `#[deny(clippy::missing_trait_methods)]`; it is a `Store` through the
 //! blanket impl. We chose the lint over a delegation macro: each method

@@ -14,7 +14,7 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::store::prelude::*;
@@ -49,7 +49,7 @@ struct Fault {
 pub struct FlakyStore {
     inner: Arc<dyn Store>,
     faults: Mutex<HashMap<&'static str, Fault>>,
-    calls: Mutex<HashMap<&'static str, usize>>,
+    calls: Mutex<BTreeMap<&'static str, usize>>,
 }
 
 impl std::fmt::Debug for FlakyStore {
@@ -82,8 +82,29 @@ impl FlakyStore {
     }
 
     /// How many calls of `method` this wrapper saw, failed ones included.
+    /// A provided port method is counted under its own name only: the
+    /// calls the wrapped store makes inside it are not seen.
     pub fn calls(&self, method: &str) -> usize {
-        self.calls.lock().unwrap_or_else(|p| p.into_inner()).get(method).copied().unwrap_or(0)
+        self.counted().get(method).copied().unwrap_or(0)
+    }
+
+    /// Every method called at least once, with its count, by name.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        self.counted().clone()
+    }
+
+    /// All calls but those of the methods in `except`.
+    pub fn total_except(&self, except: &[&str]) -> usize {
+        self.counted().iter().filter(|(m, _)| !except.contains(m)).map(|(_, n)| n).sum()
+    }
+
+    /// Sets every count back to zero (say, after a test's setup).
+    pub fn reset(&self) {
+        self.counted().clear();
+    }
+
+    fn counted(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, usize>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes one pending fault of `method` at `point`, if any.
@@ -95,7 +116,7 @@ impl FlakyStore {
     }
 
     fn enter(&self, method: &'static str) -> Result<()> {
-        *self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(method).or_default() += 1;
+        *self.counted().entry(method).or_default() += 1;
         self.strike(method, FaultPoint::Before).map_or(Ok(()), Err)
     }
 
