@@ -93,7 +93,8 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
                 .base_uri(config.github.api_url.clone())
                 .metrics(metrics.clone())
                 .token_id("github")
-                .token_source(Arc::new(token_source.shared()));
+                .token_source(Arc::new(token_source.shared()))
+                .capabilities(paid_github::Capabilities::new().sub_issues(config.github.sub_issues));
             Arc::new(GitHubForge::new(gh)?)
         }
     };

@@ -127,6 +127,7 @@ pub(super) fn build(
         token_file: raw.github.token_file.map(|p| resolve(base, p)),
         webhook_secret_env: raw.github.webhook_secret_env,
         webhook_secret_file: raw.github.webhook_secret_file.map(|p| resolve(base, p)),
+        sub_issues: raw.github.sub_issues.unwrap_or(true),
     };
     if let Some(name) = &github.webhook_secret_env
         && !env_name_ok(name)

@@ -220,6 +220,10 @@ pub struct GitHubSettings {
     /// File holding the webhook secret (`github.webhook_secret_file`; wins
     /// over the variable).
     pub webhook_secret_file: Option<PathBuf>,
+    /// Whether the forge has the sub-issues API (`github.sub_issues`,
+    /// default true). Off (say, on a GitHub Enterprise Server without it),
+    /// a plan links its sub-issues with a task list on the parent instead.
+    pub sub_issues: bool,
 }
 
 /// `[proxy]`: the secrets + metering proxy of `paid-llm`, started when at

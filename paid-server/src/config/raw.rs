@@ -60,6 +60,7 @@ pub(super) struct RawGitHub {
     pub(super) token_file: Option<PathBuf>,
     pub(super) webhook_secret_env: Option<String>,
     pub(super) webhook_secret_file: Option<PathBuf>,
+    pub(super) sub_issues: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

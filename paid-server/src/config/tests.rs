@@ -26,6 +26,15 @@ fn defaults() {
     assert_eq!(c.api.bind.to_string(), "127.0.0.1:8700");
     assert_eq!(c.projects[0].clone_url, "https://github.com/acme/widgets.git");
     assert_eq!(c.projects[0].trigger_labels, vec!["paid-build"]);
+    assert!(c.github.sub_issues, "sub-issues are on unless said otherwise");
+}
+
+#[test]
+fn a_forge_without_sub_issues_is_configured_not_guessed() {
+    let c = parse(&format!("[github]\nsub_issues = false\n{MINIMAL}")).unwrap();
+    assert!(!c.github.sub_issues);
+    let e = parse(&format!("[github]\nsub_issues = \"no\"\n{MINIMAL}")).unwrap_err();
+    assert_eq!(e.key, "github.sub_issues", "{e}");
 }
 
 #[test]
