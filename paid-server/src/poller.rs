@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
 use crate::disk::DiskGuard;
-use crate::projects::ProjectDirectory;
 use crate::webhooks::Nudge;
 
 /// Polls every project on the interval (issues, then the feedback on its
@@ -20,7 +19,6 @@ use crate::webhooks::Nudge;
 pub(crate) struct Poller {
     pub(crate) engine: Engine,
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) directory: Arc<ProjectDirectory>,
     pub(crate) disk: Arc<DiskGuard>,
     pub(crate) wake: Arc<Notify>,
 }
@@ -83,7 +81,7 @@ impl Poller {
 
     /// Whether the project's monthly budget leaves room for new runs.
     async fn admits(&self, p: &paid_core::Project) -> bool {
-        if let Some(limit) = self.directory.extras(p.id).budget_usd_per_month
+        if let Some(limit) = p.settings.budget_usd_per_month
             && let Ok(spent) = month_spend(self.store.as_ref(), p.id, chrono::Utc::now()).await
             && spent >= limit
         {

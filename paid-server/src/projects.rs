@@ -1,11 +1,12 @@
 //! Projects: those declared in `paid.toml` are written to the store at
 //! start (keeping their ids), those added through the API live in the store
 //! only. Either way a project's preferred model and budgets are its
-//! [`paid_core::ProjectSettings`], stored with it; the directory keeps them
-//! at hand for the poller, the selector and the proxy.
+//! [`paid_core::ProjectSettings`], stored with it and read from the store
+//! where needed (the poller, the selector, the proxy), so every node of a
+//! cluster sees the same.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use paid_core::{
@@ -14,14 +15,11 @@ use paid_core::{
 
 use crate::config::ProjectSpec;
 
-/// A project's preferred model and budgets ([`Project::settings`]).
-pub use paid_core::ProjectSettings as ProjectExtras;
-
-/// Which projects `paid.toml` declares, and their extra settings.
+/// Which projects `paid.toml` declares (their settings are the stored
+/// projects' own, read where needed, so every node sees the same).
 #[derive(Debug, Default)]
 pub struct ProjectDirectory {
     declared: BTreeSet<String>,
-    extras: RwLock<BTreeMap<ProjectId, ProjectExtras>>,
 }
 
 impl ProjectDirectory {
@@ -29,31 +27,6 @@ impl ProjectDirectory {
     pub fn is_declared(&self, repo: &str) -> bool {
         self.declared.contains(repo)
     }
-
-    /// The extra settings of a project (defaults when none).
-    pub fn extras(&self, id: ProjectId) -> ProjectExtras {
-        self.extras.read().map(|m| m.get(&id).cloned().unwrap_or_default()).unwrap_or_default()
-    }
-
-    /// Sets (`Some`) or forgets (`None`) the extra settings of a project.
-    pub fn set_extras(&self, id: ProjectId, extras: Option<ProjectExtras>) {
-        let mut map = self.extras.write().unwrap_or_else(|p| p.into_inner());
-        match extras {
-            Some(e) => map.insert(id, e),
-            None => map.remove(&id),
-        };
-    }
-}
-
-/// Fills the directory with the settings of every stored project not
-/// declared in `paid.toml` (those added through the API).
-pub async fn load_api_extras(store: &dyn Store, directory: &ProjectDirectory) -> paid_core::Result<()> {
-    for p in store.projects().await? {
-        if !directory.is_declared(&p.repo.to_string()) {
-            directory.set_extras(p.id, Some(p.settings.clone()));
-        }
-    }
-    Ok(())
 }
 
 /// Writes the declared projects to the store, reusing the id of a stored
@@ -65,7 +38,6 @@ pub async fn sync_declared(
 ) -> paid_core::Result<ProjectDirectory> {
     let existing = store.projects().await?;
     let mut declared = BTreeSet::new();
-    let mut extras = BTreeMap::new();
     for spec in specs {
         let repo = spec.repo.to_string();
         let found = existing.iter().find(|p| p.repo == spec.repo);
@@ -79,9 +51,8 @@ pub async fn sync_declared(
             store.put_project(&project).await?;
         }
         declared.insert(repo);
-        extras.insert(id, project.settings.clone());
     }
-    Ok(ProjectDirectory { declared, extras: RwLock::new(extras) })
+    Ok(ProjectDirectory { declared })
 }
 
 /// Finds a stored project by repository.
@@ -94,7 +65,6 @@ pub async fn by_repo(store: &dyn Store, repo: &str) -> paid_core::Result<Option<
 /// decision.
 pub struct ProjectSelector {
     store: Arc<dyn Store>,
-    directory: Arc<ProjectDirectory>,
     default: FixedSelector,
 }
 
@@ -106,8 +76,8 @@ impl std::fmt::Debug for ProjectSelector {
 
 impl ProjectSelector {
     /// A selector defaulting to `default`.
-    pub fn new(store: Arc<dyn Store>, directory: Arc<ProjectDirectory>, default: FixedSelector) -> Self {
-        Self { store, directory, default }
+    pub fn new(store: Arc<dyn Store>, default: FixedSelector) -> Self {
+        Self { store, default }
     }
 }
 
@@ -115,7 +85,7 @@ impl ProjectSelector {
 impl ModelSelector for ProjectSelector {
     async fn select(&self, req: &SelectionRequest) -> paid_core::Result<ModelDecision> {
         let run = self.store.run(req.run_id).await?;
-        let extras = self.directory.extras(run.project_id);
+        let extras = self.store.project(run.project_id).await?.settings;
         let mut req = req.clone();
         if let Some(usd) = extras.budget_usd_per_run {
             req.budget_micros = Some((usd * 1e6) as i64);

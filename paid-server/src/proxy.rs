@@ -15,7 +15,7 @@ use paid_llm::proxy::budget::BudgetConfig;
 use paid_llm::proxy::{Proxy, ProxyCredentials, Upstream};
 use secrecy::SecretString;
 
-use crate::projects::{ProjectDirectory, ProjectExtras};
+use paid_core::ProjectSettings;
 
 use crate::config::{Config, ConfigError};
 use crate::vault::Vault;
@@ -42,7 +42,7 @@ fn default_base(kind: ProviderKind) -> &'static str {
 /// The proxy caps of a project with budgets of its own, on top of the
 /// proxy's `defaults` for everything the project does not set; `None` when
 /// it has none (the defaults apply as they are).
-pub fn project_budget(extras: &ProjectExtras, defaults: BudgetConfig) -> Option<BudgetConfig> {
+pub fn project_budget(extras: &ProjectSettings, defaults: BudgetConfig) -> Option<BudgetConfig> {
     let micros = |usd: f64| (usd * 1e6).round() as i64;
     if extras.budget_usd_per_run.is_none() && extras.budget_usd_per_month.is_none() {
         return None;
@@ -56,7 +56,7 @@ pub fn project_budget(extras: &ProjectExtras, defaults: BudgetConfig) -> Option<
 
 /// Sets (or clears) `project`'s caps in `proxy` from its settings. Returns
 /// whether the project has caps of its own.
-pub fn register_budget(proxy: &Proxy, project: ProjectId, extras: &ProjectExtras) -> bool {
+pub fn register_budget(proxy: &Proxy, project: ProjectId, extras: &ProjectSettings) -> bool {
     match project_budget(extras, proxy.default_budget()) {
         Some(b) => {
             proxy.set_project_budget(project, b);
@@ -71,14 +71,10 @@ pub fn register_budget(proxy: &Proxy, project: ProjectId, extras: &ProjectExtras
 
 /// Registers the caps of every stored project. Returns how many have caps
 /// of their own.
-pub async fn register_budgets(
-    proxy: &Proxy,
-    store: &dyn Store,
-    directory: &ProjectDirectory,
-) -> paid_core::Result<usize> {
+pub async fn register_budgets(proxy: &Proxy, store: &dyn Store) -> paid_core::Result<usize> {
     let mut n = 0;
     for p in store.projects().await? {
-        n += usize::from(register_budget(proxy, p.id, &directory.extras(p.id)));
+        n += usize::from(register_budget(proxy, p.id, &p.settings));
     }
     Ok(n)
 }

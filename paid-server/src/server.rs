@@ -160,7 +160,6 @@ pub struct Server {
     pub(crate) wake: Arc<Notify>,
     pub(crate) disk: Arc<DiskGuard>,
     pub(crate) reaper: Arc<Reaper>,
-    pub(crate) directory: Arc<crate::projects::ProjectDirectory>,
     pub(crate) token_source: Arc<ForgeToken>,
     pub(crate) proxy: Option<crate::proxy::StartedProxy>,
     pub(crate) poller: bool,
@@ -219,7 +218,6 @@ impl Server {
             wake,
             disk,
             reaper,
-            directory,
             token_source,
             proxy,
             poller,
@@ -243,7 +241,7 @@ impl Server {
         }
         let mut background = Vec::new();
         if poller {
-            let p = Poller { engine: engine.clone(), store: store.clone(), directory, disk: disk.clone(), wake };
+            let p = Poller { engine: engine.clone(), store: store.clone(), disk: disk.clone(), wake };
             background.push(tokio::spawn(p.run(config.poll_interval, nudges, shutdown.clone())));
         }
         background.push(tokio::spawn(periodic(config.reaper.interval, shutdown.clone(), {

@@ -20,7 +20,7 @@ use crate::config::ConfigError;
 use crate::disk::{DiskGuard, DiskPaths};
 use crate::forge_token::ForgeToken;
 use crate::health::Readiness;
-use crate::projects::{ProjectDirectory, ProjectSelector, load_api_extras, sync_declared};
+use crate::projects::{ProjectDirectory, ProjectSelector, sync_declared};
 use crate::reaper::Reaper;
 use crate::server::{Server, ServerBuilder};
 use crate::stores::{agents, api_token, forge_token, open_store};
@@ -124,7 +124,6 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
         }
     }
     let directory: Arc<ProjectDirectory> = Arc::new(sync_declared(&store, &config.projects, clock.as_ref()).await?);
-    load_api_extras(store.as_ref(), &directory).await?;
     for p in store.projects().await? {
         if !kinds.contains(&p.agent) {
             warn!(project = %p.repo, agent = %p.agent, "project names an agent this server does not have; its runs will fail");
@@ -153,7 +152,7 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
         .runtime(runtime.clone())
         .forge(forge)
         .workspaces(workspaces.clone())
-        .selector(Arc::new(ProjectSelector::new(store.clone(), directory.clone(), default)))
+        .selector(Arc::new(ProjectSelector::new(store.clone(), default)))
         .metrics(metrics.clone())
         .clock(clock.clone())
         .config(engine_config);
@@ -172,7 +171,7 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
     match &proxy {
         Some(p) => {
             info!(addr = %p.server.addr(), sandbox_url = %config.proxy.sandbox_url, "metering proxy listening");
-            let capped = crate::proxy::register_budgets(&p.proxy, store.as_ref(), &directory).await?;
+            let capped = crate::proxy::register_budgets(&p.proxy, store.as_ref()).await?;
             info!(projects = capped, "per-project budgets registered with the proxy");
             builder = builder.credentials(p.credentials.clone());
         }
@@ -248,7 +247,6 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
         wake,
         disk,
         reaper,
-        directory,
         token_source,
         proxy,
         poller,

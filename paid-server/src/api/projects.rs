@@ -92,16 +92,6 @@ pub(crate) async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req)
             format!("no agent {:?}; known: {}", p.agent, state.agent_kinds.join(", ")),
         ));
     }
-    for (key, v) in [("budget_usd_per_run", req.budget_usd_per_run), ("budget_usd_per_month", req.budget_usd_per_month)]
-    {
-        if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_input",
-                format!("{key} must be a positive number of USD"),
-            ));
-        }
-    }
     p.validate()?;
     paid_core::policy::ForbiddenPaths::new(&p.allowed_paths)?;
     // Repository access, with the stored token when there is one.
@@ -115,7 +105,6 @@ pub(crate) async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req)
     if let Some(proxy) = &state.proxy {
         crate::proxy::register_budget(proxy, p.id, &p.settings);
     }
-    state.projects.set_extras(p.id, Some(p.settings.clone()));
     ok(StatusCode::CREATED, view(&state, p))
 }
 
@@ -139,6 +128,5 @@ pub(crate) async fn remove_project(
     if let Some(proxy) = &state.proxy {
         proxy.clear_project_budget(p.id);
     }
-    state.projects.set_extras(p.id, None);
     ok(StatusCode::OK, RemovedProject { removed: repo, id: p.id })
 }
