@@ -3,9 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
-use super::learn::LearningSetup;
+use super::comparison::Comparison;
+use super::drive::Driver;
+use super::events::Events;
+use super::intake::Intake;
+use super::learn::{LearningHooks, LearningSetup};
+use super::maintenance::Maintenance;
 use super::{CompareSpec, Engine, EngineConfig, Inner};
 use crate::learning::driver::Learning;
 use crate::metrics::Metrics;
@@ -206,27 +209,54 @@ impl EngineBuilder {
             global_style: self.global_style,
             project_styles: self.project_styles,
         });
-        let (events, _) = broadcast::channel(1024);
+        let parts = Parts {
+            store: self.store.ok_or_else(|| missing("store"))?,
+            runtime: self.runtime.ok_or_else(|| missing("runtime"))?,
+            forge: self.forge.ok_or_else(|| missing("forge"))?,
+            workspaces: self.workspaces.ok_or_else(|| missing("workspaces"))?,
+            agents: Arc::new(self.agents),
+            selector,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            ids: self.ids.unwrap_or_else(|| Arc::new(RandomIds)),
+            config: Arc::new(self.config),
+            events: Events::new(),
+            metrics: self.metrics.unwrap_or_default(),
+            credentials: self.credentials,
+            planner: self.planner,
+        };
+        let template = self.template.unwrap_or_else(|| super::prompt::DEFAULT_TEMPLATE.to_string());
+        let learning = LearningHooks::new(&parts, learning, template);
+        let comparison = Comparison::new(&parts, learning.clone(), self.compare);
         Ok(Engine {
             inner: Arc::new(Inner {
-                store: self.store.ok_or_else(|| missing("store"))?,
-                runtime: self.runtime.ok_or_else(|| missing("runtime"))?,
-                forge: self.forge.ok_or_else(|| missing("forge"))?,
-                workspaces: self.workspaces.ok_or_else(|| missing("workspaces"))?,
-                agents: self.agents,
-                selector,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-                ids: self.ids.unwrap_or_else(|| Arc::new(RandomIds)),
-                config: self.config,
-                template: self.template.unwrap_or_else(|| super::prompt::DEFAULT_TEMPLATE.to_string()),
-                events,
-                metrics: self.metrics.unwrap_or_default(),
-                credentials: self.credentials,
-                planner: self.planner,
+                intake: Intake::new(&parts, learning.clone()),
+                driver: Driver::new(&parts, learning.clone(), comparison.clone()),
+                comparison,
                 learning,
-                compare: self.compare,
-                pending_finishes: Default::default(),
+                maintenance: Maintenance::new(&parts),
+                store: parts.store,
+                metrics: parts.metrics,
+                config: parts.config,
+                events: parts.events,
             }),
         })
     }
+}
+
+/// Everything an engine is built from. Each role takes from it the ports
+/// it uses, and only those.
+pub(crate) struct Parts {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) runtime: Arc<dyn SandboxRuntime>,
+    pub(crate) forge: Arc<dyn Forge>,
+    pub(crate) workspaces: Arc<dyn Workspaces>,
+    pub(crate) agents: Arc<HashMap<String, Arc<dyn Agent>>>,
+    pub(crate) selector: Arc<dyn ModelSelector>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn Ids>,
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) events: Events,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) credentials: Option<Arc<dyn RunCredentials>>,
+    pub(crate) planner: Option<Arc<dyn LlmProvider>>,
 }

@@ -1,6 +1,7 @@
 //! What the engine reports as it works, for progress displays.
 
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use crate::{ProjectId, RunId, RunState};
 
@@ -43,4 +44,27 @@ pub enum EngineEvent {
         /// The note.
         message: String,
     },
+}
+
+/// Where the engine's roles send [`EngineEvent`]s. Cheap to clone; clones
+/// share subscribers.
+#[derive(Debug, Clone)]
+pub(crate) struct Events(broadcast::Sender<EngineEvent>);
+
+impl Events {
+    /// A channel with no subscriber yet.
+    pub(crate) fn new() -> Self {
+        let (sender, _) = broadcast::channel(1024);
+        Self(sender)
+    }
+
+    /// Sends `event` to whoever subscribed (no subscriber is fine).
+    pub(crate) fn emit(&self, event: EngineEvent) {
+        let _ = self.0.send(event);
+    }
+
+    /// Events from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.0.subscribe()
+    }
 }

@@ -1,4 +1,7 @@
-//! Maintenance: [`Engine::sweep`] removes what runs left behind.
+//! The maintenance role: [`Maintenance::sweep`] (the engine's
+//! [`Engine::sweep`](crate::engine::Engine::sweep)) removes what runs left
+//! behind. It sees the store, the runtime, the workspaces and the clock;
+//! no agent, selector, forge or planner.
 //!
 //! Which worktrees and sandboxes a run owns is engine knowledge (a
 //! comparison run's candidates have worktrees of their own, named by ids
@@ -7,16 +10,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::Engine;
+use super::builder::Parts;
 use crate::ports::sandbox::{ReapReport, ReapRequest};
-use crate::{Error, Result, RunFilter, RunId, SandboxInfo};
+use crate::{Clock, Error, Result, RunFilter, RunId, SandboxInfo, SandboxRuntime, Store, Workspaces};
 
-/// How cautious [`Engine::sweep`] is: what it leaves alone by age.
+/// How cautious [`Engine::sweep`](crate::engine::Engine::sweep) is: what it leaves alone by age.
 ///
 /// A deployment sweeps periodically with the defaults and more eagerly
 /// (smaller ages) as its disk fills. Zero ages remove at once, which races
@@ -47,7 +51,7 @@ impl Default for SweepOptions {
     }
 }
 
-/// What one [`Engine::sweep`] did.
+/// What one [`Engine::sweep`](crate::engine::Engine::sweep) did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SweepReport {
     /// Active runs whose worktrees and sandboxes were kept.
@@ -78,39 +82,31 @@ enum Owner {
     Unknown,
 }
 
-impl Engine {
-    /// Removes what no active run owns: orphan worktrees
-    /// ([`crate::Workspaces::sweep_orphans`]) and whatever the runtime
-    /// manages for runs that ended or that this store does not know
-    /// ([`crate::SandboxRuntime::reap`]: sandboxes, and the runtime's own
-    /// extras such as per-sandbox networks or warm-pool entries).
-    ///
-    /// Everything owned by a run not in an end state stays: its worktree,
-    /// every comparison candidate's worktree (a parked run's included) and
-    /// its sandboxes. So does anything younger than the ages of `opts`.
-    ///
-    /// The store's active runs are read first; if they cannot be read,
-    /// nothing is removed and the error is returned. Afterwards a failing
-    /// part (the worktree sweep, listing sandboxes or reading their runs, the
-    /// runtime's reap) is noted in [`SweepReport::notes`] and the others go
-    /// on; the runtime is not reaped when its sandboxes' runs are unknown.
-    ///
-    /// A sandbox's run is the one it is labelled with
-    /// ([`crate::SandboxInfo::run_id`]). A sandbox of a run this store does
-    /// not know is kept for [`SweepOptions::unknown_sandbox_min_age`]; one
-    /// labelled with something that is not a run id is reaped like an
-    /// ended run's.
-    ///
-    /// ```no_run
-    /// # async fn demo(engine: paid_core::engine::Engine) -> paid_core::Result<()> {
-    /// use paid_core::engine::SweepOptions;
-    ///
-    /// let report = engine.sweep(&SweepOptions::default()).await?;
-    /// println!("removed {} worktrees, {} sandboxes", report.worktrees.len(), report.runtime.sandboxes.len());
-    /// # Ok(()) }
-    /// ```
-    pub async fn sweep(&self, opts: &SweepOptions) -> Result<SweepReport> {
-        let store = &self.inner.store;
+/// Removes what runs left behind: orphan worktrees and the runtime's
+/// leftovers.
+#[derive(Clone)]
+pub(crate) struct Maintenance {
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn SandboxRuntime>,
+    workspaces: Arc<dyn Workspaces>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Maintenance {
+    /// The role, with the ports it uses.
+    pub(crate) fn new(parts: &Parts) -> Self {
+        Self {
+            store: parts.store.clone(),
+            runtime: parts.runtime.clone(),
+            workspaces: parts.workspaces.clone(),
+            clock: parts.clock.clone(),
+        }
+    }
+
+    /// Removes what no active run owns (see
+    /// [`Engine::sweep`](crate::engine::Engine::sweep)).
+    pub(crate) async fn sweep(&self, opts: &SweepOptions) -> Result<SweepReport> {
+        let store = &self.store;
         let mut report = SweepReport::default();
         let active: Vec<RunId> = store
             .runs(&RunFilter { active_only: true, ..RunFilter::default() })
@@ -122,14 +118,14 @@ impl Engine {
 
         let keep_worktrees: Vec<RunId> = active.iter().flat_map(|id| super::worktree_ids(*id)).collect();
         let older_than = chrono::Duration::from_std(opts.worktree_min_age).unwrap_or(chrono::Duration::MAX);
-        match self.inner.workspaces.sweep_orphans(&keep_worktrees, older_than).await {
+        match self.workspaces.sweep_orphans(&keep_worktrees, older_than).await {
             Ok(paths) => report.worktrees = paths,
             Err(e) => report.notes.push(format!("worktree sweep failed: {e}")),
         }
 
         // Without knowing which sandboxes belong to runs unknown to this
         // store but still young, leave the runtime alone this time.
-        let keep_runs = match self.inner.runtime.list_managed().await {
+        let keep_runs = match self.runtime.list_managed().await {
             // A comparison run's candidates' sandboxes carry their candidate ids.
             Ok(sandboxes) => match self.runs_to_keep(&keep_worktrees, &sandboxes, opts).await {
                 Ok(more) => Some(keep_worktrees.iter().copied().chain(more).collect::<Vec<_>>()),
@@ -144,8 +140,8 @@ impl Engine {
             }
         };
         if let Some(keep) = keep_runs {
-            let req = ReapRequest { keep: &keep, min_age: opts.sandbox_min_age, now: self.inner.clock.now() };
-            match self.inner.runtime.reap(&req).await {
+            let req = ReapRequest { keep: &keep, min_age: opts.sandbox_min_age, now: self.clock.now() };
+            match self.runtime.reap(&req).await {
                 Ok(reaped) => report.runtime = reaped,
                 Err(e) => report.notes.push(format!("runtime reap failed: {e}")),
             }
@@ -176,7 +172,7 @@ impl Engine {
         opts: &SweepOptions,
     ) -> Result<Vec<RunId>> {
         let active: HashSet<RunId> = active.iter().copied().collect();
-        let now = self.inner.clock.now();
+        let now = self.clock.now();
         let mut owners: BTreeMap<RunId, Owner> = BTreeMap::new();
         let mut keep = Vec::new();
         for sandbox in sandboxes {
@@ -191,7 +187,7 @@ impl Engine {
             let owner = match owners.get(&run) {
                 Some(owner) => *owner,
                 None => {
-                    let owner = match self.inner.store.run(run).await {
+                    let owner = match self.store.run(run).await {
                         Ok(r) if r.state.is_terminal() => Owner::Ended,
                         Ok(_) => Owner::Active,
                         Err(Error::NotFound { .. }) => Owner::Unknown,

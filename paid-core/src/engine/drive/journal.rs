@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::Engine;
+use super::Driver;
 use crate::{Error, Result, Run, RunId, RunState, StepRecord, StepStatus, Store, Timestamp, Transition};
 
 /// What a journaled step produced, by kind. The kind is stored in the
@@ -17,7 +17,7 @@ use crate::{Error, Result, Run, RunId, RunState, StepRecord, StepStatus, Store, 
 /// finds a step's output by its kind, never by trying types on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(super) enum OutputKind {
+pub(crate) enum OutputKind {
     /// `selecting_model`: the [`crate::ModelDecision`].
     Decision,
     /// `planning`: the sub-issues created.
@@ -70,7 +70,7 @@ impl OutputKind {
 
 /// A step's journaled output: a struct whose fields are stored next to its
 /// [`OutputKind`].
-pub(super) trait StepOutput: Serialize + DeserializeOwned {
+pub(crate) trait StepOutput: Serialize + DeserializeOwned {
     /// Its kind.
     const KIND: OutputKind;
 
@@ -131,14 +131,14 @@ impl Entry {
 
 /// A run's step journal as a drive holds it: read from the store once, when
 /// the drive starts, then kept current by the drive's own journal writes
-/// ([`Engine::journaled`], [`Engine::transition_journaled`]). Every step of
+/// ([`Driver::journaled`], [`Driver::transition_journaled`]). Every step of
 /// the drive reads it here instead of from the store.
 #[derive(Debug, Default)]
-pub(super) struct Journal(std::sync::Mutex<Vec<Entry>>);
+pub(crate) struct Journal(std::sync::Mutex<Vec<Entry>>);
 
 impl Journal {
     /// A journal holding `records` (in journal order).
-    pub(super) fn new(records: Vec<StepRecord>) -> Self {
+    pub(crate) fn new(records: Vec<StepRecord>) -> Self {
         Self(std::sync::Mutex::new(records.into_iter().map(Entry::new).collect()))
     }
 
@@ -156,18 +156,18 @@ impl Journal {
     }
 
     /// The last record.
-    pub(super) fn last(&self) -> Option<StepRecord> {
+    pub(crate) fn last(&self) -> Option<StepRecord> {
         self.entries().last().map(|e| e.record.clone())
     }
 
     /// The output of the latest done step of kind `T`.
-    pub(super) fn latest<T: StepOutput>(&self) -> Option<T> {
+    pub(crate) fn latest<T: StepOutput>(&self) -> Option<T> {
         self.entries().iter().rev().find(|e| e.record.status == StepStatus::Done && e.kind == Some(T::KIND))?.output()
     }
 
     /// `field` of every done step output that has it (not null), in order:
     /// a convention between outputs, such as `resources` and `prompt`.
-    pub(super) fn fields<T: DeserializeOwned>(&self, field: &str) -> Vec<T> {
+    pub(crate) fn fields<T: DeserializeOwned>(&self, field: &str) -> Vec<T> {
         self.entries()
             .iter()
             .filter(|e| e.record.status == StepStatus::Done)
@@ -177,7 +177,7 @@ impl Journal {
     }
 
     /// The latest done step output's `field` (see [`Journal::fields`]).
-    pub(super) fn latest_field<T: DeserializeOwned>(&self, field: &str) -> Option<T> {
+    pub(crate) fn latest_field<T: DeserializeOwned>(&self, field: &str) -> Option<T> {
         self.fields(field).pop()
     }
 
@@ -226,7 +226,7 @@ struct PendingFinish {
 }
 
 /// The results of idempotent steps not journaled yet, per run: see
-/// [`Engine::journaled`] and [`Engine::transition_journaled`].
+/// [`Driver::journaled`] and [`Driver::transition_journaled`].
 #[derive(Debug, Default)]
 pub(super) struct PendingFinishes(std::sync::Mutex<std::collections::HashMap<RunId, PendingFinish>>);
 
@@ -248,14 +248,14 @@ impl PendingFinishes {
 
 /// How a step may be retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Retry {
+pub(crate) enum Retry {
     /// Retry transient errors with backoff.
     Transient,
     /// Never retry (the side effect is not idempotent, e.g. the agent).
     Never,
 }
 
-impl Engine {
+impl Driver {
     /// Runs `effect` as the journaled step of `run`'s current state, and
     /// keeps `journal` (the drive's copy of `run`'s journal) current.
     ///
@@ -271,7 +271,7 @@ impl Engine {
     /// crash between an idempotent effect and that write repeats the effect
     /// on resume, under the same idempotency key, exactly like a crash
     /// between an effect and its journal record always did.
-    pub(super) async fn journaled<T, F, Fut>(
+    pub(crate) async fn journaled<T, F, Fut>(
         &self,
         run: &Run,
         journal: &Journal,
@@ -285,27 +285,27 @@ impl Engine {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let store = &self.inner.store;
-        let owner = self.inner.config.worker_id.as_str();
+        let store = &self.store;
+        let owner = self.config.worker_id.as_str();
         // A result still waiting for a transition: this state journals a
         // second effect, or an earlier advance stopped before moving the run.
-        if let Some(pending) = self.inner.pending_finishes.take(run.id)
+        if let Some(pending) = self.pending_finishes.take(run.id)
             && pending.step == run.state
         {
-            match store.finish_step(run.id, owner, pending.step, pending.result, self.inner.clock.now()).await {
+            match store.finish_step(run.id, owner, pending.step, pending.result, self.clock.now()).await {
                 Ok(record) => journal.put(record),
                 Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        let record = store.resume_or_begin_step(run.id, owner, run.state, key, self.inner.clock.now()).await?;
+        let record = store.resume_or_begin_step(run.id, owner, run.state, key, self.clock.now()).await?;
         let resumed = Entry::new(record.clone());
         journal.put(record);
         if resumed.record.status == StepStatus::Done {
             match resumed.output::<T>() {
                 Some(out) => return Ok(out),
                 // Not this step's output: run the step again.
-                None => journal.put(store.begin_step(run.id, owner, run.state, key, self.inner.clock.now()).await?),
+                None => journal.put(store.begin_step(run.id, owner, run.state, key, self.clock.now()).await?),
             }
         }
         let result = self.attempt(run.state, timeout, retry, effect).await;
@@ -314,27 +314,25 @@ impl Engine {
             Err(e) => Err(e.to_string()),
         };
         match retry {
-            Retry::Transient => {
-                self.inner.pending_finishes.put(run.id, PendingFinish { step: run.state, result: record })
-            }
+            Retry::Transient => self.pending_finishes.put(run.id, PendingFinish { step: run.state, result: record }),
             Retry::Never => {
-                journal.put(store.finish_step(run.id, owner, run.state, record, self.inner.clock.now()).await?);
+                journal.put(store.finish_step(run.id, owner, run.state, record, self.clock.now()).await?);
             }
         }
         result
     }
 
     /// Applies `t`, journaling the result of `t.from`'s step in the same
-    /// store write when [`Engine::journaled`] left one waiting (and in
+    /// store write when [`Driver::journaled`] left one waiting (and in
     /// `journal`, the drive's copy).
     pub(super) async fn transition_journaled(&self, t: &Transition, journal: &Journal) -> Result<Run> {
-        match self.inner.pending_finishes.take(t.run_id) {
+        match self.pending_finishes.take(t.run_id) {
             Some(pending) if pending.step == t.from => {
-                let moved = self.inner.store.finish_step_and_transition(t, pending.result.clone()).await?;
+                let moved = self.store.finish_step_and_transition(t, pending.result.clone()).await?;
                 journal.finished(pending.step, pending.result, t.at);
                 Ok(moved)
             }
-            _ => self.inner.store.transition(t).await,
+            _ => self.store.transition(t).await,
         }
     }
 
@@ -343,7 +341,7 @@ impl Engine {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let rc = &self.inner.config.retry;
+        let rc = &self.config.retry;
         let mut timed = {
             let mut effect = effect;
             move || {

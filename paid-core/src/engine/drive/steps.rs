@@ -1,35 +1,33 @@
-//! One function per run state: what the engine does there, and where the
-//! run goes next.
+//! The driver's steps up to verification, one function per run state:
+//! what the driver does there, and where the run goes next.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::drive::Drive;
-use super::fanout::{CompareProvisionOut, compared};
-use super::follow_up::follow_up_prompt;
+use super::follow_up::{follow_up_context, follow_up_prompt};
+use super::held::Drive;
 use super::journal::{Journal, OutputKind, Retry, StepOutput};
-use super::learn::PromptPick;
-use super::learn::recorded_prompt;
-use super::{Engine, EngineEvent, RunLogger, SandboxSession};
-use crate::metrics::{AgentLabels, RunLabels};
+use super::{Driver, RunLogger, SandboxSession};
+use crate::engine::EngineEvent;
+use crate::engine::comparison::{CompareProvisionOut, compared};
+use crate::engine::learn::{PromptPick, recorded_prompt};
 use crate::policy::branch_name;
 use crate::{
-    Agent, AgentContext, AgentExit, AgentOutcome, AuditEvent, Error, ExecExit, ExecRequest, Failure, LogStream,
-    ModelDecision, Project, ProxyEndpoint, Result, Run, RunId, RunKind, RunPatch, RunState, SandboxHandle, SandboxSpec,
-    SelectionRequest, Transition, UsageRecord, Worktree, WorktreeRequest,
+    AgentContext, AgentExit, AgentOutcome, Error, ExecExit, ExecRequest, Failure, ModelDecision, Project,
+    ProxyEndpoint, Result, Run, RunId, RunKind, RunPatch, RunState, SandboxHandle, SandboxSpec, SelectionRequest,
+    UsageRecord, Worktree, WorktreeRequest,
 };
 
 /// The worktree and sandbox a run works in. Every step that (re)creates
 /// them records them in its journal output under `resources`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct Resources {
-    pub(super) worktree: Worktree,
-    pub(super) sandbox: SandboxHandle,
+pub(crate) struct Resources {
+    pub(crate) worktree: Worktree,
+    pub(crate) sandbox: SandboxHandle,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,195 +65,26 @@ impl StepOutput for VerifyOut {
 }
 
 /// How much of a failing verify command's output the agent gets back.
-pub(super) const DIGEST_TAIL: usize = 2_000;
+pub(crate) const DIGEST_TAIL: usize = 2_000;
 
-impl Engine {
-    /// Executes the step of the run's current state once and moves it on.
-    /// The caller must hold the run's lease (see [`Engine::claim_next`]).
-    /// Returns the run in its new state; a run in an end state is returned
-    /// unchanged.
-    pub async fn advance(&self, run_id: RunId) -> Result<Run> {
-        let run = self.inner.store.run(run_id).await?;
-        if run.state.is_terminal() || run.state.is_parked() {
-            // Parked: no worker holds it until a human moves it on.
-            return Ok(run);
-        }
-        let requested = self.inner.store.cancel_requested(run.id).await?;
-        let mut drive = self.load_drive(run, Arc::new(requested.into())).await?;
-        self.advance_drive(&mut drive, &CancellationToken::new()).await?;
-        Ok(drive.run)
-    }
-
-    /// [`Engine::advance`] within a drive: the step gets what the drive
-    /// holds ([`Drive`]), and the drive gets the run as the step's writes
-    /// left it.
-    pub(super) async fn advance_drive(&self, drive: &mut Drive, cancel: &CancellationToken) -> Result<()> {
-        let run = &drive.run;
-        if run.state.is_terminal() || run.state.is_parked() {
-            // Parked: no worker holds it until a human moves it on.
-            return Ok(());
-        }
-        let owner = &self.inner.config.worker_id;
-        if run.lease_owner.as_deref() != Some(owner.as_str()) {
-            return Err(Error::LeaseLost { run: run.id.to_string(), owner: owner.clone() });
-        }
-        let moved = if run.state != RunState::Cleaning && run.failure.is_none() && drive.cancel_requested() {
-            self.fail(drive, Error::Cancelled).await
-        } else {
-            match self.step(drive, cancel).await {
-                Ok(next) => self.move_to(drive, &drive.run, next).await,
-                Err(e @ Error::LeaseLost { .. }) => {
-                    // Another worker owns the run now: a result waiting for our
-                    // next transition must not land on its journal later.
-                    self.inner.pending_finishes.forget(drive.run.id);
-                    Err(e)
-                }
-                Err(e) => {
-                    let e = if cancel.is_cancelled() && drive.cancel_requested() { Error::Cancelled } else { e };
-                    self.fail(drive, e).await
-                }
-            }
-        };
-        drive.run = moved?;
-        Ok(())
-    }
-
-    async fn step(&self, d: &Drive, cancel: &CancellationToken) -> Result<RunState> {
-        match d.run.state {
-            RunState::Queued => Ok(RunState::SelectingModel),
-            RunState::SelectingModel => self.select_model(d).await,
-            RunState::Planning => self.plan(d).await,
-            RunState::Provisioning => self.provision(d).await,
-            RunState::RunningAgent => self.run_agent(d, cancel).await,
-            RunState::Verifying => self.verify(d, cancel).await,
-            RunState::Committing => self.commit(d, &self.apply_choice(&d.run, &d.journal).await?).await,
-            RunState::PolicyCheck => self.policy_check(d).await,
-            RunState::Pushing => self.push(d).await,
-            RunState::OpeningPr => self.open_pr(d).await,
-            RunState::Reporting => self.report(d).await,
-            RunState::Cleaning => self.clean(d).await,
-            end => {
-                Err(Error::IllegalTransition { run: d.run.id.to_string(), from: end.to_string(), to: end.to_string() })
-            }
-        }
-    }
-
-    /// Moves `run` (the drive's run, or that run as a step changed it) to `to`.
-    async fn move_to(&self, d: &Drive, run: &Run, to: RunState) -> Result<Run> {
-        let moved = self
-            .transition_journaled(
-                &Transition {
-                    run_id: run.id,
-                    from: run.state,
-                    to,
-                    owner: self.inner.config.worker_id.clone(),
-                    at: self.inner.clock.now(),
-                    context: None,
-                },
-                &d.journal,
-            )
-            .await?;
-        info!(run_id = %run.id, project_id = %run.project_id, from = %run.state, %to, "run moved");
-        if to.is_terminal() {
-            self.record_end(&moved, &d.project);
-        }
-        self.emit(EngineEvent::Transition { run_id: run.id, from: run.state, to });
-        Ok(moved)
-    }
-
-    /// Records why the run failed and sends it to cleanup (or, from cleanup,
-    /// to its end state).
-    async fn fail(&self, d: &Drive, error: Error) -> Result<Run> {
-        let run = &d.run;
-        let store = &self.inner.store;
-        let owner = self.inner.config.worker_id.as_str();
-        warn!(run_id = %run.id, step = %run.state, error = %error, "run step failed");
-        if let Error::PolicyViolation { paths } = &error {
-            store
-                .audit(&AuditEvent {
-                    at: self.inner.clock.now(),
-                    project_id: Some(run.project_id),
-                    actor: "engine".into(),
-                    action: "policy.forbidden_paths".into(),
-                    subject: format!("run:{}", run.id),
-                    details: serde_json::json!({ "paths": paths }),
-                })
-                .await?;
-        }
-        let failure = run.failure.clone().unwrap_or(Failure {
-            step: run.state,
-            code: error.code().into(),
-            message: error.to_string(),
-        });
-        let mut run = run.clone();
-        if run.failure.is_none() {
-            run = store
-                .patch_run(
-                    run.id,
-                    owner,
-                    &RunPatch { failure: Some(failure.clone()), ..Default::default() },
-                    self.inner.clock.now(),
-                )
-                .await?;
-            let _ = self
-                .logger(run.id)
-                .write(LogStream::System, &format!("[paid] {}: {}\n", run.state, failure.message))
-                .await;
-        }
-        let to = if run.state == RunState::Cleaning { end_state(&failure) } else { RunState::Cleaning };
-        self.move_to(d, &run, to).await
-    }
-
-    fn record_end(&self, run: &Run, project: &Project) {
-        let m = &self.inner.metrics;
-        let agent_type = project.agent.clone();
-        let project_id = run.project_id.to_string();
-        m.agent_runs_total
-            .get_or_create(&RunLabels {
-                project_id: project_id.clone(),
-                agent_type: agent_type.clone(),
-                status: run.state.to_string(),
-            })
-            .inc();
-        let labels = AgentLabels { project_id, agent_type };
-        let secs = (self.inner.clock.now() - run.created_at).num_milliseconds().max(0) as f64 / 1000.0;
-        m.agent_run_duration_seconds.get_or_create(&labels).observe(secs);
-        if run.state == RunState::Succeeded {
-            m.iterations_to_complete.get_or_create(&labels).observe(f64::from(run.iterations));
-        }
-    }
-
-    pub(super) fn logger(&self, run_id: RunId) -> RunLogger {
-        RunLogger::new(self.inner.store.clone(), self.inner.clock.clone(), run_id, self.inner.config.log_cap_bytes)
-    }
-
-    pub(super) fn agent(&self, project: &Project) -> Result<Arc<dyn Agent>> {
-        self.inner.agents.get(&project.agent).cloned().ok_or_else(|| Error::InvalidInput {
-            what: "project.agent".into(),
-            message: format!(
-                "no agent {:?} is registered; known: {:?}",
-                project.agent,
-                self.inner.agents.keys().collect::<Vec<_>>()
-            ),
-        })
-    }
-
-    async fn select_model(&self, d: &Drive) -> Result<RunState> {
+impl Driver {
+    /// `selecting_model`: the selector's model, and a build run's branch.
+    pub(super) async fn select_model(&self, d: &Drive) -> Result<RunState> {
         let (run, journal) = (&d.run, &d.journal);
         let issue = d.issue().await?;
         let req = SelectionRequest {
             run_id: run.id,
             title: issue.title.clone(),
             labels: issue.labels.clone(),
-            candidates: self.inner.config.models.clone(),
-            budget_micros: self.inner.config.budget_micros,
-            at: self.inner.clock.now(),
+            candidates: self.config.models.clone(),
+            budget_micros: self.config.budget_micros,
+            at: self.clock.now(),
         };
-        let selector = &self.inner.selector;
+        let selector = &self.selector;
         let timeout = Duration::from_secs(30);
         let decision: ModelDecision =
             self.journaled(run, journal, None, timeout, Retry::Transient, || selector.select(&req)).await?;
-        self.inner.store.record_decision(&decision).await?;
+        self.store.record_decision(&decision).await?;
         // A build run's branch is named now, in the same write as its model.
         let branch = match (run.kind, &run.branch) {
             (RunKind::Build, None) => Some(self.branch_name(d).await?),
@@ -272,13 +101,15 @@ impl Engine {
     /// others on a new one named after the issue.
     async fn branch_name(&self, d: &Drive) -> Result<String> {
         let run = &d.run;
-        Ok(match self.follow_up_context(run).await? {
+        Ok(match follow_up_context(run) {
             Some(ctx) => ctx.branch,
-            None => branch_name(run.issue_number, &d.issue().await?.title, &self.inner.ids.hex(3)),
+            None => branch_name(run.issue_number, &d.issue().await?.title, &self.ids.hex(3)),
         })
     }
 
-    async fn provision(&self, d: &Drive) -> Result<RunState> {
+    /// `provisioning`: the run's worktree and sandbox (a comparison's:
+    /// every candidate's) and its prompt version.
+    pub(super) async fn provision(&self, d: &Drive) -> Result<RunState> {
         let (run, project, journal) = (&d.run, &d.project, &d.journal);
         let branch = match &run.branch {
             Some(b) => b.clone(),
@@ -289,13 +120,13 @@ impl Engine {
                 b
             }
         };
-        if let Some(spec) = self.compare_spec(run).await? {
-            return self.provision_compare(run, project, journal, &spec, &branch).await;
+        if let Some(spec) = self.comparison.spec(run) {
+            return self.comparison.provision(self, run, project, journal, &spec, &branch).await;
         }
-        let t = &self.inner.config.timeouts;
+        let t = &self.config.timeouts;
         let out: ProvisionOut = self
             .journaled(run, journal, Some(&branch), t.provision + t.clone, Retry::Transient, || async {
-                let prompt = self.pick_prompt(run, project).await;
+                let prompt = self.learning.pick_prompt(run, project).await;
                 Ok(ProvisionOut { resources: self.create_resources(run, project, journal, &branch).await?, prompt })
             })
             .await?;
@@ -324,7 +155,7 @@ impl Engine {
 
     /// Creates a worktree (named by `worktree_id`, a comparison candidate)
     /// on `branch` and a sandbox of the run on it.
-    pub(super) async fn create_resources_for(
+    pub(crate) async fn create_resources_for(
         &self,
         run: &Run,
         project: &Project,
@@ -347,18 +178,18 @@ impl Engine {
         extra_env: &[(String, String)],
         kept: bool,
     ) -> Result<Resources> {
-        let runtime = &self.inner.runtime;
+        let runtime = &self.runtime;
         runtime.ensure_image(&project.image).await?;
-        self.inner.workspaces.ensure_mirror(project).await?;
+        self.workspaces.ensure_mirror(project).await?;
         let mut worktree =
-            self.inner.workspaces.create_worktree(&WorktreeRequest { project, run_id: worktree_id, branch }).await?;
+            self.workspaces.create_worktree(&WorktreeRequest { project, run_id: worktree_id, branch }).await?;
         // A follow-up run first brings its PR's branch up to date (follow_up.rs),
         // before the sandbox makes the files writable for its user.
         if worktree_id == run.id
-            && let Some(ctx) = self.follow_up_context(run).await?
+            && let Some(ctx) = follow_up_context(run)
             && let Err(e) = self.rebase_follow_up(run, project, &mut worktree, &ctx, kept).await
         {
-            if !kept && let Err(cleanup) = self.inner.workspaces.remove(&worktree).await {
+            if !kept && let Err(cleanup) = self.workspaces.remove(&worktree).await {
                 warn!(run_id = %run.id, error = %cleanup, "could not remove worktree after a failed rebase");
             }
             return Err(e);
@@ -385,7 +216,7 @@ impl Engine {
                 Ok(Resources { worktree, sandbox })
             }
             Err(e) => {
-                if let Err(cleanup) = self.inner.workspaces.remove(&worktree).await {
+                if let Err(cleanup) = self.workspaces.remove(&worktree).await {
                     warn!(run_id = %run.id, error = %cleanup, "could not remove worktree after failed sandbox create");
                 }
                 Err(e)
@@ -398,10 +229,10 @@ impl Engine {
     async fn ensure_resources(&self, run: &Run, project: &Project, journal: &Journal) -> Result<Resources> {
         let current = latest_resources(journal);
         if let Some(r) = &current {
-            if r.worktree.path.exists() && self.inner.runtime.is_running(&r.sandbox).await.unwrap_or(false) {
+            if r.worktree.path.exists() && self.runtime.is_running(&r.sandbox).await.unwrap_or(false) {
                 return Ok(r.clone());
             }
-            let _ = self.inner.runtime.remove(&r.sandbox).await;
+            let _ = self.runtime.remove(&r.sandbox).await;
         }
         let branch = run.branch.clone().ok_or_else(|| Error::InvalidInput {
             what: "run.branch".into(),
@@ -415,29 +246,31 @@ impl Engine {
             Some(r) if r.worktree.path.exists() => Ok(r.worktree),
             _ => {
                 let branch = run.branch.as_deref().unwrap_or_default();
-                self.inner.workspaces.create_worktree(&WorktreeRequest { project, run_id: run.id, branch }).await
+                self.workspaces.create_worktree(&WorktreeRequest { project, run_id: run.id, branch }).await
             }
         }
     }
 
-    async fn run_agent(&self, d: &Drive, cancel: &CancellationToken) -> Result<RunState> {
+    /// `running_agent`: one agent iteration (a comparison's: every
+    /// candidate's loop).
+    pub(super) async fn run_agent(&self, d: &Drive, cancel: &CancellationToken) -> Result<RunState> {
         let (run, project, journal) = (&d.run, &d.project, &d.journal);
         if let Some(provisioned) = journal.latest::<CompareProvisionOut>() {
-            return self.run_compare(run, project, journal, provisioned, cancel).await;
+            return self.comparison.run(self, run, project, journal, provisioned, cancel).await;
         }
-        let store = &self.inner.store;
+        let store = &self.store;
         let issue = d.issue().await?;
         let agent = self.agent(project)?;
         let feedback = journal.latest::<VerifyOut>().filter(|v| !v.passed).map(|v| v.digest);
         let pick = recorded_prompt(journal);
-        let mut prompt = self.render_prompt(run, issue, feedback.as_deref(), pick.as_ref()).await?;
-        if let Some(ctx) = self.follow_up_context(run).await? {
+        let mut prompt = self.learning.render_prompt(run, issue, feedback.as_deref(), pick.as_ref()).await?;
+        if let Some(ctx) = follow_up_context(run) {
             // Trusted text only: the forge dropped untrusted review comments.
             prompt.push_str(&follow_up_prompt(&ctx));
         }
         let iteration = run.iterations + 1;
-        let limit = self.inner.config.timeouts.agent;
-        let proxy: Option<ProxyEndpoint> = match &self.inner.credentials {
+        let limit = self.config.timeouts.agent;
+        let proxy: Option<ProxyEndpoint> = match &self.credentials {
             Some(c) => Some(c.issue(run.id, run.project_id).await?),
             None => None,
         };
@@ -446,8 +279,7 @@ impl Engine {
         let out: Result<AgentOut> = self
             .journaled(run, journal, None, limit + Duration::from_secs(30), Retry::Never, move || async move {
                 let resources = self.ensure_resources(run, project, journal).await?;
-                let session =
-                    SandboxSession::new(self.inner.runtime.clone(), resources.sandbox.clone(), logger_ref.clone());
+                let session = SandboxSession::new(self.runtime.clone(), resources.sandbox.clone(), logger_ref.clone());
                 let agent_cancel = cancel.child_token();
                 let timer = tokio::spawn({
                     let t = agent_cancel.clone();
@@ -484,7 +316,7 @@ impl Engine {
         flush_quietly(&logger).await;
         let out = out?;
         self.patch(run, RunPatch { iterations: Some(out.iteration), ..Default::default() }).await?;
-        if let Some(c) = &self.inner.credentials
+        if let Some(c) = &self.credentials
             && let Some(reason) = c.budget_exceeded(run.id).await?
         {
             return Err(Error::BudgetExceeded(reason));
@@ -499,7 +331,7 @@ impl Engine {
                     cost_micros: out.outcome.cost_micros,
                     latency_ms: 0,
                     status: "reported".into(),
-                    at: self.inner.clock.now(),
+                    at: self.clock.now(),
                 })
                 .await?;
             d.usage_changed();
@@ -512,16 +344,16 @@ impl Engine {
         }
     }
 
-    async fn verify(&self, d: &Drive, cancel: &CancellationToken) -> Result<RunState> {
+    /// `verifying`: the project's verify commands.
+    pub(super) async fn verify(&self, d: &Drive, cancel: &CancellationToken) -> Result<RunState> {
         let (run, project, journal) = (&d.run, &d.project, &d.journal);
-        let per_command = self.inner.config.timeouts.verify;
+        let per_command = self.config.timeouts.verify;
         let total = per_command * (project.verify.len() as u32).max(1) + Duration::from_secs(30);
         let logger = self.logger(run.id);
         let out: Result<VerifyOut> = self
             .journaled(run, journal, None, total, Retry::Never, || async {
                 let resources = self.ensure_resources(run, project, journal).await?;
-                let session =
-                    SandboxSession::new(self.inner.runtime.clone(), resources.sandbox.clone(), logger.clone());
+                let session = SandboxSession::new(self.runtime.clone(), resources.sandbox.clone(), logger.clone());
                 let mut digest = String::new();
                 for cmd in &project.verify {
                     let req = ExecRequest::shell(cmd.clone()).with_timeout(per_command).with_cancel(cancel.clone());
@@ -542,8 +374,8 @@ impl Engine {
         let out = out?;
         if out.passed {
             Ok(RunState::Committing)
-        } else if run.iterations < self.inner.config.max_iterations {
-            self.emit(EngineEvent::Note {
+        } else if run.iterations < self.config.max_iterations {
+            self.events.emit(EngineEvent::Note {
                 run_id: run.id,
                 message: format!("verify failed on iteration {}; retrying", run.iterations),
             });
@@ -551,10 +383,6 @@ impl Engine {
         } else {
             Err(Error::VerifyFailed { iterations: run.iterations, digest: tail(&out.digest, 500).to_string() })
         }
-    }
-
-    pub(super) async fn patch(&self, run: &Run, patch: RunPatch) -> Result<Run> {
-        self.inner.store.patch_run(run.id, &self.inner.config.worker_id, &patch, self.inner.clock.now()).await
     }
 }
 
@@ -593,7 +421,7 @@ pub(super) fn end_state(failure: &Failure) -> RunState {
     }
 }
 
-pub(super) fn tail(s: &str, max: usize) -> &str {
+pub(crate) fn tail(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

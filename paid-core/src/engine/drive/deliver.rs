@@ -5,12 +5,14 @@
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::config::MAX_PR_BODY;
-use super::drive::Drive;
-use super::fanout::{compare_resources, compared};
+use super::Driver;
+use super::held::Drive;
 use super::journal::{OutputKind, Retry, StepOutput};
+use super::plan::PLAN_LABEL;
 use super::steps::{Resources, VerifyOut, agent_summary, comment_marker, end_state, truncate_chars};
-use super::{Engine, EngineEvent};
+use crate::engine::comparison::{compare_resources, compared};
+use crate::engine::templates::{self, Summary};
+use crate::engine::{EngineEvent, MAX_PR_BODY};
 use crate::learning::evolution::RunFeedback;
 use crate::metrics::ProjectLabels;
 use crate::policy::{ForbiddenPaths, pr_title};
@@ -63,18 +65,17 @@ impl StepOutput for CleanOut {
     const KIND: OutputKind = OutputKind::Clean;
 }
 
-impl Engine {
+impl Driver {
     /// `committing`, for `run`: the drive's run, with a human's pick applied.
     pub(super) async fn commit(&self, d: &Drive, run: &Run) -> Result<RunState> {
         let (project, journal) = (&d.project, &d.journal);
         let issue = d.issue().await?;
         let message = format!("{}\n\nPaid-Run: {}\n", pr_title(run.issue_number, &issue.title), run.id);
-        let cfg = &self.inner.config;
+        let cfg = &self.config;
         let _: CommitOut = self
             .journaled(run, journal, None, cfg.timeouts.commit, Retry::Transient, || async {
                 let worktree = self.worktree(run, project, journal).await?;
                 let commit = self
-                    .inner
                     .workspaces
                     .commit_all(&CommitRequest {
                         worktree: &worktree,
@@ -93,9 +94,9 @@ impl Engine {
         let (run, project, journal) = (&d.run, &d.project, &d.journal);
         let policy = ForbiddenPaths::new(&project.allowed_paths)?;
         let _: PolicyOut = self
-            .journaled(run, journal, None, self.inner.config.timeouts.commit, Retry::Transient, || async {
+            .journaled(run, journal, None, self.config.timeouts.commit, Retry::Transient, || async {
                 let worktree = self.worktree(run, project, journal).await?;
-                let paths = self.inner.workspaces.changed_paths(&worktree).await?;
+                let paths = self.workspaces.changed_paths(&worktree).await?;
                 if paths.is_empty() {
                     return Err(Error::Agent("the agent made no changes".into()));
                 }
@@ -110,9 +111,9 @@ impl Engine {
         let (run, project, journal) = (&d.run, &d.project, &d.journal);
         let key = run.branch.clone();
         let _: PushOut = self
-            .journaled(run, journal, key.as_deref(), self.inner.config.timeouts.push, Retry::Transient, || async {
+            .journaled(run, journal, key.as_deref(), self.config.timeouts.push, Retry::Transient, || async {
                 let worktree = self.worktree(run, project, journal).await?;
-                self.inner.workspaces.push(project, &worktree).await?;
+                self.workspaces.push(project, &worktree).await?;
                 Ok(PushOut {})
             })
             .await?;
@@ -124,7 +125,7 @@ impl Engine {
         let issue = d.issue().await?;
         let head = run.branch.clone().unwrap_or_default();
         let summary = agent_summary(journal);
-        let footer = super::templates::pr_footer(run.issue_number, run.id, run.model.as_deref())?;
+        let footer = templates::pr_footer(run.issue_number, run.id, run.model.as_deref())?;
         let room = MAX_PR_BODY.saturating_sub(footer.chars().count());
         let body = format!("{}{footer}", truncate_chars(&summary, room));
         let req = PrRequest {
@@ -136,21 +137,17 @@ impl Engine {
             labels: vec![project.labels.pr.clone()],
         };
         let key = format!("pr:{head}");
-        let forge = &self.inner.forge;
+        let forge = &self.forge;
         let pr: PullRequest = self
-            .journaled(run, journal, Some(&key), self.inner.config.timeouts.pr, Retry::Transient, || {
+            .journaled(run, journal, Some(&key), self.config.timeouts.pr, Retry::Transient, || {
                 forge.find_or_create_pr(&req)
             })
             .await?;
         self.patch(run, RunPatch { pr_url: Some(pr.url.clone()), ..Default::default() }).await?;
         if pr.created {
-            self.inner
-                .metrics
-                .prs_created_total
-                .get_or_create(&ProjectLabels { project_id: project.id.to_string() })
-                .inc();
+            self.metrics.prs_created_total.get_or_create(&ProjectLabels { project_id: project.id.to_string() }).inc();
         }
-        self.emit(EngineEvent::Note { run_id: run.id, message: format!("pull request {}", pr.url) });
+        self.events.emit(EngineEvent::Note { run_id: run.id, message: format!("pull request {}", pr.url) });
         Ok(RunState::Reporting)
     }
 
@@ -164,7 +161,7 @@ impl Engine {
         let mut remove = vec![project.labels.in_progress.clone(), project.labels.failed.clone()];
         remove.extend(project.trigger_labels.iter().cloned());
         if run.kind == RunKind::Plan {
-            remove.push(super::plan::PLAN_LABEL.to_string());
+            remove.push(PLAN_LABEL.to_string());
         }
         let labels = LabelChange {
             repo: project.repo.clone(),
@@ -174,8 +171,8 @@ impl Engine {
         };
         let comment =
             CommentRequest { repo: project.repo.clone(), number: run.issue_number, marker: marker.clone(), body };
-        let forge = &self.inner.forge;
-        let timeout = self.inner.config.timeouts.issue_update;
+        let forge = &self.forge;
+        let timeout = self.config.timeouts.issue_update;
         let _: ReportOut = self
             .journaled(run, journal, Some(&marker), timeout, Retry::Transient, || async {
                 let comment = forge.upsert_comment(&comment).await?;
@@ -198,12 +195,12 @@ impl Engine {
         };
         let candidates = compared(&d.journal).map(|c| c.table());
         let marker = comment_marker(run.id);
-        super::templates::summary_comment(&super::templates::Summary {
+        templates::summary_comment(&Summary {
             run_id: run.id,
             model: run.model.as_deref().unwrap_or("-"),
             iterations: run.iterations,
             cost: &cost,
-            seconds: (self.inner.clock.now() - run.created_at).num_seconds().max(0),
+            seconds: (self.clock.now() - run.created_at).num_seconds().max(0),
             pr_url: run.pr_url.as_deref(),
             failure,
             candidates,
@@ -214,29 +211,29 @@ impl Engine {
     pub(super) async fn clean(&self, d: &Drive) -> Result<RunState> {
         let (run, journal) = (&d.run, &d.journal);
         let _: CleanOut = self
-            .journaled(run, journal, None, self.inner.config.timeouts.cleanup, Retry::Transient, || async {
+            .journaled(run, journal, None, self.config.timeouts.cleanup, Retry::Transient, || async {
                 let run_label = run.id.to_string();
-                for sandbox in self.inner.runtime.list_managed().await? {
+                for sandbox in self.runtime.list_managed().await? {
                     if sandbox.run_id.as_deref() == Some(run_label.as_str()) {
                         let handle = SandboxHandle { id: sandbox.id, mount_at: SandboxSpec::DEFAULT_MOUNT.into() };
-                        self.inner.runtime.remove(&handle).await?;
+                        self.runtime.remove(&handle).await?;
                     }
                 }
                 let mut seen = Vec::new();
                 for r in journal.fields::<Resources>("resources") {
                     if !seen.contains(&r.worktree.path) {
-                        self.inner.workspaces.remove(&r.worktree).await?;
+                        self.workspaces.remove(&r.worktree).await?;
                         seen.push(r.worktree.path);
                     }
                 }
                 for r in compare_resources(journal) {
-                    let _ = self.inner.runtime.remove(&r.sandbox).await;
+                    let _ = self.runtime.remove(&r.sandbox).await;
                     if !seen.contains(&r.worktree.path) {
-                        self.inner.workspaces.remove(&r.worktree).await?;
+                        self.workspaces.remove(&r.worktree).await?;
                         seen.push(r.worktree.path);
                     }
                 }
-                if let Some(c) = &self.inner.credentials {
+                if let Some(c) = &self.credentials {
                     c.revoke(run.id).await?;
                 }
                 if let Some(failure) = &run.failure {
@@ -281,13 +278,13 @@ impl Engine {
             iterations: run.iterations,
             cost_micros,
             quality_score: None,
-            recorded_at: self.inner.clock.now(),
+            recorded_at: self.clock.now(),
         };
-        self.inner.store.record_outcome(&outcome).await?;
+        self.store.record_outcome(&outcome).await?;
         let digest = last_verify.filter(|v| !v.passed).map(|v| v.digest);
         let feedback =
             RunFeedback { review_comments: Vec::new(), ci_failure_digest: digest, iterations: run.iterations };
-        self.score_outcome(run, journal, &outcome, feedback).await;
+        self.learning.score_outcome(run, journal, &outcome, feedback).await;
         Ok(())
     }
 
@@ -297,7 +294,7 @@ impl Engine {
         let (run, project) = (&d.run, &d.project);
         let result = async {
             let body = self.summary_comment(d, Some(failure)).await?;
-            let forge = &self.inner.forge;
+            let forge = &self.forge;
             forge
                 .upsert_comment(&CommentRequest {
                     repo: project.repo.clone(),

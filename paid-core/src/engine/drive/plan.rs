@@ -10,17 +10,19 @@ use minijinja::{Environment, context};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::Engine;
-use super::drive::Drive;
+use super::Driver;
+use super::held::Drive;
 use super::journal::{Journal, OutputKind, Retry, StepOutput};
+use super::steps::comment_marker;
+use crate::engine::EngineEvent;
 use crate::{
     ChatRequest, Error, Message, Result, Run, RunState, SubIssueLink, SubIssueRequest, TrackedIssue, UsageRecord,
 };
 
 /// The label that asks for a plan instead of a build.
-pub const PLAN_LABEL: &str = "paid-plan";
+pub(crate) const PLAN_LABEL: &str = "paid-plan";
 /// The label sub-issues get when the project names no other build trigger.
-pub const BUILD_LABEL: &str = "paid-build";
+const BUILD_LABEL: &str = "paid-build";
 /// At most this many sub-issues per plan.
 const MAX_SUB_ISSUES: usize = 10;
 
@@ -135,12 +137,12 @@ fn head(s: &str) -> String {
     s.chars().take(200).collect()
 }
 
-impl Engine {
+impl Driver {
     /// `planning`: asks the planner for sub-issues and creates them under
     /// the run's issue, labeled for execution.
     pub(super) async fn plan(&self, d: &Drive) -> Result<RunState> {
         let (run, project, journal) = (&d.run, &d.project, &d.journal);
-        let planner = self.inner.planner.clone().ok_or_else(|| Error::InvalidInput {
+        let planner = self.planner.clone().ok_or_else(|| Error::InvalidInput {
             what: "engine.planner".into(),
             message: format!(
                 "run {} plans issue #{} ({PLAN_LABEL}) but no planner model is configured; \
@@ -156,7 +158,7 @@ impl Engine {
             .find(|l| l.as_str() != PLAN_LABEL)
             .cloned()
             .unwrap_or_else(|| BUILD_LABEL.to_string());
-        let t = &self.inner.config.timeouts;
+        let t = &self.config.timeouts;
         let timeout = t.agent + t.issue_update * (MAX_SUB_ISSUES as u32 + 1);
         let key = format!("plan:{}", run.id);
         let (planner, prompt, model, label) = (&planner, &prompt, &model, &label);
@@ -171,8 +173,7 @@ impl Engine {
                 };
                 let started = std::time::Instant::now();
                 let answer = planner.complete(&req).await?;
-                self.inner
-                    .store
+                self.store
                     .record_usage(&UsageRecord {
                         run_id: run.id,
                         provider: planner.name().to_string(),
@@ -181,7 +182,7 @@ impl Engine {
                         cost_micros: None,
                         latency_ms: started.elapsed().as_millis() as u64,
                         status: "ok".into(),
-                        at: self.inner.clock.now(),
+                        at: self.clock.now(),
                     })
                     .await?;
                 d.usage_changed();
@@ -189,7 +190,6 @@ impl Engine {
                 let mut created = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     let sub = self
-                        .inner
                         .forge
                         .create_sub_issue(&SubIssueRequest {
                             repo: project.repo.clone(),
@@ -211,7 +211,7 @@ impl Engine {
                 Ok(PlanOut { sub_issues: created })
             })
             .await?;
-        self.emit(super::EngineEvent::Note {
+        self.events.emit(EngineEvent::Note {
             run_id: run.id,
             message: format!("planned {} sub-issues", out.sub_issues.len()),
         });
@@ -230,7 +230,7 @@ impl Engine {
             "\nEach is labeled for execution. Run `{}` used model {}.\n\n{}",
             run.id,
             run.model.as_deref().unwrap_or("-"),
-            super::comment_marker(run.id)
+            comment_marker(run.id)
         ));
         body
     }

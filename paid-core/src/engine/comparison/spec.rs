@@ -2,7 +2,8 @@
 //! each candidate produced ([`CandidateReport`]), how the winner is chosen
 //! ([`SelectionRule`], [`Ranking`]) and the side-by-side table that goes
 //! into the PR body and the issue comment. Pure data and functions; the
-//! engine's side lives in `fanout.rs`.
+//! comparison role's side lives in `fanout.rs`, `candidate.rs` and
+//! `choice.rs`.
 //!
 //! ```
 //! use paid_core::engine::{Candidate, CandidateReport, Criterion, Ranking};
@@ -199,7 +200,8 @@ impl CompareSpec {
         self
     }
 
-    /// Checks the number of candidates.
+    /// Checks the number of candidates and their models
+    /// ([`crate::validate_model_name`]).
     pub fn validate(&self) -> Result<()> {
         let n = self.candidates.len();
         if !(2..=Self::MAX_CANDIDATES).contains(&n) {
@@ -213,6 +215,12 @@ impl CompareSpec {
                 what: "compare.candidates".into(),
                 message: "every candidate needs a model".into(),
             });
+        }
+        // Candidate names (`c2-<model>`) become branch names and labels.
+        for c in &self.candidates {
+            if let Err(Error::InvalidInput { message, .. }) = crate::validate_model_name(&c.model) {
+                return Err(Error::InvalidInput { what: "compare.candidates".into(), message });
+            }
         }
         Ok(())
     }
@@ -349,6 +357,11 @@ mod tests {
     fn specs_are_validated_and_serialized_with_their_rule() {
         assert!(CompareSpec::models(["one"]).validate().is_err());
         assert!(CompareSpec::models(["a", ""]).validate().is_err());
+        let thousand = "m".repeat(1000);
+        for bad in ["gpt 5", "gpt-5\nx", thousand.as_str()] {
+            let e = CompareSpec::models(["a", bad]).validate().unwrap_err();
+            assert!(e.to_string().contains("not a model name"), "{bad:?}: {e}");
+        }
         let spec = CompareSpec::models(["a", "b"]).rule(SelectionRule::Human);
         spec.validate().unwrap();
         let json = serde_json::to_value(&spec).unwrap();

@@ -1,15 +1,40 @@
-//! Turning forge issues into queued runs: polling, manual triggers, trust.
+//! The intake role: turning forge issues into queued runs (polling, manual
+//! triggers, trust, closed issues, cancels) and PR feedback into outcomes
+//! and follow-up runs (`follow_up.rs`).
+//!
+//! [`Intake`] sees the store, the forge, the clock, the ids and the event
+//! channel, plus the learning hooks (PR feedback rescores outcomes); no
+//! runtime, workspaces or agent.
 
-use serde::Serialize;
+mod follow_up;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use super::plan::PLAN_LABEL;
-use super::{Engine, EngineEvent};
+pub use follow_up::{FOLLOW_UP_ACTION, FollowUpContext, FollowUpReport};
+
+use super::CompareSpec;
+use super::builder::Parts;
+use super::drive::PLAN_LABEL;
+use super::events::{EngineEvent, Events};
+use super::learn::LearningHooks;
 use crate::policy::is_trusted;
 use crate::{
-    AuditEvent, Error, ForgeIssue, IssueState, LabelChange, NewRun, PollRequest, Project, ProjectId, Result, Run,
-    RunFilter, RunId, RunKind, TrackedIssue,
+    AuditEvent, Clock, Error, Forge, ForgeIssue, Ids, IssueState, LabelChange, NewRun, PollRequest, Project, ProjectId,
+    Result, Run, RunFilter, RunId, RunKind, Store, TrackedIssue,
 };
+
+/// The audit action that carries a run's [`CompareSpec`], written before
+/// the run is queued.
+const COMPARE_ACTION: &str = "run.compare";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CompareRequest {
+    run_id: RunId,
+    spec: CompareSpec,
+}
 
 /// What one poll of a project did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -24,20 +49,36 @@ pub struct PollReport {
     pub closed: Vec<u64>,
 }
 
-impl Engine {
-    /// Looks for triggered issues of a project and queues a run for each new
-    /// one from a trusted author. Untrusted issues are tracked (text kept out
-    /// of prompts), audited and skipped. Issues labeled `paid-plan` get a
-    /// plan run, the others a build run.
-    ///
-    /// It also notices tracked issues that were closed on the forge: they are
-    /// marked closed and their active runs cancelled (see
-    /// [`Engine::poll_closed`]).
-    pub async fn poll_project(&self, project_id: ProjectId) -> Result<PollReport> {
-        let project = self.inner.store.project(project_id).await?;
+/// Queues runs: from the forge's issues, manual triggers and PR feedback.
+#[derive(Clone)]
+pub(crate) struct Intake {
+    store: Arc<dyn Store>,
+    forge: Arc<dyn Forge>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn Ids>,
+    events: Events,
+    learning: LearningHooks,
+}
+
+impl Intake {
+    /// The role, with the ports it uses and the learning hooks.
+    pub(crate) fn new(parts: &Parts, learning: LearningHooks) -> Self {
+        Self {
+            store: parts.store.clone(),
+            forge: parts.forge.clone(),
+            clock: parts.clock.clone(),
+            ids: parts.ids.clone(),
+            events: parts.events.clone(),
+            learning,
+        }
+    }
+
+    /// Queues runs for a project's new triggered issues (see
+    /// [`Engine::poll_project`](crate::engine::Engine::poll_project)).
+    pub(crate) async fn poll_project(&self, project_id: ProjectId) -> Result<PollReport> {
+        let project = self.store.project(project_id).await?;
         let closed = self.poll_closed(&project).await?;
         let issues = self
-            .inner
             .forge
             .poll_triggered(&PollRequest { repo: project.repo.clone(), labels: project.trigger_labels.clone() })
             .await?;
@@ -61,23 +102,17 @@ impl Engine {
         Ok(report)
     }
 
-    /// Queues a run for one issue (a manual trigger). Fails with
-    /// [`Error::Untrusted`] for issues from authors outside the allowlist,
-    /// and [`Error::AlreadyExists`] when the issue has an active run; in
-    /// both cases no run is written.
-    pub async fn enqueue(&self, project_id: ProjectId, issue: u64) -> Result<Run> {
-        self.enqueue_with(project_id, issue, None).await
-    }
-
-    /// [`Engine::enqueue`], optionally as a comparison run.
-    pub(super) async fn enqueue_with(
+    /// Queues a run for one issue (a manual trigger), optionally as a
+    /// comparison run (see
+    /// [`Engine::enqueue`](crate::engine::Engine::enqueue)).
+    pub(crate) async fn enqueue_with(
         &self,
         project_id: ProjectId,
         issue: u64,
-        compare: Option<super::CompareSpec>,
+        compare: Option<CompareSpec>,
     ) -> Result<Run> {
-        let project = self.inner.store.project(project_id).await?;
-        let fi = self.inner.forge.issue(&project.repo, issue).await?;
+        let project = self.store.project(project_id).await?;
+        let fi = self.forge.issue(&project.repo, issue).await?;
         if fi.state == IssueState::Closed {
             return Err(Error::InvalidInput {
                 what: "issue".into(),
@@ -87,16 +122,13 @@ impl Engine {
         self.admit_with(&project, &fi, compare.as_ref()).await
     }
 
-    /// Requests cancellation of a run. An unleased run ends at once; a
-    /// running one is stopped by its worker, which still cleans up; a run
-    /// awaiting a choice (parked, with no worker) moves to `cleaning`, where
-    /// a worker claims it and cleans up.
-    pub async fn cancel(&self, run_id: RunId) -> Result<Run> {
-        let run = self.inner.store.request_cancel(run_id, self.inner.clock.now()).await?;
-        self.inner
-            .store
+    /// Requests cancellation of a run (see
+    /// [`Engine::cancel`](crate::engine::Engine::cancel)).
+    pub(crate) async fn cancel(&self, run_id: RunId) -> Result<Run> {
+        let run = self.store.request_cancel(run_id, self.clock.now()).await?;
+        self.store
             .audit(&AuditEvent {
-                at: self.inner.clock.now(),
+                at: self.clock.now(),
                 project_id: Some(run.project_id),
                 actor: "api".into(),
                 action: "run.cancel".into(),
@@ -108,22 +140,15 @@ impl Engine {
     }
 
     /// Marks tracked open issues that the forge reports closed as closed,
-    /// and cancels their active runs. Returns their numbers.
-    ///
-    /// The cursor is the oldest `updated_at` of the tracked open issues (less
-    /// a margin for clock skew): every closure of one of them happened after
-    /// Paid last saw it change, so nothing is missed, and the cursor only
-    /// moves when the set of tracked open issues does, which keeps idle polls
-    /// conditional (free on GitHub). It lives in the store, so it survives
-    /// restarts and is shared by workers. Forges that cannot list closed
-    /// issues (the port's default) are skipped with a debug log.
-    pub async fn poll_closed(&self, project: &Project) -> Result<Vec<u64>> {
-        let store = &self.inner.store;
+    /// and cancels their active runs (see
+    /// [`Engine::poll_closed`](crate::engine::Engine::poll_closed)).
+    pub(crate) async fn poll_closed(&self, project: &Project) -> Result<Vec<u64>> {
+        let store = &self.store;
         let open: Vec<TrackedIssue> =
             store.issues(project.id).await?.into_iter().filter(|i| i.state == IssueState::Open).collect();
         let Some(oldest) = open.iter().map(|i| i.updated_at).min() else { return Ok(Vec::new()) };
         let since = oldest - chrono::Duration::minutes(10);
-        let closed = match self.inner.forge.closed_issues(&project.repo, since).await {
+        let closed = match self.forge.closed_issues(&project.repo, since).await {
             Ok(c) => c,
             Err(Error::Backend { retryable: false, message, .. }) => {
                 debug!(project = %project.repo, %message, "forge cannot list closed issues");
@@ -134,7 +159,7 @@ impl Engine {
         let mut numbers = Vec::new();
         for fi in closed.iter().filter(|fi| fi.state == IssueState::Closed) {
             let Some(tracked) = open.iter().find(|t| t.number == fi.number) else { continue };
-            let now = self.inner.clock.now();
+            let now = self.clock.now();
             store.put_issue(&TrackedIssue { state: IssueState::Closed, updated_at: now, ..tracked.clone() }).await?;
             let active = store
                 .runs(&RunFilter {
@@ -154,15 +179,10 @@ impl Engine {
         Ok(numbers)
     }
 
-    async fn admit_with(
-        &self,
-        project: &Project,
-        fi: &ForgeIssue,
-        compare: Option<&super::CompareSpec>,
-    ) -> Result<Run> {
-        let now = self.inner.clock.now();
+    async fn admit_with(&self, project: &Project, fi: &ForgeIssue, compare: Option<&CompareSpec>) -> Result<Run> {
+        let now = self.clock.now();
         let trusted = is_trusted(project, &fi.author);
-        let previous = self.inner.store.issue(project.id, fi.number).await.ok();
+        let previous = self.store.issue(project.id, fi.number).await.ok();
         let tracked = TrackedIssue {
             project_id: project.id,
             number: fi.number,
@@ -178,8 +198,7 @@ impl Engine {
         if !trusted {
             if previous.as_ref().is_none_or(|p| p.trusted || p.author != fi.author) {
                 warn!(project = %project.repo, issue = fi.number, author = %fi.author, "ignoring issue from untrusted author");
-                self.inner
-                    .store
+                self.store
                     .audit(&AuditEvent {
                         at: now,
                         project_id: Some(project.id),
@@ -189,13 +208,13 @@ impl Engine {
                         details: serde_json::json!({ "author": fi.author }),
                     })
                     .await?;
-                self.emit(EngineEvent::Untrusted {
+                self.events.emit(EngineEvent::Untrusted {
                     project_id: project.id,
                     issue: fi.number,
                     author: fi.author.clone(),
                 });
             }
-            self.inner.store.put_issue(&tracked).await?;
+            self.store.put_issue(&tracked).await?;
             return Err(Error::Untrusted {
                 issue: fi.number,
                 author: fi.author.clone(),
@@ -203,7 +222,6 @@ impl Engine {
             });
         }
         let active = self
-            .inner
             .store
             .runs(&RunFilter {
                 project_id: Some(project.id),
@@ -216,9 +234,9 @@ impl Engine {
         if let Some(run) = active.first() {
             return Err(Error::AlreadyExists { entity: "active run for issue", id: run.id.to_string() });
         }
-        self.inner.store.put_issue(&tracked).await?;
+        self.store.put_issue(&tracked).await?;
         let kind = if fi.labels.iter().any(|l| l == PLAN_LABEL) { RunKind::Plan } else { RunKind::Build };
-        let id = RunId(self.inner.ids.uuid());
+        let id = RunId(self.ids.uuid());
         if compare.is_some() && kind != RunKind::Build {
             return Err(Error::InvalidInput {
                 what: "compare".into(),
@@ -226,7 +244,6 @@ impl Engine {
             });
         }
         let run = self
-            .inner
             .store
             .create_run(&NewRun {
                 id,
@@ -243,7 +260,7 @@ impl Engine {
             self.record_compare(project, run.id, spec).await?;
         }
         info!(run_id = %run.id, project = %project.repo, issue = fi.number, "queued run");
-        self.emit(EngineEvent::Queued { run_id: run.id, project_id: project.id, issue: fi.number });
+        self.events.emit(EngineEvent::Queued { run_id: run.id, project_id: project.id, issue: fi.number });
         // Best effort: the label is cosmetic and the run is already durable.
         let change = LabelChange {
             repo: project.repo.clone(),
@@ -251,9 +268,26 @@ impl Engine {
             add: vec![project.labels.in_progress.clone()],
             remove: vec![project.labels.failed.clone()],
         };
-        if let Err(e) = self.inner.forge.set_labels(&change).await {
+        if let Err(e) = self.forge.set_labels(&change).await {
             warn!(run_id = %run.id, error = %e, "could not set the in-progress label");
         }
         Ok(run)
+    }
+
+    /// Records `spec` of a queued comparison run in the audit log, for
+    /// people (the run carries it in its context).
+    async fn record_compare(&self, project: &Project, run_id: RunId, spec: &CompareSpec) -> Result<()> {
+        let details = serde_json::to_value(CompareRequest { run_id, spec: spec.clone() })
+            .map_err(|e| Error::InvalidInput { what: "compare spec".into(), message: e.to_string() })?;
+        self.store
+            .audit(&AuditEvent {
+                at: self.clock.now(),
+                project_id: Some(project.id),
+                actor: "engine".into(),
+                action: COMPARE_ACTION.into(),
+                subject: format!("run:{run_id}"),
+                details,
+            })
+            .await
     }
 }

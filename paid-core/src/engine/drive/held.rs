@@ -1,21 +1,22 @@
 //! [`Drive`]: what one drive of a run holds, so that no step reads it back
 //! from the store.
 //!
-//! A worker drives a claimed run through its steps ([`Engine::drive`]).
+//! A worker drives a claimed run through its steps
+//! ([`Engine::drive`](crate::engine::Engine::drive)).
 //! What the steps need about the run (the run itself with its context, its
 //! project, its journal, its issue) is read once, when the drive starts (or
 //! when a step first needs it), and kept current by the drive's own writes:
 //! a transition or patch returns the run as written, a journal write returns
 //! its record. Whether a cancel was requested is the heartbeat's to find
-//! out ([`Engine::drive`]): it looks when the drive starts and at every
-//! beat, and the drive reads its answer between steps.
+//! out (the heartbeat of [`Driver::drive_until`]): it looks when the drive
+//! starts and at every beat, and the drive reads its answer between steps.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::OnceCell;
 
-use super::Engine;
+use super::Driver;
 use super::journal::Journal;
 use crate::{Project, Result, Run, Store, TrackedIssue, UsageRecord};
 
@@ -73,12 +74,12 @@ impl Drive {
     }
 }
 
-impl Engine {
+impl Driver {
     /// Reads what a drive of `run` needs: its project and journal.
     /// `cancel_requested` says whether a cancel was requested; whoever
     /// watches the run (the heartbeat) sets it.
     pub(super) async fn load_drive(&self, run: Run, cancel_requested: Arc<AtomicBool>) -> Result<Drive> {
-        let store = &self.inner.store;
+        let store = &self.store;
         let project = store.project(run.project_id).await?;
         let journal = Journal::of(store.as_ref(), &run).await?;
         Ok(Drive {

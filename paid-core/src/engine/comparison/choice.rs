@@ -1,22 +1,21 @@
 //! Human choice in comparison runs: the run parks in `awaiting_choice`, a
 //! parked state ([`RunState::is_parked`]): the transition there gives the
-//! worker's lease up, and no claim takes the run. [`Engine::pick`] moves it
-//! on to `committing` (a transition out of a parked state needs no lease),
-//! where the next worker applies the pick before committing;
-//! [`Engine::cancel`] sends it to cleanup.
+//! worker's lease up, and no claim takes the run. [`Comparison::pick`] moves
+//! it on to `committing` (a transition out of a parked state needs no
+//! lease), where the next worker applies the pick before committing
+//! ([`Comparison::apply_choice`]); a cancel sends it to cleanup.
 
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::Engine;
-use super::fanout::{compare_slots, compared, pick_of};
-use super::journal::{Journal, OutputKind, Retry, StepOutput};
-use super::learn::PromptPick;
-use super::steps::Resources;
+use super::{Comparison, compare_slots, compared, pick_of};
+use crate::engine::drive::journal::{Journal, OutputKind, Retry, StepOutput};
+use crate::engine::drive::{Driver, Resources};
+use crate::engine::learn::PromptPick;
 use crate::{AuditEvent, Error, Result, Run, RunId, RunState, StepStatus, Transition};
 
 /// The audit action that records a human's pick (for people).
-pub(super) const PICK_ACTION: &str = "run.pick";
+const PICK_ACTION: &str = "run.pick";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PickRecord {
@@ -28,28 +27,28 @@ struct PickRecord {
 /// The journaled pick: which report won, its resources and prompt.
 pub(super) struct ChoiceOut {
     pub(super) winner: usize,
-    pub(super) resources: Resources,
-    pub(super) prompt: Option<PromptPick>,
+    resources: Resources,
+    prompt: Option<PromptPick>,
 }
 
 impl StepOutput for ChoiceOut {
     const KIND: OutputKind = OutputKind::Choice;
 }
 
-impl Engine {
+impl Comparison {
     /// The candidate a human picked for a comparison run: recorded in its
-    /// context by [`Engine::pick`] in the same write that moved it on.
+    /// context by [`Comparison::pick`] in the same write that moved it on.
     pub(super) async fn chosen(&self, run: &Run) -> Result<Option<String>> {
         Ok(run.context.pick.clone())
     }
 
-    /// Applies a human's pick to a run [`Engine::pick`] moved on to
+    /// Applies a human's pick to a run [`Comparison::pick`] moved on to
     /// `committing`, before its commit: journals the winner (as the step of
-    /// `awaiting_choice`, where [`Engine::candidates`] and the later steps
+    /// `awaiting_choice`, where [`Comparison::candidates`] and the later steps
     /// find it) and makes the winner's branch, model and iterations the
     /// run's. Returns the run as it is then. Any other run (the pick is
     /// applied already, or there was none to apply) is returned unchanged.
-    pub(super) async fn apply_choice(&self, run: &Run, journal: &Journal) -> Result<Run> {
+    pub(crate) async fn apply_choice(&self, driver: &Driver, run: &Run, journal: &Journal) -> Result<Run> {
         let pending = match journal.last() {
             // Begun (or done) by a worker that died before the commit.
             Some(s) if s.step == RunState::AwaitingChoice => true,
@@ -74,8 +73,8 @@ impl Engine {
         // Journaled as the parked state's step: that is where the choice
         // was made, and it keeps `committing`'s own record apart.
         let parked = Run { state: RunState::AwaitingChoice, ..run.clone() };
-        let out: ChoiceOut = self
-            .journaled(&parked, journal, None, self.inner.config.timeouts.commit, Retry::Never, || async move {
+        let out: ChoiceOut = driver
+            .journaled(&parked, journal, None, self.config.timeouts.commit, Retry::Never, || async move {
                 let unknown = || Error::InvalidInput {
                     what: "pick".into(),
                     message: format!("run {} has no candidate {name_ref:?}", run.id),
@@ -89,19 +88,14 @@ impl Engine {
                 })
             })
             .await?;
-        self.adopt(run, &compared.reports[out.winner]).await?;
-        self.inner.store.run(run.id).await
+        self.adopt(driver, run, &compared.reports[out.winner]).await?;
+        self.store.run(run.id).await
     }
 
-    /// A human picks the winner of a run awaiting a choice, by candidate
-    /// name (`c2-model`) or model. The run moves on to `committing` at once
-    /// (it holds no lease, so none is needed), and the next worker to claim
-    /// it goes on with the pick: commit, policy check, push, PR. Candidates
-    /// that did not finish cannot be picked. The pick is recorded in the
-    /// run's context in the same write that moves it on, so the first pick
-    /// wins and a later one is refused.
-    pub async fn pick(&self, run_id: RunId, candidate: &str) -> Result<Run> {
-        let store = &self.inner.store;
+    /// A human picks the winner of a run awaiting a choice (see
+    /// [`Engine::pick`](crate::engine::Engine::pick)).
+    pub(crate) async fn pick(&self, run_id: RunId, candidate: &str) -> Result<Run> {
+        let store = &self.store;
         let run = store.run(run_id).await?;
         let first = self.chosen(&run).await?;
         if run.state != RunState::AwaitingChoice {
@@ -136,8 +130,8 @@ impl Engine {
                 run_id,
                 from: RunState::AwaitingChoice,
                 to: RunState::Committing,
-                owner: self.inner.config.worker_id.clone(),
-                at: self.inner.clock.now(),
+                owner: self.config.worker_id.clone(),
+                at: self.clock.now(),
                 context: Some(run.context.clone().with_pick(report.name.clone())),
             })
             .await;
@@ -161,7 +155,7 @@ impl Engine {
             .map_err(|e| Error::InvalidInput { what: "pick".into(), message: e.to_string() })?;
         store
             .audit(&AuditEvent {
-                at: self.inner.clock.now(),
+                at: self.clock.now(),
                 project_id: Some(run.project_id),
                 actor: "api".into(),
                 action: PICK_ACTION.into(),

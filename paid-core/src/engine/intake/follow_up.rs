@@ -1,45 +1,36 @@
-//! Follow-up: what happened to the pull requests of succeeded runs.
+//! Follow-up intake: what happened to the pull requests of succeeded runs.
 //!
-//! [`Engine::follow_up`] reads each PR's feedback from the forge (state,
-//! failing checks, trusted review comments, trusted votes), records it in
-//! the runs' outcomes, and queues a follow-up build run on the PR's branch
-//! when checks fail or trusted reviewers commented.
+//! [`Intake::follow_up`] (the engine's
+//! [`Engine::follow_up`](crate::engine::Engine::follow_up)) reads each PR's
+//! feedback from the forge (state, failing checks, trusted review comments,
+//! trusted votes), records it in the runs' outcomes (rescored by the
+//! learning hooks), and queues a follow-up build run on the PR's branch when
+//! checks fail or trusted reviewers commented.
 //!
 //! A follow-up run is an ordinary build run of the same issue. What makes it
 //! a follow-up is a [`FollowUpContext`], written as an audit event (action
 //! [`FOLLOW_UP_ACTION`], subject `run:{id}`) *before* the run is queued, so
-//! no worker can claim the run without it. The engine reads it back when it
+//! no worker can claim the run without it. The driver reads it back when it
 //! provisions the run (the run gets the PR's branch instead of a fresh one)
-//! and when it renders the agent's prompt (the feedback digest is appended).
+//! and when it renders the agent's prompt (the feedback digest is appended):
+//! see the driver's `follow_up.rs`.
 //! Keeping it in the audit log needs no new columns in either store.
-//!
-//! Provisioning brings the branch up to date with the default branch
-//! ([`crate::Workspaces::rebase`]) right after creating the worktree, moves
-//! the worktree's base to the default branch's tip, and records the outcome
-//! as an audit event (action [`REBASE_ACTION`], subject `run:{id}`). The
-//! prompt says what happened; on conflicts it lists the conflicted paths
-//! (names from git, not text from users) and tells the agent to resolve them
-//! first. The push is a force-with-lease over the branch Paid saw (a rebased
-//! branch is rewritten), the PR is found again by its head branch, and each
-//! run's summary comment is upserted by its marker.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{Engine, EngineEvent};
+use super::Intake;
+use crate::engine::EngineEvent;
+use crate::learning::evolution::RunFeedback;
 use crate::{
     AuditEvent, Error, NewRun, Outcome, PrFeedback, PrFeedbackRequest, PrState, Project, ProjectId, RebaseOutcome,
-    Result, Run, RunContext, RunFilter, RunId, RunKind, RunPatch, RunState, Worktree,
+    Result, Run, RunContext, RunFilter, RunId, RunKind, RunState,
 };
 
 /// The audit action that carries a follow-up run's [`FollowUpContext`].
 pub const FOLLOW_UP_ACTION: &str = "run.follow_up";
-
-/// The audit action recording how provisioning rebased a follow-up run's
-/// branch (details: the [`RebaseOutcome`]).
-pub const REBASE_ACTION: &str = "run.rebase";
 
 /// How much of one failing check's output goes into the prompt.
 const CHECK_OUTPUT_TAIL: usize = 2_000;
@@ -69,7 +60,7 @@ pub struct FollowUpContext {
     pub rebase: Option<RebaseOutcome>,
 }
 
-/// What one [`Engine::follow_up`] pass did.
+/// What one [`Engine::follow_up`](crate::engine::Engine::follow_up) pass did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FollowUpReport {
     /// Pull requests whose feedback was read.
@@ -124,15 +115,12 @@ fn tail(s: &str, max: usize) -> &str {
     &s[cut..]
 }
 
-impl Engine {
+impl Intake {
     /// Reads the feedback on the PRs of a project's succeeded build runs,
-    /// records it in their outcomes (merged or closed, CI, 👍/👎 of trusted
-    /// authors), and queues a follow-up run on the PR's branch for each open
-    /// PR with failing checks or trusted review comments. Feedback already
-    /// handed to a follow-up run (same head commit, same text) queues
-    /// nothing again.
-    pub async fn follow_up(&self, project_id: ProjectId) -> Result<FollowUpReport> {
-        let store = &self.inner.store;
+    /// records it in their outcomes and queues follow-up runs (see
+    /// [`Engine::follow_up`](crate::engine::Engine::follow_up)).
+    pub(crate) async fn follow_up(&self, project_id: ProjectId) -> Result<FollowUpReport> {
+        let store = &self.store;
         let project = store.project(project_id).await?;
         let runs = store.runs(&RunFilter { project_id: Some(project_id), ..Default::default() }).await?;
         // Newest first: the first run seen per PR is its latest.
@@ -156,7 +144,7 @@ impl Engine {
                 number,
                 trusted_authors: project.allowed_authors.clone(),
             };
-            let feedback = match self.inner.forge.pr_feedback(&req).await {
+            let feedback = match self.forge.pr_feedback(&req).await {
                 Ok(f) => f,
                 Err(e) => {
                     warn!(project = %project.repo, pr = number, error = %e, "could not read pull request feedback");
@@ -192,7 +180,7 @@ impl Engine {
             iterations: run.iterations,
             cost_micros: None,
             quality_score: None,
-            recorded_at: self.inner.clock.now(),
+            recorded_at: self.clock.now(),
         });
         let outcome = Outcome {
             pr_merged: match feedback.state {
@@ -205,12 +193,12 @@ impl Engine {
             human_vote: feedback.votes.human_vote(),
             // Inputs changed: whoever scores recomputes it.
             quality_score: None,
-            recorded_at: self.inner.clock.now(),
+            recorded_at: self.clock.now(),
             ..base
         };
-        self.inner.store.record_outcome(&outcome).await?;
+        self.store.record_outcome(&outcome).await?;
         // Rescore under the run's prompt version (best effort).
-        let learned = crate::learning::evolution::RunFeedback {
+        let learned = RunFeedback {
             review_comments: feedback.review_comments.iter().map(|c| c.body.clone()).collect(),
             ci_failure_digest: (!feedback.failing_checks.is_empty()).then(|| {
                 feedback
@@ -222,7 +210,7 @@ impl Engine {
             }),
             iterations: run.iterations,
         };
-        self.learn_outcome(run, &outcome, learned).await;
+        self.learning.learn_outcome(run, &outcome, learned).await;
         Ok(())
     }
 
@@ -233,7 +221,7 @@ impl Engine {
         number: u64,
         feedback: &PrFeedback,
     ) -> Result<Option<Run>> {
-        let store = &self.inner.store;
+        let store = &self.store;
         let Some(branch) = latest.branch.clone() else { return Ok(None) };
         let text = digest(number, feedback);
         // The same feedback on the same commit was already handed to a run.
@@ -262,9 +250,9 @@ impl Engine {
         if !active.is_empty() {
             return Ok(None);
         }
-        let now = self.inner.clock.now();
+        let now = self.clock.now();
         let ctx = FollowUpContext {
-            run_id: RunId(self.inner.ids.uuid()),
+            run_id: RunId(self.ids.uuid()),
             previous_run: latest.id,
             branch,
             pr_number: number,
@@ -303,119 +291,15 @@ impl Engine {
             })
             .await?;
         info!(run_id = %run.id, previous = %latest.id, pr = number, branch = %ctx.branch, "queued follow-up run");
-        self.emit(EngineEvent::Queued { run_id: run.id, project_id: project.id, issue: latest.issue_number });
+        self.events.emit(EngineEvent::Queued { run_id: run.id, project_id: project.id, issue: latest.issue_number });
         Ok(Some(run))
     }
 
     /// Every follow-up context of a project's runs, oldest first.
     async fn follow_up_contexts(&self, project_id: ProjectId) -> Result<Vec<FollowUpContext>> {
-        let runs = self.inner.store.runs(&RunFilter { project_id: Some(project_id), ..RunFilter::default() }).await?;
+        let runs = self.store.runs(&RunFilter { project_id: Some(project_id), ..RunFilter::default() }).await?;
         Ok(runs.into_iter().rev().filter_map(|r| r.context.follow_up).collect())
     }
-
-    /// The follow-up context of `run`, if it is a follow-up run, with the
-    /// rebase outcome once provisioning recorded it.
-    pub(super) async fn follow_up_context(&self, run: &Run) -> Result<Option<FollowUpContext>> {
-        if run.kind != RunKind::Build {
-            return Ok(None);
-        }
-        Ok(run.context.follow_up.clone())
-    }
-
-    /// Brings a follow-up run's freshly created worktree up to date with the
-    /// default branch, moves its base to the default branch's tip, and
-    /// records the outcome for the prompt. A `kept` worktree (the run's own,
-    /// found again when only its sandbox is re-created) was rebased already
-    /// and may hold uncommitted work: it only gets its base back.
-    pub(super) async fn rebase_follow_up(
-        &self,
-        run: &Run,
-        project: &Project,
-        worktree: &mut Worktree,
-        ctx: &FollowUpContext,
-        kept: bool,
-    ) -> Result<()> {
-        if kept && let Some(done) = &ctx.rebase {
-            if let Some(onto) = done.onto() {
-                worktree.base_commit = onto.to_string();
-            }
-            return Ok(());
-        }
-        let outcome = self.inner.workspaces.rebase(project, worktree).await?;
-        if let Some(onto) = outcome.onto() {
-            worktree.base_commit = onto.to_string();
-        }
-        match &outcome {
-            RebaseOutcome::UpToDate => info!(run_id = %run.id, branch = %worktree.branch, "branch is up to date"),
-            RebaseOutcome::Rebased { onto } => {
-                info!(run_id = %run.id, branch = %worktree.branch, %onto, "rebased the branch onto the default branch")
-            }
-            RebaseOutcome::Conflicts { onto, paths } => {
-                info!(run_id = %run.id, branch = %worktree.branch, %onto, ?paths, "rebase conflicts left for the agent")
-            }
-        }
-        let mut context = run.context.clone();
-        if let Some(follow_up) = &mut context.follow_up {
-            follow_up.rebase = Some(outcome.clone());
-        }
-        self.patch(run, RunPatch { context: Some(context), ..RunPatch::default() }).await?;
-        // For people: the audit log is never read to drive a run.
-        self.inner
-            .store
-            .audit(&AuditEvent {
-                at: self.inner.clock.now(),
-                project_id: Some(project.id),
-                actor: "engine".into(),
-                action: REBASE_ACTION.into(),
-                subject: format!("run:{}", run.id),
-                details: serde_json::to_value(&outcome)
-                    .map_err(|e| Error::InvalidInput { what: "rebase outcome".into(), message: e.to_string() })?,
-            })
-            .await
-    }
-}
-
-/// The part of a follow-up run's prompt that the engine appends to the
-/// rendered task template.
-pub(super) fn follow_up_prompt(ctx: &FollowUpContext) -> String {
-    let branch_state = match &ctx.rebase {
-        None => String::new(),
-        Some(RebaseOutcome::UpToDate) => "The branch already contains the latest default branch. ".to_string(),
-        Some(RebaseOutcome::Rebased { onto }) => {
-            format!("Paid rebased the branch onto the latest default branch (commit {}). ", short(onto))
-        }
-        Some(RebaseOutcome::Conflicts { onto, paths }) => {
-            // Paths come from git, but anyone who can push may name a file:
-            // keep each on one line, without backticks.
-            let list: String = paths
-                .iter()
-                .map(|p| p.chars().map(|c| if c.is_control() || c == '`' { '?' } else { c }).collect::<String>())
-                .map(|p| format!("- `{p}`\n"))
-                .collect();
-            format!(
-                "Bringing the branch up to date with the latest default branch (commit {}) conflicted. Paid is \
-                 merging it into this worktree; these files contain git's conflict markers (`<<<<<<<`, `=======`, \
-                 `>>>>>>>`):\n\n{list}\nResolve every conflict first: keep the intent of both sides and remove \
-                 all the markers. Paid commits the resolution as the merge.\n\n",
-                short(onto)
-            )
-        }
-    };
-    format!(
-        "\n## Follow-up on pull request #{n}\n\n\
-         This worktree is the branch `{b}` of pull request #{n} ({url}), with the earlier work on this issue \
-         already committed. {branch_state}Address the feedback below with the smallest change on top of the \
-         existing commits.\n\n{f}",
-        n = ctx.pr_number,
-        b = ctx.branch,
-        url = ctx.pr_url,
-        f = ctx.feedback
-    )
-}
-
-/// The first 12 characters of a commit id.
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }
 
 #[cfg(test)]
@@ -447,50 +331,5 @@ mod tests {
         let d = digest(7, &f);
         assert!(d.contains("### test\nFAIL: add"), "{d}");
         assert!(d.contains("- alice on calc.sh:3: rename x"), "{d}");
-    }
-
-    fn ctx(rebase: Option<RebaseOutcome>) -> FollowUpContext {
-        FollowUpContext {
-            run_id: RunId(uuid::Uuid::nil()),
-            previous_run: RunId(uuid::Uuid::nil()),
-            branch: "paid/7-fix-abcdef".into(),
-            pr_number: 9,
-            pr_url: "https://github.com/o/r/pull/9".into(),
-            head_sha: "abc".into(),
-            feedback: "FEEDBACK".into(),
-            rebase,
-        }
-    }
-
-    #[test]
-    fn the_prompt_says_how_the_branch_was_brought_up_to_date() {
-        let onto = "0123456789abcdef0123456789abcdef01234567".to_string();
-        let conflicts = follow_up_prompt(&ctx(Some(RebaseOutcome::Conflicts {
-            onto: onto.clone(),
-            paths: vec!["calc.sh".into(), "docs/a b.md".into()],
-        })));
-        assert!(conflicts.contains("- `calc.sh`\n- `docs/a b.md`\n"), "{conflicts}");
-        assert!(conflicts.contains("Resolve every conflict first"), "{conflicts}");
-        assert!(conflicts.contains("0123456789ab)"), "{conflicts}");
-        assert!(conflicts.ends_with("FEEDBACK"), "{conflicts}");
-
-        let rebased = follow_up_prompt(&ctx(Some(RebaseOutcome::Rebased { onto })));
-        assert!(rebased.contains("Paid rebased the branch onto the latest default branch"), "{rebased}");
-        assert!(!rebased.contains("conflict"), "{rebased}");
-        let up = follow_up_prompt(&ctx(Some(RebaseOutcome::UpToDate)));
-        assert!(up.contains("already contains the latest default branch"), "{up}");
-        assert!(!follow_up_prompt(&ctx(None)).contains("default branch"));
-    }
-
-    #[test]
-    fn the_rebase_outcome_is_not_stored_with_the_context() {
-        let json = serde_json::to_value(ctx(None)).unwrap();
-        assert!(json.get("rebase").is_none(), "{json}");
-        let back: FollowUpContext = serde_json::from_value(json).unwrap();
-        assert_eq!(back, ctx(None));
-        let outcome = RebaseOutcome::Conflicts { onto: "x".into(), paths: vec!["a".into()] };
-        let json = serde_json::to_value(&outcome).unwrap();
-        assert_eq!(json, serde_json::json!({ "outcome": "conflicts", "onto": "x", "paths": ["a"] }));
-        assert_eq!(serde_json::from_value::<RebaseOutcome>(json).unwrap(), outcome);
     }
 }

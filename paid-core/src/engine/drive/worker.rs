@@ -1,4 +1,5 @@
-//! Claiming runs and driving them to an end state under a lease.
+//! The driver's worker side: claiming runs and driving them to an end
+//! state under a lease, with a heartbeat.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,14 +8,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
-use super::Engine;
+use super::Driver;
 use crate::metrics::WorkflowLabels;
 use crate::{ClaimRequest, Error, Result, Run, RunId};
 
 /// Says whether the worker loop may claim new runs right now.
 pub type ClaimGate = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
-/// How [`Engine::run_until_shutdown`] waits and when it claims.
+/// How [`Engine::run_until_shutdown`](crate::engine::Engine::run_until_shutdown)
+/// waits and when it claims.
 #[derive(Clone)]
 pub struct WorkerOptions {
     /// How long to sleep when nothing is runnable.
@@ -42,45 +44,29 @@ impl WorkerOptions {
     }
 }
 
-impl Engine {
+impl Driver {
     fn lease(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.inner.config.lease).unwrap_or(chrono::Duration::seconds(60))
+        chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::seconds(60))
     }
 
     /// Claims the next runnable run for this worker, if any.
-    pub async fn claim_next(&self) -> Result<Option<Run>> {
-        self.inner
-            .store
-            .claim(&ClaimRequest {
-                owner: self.inner.config.worker_id.clone(),
-                lease: self.lease(),
-                now: self.inner.clock.now(),
-            })
+    pub(crate) async fn claim_next(&self) -> Result<Option<Run>> {
+        self.store
+            .claim(&ClaimRequest { owner: self.config.worker_id.clone(), lease: self.lease(), now: self.clock.now() })
             .await
     }
 
-    /// Drives a claimed run to an end state, renewing the lease as it goes
-    /// and stopping the agent when cancellation is requested. A run that
-    /// stops short of an end (an error, a shutdown) has its lease released;
-    /// an ended run's lease binds nothing (no claim takes an ended run, no
-    /// project's limit counts one) and is left to expire. A run that parks
-    /// ([`crate::RunState::is_parked`]: a comparison awaiting a human pick)
-    /// is returned as it parks: the transition gave its lease up.
-    pub async fn drive(&self, run_id: RunId) -> Result<Run> {
-        self.drive_until(run_id, &CancellationToken::new()).await
-    }
-
-    /// [`Engine::drive`], stopping between steps when `shutdown` is
-    /// cancelled: the lease is released and the run, still in its current
-    /// state, is returned for another worker to resume.
-    pub async fn drive_until(&self, run_id: RunId, shutdown: &CancellationToken) -> Result<Run> {
-        let run = self.inner.store.run(run_id).await?;
+    /// Drives a claimed run to an end state, stopping between steps when
+    /// `shutdown` is cancelled (see
+    /// [`Engine::drive_until`](crate::engine::Engine::drive_until)).
+    pub(crate) async fn drive_until(&self, run_id: RunId, shutdown: &CancellationToken) -> Result<Run> {
+        let run = self.store.run(run_id).await?;
         self.drive_claimed(run, shutdown).await
     }
 
-    /// [`Engine::drive_until`] of `run` as the claim returned it. The run,
+    /// [`Driver::drive_until`] of `run` as the claim returned it. The run,
     /// its project and journal are read once, here, and passed to every
-    /// step (see [`Drive`]).
+    /// step (see [`Drive`](super::held::Drive)).
     async fn drive_claimed(&self, run: Run, shutdown: &CancellationToken) -> Result<Run> {
         if run.state.is_terminal() || run.state.is_parked() {
             // Nothing to do, and no lease to give up.
@@ -89,12 +75,8 @@ impl Engine {
         let run_id = run.id;
         let cancel = CancellationToken::new();
         let cancel_requested = Arc::new(AtomicBool::new(false));
-        let active = self
-            .inner
-            .metrics
-            .active_workflows
-            .get_or_create(&WorkflowLabels { workflow_type: "execute".into() })
-            .clone();
+        let active =
+            self.metrics.active_workflows.get_or_create(&WorkflowLabels { workflow_type: "execute".into() }).clone();
         active.inc();
         let (looked, first_look) = tokio::sync::oneshot::channel();
         let heartbeat = tokio::spawn(self.clone().heartbeat(run_id, cancel.clone(), cancel_requested.clone(), looked));
@@ -118,7 +100,7 @@ impl Engine {
         // A step result still waiting for a transition that will not come
         // from this drive: the journal keeps the step as started, so the
         // next worker resumes it (under the same idempotency key).
-        self.inner.pending_finishes.forget(run_id);
+        self.pending_finishes.forget(run_id);
         active.dec();
         if let Ok(run) = &result
             && (run.state.is_parked() || run.state.is_terminal())
@@ -129,7 +111,7 @@ impl Engine {
             // and no project's limit counts one.
             return result;
         }
-        if let Err(e) = self.inner.store.release(run_id, &self.inner.config.worker_id).await
+        if let Err(e) = self.store.release(run_id, &self.config.worker_id).await
             && !matches!(e, Error::LeaseLost { .. })
         {
             warn!(%run_id, error = %e, "could not release lease");
@@ -148,9 +130,9 @@ impl Engine {
         cancel_requested: Arc<AtomicBool>,
         looked: tokio::sync::oneshot::Sender<()>,
     ) {
-        let store = self.inner.store.clone();
-        let owner = self.inner.config.worker_id.clone();
-        let every = self.inner.config.heartbeat_interval.max(Duration::from_millis(50));
+        let store = self.store.clone();
+        let owner = self.config.worker_id.clone();
+        let every = self.config.heartbeat_interval.max(Duration::from_millis(50));
         let look = async || {
             if store.cancel_requested(run_id).await.unwrap_or(false) {
                 // Before the token: whoever sees the token cancelled knows why.
@@ -162,7 +144,7 @@ impl Engine {
         let _ = looked.send(());
         loop {
             tokio::time::sleep(every).await;
-            match store.heartbeat(run_id, &owner, self.lease(), self.inner.clock.now()).await {
+            match store.heartbeat(run_id, &owner, self.lease(), self.clock.now()).await {
                 Ok(()) => {}
                 Err(Error::LeaseLost { .. }) => {
                     warn!(%run_id, "lease lost; stopping work on this run");
@@ -175,15 +157,10 @@ impl Engine {
         }
     }
 
-    /// The worker loop: claims and drives runs until `shutdown` is cancelled.
-    /// When idle it waits `opts.idle_wait` (or less, when `opts.wake` fires: a
-    /// store notification such as PostgreSQL `LISTEN/NOTIFY`). While
-    /// `opts.accepting` says no (e.g. the disk is nearly full) it claims
-    /// nothing. On shutdown it stops claiming, lets the current step finish,
-    /// releases the lease and returns; another worker resumes the run from its
-    /// journal. Each run is driven in a `run` span carrying `trace_id`,
-    /// `run_id` and `project_id`. Returns how many runs it finished.
-    pub async fn run_until_shutdown(&self, shutdown: CancellationToken, opts: WorkerOptions) -> Result<u64> {
+    /// The worker loop: claims and drives runs until `shutdown` is
+    /// cancelled (see
+    /// [`Engine::run_until_shutdown`](crate::engine::Engine::run_until_shutdown)).
+    pub(crate) async fn run_until_shutdown(&self, shutdown: CancellationToken, opts: WorkerOptions) -> Result<u64> {
         let mut finished = 0;
         while !shutdown.is_cancelled() {
             let accepting = opts.accepting.as_ref().is_none_or(|f| f());
@@ -238,19 +215,10 @@ impl Engine {
     }
 
     /// Claims one run and drives it to its end. `None` when nothing is runnable.
-    pub async fn run_once(&self) -> Result<Option<Run>> {
+    pub(crate) async fn run_once(&self) -> Result<Option<Run>> {
         match self.claim_next().await? {
             Some(run) => self.drive_claimed(run, &CancellationToken::new()).await.map(Some),
             None => Ok(None),
         }
-    }
-
-    /// Runs until no run is runnable. Returns the runs it finished.
-    pub async fn run_until_idle(&self) -> Result<Vec<Run>> {
-        let mut done = Vec::new();
-        while let Some(run) = self.run_once().await? {
-            done.push(run);
-        }
-        Ok(done)
     }
 }

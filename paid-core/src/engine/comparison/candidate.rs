@@ -6,20 +6,23 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::compare::CandidateReport;
-use super::fanout::{Slot, pick_of};
-use super::learn::PromptPick;
-use super::steps::{DIGEST_TAIL, Resources, tail};
-use super::{Engine, SandboxSession};
+use super::spec::CandidateReport;
+use super::{Comparison, Slot, pick_of};
+use crate::engine::SandboxSession;
+use crate::engine::drive::{DIGEST_TAIL, Driver, Resources, tail};
+use crate::engine::learn::PromptPick;
 use crate::policy::{ForbiddenPaths, pr_title};
 use crate::{
     Agent, AgentContext, AgentExit, AgentOutcome, CommitRequest, Error, ExecExit, ExecRequest, LogStream, Project,
     ProxyEndpoint, Result, Run, UsageRecord,
 };
 
-impl Engine {
+impl Comparison {
+    /// Runs one candidate's loop in its slot; its report says how it went.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_candidate(
         &self,
+        driver: &Driver,
         run: &Run,
         project: &Project,
         slot: &Slot,
@@ -32,12 +35,12 @@ impl Engine {
         report.worktree = Some(slot.resources.worktree.clone());
         let pick = pick_of(slot.candidate.prompt_version).or_else(|| run_pick.cloned());
         report.prompt_version = pick.as_ref().map(|p| p.version);
-        let result = match self.ensure_slot(run, project, slot).await {
+        let result = match self.ensure_slot(driver, run, project, slot).await {
             Ok(resources) => {
                 let result = self
-                    .candidate_loop(run, project, slot, &resources, pick.as_ref(), proxy, cancel, &mut report)
+                    .candidate_loop(driver, run, project, slot, &resources, pick.as_ref(), proxy, cancel, &mut report)
                     .await;
-                if let Err(e) = self.inner.runtime.remove(&resources.sandbox).await {
+                if let Err(e) = self.runtime.remove(&resources.sandbox).await {
                     warn!(run_id = %run.id, sandbox = %resources.sandbox.id, error = %e, "could not remove a candidate sandbox");
                 }
                 result
@@ -54,19 +57,20 @@ impl Engine {
 
     /// The slot's worktree and sandbox, re-created when gone (the run moved
     /// to another worker, or the host restarted).
-    async fn ensure_slot(&self, run: &Run, project: &Project, slot: &Slot) -> Result<Resources> {
+    async fn ensure_slot(&self, driver: &Driver, run: &Run, project: &Project, slot: &Slot) -> Result<Resources> {
         let r = &slot.resources;
-        if r.worktree.path.exists() && self.inner.runtime.is_running(&r.sandbox).await.unwrap_or(false) {
+        if r.worktree.path.exists() && self.runtime.is_running(&r.sandbox).await.unwrap_or(false) {
             return Ok(r.clone());
         }
-        let _ = self.inner.runtime.remove(&r.sandbox).await;
+        let _ = self.runtime.remove(&r.sandbox).await;
         let env = [("PAID_CANDIDATE".to_string(), slot.name.clone())];
-        self.create_resources_for(run, project, &r.worktree.branch, slot.worktree_id, &env).await
+        driver.create_resources_for(run, project, &r.worktree.branch, slot.worktree_id, &env).await
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn candidate_loop(
         &self,
+        driver: &Driver,
         run: &Run,
         project: &Project,
         slot: &Slot,
@@ -76,14 +80,14 @@ impl Engine {
         cancel: &CancellationToken,
         report: &mut CandidateReport,
     ) -> Result<()> {
-        let issue = self.inner.store.issue(project.id, run.issue_number).await?;
-        let agent = self.agent(project)?;
-        let logger = self.logger(run.id);
-        let session = SandboxSession::new(self.inner.runtime.clone(), resources.sandbox.clone(), logger.clone());
+        let issue = self.store.issue(project.id, run.issue_number).await?;
+        let agent = driver.agent(project)?;
+        let logger = driver.logger(run.id);
+        let session = SandboxSession::new(self.runtime.clone(), resources.sandbox.clone(), logger.clone());
         let mut feedback: Option<String> = None;
         let mut cost = Some(0_i64);
-        for iteration in 1..=self.inner.config.max_iterations {
-            let prompt = self.render_prompt(run, &issue, feedback.as_deref(), pick).await?;
+        for iteration in 1..=self.config.max_iterations {
+            let prompt = self.learning.render_prompt(run, &issue, feedback.as_deref(), pick).await?;
             let _ = logger
                 .write(LogStream::System, &format!("[paid] candidate {} iteration {iteration}\n", slot.name))
                 .await;
@@ -104,8 +108,7 @@ impl Engine {
             report.summary = outcome.summary.clone();
             cost = cost.zip(outcome.cost_micros).map(|(a, b)| a + b);
             if let Some(usage) = outcome.usage {
-                self.inner
-                    .store
+                self.store
                     .record_usage(&UsageRecord {
                         run_id: run.id,
                         provider: format!("agent:{}", project.agent),
@@ -114,12 +117,12 @@ impl Engine {
                         cost_micros: outcome.cost_micros,
                         latency_ms: 0,
                         status: "reported".into(),
-                        at: self.inner.clock.now(),
+                        at: self.clock.now(),
                     })
                     .await?;
             }
             report.cost_micros = cost;
-            if let Some(c) = &self.inner.credentials
+            if let Some(c) = &self.credentials
                 && let Some(reason) = c.budget_exceeded(run.id).await?
             {
                 return Err(Error::BudgetExceeded(reason));
@@ -137,15 +140,14 @@ impl Engine {
             feedback = Some(digest);
         }
         let worktree = &resources.worktree;
-        let cfg = &self.inner.config;
+        let cfg = &self.config;
         let message = format!(
             "{}\n\nPaid-Run: {}\nPaid-Candidate: {}\n",
             pr_title(run.issue_number, &issue.title),
             run.id,
             slot.name
         );
-        self.inner
-            .workspaces
+        self.workspaces
             .commit_all(&CommitRequest {
                 worktree,
                 message: &message,
@@ -153,9 +155,9 @@ impl Engine {
                 author_email: &cfg.author_email,
             })
             .await?;
-        let paths = self.inner.workspaces.changed_paths(worktree).await?;
+        let paths = self.workspaces.changed_paths(worktree).await?;
         report.files_changed = paths.len() as u64;
-        report.lines_changed = self.inner.workspaces.lines_changed(worktree).await?;
+        report.lines_changed = self.workspaces.lines_changed(worktree).await?;
         if paths.is_empty() {
             return Err(Error::Agent("the agent made no changes".into()));
         }
@@ -165,7 +167,7 @@ impl Engine {
 
     /// One agent iteration under the agent time limit.
     async fn timed_agent(&self, agent: &dyn Agent, ctx: AgentContext<'_>) -> Result<AgentOutcome> {
-        let limit = self.inner.config.timeouts.agent;
+        let limit = self.config.timeouts.agent;
         let token = ctx.cancel.clone();
         let timer = tokio::spawn(async move {
             tokio::time::sleep(limit).await;
@@ -187,7 +189,7 @@ impl Engine {
         project: &Project,
         cancel: &CancellationToken,
     ) -> Result<String> {
-        let per_command = self.inner.config.timeouts.verify;
+        let per_command = self.config.timeouts.verify;
         let mut digest = String::new();
         for cmd in &project.verify {
             let req = ExecRequest::shell(cmd.clone()).with_timeout(per_command).with_cancel(cancel.clone());
