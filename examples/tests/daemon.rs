@@ -345,15 +345,112 @@ fn promtool_check_metrics(text: &str) {
     );
 }
 
+/// The host's address on Docker's default bridge.
+fn bridge_gateway() -> String {
+    let out = Command::new("docker")
+        .args(["network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{end}}"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first = text.split_whitespace().next().expect("the bridge network has an address");
+    if first.parse::<std::net::Ipv4Addr>().is_ok() {
+        return first.to_string();
+    }
+    // No gateway recorded: the subnet's first host is the bridge.
+    let base: std::net::Ipv4Addr = first.split('/').next().unwrap().parse().unwrap();
+    std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
+}
+
+/// What a compromised agent tries: a default route, a listener on this
+/// host's bridge address, another container, and the metering proxy by the
+/// URL it was given. Targets are this machine's own: the test's listener
+/// and container.
+fn egress_probe(host: &str, other: &str) -> String {
+    format!(
+        r#"probe() {{ if timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; then echo "reached $1:$2"; else echo "blocked $1:$2"; fi; }}
+{{ gw=$(python3 -c "import socket; print(next((socket.inet_ntoa(int(l.split()[2], 16).to_bytes(4, 'little')) for l in open('/proc/net/route').read().splitlines()[1:] if l.split()[1] == '00000000'), ''))")
+  if [ -z "$gw" ]; then echo "no default route"; elif timeout 3 bash -c "exec 3<>/dev/tcp/$gw/9" 2>&1 | grep -q refused; then echo "gateway answers"; else echo "gateway is nobody"; fi
+  probe {host}
+  probe {other}
+  python3 -c "import os, urllib.request as u; print('proxy', u.urlopen(os.environ['PAID_PROXY_URL'] + '/health', timeout=5).read().decode())" 2>&1 | tail -n 1
+}} > egress-probe.txt"#,
+        host = host.replace(':', " "),
+        other = other.replace(':', " "),
+    )
+}
+
+/// A listener on the host's bridge address and a container on the default
+/// bridge, as targets a sandbox must not reach; removed on drop.
+struct EgressTargets {
+    host: String,
+    other: String,
+    container: String,
+    _listener: std::net::TcpListener,
+}
+
+impl EgressTargets {
+    fn start() -> Self {
+        let gateway = bridge_gateway();
+        let listener = std::net::TcpListener::bind((gateway.as_str(), 0)).unwrap();
+        let host = format!("{gateway}:{}", listener.local_addr().unwrap().port());
+        let container = format!("paid-egress-target-{}", rand_hex());
+        let run = Command::new("docker")
+            .args(["run", "-d", "--rm", "--name", &container, "paid/agent:bookworm"])
+            .args(["python3", "-m", "http.server", "8080"])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let ip = Command::new("docker")
+            .args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &container])
+            .output()
+            .unwrap();
+        let ip = String::from_utf8(ip.stdout).unwrap().trim().to_string();
+        let other = format!("{ip}:8080");
+        // The target answers (from the host), so "blocked" below means the
+        // sandbox was stopped, not that nothing listened.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&other).is_err() {
+            assert!(Instant::now() < deadline, "the target container never listened on {other}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { host, other, container, _listener: listener }
+    }
+
+    /// The probe run in a plain container on the default bridge (what every
+    /// sandbox was before egress control became the default) reaches both
+    /// targets: the probe can tell.
+    fn probe_on_the_default_bridge(&self) -> String {
+        let out = Command::new("docker")
+            .args(["run", "--rm", "--network", "bridge", "-e", "PAID_PROXY_URL=http://127.0.0.1:9"])
+            .args(["-w", "/tmp", "paid/agent:bookworm", "bash", "-c"])
+            .arg(format!("{} && cat egress-probe.txt", egress_probe(&self.host, &self.other)))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for EgressTargets {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.container]).output();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_polls_the_issue_and_a_pull_request_appears() {
     // With a provider configured, the metering proxy runs and the agent gets
-    // its address and a run token (never a provider key).
+    // its address and a run token (never a provider key). The agent is also
+    // a compromised one: with paid.toml's defaults (egress control on; the
+    // proxy on loopback), it probes its sandbox and commits what it found.
+    let targets = EgressTargets::start();
     let proxy_port = free_port();
     let extra = format!(
         "[proxy]\nbind = \"127.0.0.1:{proxy_port}\"\n\n[providers.anthropic]\nbase_url = \"http://127.0.0.1:9\"\nkey_env = \"PAID_TEST_ANTHROPIC_KEY\"\n"
     );
-    let script = format!("echo \"proxy=$PAID_PROXY_URL token=${{#PAID_RUN_TOKEN}}\" && {FIXER_SCRIPT}");
+    let script = format!(
+        "echo \"proxy=$PAID_PROXY_URL token=${{#PAID_RUN_TOKEN}}\" && {} && {FIXER_SCRIPT}",
+        egress_probe(&targets.host, &targets.other)
+    );
     let mut w = World::new(Setup { agent_script: &script, extra: &extra }).await;
     w.start("paid.toml").await;
 
@@ -395,8 +492,30 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
     let out = w.paid(&["runs", "logs", &run_id, "--follow"]);
     let logs = String::from_utf8_lossy(&out.stdout);
     assert!(logs.contains("ok: add 2 3"), "{logs}");
-    assert!(logs.contains(&format!("proxy=http://127.0.0.1:{proxy_port} token=")), "{logs}");
+    // The proxy's address is the forwarder's alias, with no configuration.
+    assert!(logs.contains("proxy=http://paid-proxy:3128 token="), "{logs}");
     assert!(!logs.contains("token=0\n"), "the agent got no run token: {logs}");
+    // What the compromised agent found: no route out, neither target, and
+    // the proxy reached (its /health answered through the forwarder).
+    let branch = runs[0]["branch"].as_str().unwrap();
+    let probe = Command::new("git")
+        .args(["show", &format!("{branch}:egress-probe.txt")])
+        .current_dir(&w.remote)
+        .output()
+        .unwrap();
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    // (Docker gives an internal network's sandboxes a default route; its
+    // gateway address is held by nobody, so it leads nowhere.)
+    let expected = format!("gateway is nobody\nblocked {}\nblocked {}\nproxy ok\n", targets.host, targets.other);
+    assert_eq!(probe.as_ref(), expected, "the sandbox's view; log:\n{}", w.log());
+    // The same probe on the default bridge reaches both targets.
+    let control = targets.probe_on_the_default_bridge();
+    assert!(
+        control.starts_with("gateway answers\n")
+            && control.contains(&format!("reached {}", targets.host))
+            && control.contains(&format!("reached {}", targets.other)),
+        "{control}"
+    );
     let proxy_health = client().get(format!("http://127.0.0.1:{proxy_port}/health")).send().await.unwrap();
     assert_eq!(proxy_health.status(), 200);
     let (ok, list) = w.paid_json(&["runs", "list"]);
@@ -493,6 +612,11 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
     assert_eq!(status("github token").as_deref(), Some("ok"), "{doctor:#}");
     assert_eq!(status("daemon").as_deref(), Some("ok"), "{doctor:#}");
     assert_eq!(status("proxy").as_deref(), Some("ok"), "{doctor:#}");
+    // A sandbox of the project's image, made as `paid serve` makes them,
+    // reached the running daemon's proxy through the forwarder and nothing
+    // else.
+    assert_eq!(status("sandbox egress").as_deref(), Some("ok"), "{doctor:#}");
+    assert_eq!(status("sandbox proxy").as_deref(), Some("ok"), "{doctor:#}");
     assert!(ok, "{doctor:#}");
 
     let status = w.stop();
@@ -672,8 +796,9 @@ async fn stored_tokens_are_encrypted_rotated_and_never_read_with_a_wrong_key() {
     assert!(!list.to_string().contains(GH));
 
     // Rotation re-encrypts everything under the new key, the daemon running.
+    // The daemon reads a key file a request names only inside its data_dir.
     let (ok, rot) =
-        w.paid_json(&["token", "rotate-key", "--new-key-file", w.path("new.key").to_str().unwrap(), "--generate"]);
+        w.paid_json(&["token", "rotate-key", "--new-key-file", w.path("data/new.key").to_str().unwrap(), "--generate"]);
     assert!(ok, "{rot:#}");
     let new_id = rot["data"]["rotation"]["key_id"].as_str().unwrap().to_string();
     assert_ne!(new_id, old_id);
@@ -686,7 +811,7 @@ async fn stored_tokens_are_encrypted_rotated_and_never_read_with_a_wrong_key() {
     assert!(w.stop().success());
 
     // Every secret reads with the new key: the daemon decrypts them all at start.
-    w.write_config("new.toml", &Setup::default(), "new.key");
+    w.write_config("new.toml", &Setup::default(), "data/new.key");
     w.start("new.toml").await;
     assert!(w.log().contains("stored secrets decrypt with the configured key"), "{}", w.log());
     assert!(w.stop().success());
@@ -1063,9 +1188,10 @@ async fn post_webhook(world: &World, event: &str, body: &[u8], secret: &str) -> 
 }
 
 fn issues_event(number: u64) -> Vec<u8> {
+    // A fresh `updated_at`, as GitHub sends: older payloads are refused as replays.
     serde_json::to_vec(&serde_json::json!({
         "action": "labeled",
-        "issue": { "number": number },
+        "issue": { "number": number, "updated_at": chrono::Utc::now().to_rfc3339() },
         "label": { "name": "paid-build" },
         "repository": { "name": DEMO_REPO.1, "owner": { "login": DEMO_REPO.0 } },
         "sender": { "login": ISSUE_AUTHOR },
@@ -1153,7 +1279,8 @@ async fn a_signed_issues_webhook_starts_a_run_before_the_next_poll_and_a_tampere
     let acted: Vec<&str> = log.lines().filter(|l| l.contains("webhook: acting now")).collect();
     assert_eq!(acted.len(), 1, "a rejected webhook was acted on: {acted:#?}");
     eprintln!("webhook delivery to a visible run: {:?} (next poll due in 1 h)", sent.elapsed());
-    // The same delivery again is a duplicate.
+    // The same signed body again, under a fresh delivery id (the id is not
+    // signed) or the same one: a replay, acknowledged and not acted on.
     let redelivered = client()
         .post(format!("{}/webhooks/github", world.api()))
         .header("x-github-event", "issues")
@@ -1164,7 +1291,7 @@ async fn a_signed_issues_webhook_starts_a_run_before_the_next_poll_and_a_tampere
         .await
         .unwrap()
         .status();
-    assert_eq!(redelivered, 202);
+    assert_eq!(redelivered, 200, "the signed body was already accepted");
     let again = client()
         .post(format!("{}/webhooks/github", world.api()))
         .header("x-github-event", "issues")
@@ -1187,7 +1314,11 @@ async fn a_signed_issues_webhook_starts_a_run_before_the_next_poll_and_a_tampere
     world.github.add_check_run(DEMO_REPO.0, DEMO_REPO.1, prs[0].number, "ci/test", "failure", "CHECK-FAILED").unwrap();
     let check = serde_json::to_vec(&serde_json::json!({
         "action": "completed",
-        "check_run": { "name": "ci/test", "pull_requests": [{ "number": prs[0].number }] },
+        "check_run": {
+            "name": "ci/test",
+            "completed_at": chrono::Utc::now().to_rfc3339(),
+            "pull_requests": [{ "number": prs[0].number }],
+        },
         "repository": { "name": DEMO_REPO.1, "owner": { "login": DEMO_REPO.0 } },
         "sender": { "login": "github-actions[bot]" },
     }))

@@ -105,6 +105,10 @@ impl Agent for CliAgent {
         self.plugin.kind()
     }
 
+    fn executables(&self) -> Vec<String> {
+        self.plugin.executable().map(str::to_string).into_iter().collect()
+    }
+
     async fn run(&self, ctx: AgentContext<'_>) -> paid_core::Result<AgentOutcome> {
         write_text(ctx.sandbox, &ctx.cancel, PROMPT_FILE, ctx.prompt, "the prompt").await?;
         let installed = self.install_instructions(&ctx).await?;

@@ -138,6 +138,13 @@ pub trait CliPlugin: Send + Sync + 'static {
     /// prompt from [`Invocation::prompt_file`].
     fn command(&self, inv: &Invocation<'_>) -> Result<String, Error>;
 
+    /// The program [`command`](CliPlugin::command) runs, which must be on
+    /// the sandbox image's `PATH` (`paid doctor` checks). Default: none
+    /// named.
+    fn executable(&self) -> Option<&str> {
+        None
+    }
+
     /// Environment that points the CLI at the metering proxy, with the run
     /// token as its API key (`ANTHROPIC_BASE_URL`, `OPENAI_BASE_URL`, ...).
     fn proxy_env(&self, proxy: &ProxyAccess<'_>) -> BTreeMap<String, String>;

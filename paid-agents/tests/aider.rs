@@ -20,6 +20,7 @@ use paid_core::{RunState, Usage};
 use paid_llm::fake::{Canned, FakeUpstream, Reply};
 use paid_llm::providers::ProviderKind;
 use paid_llm::proxy::{Proxy, ProxyCredentials, Upstream};
+use paid_runtime_docker::{DockerConfig, DockerRuntime, EgressConfig};
 
 fn aider_image() -> String {
     std::env::var("PAID_AIDER_IMAGE").unwrap_or_else(|_| "paid/agent-aider:bookworm".to_string())
@@ -49,7 +50,7 @@ const EDIT: &str = "The bug is in `add()`: it subtracts. Fixed:\n\ncalc.sh\n```\
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aider_fixes_the_issue_through_the_metering_proxy() {
-    let h = Harness::new(&aider_image(), "aider").await;
+    let mut h = Harness::new(&aider_image(), "aider").await;
 
     let upstream = FakeUpstream::start().await.unwrap();
     let usage = Usage { input: 1_830, cache_read: 0, cache_write: 0, output: 64, reasoning: 0 };
@@ -60,7 +61,18 @@ async fn aider_fixes_the_issue_through_the_metering_proxy() {
         .build()
         .unwrap();
     let server = proxy.spawn(SocketAddr::new(bridge_gateway(), 0)).await.unwrap();
-    let credentials = Arc::new(ProxyCredentials::new(proxy.clone(), server.url()));
+    // Egress control, as `paid serve` has it by default: the sandbox's only
+    // exit is the forwarder, which relays to the proxy on the host's bridge
+    // address; aider finds the proxy by the forwarder's alias.
+    let docker = DockerRuntime::connect(DockerConfig {
+        egress: Some(EgressConfig::proxy(server.addr().port())),
+        label_prefix: format!("paid-aider-{}", std::process::id()),
+        ..DockerConfig::default()
+    })
+    .await
+    .unwrap();
+    h.runtime = Arc::new(docker.clone());
+    let credentials = Arc::new(ProxyCredentials::new(proxy.clone(), "http://paid-proxy:3128"));
 
     let agent = Arc::new(CliAgent::new(Arc::new(Aider)));
     let engine = h.engine_with(agent, "openai/gpt-4o", 2, Some(credentials));
@@ -101,5 +113,6 @@ async fn aider_fixes_the_issue_through_the_metering_proxy() {
     let reported: Vec<_> = records.iter().filter(|r| r.provider == "agent:aider").collect();
     assert_eq!(reported.len(), 1, "{records:#?}");
     assert!(reported[0].usage.input > 0, "{records:#?}");
+    docker.shutdown().await;
     server.shutdown().await;
 }

@@ -25,8 +25,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DockerConfig {
-    /// The engine to talk to: `unix:///path/docker.sock`, `tcp://host:port`
-    /// or `http://host:port`. Default `None`: the local socket, as bollard's
+    /// The engine to talk to: `unix:///path/docker.sock`, or a remote engine
+    /// as `tcp://host:port` / `https://host:port` over mutual TLS (with
+    /// [`tls`](Self::tls)); plaintext `tcp://` / `http://` only with
+    /// [`insecure`](Self::insecure). Default `None`: the local socket, as bollard's
     /// `connect_with_local_defaults` finds it (`DOCKER_HOST` when it is a
     /// `unix://` URI, otherwise `/var/run/docker.sock`).
     pub endpoint: Option<String>,
@@ -54,13 +56,18 @@ pub struct DockerConfig {
     /// counts against the sandbox's memory limit only as far as it is used.
     pub home_bytes: u64,
     /// The Docker network mode or network name sandboxes join when
-    /// [`egress`](Self::egress) is off. Default `None`: the engine's default
-    /// bridge, which reaches everything the host reaches. Use `"none"` for no
-    /// network at all, or set `egress`.
+    /// [`egress`](Self::egress) is off (`None`). Default `None`: with egress
+    /// off, that is the engine's default bridge, which reaches everything the
+    /// host reaches. Use `"none"` for no network at all.
     pub network: Option<String>,
-    /// Egress control: every sandbox on its own internal network whose only
-    /// reachable endpoint is the metering proxy. Default `None` (off). When
-    /// set, [`network`](Self::network) must be unset.
+    /// Egress control, **on by default**: every sandbox on its own internal
+    /// network whose only reachable endpoint is the metering proxy (through
+    /// the forwarder), or with no network at all while no
+    /// [`proxy_port`](EgressConfig::proxy_port) is set. `None` turns it off;
+    /// in a config file that is `"egress": "off"` (TOML `egress = "off"`),
+    /// and `"on"` is the default settings. When on,
+    /// [`network`](Self::network) must be unset.
+    #[serde(with = "egress_setting")]
     pub egress: Option<EgressConfig>,
     /// Pre-created sandboxes, so a run does not wait for a cold create.
     /// Default: off (`per_image: 0`).
@@ -79,6 +86,23 @@ pub struct DockerConfig {
     /// Request timeout for engine calls, in seconds. Streamed exec output is
     /// not subject to it. Default 120.
     pub request_timeout_secs: u64,
+    /// The user a sandbox's init and keepalive (`sleep infinity`) run as,
+    /// `uid:gid`: never root and never the uid of [`user`](Self::user), so
+    /// that the sandbox user, without capabilities, cannot signal them and
+    /// the runtime can end every other process after each exec (`kill -9
+    /// -1` as the sandbox user). Default `"65534:65534"` (`nobody`).
+    pub init_user: String,
+    /// TLS for `tcp://` and `https://` endpoints: the CA that signed the
+    /// engine's certificate and the client certificate and key it accepts,
+    /// as for `dockerd --tlsverify`. Default `None`. See
+    /// [`TlsConfig`](crate::TlsConfig).
+    pub tls: Option<crate::TlsConfig>,
+    /// Allows `tcp://` and `http://` endpoints without [`tls`](Self::tls):
+    /// plaintext and unauthenticated, so anyone on the path can run
+    /// containers on that engine. Default `false`: such endpoints are
+    /// refused when the runtime connects; when set, the runtime logs a
+    /// warning per plaintext endpoint.
+    pub insecure: bool,
 }
 
 impl DockerConfig {
@@ -140,14 +164,23 @@ impl DockerConfig {
 ///
 /// let config: DockerConfig = serde_json::from_str(r#"{ "egress": { "proxy_port": 8089 } }"#).unwrap();
 /// let egress = config.egress.unwrap();
-/// assert_eq!((egress.proxy_host.as_str(), egress.proxy_port), ("host-gateway", 8089));
+/// assert_eq!((egress.proxy_host.as_str(), egress.proxy_port), ("host-gateway", Some(8089)));
 /// assert_eq!(egress.subnet_pool, "10.213.0.0/16");
+///
+/// // On by default, with no proxy yet: sandboxes get no network at all.
+/// assert_eq!(DockerConfig::default().egress.unwrap().proxy_port, None);
+/// // Off only when asked for.
+/// let off: DockerConfig = serde_json::from_str(r#"{ "egress": "off" }"#).unwrap();
+/// assert!(off.egress.is_none());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EgressConfig {
-    /// The proxy's TCP port on [`proxy_host`](Self::proxy_host). Required.
-    pub proxy_port: u16,
+    /// The proxy's TCP port on [`proxy_host`](Self::proxy_host). Default
+    /// `None`: no proxy, so sandboxes get no network at all (`none`); an
+    /// embedding application or `paid serve` sets it to the port its
+    /// metering proxy listens on.
+    pub proxy_port: Option<u16>,
     /// Where the proxy listens, as seen from the forwarder: a host name, an
     /// address, or `"host-gateway"` (default), the Docker host's address on
     /// the default bridge (`docker0`). The proxy must listen on that address
@@ -183,7 +216,7 @@ pub struct EgressConfig {
 impl Default for EgressConfig {
     fn default() -> Self {
         Self {
-            proxy_port: 0,
+            proxy_port: None,
             proxy_host: "host-gateway".to_string(),
             forwarder_port: 3128,
             proxy_alias: "paid-proxy".to_string(),
@@ -200,7 +233,48 @@ impl EgressConfig {
     /// Egress through the proxy on port `proxy_port` of the Docker host,
     /// everything else by default.
     pub fn proxy(proxy_port: u16) -> Self {
-        Self { proxy_port, ..Self::default() }
+        Self { proxy_port: Some(proxy_port), ..Self::default() }
+    }
+}
+
+/// (De)serializes [`DockerConfig::egress`]: `"off"`, `"on"` (the default
+/// settings) or an [`EgressConfig`] table, with the table's own errors
+/// (unknown fields, wrong types) kept.
+mod egress_setting {
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::EgressConfig;
+
+    pub(super) fn serialize<S: Serializer>(value: &Option<EgressConfig>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(config) => config.serialize(s),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<EgressConfig>, D::Error> {
+        struct Setting;
+        impl<'de> Visitor<'de> for Setting {
+            type Value = Option<EgressConfig>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#""off", "on" or an egress table"#)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "off" => Ok(None),
+                    "on" => Ok(Some(EgressConfig::default())),
+                    other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
+                }
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                EgressConfig::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+            }
+        }
+        d.deserialize_any(Setting)
     }
 }
 
@@ -272,12 +346,15 @@ impl Default for DockerConfig {
             home: "/home/agent".to_string(),
             home_bytes: 256 << 20,
             network: None,
-            egress: None,
+            egress: Some(EgressConfig::default()),
             warm_pool: WarmPoolConfig::default(),
             reaper: ReaperConfig::default(),
             umask: "0000".to_string(),
             stop_timeout_secs: 2,
             request_timeout_secs: 120,
+            init_user: "65534:65534".to_string(),
+            tls: None,
+            insecure: false,
         }
     }
 }

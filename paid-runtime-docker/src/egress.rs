@@ -228,7 +228,7 @@ pub(crate) fn network_body(config: &DockerConfig, name: &str, subnet: Subnet) ->
 /// The forwarder's container name on one engine: stable per label prefix
 /// and proxy target, so workers sharing the engine share it.
 pub(crate) fn forwarder_name(config: &DockerConfig, egress: &EgressConfig) -> String {
-    let target = format!("{}:{}:{}", egress.proxy_host, egress.proxy_port, egress.forwarder_port);
+    let target = format!("{}:{}:{}", egress.proxy_host, egress.proxy_port.unwrap_or(0), egress.forwarder_port);
     // FNV-1a: stable across processes and versions, unlike `DefaultHasher`.
     let hash = target.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("{}-egress-{:012x}", config.label_prefix, hash & 0xffff_ffff_ffff)
@@ -250,13 +250,13 @@ pub(crate) fn forwarder_body(config: &DockerConfig, egress: &EgressConfig) -> Re
         env: Some(vec![
             format!("PAID_FWD_LISTEN={}", egress.forwarder_port),
             format!("PAID_FWD_HOST={host}"),
-            format!("PAID_FWD_PORT={}", egress.proxy_port),
+            format!("PAID_FWD_PORT={}", egress.proxy_port.unwrap_or(0)),
         ]),
         working_dir: Some("/".to_string()),
         labels: Some(HashMap::from([
             (config.managed_label(), "true".to_string()),
             (config.label("role"), role::FORWARDER.to_string()),
-            (config.label("forwarder.target"), format!("{}:{}", egress.proxy_host, egress.proxy_port)),
+            (config.label("forwarder.target"), format!("{}:{}", egress.proxy_host, egress.proxy_port.unwrap_or(0))),
         ])),
         host_config: Some(HostConfig {
             cap_drop: Some(vec!["ALL".to_string()]),
@@ -367,7 +367,7 @@ impl Egress {
     /// `spare_networks`; returns how many.
     pub(crate) fn reserve_spares(&self, endpoint: usize) -> usize {
         let mut spares = self.spares();
-        if spares.closed {
+        if spares.closed || self.isolated() {
             return 0;
         }
         let ready = spares.ready.get(&endpoint).map_or(0, VecDeque::len);
@@ -429,11 +429,18 @@ impl Egress {
         (spares.ready.values_mut().flat_map(|q| q.drain(..)).collect(), filling)
     }
 
+    /// Whether sandboxes are cut off entirely: egress is on but there is
+    /// no proxy to reach, so they get Docker's `none` network and no
+    /// forwarder runs.
+    pub(crate) fn isolated(&self) -> bool {
+        self.config.proxy_port.is_none()
+    }
+
     fn check(config: &EgressConfig) -> Result<(), DockerError> {
-        if config.proxy_port == 0 {
+        if config.proxy_port == Some(0) {
             return Err(DockerError::Invalid {
                 what: "egress.proxy_port",
-                message: "give the port the metering proxy listens on".to_string(),
+                message: "give the port the metering proxy listens on (or leave it unset: no network)".to_string(),
             });
         }
         if config.forwarder_port == 0 {
@@ -746,17 +753,25 @@ mod tests {
     }
 
     #[test]
-    fn egress_needs_a_proxy_port_and_no_fixed_network() {
+    fn egress_is_on_by_default_and_needs_no_fixed_network() {
         let with = |egress: EgressConfig, network: Option<&str>| DockerConfig {
             egress: Some(egress),
             network: network.map(str::to_string),
             ..DockerConfig::default()
         };
-        let err = Egress::from_config(&with(EgressConfig::default(), None), "i").unwrap_err();
+        let zero = EgressConfig { proxy_port: Some(0), ..EgressConfig::default() };
+        let err = Egress::from_config(&with(zero, None), "i").unwrap_err();
         assert!(matches!(err, DockerError::Invalid { what: "egress.proxy_port", .. }), "{err}");
         let err = Egress::from_config(&with(EgressConfig::proxy(8089), Some("bridge")), "i").unwrap_err();
         assert!(matches!(err, DockerError::Invalid { what: "network", .. }), "{err}");
-        assert!(Egress::from_config(&with(EgressConfig::proxy(8089), None), "i").unwrap().is_some());
-        assert!(Egress::from_config(&DockerConfig::default(), "i").unwrap().is_none());
+        let proxied = Egress::from_config(&with(EgressConfig::proxy(8089), None), "i").unwrap().unwrap();
+        assert!(!proxied.isolated());
+        // The default: on, with no proxy, so no network and no spares.
+        let default = Egress::from_config(&DockerConfig::default(), "i").unwrap().unwrap();
+        assert!(default.isolated());
+        assert_eq!(default.reserve_spares(0), 0);
+        // Off only when asked.
+        let off = DockerConfig { egress: None, ..DockerConfig::default() };
+        assert!(Egress::from_config(&off, "i").unwrap().is_none());
     }
 }

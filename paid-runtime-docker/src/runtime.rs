@@ -18,9 +18,9 @@ use paid_core::{
 };
 
 use crate::config::DockerConfig;
-use crate::container::{SandboxUser, Shape, container_name, create_body, role, sandbox_info};
+use crate::container::{SandboxUser, Shape, container_name, create_body, init_user, role, sandbox_info};
 use crate::egress::Egress;
-use crate::endpoint::{Endpoint, least_loaded};
+use crate::endpoint::{Endpoint, Transport, least_loaded};
 use crate::error::{DockerError, status_of};
 use crate::exec;
 use crate::permissions::make_writable;
@@ -88,11 +88,17 @@ impl DockerRuntime {
     ///
     /// [`paid_core::Error::Unavailable`] when an engine cannot be reached,
     /// with the endpoint in the message; [`paid_core::Error::InvalidInput`]
-    /// for a root or non-numeric [`user`](DockerConfig::user), a malformed
-    /// [`umask`](DockerConfig::umask), both `endpoint` and `endpoints`, or an
-    /// invalid [`egress`](DockerConfig::egress).
+    /// for a root or non-numeric [`user`](DockerConfig::user), an
+    /// [`init_user`](DockerConfig::init_user) that is root or shares the
+    /// sandbox user's uid, a malformed [`umask`](DockerConfig::umask), both
+    /// `endpoint` and `endpoints`, an invalid
+    /// [`egress`](DockerConfig::egress), a `tcp://` or `http://` endpoint
+    /// without [`tls`](DockerConfig::tls) or
+    /// [`insecure`](DockerConfig::insecure), or TLS files that are missing,
+    /// unreadable or do not fit together.
     pub async fn connect(config: DockerConfig) -> Result<Self> {
         SandboxUser::parse(&config.user)?;
+        init_user(&config)?;
         exec::validate_umask(&config.umask)?;
         if config.endpoint.is_some() && !config.endpoints.is_empty() {
             return Err(DockerError::Invalid {
@@ -101,11 +107,17 @@ impl DockerRuntime {
             }
             .into());
         }
+        // Every endpoint's transport is settled (and refused) before any is dialled.
+        let transports = config
+            .endpoint_list()
+            .iter()
+            .map(|endpoint| Transport::of(endpoint.as_deref(), &config))
+            .collect::<Result<Vec<_>, _>>()?;
         let instance = RandomIds.hex(4);
         let egress = Egress::from_config(&config, &instance)?;
         let mut endpoints = Vec::new();
-        for (index, endpoint) in config.endpoint_list().iter().enumerate() {
-            let endpoint = Endpoint::connect(index, endpoint.as_deref(), config.request_timeout_secs).await?;
+        for (index, transport) in transports.into_iter().enumerate() {
+            let endpoint = Endpoint::connect(index, transport).await?;
             endpoints.push(Arc::new(endpoint));
         }
         let shared = Shared {
@@ -364,6 +376,11 @@ impl Shared {
         shape: &mut Shape,
     ) -> Result<Option<String>, DockerError> {
         let Some(egress) = &self.egress else { return Ok(None) };
+        if egress.isolated() {
+            // No proxy to reach: no network at all.
+            shape.network = Some("none".to_string());
+            return Ok(None);
+        }
         let net = match egress.take_spare(endpoint.index) {
             Some(net) => net,
             None => egress.create_network(endpoint, false).await?,
@@ -533,11 +550,16 @@ impl SandboxRuntime for DockerRuntime {
     /// stream ends with [`ExecEvent::Exit`]:
     /// - `Code(n)`: the command exited;
     /// - `TimedOut` / `Cancelled`: `req.timeout` passed or `req.cancel` fired;
-    ///   the command's process group was killed first (see "How commands
-    ///   end" in the [crate docs](crate)) and the sandbox stays usable;
+    ///   the command was killed first and the sandbox stays usable;
     /// - `OutOfMemory`: it was killed by the OOM killer.
     ///
-    /// Dropping the stream before the end kills the command too.
+    /// However it ends, every process in the sandbox but its init and
+    /// keepalive (whatever the command left running in the background, and
+    /// any other exec still running in the sandbox) is killed before the
+    /// exit is reported, and the engine's process list confirms it (see
+    /// "How commands end" in the [crate docs](crate)). Dropping the stream
+    /// before the end kills the command too; the next exec in the sandbox
+    /// waits until that is done.
     async fn exec(
         &self,
         sandbox: &SandboxHandle,

@@ -123,7 +123,7 @@ impl DockerRuntime {
     pub async fn shutdown(&self) -> ReapReport {
         let mut report = self.drain_pool().await;
         let shared = self.shared();
-        let Some(egress) = &shared.egress else { return report };
+        let Some(egress) = shared.egress.as_ref().filter(|e| !e.isolated()) else { return report };
         let config = &shared.config;
         let name = forwarder_name(config, &egress.config);
         let filters = HashMap::from([(

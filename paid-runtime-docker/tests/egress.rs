@@ -282,7 +282,13 @@ async fn the_conformance_suite_passes_with_egress() {
 #[tokio::test(flavor = "multi_thread")]
 async fn egress_configuration_errors_say_what_to_fix() {
     for (config, what) in [
-        (DockerConfig { egress: Some(EgressConfig::default()), ..DockerConfig::default() }, "egress.proxy_port"),
+        (
+            DockerConfig {
+                egress: Some(EgressConfig { proxy_port: Some(0), ..EgressConfig::default() }),
+                ..DockerConfig::default()
+            },
+            "egress.proxy_port",
+        ),
         (
             DockerConfig {
                 egress: Some(EgressConfig::proxy(8089)),
@@ -311,4 +317,47 @@ async fn egress_configuration_errors_say_what_to_fix() {
             other => panic!("expected InvalidInput for {what}, got {other:?}"),
         }
     }
+}
+
+/// `DockerConfig::default()` has egress control on: with no proxy to
+/// reach, a sandbox has no network at all (only loopback), so a listener
+/// on every host address is out of its reach; `egress: None` (off) puts it
+/// on the default bridge, where the same listener answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_config_gives_sandboxes_no_network() {
+    let (port, _) = http_responder("host-listener");
+    let interfaces = "ls /sys/class/net | tr '\\n' ' '";
+
+    let prefix = unique_prefix("noegress");
+    let runtime = runtime_with(DockerConfig { label_prefix: prefix.clone(), ..DockerConfig::default() }).await;
+    let docker = runtime.client().clone();
+    // The host's own address on Docker's default bridge.
+    let gateway = runtime.uplink_gateway().await.unwrap().expect("the bridge has an IPv4 gateway");
+    let target = vec![format!("{gateway}:{port}")];
+    with_cleanup(&docker, &prefix, async {
+        let worktree = tempfile::tempdir().unwrap();
+        let sandbox = runtime.create(&suite::spec(&image(), worktree.path())).await.unwrap();
+        assert_eq!(network_of(&runtime, &sandbox).await, "none");
+        assert_eq!(sh(&runtime, &sandbox, interfaces).await.stdout_text(), "lo ");
+        let env = sh(&runtime, &sandbox, "echo \"[$PAID_PROXY_URL]\"").await.stdout_text();
+        assert_eq!(env, "[]\n", "no proxy, no proxy address");
+        let got = probe(&runtime, &sandbox, &target).await;
+        assert!(got[0].1.starts_with("FAIL"), "{got:?}");
+        runtime.remove(&sandbox).await.unwrap();
+    })
+    .await;
+
+    // The control: egress off, the same probe reaches the listener.
+    let prefix = unique_prefix("egressoff");
+    let off = DockerConfig { label_prefix: prefix.clone(), egress: None, ..DockerConfig::default() };
+    let runtime = runtime_with(off).await;
+    let docker = runtime.client().clone();
+    with_cleanup(&docker, &prefix, async {
+        let worktree = tempfile::tempdir().unwrap();
+        let sandbox = runtime.create(&suite::spec(&image(), worktree.path())).await.unwrap();
+        let got = probe(&runtime, &sandbox, &target).await;
+        assert_eq!(got[0].1, "OPEN", "{got:?}");
+        runtime.remove(&sandbox).await.unwrap();
+    })
+    .await;
 }

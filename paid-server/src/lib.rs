@@ -40,6 +40,7 @@ pub mod config;
 pub mod crypto;
 pub mod disk;
 pub mod doctor;
+pub mod egress;
 pub mod forge_token;
 pub mod github;
 pub mod health;
@@ -50,6 +51,8 @@ pub mod proxy;
 pub mod reaper;
 pub mod server;
 pub mod stores;
+#[cfg(test)]
+mod test_server;
 mod usage;
 pub mod vault;
 pub mod webhooks;

@@ -87,6 +87,9 @@ pub struct StartedProxy {
     pub credentials: Arc<ProxyCredentials>,
     /// The server (stops when dropped).
     pub server: paid_llm::RunningServer,
+    /// The same proxy on more addresses: the Docker bridge, for the egress
+    /// forwarder, when `server` is on loopback (see [`crate::egress`]).
+    pub also: Vec<paid_llm::RunningServer>,
 }
 
 impl std::fmt::Debug for StartedProxy {
@@ -147,5 +150,6 @@ pub async fn start(
         proxy: proxy.clone(),
         credentials: Arc::new(ProxyCredentials::new(proxy, config.proxy.sandbox_url.clone())),
         server,
+        also: Vec::new(),
     }))
 }

@@ -30,7 +30,8 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
     let ServerBuilder { config, probe, store, runtime, forge, workspaces, agents: given_agents, api: with_api, poller } =
         b;
     let cfg_err = |key: &str, reason: String| ConfigError { file: config.file.clone(), key: key.into(), reason };
-    let token = if with_api { Some(api_token(&config)?) } else { None };
+    // `/metrics` behind the token needs it on a worker without the API too.
+    let token = if with_api || config.api.metrics_auth { Some(api_token(&config)?) } else { None };
     let webhook_secret = if with_api { crate::webhooks::secret(&config)? } else { None };
     let keyring = load_keyring(&config.keys).map_err(|e| {
         let key = if config.keys.master_key_file.is_some() { "keys.master_key_file" } else { "keys.master_key_env" };
@@ -71,11 +72,15 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
 
+    // The metering proxy first: with egress control, sandboxes reach it
+    // through the forwarder, which needs its port.
+    let mut proxy = crate::proxy::start(&config, store.clone(), &vault, metrics.clone()).await?;
     // The Docker engine, unless another runtime was given.
     let (runtime, docker): (Arc<dyn SandboxRuntime>, Option<DockerRuntime>) = match runtime {
         Some(r) => (r, None),
         None => {
-            let docker = DockerRuntime::connect(config.docker.clone())
+            let docker_config = crate::egress::docker_config(&config, proxy.as_ref());
+            let docker = crate::egress::connect(docker_config, proxy.as_mut())
                 .await
                 .context("connecting to the Docker engine")?
                 .with_metrics(metrics.clone());
@@ -104,7 +109,9 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
         None => {
             let wc = GitWorkspacesConfig::new(workspaces_root.clone())
                 .metrics(metrics.clone())
-                .token_source(Arc::new(token_source.shared()));
+                .token_source(Arc::new(token_source.shared()))
+                // The token goes to git only on the API's web host.
+                .forge_origin(paid_github::WebOrigin::from_api_base(&config.github.api_url)?);
             Arc::new(GitWorkspaces::new(wc))
         }
     };
@@ -167,7 +174,6 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
             builder = builder.compare(project.id, spec);
         }
     }
-    let proxy = crate::proxy::start(&config, store.clone(), &vault, metrics.clone()).await?;
     match &proxy {
         Some(p) => {
             info!(addr = %p.server.addr(), sandbox_url = %config.proxy.sandbox_url, "metering proxy listening");
@@ -219,18 +225,23 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
         learning: opened.learning.clone(),
         proxy: proxy.as_ref().map(|p| p.proxy.clone()),
         forge_token: token_source.clone(),
+        api: config.api.clone(),
+        data_dir: config.data_dir.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.api.bind)
         .await
         .map_err(|e| cfg_err("api.bind", format!("cannot listen on {}: {e}", config.api.bind)))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = api::MetricsListener::bind(&state).await.map_err(|e| {
+        cfg_err("api.metrics_bind", format!("cannot listen on {}: {e}", config.api.metrics_bind.unwrap_or(addr)))
+    })?;
     let app = if with_api { api::router(state) } else { api::health_router(state) };
     // GitHub webhooks, outside `/api` (GitHub signs; it sends no bearer token).
     let (app, nudges) = match webhook_secret {
         Some(secret) => {
-            let (receiver, nudges) = crate::webhooks::start(secret, store.clone());
+            let (routes, nudges) = crate::webhooks::start(secret, store.clone(), clock.clone(), &config.github);
             info!(path = crate::webhooks::PATH, "GitHub webhooks accepted");
-            (app.nest(crate::webhooks::PATH, receiver.router()), Some(nudges))
+            (app.nest(crate::webhooks::PATH, routes), Some(nudges))
         }
         None => (app, None),
     };
@@ -243,6 +254,7 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
         listener,
         addr,
         app,
+        metrics_listener,
         nudges,
         wake,
         disk,

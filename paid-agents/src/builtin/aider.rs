@@ -59,6 +59,10 @@ impl CliPlugin for Aider {
         "aider"
     }
 
+    fn executable(&self) -> Option<&str> {
+        Some("aider")
+    }
+
     fn command(&self, inv: &Invocation<'_>) -> Result<String, Error> {
         let read = inv.instruction_file.map(|f| format!(" --read {}", shell_quote(f))).unwrap_or_default();
         // The instruction file is read-only context, not a file to edit.

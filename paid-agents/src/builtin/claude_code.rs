@@ -27,6 +27,10 @@ impl CliPlugin for ClaudeCode {
         "claude-code"
     }
 
+    fn executable(&self) -> Option<&str> {
+        Some("claude")
+    }
+
     fn command(&self, inv: &Invocation<'_>) -> Result<String, Error> {
         Ok(format!(
             "claude -p --output-format stream-json --verbose --dangerously-skip-permissions{} {}",

@@ -30,6 +30,10 @@ impl CliPlugin for Codex {
         "codex"
     }
 
+    fn executable(&self) -> Option<&str> {
+        Some("codex")
+    }
+
     fn command(&self, inv: &Invocation<'_>) -> Result<String, Error> {
         Ok(format!(
             "codex exec --json --skip-git-repo-check --dangerously-bypass-approvals-and-sandbox{} {}",

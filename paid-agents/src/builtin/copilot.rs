@@ -31,6 +31,10 @@ impl CliPlugin for Copilot {
         "copilot"
     }
 
+    fn executable(&self) -> Option<&str> {
+        Some("copilot")
+    }
+
     fn command(&self, inv: &Invocation<'_>) -> Result<String, Error> {
         Ok(format!(
             "copilot --output-format json --allow-all --no-ask-user{} -p {}",

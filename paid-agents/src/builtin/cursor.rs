@@ -29,6 +29,10 @@ impl CliPlugin for Cursor {
         "cursor"
     }
 
+    fn executable(&self) -> Option<&str> {
+        Some("cursor-agent")
+    }
+
     fn command(&self, inv: &Invocation<'_>) -> Result<String, Error> {
         Ok(format!(
             "cursor-agent -p --output-format stream-json --force{} {}",

@@ -26,6 +26,10 @@ impl CliPlugin for Gemini {
         "gemini"
     }
 
+    fn executable(&self) -> Option<&str> {
+        Some("gemini")
+    }
+
     fn command(&self, inv: &Invocation<'_>) -> Result<String, Error> {
         Ok(format!(
             "gemini --output-format json --yolo{} -p {}",

@@ -31,6 +31,10 @@ impl CliPlugin for OpenCode {
         "opencode"
     }
 
+    fn executable(&self) -> Option<&str> {
+        Some("opencode")
+    }
+
     fn command(&self, inv: &Invocation<'_>) -> Result<String, Error> {
         let model = inv
             .model

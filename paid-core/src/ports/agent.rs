@@ -96,6 +96,12 @@ pub struct AgentOutcome {
 pub trait Agent: Send + Sync + 'static {
     /// The kind name projects refer to (`command`, `claude-code`, ...).
     fn kind(&self) -> &str;
+    /// Programs this agent runs that must be on the sandbox's `PATH` (the
+    /// CLI it drives, e.g. `claude`). `paid doctor` checks every configured
+    /// image for them. Default: none.
+    fn executables(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Works on the task once.
     async fn run(&self, ctx: AgentContext<'_>) -> Result<AgentOutcome>;
 }

@@ -95,7 +95,22 @@ pub(super) fn build(
         token_env: raw.api.token_env.unwrap_or_else(|| "PAID_API_TOKEN".into()),
         token_file: raw.api.token_file.map(|p| resolve(base, p)),
         max_body_bytes: raw.api.max_body_bytes.unwrap_or(64 * 1024),
+        metrics_bind: match raw.api.metrics_bind.as_deref() {
+            Some(s) => Some(parse_addr("api.metrics_bind", s)?),
+            None => None,
+        },
+        metrics_auth: raw.api.metrics_auth.unwrap_or(false),
+        public_url: match raw.api.public_url.as_deref() {
+            Some(s) => Some(public_url(s).map_err(|reason| err("api.public_url", reason))?),
+            None => None,
+        },
     };
+    if api.metrics_bind.is_some_and(|m| m == api.bind && m.port() != 0) {
+        return Err(err(
+            "api.metrics_bind",
+            format!("{} is api.bind already; give /metrics its own address", api.bind),
+        ));
+    }
     if !env_name_ok(&api.token_env) {
         return Err(err("api.token_env", format!("{:?} is not an environment variable name", api.token_env)));
     }
@@ -128,7 +143,28 @@ pub(super) fn build(
         webhook_secret_env: raw.github.webhook_secret_env,
         webhook_secret_file: raw.github.webhook_secret_file.map(|p| resolve(base, p)),
         sub_issues: raw.github.sub_issues.unwrap_or(true),
+        webhook_max_body_bytes: raw.github.webhook_max_body_bytes.unwrap_or(1024 * 1024),
+        webhook_max_concurrency: raw.github.webhook_max_concurrency.unwrap_or(16),
+        webhook_replay_window: secs(raw.github.webhook_replay_window_secs, 3600),
     };
+    if !(1024..=25 * 1024 * 1024).contains(&github.webhook_max_body_bytes) {
+        return Err(err(
+            "github.webhook_max_body_bytes",
+            format!("{} is out of range; use 1024 to 26214400 (GitHub's 25 MiB cap)", github.webhook_max_body_bytes),
+        ));
+    }
+    if !(1..=1024).contains(&github.webhook_max_concurrency) {
+        return Err(err(
+            "github.webhook_max_concurrency",
+            format!("{} is out of range; use 1 to 1024", github.webhook_max_concurrency),
+        ));
+    }
+    if !(60..=7 * 86_400).contains(&github.webhook_replay_window.as_secs()) {
+        return Err(err(
+            "github.webhook_replay_window_secs",
+            format!("{} is out of range; use 60 to 604800 (7 days)", github.webhook_replay_window.as_secs()),
+        ));
+    }
     if let Some(name) = &github.webhook_secret_env
         && !env_name_ok(name)
     {
@@ -156,7 +192,12 @@ pub(super) fn build(
         sandbox_url: raw
             .proxy
             .sandbox_url
-            .unwrap_or_else(|| format!("http://{proxy_bind}"))
+            .unwrap_or_else(|| match &docker.egress {
+                // With egress control (the default) every sandbox reaches the
+                // proxy through the forwarder, by its alias.
+                Some(e) if !e.proxy_alias.is_empty() => format!("http://{}:{}", e.proxy_alias, e.forwarder_port),
+                _ => format!("http://{proxy_bind}"),
+            })
             .trim_end_matches('/')
             .to_string(),
     };
@@ -212,6 +253,11 @@ pub(super) fn build(
     if engine.max_iterations == 0 {
         return Err(err("engine.max_iterations", "must be at least 1".into()));
     }
+    for (i, m) in engine.models.iter().enumerate() {
+        if let Err(paid_core::Error::InvalidInput { message, .. }) = paid_core::validate_model_name(&m.model) {
+            return Err(err(&format!("engine.models[{i}].model"), message));
+        }
+    }
     if engine.heartbeat < Duration::from_millis(100) || engine.heartbeat * 2 > engine.lease {
         return Err(err("engine.heartbeat_ms", "must be at least 100 ms and at most half of engine.lease_secs".into()));
     }
@@ -265,6 +311,9 @@ pub(super) fn build(
         level: raw.log.level.unwrap_or_else(|| "info".into()),
     };
 
+    // Clone URLs must be on the forge's web host (the one the token goes to).
+    let forge =
+        paid_github::WebOrigin::from_api_base(&github.api_url).map_err(|e| err("github.api_url", e.to_string()))?;
     let mut projects = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for (i, p) in raw.projects.into_iter().enumerate() {
@@ -275,13 +324,14 @@ pub(super) fn build(
             return Err(err(&key("repo"), format!("{repo} is declared twice")));
         }
         let spec = ProjectSpec {
-            clone_url: p.clone_url.unwrap_or_else(|| format!("https://github.com/{}/{}.git", repo.owner, repo.name)),
+            clone_url: p.clone_url.unwrap_or_else(|| forge.clone_url(&repo)),
             repo,
             default_branch: p.default_branch.unwrap_or_else(|| "main".into()),
             trigger_labels: p.trigger_labels.unwrap_or_else(|| vec!["paid-build".into()]),
             allowed_authors: p.allowed_authors,
             verify: p.verify,
             allowed_paths: p.allowed_paths,
+            allowed_clone_hosts: p.allowed_clone_hosts,
             image: p.image.unwrap_or_else(|| "paid/agent:bookworm".into()),
             agent: p.agent.unwrap_or_else(|| "claude-code".into()),
             model: p.model,
@@ -319,7 +369,9 @@ pub(super) fn build(
             return Err(err(&key("compare.models"), format!("{:?} is not one of engine.models", m.model)));
         }
         let project = spec.to_project(paid_core::ProjectId(uuid::Uuid::nil()), chrono::Utc::now());
-        if let Err(paid_core::Error::InvalidInput { what, message }) = project.validate() {
+        if let Err(paid_core::Error::InvalidInput { what, message }) =
+            project.validate_clone_url(forge.host()).and_then(|()| project.validate())
+        {
             let field = what.strip_prefix("project.").unwrap_or(&what).to_string();
             return Err(err(&key(&field), message));
         }
@@ -405,7 +457,22 @@ impl ProjectSpec {
             model: self.model.clone(),
             budget_usd_per_run: self.budget_usd_per_run,
             budget_usd_per_month: self.budget_usd_per_month,
+            allowed_clone_hosts: self.allowed_clone_hosts.clone(),
         };
         p
     }
+}
+
+/// `api.public_url`: an http(s) URL with a host and no credentials; only its
+/// host and port are used (the `Host` check).
+fn public_url(s: &str) -> Result<reqwest::Url, String> {
+    let url =
+        reqwest::Url::parse(s.trim()).map_err(|e| format!("{s:?} is not a URL like https://paid.example.com: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{s:?} is not an http(s) URL with a host, like https://paid.example.com"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    Ok(url)
 }

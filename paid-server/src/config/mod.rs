@@ -75,6 +75,9 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("PAID_API_TOKEN_ENV", "api.token_env"),
     ("PAID_API_TOKEN_FILE", "api.token_file"),
     ("PAID_API_MAX_BODY_BYTES", "api.max_body_bytes"),
+    ("PAID_API_METRICS_BIND", "api.metrics_bind"),
+    ("PAID_API_METRICS_AUTH", "api.metrics_auth"),
+    ("PAID_API_PUBLIC_URL", "api.public_url"),
     ("PAID_MASTER_KEY_ENV", "keys.master_key_env"),
     ("PAID_MASTER_KEY_FILE", "keys.master_key_file"),
     ("PAID_PREVIOUS_KEY_FILES", "keys.previous_key_files"),
@@ -83,6 +86,9 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("PAID_GITHUB_TOKEN_FILE", "github.token_file"),
     ("PAID_GITHUB_WEBHOOK_SECRET_ENV", "github.webhook_secret_env"),
     ("PAID_GITHUB_WEBHOOK_SECRET_FILE", "github.webhook_secret_file"),
+    ("PAID_GITHUB_WEBHOOK_MAX_BODY_BYTES", "github.webhook_max_body_bytes"),
+    ("PAID_GITHUB_WEBHOOK_MAX_CONCURRENCY", "github.webhook_max_concurrency"),
+    ("PAID_GITHUB_WEBHOOK_REPLAY_WINDOW_SECS", "github.webhook_replay_window_secs"),
     ("PAID_DOCKER_ENDPOINT", "docker.endpoint"),
     ("PAID_DOCKER_ENDPOINTS", "docker.endpoints"),
     ("PAID_DOCKER_LABEL_PREFIX", "docker.label_prefix"),
@@ -189,6 +195,21 @@ pub struct ApiConfig {
     pub token_file: Option<PathBuf>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Where `/metrics` is served instead of on [`ApiConfig::bind`]
+    /// (`api.metrics_bind`): a second listener serving only `/metrics`.
+    /// Unset (the default), `/metrics` is on the API listener.
+    pub metrics_bind: Option<SocketAddr>,
+    /// Whether `/metrics` needs the API's bearer token (`api.metrics_auth`,
+    /// default false: unauthenticated, like `/health`, on whichever
+    /// listener serves it; the API binds loopback by default).
+    pub metrics_auth: bool,
+    /// The URL the API is reached at (`api.public_url`, e.g.
+    /// `https://paid.example.com`). Set, a request on the API listener
+    /// whose `Host` names another host (or port) gets `421`; a `Host` that
+    /// is an IP address (the CLI on `api.bind`, probes, a reverse proxy
+    /// passing its upstream address) is accepted, since DNS rebinding
+    /// always carries a name.
+    pub public_url: Option<reqwest::Url>,
 }
 
 /// `[keys]`.
@@ -224,6 +245,17 @@ pub struct GitHubSettings {
     /// default true). Off (say, on a GitHub Enterprise Server without it),
     /// a plan links its sub-issues with a task list on the parent instead.
     pub sub_issues: bool,
+    /// Largest webhook body (`github.webhook_max_body_bytes`, default 1 MiB,
+    /// at most GitHub's 25 MiB): larger gets `413` before it is read.
+    pub webhook_max_body_bytes: usize,
+    /// Webhook deliveries handled at once (`github.webhook_max_concurrency`,
+    /// default 16); more get `503` at once.
+    pub webhook_max_concurrency: usize,
+    /// How old a delivery may be (`github.webhook_replay_window_secs`,
+    /// default one hour): older payloads are refused, and accepted ones are
+    /// remembered in the store this long (see
+    /// [`paid_github::webhooks`]'s replay protection).
+    pub webhook_replay_window: Duration,
 }
 
 /// `[proxy]`: the secrets + metering proxy of `paid-llm`, started when at
@@ -232,8 +264,9 @@ pub struct GitHubSettings {
 pub struct ProxyConfig {
     /// Where the proxy listens.
     pub bind: SocketAddr,
-    /// How sandboxes reach it (default `http://<bind>`; with Docker's
-    /// default bridge, use the host's bridge address and bind to it).
+    /// How sandboxes reach it. Default: with egress control (on unless
+    /// `docker.egress = "off"`), the forwarder's alias,
+    /// `http://paid-proxy:3128`; with egress off, `http://<bind>`.
     pub sandbox_url: String,
 }
 
@@ -339,6 +372,9 @@ pub struct ProjectSpec {
     pub verify: Vec<String>,
     /// Forbidden paths this project allows.
     pub allowed_paths: Vec<String>,
+    /// Hosts besides the forge's that `clone_url` may name (cloned from
+    /// without the forge token).
+    pub allowed_clone_hosts: Vec<String>,
     /// Sandbox image.
     pub image: String,
     /// Agent kind.

@@ -1,5 +1,7 @@
 //! `paid doctor`: is this machine ready to run `paid serve`?
 
+mod sandbox;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -42,15 +44,20 @@ pub async fn checks(config_path: &Path, progress: &(dyn Fn(String) + Send + Sync
     };
 
     progress("connecting to Docker".into());
+    let mut images_ok = false;
     match DockerRuntime::connect(config.docker.clone()).await {
         Ok(rt) => {
             out.push(f("docker", "ok", format!("reachable at {}", rt.config().endpoint_display())));
             let images: BTreeSet<&str> = config.projects.iter().map(|p| p.image.as_str()).collect();
+            images_ok = true;
             for image in images {
                 progress(format!("looking for image {image}"));
                 match rt.ensure_image(image).await {
                     Ok(()) => out.push(f("image", "ok", format!("{image} present"))),
-                    Err(e) => out.push(f("image", "fail", e.to_string())),
+                    Err(e) => {
+                        images_ok = false;
+                        out.push(f("image", "fail", e.to_string()))
+                    }
                 }
             }
         }
@@ -159,6 +166,10 @@ pub async fn checks(config_path: &Path, progress: &(dyn Fn(String) + Send + Sync
             ("warn", "key not found (variable unset or file missing)")
         };
         out.push(f(&format!("provider {name}"), status, msg));
+    }
+
+    if images_ok {
+        out.extend(sandbox::checks(&config, opened.as_ref().map(|o| o.store.clone()), &vault, progress).await);
     }
 
     let mut api = config.api.bind;
