@@ -307,6 +307,9 @@ impl Catalog for Counted {
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         self.timed("issues", self.inner.issues(project)).await
     }
+    async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool> {
+        self.timed("record_delivery", self.inner.record_delivery(key, at, forget_before)).await
+    }
 }
 
 #[async_trait]

@@ -36,9 +36,15 @@ pub struct ProjectView {
 pub struct NewProject {
     /// `owner/name`.
     pub repo: String,
-    /// Clone URL (default `https://github.com/owner/name.git`).
+    /// Clone URL (default `<forge web origin>/owner/name.git`, e.g.
+    /// `https://github.com/owner/name.git`). Must be on the forge's host
+    /// unless that host is in `allowed_clone_hosts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clone_url: Option<String>,
+    /// Hosts besides the forge's that `clone_url` may name (cloned from
+    /// without the forge token).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_clone_hosts: Vec<String>,
     /// Default branch (default `main`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_branch: Option<String>,

@@ -56,7 +56,8 @@ pub struct SecretStored {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKey {
-    /// The new master key's file, on the server's machine.
+    /// The new master key's file, on the server's machine, inside its data
+    /// directory (relative paths are taken from it); other paths are refused.
     pub new_key_file: String,
 }
 

@@ -117,6 +117,11 @@ pub enum Error {
     /// A budget (tokens or cost) would be exceeded.
     #[error("budget exceeded: {0}")]
     BudgetExceeded(String),
+    /// The worktree crossed a [`crate::WorktreeLimits`] cap (size of a
+    /// file, of all files, or their number): the agent was stopped, and
+    /// nothing of it was committed.
+    #[error("worktree limit: {0}")]
+    WorktreeLimit(String),
     /// The agent finished without success.
     #[error("agent failed: {0}")]
     Agent(String),
@@ -236,6 +241,7 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::Cancelled => "cancelled",
             Error::BudgetExceeded(_) => "budget_exceeded",
+            Error::WorktreeLimit(_) => "worktree_limit",
             Error::Agent(_) => "agent_failed",
             Error::Stuck(_) => "stuck",
             Error::VerifyFailed { .. } => "verify_failed",

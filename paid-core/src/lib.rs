@@ -54,4 +54,5 @@ pub use ports::store::{
     AppendLog, Audit, Catalog, ClaimRequest, CostQuery, DailyCost, Journal, Ledger, RunFilter, RunLog, RunPatch, Runs,
     Spend, SpendGroup, SpendQuery, Store, StoreExt, Transition, UsageTotals,
 };
+pub use ports::limits::{WorktreeLimits, WorktreeTally};
 pub use ports::workspaces::{CommitRequest, RebaseOutcome, Workspaces, Worktree, WorktreeRequest};

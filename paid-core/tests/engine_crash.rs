@@ -198,6 +198,10 @@ impl Catalog for CrashStore {
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         read!(self, self.inner.issues(project))
     }
+
+    async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool> {
+        write!(self, "record_delivery", self.inner.record_delivery(key, at, forget_before))
+    }
 }
 
 #[async_trait]

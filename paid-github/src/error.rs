@@ -221,6 +221,23 @@ pub enum Error {
         /// The commit the remote branch points at.
         remote: String,
     },
+    /// The worktree crossed one of the run's limits (file size, total
+    /// size, number of files); nothing was committed.
+    #[error("worktree limit: {message}")]
+    WorktreeLimit {
+        /// Which limit, and the file that crossed it.
+        message: String,
+    },
+    /// A worktree entry the host will not read or commit: a symlink whose
+    /// target leaves the worktree, a FIFO, socket or device, or a file that
+    /// changed kind while it was read.
+    #[error("{path}: {reason}; nothing was committed")]
+    Unsafe {
+        /// The entry, relative to the worktree.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A worktree that does not belong to these workspaces.
     #[error("{} is not a worktree under {}", path.display(), root.display())]
     ForeignWorktree {
@@ -404,6 +421,8 @@ impl From<Error> for paid_core::Error {
             | Error::Decode { .. }
             | Error::MissingScope { .. }
             | Error::NoPushAccess { .. } => backend(e, GITHUB, false),
+            Error::WorktreeLimit { message } => Core::WorktreeLimit(message),
+            Error::Unsafe { .. } => Core::InvalidInput { what: "worktree".into(), message: e.to_string() },
             Error::ForeignWorktree { .. } => {
                 Core::InvalidInput { what: "worktree.path".into(), message: e.to_string() }
             }

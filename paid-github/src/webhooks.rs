@@ -7,11 +7,39 @@
 //!    signature gets `401` and nothing else happens;
 //! 2. ignores events other than `issues`, `issue_comment`, `pull_request`,
 //!    `pull_request_review` and `check_run` (`204`; `ping` gets `200`);
-//! 3. drops a delivery whose `X-GitHub-Delivery` id was already accepted
-//!    (`200`), since GitHub redelivers;
-//! 4. hands the parsed [`WebhookEvent`] to the channel (`202`). A full or
-//!    closed channel gets `503` and the delivery is not remembered, so a
-//!    redelivery is accepted later.
+//! 3. with [`WebhookReceiver::replay_protection`], refuses a delivery whose
+//!    payload is older than the replay window (`422`, see below);
+//! 4. drops a delivery whose `X-GitHub-Delivery` id was already accepted by
+//!    this process (`200`), since GitHub redelivers;
+//! 5. with [`WebhookReceiver::replay_protection`], drops a delivery whose
+//!    signed body the store already recorded inside the window (`200`,
+//!    `duplicate delivery`): after a restart, and on every node sharing the
+//!    store;
+//! 6. hands the parsed [`WebhookEvent`] to the channel (`202`). A full or
+//!    closed channel (or a store that cannot record the delivery) gets `503`
+//!    and the delivery is not remembered, so a redelivery is accepted later.
+//!
+//! # Replay protection
+//!
+//! GitHub signs the body only: `X-GitHub-Delivery` and `X-GitHub-Event` are
+//! not covered by the signature, and no signed delivery time exists. So a
+//! captured delivery can be replayed with a fresh delivery id, and the
+//! durable record is keyed by the SHA-256 of the signed body
+//! ([`Catalog::record_delivery`]), which a replay cannot change (GitHub's
+//! own redeliveries resend the same body too).
+//!
+//! The store keeps keys for one window only, so a delivery must also be
+//! fresh: the newest RFC 3339 timestamp among the payload's `*_at` fields
+//! (`issue.updated_at`, `comment.created_at`, `check_run.completed_at`,
+//! `review.submitted_at`, `repository.pushed_at`...) must be within the
+//! window of now. A payload cannot carry a timestamp later than its own
+//! signing (give or take clock skew), so a replay outside the window is
+//! refused by its age, and one inside it by the store. The check can refuse
+//! a genuine event whose payload only carries old timestamps (a comment on a
+//! long-quiet issue deleted now, a delivery GitHub held back for longer than
+//! the window): such an event loses only its head start, since polling still
+//! sees the change. The window is the receiver's setting; both clocks are
+//! assumed to be within it of each other.
 //!
 //! Events carry text from anyone who can comment: the consumer applies the
 //! project's trust policy (e.g. to [`WebhookEvent::sender`]) before any of it
@@ -29,6 +57,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -36,10 +65,10 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::post;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, StatusCode};
-use paid_core::RepoRef;
+use paid_core::{Catalog, Clock, RepoRef, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 /// GitHub caps webhook payloads at 25 MB.
@@ -163,11 +192,27 @@ struct Inner {
     seen: Mutex<Seen>,
 }
 
+/// Durable replay protection: where deliveries are recorded, and for how long.
+#[derive(Clone)]
+struct Replay {
+    store: Arc<dyn Catalog>,
+    clock: Arc<dyn Clock>,
+    window: chrono::Duration,
+}
+
+impl Replay {
+    /// The oldest time inside the window ending at `now`.
+    fn cutoff(&self, now: Timestamp) -> Timestamp {
+        now.checked_sub_signed(self.window).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+    }
+}
+
 /// Verifies, deduplicates and forwards GitHub webhook deliveries. Cheap to
 /// clone; clones share the deduplication memory.
 #[derive(Clone)]
 pub struct WebhookReceiver {
     inner: Arc<Inner>,
+    replay: Option<Replay>,
 }
 
 impl std::fmt::Debug for WebhookReceiver {
@@ -187,7 +232,19 @@ impl WebhookReceiver {
     /// [`Self::new`], remembering the last `capacity` delivery ids.
     pub fn with_capacity(secret: SecretString, sink: mpsc::Sender<WebhookEvent>, capacity: usize) -> Self {
         let seen = Seen { ids: HashSet::new(), order: VecDeque::new(), capacity: capacity.max(1) };
-        Self { inner: Arc::new(Inner { secret, sink, seen: Mutex::new(seen) }) }
+        Self { inner: Arc::new(Inner { secret, sink, seen: Mutex::new(seen) }), replay: None }
+    }
+
+    /// Refuses replays beyond this process's memory (see the module
+    /// documentation): a delivery whose payload's newest timestamp is more
+    /// than `window` before `clock`'s now gets `422`, and one whose signed
+    /// body `store` already recorded inside `window` gets `200` (`duplicate
+    /// delivery`) and goes nowhere. Nodes sharing `store` share the record.
+    /// Call it before [`Self::router`].
+    pub fn replay_protection(mut self, store: Arc<dyn Catalog>, clock: Arc<dyn Clock>, window: Duration) -> Self {
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        self.replay = Some(Replay { store, clock, window });
+        self
     }
 
     /// The routes: `POST /` takes deliveries. Mount it where GitHub posts.
@@ -230,6 +287,38 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The newest RFC 3339 timestamp among the `*_at` fields anywhere in
+/// `payload`, if any.
+pub fn newest_timestamp(payload: &serde_json::Value) -> Option<Timestamp> {
+    fn walk(v: &serde_json::Value, newest: &mut Option<Timestamp>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    if k.ends_with("_at")
+                        && let Some(t) = v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    {
+                        let t = t.with_timezone(&chrono::Utc);
+                        if newest.is_none_or(|n| t > n) {
+                            *newest = Some(t);
+                        }
+                    }
+                    walk(v, newest);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, newest)),
+            _ => {}
+        }
+    }
+    let mut newest = None;
+    walk(payload, &mut newest);
+    newest
+}
+
+/// The key a delivery is recorded under: the SHA-256 of its signed body.
+fn delivery_key(body: &[u8]) -> String {
+    format!("github:sha256:{}", hex::encode(Sha256::digest(body)))
+}
+
 async fn receive(
     State(receiver): State<WebhookReceiver>,
     headers: HeaderMap,
@@ -259,19 +348,45 @@ async fn receive(
             return (StatusCode::BAD_REQUEST, "body is not JSON\n");
         }
     };
-    if !receiver.seen().insert(&delivery) {
+    if let Some(replay) = &receiver.replay {
+        let oldest = replay.cutoff(replay.clock.now());
+        if newest_timestamp(&payload).is_none_or(|t| t < oldest) {
+            tracing::warn!(%delivery, "refused a webhook delivery older than the replay window: replayed or held back");
+            return (StatusCode::UNPROCESSABLE_ENTITY, "stale delivery: older than the replay window\n");
+        }
+    }
+    let first = receiver.seen().insert(&delivery);
+    if !first {
         tracing::debug!(%delivery, "dropping a webhook delivery already received");
         return (StatusCode::OK, "duplicate delivery\n");
     }
-    let event = WebhookEvent::parse(delivery.clone(), kind, payload);
-    match receiver.inner.sink.try_send(event) {
-        Ok(()) => (StatusCode::ACCEPTED, "accepted\n"),
+    // Hold a place in the queue before recording the delivery for good, so
+    // a recorded delivery is never one that was not handed on.
+    let permit = match receiver.inner.sink.try_reserve() {
+        Ok(permit) => permit,
         Err(e) => {
             receiver.seen().forget(&delivery);
             tracing::warn!(%delivery, error = %e, "webhook consumer is not keeping up; GitHub may redeliver");
-            (StatusCode::SERVICE_UNAVAILABLE, "busy\n")
+            return (StatusCode::SERVICE_UNAVAILABLE, "busy\n");
+        }
+    };
+    if let Some(replay) = &receiver.replay {
+        let now = replay.clock.now();
+        match replay.store.record_delivery(&delivery_key(&body), now, replay.cutoff(now)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(%delivery, "dropping a replayed webhook delivery (its signed body was accepted before)");
+                return (StatusCode::OK, "duplicate delivery\n");
+            }
+            Err(e) => {
+                receiver.seen().forget(&delivery);
+                tracing::warn!(%delivery, error = %e, "cannot record the webhook delivery; GitHub may redeliver");
+                return (StatusCode::SERVICE_UNAVAILABLE, "cannot record the delivery\n");
+            }
         }
     }
+    permit.send(WebhookEvent::parse(delivery, kind, payload));
+    (StatusCode::ACCEPTED, "accepted\n")
 }
 
 #[cfg(test)]

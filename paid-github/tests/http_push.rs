@@ -13,7 +13,7 @@ use axum::response::Response;
 use git2::{Repository, Signature};
 use http::{HeaderMap, Method, StatusCode, Uri};
 use paid_core::{CommitRequest, Ids, Project, ProjectId, RepoRef, RunId, SequentialIds, Workspaces, WorktreeRequest};
-use paid_github::{GitWorkspaces, GitWorkspacesConfig, SharedToken};
+use paid_github::{GitWorkspaces, GitWorkspacesConfig, SharedToken, WebOrigin};
 use tokio::io::AsyncWriteExt;
 
 const TOKEN: &str = "ghs_http_test_token_0123456789";
@@ -97,6 +97,11 @@ async fn handle(State(s): State<Server>, method: Method, uri: Uri, headers: Head
     response.body(Body::from(out.stdout[head_len + sep..].to_vec())).unwrap()
 }
 
+/// Workspaces under `root` whose forge is the test server at `base`.
+fn config(root: &Path, base: &str) -> GitWorkspacesConfig {
+    GitWorkspacesConfig::new(root).forge_origin(WebOrigin::parse(base).unwrap())
+}
+
 async fn serve(root: &Path) -> (String, Arc<Mutex<Vec<Option<String>>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let state = Server {
@@ -143,20 +148,32 @@ async fn fetch_and_push_over_http_with_the_token_from_the_callback() {
 
     // Without a token the server's 401 becomes a clone error.
     let anonymous_root = tempfile::tempdir().unwrap();
-    let anonymous = GitWorkspaces::new(GitWorkspacesConfig::new(anonymous_root.path()));
+    let anonymous = GitWorkspaces::new(config(anonymous_root.path(), &base));
     let err = anonymous.ensure_mirror(&project).await.unwrap_err();
     assert!(matches!(err, paid_core::Error::Clone { .. }), "{err:?}");
 
     // A wrong token is tried once, then refused (no endless retry loop).
     let wrong_root = tempfile::tempdir().unwrap();
-    let wrong = GitWorkspaces::new(GitWorkspacesConfig::new(wrong_root.path()).token("nope".to_string().into()));
+    let wrong = GitWorkspaces::new(config(wrong_root.path(), &base).token("nope".to_string().into()));
     let before = seen.lock().unwrap().len();
     let err = wrong.ensure_mirror(&project).await.unwrap_err();
     assert!(matches!(err, paid_core::Error::Clone { .. }), "{err:?}");
     assert!(seen.lock().unwrap().len() - before <= 3, "{:?}", seen.lock().unwrap());
 
     let root = tempfile::tempdir().unwrap();
-    let ws = GitWorkspaces::new(GitWorkspacesConfig::new(root.path()).token(TOKEN.to_string().into()));
+    // The token is pinned to the forge: workspaces whose forge is github.com
+    // (the default) do not send it to this server, even for a project that
+    // allowlists its host.
+    let elsewhere_root = tempfile::tempdir().unwrap();
+    let elsewhere = GitWorkspaces::new(GitWorkspacesConfig::new(elsewhere_root.path()).token(TOKEN.to_string().into()));
+    let mut allowlisted = project.clone();
+    allowlisted.settings.allowed_clone_hosts = vec!["127.0.0.1".into()];
+    let before = seen.lock().unwrap().len();
+    let err = elsewhere.ensure_mirror(&allowlisted).await.unwrap_err();
+    assert!(seen.lock().unwrap()[before..].iter().all(Option::is_none), "{:?}", seen.lock().unwrap());
+    assert!(err.to_string().contains("refusing to send the forge token"), "{err}");
+
+    let ws = GitWorkspaces::new(config(root.path(), &base).token(TOKEN.to_string().into()));
     ws.ensure_mirror(&project).await.unwrap();
     let run = RunId(ids.uuid());
     let branch = "paid/1-http-abcdef";
@@ -169,6 +186,7 @@ async fn fetch_and_push_over_http_with_the_token_from_the_callback() {
             message: "fix",
             author_name: "Paid",
             author_email: "p@example.com",
+            limits: Default::default(),
         })
         .await
         .unwrap()
@@ -208,7 +226,7 @@ async fn a_clone_over_http_reports_progress_and_a_replaced_token_is_used() {
 
     // Started with a token the remote refuses; the operator replaces it.
     let root = tempfile::tempdir().unwrap();
-    let ws = GitWorkspaces::new(GitWorkspacesConfig::new(root.path()).token("ghs_revoked".to_string().into()));
+    let ws = GitWorkspaces::new(config(root.path(), &base).token("ghs_revoked".to_string().into()));
     assert!(matches!(ws.ensure_mirror(&project).await.unwrap_err(), paid_core::Error::Clone { .. }));
     ws.set_token(Some(TOKEN.to_string().into()));
 
@@ -237,7 +255,7 @@ async fn workspaces_read_a_shared_token_anew_for_each_fetch() {
     // is rebuilt, the next fetch reads the new one.
     let token = SharedToken::new(Some("ghs_revoked".to_string().into()));
     let root = tempfile::tempdir().unwrap();
-    let ws = GitWorkspaces::new(GitWorkspacesConfig::new(root.path()).token_source(Arc::new(token.clone())));
+    let ws = GitWorkspaces::new(config(root.path(), &base).token_source(Arc::new(token.clone())));
     assert!(matches!(ws.ensure_mirror(&project).await.unwrap_err(), paid_core::Error::Clone { .. }));
     assert!(token.set(Some(TOKEN.to_string().into())));
     ws.ensure_mirror(&project).await.unwrap();

@@ -137,3 +137,118 @@ async fn ping_and_other_events_are_acknowledged_without_delivery() {
         assert_eq!((got.kind, got.number), (kind, number), "{event}");
     }
 }
+
+// ---- replay protection -------------------------------------------------------
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use paid_core::testing::faults::{FaultPoint, FlakyStore};
+use paid_core::{Catalog, Clock, ManualClock, Store};
+use paid_store_sqlite::SqliteStore;
+
+const WINDOW: Duration = Duration::from_secs(3600);
+
+/// A receiver with replay protection on `store`, served on loopback.
+async fn serve_protected(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> (String, mpsc::Receiver<WebhookEvent>) {
+    let (tx, rx) = mpsc::channel(16);
+    let store: Arc<dyn Catalog> = store;
+    let receiver = WebhookReceiver::new(SECRET.to_string().into(), tx).replay_protection(store, clock, WINDOW);
+    let app = axum::Router::new().nest("/webhooks/github", receiver.router());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr.to_string(), rx)
+}
+
+/// An `issues` payload updated at `updated_at`.
+fn fresh_payload(issue: u64, updated_at: chrono::DateTime<chrono::Utc>) -> String {
+    serde_json::json!({
+        "action": "labeled",
+        "issue": {"number": issue, "created_at": "2020-01-01T00:00:00Z", "updated_at": updated_at.to_rfc3339()},
+        "label": {"name": "paid-build"},
+        "repository": {"name": "app", "owner": {"login": "octo"}, "pushed_at": 1577836800},
+        "sender": {"login": "alice"},
+    })
+    .to_string()
+}
+
+fn clock_at(t: chrono::DateTime<chrono::Utc>) -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(t))
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_is_refused_after_a_restart_even_under_a_new_delivery_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("paid.db");
+    let now = chrono::Utc::now();
+    let body = fresh_payload(7, now);
+    let sig = sign(SECRET.as_bytes(), body.as_bytes());
+
+    let (addr, mut rx) = serve_protected(Arc::new(SqliteStore::open(&file).unwrap()), clock_at(now)).await;
+    assert_eq!(post(&addr, &headers(&sig, "d-1"), &body).await, 202);
+    assert_eq!(rx.try_recv().unwrap().number, Some(7));
+
+    // A new receiver (a restarted daemon, or another node) on the same database.
+    let later = now + chrono::Duration::minutes(10);
+    let (addr, mut rx) = serve_protected(Arc::new(SqliteStore::open(&file).unwrap()), clock_at(later)).await;
+    assert_eq!(post(&addr, &headers(&sig, "d-1"), &body).await, 200, "the same delivery: a duplicate");
+    assert_eq!(post(&addr, &headers(&sig, "forged-id"), &body).await, 200, "the delivery id is not signed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(rx.try_recv().is_err(), "a replay was handed on");
+
+    // A different signed body is a new delivery.
+    let other = fresh_payload(8, later);
+    assert_eq!(post(&addr, &headers(&sign(SECRET.as_bytes(), other.as_bytes()), "d-2"), &other).await, 202);
+    assert_eq!(rx.try_recv().unwrap().number, Some(8));
+}
+
+#[tokio::test]
+async fn a_delivery_older_than_the_window_is_refused_with_422_and_not_recorded() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+    let now = chrono::Utc::now();
+    let (addr, mut rx) = serve_protected(store.clone(), clock_at(now)).await;
+    let stale = fresh_payload(7, now - chrono::Duration::minutes(61));
+    let sig = sign(SECRET.as_bytes(), stale.as_bytes());
+    assert_eq!(post(&addr, &headers(&sig, "old-1"), &stale).await, 422);
+    // No `*_at` timestamp at all (only an integer `pushed_at`): nothing proves it fresh.
+    let bare = payload();
+    assert_eq!(post(&addr, &headers(&sign(SECRET.as_bytes(), bare.as_bytes()), "bare-1"), &bare).await, 422);
+    assert!(rx.try_recv().is_err());
+    // A payload just inside the window is accepted.
+    let edge = fresh_payload(9, now - chrono::Duration::minutes(59));
+    assert_eq!(post(&addr, &headers(&sign(SECRET.as_bytes(), edge.as_bytes()), "edge-1"), &edge).await, 202);
+    assert_eq!(rx.try_recv().unwrap().number, Some(9));
+    // A clock ahead of ours (skew) is fine: only old payloads are refused.
+    let ahead = fresh_payload(10, now + chrono::Duration::minutes(5));
+    assert_eq!(post(&addr, &headers(&sign(SECRET.as_bytes(), ahead.as_bytes()), "ahead-1"), &ahead).await, 202);
+}
+
+#[tokio::test]
+async fn a_delivery_the_store_cannot_record_gets_503_and_goes_through_when_redelivered() {
+    let flaky = Arc::new(FlakyStore::new(Arc::new(SqliteStore::open_in_memory().unwrap())));
+    let now = chrono::Utc::now();
+    let (addr, mut rx) = serve_protected(flaky.clone(), clock_at(now)).await;
+    let body = fresh_payload(7, now);
+    let sig = sign(SECRET.as_bytes(), body.as_bytes());
+    flaky.fail("record_delivery", FaultPoint::Before, 1);
+    assert_eq!(post(&addr, &headers(&sig, "d-1"), &body).await, 503);
+    assert!(rx.try_recv().is_err(), "an unrecorded delivery is not handed on");
+    assert_eq!(post(&addr, &headers(&sig, "d-1"), &body).await, 202, "the redelivery is accepted");
+    assert_eq!(rx.try_recv().unwrap().number, Some(7));
+    assert_eq!(flaky.calls("record_delivery"), 2);
+}
+
+#[test]
+fn the_newest_timestamp_is_found_anywhere_in_the_payload() {
+    use paid_github::webhooks::newest_timestamp;
+    let v = serde_json::json!({
+        "issue": {"created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-03-01T10:00:00+02:00", "closed_at": null},
+        "comment": {"body": "updated_at 2099-01-01T00:00:00Z", "created_at": "not a time"},
+        "check_run": {"pull_requests": [{"merged_at": "2024-03-01T09:00:00Z"}]},
+        "repository": {"pushed_at": 4102444800u64},
+    });
+    // 10:00+02:00 is 08:00Z: the merged PR's 09:00Z is the newest.
+    assert_eq!(newest_timestamp(&v).unwrap().to_rfc3339(), "2024-03-01T09:00:00+00:00");
+    assert_eq!(newest_timestamp(&serde_json::json!({"zen": "x"})), None);
+}

@@ -113,7 +113,7 @@ impl Setup {
 
     async fn commit(&self, wt: &paid_core::Worktree, message: &str) -> Option<String> {
         self.ws
-            .commit_all(&CommitRequest { worktree: wt, message, author_name: "Paid", author_email: "paid@example.com" })
+            .commit_all(&CommitRequest { worktree: wt, message, author_name: "Paid", author_email: "paid@example.com", limits: Default::default() })
             .await
             .unwrap()
     }
@@ -267,8 +267,15 @@ async fn unreadable_remotes_are_clone_errors_without_credentials() {
     assert!(!dir.path().join("mirrors/o/r.git").exists(), "no half-made mirror is left");
     assert_eq!(std::fs::read_dir(dir.path().join("mirrors/o")).unwrap().count(), 0);
 
-    // Credentials in a URL never show up in the error.
+    // Credentials in a URL never show up in the error: not when the URL is
+    // off the forge's host (refused before connecting) ...
     let project = Project { clone_url: "http://user:hunter2@127.0.0.1:9/o/r.git".into(), ..project };
+    let err = ws.ensure_mirror(&project).await.unwrap_err();
+    assert!(matches!(&err, paid_core::Error::InvalidInput { what, .. } if what == "project.clone_url"), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+    // ... nor when the clone fails.
+    let on_forge = paid_github::WebOrigin::parse("http://127.0.0.1:9").unwrap();
+    let ws = GitWorkspaces::new(GitWorkspacesConfig::new(dir.path()).forge_origin(on_forge));
     let err = ws.ensure_mirror(&project).await.unwrap_err();
     assert!(matches!(&err, paid_core::Error::Clone { url, .. } if url == "http://127.0.0.1:9/o/r.git"), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("hunter2"));
@@ -530,8 +537,12 @@ async fn https_urls_reach_the_tls_transport() {
         l.local_addr().unwrap().port()
     };
     let dir = tempfile::tempdir().unwrap();
-    let ws = GitWorkspaces::new(GitWorkspacesConfig::new(dir.path()).token(TOKEN.to_string().into()));
     let url = format!("https://127.0.0.1:{port}/octo/app.git");
+    let ws = GitWorkspaces::new(
+        GitWorkspacesConfig::new(dir.path())
+            .token(TOKEN.to_string().into())
+            .forge_origin(paid_github::WebOrigin::parse(&url).unwrap()),
+    );
     let project =
         Project::new(ProjectId(SequentialIds::default().uuid()), RepoRef::new("octo", "app"), &url, chrono::Utc::now());
     match ws.ensure_mirror(&project).await.unwrap_err() {

@@ -147,3 +147,29 @@ async fn health_needs_no_token() {
     let resp = env.http.get(env.url("/health")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn invalid_model_names_are_refused_before_forwarding_or_recording() {
+    let env = Env::new().await;
+    let t = env.token.expose();
+    let thousand = "m".repeat(1000);
+    for bad in ["gpt 5", "gpt-5\nfake_metric{x=\"1\"} 1", thousand.as_str()] {
+        let body = refused(env.request(ProviderKind::OpenAi, t, bad, false).send().await.unwrap(), 400).await;
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{bad:?}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("not a model name") && message.len() < 200, "{message}");
+        let body = refused(env.request(ProviderKind::Anthropic, t, bad, false).send().await.unwrap(), 400).await;
+        assert_eq!(body["type"], "error", "{bad:?}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{bad:?}");
+    }
+    // Gemini names the model in the path: over the length bound, refused too.
+    let body = refused(env.request(ProviderKind::Gemini, t, &thousand, false).send().await.unwrap(), 400).await;
+    assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
+    assert!(env.fake.received().is_empty(), "nothing reached the upstream");
+    assert!(env.store.usage(env.run.id).await.unwrap().is_empty(), "nothing was recorded");
+
+    // A valid name, priced or not, goes through.
+    for ok in ["gpt-5", "org/some-model@v2"] {
+        assert_eq!(env.request(ProviderKind::OpenAi, t, ok, false).send().await.unwrap().status(), 200, "{ok}");
+    }
+}

@@ -41,6 +41,26 @@ impl SandboxUser {
     }
 }
 
+/// The user of a sandbox's init and keepalive, [`DockerConfig::init_user`]:
+/// numeric, not root, and not the sandbox user's uid (which could then
+/// signal them, and whose processes could not be ended without them).
+pub(crate) fn init_user(config: &DockerConfig) -> Result<SandboxUser, DockerError> {
+    let user = SandboxUser::parse(&config.user)?;
+    let invalid = |message: String| DockerError::Invalid { what: "init user", message };
+    let init = SandboxUser::parse(&config.init_user).map_err(|e| match e {
+        DockerError::Invalid { message, .. } => invalid(message),
+        other => other,
+    })?;
+    if init.uid == user.uid {
+        return Err(invalid(format!(
+            "init_user {:?} has the uid of the sandbox user {:?}: the sandbox could kill its own init, and the \
+             runtime could not end what an exec leaves behind; pick another uid (default 65534)",
+            config.init_user, config.user
+        )));
+    }
+    Ok(init)
+}
+
 /// The container name for a sandbox: `<prefix>-<run id>-<suffix>`.
 pub(crate) fn container_name(config: &DockerConfig, spec: &SandboxSpec, suffix: &str) -> String {
     run_container_name(config, &spec.run_id.to_string(), suffix)
@@ -124,6 +144,7 @@ pub(crate) fn create_body(
     shape: &Shape,
 ) -> Result<ContainerCreateBody, DockerError> {
     let user = SandboxUser::parse(&config.user)?;
+    let init = init_user(config)?;
     validate(config, spec)?;
     let limits = &spec.limits;
     let memory = i64::try_from(limits.memory_bytes).map_err(|_| DockerError::Invalid {
@@ -154,7 +175,8 @@ pub(crate) fn create_body(
 
     Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
-        user: Some(format!("{}:{}", user.uid, user.gid)),
+        // The init and keepalive; every exec names the sandbox user.
+        user: Some(format!("{}:{}", init.uid, init.gid)),
         entrypoint: Some(vec!["sleep".to_string(), "infinity".to_string()]),
         cmd: None,
         env: Some(env),
@@ -252,7 +274,7 @@ mod tests {
             create_body(&DockerConfig::default(), &spec(), &Shape::cold(&DockerConfig::default(), &spec())).unwrap();
         let expected = ContainerCreateBody {
             image: Some("paid/agent:bookworm".into()),
-            user: Some("1000:1000".into()),
+            user: Some("65534:65534".into()),
             entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
             env: Some(vec!["HOME=/home/agent".into(), "PAID_PROXY=http://proxy:8080".into()]),
             working_dir: Some("/workspace".into()),
@@ -304,7 +326,7 @@ mod tests {
         let mut spec = spec();
         spec.env.insert("HOME".into(), "/workspace".into());
         let body = create_body(&config, &spec, &Shape::cold(&config, &spec)).unwrap();
-        assert_eq!(body.user.as_deref(), Some("2000:3000"));
+        assert_eq!(body.user.as_deref(), Some("65534:65534"), "the init's user, not the sandbox user's");
         assert_eq!(body.env, Some(vec!["HOME=/workspace".into(), "PAID_PROXY=http://proxy:8080".into()]));
         let labels = body.labels.unwrap();
         assert_eq!(labels.get("acme.managed").map(String::as_str), Some("true"));
@@ -320,6 +342,9 @@ mod tests {
             (DockerConfig { user: "0:0".into(), ..Default::default() }, spec()),
             (DockerConfig { user: "agent".into(), ..Default::default() }, spec()),
             (DockerConfig { user: "root:root".into(), ..Default::default() }, spec()),
+            (DockerConfig { init_user: "0:0".into(), ..Default::default() }, spec()),
+            (DockerConfig { init_user: "nobody".into(), ..Default::default() }, spec()),
+            (DockerConfig { init_user: "1000:2000".into(), ..Default::default() }, spec()),
             (DockerConfig::default(), SandboxSpec { worktree: "relative/dir".into(), ..spec() }),
             (DockerConfig::default(), SandboxSpec { mount_at: "workspace".into(), ..spec() }),
             (DockerConfig::default(), SandboxSpec { mount_at: "/".into(), ..spec() }),

@@ -11,7 +11,8 @@ use bollard::{API_DEFAULT_VERSION, Docker};
 use crate::config::{DockerConfig, display_of};
 use crate::container::role;
 use crate::error::DockerError;
-use crate::exec::{ExecTarget, OomCounts};
+use crate::exec::{Cleanups, ExecTarget, OomCounts};
+use crate::tls;
 
 /// A connected engine: its client, how it is named, and what the runtime
 /// keeps per engine (OOM counters, the egress forwarder, creates in flight).
@@ -26,6 +27,8 @@ pub(crate) struct Endpoint {
     pub(crate) docker: Docker,
     /// Last `oom_kill` count per sandbox.
     pub(crate) oom: Arc<OomCounts>,
+    /// Clean-ups of dropped execs under way, per sandbox.
+    pub(crate) cleanups: Arc<Cleanups>,
     /// The forwarder's container id, once known.
     pub(crate) forwarder: tokio::sync::Mutex<Option<String>>,
     /// Sandboxes being created through this endpoint right now; counted
@@ -33,19 +36,70 @@ pub(crate) struct Endpoint {
     pub(crate) in_flight: AtomicUsize,
 }
 
-impl Endpoint {
-    /// Connects to `endpoint` (`None`: the local default) and agrees on an
-    /// API version (older engines, such as 20.10 with API 1.41, are fine).
-    pub(crate) async fn connect(index: usize, endpoint: Option<&str>, timeout: u64) -> Result<Self, DockerError> {
+/// How one endpoint is reached: its client, settled from the configuration
+/// before anything is dialled.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    name: Arc<str>,
+    docker: Docker,
+}
+
+impl Transport {
+    /// The client for `endpoint` (`None`: the local default): a Unix socket
+    /// as it is; `tcp://` and `https://` over mutual TLS with
+    /// [`DockerConfig::tls`]; plaintext `tcp://` and `http://` only with
+    /// [`DockerConfig::insecure`] (with a warning), refused otherwise.
+    pub(crate) fn of(endpoint: Option<&str>, config: &DockerConfig) -> Result<Self, DockerError> {
         let name: Arc<str> = display_of(endpoint).into();
+        let timeout = config.request_timeout_secs;
         let unreachable = |source| DockerError::Unreachable { endpoint: name.to_string(), source };
-        let docker = match endpoint {
-            None => Docker::connect_with_local_defaults(),
-            Some(path) if path.starts_with('/') => Docker::connect_with_unix(path, timeout, API_DEFAULT_VERSION),
-            Some(uri) => Docker::connect_with_host(uri),
-        }
-        .map_err(unreachable)?
-        .with_timeout(Duration::from_secs(timeout));
+        let invalid = |message: String| DockerError::Invalid { what: "endpoint", message };
+        let scheme = endpoint.and_then(|e| e.split_once("://")).map(|(scheme, _)| scheme.to_ascii_lowercase());
+        let docker = match (endpoint, scheme.as_deref()) {
+            (None, _) => Docker::connect_with_local_defaults().map_err(unreachable)?,
+            (Some(path), _) if path.starts_with('/') => {
+                Docker::connect_with_unix(path, timeout, API_DEFAULT_VERSION).map_err(unreachable)?
+            }
+            (Some(uri), Some(scheme @ ("tcp" | "https" | "http"))) => match (&config.tls, scheme) {
+                (Some(tls), "tcp" | "https") => tls::connect(uri, tls, timeout)?,
+                (Some(_), _) => {
+                    return Err(invalid(format!(
+                        "{uri} is plaintext HTTP although `tls` is set; write tcp:// or https:// to use TLS"
+                    )));
+                }
+                (None, "https") => {
+                    return Err(invalid(format!(
+                        "{uri} needs `tls`: the CA, client certificate and key (`ca`, `cert`, `key` or \
+                         `cert_path`)"
+                    )));
+                }
+                (None, _) if config.insecure => {
+                    tracing::warn!(
+                        endpoint = uri,
+                        "`insecure` is set: talking to this Docker engine in plaintext, without authentication; \
+                         anyone who can reach it controls it. Set `tls` instead"
+                    );
+                    Docker::connect_with_http(uri, timeout, API_DEFAULT_VERSION).map_err(unreachable)?
+                }
+                (None, _) => {
+                    return Err(invalid(format!(
+                        "{uri} would be plaintext and unauthenticated, so anyone who reaches it controls the \
+                         engine: set `tls` (`ca`, `cert` and `key`, or `cert_path`) for mutual TLS, or \
+                         `insecure = true` to accept that"
+                    )));
+                }
+            },
+            (Some(uri), _) => Docker::connect_with_host(uri).map_err(unreachable)?,
+        };
+        Ok(Self { name, docker: docker.with_timeout(Duration::from_secs(timeout)) })
+    }
+}
+
+impl Endpoint {
+    /// Connects through `transport` and agrees on an API version (older
+    /// engines, such as 20.10 with API 1.41, are fine).
+    pub(crate) async fn connect(index: usize, transport: Transport) -> Result<Self, DockerError> {
+        let Transport { name, docker } = transport;
         let docker = docker.negotiate_version().await.map_err(|e| DockerError::from_bollard("version", &name, e))?;
         tracing::debug!(endpoint = %name, api = %docker.client_version(), "connected to the Docker engine");
         Ok(Self {
@@ -53,6 +107,7 @@ impl Endpoint {
             name,
             docker,
             oom: Arc::default(),
+            cleanups: Arc::default(),
             forwarder: tokio::sync::Mutex::new(None),
             in_flight: AtomicUsize::new(0),
         })
@@ -72,6 +127,7 @@ impl Endpoint {
             user: config.user.clone(),
             umask: config.umask.clone(),
             oom: self.oom.clone(),
+            cleanups: self.cleanups.clone(),
         }
     }
 

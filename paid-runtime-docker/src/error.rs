@@ -94,6 +94,16 @@ pub enum DockerError {
         /// What the engine reported.
         message: String,
     },
+    /// The TLS settings of a remote endpoint cannot be used: a file is
+    /// missing, unreadable or holds no certificate or key, or the key does
+    /// not fit the certificate.
+    #[error("TLS for {endpoint}: {message}")]
+    Tls {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// What is wrong, naming the file.
+        message: String,
+    },
     /// An exec did not behave as the engine's API promises.
     #[error("exec in sandbox {id}: {message}")]
     Exec {
@@ -171,6 +181,7 @@ impl From<DockerError> for paid_core::Error {
             DockerError::Invalid { what, message } => {
                 paid_core::Error::InvalidInput { what: what.to_string(), message }
             }
+            DockerError::Tls { .. } => paid_core::Error::InvalidInput { what: "docker tls".to_string(), message },
             DockerError::Api { source, .. } => {
                 paid_core::Error::Backend { backend: "docker", message, retryable, source: Some(Box::new(source)) }
             }

@@ -1,29 +1,45 @@
 //! Streamed exec with timeout, cancellation and out-of-memory detection.
 //!
-//! # How a command's process tree is killed
+//! # After an exec, nothing of it is left
 //!
-//! Every command runs under a small `sh` wrapper that sets the umask,
-//! writes its own pid to `/tmp/.paid-exec-<token>.pid`, runs the command and
-//! removes the file when it ends. The engine's runtime (runc) starts each
-//! exec as a session and process-group leader, so that pid is also the
-//! process group and session id of everything the command starts.
+//! Whenever an exec ends (its command exits, times out, is cancelled, its
+//! stream is dropped or breaks), every process in the sandbox other than its
+//! init and keepalive is killed before the exec reports its end, and the
+//! engine's own process list confirms it. A command's background children,
+//! `nohup` jobs, `setsid` sessions and double-forked daemons do not outlive
+//! it. Execs in one sandbox are meant to run one at a time: one that runs
+//! while another ends is killed with it.
 //!
-//! On timeout, cancellation, or when the caller drops the stream, a second
-//! exec, as the same user, reads the pid file and sends `SIGKILL` to the
-//! whole process group. That killer script uses shell builtins only, so it
-//! still works when a fork bomb has used up the PID limit (it retries until
-//! the engine manages to start it). If it cannot run for
-//! [`KILL_DEADLINE`], the sandbox is restarted as a last resort: killing its
-//! init kills every process in it, and the worktree survives.
+//! How, using nothing the sandbox can forge:
+//! - The sandbox's init (the engine's `docker-init`) and its keepalive
+//!   (`sleep infinity`) run as [`init_user`](crate::DockerConfig::init_user),
+//!   a different uid from the sandbox user every exec runs as. Without
+//!   capabilities the sandbox user cannot signal them.
+//! - A fresh exec, as the sandbox user, runs `kill -9 -1`: the kernel sends
+//!   `SIGKILL` to every process that user may signal except the caller, in
+//!   one step that a fork cannot race. It is a shell builtin, so it runs even
+//!   when a fork bomb holds every PID (the runtime retries until the engine
+//!   manages to start it). No file in the sandbox is read; nothing the
+//!   sandbox wrote decides what is killed.
+//! - The engine's process list of the container (`docker top`, read by the
+//!   engine from the host's `/proc`) must then show no process whose user
+//!   differs from the init's; zombies are waited for, anything else is
+//!   killed again. On a normal exit the list is read first, and the killer
+//!   only runs when something is left.
+//!
+//! If that does not succeed within [`KILL_DEADLINE`], the sandbox is
+//! restarted as a last resort: killing its init kills every process in it,
+//! and the worktree survives. (An engine whose host cannot list processes,
+//! without a usable `ps`, gets the killer without the confirmation, and a
+//! warning.)
 //!
 //! The command's output keeps being read while the killer runs: the engine
 //! does not complete an exec, nor the killer exec queued behind it, while
 //! the killed command's output is unread, so a command flooding its output
 //! (`yes`) would otherwise stall the kill until the restart fallback.
 //!
-//! A process that leaves the session on purpose (`setsid`, `setpgid`)
-//! escapes the group kill but not the restart fallback or
-//! [`stop`](paid_core::SandboxRuntime::stop).
+//! A new exec in the sandbox waits until the clean-up of a dropped one is
+//! over, so it is not caught by it.
 //!
 //! # Out of memory
 //!
@@ -35,24 +51,28 @@
 //! used: the engine sets it only when the container's init is killed.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::query_parameters::RestartContainerOptionsBuilder;
+use bollard::models::ContainerTopResponse;
+use bollard::query_parameters::{InspectContainerOptions, RestartContainerOptionsBuilder, TopOptionsBuilder};
 use futures::stream::{BoxStream, Stream, StreamExt};
-use paid_core::{ExecEvent, ExecExit, ExecRequest, Ids, RandomIds};
-use tokio::sync::mpsc;
+use paid_core::{ExecEvent, ExecExit, ExecRequest};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::container::SandboxUser;
 use crate::error::{DockerError, status_of};
 
-/// How long the runtime keeps trying to run the killer before it restarts
-/// the sandbox.
+/// How long the runtime keeps trying to clear the sandbox after an exec
+/// before it restarts the sandbox.
 pub(crate) const KILL_DEADLINE: Duration = Duration::from_secs(2);
 /// How long output is still forwarded after a kill before the stream ends.
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(1);
@@ -61,11 +81,25 @@ const DRAIN_AFTER_KILL: Duration = Duration::from_secs(1);
 const EXIT_CODE_WAIT: Duration = Duration::from_secs(5);
 /// Events buffered between the engine and a slow reader.
 const CHANNEL_CAPACITY: usize = 64;
+/// How long a new exec waits for the clean-up after a dropped one: the
+/// clean-up's own deadline, its restart fallback and some slack.
+const CLEANUP_WAIT: Duration = Duration::from_secs(15);
 
 /// The exit code of a process killed by `SIGKILL`.
 const SIGKILL_EXIT: i64 = 128 + 9;
-/// Exit code of the killer script when the pid file is not there (yet).
-const NO_PID_FILE: i64 = 3;
+
+/// The killer, run with `sh -c` as the sandbox user in a fresh exec:
+/// `SIGKILL` to every process that user may signal, except itself and the
+/// namespace's init (`kill -9 -1`). Builtins only, so it needs no free PID
+/// beyond its own. When it may signal the init, the init runs as the
+/// sandbox user too (a sandbox made before the init had a user of its own)
+/// and `kill -1` would take the keepalive and the sandbox with it: it then
+/// kills nothing and exits 3.
+pub(crate) const KILLER: &str = "kill -0 1 2>/dev/null && exit 3; kill -9 -1 2>/dev/null; exit 0";
+
+/// `ps` arguments for the engine's process list: numeric users where the
+/// host's `ps` has them (procps), user names otherwise (busybox).
+const TOP_ARGS: [&str; 2] = ["-o pid,uid,stat", "-o pid,user,stat"];
 
 /// The last `oom_kill` count seen per sandbox, so an exit code 137 can be
 /// attributed to the OOM killer when the count went up.
@@ -92,6 +126,64 @@ impl OomCounts {
     }
 }
 
+/// Clean-ups of dropped exec streams under way, per sandbox: a new exec
+/// waits for them, or their kill would take it too.
+#[derive(Debug, Default)]
+pub(crate) struct Cleanups {
+    pending: Mutex<HashMap<String, usize>>,
+    done: Notify,
+}
+
+impl Cleanups {
+    /// Counts a clean-up of `sandbox` until the guard drops.
+    fn begin(self: &Arc<Self>, sandbox: &str) -> CleanupGuard {
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()).entry(sandbox.to_string()).or_default() += 1;
+        CleanupGuard { cleanups: self.clone(), sandbox: sandbox.to_string() }
+    }
+
+    fn busy(&self, sandbox: &str) -> bool {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).contains_key(sandbox)
+    }
+
+    /// Waits until no clean-up of `sandbox` is under way, at most `max`.
+    async fn wait(&self, sandbox: &str, max: Duration) {
+        let until = Instant::now() + max;
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if !self.busy(sandbox) {
+                return;
+            }
+            if tokio::time::timeout_at(until, done).await.is_err() {
+                tracing::warn!(sandbox, "a clean-up is still under way; starting the exec anyway");
+                return;
+            }
+        }
+    }
+}
+
+/// A clean-up under way (see [`Cleanups`]).
+#[derive(Debug)]
+struct CleanupGuard {
+    cleanups: Arc<Cleanups>,
+    sandbox: String,
+}
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        let mut pending = self.cleanups.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = pending.get_mut(&self.sandbox) {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(&self.sandbox);
+            }
+        }
+        drop(pending);
+        self.cleanups.done.notify_waiters();
+    }
+}
+
 /// Everything an exec needs about its sandbox; cheap to clone into the task
 /// that pumps the output.
 #[derive(Debug, Clone)]
@@ -102,6 +194,7 @@ pub(crate) struct ExecTarget {
     pub(crate) user: String,
     pub(crate) umask: String,
     pub(crate) oom: Arc<OomCounts>,
+    pub(crate) cleanups: Arc<Cleanups>,
 }
 
 /// Touched by every exec when it starts and when it ends: the reaper reads
@@ -109,33 +202,14 @@ pub(crate) struct ExecTarget {
 /// for sandboxes another process started.
 pub(crate) const ACTIVITY_FILE: &str = "/tmp/.paid-activity";
 
-/// The pid file of the exec identified by `token`.
-pub(crate) fn pid_file(token: &str) -> String {
-    format!("/tmp/.paid-exec-{token}.pid")
-}
-
-/// `argv` wrapped so it records its process group in `pid_file`, marks
-/// activity in [`ACTIVITY_FILE`] and runs with `umask`. The command's exit
-/// status is passed through.
-pub(crate) fn wrap(umask: &str, pid_file: &str, argv: &[String]) -> Vec<String> {
+/// `argv` wrapped so it marks activity in [`ACTIVITY_FILE`] and runs with
+/// `umask`. The command's exit status is passed through.
+pub(crate) fn wrap(umask: &str, argv: &[String]) -> Vec<String> {
     let touch = format!("echo $$ 2>/dev/null >{ACTIVITY_FILE}");
-    let script = format!(
-        "umask {umask}; echo $$ > {pid_file}; {touch}; \"$@\"; status=$?; rm -f {pid_file}; {touch}; exit $status"
-    );
+    let script = format!("umask {umask}; {touch}; \"$@\"; status=$?; {touch}; exit $status");
     let mut wrapped = vec!["sh".to_string(), "-c".to_string(), script, "paid-exec".to_string()];
     wrapped.extend(argv.iter().cloned());
     wrapped
-}
-
-/// A script that kills the process group recorded in `pid_file`, using shell
-/// builtins only (no fork) up to the kill. Exits [`NO_PID_FILE`] when there
-/// is nothing to read.
-pub(crate) fn kill_script(pid_file: &str) -> String {
-    format!(
-        "f={pid_file}; [ -s \"$f\" ] || exit {NO_PID_FILE}; read -r p < \"$f\" || exit {NO_PID_FILE}; \
-         kill -KILL -\"$p\" 2>/dev/null; kill -KILL \"$p\" 2>/dev/null; \
-         pkill -KILL -s \"$p\" 2>/dev/null; rm -f \"$f\"; exit 0"
-    )
 }
 
 /// A script printing the memory cgroup's OOM counters (v2, then v1).
@@ -168,14 +242,13 @@ pub(crate) async fn start(
     if req.cmd.is_empty() {
         return Err(DockerError::Invalid { what: "exec request", message: "the command is empty".to_string() });
     }
+    target.cleanups.wait(&target.sandbox, CLEANUP_WAIT).await;
     let deadline = req.timeout.map(|t| Instant::now() + t);
-    let token = RandomIds.hex(8);
-    let pid_file = pid_file(&token);
     let env: Vec<String> = req.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let options = CreateExecOptions {
         attach_stdout: Some(true),
         attach_stderr: Some(true),
-        cmd: Some(wrap(&target.umask, &pid_file, &req.cmd)),
+        cmd: Some(wrap(&target.umask, &req.cmd)),
         env: Some(env),
         user: Some(target.user.clone()),
         working_dir: Some(workdir),
@@ -185,9 +258,62 @@ pub(crate) async fn start(
     tracing::debug!(sandbox = %target.sandbox, exec = %exec_id, cmd = ?req.cmd, "exec started");
 
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-    let pump = Pump { target, exec_id, pid_file, deadline, cancel: req.cancel, tx };
+    let state = Arc::new(Mutex::new(PumpState::default()));
+    let events = Events {
+        rx,
+        ended: false,
+        state: state.clone(),
+        cleanups: target.cleanups.clone(),
+        sandbox: target.sandbox.clone(),
+    };
+    let pump = Pump { target, exec_id, deadline, cancel: req.cancel, tx, state };
     tokio::spawn(pump.run(output));
-    Ok(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed())
+    Ok(events.boxed())
+}
+
+/// What the reader's stream and the pump share.
+#[derive(Debug, Default)]
+struct PumpState {
+    /// The pump is done: nothing will take a guard left here.
+    done: bool,
+    /// Put here when the reader drops the stream before its end; the pump
+    /// drops it once the sandbox is clear.
+    guard: Option<CleanupGuard>,
+}
+
+/// The stream an exec's reader gets.
+struct Events {
+    rx: mpsc::Receiver<paid_core::Result<ExecEvent>>,
+    /// The exit event was read, or the pump is gone.
+    ended: bool,
+    state: Arc<Mutex<PumpState>>,
+    cleanups: Arc<Cleanups>,
+    sandbox: String,
+}
+
+impl Stream for Events {
+    type Item = paid_core::Result<ExecEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.rx.poll_recv(cx);
+        if let Poll::Ready(None | Some(Ok(ExecEvent::Exit(_)))) = &polled {
+            self.ended = true;
+        }
+        polled
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // Runs before `rx` drops, so before the pump sees the stream closed.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if !state.done {
+            state.guard = Some(self.cleanups.begin(&self.sandbox));
+        }
+    }
 }
 
 type Output = std::pin::Pin<Box<dyn Stream<Item = Result<LogOutput, BollardError>> + Send>>;
@@ -228,18 +354,28 @@ enum Ending {
 }
 
 /// Moves output from the engine to the reader, watching the clock and the
-/// cancellation token.
+/// cancellation token; clears the sandbox when the exec ends.
 struct Pump {
     target: ExecTarget,
     exec_id: String,
-    pid_file: String,
     deadline: Option<Instant>,
     cancel: CancellationToken,
     tx: mpsc::Sender<paid_core::Result<ExecEvent>>,
+    state: Arc<Mutex<PumpState>>,
 }
 
 impl Pump {
-    async fn run(self, mut output: Output) {
+    async fn run(self, output: Output) {
+        self.run_to_end(output).await;
+        let guard = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.done = true;
+            state.guard.take()
+        };
+        drop(guard);
+    }
+
+    async fn run_to_end(&self, mut output: Output) {
         let ending = loop {
             let item = tokio::select! {
                 biased;
@@ -267,7 +403,9 @@ impl Pump {
         let target = &self.target;
         match ending {
             Ending::Finished => {
-                let exit = match self.exit_code().await {
+                let code = exit_code(target, &self.exec_id).await;
+                clear(target, false).await;
+                let exit = match code {
                     Ok(SIGKILL_EXIT) if oom_killed(target).await => Ok(ExecEvent::Exit(ExecExit::OutOfMemory)),
                     Ok(code) => Ok(ExecEvent::Exit(ExecExit::Code(code))),
                     Err(e) => Err(e.into()),
@@ -288,14 +426,14 @@ impl Pump {
             }
             Ending::Failed(source) => {
                 tracing::warn!(sandbox = %target.sandbox, exec = %self.exec_id, error = %source, "exec stream broke");
+                clear(target, true).await;
                 let _ =
                     self.tx.send(Err(DockerError::from_bollard("exec output", &target.endpoint, source).into())).await;
-                kill_tree(target, &self.exec_id, &self.pid_file).await;
             }
         }
     }
 
-    /// Kills the process group while still reading the command's output.
+    /// Clears the sandbox while still reading the command's output.
     ///
     /// The engine does not finish an exec (nor, behind it, the killer exec)
     /// until the killed command's output has been read: with a command that
@@ -305,7 +443,7 @@ impl Pump {
     /// passed on as far as the reader keeps up, the rest is dropped. Returns
     /// the output when it has not ended yet.
     async fn kill_reading(&self, mut output: Output, forward: bool) -> Option<Output> {
-        let kill = kill_tree(&self.target, &self.exec_id, &self.pid_file);
+        let kill = clear(&self.target, true);
         tokio::pin!(kill);
         let forward_until = Instant::now() + DRAIN_AFTER_KILL;
         loop {
@@ -340,11 +478,6 @@ impl Pump {
             }
         }
     }
-
-    /// The exit code, once the engine has recorded it.
-    async fn exit_code(&self) -> Result<i64, DockerError> {
-        exit_code(&self.target, &self.exec_id).await
-    }
 }
 
 /// Waits for the engine to mark exec `exec_id` finished and returns its code.
@@ -375,34 +508,167 @@ async fn exit_code(target: &ExecTarget, exec_id: &str) -> Result<i64, DockerErro
     }
 }
 
-/// Whether exec `exec_id` is still running (true when unsure).
-async fn still_running(target: &ExecTarget, exec_id: &str) -> bool {
-    match target.docker.inspect_exec(exec_id).await {
-        Ok(inspect) => inspect.running != Some(false),
-        Err(_) => true,
-    }
+/// What the engine lists in a sandbox besides its init and keepalive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Leftovers {
+    /// Nothing: every process runs as the init's user.
+    Clear,
+    /// Processes of another user, by host pid, and whether each is a
+    /// zombie (dead, waiting for the init to reap it).
+    Found(Vec<(String, bool)>),
 }
 
-/// Kills the process group of exec `exec_id`; see the module docs.
-async fn kill_tree(target: &ExecTarget, exec_id: &str, pid_file: &str) {
-    let until = Instant::now() + KILL_DEADLINE;
-    let script = kill_script(pid_file);
+/// Reads the engine's process list (`ps` columns `PID`, `UID` or `USER`,
+/// `STAT`): every process whose user differs from that of the init (host
+/// pid `init_pid`) is left over.
+pub(crate) fn leftovers(top: &ContainerTopResponse, init_pid: &str) -> Result<Leftovers, String> {
+    let titles = top.titles.as_deref().unwrap_or_default();
+    let column = |name: &str| titles.iter().position(|t| t == name);
+    let (Some(pid), Some(user), Some(stat)) = (column("PID"), column("UID").or_else(|| column("USER")), column("STAT"))
+    else {
+        return Err(format!("the process list has columns {titles:?}, not PID, UID and STAT"));
+    };
+    let rows = top.processes.as_deref().unwrap_or_default();
+    let init_user = rows
+        .iter()
+        .find(|row| row.get(pid).map(String::as_str) == Some(init_pid))
+        .and_then(|row| row.get(user))
+        .ok_or_else(|| format!("the init (pid {init_pid}) is not in the process list"))?;
+    let left: Vec<(String, bool)> = rows
+        .iter()
+        .filter(|row| row.get(user) != Some(init_user))
+        .map(|row| {
+            let zombie = row.get(stat).is_some_and(|s| s.starts_with('Z'));
+            (row.get(pid).cloned().unwrap_or_default(), zombie)
+        })
+        .collect();
+    Ok(if left.is_empty() { Leftovers::Clear } else { Leftovers::Found(left) })
+}
+
+/// What a look at the sandbox from the engine's side found.
+enum Look {
+    /// The sandbox does not run: nothing can be left in it.
+    Stopped,
+    /// Its init does not run as a user of its own (a sandbox made by an
+    /// older version): the sandbox's processes cannot be told from the
+    /// init's, and `kill -9 -1` would take the keepalive too.
+    SharedInit,
+    /// The engine answers, but cannot list processes (no usable `ps` on
+    /// its host): what the engine said.
+    Unlisted(String),
+    /// What is left besides the init and keepalive.
+    Left(Leftovers),
+}
+
+/// Asks the engine what runs in the sandbox; nothing in the sandbox can
+/// change the answer.
+async fn look(target: &ExecTarget) -> Result<Look, DockerError> {
+    let docker = &target.docker;
+    let top = |args: &'static str| {
+        let options = TopOptionsBuilder::new().ps_args(args).build();
+        async move { docker.top_processes(&target.sandbox, Some(options)).await }
+    };
+    let (inspect, listed) =
+        tokio::join!(docker.inspect_container(&target.sandbox, None::<InspectContainerOptions>), top(TOP_ARGS[0]));
+    let inspect = match inspect {
+        Ok(inspect) => inspect,
+        Err(e) if status_of(&e) == Some(404) => return Ok(Look::Stopped),
+        Err(e) => return Err(DockerError::from_bollard("inspect container", &target.endpoint, e)),
+    };
+    let state = inspect.state.unwrap_or_default();
+    let Some(init_pid) = state.pid.filter(|&pid| state.running == Some(true) && pid > 0) else {
+        return Ok(Look::Stopped);
+    };
+    let init_user = inspect.config.and_then(|c| c.user).unwrap_or_default();
+    let uid = |user: &str| SandboxUser::parse(user).map(|u| u.uid).ok();
+    if uid(&init_user).is_none_or(|init| Some(init) == uid(&target.user)) {
+        return Ok(Look::SharedInit);
+    }
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(_) => match top(TOP_ARGS[1]).await {
+            Ok(listed) => listed,
+            Err(e) if status_of(&e).is_some() => return Ok(Look::Unlisted(e.to_string())),
+            Err(e) => return Err(DockerError::from_bollard("top", &target.endpoint, e)),
+        },
+    };
+    let left = leftovers(&listed, &init_pid.to_string())
+        .map_err(|message| DockerError::Exec { id: target.sandbox.clone(), message })?;
+    Ok(Look::Left(left))
+}
+
+/// Clears the sandbox: kills every process but its init and keepalive and
+/// confirms with the engine's process list that none is left (see the
+/// module docs). With `kill_first` the killer runs before the first look
+/// (timeout, cancellation: something surely runs); otherwise only when the
+/// look finds something. Restarts the sandbox when that does not succeed
+/// within [`KILL_DEADLINE`].
+async fn clear(target: &ExecTarget, kill_first: bool) {
+    let started = Instant::now();
+    let until = started + KILL_DEADLINE;
+    let mut kill = kill_first;
+    let mut kills = 0u32;
+    let mut pause = Duration::from_millis(1);
     loop {
-        match run_captured(target, vec!["sh".to_string(), "-c".to_string(), script.clone()]).await {
-            Ok((0, _)) => return,
-            Ok((NO_PID_FILE, _)) if !still_running(target, exec_id).await => return,
-            Ok((code, _)) => tracing::debug!(sandbox = %target.sandbox, code, "killer did not finish; retrying"),
-            Err(e) => tracing::debug!(sandbox = %target.sandbox, error = %e, "killer could not run; retrying"),
+        if kill {
+            kills += 1;
+            match run_quiet(target, vec!["sh".to_string(), "-c".to_string(), KILLER.to_string()]).await {
+                Ok(()) => {}
+                Err(e) => tracing::debug!(sandbox = %target.sandbox, error = %e, "killer could not run; retrying"),
+            }
+        }
+        match look(target).await {
+            Ok(Look::Stopped) => return,
+            Ok(Look::Left(Leftovers::Clear)) => {
+                tracing::debug!(
+                    sandbox = %target.sandbox, kills, elapsed_us = started.elapsed().as_micros() as u64,
+                    "sandbox clear"
+                );
+                return;
+            }
+            Ok(Look::Left(Leftovers::Found(left))) => {
+                tracing::debug!(sandbox = %target.sandbox, ?left, "processes left; killing");
+                // Zombies are dead already: wait for the init to reap them.
+                kill = left.iter().any(|(_, zombie)| !zombie);
+            }
+            Ok(Look::SharedInit) if !kill_first => {
+                tracing::warn!(
+                    sandbox = %target.sandbox,
+                    "the sandbox's init does not run as a user of its own (the sandbox was made by an older \
+                     version), so what its execs leave behind cannot be killed; recreate it"
+                );
+                return;
+            }
+            // The killer refused (it would have ended the sandbox): restart.
+            Ok(Look::SharedInit) => break,
+            Ok(Look::Unlisted(message)) => {
+                // Restarting after every exec would wipe `/tmp` and home
+                // each time; without a list, the killer is all there is.
+                if kills == 0 {
+                    let _ = run_quiet(target, vec!["sh".to_string(), "-c".to_string(), KILLER.to_string()]).await;
+                }
+                tracing::warn!(
+                    sandbox = %target.sandbox, error = %message,
+                    "the engine cannot list the sandbox's processes; killed them without confirming"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(sandbox = %target.sandbox, error = %e, "could not list the sandbox's processes");
+                kill = true;
+            }
         }
         if Instant::now() >= until {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if !kill {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
     }
     tracing::warn!(
         sandbox = %target.sandbox,
-        exec = %exec_id,
-        "could not kill the exec's process group within {KILL_DEADLINE:?}; restarting the sandbox"
+        "could not clear the sandbox's processes within {KILL_DEADLINE:?}; restarting the sandbox"
     );
     let options = RestartContainerOptionsBuilder::new().t(0).build();
     match target.docker.restart_container(&target.sandbox, Some(options)).await {
@@ -428,6 +694,18 @@ async fn oom_killed(target: &ExecTarget) -> bool {
 /// Runs a short helper command as the sandbox user and returns its exit
 /// code and stdout.
 pub(crate) async fn run_captured(target: &ExecTarget, cmd: Vec<String>) -> Result<(i64, Vec<u8>), DockerError> {
+    let (exec_id, stdout) = run_helper(target, cmd).await?;
+    Ok((exit_code(target, &exec_id).await?, stdout))
+}
+
+/// Runs a short helper command as the sandbox user until its output ends
+/// (it exited), ignoring its exit code.
+async fn run_quiet(target: &ExecTarget, cmd: Vec<String>) -> Result<(), DockerError> {
+    run_helper(target, cmd).await.map(|_| ())
+}
+
+/// Runs a helper until its output ends; its exec id and stdout.
+async fn run_helper(target: &ExecTarget, cmd: Vec<String>) -> Result<(String, Vec<u8>), DockerError> {
     let options = CreateExecOptions {
         attach_stdout: Some(true),
         attach_stderr: Some(true),
@@ -444,7 +722,7 @@ pub(crate) async fn run_captured(target: &ExecTarget, cmd: Vec<String>) -> Resul
             Ok(Some(Ok(LogOutput::StdOut { message }))) => stdout.extend_from_slice(&message),
             Ok(Some(Ok(_))) => {}
             Ok(Some(Err(e))) => return Err(DockerError::from_bollard("helper exec output", &target.endpoint, e)),
-            Ok(None) => break,
+            Ok(None) => return Ok((exec_id, stdout)),
             Err(_) => {
                 return Err(DockerError::Exec {
                     id: target.sandbox.clone(),
@@ -453,7 +731,6 @@ pub(crate) async fn run_captured(target: &ExecTarget, cmd: Vec<String>) -> Resul
             }
         }
     }
-    Ok((exit_code(target, &exec_id).await?, stdout))
 }
 
 /// The event for one frame of output.
@@ -478,15 +755,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wrapper_records_its_group_and_passes_argv_through() {
+    fn wrapper_marks_activity_and_passes_argv_through() {
         let argv = vec!["python3".to_string(), "-c".to_string(), "print('a b')".to_string()];
         assert_eq!(
-            wrap("0002", "/tmp/.paid-exec-ab.pid", &argv),
+            wrap("0002", &argv),
             vec![
                 "sh",
                 "-c",
-                "umask 0002; echo $$ > /tmp/.paid-exec-ab.pid; echo $$ 2>/dev/null >/tmp/.paid-activity; \"$@\"; \
-                 status=$?; rm -f /tmp/.paid-exec-ab.pid; echo $$ 2>/dev/null >/tmp/.paid-activity; exit $status",
+                "umask 0002; echo $$ 2>/dev/null >/tmp/.paid-activity; \"$@\"; status=$?; \
+                 echo $$ 2>/dev/null >/tmp/.paid-activity; exit $status",
                 "paid-exec",
                 "python3",
                 "-c",
@@ -496,12 +773,65 @@ mod tests {
     }
 
     #[test]
-    fn killer_targets_the_group_then_the_session() {
-        let script = kill_script("/tmp/.paid-exec-ab.pid");
-        assert!(script.starts_with("f=/tmp/.paid-exec-ab.pid; [ -s \"$f\" ] || exit 3;"));
-        let group = script.find("kill -KILL -\"$p\"").unwrap();
-        let session = script.find("pkill -KILL -s \"$p\"").unwrap();
-        assert!(group < session, "the fork-free group kill must come first: {script}");
+    fn the_killer_reads_nothing_from_the_sandbox_and_spares_a_shared_init() {
+        assert!(!KILLER.contains("/tmp") && !KILLER.contains('<'), "no file decides what is killed: {KILLER}");
+        let guard = KILLER.find("kill -0 1 2>/dev/null && exit 3").unwrap();
+        let kill = KILLER.find("kill -9 -1").unwrap();
+        assert!(guard < kill, "{KILLER}");
+    }
+
+    fn top(titles: &[&str], rows: &[&[&str]]) -> ContainerTopResponse {
+        ContainerTopResponse {
+            titles: Some(titles.iter().map(|t| t.to_string()).collect()),
+            processes: Some(rows.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect()),
+        }
+    }
+
+    #[test]
+    fn leftovers_are_the_processes_of_other_users_than_the_init() {
+        let clear = top(&["PID", "UID", "STAT"], &[&["100", "65534", "Ss"], &["120", "65534", "S"]]);
+        assert_eq!(leftovers(&clear, "100"), Ok(Leftovers::Clear));
+
+        let left = top(
+            &["PID", "UID", "STAT"],
+            &[&["100", "65534", "Ss"], &["120", "65534", "S"], &["130", "1000", "S"], &["131", "1000", "Z"]],
+        );
+        assert_eq!(
+            leftovers(&left, "100"),
+            Ok(Leftovers::Found(vec![("130".to_string(), false), ("131".to_string(), true)]))
+        );
+
+        // With user-namespace remapping the host sees shifted uids; only
+        // "not the init's user" matters. Busybox `ps` names users.
+        let named = top(&["PID", "USER", "STAT"], &[&["7", "nobody", "S"], &["9", "1000", "R"]]);
+        assert_eq!(leftovers(&named, "7"), Ok(Leftovers::Found(vec![("9".to_string(), false)])));
+    }
+
+    #[test]
+    fn a_process_list_without_the_init_or_the_columns_is_an_error() {
+        let list = top(&["PID", "UID", "STAT"], &[&["120", "65534", "S"]]);
+        assert!(leftovers(&list, "100").unwrap_err().contains("pid 100"));
+        let list = top(&["PID", "CMD"], &[&["100", "sleep"]]);
+        assert!(leftovers(&list, "100").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_new_exec_waits_for_the_cleanup_of_a_dropped_one() {
+        let cleanups = Arc::new(Cleanups::default());
+        let guard = cleanups.begin("s1");
+        let other = cleanups.begin("s2");
+        drop(other);
+        // Another sandbox does not wait.
+        tokio::time::timeout(Duration::from_millis(100), cleanups.wait("s2", CLEANUP_WAIT)).await.unwrap();
+        let waiter = {
+            let cleanups = cleanups.clone();
+            tokio::spawn(async move { cleanups.wait("s1", CLEANUP_WAIT).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "returned while the clean-up was under way");
+        drop(guard);
+        tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
+        assert!(!cleanups.busy("s1"));
     }
 
     #[test]

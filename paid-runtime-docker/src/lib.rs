@@ -27,7 +27,10 @@
 //!
 //! One container per [`SandboxSpec`](paid_core::SandboxSpec), running
 //! `sleep infinity` under the engine's init (which reaps orphans), with:
-//! - the [`user`](DockerConfig::user) (uid 1000 by default, never root);
+//! - every command run as the [`user`](DockerConfig::user) (uid 1000 by
+//!   default, never root), the init and keepalive as the
+//!   [`init_user`](DockerConfig::init_user) (65534, never root, never the
+//!   sandbox user's uid);
 //! - `CapDrop: ["ALL"]` and `SecurityOpt: ["no-new-privileges"]`;
 //! - a read-only root filesystem, a tmpfs on `/tmp` (`limits.tmp_bytes`) and
 //!   on the user's [`home`](DockerConfig::home);
@@ -49,19 +52,40 @@
 //!
 //! # How commands end
 //!
-//! Commands run as execs under a small wrapper that records their process
-//! group. A timeout, a cancellation or a dropped stream kills that whole
-//! group with a fork-free killer exec (it works even at the PID limit),
-//! reading the command's output meanwhile (the engine holds the kill back
-//! while a flood goes unread), and restarts the sandbox only if the killer
-//! cannot run. An exit code 137 that coincides with a rise of the memory
+//! After every exec (the command exited, timed out, was cancelled, or its
+//! stream was dropped) nothing it started survives: background children,
+//! `nohup` jobs, `setsid` sessions and daemons are killed before the exec
+//! reports its end. The sandbox's init and keepalive run as
+//! [`init_user`](DockerConfig::init_user), which the sandbox user cannot
+//! signal; a fresh exec as the sandbox user runs `kill -9 -1` (a builtin,
+//! so it works even at the PID limit), and the engine's process list of
+//! the container (`docker top`, which the sandbox cannot forge) must then
+//! show nothing but the init and keepalive. No file in the sandbox decides
+//! what is killed. When that cannot be achieved within two seconds, the
+//! sandbox is restarted. Output is read while killing (the engine holds
+//! the kill back while a flood goes unread). Execs in one sandbox are meant
+//! to run one at a time: another one running when an exec ends is killed
+//! too. An exit code 137 that coincides with a rise of the memory
 //! cgroup's `oom_kill` counter is reported as [`ExecExit::OutOfMemory`](paid_core::ExecExit::OutOfMemory).
+//!
+//! # Remote engines
+//!
+//! A `tcp://` or `https://` [endpoint](DockerConfig::endpoint) is reached
+//! over mutual TLS with [`DockerConfig::tls`] ([`TlsConfig`]: the CA, the
+//! client certificate and key, as for `docker --tlsverify`); only the
+//! configured CA is trusted. Without `tls`, `tcp://` and `http://` are
+//! refused when the runtime connects, unless
+//! [`insecure`](DockerConfig::insecure) is set, which logs a warning.
 //!
 //! # Egress
 //!
-//! With [`DockerConfig::egress`] set, a sandbox reaches exactly one thing:
+//! Egress control is on by default ([`DockerConfig::egress`]; turning it off
+//! takes an explicit `None`, `egress = "off"` in a config file). With no
+//! [`proxy_port`](EgressConfig::proxy_port), a sandbox has no network at
+//! all. With one, it reaches exactly one thing:
 //! the metering proxy, through a forwarder container, at the address in its
-//! `PAID_PROXY_URL` / `PAID_PROXY_HOST` / `PAID_PROXY_PORT`. Other sandboxes,
+//! `PAID_PROXY_URL` / `PAID_PROXY_HOST` / `PAID_PROXY_PORT`, or by the name
+//! [`proxy_alias`](EgressConfig::proxy_alias) (`paid-proxy`). Other sandboxes,
 //! the host's other ports and outside addresses are unreachable, and names
 //! outside the sandbox's network do not resolve. Each sandbox gets its own
 //! internal network with no host-side address; a shared internal network is
@@ -161,6 +185,8 @@ mod permissions;
 mod pool;
 mod reaper;
 mod runtime;
+mod tls;
+mod uplink;
 mod warm;
 
 pub use config::{DockerConfig, EgressConfig, ReaperConfig, WarmPoolConfig};
@@ -170,3 +196,4 @@ pub use images::{BuildProgress, ImageBuild, ImageBuilt, ImageSummary, PruneRepor
 pub use pool::PoolStatus;
 pub use reaper::{ReapPolicy, ReapReason, ReapReport, Reaped};
 pub use runtime::DockerRuntime;
+pub use tls::TlsConfig;

@@ -226,12 +226,17 @@ pub(crate) enum Activity {
     Never,
 }
 
-/// Prints `busy` when an exec's process group is alive, else the activity
-/// file's modification time, else `none`. Shell builtins and `stat` only.
+/// Prints `busy` when an exec runs, else the activity file's modification
+/// time, else `none`. Shell builtins and `stat` only.
+///
+/// After every exec the runtime kills every process of the sandbox user
+/// (the init and keepalive run as another user), so any process the probe,
+/// as the sandbox user, may signal besides itself is an exec's: `kill -0`
+/// on each pid in `/proc` tells, and no file the sandbox wrote is read.
 pub(crate) fn activity_probe() -> String {
     format!(
-        "for f in /tmp/.paid-exec-*.pid; do [ -e \"$f\" ] || continue; \
-         read -r p < \"$f\" && kill -0 \"$p\" 2>/dev/null && {{ echo busy; exit 0; }}; done; \
+        "for d in /proc/[0-9]*; do p=${{d#/proc/}}; [ \"$p\" = $$ ] || [ \"$p\" = 1 ] && continue; \
+         kill -0 \"$p\" 2>/dev/null && {{ echo busy; exit 0; }}; done; \
          stat -c %Y {ACTIVITY_FILE} 2>/dev/null || echo none"
     )
 }
@@ -577,7 +582,8 @@ mod tests {
         assert_eq!(idle_for(Activity::LastAt(400), 1_000, age), Some(Duration::from_secs(600)));
         assert_eq!(idle_for(Activity::LastAt(2_000), 1_000, age), Some(Duration::ZERO), "clock skew");
         assert_eq!(idle_for(Activity::Never, 1_000, age), Some(age));
-        assert!(activity_probe().contains("kill -0"));
+        let probe = activity_probe();
+        assert!(probe.contains("kill -0") && !probe.contains(".pid"), "no pid file decides: {probe}");
         assert_eq!(unix_of("2024-01-01T00:00:00.123456789Z"), Some(1_704_067_200));
         assert_eq!(unix_of("0001-01-01T00:00:00Z"), None, "the engine's zero time");
     }

@@ -62,7 +62,8 @@ async fn inspect_shows_every_hardening_setting() {
         assert!(effective.iter().all(|m| m.typ.as_deref() != Some("volume")), "no volumes: {effective:?}");
 
         let config = inspect.config.unwrap();
-        assert_eq!(config.user.as_deref(), Some("1000:1000"));
+        // The init and keepalive's user; every exec runs as 1000 (below).
+        assert_eq!(config.user.as_deref(), Some("65534:65534"));
         let labels: HashMap<String, String> = config.labels.unwrap();
         assert_eq!(labels["paid.managed"], "true");
         assert_eq!(labels["paid.run_id"], spec.run_id.to_string());

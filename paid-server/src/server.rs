@@ -12,7 +12,8 @@
 //!   with the engine; they claim nothing while the disk guard reports an
 //!   emergency;
 //! - the **HTTP API** with `/metrics` and the health endpoints (only the
-//!   health endpoints and `/metrics` with [`ServerBuilder::api`] off);
+//!   health endpoints and `/metrics` with [`ServerBuilder::api`] off), and
+//!   with `api.metrics_bind`, `/metrics` alone on a listener of its own;
 //! - the **reaper**, the **disk guard** and the forge token reload.
 //!
 //! When `shutdown` is cancelled the workers stop claiming, the current step
@@ -156,6 +157,7 @@ pub struct Server {
     pub(crate) listener: tokio::net::TcpListener,
     pub(crate) addr: SocketAddr,
     pub(crate) app: axum::Router,
+    pub(crate) metrics_listener: Option<crate::api::MetricsListener>,
     pub(crate) nudges: Option<tokio::sync::mpsc::Receiver<Nudge>>,
     pub(crate) wake: Arc<Notify>,
     pub(crate) disk: Arc<DiskGuard>,
@@ -187,6 +189,11 @@ impl Server {
         self.addr
     }
 
+    /// Where `/metrics` has its own listener (`api.metrics_bind`), if it has.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|m| m.addr)
+    }
+
     /// The engine the workers drive.
     pub fn engine(&self) -> &Engine {
         &self.engine
@@ -214,6 +221,7 @@ impl Server {
             listener,
             addr,
             app,
+            metrics_listener,
             nudges,
             wake,
             disk,
@@ -234,6 +242,13 @@ impl Server {
         let server_shutdown = shutdown.clone();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).with_graceful_shutdown(async move { server_shutdown.cancelled().await }).await
+        });
+        let metrics_server = metrics_listener.map(|m| {
+            let stop = shutdown.clone();
+            info!(listen = %m.addr, "/metrics listening on its own address");
+            tokio::spawn(async move {
+                axum::serve(m.listener, m.app).with_graceful_shutdown(async move { stop.cancelled().await }).await
+            })
         });
         let mut workers = Vec::new();
         for _ in 0..config.concurrency {
@@ -315,6 +330,13 @@ impl Server {
             Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server error"),
             Ok(_) => {}
             Err(_) => warn!("HTTP server did not stop in time"),
+        }
+        if let Some(m) = metrics_server {
+            match tokio::time::timeout(Duration::from_secs(5), m).await {
+                Ok(Ok(Err(e))) => warn!(error = %e, "metrics listener error"),
+                Ok(_) => {}
+                Err(_) => warn!("metrics listener did not stop in time"),
+            }
         }
         info!("paid stopped");
         Ok(())

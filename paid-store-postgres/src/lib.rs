@@ -69,6 +69,7 @@
 //! with compare-and-set writes), and passes `paid_core::testing::learning`
 //! and `paid_core::testing::secrets`.
 
+mod deliveries;
 mod error;
 mod journal;
 mod learning;

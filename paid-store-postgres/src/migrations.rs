@@ -31,10 +31,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("schema/0004_parked_runs_hold_no_lease.sql"),
     },
     Migration { version: 5, name: "run_context_project_settings", sql: include_str!("schema/0005_run_context.sql") },
+    Migration { version: 6, name: "webhook_deliveries", sql: include_str!("schema/0006_webhook_deliveries.sql") },
 ];
 
 /// The schema version this build creates: the number of its newest migration.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Brings `schema` (the connection's `search_path`) up to [`SCHEMA_VERSION`],
 /// creating it if needed. Returns the versions it applied.

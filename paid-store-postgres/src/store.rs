@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::notify::{self, Notifier, Wake, WorkListener};
 use crate::options::describe;
-use crate::{Error, PgStoreOptions, journal, leases, logs, migrations, projects, records, runs, spend};
+use crate::{Error, PgStoreOptions, deliveries, journal, leases, logs, migrations, projects, records, runs, spend};
 
 /// A [`Store`] on PostgreSQL, for many workers sharing one database.
 ///
@@ -247,6 +247,10 @@ impl Catalog for PgStore {
 
     async fn issues(&self, project: ProjectId) -> paid_core::Result<Vec<TrackedIssue>> {
         Ok(projects::issues(&self.pool, project).await?)
+    }
+
+    async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> paid_core::Result<bool> {
+        Ok(deliveries::record(&self.pool, key, at, forget_before).await?)
     }
 }
 

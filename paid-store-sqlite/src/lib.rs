@@ -54,6 +54,7 @@
 //! [`LearningStore`](paid_core::ports::learning::LearningStore) and passes
 //! `paid_core::testing::learning`.
 
+mod deliveries;
 mod error;
 mod journal;
 mod learning;

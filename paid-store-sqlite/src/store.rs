@@ -15,7 +15,7 @@ use paid_core::{
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::OpError;
-use crate::{Error, journal, leases, logs, migrations, projects, records, runs, spend};
+use crate::{Error, deliveries, journal, leases, logs, migrations, projects, records, runs, spend};
 
 /// A [`Store`] on one SQLite database: a file in WAL mode, or memory.
 ///
@@ -174,6 +174,11 @@ impl Catalog for SqliteStore {
 
     async fn issues(&self, project: ProjectId) -> paid_core::Result<Vec<TrackedIssue>> {
         self.read(move |c| projects::issues(c, project)).await
+    }
+
+    async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> paid_core::Result<bool> {
+        let key = key.to_string();
+        self.write(move |c| deliveries::record(c, &key, at, forget_before)).await
     }
 }
 

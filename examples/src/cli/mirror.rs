@@ -41,7 +41,8 @@ async fn token(config: &Config) -> Option<secrecy::SecretString> {
 /// the transfer on `pb`.
 pub async fn clone(config: &Config, project: &Project, pb: &ProgressBar) -> anyhow::Result<MirrorReport> {
     let started = Instant::now();
-    let mut wc = GitWorkspacesConfig::new(config.data_dir.join("workspaces"));
+    let mut wc = GitWorkspacesConfig::new(config.data_dir.join("workspaces"))
+        .forge_origin(paid_github::WebOrigin::from_api_base(&config.github.api_url)?);
     if let Some(t) = token(config).await {
         wc = wc.token(t);
     }

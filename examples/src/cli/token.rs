@@ -30,7 +30,9 @@ pub enum TokenCmd {
     /// Re-encrypt every stored secret under a new master key, without
     /// stopping the daemon.
     RotateKey {
-        /// The new key file (32 bytes, base64 or hex), readable by the daemon.
+        /// The new key file (32 bytes, base64 or hex), readable by the daemon
+        /// and inside its data directory (`data_dir`): the daemon reads no
+        /// other file an API request names.
         #[arg(long)]
         new_key_file: PathBuf,
         /// Write a fresh random key to --new-key-file first.

@@ -69,6 +69,11 @@ pub struct ProjectSettings {
     pub budget_usd_per_run: Option<f64>,
     /// The most the project may spend in a calendar month (UTC).
     pub budget_usd_per_month: Option<f64>,
+    /// Hosts other than the forge's that `clone_url` may name (e.g. a
+    /// read-only mirror). They are cloned from without the forge token,
+    /// which only ever goes to the forge's own host. Empty by default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_clone_hosts: Vec<String>,
 }
 
 /// A repository Paid works on, with its settings.
@@ -150,6 +155,13 @@ impl Project {
         if self.clone_url.contains('@') && self.clone_url.contains("://") {
             return bad("clone_url", "must not carry credentials; tokens are supplied by the forge configuration");
         }
+        if let Some(h) =
+            self.settings.allowed_clone_hosts.iter().find(|h| {
+                h.trim().is_empty() || h.contains(['/', '@', ':', '\\']) || h.chars().any(char::is_whitespace)
+            })
+        {
+            return bad("allowed_clone_hosts", &format!("{h:?} is not a host name (e.g. \"mirror.example.com\")"));
+        }
         if self.image.trim().is_empty() {
             return bad("image", "must not be empty");
         }
@@ -159,6 +171,101 @@ impl Project {
         if self.max_concurrent_runs == 0 {
             return bad("max_concurrent_runs", "must be at least 1");
         }
+        if let Some(model) = &self.settings.model
+            && let Err(crate::Error::InvalidInput { message, .. }) = crate::validate_model_name(model)
+        {
+            return bad("model", &message);
+        }
         Ok(())
+    }
+
+    /// Checks `clone_url` against the forge whose web host is `forge_host`
+    /// (e.g. `github.com`): an `https://` (or `http://`) URL must be on that
+    /// host or on one of [`ProjectSettings::allowed_clone_hosts`]; local
+    /// paths and `file://` URLs are allowed (they never get a token); ssh
+    /// URLs (`ssh://`, `git@host:path`) and other schemes are refused, since
+    /// the forge token is only for https.
+    pub fn validate_clone_url(&self, forge_host: &str) -> crate::Result<()> {
+        let bad = |message: String| Err(crate::Error::InvalidInput { what: "project.clone_url".into(), message });
+        let url = self.clone_url.trim();
+        // For messages: the URL without any `user:password@`.
+        let shown = match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                let (authority, tail) = rest.split_at(end);
+                format!("{scheme}://{}{tail}", authority.rsplit_once('@').map_or(authority, |(_, h)| h))
+            }
+            None => url.to_string(),
+        };
+        let ssh = || {
+            bad(format!(
+                "{shown:?} is an ssh URL; Paid clones and pushes over https with the forge token, e.g. \
+                 https://{forge_host}/{}/{}.git",
+                self.repo.owner, self.repo.name
+            ))
+        };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            // No scheme: a local path, unless it is scp-like `[user@]host:path`
+            // (a colon before any slash; `C:\` is a drive letter).
+            let colon = url.find(':');
+            let slash = url.find(['/', '\\']);
+            let drive = colon == Some(1) && url.as_bytes().first().is_some_and(u8::is_ascii_alphabetic);
+            return match colon {
+                Some(c) if !drive && slash.is_none_or(|s| c < s) => ssh(),
+                _ => Ok(()),
+            };
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "file" => Ok(()),
+            "https" | "http" => {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                let host = match host_port.strip_prefix('[') {
+                    Some(v6) => v6.split(']').next().unwrap_or_default(),
+                    None => host_port.split(':').next().unwrap_or_default(),
+                };
+                let same = |h: &str| h.trim().trim_end_matches('.').eq_ignore_ascii_case(host.trim_end_matches('.'));
+                if host.is_empty() {
+                    return bad(format!("{shown:?} has no host"));
+                }
+                if same(forge_host) || self.settings.allowed_clone_hosts.iter().any(|h| same(h)) {
+                    return Ok(());
+                }
+                bad(format!(
+                    "{shown:?} is on {host:?}, not on the forge's host {forge_host:?}; to clone from it (without the \
+                     forge token, which only goes to {forge_host:?}), add {host:?} to the project's \
+                     allowed_clone_hosts"
+                ))
+            }
+            "ssh" | "git+ssh" | "ssh+git" => ssh(),
+            other => bad(format!(
+                "{shown:?} uses {other}://; use https://{forge_host}/{}/{}.git, a local path or a file:// URL",
+                self.repo.owner, self.repo.name
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_project_model_must_be_a_model_name() {
+        let mut p = Project::new(
+            ProjectId(uuid::Uuid::nil()),
+            RepoRef::new("acme", "widgets"),
+            "/srv/x.git",
+            chrono::Utc::now(),
+        );
+        p.settings.model = Some("claude-sonnet-4-5".into());
+        p.validate().unwrap();
+        for bad in ["gpt 5".to_string(), "gpt-5\nfake_metric 1".to_string(), "m".repeat(1000)] {
+            p.settings.model = Some(bad.clone());
+            match p.validate() {
+                Err(crate::Error::InvalidInput { what, .. }) => assert_eq!(what, "project.model", "{bad:?}"),
+                other => panic!("{bad:?} accepted: {other:?}"),
+            }
+        }
     }
 }

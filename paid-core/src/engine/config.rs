@@ -90,6 +90,13 @@ pub struct EngineConfig {
     pub models: Vec<ModelCandidate>,
     /// Per-run budget in micro-USD passed to the selector, if any.
     pub budget_micros: Option<i64>,
+    /// What a run's worktree may hold: checked every
+    /// [`worktree_check_interval`](Self::worktree_check_interval) while the
+    /// agent runs (crossing a cap stops it: the run fails with
+    /// `worktree_limit`) and again when the host commits.
+    pub worktree_limits: crate::WorktreeLimits,
+    /// How often the worktree is checked while the agent runs. Default 2 s.
+    pub worktree_check_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -106,6 +113,8 @@ impl Default for EngineConfig {
             author_email: "paid@localhost".into(),
             models: Vec::new(),
             budget_micros: None,
+            worktree_limits: crate::WorktreeLimits::default(),
+            worktree_check_interval: Duration::from_secs(2),
         }
     }
 }

@@ -49,7 +49,10 @@ const MAX_DELAY: Duration = Duration::from_secs(2);
 ///   earlier attempt's lease) is returned.
 ///
 /// Every other call is idempotent, or harmless when repeated (a journal
-/// record begun twice, a log chunk or audit event written twice).
+/// record begun twice, a log chunk or audit event written twice). A retried
+/// `record_delivery` whose first attempt committed answers `false`: the
+/// delivery is taken for a replay and dropped, which is the safe side (a
+/// webhook only makes Paid notice sooner; polling still sees the change).
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
@@ -166,6 +169,10 @@ impl Catalog for RetryStore {
 
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         plain!(self, "issues", self.inner.issues(project))
+    }
+
+    async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool> {
+        plain!(self, "record_delivery", self.inner.record_delivery(key, at, forget_before))
     }
 }
 

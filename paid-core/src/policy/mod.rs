@@ -2,8 +2,10 @@
 
 mod forbidden;
 pub mod naming;
+pub mod text;
 mod trust;
 
 pub use forbidden::{DEFAULT_FORBIDDEN, ForbiddenPaths};
 pub use naming::{branch_name, pr_title};
+pub use text::neutralize;
 pub use trust::{is_trusted, require_trusted};

@@ -27,16 +27,13 @@ pub fn slug(title: &str) -> String {
     out.trim_end_matches('-').to_string()
 }
 
-/// `Fix #{n}: {title}`, cut to [`MAX_PR_TITLE`] characters.
+/// `Fix #{n}: {title}`, cut to [`MAX_PR_TITLE`] characters. It is also
+/// the first line of Paid's commits, where a closing keyword closes issues
+/// once merged, so the issue's title is [neutralized](super::text) (the
+/// `Fix #{n}` is Paid's own and stays).
 pub fn pr_title(issue: u64, title: &str) -> String {
-    let full = format!("Fix #{issue}: {}", title.trim());
-    if full.chars().count() <= MAX_PR_TITLE {
-        full
-    } else {
-        let mut cut: String = full.chars().take(MAX_PR_TITLE - 1).collect();
-        cut.push('…');
-        cut
-    }
+    let full = format!("Fix #{issue}: {}", super::text::neutralize(title.trim(), Some(issue)));
+    super::text::truncate_neutral(&full, MAX_PR_TITLE, Some(issue))
 }
 
 #[cfg(test)]
@@ -57,5 +54,15 @@ mod tests {
     fn pr_titles_are_capped() {
         assert_eq!(pr_title(3, " Add X "), "Fix #3: Add X");
         assert_eq!(pr_title(3, &"x".repeat(400)).chars().count(), MAX_PR_TITLE);
+        assert!(pr_title(3, &"x".repeat(400)).ends_with("x…"));
+    }
+
+    #[test]
+    fn the_issue_title_cannot_mention_close_or_link() {
+        let z = super::super::text::ZERO_WIDTH_SPACE;
+        let title = pr_title(3, "Fixes #99 for @octocat, see https://evil.example");
+        assert_eq!(title, format!("Fix #3: Fixes{z} #99 for @{z}octocat, see https:/{z}/evil.example"));
+        // Paid's own `Fix #3` stays live, and so does the title's own reference.
+        assert_eq!(pr_title(3, "closes #3"), "Fix #3: closes #3");
     }
 }

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod credentials;
 pub mod forge;
 pub mod learning;
+pub mod limits;
 pub mod llm;
 pub mod sandbox;
 pub mod secrets;

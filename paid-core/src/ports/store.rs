@@ -380,6 +380,17 @@ pub trait Catalog: Send + Sync + 'static {
     async fn issue(&self, project: ProjectId, number: u64) -> Result<TrackedIssue>;
     /// A project's tracked issues, by number.
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>>;
+    /// Records an inbound delivery (a forge webhook) under `key` (e.g. the
+    /// digest of its signed body), received at `at`, so a replay is refused
+    /// after a restart and on every node sharing the store.
+    ///
+    /// `Ok(true)` when `key` is new, or was last recorded before
+    /// `forget_before` (the replay window has passed); `Ok(false)`, and
+    /// nothing written, when it was recorded at or after `forget_before`: a
+    /// replay. Of concurrent calls with one key, on any handle, exactly one
+    /// gets `true`. The same write drops every other key recorded before
+    /// `forget_before`, so the store keeps one replay window of keys.
+    async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool>;
 }
 
 /// Run state: creating, reading and listing runs, moving them through the

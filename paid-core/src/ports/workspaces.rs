@@ -43,6 +43,9 @@ pub struct CommitRequest<'a> {
     pub author_name: &'a str,
     /// Author email.
     pub author_email: &'a str,
+    /// What the commit may hold: a file over a cap is refused with
+    /// [`crate::Error::WorktreeLimit`] before any of it is read.
+    pub limits: crate::WorktreeLimits,
 }
 
 /// How [`Workspaces::rebase`] brought a run's branch up to date with the
@@ -118,6 +121,17 @@ pub trait Workspaces: Send + Sync + 'static {
     /// points at what Paid last pushed or built on; otherwise the push fails
     /// without touching the remote.
     async fn push(&self, project: &Project, worktree: &Worktree) -> Result<()>;
+    /// Checks the worktree against `limits` without reading any file:
+    /// [`crate::Error::WorktreeLimit`] at the first cap crossed. The engine
+    /// calls it while the agent runs. The default counts every file and
+    /// symlink ([`crate::ports::limits::check_tree`]); a backend that knows
+    /// what its VCS ignores counts only what a commit would take.
+    async fn check_limits(&self, worktree: &Worktree, limits: &crate::WorktreeLimits) -> Result<()> {
+        let (root, limits) = (worktree.path.clone(), *limits);
+        tokio::task::spawn_blocking(move || crate::ports::limits::check_tree(&root, &limits).map(|_| ()))
+            .await
+            .map_err(|e| crate::Error::permanent("filesystem", e))?
+    }
     /// Removes the worktree (idempotent).
     async fn remove(&self, worktree: &Worktree) -> Result<()>;
     /// Removes worktrees older than `older_than` that belong to no active run

@@ -160,6 +160,9 @@ impl Catalog for FlakyStore {
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         flaky!(self, "issues", self.inner.issues(project))
     }
+    async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool> {
+        flaky!(self, "record_delivery", self.inner.record_delivery(key, at, forget_before))
+    }
 }
 
 #[async_trait]

@@ -69,6 +69,7 @@ pub fn project(name: &str) -> Project {
             model: Some("claude-sonnet-4-5".into()),
             budget_usd_per_run: Some(1.5),
             budget_usd_per_month: Some(40.0),
+            allowed_clone_hosts: Vec::new(),
         },
         ..Project::new(
             project_id(),

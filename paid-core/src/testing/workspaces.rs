@@ -46,6 +46,7 @@ pub async fn run_all(f: &WorkspacesFixture) {
     rebase_of_a_current_branch_is_up_to_date(f).await;
     rebase_replays_the_branch_when_the_default_branch_moved(f).await;
     rebase_conflicts_are_left_for_the_agent_with_their_paths(f).await;
+    limits_are_checked_and_a_commit_over_them_takes_nothing(f).await;
 }
 
 /// Creates a worktree for a new run on `branch`, writes `files`, commits
@@ -59,7 +60,7 @@ async fn push_change(f: &WorkspacesFixture, branch: &str, files: &[(&str, &str)]
         std::fs::write(wt.path.join(path), content).expect("write");
     }
     let commit =
-        CommitRequest { worktree: &wt, message: "change", author_name: "Paid", author_email: "paid@localhost" };
+        CommitRequest { worktree: &wt, message: "change", author_name: "Paid", author_email: "paid@localhost", limits: Default::default() };
     let id = ws.commit_all(&commit).await.expect("commit").expect("a change");
     ws.push(&f.project, &wt).await.expect("push");
     (wt, id)
@@ -141,7 +142,7 @@ pub async fn rebase_conflicts_are_left_for_the_agent_with_their_paths(f: &Worksp
 
     // Markers left in place are never committed.
     let commit =
-        CommitRequest { worktree: &wt, message: "resolve", author_name: "Paid", author_email: "paid@localhost" };
+        CommitRequest { worktree: &wt, message: "resolve", author_name: "Paid", author_email: "paid@localhost", limits: Default::default() };
     let refused = ws.commit_all(&commit).await;
     assert!(
         matches!(&refused, Err(e) if e.to_string().contains("shared.txt")),
@@ -152,7 +153,7 @@ pub async fn rebase_conflicts_are_left_for_the_agent_with_their_paths(f: &Worksp
     std::fs::write(wt.path.join("shared.txt"), "both sides\n").expect("resolve");
     wt.base_commit = main_tip.clone();
     let commit =
-        CommitRequest { worktree: &wt, message: "resolve", author_name: "Paid", author_email: "paid@localhost" };
+        CommitRequest { worktree: &wt, message: "resolve", author_name: "Paid", author_email: "paid@localhost", limits: Default::default() };
     let merge = ws.commit_all(&commit).await.expect("commit").expect("the merge commit");
     assert_eq!(ws.commit_all(&commit).await.expect("commit again"), None, "the merge is done");
     let mut changed = ws.changed_paths(&wt).await.expect("changed");
@@ -183,7 +184,7 @@ pub async fn worktree_lifecycle(f: &WorkspacesFixture, run_id: RunId, branch: &s
     assert_eq!(ws.changed_paths(&wt).await.expect("changed"), vec!["README.md".to_string(), "new.txt".to_string()]);
 
     let commit =
-        CommitRequest { worktree: &wt, message: "conformance", author_name: "Paid", author_email: "paid@localhost" };
+        CommitRequest { worktree: &wt, message: "conformance", author_name: "Paid", author_email: "paid@localhost", limits: Default::default() };
     let id = ws.commit_all(&commit).await.expect("commit").expect("there were changes");
     assert_eq!(ws.commit_all(&commit).await.expect("commit again"), None, "nothing left to commit");
     assert_eq!(ws.changed_paths(&wt).await.expect("changed"), vec!["README.md".to_string(), "new.txt".to_string()]);
@@ -218,5 +219,38 @@ pub async fn sweep_keeps_active_runs(f: &WorkspacesFixture) {
     let removed = ws.sweep_orphans(&[run_id], Duration::zero()).await.expect("sweep");
     assert!(!removed.contains(&wt.path), "{removed:?}");
     assert!(wt.path.exists());
+    ws.remove(&wt).await.expect("remove");
+}
+
+/// A worktree within its limits passes the check and commits; one file
+/// over the per-file cap fails the check and the commit with
+/// `worktree_limit`, and the commit takes nothing (HEAD stays).
+pub async fn limits_are_checked_and_a_commit_over_them_takes_nothing(f: &WorkspacesFixture) {
+    let ws = &f.workspaces;
+    ws.ensure_mirror(&f.project).await.expect("mirror");
+    let run_id = RunId(uuid::Uuid::now_v7());
+    let branch = "paid/1-limits-bbbbbb";
+    let wt = ws.create_worktree(&WorktreeRequest { project: &f.project, run_id, branch }).await.expect("worktree");
+    let limits = crate::WorktreeLimits { file_bytes: 1000, ..Default::default() };
+    std::fs::write(wt.path.join("small.txt"), "fine").expect("write");
+    ws.check_limits(&wt, &limits).await.expect("within the limits");
+    let commit = |message| CommitRequest { worktree: &wt, message, author_name: "Paid", author_email: "paid@localhost", limits };
+    ws.commit_all(&commit("small")).await.expect("commit").expect("a change");
+    let head = std::fs::read_to_string(wt.path.join("small.txt")).expect("read");
+    assert_eq!(head, "fine");
+
+    // Sparse: 5 MB apparent, nothing on disk, never read.
+    std::fs::File::create(wt.path.join("big.bin")).expect("create").set_len(5_000_000).expect("grow");
+    let err = ws.check_limits(&wt, &limits).await.expect_err("over the per-file cap");
+    assert_eq!(err.code(), "worktree_limit", "{err}");
+    assert!(err.to_string().contains("big.bin"), "{err}");
+    std::fs::write(wt.path.join("small.txt"), "changed").expect("write");
+    let err = ws.commit_all(&commit("big")).await.expect_err("the commit is refused");
+    assert_eq!(err.code(), "worktree_limit", "{err}");
+    // Nothing of the refused commit was made: the change is still uncommitted.
+    assert!(ws.changed_paths(&wt).await.expect("paths").contains(&"big.bin".to_string()));
+    std::fs::remove_file(wt.path.join("big.bin")).expect("remove");
+    let id = ws.commit_all(&commit("small again")).await.expect("commit");
+    assert!(id.is_some(), "the earlier change was not taken by the refused commit");
     ws.remove(&wt).await.expect("remove");
 }

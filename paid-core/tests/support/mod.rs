@@ -39,11 +39,23 @@ pub struct Behavior {
     pub fails: bool,
     /// Take this long first.
     pub delay: Option<Duration>,
+    /// The summary it reports (default: `{model} made a change.`).
+    pub summary: Option<String>,
+    /// What it says when it fails (default: `gave up`).
+    pub failure: Option<String>,
 }
 
 impl Behavior {
     pub fn new(files: &[&str], passes: bool, cost_micros: i64) -> Self {
-        Self { files: files.iter().map(|f| f.to_string()).collect(), passes, cost_micros, fails: false, delay: None }
+        Self {
+            files: files.iter().map(|f| f.to_string()).collect(),
+            passes,
+            cost_micros,
+            fails: false,
+            delay: None,
+            summary: None,
+            failure: None,
+        }
     }
 }
 
@@ -92,7 +104,10 @@ impl Agent for ScriptedAgent {
         }
         if behavior.fails {
             return Ok(AgentOutcome {
-                exit: AgentExit::Failed { class: paid_core::FailureClass::Permanent, message: "gave up".into() },
+                exit: AgentExit::Failed {
+                    class: paid_core::FailureClass::Permanent,
+                    message: behavior.failure.clone().unwrap_or_else(|| "gave up".into()),
+                },
                 summary: String::new(),
                 usage: None,
                 cost_micros: Some(behavior.cost_micros),
@@ -107,7 +122,7 @@ impl Agent for ScriptedAgent {
         }
         Ok(AgentOutcome {
             exit: AgentExit::Completed,
-            summary: format!("{model} made a change."),
+            summary: behavior.summary.clone().unwrap_or_else(|| format!("{model} made a change.")),
             usage: None,
             cost_micros: Some(behavior.cost_micros),
         })

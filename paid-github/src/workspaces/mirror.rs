@@ -10,7 +10,7 @@ use std::path::Path;
 use git2::build::RepoBuilder;
 use git2::{AutotagOption, FetchOptions, FetchPrune, Repository};
 
-use super::credentials::{Auth, redact};
+use super::credentials::{Auth, NO_REDIRECTS, redact};
 use super::progress::ProgressFn;
 use crate::error::{Error, Result};
 
@@ -74,7 +74,10 @@ fn fetch_options<'a>(auth: &'a Auth, progress: Option<&'a ProgressFn>) -> FetchO
         });
     }
     let mut opts = FetchOptions::new();
-    opts.remote_callbacks(callbacks).prune(FetchPrune::On).download_tags(AutotagOption::All);
+    opts.remote_callbacks(callbacks)
+        .prune(FetchPrune::On)
+        .download_tags(AutotagOption::All)
+        .follow_redirects(NO_REDIRECTS);
     opts
 }
 

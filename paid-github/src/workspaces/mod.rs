@@ -20,7 +20,15 @@
 //! Credentials: the token source's current token (read at the start of each
 //! fetch and push, see [`GitWorkspacesConfig::token_source`]) is handed to
 //! libgit2 from a credentials callback. It is never written into a remote
-//! URL, the mirror's config or anything a sandbox can read.
+//! URL, the mirror's config or anything a sandbox can read. It is pinned to
+//! the forge's web origin ([`GitWorkspacesConfig::forge_origin`], default
+//! `https://github.com`): the callback refuses every other URL, including
+//! the target of a redirect, plain http (but to a loopback origin) and
+//! ssh; and libgit2 follows no redirect to another host name. A project's
+//! clone URL must be on the forge's host or one of the project's
+//! `allowed_clone_hosts` (which are cloned from without the token), else
+//! fetches and pushes fail before connecting
+//! ([`paid_core::Project::validate_clone_url`]).
 //!
 //! Metrics: with [`GitWorkspacesConfig::metrics`], the workspaces keep
 //! `paid_worktrees{project_id}` current themselves, recounting a project's
@@ -37,6 +45,7 @@ mod mirror;
 mod progress;
 mod push;
 mod rebase;
+mod snapshot;
 mod worktree;
 
 use std::collections::HashMap;
@@ -52,16 +61,23 @@ use secrecy::SecretString;
 
 use crate::error::{Error, Result};
 use crate::forge::token::{NoToken, TokenSource};
+use crate::origin::WebOrigin;
+pub(crate) use credentials::redact;
 use credentials::{Auth, DEFAULT_USERNAME};
 pub use progress::CloneProgress;
 
 /// Where workspaces live and how to authenticate to remotes.
 ///
 /// ```
-/// use paid_github::GitWorkspacesConfig;
+/// use paid_github::{GitWorkspacesConfig, WebOrigin};
 ///
-/// let config = GitWorkspacesConfig::new("/var/lib/paid/git").token("ghs_example".to_string().into());
+/// // A GitHub Enterprise Server: the token goes to https://ghe.example.com only.
+/// let config = GitWorkspacesConfig::new("/var/lib/paid/git")
+///     .token("ghs_example".to_string().into())
+///     .forge_origin(WebOrigin::from_api_base("https://ghe.example.com/api/v3")?);
 /// assert!(config.root().ends_with("git"));
+/// assert_eq!(config.origin().to_string(), "https://ghe.example.com");
+/// # Ok::<(), paid_github::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct GitWorkspacesConfig {
@@ -69,6 +85,7 @@ pub struct GitWorkspacesConfig {
     token: Arc<dyn TokenSource>,
     username: String,
     metrics: Option<Arc<Metrics>>,
+    origin: WebOrigin,
 }
 
 impl std::fmt::Debug for GitWorkspacesConfig {
@@ -76,6 +93,7 @@ impl std::fmt::Debug for GitWorkspacesConfig {
         f.debug_struct("GitWorkspacesConfig")
             .field("root", &self.root)
             .field("username", &self.username)
+            .field("origin", &self.origin.to_string())
             .field("token", &self.token.token().map(|_| "[redacted]"))
             .finish()
     }
@@ -84,7 +102,27 @@ impl std::fmt::Debug for GitWorkspacesConfig {
 impl GitWorkspacesConfig {
     /// Workspaces under `root`, without credentials.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into(), token: Arc::new(NoToken), username: DEFAULT_USERNAME.into(), metrics: None }
+        Self {
+            root: root.into(),
+            token: Arc::new(NoToken),
+            username: DEFAULT_USERNAME.into(),
+            metrics: None,
+            origin: WebOrigin::github(),
+        }
+    }
+
+    /// The forge's web origin (default `https://github.com`): the only
+    /// place the token is sent, and the host clone URLs must be on unless a
+    /// project allowlists another. Derive it from the forge's API URL with
+    /// [`WebOrigin::from_api_base`].
+    pub fn forge_origin(mut self, origin: WebOrigin) -> Self {
+        self.origin = origin;
+        self
+    }
+
+    /// The forge's web origin.
+    pub fn origin(&self) -> &WebOrigin {
+        &self.origin
     }
 
     /// Exports `paid_worktrees{project_id}` on `metrics`, kept current on
@@ -94,8 +132,9 @@ impl GitWorkspacesConfig {
         self
     }
 
-    /// A token for fetch and push over http(s), sent as the password of HTTP
-    /// basic auth (GitHub's way for installation and personal tokens).
+    /// A token for fetch and push over https, sent as the password of HTTP
+    /// basic auth (GitHub's way for installation and personal tokens), to
+    /// the [forge's origin](Self::forge_origin) only.
     pub fn token(self, token: SecretString) -> Self {
         self.token_source(Arc::new(token))
     }
@@ -125,6 +164,7 @@ pub struct GitWorkspaces {
     root: PathBuf,
     token: std::sync::RwLock<Arc<dyn TokenSource>>,
     username: String,
+    origin: WebOrigin,
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Option<Arc<Metrics>>,
     /// Mirror path -> project, for the worktree gauge.
@@ -145,6 +185,7 @@ impl GitWorkspaces {
             root,
             token: std::sync::RwLock::new(config.token),
             username: config.username,
+            origin: config.origin,
             locks: Mutex::new(HashMap::new()),
             metrics: config.metrics,
             projects: Mutex::new(HashMap::new()),
@@ -211,7 +252,19 @@ impl GitWorkspaces {
     /// The credentials for one operation: the source's current token.
     fn auth(&self) -> Arc<Auth> {
         let token = self.token.read().unwrap_or_else(|p| p.into_inner()).token();
-        Arc::new(Auth { token, username: self.username.clone() })
+        Arc::new(Auth { token, username: self.username.clone(), origin: self.origin.clone() })
+    }
+
+    /// The project's clone URL, checked against the forge's host and the
+    /// project's `allowed_clone_hosts` before anything connects.
+    fn clone_url(&self, project: &Project) -> Result<String> {
+        project.validate_clone_url(self.origin.host()).map_err(|e| match e {
+            paid_core::Error::InvalidInput { message, .. } => {
+                Error::InvalidInput { what: "project.clone_url", message }
+            }
+            other => Error::InvalidInput { what: "project.clone_url", message: other.to_string() },
+        })?;
+        Ok(project.clone_url.clone())
     }
 
     /// The root directory (absolute).
@@ -263,12 +316,13 @@ impl GitWorkspaces {
     /// transfer progress to `progress` if given. Returns the mirror's path.
     async fn mirror_with(&self, project: &Project, progress: Option<progress::ProgressFn>) -> Result<PathBuf> {
         let path = self.mirror_path(&project.repo)?;
+        let url = self.clone_url(project)?;
         let dirs = [self.mirrors_dir(), self.worktrees_dir()];
         blocking("create directories", move || dirs.iter().try_for_each(|d| worktree::private_dir(d))).await?;
         self.know(project, &path);
         let lock = self.lock_for(&path);
         let _guard = lock.lock().await;
-        let (url, auth, at) = (project.clone_url.clone(), self.auth(), path.clone());
+        let (auth, at) = (self.auth(), path.clone());
         blocking("fetch", move || mirror::ensure(&at, &url, &auth, progress.as_ref())).await?;
         Ok(path)
     }
@@ -305,10 +359,23 @@ impl GitWorkspaces {
         let path = self.own(req.worktree)?;
         let (message, name, email) =
             (req.message.to_string(), req.author_name.to_string(), req.author_email.to_string());
-        let (this, run_id) = (self.opener(), req.worktree.run_id);
+        let (this, run_id, limits) = (self.opener(), req.worktree.run_id, req.limits);
         blocking("commit", move || {
             let repo = this.open_worktree(&path, run_id)?;
-            worktree::commit_all(&repo, &path, &message, &name, &email)
+            worktree::commit_all(&repo, &path, &message, (&name, &email), &limits)
+        })
+        .await
+    }
+
+    /// Counts what a commit would take (ignored files are not counted),
+    /// without reading any file: [`Error::WorktreeLimit`] at the first cap
+    /// crossed.
+    pub async fn check_limits(&self, wt: &Worktree, limits: &paid_core::WorktreeLimits) -> Result<()> {
+        let path = self.own(wt)?;
+        let (this, run_id, limits) = (self.opener(), wt.run_id, *limits);
+        blocking("check worktree limits", move || {
+            let repo = this.open_worktree(&path, run_id)?;
+            snapshot::check(&repo, &path, &limits)
         })
         .await
     }
@@ -354,7 +421,7 @@ impl GitWorkspaces {
         .await?;
         let lock = self.lock_for(&mirror_path);
         let _guard = lock.lock().await;
-        let (url, branch, auth) = (project.clone_url.clone(), wt.branch.clone(), self.auth());
+        let (url, branch, auth) = (self.clone_url(project)?, wt.branch.clone(), self.auth());
         blocking("push", move || push::push(&mirror_path, &url, &branch, &auth)).await
     }
 
@@ -430,6 +497,10 @@ impl Workspaces for GitWorkspaces {
 
     async fn commit_all(&self, req: &CommitRequest<'_>) -> paid_core::Result<Option<String>> {
         Ok(GitWorkspaces::commit_all(self, req).await?)
+    }
+
+    async fn check_limits(&self, worktree: &Worktree, limits: &paid_core::WorktreeLimits) -> paid_core::Result<()> {
+        Ok(GitWorkspaces::check_limits(self, worktree, limits).await?)
     }
 
     async fn changed_paths(&self, worktree: &Worktree) -> paid_core::Result<Vec<String>> {

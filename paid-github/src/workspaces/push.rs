@@ -20,7 +20,7 @@ use std::path::Path;
 
 use git2::{Oid, PushOptions, Repository};
 
-use super::credentials::{Auth, redact};
+use super::credentials::{Auth, NO_REDIRECTS, redact};
 use super::mirror::REMOTE;
 use super::worktree::branch_ref;
 use crate::error::{Error, Result};
@@ -66,7 +66,7 @@ pub(crate) fn push(mirror: &Path, url: &str, branch: &str, auth: &Auth) -> Resul
             Ok(())
         });
         let mut opts = PushOptions::new();
-        opts.remote_callbacks(callbacks);
+        opts.remote_callbacks(callbacks).follow_redirects(NO_REDIRECTS);
         remote.push(&[format!("+{local_ref}:{local_ref}")], Some(&mut opts))
     };
     if let Some(remote) = stale.into_inner() {

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use git2::{IndexAddOption, Oid, Repository, Signature, StatusOptions, WorktreeAddOptions, WorktreePruneOptions};
+use git2::{Oid, Repository, Signature, StatusOptions, WorktreeAddOptions, WorktreePruneOptions};
 
 use super::mirror::{REMOTE, default_tip};
 use super::push::lease_ref;
@@ -207,8 +207,8 @@ pub(crate) fn commit_all(
     repo: &Repository,
     path: &Path,
     message: &str,
-    name: &str,
-    email: &str,
+    (name, email): (&str, &str),
+    limits: &paid_core::WorktreeLimits,
 ) -> Result<Option<String>> {
     let merging = super::rebase::merge_heads(repo, path)?;
     let mut index = repo.index().map_err(Error::git("read index", path))?;
@@ -224,7 +224,9 @@ pub(crate) fn commit_all(
         }
         let unresolved: Vec<String> = conflicted
             .iter()
-            .filter(|p| std::fs::read(path.join(p)).is_ok_and(|bytes| has_conflict_markers(&bytes)))
+            .filter(|p| {
+                super::snapshot::read_capped(path, p, limits.file_bytes).is_some_and(|b| has_conflict_markers(&b))
+            })
             .map(|p| p.display().to_string())
             .collect();
         if !unresolved.is_empty() {
@@ -233,15 +235,18 @@ pub(crate) fn commit_all(
                 message: format!("conflict markers are still in {}; nothing was committed", unresolved.join(", ")),
             });
         }
+        // The files as they are now (or their deletion) resolve each
+        // conflict: staging below takes them.
         for p in conflicted {
             index.conflict_remove(&p).map_err(Error::git("resolve conflict", path))?;
-            if path.join(&p).symlink_metadata().is_ok() {
-                index.add_path(&p).map_err(Error::git("stage resolution", path))?;
-            }
         }
     }
-    index.add_all(["*"], IndexAddOption::DEFAULT, None).map_err(Error::git("stage changes", path))?;
-    index.update_all(["*"], None).map_err(Error::git("stage deletions", path))?;
+    // Everything is read before the index is written: a refusal (a limit,
+    // an unsafe entry) leaves it as it was.
+    if let Err(e) = super::snapshot::stage(repo, path, &mut index, limits) {
+        index.read(true).map_err(Error::git("reread index", path))?;
+        return Err(e);
+    }
     index.write().map_err(Error::git("write index", path))?;
     let tree_id = index.write_tree().map_err(Error::git("write tree", path))?;
     let parent = repo.head().and_then(|h| h.peel_to_commit()).map_err(Error::git("read HEAD", path))?;

@@ -136,7 +136,11 @@ impl ProviderConfig {
 
 /// An HTTP client for talking to providers: rustls with the ring crypto
 /// provider and the platform's certificate verifier, HTTP/1.1, no
-/// compression (so streams can be metered as they pass).
+/// compression (so streams can be metered as they pass), and no redirects:
+/// requests carry API keys, and reqwest would resend headers such as
+/// `x-api-key` or `x-goog-api-key` to wherever a redirect points (it only
+/// strips `Authorization` and cookies when the host changes). A redirect
+/// comes back as the 3xx answer it is.
 pub fn http_client() -> Result<reqwest::Client, Error> {
     use rustls_platform_verifier::BuilderVerifierExt;
     let config_err = |message: String| Error::Config { what: "TLS".into(), message };
@@ -152,6 +156,7 @@ pub fn http_client() -> Result<reqwest::Client, Error> {
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| config_err(format!("cannot build the HTTP client: {e}")))
 }

@@ -160,6 +160,17 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
 
     let mut plan = Plan::read(kind, &rest, body);
 
+    // The model reaches metric labels, usage rows and logs: a priced model,
+    // or a bounded name (`paid_core::validate_model_name`), else nothing is
+    // forwarded or recorded.
+    if let Some(model) = plan.model.as_deref()
+        && shared.price_of(upstream, model).is_none()
+        && let Err(paid_core::Error::InvalidInput { message, .. }) = paid_core::validate_model_name(model)
+    {
+        tracing::warn!(upstream = %upstream.name, "refused a request naming an invalid model");
+        return refusal(Some(kind), StatusCode::BAD_REQUEST, &message);
+    }
+
     if endpoint.metered {
         if let Err((breach, event)) = shared.budgets.check(&grant, now).await {
             if let Some(event) = event {
@@ -216,6 +227,25 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
     };
 
     let status = resp.status();
+    // The client follows no redirects (they would carry the key elsewhere),
+    // and a redirect is not handed on to the caller either: its SDK would
+    // follow it past the proxy.
+    if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+        tracing::warn!(upstream = %upstream.name, status = status.as_u16(), "upstream answered with a redirect; not followed");
+        if endpoint.metered {
+            shared.record(&grant, upstream, plan.model.as_deref().unwrap_or(""), None, "upstream_redirect", started);
+        }
+        return refusal(
+            Some(kind),
+            StatusCode::BAD_GATEWAY,
+            &format!(
+                "upstream {} answered {} (a redirect); the proxy never follows redirects, since they would carry \
+                 the API key elsewhere: check the upstream's base_url",
+                upstream.name,
+                status.as_u16()
+            ),
+        );
+    }
     let mut out_headers = incoming_headers(resp.headers());
     let is_sse = resp
         .headers()
@@ -233,7 +263,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
         let stream = tap(kind, resp.bytes_stream().boxed(), move |m: Metered, end: StreamEnd| {
             let _guard = guard;
             if metered {
-                let model = m.model.clone().or(model).unwrap_or_default();
+                let model = acceptable(&shared2, &upstream2, m.model.clone()).or(model).unwrap_or_default();
                 shared2.record(&grant, &upstream2, &model, m.usage, end.status(), started);
             }
         });
@@ -254,7 +284,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
     };
     if endpoint.metered {
         let m = if status.is_success() { from_body(kind, &bytes) } else { Metered::default() };
-        let model = m.model.or(plan.model).unwrap_or_default();
+        let model = acceptable(&shared, upstream, m.model).or(plan.model).unwrap_or_default();
         shared.record(&grant, upstream, &model, m.usage, status.as_str(), started);
     }
     out_headers.remove(header::CONTENT_LENGTH);
@@ -262,6 +292,12 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
     *response.status_mut() = status;
     *response.headers_mut() = out_headers;
     response
+}
+
+/// The model an upstream's answer names, if it passes the request's check
+/// (priced, or a valid name); otherwise the request's model is recorded.
+fn acceptable(shared: &Shared, upstream: &Upstream, model: Option<String>) -> Option<String> {
+    model.filter(|m| paid_core::is_valid_model_name(m) || shared.price_of(upstream, m).is_some())
 }
 
 async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<Bytes, String> {

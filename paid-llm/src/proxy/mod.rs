@@ -283,6 +283,9 @@ impl ProxyBuilder {
     }
 
     /// Uses `http` to reach upstreams (default: [`crate::providers::http_client`]).
+    /// It should follow no redirects (`reqwest::redirect::Policy::none()`):
+    /// requests carry the real API keys. Whatever it does, an upstream's
+    /// redirect is never passed on to the caller (see the forwarding).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self

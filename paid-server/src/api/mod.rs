@@ -9,6 +9,14 @@
 //! `Authorization: Bearer <token>`; without it every path, existing or not,
 //! answers the same 401, so nothing is revealed. Bodies over the limit get
 //! 413 in the error shape.
+//!
+//! `/metrics` is unauthenticated on the API listener by default, like the
+//! health endpoints (the API binds loopback by default). `api.metrics_auth`
+//! puts it behind the bearer token; `api.metrics_bind` moves it to a
+//! listener of its own ([`MetricsListener`]) that serves nothing else, and
+//! off the API listener. With `api.public_url` set, a request on the API
+//! listener whose `Host` names another host gets 421 ([`host_check`]).
+//! Files named in requests (`/keys/rotate`) must be inside `data_dir`.
 
 //!
 //! One module per resource: [`projects`], [`runs`], [`costs`], [`prompts`],
@@ -22,7 +30,11 @@ pub mod projects;
 pub mod prompts;
 pub mod runs;
 pub mod secrets;
+#[cfg(test)]
+mod tests;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -47,6 +59,7 @@ use self::projects::*;
 use self::prompts::*;
 use self::runs::*;
 use self::secrets::*;
+use crate::config::ApiConfig;
 use crate::disk::DiskGuard;
 use crate::health::Readiness;
 use crate::projects::ProjectDirectory;
@@ -86,6 +99,11 @@ pub struct ApiState {
     pub proxy: Option<paid_llm::proxy::Proxy>,
     /// The forge token, re-read when a new one is stored.
     pub forge_token: Arc<crate::forge_token::ForgeToken>,
+    /// `[api]`: where `/metrics` is served and whether it needs the token,
+    /// and the public URL `Host` is checked against.
+    pub api: ApiConfig,
+    /// The data directory: the only place a request may name a file in.
+    pub data_dir: PathBuf,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -128,14 +146,60 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(DefaultBodyLimit::max(max_body));
-    Router::new()
-        .route("/health", get(health))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
+    let app = Router::new().route("/health", get(health)).route("/health/ready", get(ready));
+    with_metrics(app, &state)
         .nest("/api", api)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), host_check))
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+/// `app` with `/metrics`, unless `api.metrics_bind` serves it elsewhere;
+/// behind the bearer token with `api.metrics_auth`.
+fn with_metrics(app: Router<Arc<ApiState>>, state: &Arc<ApiState>) -> Router<Arc<ApiState>> {
+    if state.api.metrics_bind.is_some() { app } else { app.route("/metrics", metrics_route(state)) }
+}
+
+fn metrics_route(state: &Arc<ApiState>) -> axum::routing::MethodRouter<Arc<ApiState>> {
+    let route = get(metrics);
+    if state.api.metrics_auth { route.route_layer(middleware::from_fn_with_state(state.clone(), auth)) } else { route }
+}
+
+/// The router of `api.metrics_bind`'s listener: `/metrics` (behind the
+/// bearer token with `api.metrics_auth`) and nothing else.
+pub fn metrics_router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/metrics", metrics_route(&state))
         .fallback(not_found)
         .layer(middleware::from_fn(request_context))
         .with_state(state)
+}
+
+/// The listener of `api.metrics_bind`, bound, with its router.
+pub struct MetricsListener {
+    /// The bound listener.
+    pub listener: tokio::net::TcpListener,
+    /// Where it is bound.
+    pub addr: SocketAddr,
+    /// [`metrics_router`].
+    pub app: Router,
+}
+
+impl std::fmt::Debug for MetricsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsListener").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl MetricsListener {
+    /// Binds `api.metrics_bind`, when set, for [`metrics_router`].
+    pub async fn bind(state: &Arc<ApiState>) -> std::io::Result<Option<Self>> {
+        let Some(bind) = state.api.metrics_bind else { return Ok(None) };
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        Ok(Some(Self { listener, addr, app: metrics_router(state.clone()) }))
+    }
 }
 
 fn sane_request_id(v: &HeaderValue) -> Option<String> {
@@ -144,15 +208,69 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
         .then(|| s.to_string())
 }
 
-/// Only `/health`, `/health/ready` and `/metrics` (a worker without the API).
+/// Only `/health`, `/health/ready` and `/metrics` (a worker without the
+/// API; `/metrics` as [`router`] serves it).
 pub fn health_router(state: Arc<ApiState>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
+    let app = Router::new().route("/health", get(health)).route("/health/ready", get(ready));
+    with_metrics(app, &state)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), host_check))
         .layer(middleware::from_fn(request_context))
         .with_state(state)
+}
+
+/// With `api.public_url` set: a request whose `Host` names another host
+/// (or port) than the URL's gets `421 Misdirected Request`, and one without
+/// a `Host` `400`. A `Host` that is an IP address is let through: the CLI
+/// and probes address `api.bind` by IP, and a DNS-rebinding page always
+/// sends a name.
+pub(crate) async fn host_check(State(state): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let Some(public) = &state.api.public_url else { return next.run(req).await };
+    let given = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let Some(given) = given else {
+        return ApiError::new(StatusCode::BAD_REQUEST, "missing_host", "the request has no Host header")
+            .into_response();
+    };
+    if host_matches(public, &given) {
+        return next.run(req).await;
+    }
+    let want = match (public.host_str(), public.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (h, None) => h.unwrap_or_default().to_string(),
+        (None, Some(_)) => String::new(),
+    };
+    tracing::warn!(host = %given.chars().take(100).collect::<String>(), "refused a request for another host");
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "misdirected_request",
+        format!("this server answers for {want} (api.public_url), not for the Host this request names"),
+    )
+    .into_response()
+}
+
+/// Whether the `Host` value `given` names `public`'s host and port (the
+/// scheme's default port when either leaves it out), or is an IP address.
+fn host_matches(public: &reqwest::Url, given: &str) -> bool {
+    let (host, port) = match given.rsplit_once(':') {
+        // `[v6]:port`, or `name:port` (a bare IPv6 address has more colons).
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => match p.parse::<u16>() {
+            Ok(p) => (h, Some(p)),
+            Err(_) => return false,
+        },
+        _ => (given, None),
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let Some(want) = public.host_str() else { return false };
+    let same_host = bare.trim_end_matches('.').eq_ignore_ascii_case(want.trim_end_matches('.'));
+    same_host && port.or_else(|| public.port_or_known_default()) == public.port_or_known_default()
 }
 
 async fn request_context(req: Request, next: Next) -> Response {

@@ -49,10 +49,13 @@ pub(crate) async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req)
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{repo} is already a project")));
     }
     let now = chrono::Utc::now();
+    // Clone URLs must be on the forge's web host (the one the token goes to).
+    let forge = paid_github::WebOrigin::from_api_base(&state.github_api)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let mut p = paid_core::Project::new(
         ProjectId(uuid::Uuid::now_v7()),
         repo.clone(),
-        req.clone_url.unwrap_or_else(|| format!("https://github.com/{}/{}.git", repo.owner, repo.name)),
+        req.clone_url.unwrap_or_else(|| forge.clone_url(&repo)),
         now,
     );
     if let Some(b) = req.default_branch {
@@ -77,6 +80,7 @@ pub(crate) async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req)
         model: None,
         budget_usd_per_run: req.budget_usd_per_run,
         budget_usd_per_month: req.budget_usd_per_month,
+        allowed_clone_hosts: req.allowed_clone_hosts,
     };
     if p.allowed_authors.is_empty() {
         return Err(ApiError::new(
@@ -92,6 +96,7 @@ pub(crate) async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req)
             format!("no agent {:?}; known: {}", p.agent, state.agent_kinds.join(", ")),
         ));
     }
+    p.validate_clone_url(forge.host())?;
     p.validate()?;
     paid_core::policy::ForbiddenPaths::new(&p.allowed_paths)?;
     // Repository access, with the stored token when there is one.

@@ -1,5 +1,11 @@
 //! `/api/v1/secrets` and `/api/v1/keys/rotate`: encrypted secrets.
+//!
+//! `/keys/rotate` reads the new key from a file on the daemon's machine: a
+//! file inside the data directory only ([`inside_data_dir`]). Files
+//! elsewhere (`keys.master_key_file`, `keys.previous_key_files`) are named
+//! by the operator in the configuration, never by a request.
 
+use std::path::{Component, Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -62,8 +68,41 @@ pub(crate) async fn put_secret(
     ok(StatusCode::OK, SecretStored { secret: meta, validation, note: note.to_string() })
 }
 
+/// `given` as a file inside `data_dir`: a relative path is taken from
+/// `data_dir`; a path with a `..` component is refused outright; and the
+/// file's real path (every symlink resolved) must be inside `data_dir`'s
+/// real path, so a symlink cannot lead out of it. Returns the real path.
+pub fn inside_data_dir(data_dir: &FsPath, given: &str) -> Result<PathBuf, String> {
+    let shown = || format!("{:?}", given.chars().take(200).collect::<String>());
+    let path = FsPath::new(given);
+    if given.trim().is_empty() {
+        return Err("no file named".into());
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err(format!("{} contains `..`; name a file inside the data directory", shown()));
+    }
+    let root = data_dir
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve the data directory {}: {e}", data_dir.display()))?;
+    let joined = if path.is_absolute() { path.to_path_buf() } else { root.join(path) };
+    let real = joined.canonicalize().map_err(|e| format!("cannot read {}: {e}", shown()))?;
+    if !real.starts_with(&root) {
+        return Err(format!(
+            "{} is outside the data directory {}; the API only reads files inside it: put the new key there \
+             (e.g. `paid token rotate-key --new-key-file {}/new.key --generate`)",
+            shown(),
+            root.display(),
+            root.display()
+        ));
+    }
+    Ok(real)
+}
+
 pub(crate) async fn rotate_key(State(state): State<Arc<ApiState>>, ApiJson(body): ApiJson<RotateKey>) -> ApiResult {
-    let key = crate::crypto::MasterKey::from_file(std::path::Path::new(&body.new_key_file))
+    let file = inside_data_dir(&state.data_dir, &body.new_key_file).map_err(|reason| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_key_path", format!("new_key_file: {reason}"))
+    })?;
+    let key = crate::crypto::MasterKey::from_file(&file)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_key", e.to_string()))?;
     let report = state.vault.rotate(key).await?;
     ok(

@@ -103,6 +103,11 @@ pub(super) fn env_value(key: &str, text: &str) -> Result<toml::Value, String> {
             text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.into())).collect(),
         )),
         k if k.ends_with("_percent") => float(),
+        "api.metrics_auth" => match text {
+            "true" | "1" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" => Ok(toml::Value::Boolean(false)),
+            _ => Err(format!("{text:?} is not true or false")),
+        },
         k if k.ends_with("_secs")
             || k.ends_with("_ms")
             || k.ends_with("_bytes")

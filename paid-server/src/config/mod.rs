@@ -201,7 +201,8 @@ pub struct ApiConfig {
     pub metrics_bind: Option<SocketAddr>,
     /// Whether `/metrics` needs the API's bearer token (`api.metrics_auth`,
     /// default false: unauthenticated, like `/health`, on whichever
-    /// listener serves it; the API binds loopback by default).
+    /// listener serves it; the API binds loopback by default). On, the token
+    /// must be configured on a `paid-worker` too.
     pub metrics_auth: bool,
     /// The URL the API is reached at (`api.public_url`, e.g.
     /// `https://paid.example.com`). Set, a request on the API listener

@@ -42,6 +42,9 @@ pub(super) struct RawApi {
     pub(super) token_env: Option<String>,
     pub(super) token_file: Option<PathBuf>,
     pub(super) max_body_bytes: Option<usize>,
+    pub(super) metrics_bind: Option<String>,
+    pub(super) metrics_auth: Option<bool>,
+    pub(super) public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +63,9 @@ pub(super) struct RawGitHub {
     pub(super) token_file: Option<PathBuf>,
     pub(super) webhook_secret_env: Option<String>,
     pub(super) webhook_secret_file: Option<PathBuf>,
+    pub(super) webhook_max_body_bytes: Option<usize>,
+    pub(super) webhook_max_concurrency: Option<usize>,
+    pub(super) webhook_replay_window_secs: Option<u64>,
     pub(super) sub_issues: Option<bool>,
 }
 
@@ -138,6 +144,7 @@ pub(super) struct RawProject {
     pub(super) allowed_authors: Vec<String>,
     pub(super) verify: Vec<String>,
     pub(super) allowed_paths: Vec<String>,
+    pub(super) allowed_clone_hosts: Vec<String>,
     pub(super) image: Option<String>,
     pub(super) agent: Option<String>,
     pub(super) model: Option<String>,

@@ -176,3 +176,82 @@ fn a_store_schema_is_for_postgres_only() {
     let e = parse(&format!("[store]\nurl = \"x.db\"\nschema = \"tenant_a\"\n{MINIMAL}")).unwrap_err();
     assert_eq!(e.key, "store.schema");
 }
+
+#[test]
+fn listener_and_webhook_hardening_settings_default_parse_and_take_env_overrides() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.api.metrics_bind, None, "/metrics stays on the API listener by default");
+    assert!(!c.api.metrics_auth, "/metrics is unauthenticated by default");
+    assert_eq!(c.api.public_url, None);
+    assert_eq!(c.github.webhook_max_body_bytes, 1024 * 1024);
+    assert_eq!(c.github.webhook_max_concurrency, 16);
+    assert_eq!(c.github.webhook_replay_window, Duration::from_secs(3600));
+
+    let c = parse(&format!(
+        "[api]\nmetrics_bind = \"127.0.0.1:9700\"\nmetrics_auth = true\npublic_url = \"https://paid.example.com\"\n\
+         [github]\nwebhook_max_body_bytes = 2048\nwebhook_max_concurrency = 2\nwebhook_replay_window_secs = 600\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(c.api.metrics_bind.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9700"));
+    assert!(c.api.metrics_auth);
+    assert_eq!(c.api.public_url.as_ref().and_then(|u| u.host_str()), Some("paid.example.com"));
+    assert_eq!(
+        (c.github.webhook_max_body_bytes, c.github.webhook_max_concurrency, c.github.webhook_replay_window),
+        (2048, 2, Duration::from_secs(600))
+    );
+
+    let env = BTreeMap::from([
+        ("PAID_API_METRICS_BIND".to_string(), "127.0.0.1:9701".to_string()),
+        ("PAID_API_METRICS_AUTH".to_string(), "true".to_string()),
+        ("PAID_API_PUBLIC_URL".to_string(), "http://paid.internal:8080".to_string()),
+        ("PAID_GITHUB_WEBHOOK_MAX_BODY_BYTES".to_string(), "4096".to_string()),
+        ("PAID_GITHUB_WEBHOOK_MAX_CONCURRENCY".to_string(), "3".to_string()),
+        ("PAID_GITHUB_WEBHOOK_REPLAY_WINDOW_SECS".to_string(), "120".to_string()),
+    ]);
+    let c = Config::parse(Path::new("/etc/paid/paid.toml"), MINIMAL, &env).unwrap();
+    assert_eq!(c.api.metrics_bind.map(|a| a.port()), Some(9701));
+    assert!(c.api.metrics_auth);
+    assert_eq!(c.api.public_url.as_ref().and_then(|u| u.port()), Some(8080));
+    assert_eq!(
+        (c.github.webhook_max_body_bytes, c.github.webhook_max_concurrency, c.github.webhook_replay_window),
+        (4096, 3, Duration::from_secs(120))
+    );
+    let env = BTreeMap::from([("PAID_API_METRICS_AUTH".to_string(), "maybe".to_string())]);
+    let e = Config::parse(Path::new("/etc/paid/paid.toml"), MINIMAL, &env).unwrap_err();
+    assert_eq!(e.key, "PAID_API_METRICS_AUTH", "{e}");
+
+    for (text, key) in [
+        ("[api]\nmetrics_bind = \"127.0.0.1:8700\"\n", "api.metrics_bind"),
+        ("[api]\nmetrics_bind = \"nowhere\"\n", "api.metrics_bind"),
+        ("[api]\npublic_url = \"paid.example.com\"\n", "api.public_url"),
+        ("[api]\npublic_url = \"ftp://paid.example.com\"\n", "api.public_url"),
+        ("[api]\npublic_url = \"https://user:pw@paid.example.com\"\n", "api.public_url"),
+        ("[github]\nwebhook_max_body_bytes = 100\n", "github.webhook_max_body_bytes"),
+        ("[github]\nwebhook_max_body_bytes = 104857600\n", "github.webhook_max_body_bytes"),
+        ("[github]\nwebhook_max_concurrency = 0\n", "github.webhook_max_concurrency"),
+        ("[github]\nwebhook_replay_window_secs = 5\n", "github.webhook_replay_window_secs"),
+    ] {
+        let e = parse(&format!("{text}{MINIMAL}")).unwrap_err();
+        assert_eq!(e.key, key, "{text}: {e}");
+    }
+}
+
+#[test]
+fn model_names_are_checked_where_the_config_names_them() {
+    let thousand = "m".repeat(1000);
+    for bad in ["gpt 5", "gpt-5\\nfake_metric 1", thousand.as_str()] {
+        let models = format!("[engine]\n[[engine.models]]\nprovider = \"openai\"\nmodel = \"{bad}\"\n");
+        let e = parse(&format!("{models}{MINIMAL}")).unwrap_err();
+        assert_eq!(e.key, "engine.models[0].model", "{bad:?}: {e}");
+        assert!(e.reason.contains("not a model name") && e.reason.len() < 200, "{e}");
+
+        let e = parse(&format!("{MINIMAL}model = \"{bad}\"\n")).unwrap_err();
+        assert_eq!(e.key, "projects[0].model", "{bad:?}: {e}");
+
+        let e = parse(&format!("{MINIMAL}[projects.compare]\nmodels = [\"gpt-5\", \"{bad}\"]\n")).unwrap_err();
+        assert_eq!(e.key, "projects[0].compare.models", "{bad:?}: {e}");
+        assert!(e.reason.contains("not a model name"), "{e}");
+    }
+    let ok = "[engine]\n[[engine.models]]\nprovider = \"google\"\nmodel = \"models/gemini-2.5-pro\"\n";
+    parse(&format!("{ok}{MINIMAL}model = \"models/gemini-2.5-pro\"\n")).unwrap();
+}

@@ -9,12 +9,13 @@ use tracing::warn;
 use super::spec::CandidateReport;
 use super::{Comparison, Slot, pick_of};
 use crate::engine::SandboxSession;
+use crate::engine::drive::limits::Watch;
 use crate::engine::drive::{DIGEST_TAIL, Driver, Resources, tail};
 use crate::engine::learn::PromptPick;
 use crate::policy::{ForbiddenPaths, pr_title};
 use crate::{
     Agent, AgentContext, AgentExit, AgentOutcome, CommitRequest, Error, ExecExit, ExecRequest, LogStream, Project,
-    ProxyEndpoint, Result, Run, UsageRecord,
+    ProxyEndpoint, Result, Run, UsageRecord, Worktree,
 };
 
 impl Comparison {
@@ -103,7 +104,7 @@ impl Comparison {
                 feedback: feedback.as_deref(),
                 cancel: cancel.child_token(),
             };
-            let outcome = self.timed_agent(agent.as_ref(), ctx).await?;
+            let outcome = self.timed_agent(agent.as_ref(), ctx, &resources.worktree).await?;
             report.iterations = iteration;
             report.summary = outcome.summary.clone();
             cost = cost.zip(outcome.cost_micros).map(|(a, b)| a + b);
@@ -141,6 +142,8 @@ impl Comparison {
         }
         let worktree = &resources.worktree;
         let cfg = &self.config;
+        // Freeze before the host looks (see `Driver::freeze`).
+        self.runtime.stop(&resources.sandbox).await?;
         let message = format!(
             "{}\n\nPaid-Run: {}\nPaid-Candidate: {}\n",
             pr_title(run.issue_number, &issue.title),
@@ -153,6 +156,7 @@ impl Comparison {
                 message: &message,
                 author_name: &cfg.author_name,
                 author_email: &cfg.author_email,
+                limits: cfg.worktree_limits,
             })
             .await?;
         let paths = self.workspaces.changed_paths(worktree).await?;
@@ -165,16 +169,24 @@ impl Comparison {
         Ok(())
     }
 
-    /// One agent iteration under the agent time limit.
-    async fn timed_agent(&self, agent: &dyn Agent, ctx: AgentContext<'_>) -> Result<AgentOutcome> {
+    /// One agent iteration under the agent time limit, with `worktree`
+    /// watched against the worktree limits.
+    async fn timed_agent(&self, agent: &dyn Agent, ctx: AgentContext<'_>, worktree: &Worktree) -> Result<AgentOutcome> {
         let limit = self.config.timeouts.agent;
         let token = ctx.cancel.clone();
+        let stop = ctx.cancel.clone();
         let timer = tokio::spawn(async move {
             tokio::time::sleep(limit).await;
             token.cancel();
         });
         let started = tokio::time::Instant::now();
-        let result = agent.run(ctx).await;
+        let watch = Watch {
+            workspaces: self.workspaces.as_ref(),
+            worktree,
+            limits: &self.config.worktree_limits,
+            every: self.config.worktree_check_interval,
+        };
+        let result = watch.run(&stop, agent.run(ctx)).await;
         timer.abort();
         if started.elapsed() >= limit {
             return Err(Error::Timeout { what: "agent".into(), after: limit });

@@ -9,7 +9,7 @@ use super::Driver;
 use super::held::Drive;
 use super::journal::{OutputKind, Retry, StepOutput};
 use super::plan::PLAN_LABEL;
-use super::steps::{Resources, VerifyOut, agent_summary, comment_marker, end_state, truncate_chars};
+use super::steps::{Resources, VerifyOut, agent_summary, comment_marker, end_state};
 use crate::engine::comparison::{compare_resources, compared};
 use crate::engine::templates::{self, Summary};
 use crate::engine::{EngineEvent, MAX_PR_BODY};
@@ -74,6 +74,9 @@ impl Driver {
         let cfg = &self.config;
         let _: CommitOut = self
             .journaled(run, journal, None, cfg.timeouts.commit, Retry::Transient, || async {
+                // Freeze before the host looks: no process of the sandbox
+                // may touch the worktree while it is read and committed.
+                self.freeze(journal).await?;
                 let worktree = self.worktree(run, project, journal).await?;
                 let commit = self
                     .workspaces
@@ -82,12 +85,24 @@ impl Driver {
                         message: &message,
                         author_name: &cfg.author_name,
                         author_email: &cfg.author_email,
+                        limits: cfg.worktree_limits,
                     })
                     .await?;
                 Ok(CommitOut { commit })
             })
             .await?;
         Ok(RunState::PolicyCheck)
+    }
+
+    /// Stops the run's sandbox, if it has one: every process in it ends
+    /// (the container's init and all it started), so nothing the agent left
+    /// running can change the worktree while the host reads it. Idempotent;
+    /// a later iteration gets a new sandbox (`ensure_resources`).
+    pub(super) async fn freeze(&self, journal: &super::journal::Journal) -> Result<()> {
+        if let Some(r) = super::steps::latest_resources(journal) {
+            self.runtime.stop(&r.sandbox).await?;
+        }
+        Ok(())
     }
 
     pub(super) async fn policy_check(&self, d: &Drive) -> Result<RunState> {
@@ -125,9 +140,7 @@ impl Driver {
         let issue = d.issue().await?;
         let head = run.branch.clone().unwrap_or_default();
         let summary = agent_summary(journal);
-        let footer = templates::pr_footer(run.issue_number, run.id, run.model.as_deref())?;
-        let room = MAX_PR_BODY.saturating_sub(footer.chars().count());
-        let body = format!("{}{footer}", truncate_chars(&summary, room));
+        let body = templates::pr_body(&summary, run.issue_number, run.id, run.model.as_deref(), MAX_PR_BODY)?;
         let req = PrRequest {
             repo: project.repo.clone(),
             head: head.clone(),
@@ -155,7 +168,7 @@ impl Driver {
         let (run, project, journal) = (&d.run, &d.project, &d.journal);
         let marker = comment_marker(run.id);
         let body = match run.kind {
-            RunKind::Plan => self.plan_comment(run, journal),
+            RunKind::Plan => self.plan_comment(run, journal)?,
             RunKind::Build => self.summary_comment(d, None).await?,
         };
         let mut remove = vec![project.labels.in_progress.clone(), project.labels.failed.clone()];

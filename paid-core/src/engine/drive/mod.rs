@@ -14,6 +14,7 @@ mod deliver;
 mod follow_up;
 mod held;
 pub(crate) mod journal;
+pub(crate) mod limits;
 mod plan;
 mod session;
 mod steps;

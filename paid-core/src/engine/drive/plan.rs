@@ -15,6 +15,7 @@ use super::held::Drive;
 use super::journal::{Journal, OutputKind, Retry, StepOutput};
 use super::steps::comment_marker;
 use crate::engine::EngineEvent;
+use crate::engine::templates::{self, PlannedLink};
 use crate::{
     ChatRequest, Error, Message, Result, Run, RunState, SubIssueLink, SubIssueRequest, TrackedIssue, UsageRecord,
 };
@@ -54,18 +55,11 @@ pub struct PlannedIssue {
 }
 
 impl PlannedIssue {
-    /// The sub-issue's body: the description, its acceptance criteria as a
-    /// checklist, and a link back to the parent.
-    fn render_body(&self, parent: u64) -> String {
-        let mut body = self.body.trim().to_string();
-        if !self.acceptance_criteria.is_empty() {
-            body.push_str("\n\n## Acceptance criteria\n");
-            for c in &self.acceptance_criteria {
-                body.push_str(&format!("- [ ] {}\n", c.trim()));
-            }
-        }
-        body.push_str(&format!("\n\nPart of #{parent}."));
-        body.trim_start().to_string()
+    /// The sub-issue's title and body (the description, its acceptance
+    /// criteria as a checklist, and a link back to the parent), neutralized:
+    /// Paid posts them as its own.
+    fn render(&self, parent: u64) -> Result<(String, String)> {
+        templates::sub_issue(&self.title, &self.body, &self.acceptance_criteria, parent)
     }
 }
 
@@ -189,13 +183,14 @@ impl Driver {
                 let items = parse_plan(&answer.content)?;
                 let mut created = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
+                    let (title, body) = item.render(run.issue_number)?;
                     let sub = self
                         .forge
                         .create_sub_issue(&SubIssueRequest {
                             repo: project.repo.clone(),
                             parent: run.issue_number,
-                            title: item.title.clone(),
-                            body: item.render_body(run.issue_number),
+                            title,
+                            body,
                             labels: vec![label.clone()],
                             key: format!("{}:{i}", run.id),
                         })
@@ -220,19 +215,16 @@ impl Driver {
 
     /// The plan run's comment on the parent issue: the sub-issues it made
     /// (from its journal).
-    pub(super) fn plan_comment(&self, run: &Run, journal: &Journal) -> String {
+    pub(super) fn plan_comment(&self, run: &Run, journal: &Journal) -> Result<String> {
         let subs = journal.latest::<PlanOut>().map(|p| p.sub_issues).unwrap_or_default();
-        let mut body = format!("Paid split this issue into {} sub-issues:\n\n", subs.len());
-        for s in &subs {
-            body.push_str(&format!("- [ ] #{} {}\n", s.number, s.title));
-        }
-        body.push_str(&format!(
-            "\nEach is labeled for execution. Run `{}` used model {}.\n\n{}",
+        let links: Vec<_> = subs.iter().map(|s| PlannedLink { number: s.number, title: &s.title }).collect();
+        templates::plan_comment(
+            run.issue_number,
+            &links,
             run.id,
             run.model.as_deref().unwrap_or("-"),
-            comment_marker(run.id)
-        ));
-        body
+            &comment_marker(run.id),
+        )
     }
 }
 
@@ -250,8 +242,27 @@ mod tests {
         let plan = parse_plan(&text).unwrap();
         assert_eq!(plan.iter().map(|p| p.title.as_str()).collect::<Vec<_>>(), ["One", "Two"]);
         assert_eq!(plan[0].acceptance_criteria, ["c"]);
-        let body = plan[0].render_body(7);
-        assert!(body.contains("- [ ] c") && body.ends_with("Part of #7."), "{body}");
+        let (title, body) = plan[0].render(7).unwrap();
+        assert_eq!(title, "One");
+        assert_eq!(body, "b\n\n## Acceptance criteria\n- [ ] c\n\n\nPart of #7.");
+        let bare = PlannedIssue { title: "T".into(), body: "  do it  ".into(), acceptance_criteria: Vec::new() };
+        assert_eq!(bare.render(7).unwrap().1, "do it\n\nPart of #7.");
+    }
+
+    #[test]
+    fn a_models_sub_issues_cannot_mention_close_or_link() {
+        let z = crate::policy::text::ZERO_WIDTH_SPACE;
+        let item = PlannedIssue {
+            title: "Ping @octocat".into(),
+            body: "Fixes #3 per https://evil.example/x".into(),
+            acceptance_criteria: vec![" ask @mallory ".into()],
+        };
+        let (title, body) = item.render(7).unwrap();
+        assert_eq!(title, format!("Ping @{z}octocat"));
+        assert_eq!(
+            body,
+            format!("Fixes{z} #3 per https:/{z}/evil.example/x\n\n## Acceptance criteria\n- [ ] ask @{z}mallory\n\n\nPart of #7.")
+        );
     }
 
     #[test]

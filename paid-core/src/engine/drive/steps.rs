@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::follow_up::{follow_up_context, follow_up_prompt};
 use super::held::Drive;
+use super::limits::Watch;
 use super::journal::{Journal, OutputKind, Retry, StepOutput};
 use super::{Driver, RunLogger, SandboxSession};
 use crate::engine::EngineEvent;
@@ -289,8 +290,17 @@ impl Driver {
                     }
                 });
                 let started = tokio::time::Instant::now();
-                let result = agent
-                    .run(AgentContext {
+                let watch = Watch {
+                    workspaces: self.workspaces.as_ref(),
+                    worktree: &resources.worktree,
+                    limits: &self.config.worktree_limits,
+                    every: self.config.worktree_check_interval,
+                };
+                let stop = agent_cancel.clone();
+                let result = watch
+                    .run(
+                        &stop,
+                        agent.run(AgentContext {
                         run_id: run.id,
                         project,
                         issue,
@@ -299,9 +309,10 @@ impl Driver {
                         sandbox: &session,
                         proxy: proxy.as_ref(),
                         iteration,
-                        feedback: feedback.as_deref(),
-                        cancel: agent_cancel,
-                    })
+                            feedback: feedback.as_deref(),
+                            cancel: agent_cancel,
+                        }),
+                    )
                     .await;
                 timer.abort();
                 // Before the step is journaled done: output of commands the agent cut short.
@@ -430,12 +441,4 @@ pub(crate) fn tail(s: &str, max: usize) -> &str {
         cut += 1;
     }
     &s[cut..]
-}
-
-pub(super) fn truncate_chars(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        s.chars().take(max.saturating_sub(1)).chain(['…']).collect()
-    }
 }

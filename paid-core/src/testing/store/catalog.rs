@@ -118,3 +118,31 @@ pub async fn issues_crud(store: Arc<dyn Store>) {
     assert_eq!(s.issues(other.id).await.unwrap(), vec![same_number], "issue numbers are per project");
     assert_eq!(s.issues(project.id).await.unwrap(), vec![i1, i2_changed, i10]);
 }
+
+/// Delivery keys ([`Catalog::record_delivery`](crate::Catalog::record_delivery)):
+/// the first record of a key is `true`, a replay inside the window `false`;
+/// a key older than `forget_before` counts as new again, and every other
+/// key that old is dropped by the same call; of concurrent calls with one
+/// key, exactly one is `true`.
+pub async fn deliveries_are_recorded_once(store: Arc<dyn Store>) {
+    let s = &*store;
+    assert!(s.record_delivery("github:aaa", at(10), at(0)).await.unwrap(), "a new key");
+    assert!(!s.record_delivery("github:aaa", at(20), at(0)).await.unwrap(), "a replay");
+    assert!(!s.record_delivery("github:aaa", at(30), at(10)).await.unwrap(), "recorded at forget_before: a replay");
+    assert!(s.record_delivery("github:bbb", at(30), at(0)).await.unwrap(), "another key");
+    assert!(s.record_delivery("github:aaa", at(40), at(11)).await.unwrap(), "the window passed: new again");
+    assert!(!s.record_delivery("github:aaa", at(41), at(39)).await.unwrap(), "re-recorded at 40");
+
+    // Recording "ccc" at 100, forgetting before 35, drops "bbb" (30), not "aaa" (40).
+    assert!(s.record_delivery("github:ccc", at(100), at(35)).await.unwrap());
+    assert!(s.record_delivery("github:bbb", at(101), at(0)).await.unwrap(), "bbb was dropped");
+    assert!(!s.record_delivery("github:aaa", at(101), at(0)).await.unwrap(), "aaa was kept");
+
+    let key = "github:raced";
+    let calls = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.record_delivery(key, at(200 + i), at(0)).await.unwrap() })
+    });
+    let firsts = futures::future::join_all(calls).await.into_iter().filter(|r| *r.as_ref().unwrap()).count();
+    assert_eq!(firsts, 1, "exactly one concurrent call records the key");
+}

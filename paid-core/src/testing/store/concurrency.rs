@@ -74,4 +74,22 @@ pub async fn concurrent_writers(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let claimed: BTreeSet<_> = ca.iter().chain(&cb).copied().collect();
     assert_eq!(claimed.len(), ca.len() + cb.len(), "no run was claimed twice");
     assert_eq!(claimed, all.iter().map(|r| r.id).collect::<BTreeSet<_>>(), "every run was claimed");
+
+    // Both handles record the same delivery keys: each is new exactly once.
+    let recorder = |store: Arc<dyn Store>| {
+        tokio::spawn(async move {
+            let mut firsts = BTreeSet::new();
+            for i in 0..50 {
+                let key = format!("github:{i}");
+                if store.record_delivery(&key, at(20), at(0)).await.unwrap() {
+                    firsts.insert(key);
+                }
+            }
+            firsts
+        })
+    };
+    let (da, db) = tokio::join!(recorder(a.clone()), recorder(b.clone()));
+    let (da, db) = (da.unwrap(), db.unwrap());
+    assert!(da.is_disjoint(&db), "no delivery key was new on both handles");
+    assert_eq!(da.len() + db.len(), 50, "every delivery key was new on one handle");
 }

@@ -71,6 +71,11 @@
 //!   chunk, once; later appends store nothing. Logs are not lease-checked.
 //!   `prune_logs(cutoff)` deletes the chunks of runs whose `finished_at` is
 //!   before `cutoff`, and nothing else, and returns how many it deleted.
+//! - **Deliveries**: `record_delivery(key, at, forget_before)` is `true`
+//!   for a key not recorded at or after `forget_before`, and records it at
+//!   `at`; otherwise `false`, writing nothing. The call drops every other
+//!   key recorded before `forget_before`. Concurrent calls with one key,
+//!   from any handle: exactly one `true`.
 //! - **Usage** and **audit events** come back oldest first, ties in insertion
 //!   order; **outcomes** newest first. Decisions and outcomes are one per run,
 //!   replaced on record.
@@ -122,6 +127,7 @@ suite!(
     projects_crud,
     project_delete_needs_no_active_run,
     issues_crud,
+    deliveries_are_recorded_once,
     runs_create_and_read,
     runs_one_active_per_issue_and_kind,
     runs_list_newest_first,
