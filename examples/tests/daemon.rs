@@ -281,6 +281,15 @@ impl Drop for World {
         if !ids.is_empty() {
             let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
         }
+        // Sandbox networks (egress control) a killed daemon left behind.
+        let out = Command::new("docker")
+            .args(["network", "ls", "-q", "--filter", &format!("label={}.managed=true", self.label_prefix)])
+            .output()
+            .unwrap();
+        let nets: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        if !nets.is_empty() {
+            let _ = Command::new("docker").args(["network", "rm"]).args(&nets).output();
+        }
     }
 }
 

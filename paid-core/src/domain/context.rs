@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::IssueSnapshot;
 use crate::engine::{CompareSpec, FollowUpContext};
 use crate::learning::PromptVersionId;
 
@@ -45,6 +46,11 @@ pub struct RunContext {
     /// The prompt version the run was given, once picked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_version: Option<PromptVersionId>,
+    /// The issue's title, body and author when the run was queued: what the
+    /// run tells the agent, whoever edits the issue afterwards. Runs queued
+    /// by an older build have none and read the tracked issue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issue: Option<IssueSnapshot>,
 }
 
 impl RunContext {
@@ -61,6 +67,12 @@ impl RunContext {
     /// The context of a comparison run.
     pub fn compare(spec: CompareSpec) -> Self {
         Self { compare: Some(spec), ..Self::default() }
+    }
+
+    /// This context with the issue's text as it was when the run was queued.
+    pub fn with_issue(mut self, snapshot: IssueSnapshot) -> Self {
+        self.issue = Some(snapshot);
+        self
     }
 
     /// This context with `candidate` picked.

@@ -14,7 +14,7 @@ mod usage;
 pub use audit::AuditEvent;
 pub use context::{RunContext, RunPurpose};
 pub use decision::{MAX_MODEL_NAME_LEN, ModelCandidate, ModelDecision, is_valid_model_name, validate_model_name};
-pub use issue::{IssueState, TrackedIssue};
+pub use issue::{AuthorPin, IssueSnapshot, IssueState, TrackedIssue};
 pub use log::{LogAppend, LogChunk, LogStream, TRUNCATION_MARKER};
 pub use outcome::Outcome;
 pub use project::{LabelConfig, Project, ProjectSettings, RepoRef};

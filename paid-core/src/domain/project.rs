@@ -90,8 +90,16 @@ pub struct Project {
     pub default_branch: String,
     /// Labels that trigger work (`paid-build`, `paid-plan`).
     pub trigger_labels: Vec<String>,
-    /// Forge logins whose issues may trigger runs. Empty means nobody.
+    /// Forge logins whose issues may trigger runs (and whose review text
+    /// and votes count). Each is pinned to the user id it has when Paid
+    /// first sees it ([`crate::Catalog::pin_author`]): should the login
+    /// later belong to a different account, that account is not trusted.
+    /// Empty (and no [`Project::allowed_author_ids`]) means nobody.
     pub allowed_authors: Vec<String>,
+    /// Forge user ids (GitHub's numeric `user.id`) trusted like
+    /// [`Project::allowed_authors`], whatever their login.
+    #[serde(default)]
+    pub allowed_author_ids: Vec<u64>,
     /// The sandbox image.
     pub image: String,
     /// The agent kind, as registered with the engine.
@@ -122,6 +130,7 @@ impl Project {
             default_branch: "main".into(),
             trigger_labels: vec!["paid-build".into()],
             allowed_authors: Vec::new(),
+            allowed_author_ids: Vec::new(),
             image: "paid/agent:bookworm".into(),
             agent: "command".into(),
             verify: Vec::new(),

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::{
-    AppendLog, AuditEvent, ClaimRequest, CostQuery, DailyCost, Error, LogAppend, LogChunk, ModelDecision, NewRun,
+    AppendLog, AuditEvent, AuthorPin, ClaimRequest, CostQuery, DailyCost, Error, LogAppend, LogChunk, ModelDecision, NewRun,
     Outcome, Project, ProjectId, Result, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord,
     StepStatus, Store, Timestamp, TrackedIssue, Transition, UsageRecord,
 };
@@ -169,6 +169,15 @@ impl Catalog for RetryStore {
 
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         plain!(self, "issues", self.inner.issues(project))
+    }
+
+    /// Safe to retry: a repeated pin returns the id pinned first.
+    async fn pin_author(&self, project: ProjectId, login: &str, user_id: u64, at: Timestamp) -> Result<u64> {
+        plain!(self, "pin_author", self.inner.pin_author(project, login, user_id, at))
+    }
+
+    async fn author_pins(&self, project: ProjectId) -> Result<Vec<AuthorPin>> {
+        plain!(self, "author_pins", self.inner.author_pins(project))
     }
 
     async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool> {

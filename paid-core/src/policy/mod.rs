@@ -8,4 +8,4 @@ mod trust;
 pub use forbidden::{DEFAULT_FORBIDDEN, ForbiddenPaths};
 pub use naming::{branch_name, pr_title};
 pub use text::neutralize;
-pub use trust::{is_trusted, require_trusted};
+pub use trust::{is_listed, is_trusted, require_trusted};

@@ -14,8 +14,14 @@ pub struct ForgeIssue {
     pub title: String,
     /// Body (may be empty).
     pub body: String,
-    /// Author login.
+    /// Author login (for display; trust goes by [`ForgeIssue::author_id`]
+    /// when the forge reports one).
     pub author: String,
+    /// The author's immutable numeric user id (GitHub's `user.id`), when
+    /// the forge reports one. A login can be given up and taken by someone
+    /// else; the id cannot.
+    #[serde(default)]
+    pub author_id: Option<u64>,
     /// Label names.
     pub labels: Vec<String>,
     /// Open or closed.
@@ -141,9 +147,17 @@ pub struct PrFeedbackRequest {
     pub repo: RepoRef,
     /// The pull request's number.
     pub number: u64,
-    /// Logins whose review text and votes count (the project's allowlist).
-    /// Everyone else's are dropped by the forge, so they never reach a prompt.
+    /// Logins whose review text and votes count: the project's allowlisted
+    /// logins that are not pinned to a user id yet (see
+    /// [`crate::Catalog::pin_author`]).
     pub trusted_authors: Vec<String>,
+    /// User ids whose review text and votes count: the project's
+    /// `allowed_author_ids` and the ids its allowlisted logins are pinned to.
+    /// An author counts when their id is here or their login is in
+    /// `trusted_authors`; everyone else's text and votes are dropped by the
+    /// forge, so they never reach a prompt. Forges that report no ids
+    /// compare logins only.
+    pub trusted_author_ids: Vec<u64>,
 }
 
 /// Whether a pull request is open, merged or closed unmerged.
@@ -172,6 +186,9 @@ pub struct FailingCheck {
 pub struct ReviewComment {
     /// Author login.
     pub author: String,
+    /// The author's numeric user id, when the forge reports one.
+    #[serde(default)]
+    pub author_id: Option<u64>,
     /// Text.
     pub body: String,
     /// File path, for comments on the diff.

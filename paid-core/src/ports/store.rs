@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{Duration, NaiveDate};
 
 use crate::{
-    AuditEvent, Failure, LogAppend, LogChunk, LogStream, ModelDecision, NewRun, Outcome, Project, ProjectId, RepoRef,
+    AuditEvent, AuthorPin, Failure, LogAppend, LogChunk, LogStream, ModelDecision, NewRun, Outcome, Project, ProjectId, RepoRef,
     Result, Run, RunId, RunState, StepRecord, Timestamp, TrackedIssue, Usage, UsageRecord,
 };
 
@@ -380,6 +380,15 @@ pub trait Catalog: Send + Sync + 'static {
     async fn issue(&self, project: ProjectId, number: u64) -> Result<TrackedIssue>;
     /// A project's tracked issues, by number.
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>>;
+    /// Pins `login` (compared case-insensitively, stored lowercase) to the
+    /// forge user id `user_id` in `project`, unless it is pinned already.
+    /// Returns the id the login is pinned to: `user_id` on the first call,
+    /// the first call's id on every later one, whatever id it names. Of
+    /// concurrent first calls, from any handle, one wins and all return its
+    /// id. Fails with [`crate::Error::NotFound`] for a missing project.
+    async fn pin_author(&self, project: ProjectId, login: &str, user_id: u64, at: Timestamp) -> Result<u64>;
+    /// A project's pinned logins, by login.
+    async fn author_pins(&self, project: ProjectId) -> Result<Vec<AuthorPin>>;
     /// Records an inbound delivery (a forge webhook) under `key` (e.g. the
     /// digest of its signed body), received at `at`, so a replay is refused
     /// after a restart and on every node sharing the store.

@@ -160,6 +160,12 @@ impl Catalog for FlakyStore {
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         flaky!(self, "issues", self.inner.issues(project))
     }
+    async fn pin_author(&self, project: ProjectId, login: &str, user_id: u64, at: Timestamp) -> Result<u64> {
+        flaky!(self, "pin_author", self.inner.pin_author(project, login, user_id, at))
+    }
+    async fn author_pins(&self, project: ProjectId) -> Result<Vec<crate::AuthorPin>> {
+        flaky!(self, "author_pins", self.inner.author_pins(project))
+    }
     async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool> {
         flaky!(self, "record_delivery", self.inner.record_delivery(key, at, forget_before))
     }

@@ -370,7 +370,7 @@ impl GitWorkspaces {
     /// Counts what a commit would take (ignored files are not counted),
     /// without reading any file: [`Error::WorktreeLimit`] at the first cap
     /// crossed.
-    pub async fn check_limits(&self, wt: &Worktree, limits: &paid_core::WorktreeLimits) -> Result<()> {
+    async fn check_limits(&self, wt: &Worktree, limits: &paid_core::WorktreeLimits) -> Result<()> {
         let path = self.own(wt)?;
         let (this, run_id, limits) = (self.opener(), wt.run_id, *limits);
         blocking("check worktree limits", move || {

@@ -140,7 +140,10 @@ fn read_entry(root: &Path, f: &Found, limits: &WorktreeLimits) -> Result<(u32, V
     let unsafe_entry = |reason: &str| Error::Unsafe { path: f.rel.display().to_string(), reason: reason.to_string() };
     let kind = f.meta.file_type();
     if kind.is_symlink() {
-        let target = std::fs::read_link(&abs).map_err(Error::io("read symlink", &abs))?;
+        let target = std::fs::read_link(&abs).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => unsafe_entry("stopped being a symlink while read"),
+            _ => Error::io("read symlink", &abs)(e),
+        })?;
         if escapes(&f.rel, &target) {
             return Err(unsafe_entry(&format!("a symlink to {}, outside the worktree", target.display())));
         }
