@@ -307,6 +307,12 @@ impl Catalog for Counted {
     async fn issues(&self, project: ProjectId) -> Result<Vec<TrackedIssue>> {
         self.timed("issues", self.inner.issues(project)).await
     }
+    async fn pin_author(&self, project: ProjectId, login: &str, user_id: u64, at: Timestamp) -> Result<u64> {
+        self.timed("pin_author", self.inner.pin_author(project, login, user_id, at)).await
+    }
+    async fn author_pins(&self, project: ProjectId) -> Result<Vec<paid_core::AuthorPin>> {
+        self.timed("author_pins", self.inner.author_pins(project)).await
+    }
     async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool> {
         self.timed("record_delivery", self.inner.record_delivery(key, at, forget_before)).await
     }

@@ -172,6 +172,7 @@ pub async fn orchestration(store: Arc<dyn Store>, runs: usize, worktrees: &std::
                 title: format!("Speed up thing {number}"),
                 body: "Please.".into(),
                 author: "octocat".into(),
+                author_id: Some(paid_core::testing::fixtures::OCTOCAT_ID),
                 labels: vec!["paid-build".into()],
                 state: IssueState::Open,
                 url: format!("https://instant.invalid/issues/{number}"),

@@ -199,6 +199,14 @@ impl Catalog for CrashStore {
         read!(self, self.inner.issues(project))
     }
 
+    async fn pin_author(&self, project: ProjectId, login: &str, user_id: u64, at: Timestamp) -> Result<u64> {
+        write!(self, "pin_author", self.inner.pin_author(project, login, user_id, at))
+    }
+
+    async fn author_pins(&self, project: ProjectId) -> Result<Vec<paid_core::AuthorPin>> {
+        read!(self, self.inner.author_pins(project))
+    }
+
     async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool> {
         write!(self, "record_delivery", self.inner.record_delivery(key, at, forget_before))
     }
@@ -735,6 +743,10 @@ fn forge_issue(number: u64, author: &str, labels: &[&str]) -> ForgeIssue {
         title: format!("Issue {number}"),
         body: format!("Please fix thing {number}."),
         author: author.into(),
+        // Each login (case-insensitively) its own account.
+        author_id: Some(
+            author.to_ascii_lowercase().bytes().fold(7_000_000, |h, b| h * 31 % 1_000_000_007 + u64::from(b)),
+        ),
         labels: labels.iter().map(|l| l.to_string()).collect(),
         state: IssueState::Open,
         url: format!("https://instant.invalid/issues/{number}"),

@@ -35,7 +35,7 @@ async fn with_pr() -> (FakeGitHub, GitHubForge, u64) {
 }
 
 fn feedback_req(number: u64) -> FeedbackRequest {
-    FeedbackRequest { repo: repo(), number, trusted_authors: vec!["Alice".into()] }
+    FeedbackRequest { repo: repo(), number, trusted_authors: vec!["Alice".into()], trusted_author_ids: Vec::new() }
 }
 
 #[tokio::test]

@@ -79,12 +79,13 @@ pub(crate) async fn delete(pool: &PgPool, id: ProjectId) -> OpResult<()> {
 
 pub(crate) async fn put_issue(pool: &PgPool, i: &TrackedIssue) -> OpResult<()> {
     let done = sqlx::query(
-        "INSERT INTO issues (project_id, number, title, body, author, labels, state, url, trusted, updated_at)
-         SELECT $1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10
+        "INSERT INTO issues (project_id, number, title, body, author, labels, state, url, trusted, updated_at,
+             author_id)
+         SELECT $1, $2, $3, $4, $5, $6::json, $7, $8, $9, $10, $11
          WHERE EXISTS (SELECT 1 FROM projects WHERE id = $1)
          ON CONFLICT (project_id, number) DO UPDATE SET title = excluded.title, body = excluded.body,
              author = excluded.author, labels = excluded.labels, state = excluded.state, url = excluded.url,
-             trusted = excluded.trusted, updated_at = excluded.updated_at",
+             trusted = excluded.trusted, updated_at = excluded.updated_at, author_id = excluded.author_id",
     )
     .bind(i.project_id.0)
     .bind(int("issue number", i.number)?)
@@ -96,12 +97,55 @@ pub(crate) async fn put_issue(pool: &PgPool, i: &TrackedIssue) -> OpResult<()> {
     .bind(&i.url)
     .bind(i.trusted)
     .bind(i.updated_at)
+    .bind(i.author_id.map(|id| int("issue author id", id)).transpose()?)
     .execute(pool)
     .await?;
     if done.rows_affected() == 0 {
         return Err(not_found(i.project_id));
     }
     Ok(())
+}
+
+/// Pins `login` (lowercased) to `user_id` unless it is pinned; the pinned
+/// id. Two statements: a conflicting insert waits for the winner to commit,
+/// and the select that follows (a new snapshot) sees it.
+pub(crate) async fn pin_author(
+    pool: &PgPool,
+    project: ProjectId,
+    login: &str,
+    user_id: u64,
+    at: paid_core::Timestamp,
+) -> OpResult<u64> {
+    let login = login.to_ascii_lowercase();
+    sqlx::query(
+        "INSERT INTO author_pins (project_id, login, user_id, pinned_at)
+         SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM projects WHERE id = $1)
+         ON CONFLICT (project_id, login) DO NOTHING",
+    )
+    .bind(project.0)
+    .bind(&login)
+    .bind(int("author user id", user_id)?)
+    .bind(at)
+    .execute(pool)
+    .await?;
+    let row = sqlx::query(
+        "SELECT project_id, login, user_id, pinned_at FROM author_pins WHERE project_id = $1 AND login = $2",
+    )
+    .bind(project.0)
+    .bind(&login)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(rows::author_pin).transpose()?.map(|p| p.user_id).ok_or_else(|| not_found(project))
+}
+
+pub(crate) async fn author_pins(pool: &PgPool, project: ProjectId) -> OpResult<Vec<paid_core::AuthorPin>> {
+    let all = sqlx::query(
+        "SELECT project_id, login, user_id, pinned_at FROM author_pins WHERE project_id = $1 ORDER BY login COLLATE \"C\"",
+    )
+    .bind(project.0)
+    .fetch_all(pool)
+    .await?;
+    all.iter().map(rows::author_pin).collect()
 }
 
 pub(crate) async fn issue(pool: &PgPool, project: ProjectId, number: u64) -> OpResult<TrackedIssue> {

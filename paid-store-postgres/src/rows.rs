@@ -36,7 +36,7 @@ pub(crate) use project_columns;
 /// The columns [`issue`] reads.
 macro_rules! issue_columns {
     () => {
-        "project_id, number, title, body, author, labels::text, state, url, trusted, updated_at"
+        "project_id, number, title, body, author, labels::text, state, url, trusted, updated_at, author_id"
     };
 }
 pub(crate) use issue_columns;
@@ -89,6 +89,9 @@ pub(crate) struct ProjectConfig {
     default_branch: String,
     trigger_labels: Vec<String>,
     allowed_authors: Vec<String>,
+    /// Added with schema 7; older rows read as none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    allowed_author_ids: Vec<u64>,
     image: String,
     agent: String,
     verify: Vec<String>,
@@ -107,6 +110,7 @@ impl ProjectConfig {
             default_branch: p.default_branch.clone(),
             trigger_labels: p.trigger_labels.clone(),
             allowed_authors: p.allowed_authors.clone(),
+            allowed_author_ids: p.allowed_author_ids.clone(),
             image: p.image.clone(),
             agent: p.agent.clone(),
             verify: p.verify.clone(),
@@ -260,6 +264,7 @@ pub(crate) fn project(row: &PgRow) -> OpResult<Project> {
         default_branch: config.default_branch,
         trigger_labels: config.trigger_labels,
         allowed_authors: config.allowed_authors,
+        allowed_author_ids: config.allowed_author_ids,
         image: config.image,
         agent: config.agent,
         verify: config.verify,
@@ -284,6 +289,23 @@ pub(crate) fn issue(row: &PgRow) -> OpResult<TrackedIssue> {
         url: get(row, 7)?,
         trusted: get(row, 8)?,
         updated_at: get(row, 9)?,
+        author_id: opt_uint(row, 10)?,
+    })
+}
+
+fn opt_uint(row: &PgRow, idx: usize) -> OpResult<Option<u64>> {
+    let v: Option<i64> = get(row, idx)?;
+    v.map(|v| u64::try_from(v).map_err(|_| Error::corrupt(column(row, idx), format!("{v} is negative")).into()))
+        .transpose()
+}
+
+/// Reads a row of `project_id, login, user_id, pinned_at` (`author_pins`).
+pub(crate) fn author_pin(row: &PgRow) -> OpResult<paid_core::AuthorPin> {
+    Ok(paid_core::AuthorPin {
+        project_id: ProjectId(get(row, 0)?),
+        login: get(row, 1)?,
+        user_id: uint(row, 2)?,
+        pinned_at: get(row, 3)?,
     })
 }
 

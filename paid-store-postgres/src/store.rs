@@ -249,6 +249,20 @@ impl Catalog for PgStore {
         Ok(projects::issues(&self.pool, project).await?)
     }
 
+    async fn pin_author(
+        &self,
+        project: ProjectId,
+        login: &str,
+        user_id: u64,
+        at: Timestamp,
+    ) -> paid_core::Result<u64> {
+        Ok(projects::pin_author(&self.pool, project, login, user_id, at).await?)
+    }
+
+    async fn author_pins(&self, project: ProjectId) -> paid_core::Result<Vec<paid_core::AuthorPin>> {
+        Ok(projects::author_pins(&self.pool, project).await?)
+    }
+
     async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> paid_core::Result<bool> {
         Ok(deliveries::record(&self.pool, key, at, forget_before).await?)
     }

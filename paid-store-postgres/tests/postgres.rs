@@ -647,3 +647,50 @@ async fn migration_5_moves_run_context_out_of_the_audit_log() {
     migrated.close().await;
     store.drop_schema().await.unwrap();
 }
+
+/// Migration 7 on a schema at version 6 with projects and tracked issues of
+/// an older build: the issues keep everything and read with no author id,
+/// the projects read with no allowlisted ids, and logins can be pinned,
+/// the first pin staying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_7_adds_author_ids_and_pins_to_a_schema_6_database_with_data() {
+    use paid_core::testing::fixtures::OCTOCAT_ID;
+    use paid_core::{AuthorPin, TrackedIssue};
+
+    let store = testing::fresh_store().await;
+    let project = Project { allowed_author_ids: Vec::new(), ..fixtures::project("legacy") };
+    store.put_project(&project).await.unwrap();
+    let issue = TrackedIssue { author_id: None, ..fixtures::issue(project.id, 3) };
+    store.put_issue(&issue).await.unwrap();
+    let run = store.create_run(&fixtures::new_run(project.id, 3)).await.unwrap();
+    // Back to schema 6, as an older build left it.
+    let pool = store.pool();
+    sqlx::query("DELETE FROM schema_migrations WHERE version >= 7").execute(pool).await.unwrap();
+    sqlx::query("ALTER TABLE issues DROP COLUMN author_id").execute(pool).await.unwrap();
+    sqlx::query("DROP TABLE author_pins").execute(pool).await.unwrap();
+    let config: String = sqlx::query_scalar("SELECT config::text FROM projects").fetch_one(pool).await.unwrap();
+    assert!(!config.contains("allowed_author_ids"), "an empty list is not written: {config}");
+
+    let options = PgStoreOptions::new(testing::database_url()).schema(store.schema());
+    let migrated = PgStore::connect_with(options).await.unwrap();
+    let version: i32 =
+        sqlx::query_scalar("SELECT max(version) FROM schema_migrations").fetch_one(migrated.pool()).await.unwrap();
+    assert_eq!((version, SCHEMA_VERSION), (7, 7));
+    assert_eq!(migrated.issue(project.id, 3).await.unwrap(), issue, "the issue is kept, with no author id");
+    assert_eq!(migrated.project(project.id).await.unwrap(), project);
+    assert_eq!(migrated.run(run.id).await.unwrap(), run);
+    assert_eq!(migrated.pin_author(project.id, "OctoCat", OCTOCAT_ID, at(5)).await.unwrap(), OCTOCAT_ID);
+    assert_eq!(migrated.pin_author(project.id, "octocat", 1, at(6)).await.unwrap(), OCTOCAT_ID);
+    assert_eq!(
+        migrated.author_pins(project.id).await.unwrap(),
+        vec![AuthorPin { project_id: project.id, login: "octocat".into(), user_id: OCTOCAT_ID, pinned_at: at(5) }]
+    );
+    let seen = TrackedIssue { author_id: Some(OCTOCAT_ID), ..issue };
+    migrated.put_issue(&seen).await.unwrap();
+    assert_eq!(migrated.issue(project.id, 3).await.unwrap(), seen);
+    let with_ids = Project { allowed_author_ids: vec![OCTOCAT_ID], ..project };
+    migrated.put_project(&with_ids).await.unwrap();
+    assert_eq!(migrated.project(with_ids.id).await.unwrap(), with_ids);
+    migrated.close().await;
+    store.drop_schema().await.unwrap();
+}

@@ -4,7 +4,7 @@ use paid_core::{Project, ProjectId, TrackedIssue};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::OpError;
-use crate::rows::{self, ISSUE_COLUMNS, PROJECT_COLUMNS, ProjectConfig, int, json, millis};
+use crate::rows::{self, AUTHOR_PIN_COLUMNS, ISSUE_COLUMNS, PROJECT_COLUMNS, ProjectConfig, int, json, millis};
 
 /// Fails with `NotFound` unless the project exists.
 pub(crate) fn require(c: &Connection, id: ProjectId) -> Result<(), OpError> {
@@ -64,10 +64,10 @@ pub(crate) fn delete(c: &Connection, id: ProjectId) -> Result<(), OpError> {
 pub(crate) fn put_issue(c: &Connection, i: &TrackedIssue) -> Result<(), OpError> {
     require(c, i.project_id)?;
     c.prepare_cached(&format!(
-        "INSERT INTO issues ({ISSUE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        "INSERT INTO issues ({ISSUE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (project_id, number) DO UPDATE SET title = excluded.title, body = excluded.body,
              author = excluded.author, labels = excluded.labels, state = excluded.state, url = excluded.url,
-             trusted = excluded.trusted, updated_at = excluded.updated_at"
+             trusted = excluded.trusted, updated_at = excluded.updated_at, author_id = excluded.author_id"
     ))?
     .execute(params![
         i.project_id.to_string(),
@@ -80,8 +80,38 @@ pub(crate) fn put_issue(c: &Connection, i: &TrackedIssue) -> Result<(), OpError>
         i.url,
         i.trusted,
         millis(i.updated_at),
+        i.author_id.map(|id| int("issue author id", id)).transpose()?,
     ])?;
     Ok(())
+}
+
+/// Pins `login` (lowercased) to `user_id` unless it is pinned; the pinned id.
+pub(crate) fn pin_author(
+    c: &Connection,
+    project: ProjectId,
+    login: &str,
+    user_id: u64,
+    at: paid_core::Timestamp,
+) -> Result<u64, OpError> {
+    require(c, project)?;
+    let login = login.to_ascii_lowercase();
+    c.prepare_cached(
+        "INSERT INTO author_pins (project_id, login, user_id, pinned_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (project_id, login) DO NOTHING",
+    )?
+    .execute(params![project.to_string(), login, int("author user id", user_id)?, millis(at)])?;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {AUTHOR_PIN_COLUMNS} FROM author_pins WHERE project_id = ?1 AND login = ?2"
+    ))?;
+    let pin = rows::first(&mut stmt, params![project.to_string(), login], rows::author_pin)?;
+    pin.map(|p| p.user_id).ok_or_else(|| not_found(project))
+}
+
+pub(crate) fn author_pins(c: &Connection, project: ProjectId) -> Result<Vec<paid_core::AuthorPin>, OpError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {AUTHOR_PIN_COLUMNS} FROM author_pins WHERE project_id = ?1 ORDER BY login"
+    ))?;
+    rows::all(&mut stmt, [project.to_string()], rows::author_pin)
 }
 
 pub(crate) fn issue(c: &Connection, project: ProjectId, number: u64) -> Result<TrackedIssue, OpError> {

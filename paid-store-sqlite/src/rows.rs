@@ -163,6 +163,9 @@ pub(crate) struct ProjectConfig {
     default_branch: String,
     trigger_labels: Vec<String>,
     allowed_authors: Vec<String>,
+    /// Added with schema 7; older rows read as none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    allowed_author_ids: Vec<u64>,
     image: String,
     agent: String,
     verify: Vec<String>,
@@ -183,6 +186,7 @@ impl ProjectConfig {
             default_branch,
             trigger_labels,
             allowed_authors,
+            allowed_author_ids,
             image,
             agent,
             verify,
@@ -197,6 +201,7 @@ impl ProjectConfig {
             default_branch,
             trigger_labels,
             allowed_authors,
+            allowed_author_ids,
             image,
             agent,
             verify,
@@ -219,6 +224,7 @@ pub(crate) fn project(row: &Row<'_>) -> Result<Project, OpError> {
         default_branch: c.default_branch,
         trigger_labels: c.trigger_labels,
         allowed_authors: c.allowed_authors,
+        allowed_author_ids: c.allowed_author_ids,
         image: c.image,
         agent: c.agent,
         verify: c.verify,
@@ -231,7 +237,7 @@ pub(crate) fn project(row: &Row<'_>) -> Result<Project, OpError> {
 }
 
 pub(crate) const ISSUE_COLUMNS: &str =
-    "project_id, number, title, body, author, labels, state, url, trusted, updated_at";
+    "project_id, number, title, body, author, labels, state, url, trusted, updated_at, author_id";
 
 pub(crate) fn issue(row: &Row<'_>) -> Result<TrackedIssue, OpError> {
     Ok(TrackedIssue {
@@ -245,6 +251,25 @@ pub(crate) fn issue(row: &Row<'_>) -> Result<TrackedIssue, OpError> {
         url: row.get(7)?,
         trusted: row.get(8)?,
         updated_at: time(row, 9)?,
+        author_id: opt_uint(row, 10)?,
+    })
+}
+
+/// An optional non-negative integer column.
+pub(crate) fn opt_uint(row: &Row<'_>, idx: usize) -> Result<Option<u64>, OpError> {
+    let v: Option<i64> = row.get(idx)?;
+    v.map(|v| u64::try_from(v).map_err(|_| Error::corrupt(column(row, idx), format!("{v} is negative")).into()))
+        .transpose()
+}
+
+pub(crate) const AUTHOR_PIN_COLUMNS: &str = "project_id, login, user_id, pinned_at";
+
+pub(crate) fn author_pin(row: &Row<'_>) -> Result<paid_core::AuthorPin, OpError> {
+    Ok(paid_core::AuthorPin {
+        project_id: project_id(row, 0)?,
+        login: row.get(1)?,
+        user_id: uint(row, 2)?,
+        pinned_at: time(row, 3)?,
     })
 }
 

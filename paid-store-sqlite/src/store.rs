@@ -176,6 +176,21 @@ impl Catalog for SqliteStore {
         self.read(move |c| projects::issues(c, project)).await
     }
 
+    async fn pin_author(
+        &self,
+        project: ProjectId,
+        login: &str,
+        user_id: u64,
+        at: Timestamp,
+    ) -> paid_core::Result<u64> {
+        let login = login.to_string();
+        self.write(move |c| projects::pin_author(c, project, &login, user_id, at)).await
+    }
+
+    async fn author_pins(&self, project: ProjectId) -> paid_core::Result<Vec<paid_core::AuthorPin>> {
+        self.read(move |c| projects::author_pins(c, project)).await
+    }
+
     async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> paid_core::Result<bool> {
         let key = key.to_string();
         self.write(move |c| deliveries::record(c, &key, at, forget_before)).await

@@ -173,6 +173,7 @@ async fn migration_4_brings_runs_parked_by_an_older_build_into_shape() {
         // Back to the schema of version 3: later migrations apply again.
         conn.execute("DELETE FROM schema_migrations WHERE version >= 4", []).unwrap();
         conn.execute("ALTER TABLE runs DROP COLUMN context", []).unwrap();
+        conn.execute("ALTER TABLE issues DROP COLUMN author_id", []).unwrap();
     }
 
     let store = SqliteStore::open(&path).unwrap();
@@ -239,6 +240,7 @@ async fn migration_5_moves_run_context_out_of_the_audit_log() {
         conn.execute("DELETE FROM schema_migrations WHERE version >= 5", []).unwrap();
         conn.execute("UPDATE projects SET config = json_remove(config, '$.settings')", []).unwrap();
         conn.execute("ALTER TABLE runs DROP COLUMN context", []).unwrap();
+        conn.execute("ALTER TABLE issues DROP COLUMN author_id", []).unwrap();
     }
 
     let store = SqliteStore::open(&path).unwrap();
@@ -255,4 +257,51 @@ async fn migration_5_moves_run_context_out_of_the_audit_log() {
     assert!(store.run(plain.id).await.unwrap().context.is_empty());
     let settings = store.project(project.id).await.unwrap().settings;
     assert_eq!(settings, paid_core::ProjectSettings { budget_usd_per_month: Some(20.0), ..Default::default() });
+}
+
+/// Migration 7 on a file at version 6 with projects and tracked issues of
+/// an older build: the issues keep everything and read with no author id,
+/// the projects read with no allowlisted ids, and logins can be pinned.
+#[tokio::test]
+async fn migration_7_adds_author_ids_and_pins_to_a_schema_6_file_with_data() {
+    use paid_core::testing::fixtures::{OCTOCAT_ID, at};
+    use paid_core::{AuthorPin, Project, TrackedIssue};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paid.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let project = Project { allowed_author_ids: Vec::new(), ..fixtures::project("legacy") };
+    store.put_project(&project).await.unwrap();
+    let issue = TrackedIssue { author_id: None, ..fixtures::issue(project.id, 3) };
+    store.put_issue(&issue).await.unwrap();
+    let run = store.create_run(&fixtures::new_run(project.id, 3)).await.unwrap();
+    drop(store);
+    {
+        // Back to schema 6, as an older build left it.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("DELETE FROM schema_migrations WHERE version >= 7", []).unwrap();
+        conn.execute("ALTER TABLE issues DROP COLUMN author_id", []).unwrap();
+        conn.execute("DROP TABLE author_pins", []).unwrap();
+        let config: String = conn.query_row("SELECT config FROM projects", [], |r| r.get(0)).unwrap();
+        assert!(!config.contains("allowed_author_ids"), "an empty list is not written: {config}");
+    }
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(recorded_migrations(&path).last().map(|(v, _)| *v), Some(SCHEMA_VERSION));
+    assert_eq!(SCHEMA_VERSION, 7);
+    assert_eq!(store.issue(project.id, 3).await.unwrap(), issue, "the issue is kept, with no author id");
+    assert_eq!(store.project(project.id).await.unwrap(), project);
+    assert_eq!(store.run(run.id).await.unwrap(), run);
+    assert_eq!(store.pin_author(project.id, "OctoCat", OCTOCAT_ID, at(5)).await.unwrap(), OCTOCAT_ID);
+    assert_eq!(store.pin_author(project.id, "octocat", 1, at(6)).await.unwrap(), OCTOCAT_ID);
+    assert_eq!(
+        store.author_pins(project.id).await.unwrap(),
+        vec![AuthorPin { project_id: project.id, login: "octocat".into(), user_id: OCTOCAT_ID, pinned_at: at(5) }]
+    );
+    let seen = TrackedIssue { author_id: Some(OCTOCAT_ID), ..issue };
+    store.put_issue(&seen).await.unwrap();
+    assert_eq!(store.issue(project.id, 3).await.unwrap(), seen);
+    let with_ids = Project { allowed_author_ids: vec![OCTOCAT_ID], ..project };
+    store.put_project(&with_ids).await.unwrap();
+    assert_eq!(store.project(with_ids.id).await.unwrap(), with_ids);
 }

@@ -120,6 +120,33 @@ impl Harness {
             .unwrap()
     }
 
+    /// The workspaces the engines of this harness use.
+    pub fn workspaces(&self) -> GitWorkspaces {
+        GitWorkspaces::new(GitWorkspacesConfig::new(self.dir.path().join("workspaces")))
+    }
+
+    /// An engine running `agent` with `workspaces` and `config`.
+    pub fn engine_from(
+        &self,
+        agent: Arc<dyn Agent>,
+        workspaces: Arc<dyn paid_core::Workspaces>,
+        config: EngineConfig,
+    ) -> Engine {
+        let forge =
+            GitHubForge::new(GitHubConfig::new().base_uri(self.github.base_url()).token("t".to_string().into()))
+                .unwrap();
+        Engine::builder()
+            .store(self.store.clone())
+            .runtime(self.runtime.clone())
+            .forge(Arc::new(forge))
+            .workspaces(workspaces)
+            .agent(agent)
+            .selector(Arc::new(FixedSelector { provider: "test".into(), model: "none".into() }))
+            .config(config)
+            .build()
+            .unwrap()
+    }
+
     /// Queues issue #1 and runs it to its end.
     pub async fn run(&self, engine: &Engine) -> Run {
         engine.poll_project(self.project.id).await.unwrap();

@@ -54,7 +54,7 @@ pub use drive::{
     comment_marker,
 };
 pub use events::EngineEvent;
-pub use intake::{FOLLOW_UP_ACTION, FollowUpContext, FollowUpReport, PollReport};
+pub use intake::{EDITED_ACTION, FOLLOW_UP_ACTION, FollowUpContext, FollowUpReport, PollReport, UNTRUSTED_ACTION};
 pub use maintenance::{SweepOptions, SweepReport};
 
 use crate::learning::PromptVersionId;

@@ -346,7 +346,7 @@ pub struct DailyCost {
 ///
 /// | trait | concern |
 /// |---|---|
-/// | [`Catalog`] | projects and tracked issues |
+/// | [`Catalog`] | projects, tracked issues, webhook delivery keys |
 /// | [`Runs`] | runs, their state machine, leases and cancellation |
 /// | [`Journal`] | the step journal (exactly-once side effects) |
 /// | [`RunLog`] | run output logs |
@@ -361,7 +361,8 @@ pub trait Store: Catalog + Runs + Journal + RunLog + Ledger + Audit {}
 
 impl<T: Catalog + Runs + Journal + RunLog + Ledger + Audit + ?Sized> Store for T {}
 
-/// What Paid works on: projects and the issues it tracks in them.
+/// What Paid works on: projects and the issues it tracks in them, and the
+/// forge deliveries (webhooks) already accepted about them.
 ///
 /// Part of [`Store`]; implemented by every store backend and layer.
 #[async_trait]

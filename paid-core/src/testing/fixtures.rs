@@ -54,6 +54,7 @@ pub fn project(name: &str) -> Project {
         default_branch: "trunk".into(),
         trigger_labels: vec!["paid-build".into(), "paid-plan".into()],
         allowed_authors: vec!["octocat".into(), "hubot".into()],
+        allowed_author_ids: vec![7_000_001, 7_000_002],
         image: "paid/agent:test".into(),
         agent: "scripted".into(),
         verify: vec!["cargo test".into(), "cargo clippy -- -D warnings".into()],
@@ -80,6 +81,9 @@ pub fn project(name: &str) -> Project {
     }
 }
 
+/// The user id of `octocat`, the fixtures' issue author (GitHub's own).
+pub const OCTOCAT_ID: u64 = 583_231;
+
 /// Open issue `number` of `project`, by a trusted author, with two labels.
 pub fn issue(project: ProjectId, number: u64) -> TrackedIssue {
     TrackedIssue {
@@ -88,6 +92,7 @@ pub fn issue(project: ProjectId, number: u64) -> TrackedIssue {
         title: format!("Fix the flaky test #{number}"),
         body: "It fails one time in ten.\n\n- [ ] make it pass".into(),
         author: "octocat".into(),
+        author_id: Some(OCTOCAT_ID),
         labels: vec!["paid-build".into(), "bug".into()],
         state: IssueState::Open,
         url: format!("https://forge.example/acme/widgets/issues/{number}"),

@@ -153,7 +153,12 @@ pub async fn pr_feedback_of_an_open_pr_without_trusted_authors(f: &ForgeFixture)
     let pr = f.forge.find_or_create_pr(&req).await.expect("find PR");
     let feedback = f
         .forge
-        .pr_feedback(&PrFeedbackRequest { repo: f.repo.clone(), number: pr.number, trusted_authors: Vec::new() })
+        .pr_feedback(&PrFeedbackRequest {
+            repo: f.repo.clone(),
+            number: pr.number,
+            trusted_authors: Vec::new(),
+            trusted_author_ids: Vec::new(),
+        })
         .await
         .expect("pr_feedback");
     assert_eq!(feedback.state, PrState::Open);

@@ -465,6 +465,7 @@ impl Forge for InstantForge {
             title: format!("Instant issue #{number}"),
             body: "Nothing to do, quickly.".into(),
             author: "octocat".into(),
+            author_id: Some(crate::testing::fixtures::OCTOCAT_ID),
             labels: vec!["paid-build".into()],
             state: IssueState::Open,
             url: format!("https://instant.invalid/{repo}/issues/{number}"),

@@ -34,13 +34,17 @@ pub(super) fn scopes_header(st: &State, headers: &HeaderMap, status: StatusCode)
 
 /// `GET /user`: the authenticated user.
 pub(super) fn user(st: &State) -> Reply {
-    Reply::ok(templates::user(&st.base_url, &st.login, templates::user_id(&st.login)))
+    Reply::ok(templates::user(
+        &st.base_url,
+        &st.login,
+        st.user_ids.get(&st.login.to_ascii_lowercase()).copied().unwrap_or_else(|| templates::user_id(&st.login)),
+    ))
 }
 
 /// `GET /repos/{o}/{r}`, with the token's permissions on it.
 pub(super) fn repository(st: &State, o: &str, n: &str) -> Reply {
     match st.repo(o, n) {
-        Some(repo) => Reply::ok(templates::repository(&Ctx { base: &st.base_url, repo })),
+        Some(repo) => Reply::ok(templates::repository(&Ctx { base: &st.base_url, repo, users: &st.user_ids })),
         None => Reply::not_found(),
     }
 }

@@ -286,6 +286,36 @@ impl FakeGitHub {
         }
     }
 
+    /// Makes `login` belong to the account with user id `id` from now on,
+    /// in every object the fake serves (issues, comments, reviews...): as
+    /// when an account is deleted and someone else registers its login.
+    /// Other logins keep ids derived from the login.
+    pub fn set_user_id(&self, login: &str, id: u64) {
+        lock(&self.state).user_ids.insert(login.to_ascii_lowercase(), id);
+    }
+
+    /// The user id the fake serves for `login`.
+    pub fn user_id(&self, login: &str) -> u64 {
+        let st = lock(&self.state);
+        st.user_ids.get(&login.to_ascii_lowercase()).copied().unwrap_or_else(|| templates::user_id(login))
+    }
+
+    /// Edits an issue's title and body, as someone on GitHub would (GitHub's
+    /// REST API does not say who). Returns whether it existed.
+    pub fn edit_issue(&self, owner: &str, repo: &str, number: u64, title: &str, body: &str) -> bool {
+        let mut st = lock(&self.state);
+        let issue = st.repos.get_mut(&(owner.to_string(), repo.to_string())).and_then(|r| r.issues.get_mut(&number));
+        match issue {
+            Some(i) => {
+                i.title = title.to_string();
+                i.body = Some(body.to_string());
+                i.updated_at = chrono::Utc::now();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// An issue's body (`None` when it does not exist; empty when it has none).
     pub fn issue_body(&self, owner: &str, repo: &str, number: u64) -> Option<String> {
         let st = lock(&self.state);

@@ -14,7 +14,7 @@ use super::templates::{self, Ctx};
 fn pull_json(st: &State, o: &str, n: &str, number: u64, full: bool) -> Value {
     match st.repo(o, n) {
         Some(repo) => match repo.issues.get(&number) {
-            Some(i) => templates::pull(&Ctx { base: &st.base_url, repo }, i, full),
+            Some(i) => templates::pull(&Ctx { base: &st.base_url, repo, users: &st.user_ids }, i, full),
             None => Value::Null,
         },
         None => Value::Null,
@@ -134,7 +134,7 @@ fn head_sha(st: &State, o: &str, n: &str, number: u64) -> String {
 
 pub(super) fn list_reactions(st: &mut State, o: &str, n: &str, number: u64, query: &[(String, String)]) -> Reply {
     let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
-    let ctx = Ctx { base: &st.base_url, repo };
+    let ctx = Ctx { base: &st.base_url, repo, users: &st.user_ids };
     let items: Vec<Value> =
         repo.reactions.iter().filter(|r| r.issue == number).map(|r| templates::reaction(&ctx, r)).collect();
     let link_base = format!("{}/repositories/{}/issues/{number}/reactions", st.base_url, repo.id);
@@ -144,7 +144,7 @@ pub(super) fn list_reactions(st: &mut State, o: &str, n: &str, number: u64, quer
 pub(super) fn list_review_comments(st: &mut State, o: &str, n: &str, number: u64, query: &[(String, String)]) -> Reply {
     let sha = head_sha(st, o, n, number);
     let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
-    let ctx = Ctx { base: &st.base_url, repo };
+    let ctx = Ctx { base: &st.base_url, repo, users: &st.user_ids };
     let items: Vec<Value> = repo
         .review_comments
         .iter()
@@ -158,7 +158,7 @@ pub(super) fn list_review_comments(st: &mut State, o: &str, n: &str, number: u64
 pub(super) fn list_reviews(st: &mut State, o: &str, n: &str, number: u64, query: &[(String, String)]) -> Reply {
     let sha = head_sha(st, o, n, number);
     let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
-    let ctx = Ctx { base: &st.base_url, repo };
+    let ctx = Ctx { base: &st.base_url, repo, users: &st.user_ids };
     let items: Vec<Value> =
         repo.reviews.iter().filter(|r| r.pull == number).map(|r| templates::review(&ctx, r, &sha)).collect();
     let link_base = format!("{}/repositories/{}/pulls/{number}/reviews", st.base_url, repo.id);
@@ -167,7 +167,7 @@ pub(super) fn list_reviews(st: &mut State, o: &str, n: &str, number: u64, query:
 
 pub(super) fn list_check_runs(st: &mut State, o: &str, n: &str, sha: &str, query: &[(String, String)]) -> Reply {
     let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
-    let ctx = Ctx { base: &st.base_url, repo };
+    let ctx = Ctx { base: &st.base_url, repo, users: &st.user_ids };
     let runs: Vec<&CheckRunRec> = repo.check_runs.get(sha).map(|v| v.iter().collect()).unwrap_or_default();
     let items: Vec<Value> = runs.iter().map(|c| templates::check_run(&ctx, sha, c)).collect();
     let total = items.len();

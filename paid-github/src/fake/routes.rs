@@ -294,7 +294,7 @@ pub(super) fn ctx_issue_json(st: &State, o: &str, n: &str, issue: &Issue, single
     match st.repo(o, n) {
         Some(repo) => {
             let comments = repo.comments.iter().filter(|c| c.issue == issue.number).count();
-            templates::issue(&Ctx { base: &st.base_url, repo }, issue, comments, single)
+            templates::issue(&Ctx { base: &st.base_url, repo, users: &st.user_ids }, issue, comments, single)
         }
         None => Value::Null,
     }
@@ -337,7 +337,7 @@ fn get_issue(st: &mut State, o: &str, n: &str, number: u64) -> Reply {
 
 fn comment_json(st: &State, o: &str, n: &str, c: &Comment) -> Value {
     match st.repo(o, n) {
-        Some(repo) => templates::comment(&Ctx { base: &st.base_url, repo }, c),
+        Some(repo) => templates::comment(&Ctx { base: &st.base_url, repo, users: &st.user_ids }, c),
         None => Value::Null,
     }
 }
@@ -403,7 +403,7 @@ fn edit_comment(st: &mut State, o: &str, n: &str, id: u64, json: Option<&Value>)
 fn labels_json(st: &State, o: &str, n: &str, number: u64) -> Value {
     match st.repo(o, n) {
         Some(repo) => {
-            let ctx = Ctx { base: &st.base_url, repo };
+            let ctx = Ctx { base: &st.base_url, repo, users: &st.user_ids };
             let labels = repo.issues.get(&number).map(|i| i.labels.clone()).unwrap_or_default();
             Value::Array(labels.iter().map(|l| templates::label(&ctx, l)).collect())
         }

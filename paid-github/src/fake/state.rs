@@ -223,6 +223,8 @@ pub(crate) struct State {
     /// The scopes of a classic token (`x-oauth-scopes`); `None` for a
     /// fine-grained or app token.
     pub scopes: Option<Vec<String>>,
+    /// User ids by lowercase login, where set; others derive from the login.
+    pub user_ids: BTreeMap<String, u64>,
 }
 
 pub(crate) fn bump(next: &mut u64) -> u64 {
@@ -245,6 +247,7 @@ impl State {
             always: None,
             sub_issue_support: SubIssueSupport::default(),
             scopes: None,
+            user_ids: BTreeMap::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! only the fields that vary, so the fake's objects have exactly the keys
 //! real GitHub sends.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use paid_core::Timestamp;
@@ -72,9 +73,17 @@ pub(crate) fn templates() -> &'static Templates {
 pub(crate) struct Ctx<'a> {
     pub base: &'a str,
     pub repo: &'a Repo,
+    /// User ids set with [`crate::fake::FakeGitHub::set_user_id`], by
+    /// lowercase login.
+    pub users: &'a BTreeMap<String, u64>,
 }
 
 impl Ctx<'_> {
+    /// The user id of `login`: the one set for it, or the stable default.
+    pub fn user_id(&self, login: &str) -> u64 {
+        self.users.get(&login.to_ascii_lowercase()).copied().unwrap_or_else(|| user_id(login))
+    }
+
     fn api(&self) -> String {
         format!("{}/repos/{}/{}", self.base, self.repo.owner, self.repo.name)
     }
@@ -119,9 +128,12 @@ pub(crate) fn user(base: &str, login: &str, id: u64) -> Value {
     u
 }
 
-/// Stable fake user ids derived from the login.
+/// Stable fake user ids derived from the login (case-insensitively: one
+/// login, one account).
 pub(crate) fn user_id(login: &str) -> u64 {
-    10_000 + login.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % 1_000_000
+    10_000
+        + login.to_ascii_lowercase().bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+            % 1_000_000
 }
 
 /// A label object.
@@ -157,7 +169,7 @@ pub(crate) fn issue(ctx: &Ctx<'_>, issue: &Issue, comments: usize, single: bool)
     put(&mut v, "node_id", node_id("I", issue.id));
     put(&mut v, "number", json!(issue.number));
     put(&mut v, "title", json!(issue.title));
-    put(&mut v, "user", user(ctx.base, &issue.author, user_id(&issue.author)));
+    put(&mut v, "user", user(ctx.base, &issue.author, ctx.user_id(&issue.author)));
     put(&mut v, "labels", Value::Array(issue.labels.iter().map(|l| label(ctx, l)).collect()));
     put(&mut v, "state", json!(if issue.open { "open" } else { "closed" }));
     put(&mut v, "state_reason", if issue.open { Value::Null } else { json!("completed") });
@@ -201,7 +213,7 @@ pub(crate) fn comment(ctx: &Ctx<'_>, c: &Comment) -> Value {
     put(&mut v, "issue_url", json!(format!("{}/issues/{}", ctx.api(), c.issue)));
     put(&mut v, "id", json!(c.id));
     put(&mut v, "node_id", node_id("IC", c.id));
-    put(&mut v, "user", user(ctx.base, &c.author, user_id(&c.author)));
+    put(&mut v, "user", user(ctx.base, &c.author, ctx.user_id(&c.author)));
     put(&mut v, "created_at", time(c.created_at));
     put(&mut v, "updated_at", time(c.updated_at));
     put(&mut v, "author_association", json!("OWNER"));
@@ -238,7 +250,7 @@ pub(crate) fn pull(ctx: &Ctx<'_>, issue: &Issue, full: bool) -> Value {
     put(&mut v, "state", json!(if issue.open { "open" } else { "closed" }));
     put(&mut v, "locked", json!(false));
     put(&mut v, "title", json!(issue.title));
-    put(&mut v, "user", user(ctx.base, &issue.author, user_id(&issue.author)));
+    put(&mut v, "user", user(ctx.base, &issue.author, ctx.user_id(&issue.author)));
     put(&mut v, "body", issue.body.clone().map_or(Value::Null, Value::String));
     put(&mut v, "labels", Value::Array(issue.labels.iter().map(|l| label(ctx, l)).collect()));
     put(&mut v, "milestone", Value::Null);
@@ -262,7 +274,7 @@ pub(crate) fn pull(ctx: &Ctx<'_>, issue: &Issue, full: bool) -> Value {
             if !sha.is_empty() {
                 put(side, "sha", json!(sha));
             }
-            put(side, "user", user(ctx.base, &ctx.repo.owner, user_id(&ctx.repo.owner)));
+            put(side, "user", user(ctx.base, &ctx.repo.owner, ctx.user_id(&ctx.repo.owner)));
             if let Some(repo) = side.get_mut("repo") {
                 rename_repo(ctx, repo);
             }
@@ -340,7 +352,7 @@ pub(crate) fn review_comment(ctx: &Ctx<'_>, c: &ReviewCommentRec, head_sha: &str
         "original_position": c.line,
         "commit_id": head_sha,
         "original_commit_id": head_sha,
-        "user": user(ctx.base, &c.author, user_id(&c.author)),
+        "user": user(ctx.base, &c.author, ctx.user_id(&c.author)),
         "body": c.body,
         "created_at": time(c.at),
         "updated_at": time(c.at),
@@ -372,7 +384,7 @@ pub(crate) fn review(ctx: &Ctx<'_>, r: &ReviewRec, head_sha: &str) -> Value {
     json!({
         "id": r.id,
         "node_id": node_id("PRR", r.id),
-        "user": user(ctx.base, &r.author, user_id(&r.author)),
+        "user": user(ctx.base, &r.author, ctx.user_id(&r.author)),
         "body": r.body,
         "state": r.state,
         "html_url": html,
@@ -392,7 +404,7 @@ pub(crate) fn reaction(ctx: &Ctx<'_>, r: &ReactionRec) -> Value {
     json!({
         "id": r.id,
         "node_id": node_id("REA", r.id),
-        "user": user(ctx.base, &r.author, user_id(&r.author)),
+        "user": user(ctx.base, &r.author, ctx.user_id(&r.author)),
         "content": r.content,
         "created_at": time(r.at),
     })
@@ -431,7 +443,7 @@ fn rename_repo(ctx: &Ctx<'_>, repo: &mut Value) {
     put(repo, "node_id", node_id("R", ctx.repo.id));
     put(repo, "name", json!(ctx.repo.name));
     put(repo, "full_name", json!(new));
-    put(repo, "owner", user(ctx.base, &ctx.repo.owner, user_id(&ctx.repo.owner)));
+    put(repo, "owner", user(ctx.base, &ctx.repo.owner, ctx.user_id(&ctx.repo.owner)));
 }
 
 fn rewrite_strings(v: &mut Value, f: &dyn Fn(&str) -> String) {
@@ -481,7 +493,7 @@ mod tests {
     fn issues_have_the_recorded_keys() {
         let s = state_with_issue();
         let repo = s.repo("o", "r").unwrap();
-        let ctx = Ctx { base: &s.base_url, repo };
+        let ctx = Ctx { base: &s.base_url, repo, users: &s.user_ids };
         let issue = &repo.issues[&7];
 
         let session: Vec<Value> = serde_json::from_str(PAGINATE_ISSUES).unwrap();
@@ -536,7 +548,7 @@ mod tests {
             },
         );
         let repo = s.repo("o", "r").unwrap();
-        let ctx = Ctx { base: &s.base_url, repo };
+        let ctx = Ctx { base: &s.base_url, repo, users: &s.user_ids };
         let pr = &repo.issues[&8];
         let full = pull(&ctx, pr, true);
         assert_eq!(keys(&full), keys(&serde_json::from_str::<Value>(PULL_FULL).unwrap()));
@@ -559,7 +571,7 @@ mod tests {
     fn comments_and_errors_have_the_recorded_keys() {
         let s = state_with_issue();
         let repo = s.repo("o", "r").unwrap();
-        let ctx = Ctx { base: &s.base_url, repo };
+        let ctx = Ctx { base: &s.base_url, repo, users: &s.user_ids };
         let now = chrono::Utc::now();
         let c = Comment {
             id: 9,

@@ -1,8 +1,8 @@
 //! Follow-up: what a Paid pull request's checks, reviewers and readers say.
 //!
 //! Trust: review comments, reviews and reactions from authors outside the
-//! request's allowlist are filtered out here (and the exclusion logged), so
-//! their text can never reach a prompt. Check-run output comes from CI, not
+//! request's allowlist (by numeric user id, or by login) are filtered out
+//! here (and the exclusion logged), so their text can never reach a prompt. Check-run output comes from CI, not
 //! from people, and is kept (capped).
 //!
 //! Review threads come from the REST API, which does not say whether a
@@ -15,7 +15,7 @@ use http::Method;
 use paid_core::RepoRef;
 use serde::{Deserialize, Serialize};
 
-use super::models::{CheckRun, Pull, Reaction, Review as RawReview, ReviewComment as RawComment};
+use super::models::{CheckRun, Pull, Reaction, Review as RawReview, ReviewComment as RawComment, User};
 use super::{GitHubForge, encode, not_found, repo_path};
 use crate::error::Result;
 
@@ -31,9 +31,13 @@ pub struct FeedbackRequest {
     pub repo: RepoRef,
     /// The pull request's number.
     pub number: u64,
-    /// Logins whose review text and votes count (the project's allowlist);
-    /// compared case-insensitively. Everyone else's is dropped.
+    /// Logins whose review text and votes count; compared
+    /// case-insensitively.
     pub trusted_authors: Vec<String>,
+    /// User ids (GitHub's numeric `user.id`) whose review text and votes
+    /// count, whatever their login. An author counts when their id is here
+    /// or their login is in `trusted_authors`; everyone else's is dropped.
+    pub trusted_author_ids: Vec<u64>,
 }
 
 /// Whether the pull request is still open, was merged or was closed unmerged.
@@ -74,6 +78,8 @@ pub struct ReviewComment {
     pub id: u64,
     /// Author login.
     pub author: String,
+    /// The author's numeric user id.
+    pub author_id: Option<u64>,
     /// Text.
     pub body: String,
 }
@@ -98,6 +104,8 @@ pub struct Review {
     pub id: u64,
     /// Author login.
     pub author: String,
+    /// The author's numeric user id.
+    pub author_id: Option<u64>,
     /// `APPROVED`, `CHANGES_REQUESTED` or `COMMENTED`.
     pub state: String,
     /// Summary text (may be empty).
@@ -197,8 +205,12 @@ impl GitHubForge {
         let reactions: Vec<Reaction> =
             self.client.list(&format!("{repo}/issues/{n}/reactions?per_page={per_page}")).await?;
 
-        let trusted =
-            |login: Option<&str>| login.is_some_and(|l| req.trusted_authors.iter().any(|a| a.eq_ignore_ascii_case(l)));
+        let trusted = |user: Option<&User>| {
+            user.is_some_and(|u| {
+                u.id.is_some_and(|id| req.trusted_author_ids.contains(&id))
+                    || req.trusted_authors.iter().any(|a| a.eq_ignore_ascii_case(&u.login))
+            })
+        };
         let mut excluded = 0usize;
         let mut exclude = |kind: &str, id: u64, author: Option<&str>| {
             excluded += 1;
@@ -231,8 +243,14 @@ impl GitHubForge {
                 .entry(root)
                 .or_insert_with(|| (ReviewThread { path: c.path.clone(), line: c.line, comments: Vec::new() }, false));
             entry.1 |= c.position.is_some();
-            if trusted(author.as_deref()) {
-                entry.0.comments.push(ReviewComment { id: c.id, author: author.unwrap_or_default(), body: c.body });
+            if trusted(c.user.as_ref()) {
+                let author_id = c.user.as_ref().and_then(|u| u.id);
+                entry.0.comments.push(ReviewComment {
+                    id: c.id,
+                    author: author.unwrap_or_default(),
+                    author_id,
+                    body: c.body,
+                });
             } else {
                 exclude("review comment", c.id, author.as_deref());
             }
@@ -243,15 +261,16 @@ impl GitHubForge {
         let mut kept_reviews = Vec::new();
         for r in reviews {
             let author = r.user.as_ref().map(|u| u.login.clone());
-            if !trusted(author.as_deref()) {
+            if !trusted(r.user.as_ref()) {
                 exclude("review", r.id, author.as_deref());
                 continue;
             }
+            let author_id = r.user.as_ref().and_then(|u| u.id);
             let body = r.body.unwrap_or_default();
             if r.state == "PENDING" || (r.state == "COMMENTED" && body.trim().is_empty()) {
                 continue;
             }
-            kept_reviews.push(Review { id: r.id, author: author.unwrap_or_default(), state: r.state, body });
+            kept_reviews.push(Review { id: r.id, author: author.unwrap_or_default(), author_id, state: r.state, body });
         }
 
         let mut votes = Votes::default();
@@ -260,7 +279,7 @@ impl GitHubForge {
             if !matches!(r.content.as_str(), "+1" | "-1") {
                 continue;
             }
-            if !trusted(author) {
+            if !trusted(r.user.as_ref()) {
                 exclude("reaction", 0, author);
                 continue;
             }

@@ -339,6 +339,7 @@ impl Forge for GitHubForge {
                 repo: req.repo.clone(),
                 number: req.number,
                 trusted_authors: req.trusted_authors.clone(),
+                trusted_author_ids: req.trusted_author_ids.clone(),
             },
         )
         .await?;
@@ -380,6 +381,7 @@ impl From<PrFeedback> for core_forge::PrFeedback {
                 let (path, line) = (t.path, t.line);
                 t.comments.into_iter().map(move |c| core_forge::ReviewComment {
                     author: c.author,
+                    author_id: c.author_id,
                     body: c.body,
                     path: Some(path.clone()),
                     line,
@@ -392,7 +394,7 @@ impl From<PrFeedback> for core_forge::PrFeedback {
                 .filter(|r| r.state != "APPROVED" && (r.state == "CHANGES_REQUESTED" || !r.body.trim().is_empty()))
                 .map(|r| {
                     let body = if r.body.trim().is_empty() { "Changes requested.".to_string() } else { r.body };
-                    core_forge::ReviewComment { author: r.author, body, path: None, line: None }
+                    core_forge::ReviewComment { author: r.author, author_id: r.author_id, body, path: None, line: None }
                 }),
         );
         core_forge::PrFeedback {

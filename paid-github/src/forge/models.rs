@@ -12,6 +12,10 @@ use crate::error::ValidationError;
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct User {
     pub login: String,
+    /// The immutable numeric id (a login can be given up and re-registered
+    /// by someone else; the id cannot).
+    #[serde(default)]
+    pub id: Option<u64>,
 }
 
 /// A label as it appears on an issue: an object with a `name`, or (in some
@@ -65,7 +69,8 @@ impl From<Issue> for ForgeIssue {
             title: i.title,
             body: i.body.unwrap_or_default(),
             // GitHub shows deleted accounts as "ghost".
-            author: i.user.map(|u| u.login).unwrap_or_else(|| "ghost".into()),
+            author: i.user.as_ref().map(|u| u.login.clone()).unwrap_or_else(|| "ghost".into()),
+            author_id: i.user.as_ref().and_then(|u| u.id),
             labels: i.labels.iter().map(|l| l.name().to_string()).collect(),
             state: if i.state.eq_ignore_ascii_case("closed") { IssueState::Closed } else { IssueState::Open },
             url: i.html_url,
@@ -263,9 +268,19 @@ mod tests {
         let first: Issue = serde_json::from_value(session[0]["response"][0].clone()).unwrap();
         let issue = ForgeIssue::from(first);
         assert_eq!(issue.author, "octokit-fixture-user-a");
+        assert_eq!(issue.author_id, Some(1000), "GitHub's numeric `user.id`");
         assert_eq!(issue.state, IssueState::Open);
         assert_eq!(issue.body, "");
         assert_eq!(issue.url, "https://github.com/octokit-fixture-org/paginate-issues/issues/13");
+    }
+
+    #[test]
+    fn an_issue_without_a_user_is_by_ghost_with_no_id() {
+        let session: Vec<serde_json::Value> = serde_json::from_str(PAGINATE).unwrap();
+        let mut raw = session[0]["response"][0].clone();
+        raw["user"] = serde_json::Value::Null;
+        let issue = ForgeIssue::from(serde_json::from_value::<Issue>(raw).unwrap());
+        assert_eq!((issue.author.as_str(), issue.author_id), ("ghost", None));
     }
 
     #[test]

@@ -47,9 +47,23 @@ impl Drive {
         self.cancel_requested.load(Ordering::SeqCst)
     }
 
-    /// The run's issue, read on first use.
+    /// The run's issue, read on first use, with the title, body and author
+    /// it had when the run was queued ([`crate::RunContext::issue`]): an
+    /// edit made after the trigger never reaches the prompt, the commit or
+    /// the PR. Whether it is trusted is the tracked issue's say (a later
+    /// poll that finds its author no longer trusted stops the run). Runs
+    /// queued by an older build carry no snapshot and take the tracked
+    /// issue as it is.
     pub(super) async fn issue(&self) -> Result<&TrackedIssue> {
-        self.issue.get_or_try_init(|| self.store.issue(self.run.project_id, self.run.issue_number)).await
+        self.issue
+            .get_or_try_init(|| async {
+                let tracked = self.store.issue(self.run.project_id, self.run.issue_number).await?;
+                Ok(match &self.run.context.issue {
+                    Some(snapshot) => snapshot.apply(&tracked),
+                    None => tracked,
+                })
+            })
+            .await
     }
 
     /// The run's usage records, read on first use. Only the steps after the

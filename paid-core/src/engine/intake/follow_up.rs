@@ -139,13 +139,9 @@ impl Intake {
             store.outcomes(project_id).await?.into_iter().map(|o| (o.run_id, o)).collect();
         let mut report = FollowUpReport::default();
         for (number, runs) in by_pr {
-            let req = PrFeedbackRequest {
-                repo: project.repo.clone(),
-                number,
-                trusted_authors: project.allowed_authors.clone(),
-            };
+            let req = self.feedback_request(&project, number).await?;
             let feedback = match self.forge.pr_feedback(&req).await {
-                Ok(f) => f,
+                Ok(f) => self.pin_reviewers(&project, number, f).await?,
                 Err(e) => {
                     warn!(project = %project.repo, pr = number, error = %e, "could not read pull request feedback");
                     report.errors.push((number, e.to_string()));
@@ -166,6 +162,49 @@ impl Intake {
             }
         }
         Ok(report)
+    }
+
+    /// What to ask the forge about PR `number`: review text and votes count
+    /// from the project's allowlisted ids, from the ids its allowlisted
+    /// logins are pinned to, and (by login) from its allowlisted logins not
+    /// pinned yet.
+    async fn feedback_request(&self, project: &Project, number: u64) -> Result<PrFeedbackRequest> {
+        let pins = self.store.author_pins(project.id).await?;
+        let mut ids = project.allowed_author_ids.clone();
+        let mut logins = Vec::new();
+        for login in &project.allowed_authors {
+            match pins.iter().find(|p| p.login.eq_ignore_ascii_case(login)) {
+                Some(pin) => ids.push(pin.user_id),
+                None => logins.push(login.clone()),
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(PrFeedbackRequest { repo: project.repo.clone(), number, trusted_authors: logins, trusted_author_ids: ids })
+    }
+
+    /// Pins the allowlisted logins the forge kept review comments of by
+    /// login (their first sighting with an id), and drops every comment
+    /// whose author is not trusted by id after all: a login pinned to
+    /// another id meanwhile, or (from a forge that filtered badly) an
+    /// author outside the allowlists.
+    async fn pin_reviewers(&self, project: &Project, number: u64, mut feedback: PrFeedback) -> Result<PrFeedback> {
+        let mut kept = Vec::with_capacity(feedback.review_comments.len());
+        for c in std::mem::take(&mut feedback.review_comments) {
+            if let Some(id) = c.author_id
+                && !project.allowed_author_ids.contains(&id)
+            {
+                let pinned = self.pinned_id(project, &c.author, Some(id)).await?;
+                if pinned != Some(id) {
+                    warn!(project = %project.repo, pr = number, author = %c.author, author_id = id, pinned_id = ?pinned,
+                        "dropping a review comment from an author not trusted by id");
+                    continue;
+                }
+            }
+            kept.push(c);
+        }
+        feedback.review_comments = kept;
+        Ok(feedback)
     }
 
     async fn record_feedback(&self, run: &Run, feedback: &PrFeedback, known: Option<&Outcome>) -> Result<()> {
@@ -269,8 +308,12 @@ impl Intake {
                 kind: RunKind::Build,
                 priority: latest.priority,
                 created_at: now,
-                // The context is created in the same write as the run.
-                context: RunContext::follow_up(ctx.clone()),
+                // The context is created in the same write as the run. The
+                // issue's text stays what the first run was queued with.
+                context: match latest.context.issue.clone() {
+                    Some(snapshot) => RunContext::follow_up(ctx.clone()).with_issue(snapshot),
+                    None => RunContext::follow_up(ctx.clone()),
+                },
             })
             .await
         {
@@ -322,6 +365,7 @@ mod tests {
             failing_checks: vec![FailingCheck { name: "test".into(), output: "FAIL: add".into() }],
             review_comments: vec![ReviewComment {
                 author: "alice".into(),
+                author_id: Some(1),
                 body: "rename x".into(),
                 path: Some("calc.sh".into()),
                 line: Some(3),

@@ -2,6 +2,15 @@
 //! triggers, trust, closed issues, cancels) and PR feedback into outcomes
 //! and follow-up runs (`follow_up.rs`).
 //!
+//! Trust goes by the forge's user id (see [`crate::policy::is_trusted`]):
+//! an allowlisted login is pinned to the id it has when first seen. A
+//! queued run carries the issue's title and body as they were then
+//! ([`crate::IssueSnapshot`] in its context): an edit made after the
+//! trigger, by anyone, never reaches its agent. Polling notices such edits
+//! and audits them ([`EDITED_ACTION`]). GitHub's REST API does not say who
+//! edited an issue, so the audit cannot name the editor: the snapshot is
+//! the guarantee, the audit a notice for people.
+//!
 //! [`Intake`] sees the store, the forge, the clock, the ids and the event
 //! channel, plus the learning hooks (PR feedback rescores outcomes); no
 //! runtime, workspaces or agent.
@@ -20,11 +29,21 @@ use super::builder::Parts;
 use super::drive::PLAN_LABEL;
 use super::events::{EngineEvent, Events};
 use super::learn::LearningHooks;
-use crate::policy::is_trusted;
+use crate::policy::{is_listed, is_trusted};
 use crate::{
-    AuditEvent, Clock, Error, Forge, ForgeIssue, Ids, IssueState, LabelChange, NewRun, PollRequest, Project, ProjectId,
-    Result, Run, RunFilter, RunId, RunKind, Store, TrackedIssue,
+    AuditEvent, Clock, Error, Forge, ForgeIssue, Ids, IssueSnapshot, IssueState, LabelChange, NewRun, PollRequest,
+    Project, ProjectId, Result, Run, RunFilter, RunId, RunKind, Store, TrackedIssue,
 };
+
+/// The audit action recording that an issue's title or body changed after
+/// Paid queued a run for it (subject `issue#{n}`; details: the active runs,
+/// which keep the text they were queued with, and the sizes of both texts).
+pub const EDITED_ACTION: &str = "issue.edited_after_trigger";
+
+/// The audit action recording an issue ignored because its author is not
+/// trusted (subject `issue#{n}`; details: the login, the id, and the id
+/// the login is pinned to when that is why).
+pub const UNTRUSTED_ACTION: &str = "issue.untrusted";
 
 /// The audit action that carries a run's [`CompareSpec`], written before
 /// the run is queued.
@@ -87,6 +106,7 @@ impl Intake {
             if report.closed.contains(&fi.number) {
                 continue;
             }
+            self.notice_edit(&project, &fi).await?;
             let handled = [&project.labels.in_progress, &project.labels.done, &project.labels.failed];
             if fi.labels.iter().any(|l| handled.contains(&l)) {
                 report.skipped.push(fi.number);
@@ -179,9 +199,83 @@ impl Intake {
         Ok(numbers)
     }
 
+    /// The user id `login` is pinned to in `project`, pinning it to `id`
+    /// first when it is allowlisted and seen with an id for the first time.
+    /// `None` for a login outside the allowlist, or one never seen with an id.
+    pub(crate) async fn pinned_id(&self, project: &Project, login: &str, id: Option<u64>) -> Result<Option<u64>> {
+        if !is_listed(project, login) {
+            return Ok(None);
+        }
+        match id {
+            Some(id) => Ok(Some(self.store.pin_author(project.id, login, id, self.clock.now()).await?)),
+            None => Ok(self
+                .store
+                .author_pins(project.id)
+                .await?
+                .into_iter()
+                .find(|p| p.login.eq_ignore_ascii_case(login))
+                .map(|p| p.user_id)),
+        }
+    }
+
+    /// Audits a change of a tracked, trusted issue's title or body since
+    /// Paid took it, when a run for it is active (the run keeps the text it
+    /// was queued with), and takes the new text as the tracked issue's.
+    /// Runs queued by an older build, without a snapshot, read the tracked
+    /// issue: while one is active, the tracked text is left as it is.
+    async fn notice_edit(&self, project: &Project, fi: &ForgeIssue) -> Result<()> {
+        let Ok(tracked) = self.store.issue(project.id, fi.number).await else { return Ok(()) };
+        if !tracked.trusted || (tracked.title == fi.title && tracked.body == fi.body) {
+            return Ok(());
+        }
+        let active = self
+            .store
+            .runs(&RunFilter {
+                project_id: Some(project.id),
+                issue_number: Some(fi.number),
+                active_only: true,
+                ..RunFilter::default()
+            })
+            .await?;
+        if active.is_empty() {
+            return Ok(());
+        }
+        if active.iter().any(|r| r.context.issue.is_none()) {
+            debug!(project = %project.repo, issue = fi.number, "issue edited while a run without a snapshot is active");
+            return Ok(());
+        }
+        let runs: Vec<String> = active.iter().map(|r| r.id.to_string()).collect();
+        warn!(project = %project.repo, issue = fi.number, ?runs,
+            "issue edited after its run was queued; the run keeps the text it was queued with");
+        let now = self.clock.now();
+        self.store
+            .audit(&AuditEvent {
+                at: now,
+                project_id: Some(project.id),
+                actor: "intake".into(),
+                action: EDITED_ACTION.into(),
+                subject: format!("issue#{}", fi.number),
+                details: serde_json::json!({
+                    "runs": runs,
+                    "author": fi.author,
+                    "author_id": fi.author_id,
+                    // The REST API does not say who edited the issue.
+                    "editor": null,
+                    "title_changed": tracked.title != fi.title,
+                    "body_changed": tracked.body != fi.body,
+                    "body_chars": { "queued": tracked.body.chars().count(), "now": fi.body.chars().count() },
+                }),
+            })
+            .await?;
+        self.store
+            .put_issue(&TrackedIssue { title: fi.title.clone(), body: fi.body.clone(), updated_at: now, ..tracked })
+            .await
+    }
+
     async fn admit_with(&self, project: &Project, fi: &ForgeIssue, compare: Option<&CompareSpec>) -> Result<Run> {
         let now = self.clock.now();
-        let trusted = is_trusted(project, &fi.author);
+        let pinned = self.pinned_id(project, &fi.author, fi.author_id).await?;
+        let trusted = is_trusted(project, &fi.author, fi.author_id, pinned);
         let previous = self.store.issue(project.id, fi.number).await.ok();
         let tracked = TrackedIssue {
             project_id: project.id,
@@ -189,6 +283,7 @@ impl Intake {
             title: fi.title.clone(),
             body: if trusted { fi.body.clone() } else { String::new() },
             author: fi.author.clone(),
+            author_id: fi.author_id,
             labels: fi.labels.clone(),
             state: fi.state,
             url: fi.url.clone(),
@@ -196,16 +291,23 @@ impl Intake {
             updated_at: now,
         };
         if !trusted {
-            if previous.as_ref().is_none_or(|p| p.trusted || p.author != fi.author) {
-                warn!(project = %project.repo, issue = fi.number, author = %fi.author, "ignoring issue from untrusted author");
+            if previous.as_ref().is_none_or(|p| p.trusted || p.author != fi.author || p.author_id != fi.author_id) {
+                // A listed login whose id is not the one it is pinned to.
+                let reassigned = pinned.filter(|p| Some(*p) != fi.author_id);
+                warn!(project = %project.repo, issue = fi.number, author = %fi.author, author_id = ?fi.author_id,
+                    pinned_id = ?reassigned, "ignoring issue from untrusted author");
                 self.store
                     .audit(&AuditEvent {
                         at: now,
                         project_id: Some(project.id),
                         actor: "intake".into(),
-                        action: "issue.untrusted".into(),
+                        action: UNTRUSTED_ACTION.into(),
                         subject: format!("issue#{}", fi.number),
-                        details: serde_json::json!({ "author": fi.author }),
+                        details: serde_json::json!({
+                            "author": fi.author,
+                            "author_id": fi.author_id,
+                            "pinned_id": reassigned,
+                        }),
                     })
                     .await?;
                 self.events.emit(EngineEvent::Untrusted {
@@ -252,8 +354,17 @@ impl Intake {
                 kind,
                 priority: 0,
                 created_at: now,
-                // A comparison's spec is created in the same write as the run.
-                context: compare.map(|spec| crate::RunContext::compare(spec.clone())).unwrap_or_default(),
+                // A comparison's spec, and the issue's text as it is now, are
+                // created in the same write as the run.
+                context: compare.map(|spec| crate::RunContext::compare(spec.clone())).unwrap_or_default().with_issue(
+                    IssueSnapshot {
+                        title: fi.title.clone(),
+                        body: fi.body.clone(),
+                        author: fi.author.clone(),
+                        author_id: fi.author_id,
+                        taken_at: now,
+                    },
+                ),
             })
             .await?;
         if let Some(spec) = compare {

@@ -22,6 +22,7 @@ pub async fn projects_crud(store: Arc<dyn Store>) {
         default_branch: "main".into(),
         trigger_labels: vec!["only-this".into()],
         allowed_authors: Vec::new(),
+        allowed_author_ids: vec![42],
         verify: Vec::new(),
         allowed_paths: Vec::new(),
         labels: LabelConfig::default(),
@@ -93,6 +94,7 @@ pub async fn issues_crud(store: Arc<dyn Store>) {
         trusted: false,
         labels: Vec::new(),
         body: String::new(),
+        author_id: None,
         ..fixtures::issue(project.id, 1)
     };
     let i2 = fixtures::issue(project.id, 2);
@@ -105,6 +107,8 @@ pub async fn issues_crud(store: Arc<dyn Store>) {
 
     let i2_changed = TrackedIssue {
         title: "Retitled".into(),
+        author: "octocat-renamed".into(),
+        author_id: Some(u64::from(u32::MAX) + 7),
         labels: vec!["paid-plan".into()],
         state: IssueState::Closed,
         updated_at: at_millis(5_005),
@@ -117,6 +121,51 @@ pub async fn issues_crud(store: Arc<dyn Store>) {
     s.put_issue(&same_number).await.unwrap();
     assert_eq!(s.issues(other.id).await.unwrap(), vec![same_number], "issue numbers are per project");
     assert_eq!(s.issues(project.id).await.unwrap(), vec![i1, i2_changed, i10]);
+}
+
+/// Author pins ([`Catalog::pin_author`](crate::Catalog::pin_author)): the
+/// first id pinned for a login (case-insensitively, stored lowercase) is the
+/// one every later call returns; pins are per project, listed by login, go
+/// with their project, and of concurrent first pins exactly one wins.
+pub async fn authors_are_pinned_once(store: Arc<dyn Store>) {
+    let s = &*store;
+    let project = seed(s, "widgets").await;
+    let other = seed(s, "gadgets").await;
+    assert_eq!(s.author_pins(project.id).await.unwrap(), Vec::<crate::AuthorPin>::new());
+
+    assert_eq!(s.pin_author(project.id, "OctoCat", fixtures::OCTOCAT_ID, at(1)).await.unwrap(), fixtures::OCTOCAT_ID);
+    assert_eq!(s.pin_author(project.id, "octocat", 999, at(2)).await.unwrap(), fixtures::OCTOCAT_ID, "first pin wins");
+    assert_eq!(s.pin_author(project.id, "OCTOCAT", fixtures::OCTOCAT_ID, at(3)).await.unwrap(), fixtures::OCTOCAT_ID);
+    let big = i64::MAX as u64;
+    assert_eq!(s.pin_author(project.id, "hubot", big, at(4)).await.unwrap(), big, "ids up to i64::MAX");
+    assert_eq!(s.pin_author(other.id, "octocat", 999, at(5)).await.unwrap(), 999, "pins are per project");
+
+    let pin = |login: &str, user_id, t| crate::AuthorPin {
+        project_id: project.id,
+        login: login.into(),
+        user_id,
+        pinned_at: at(t),
+    };
+    assert_eq!(
+        s.author_pins(project.id).await.unwrap(),
+        vec![pin("hubot", big, 4), pin("octocat", fixtures::OCTOCAT_ID, 1)],
+        "by login, lowercase, first pin's time"
+    );
+
+    let calls = (0..8u64).map(|i| {
+        let store = store.clone();
+        let id = project.id;
+        tokio::spawn(async move { store.pin_author(id, "raced", 100 + i, at(10)).await.unwrap() })
+    });
+    let got: BTreeSet<u64> = futures::future::join_all(calls).await.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(got.len(), 1, "every concurrent first pin returns the winner's id: {got:?}");
+    let winner = got.into_iter().next().unwrap();
+    assert!((100..108).contains(&winner));
+    assert_eq!(s.pin_author(project.id, "raced", 1, at(11)).await.unwrap(), winner);
+
+    s.delete_project(project.id).await.unwrap();
+    assert_eq!(s.author_pins(project.id).await.unwrap(), Vec::<crate::AuthorPin>::new(), "pins go with the project");
+    assert_eq!(s.author_pins(other.id).await.unwrap().len(), 1);
 }
 
 /// Delivery keys ([`Catalog::record_delivery`](crate::Catalog::record_delivery)):

@@ -18,6 +18,7 @@ pub async fn missing_entities(store: Arc<dyn Store>) {
     expect_err!(s.delete_project(gone_project).await, Error::NotFound { entity: "project", .. });
     expect_err!(s.put_issue(&fixtures::issue(gone_project, 1)).await, Error::NotFound { entity: "project", .. });
     expect_err!(s.issue(project.id, 404).await, Error::NotFound { entity: "issue", .. });
+    expect_err!(s.pin_author(gone_project, "octocat", 1, at(1)).await, Error::NotFound { entity: "project", .. });
     expect_err!(s.create_run(&fixtures::new_run(gone_project, 1)).await, Error::NotFound { entity: "project", .. });
 
     expect_err!(s.run(gone).await, Error::NotFound { entity: "run", .. });
@@ -48,6 +49,7 @@ pub async fn missing_entities(store: Arc<dyn Store>) {
     expect_err!(s.record_outcome(&outcome).await, Error::NotFound { entity: "run", .. });
 
     assert_eq!(s.issues(gone_project).await.unwrap(), Vec::<TrackedIssue>::new());
+    assert_eq!(s.author_pins(gone_project).await.unwrap(), Vec::<crate::AuthorPin>::new());
     assert_eq!(s.outcomes(gone_project).await.unwrap(), Vec::<Outcome>::new());
     assert_eq!(s.steps(gone).await.unwrap(), Vec::<StepRecord>::new());
     assert_eq!(s.logs(gone, 0).await.unwrap(), Vec::<LogChunk>::new());

@@ -71,6 +71,11 @@
 //!   chunk, once; later appends store nothing. Logs are not lease-checked.
 //!   `prune_logs(cutoff)` deletes the chunks of runs whose `finished_at` is
 //!   before `cutoff`, and nothing else, and returns how many it deleted.
+//! - **Author pins**: `pin_author(project, login, id)` returns the id
+//!   first pinned for the login (compared case-insensitively, stored
+//!   lowercase) in that project; `author_pins` lists them by login. Of
+//!   concurrent first pins, from any handle, exactly one wins. Pins go with
+//!   their project.
 //! - **Deliveries**: `record_delivery(key, at, forget_before)` is `true`
 //!   for a key not recorded at or after `forget_before`, and records it at
 //!   `at`; otherwise `false`, writing nothing. The call drops every other
@@ -127,6 +132,7 @@ suite!(
     projects_crud,
     project_delete_needs_no_active_run,
     issues_crud,
+    authors_are_pinned_once,
     deliveries_are_recorded_once,
     runs_create_and_read,
     runs_one_active_per_issue_and_kind,

@@ -15,9 +15,20 @@ pub async fn run_context_is_written_with_the_run(store: Arc<dyn Store>) {
     let plain = queue(s, &fixtures::new_run(p.id, 1)).await;
     assert_eq!(plain.context, RunContext::new(), "no context is an empty one");
     let spec = CompareSpec::models(["a", "b"]);
-    let new = NewRun { context: RunContext::compare(spec.clone()), ..fixtures::new_run(p.id, 2) };
+    let snapshot = crate::IssueSnapshot {
+        title: "Fix it".into(),
+        body: "The body as it was when the run was queued.".into(),
+        author: "octocat".into(),
+        author_id: Some(fixtures::OCTOCAT_ID),
+        taken_at: at(0),
+    };
+    let new = NewRun {
+        context: RunContext::compare(spec.clone()).with_issue(snapshot.clone()),
+        ..fixtures::new_run(p.id, 2)
+    };
     let compared = queue(s, &new).await;
     assert_eq!(compared.context.compare.as_ref(), Some(&spec));
+    assert_eq!(compared.context.issue.as_ref(), Some(&snapshot), "the issue snapshot is part of the context");
     assert_eq!(s.run(compared.id).await.unwrap().context, new.context, "read back by id");
     let listed = s.runs(&RunFilter { issue_number: Some(2), ..RunFilter::default() }).await.unwrap();
     assert_eq!(listed[0].context, new.context, "read back by list");
