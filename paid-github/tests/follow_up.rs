@@ -60,6 +60,7 @@ async fn feedback_has_failing_checks_trusted_threads_reviews_and_votes_only() {
     github.add_reaction(o, r, pr, "bob", "-1").unwrap();
 
     let fb = forge.pr_feedback(&feedback_req(pr)).await.unwrap();
+    let alice = github.user_id("alice");
     let head_sha = fb.head_sha.clone();
     assert_eq!(head_sha.len(), 40);
     assert_eq!(
@@ -80,11 +81,17 @@ async fn feedback_has_failing_checks_trusted_threads_reviews_and_votes_only() {
                 "path": "src/lib.rs",
                 "line": 10,
                 "comments": [
-                    {"id": root, "author": "alice", "body": "Handle the empty input."},
-                    {"id": reply, "author": "alice", "body": "Also add a test."},
+                    {"id": root, "author": "alice", "author_id": alice, "body": "Handle the empty input."},
+                    {"id": reply, "author": "alice", "author_id": alice, "body": "Also add a test."},
                 ],
             }],
-            "reviews": [{"id": review, "author": "alice", "state": "CHANGES_REQUESTED", "body": "Close, but see the comments."}],
+            "reviews": [{
+                "id": review,
+                "author": "alice",
+                "author_id": alice,
+                "state": "CHANGES_REQUESTED",
+                "body": "Close, but see the comments.",
+            }],
             "votes": {"up": 1, "down": 0},
             "excluded": 5,
         })

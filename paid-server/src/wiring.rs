@@ -152,6 +152,7 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
         author_name: config.engine.author_name.clone(),
         author_email: config.engine.author_email.clone(),
         models: config.engine.models.clone(),
+        worktree_limits: config.engine.worktree_limits,
         ..EngineConfig::default()
     };
     let mut builder = Engine::builder()

@@ -268,6 +268,8 @@ pub struct CapturingForge {
     pub comments: Mutex<Vec<CommentRequest>>,
     /// What `pr_feedback` answers for every PR.
     pub feedback: Mutex<Option<paid_core::PrFeedback>>,
+    /// The feedback requests it was sent.
+    pub feedback_requests: Mutex<Vec<paid_core::PrFeedbackRequest>>,
 }
 
 #[async_trait]
@@ -295,6 +297,7 @@ impl Forge for CapturingForge {
     }
 
     async fn pr_feedback(&self, req: &paid_core::PrFeedbackRequest) -> Result<paid_core::PrFeedback> {
+        self.feedback_requests.lock().unwrap().push(req.clone());
         let canned = self.feedback.lock().unwrap().clone();
         match canned {
             Some(f) => Ok(f),
@@ -336,6 +339,7 @@ impl World {
                 prs: Mutex::default(),
                 comments: Mutex::default(),
                 feedback: Mutex::default(),
+                feedback_requests: Mutex::default(),
             }),
             dir,
             store,

@@ -238,6 +238,7 @@ pub(super) fn build(
         agent_timeout: secs(raw.engine.agent_timeout_secs, 1800),
         author_name: raw.engine.author_name.unwrap_or_else(|| "Paid".into()),
         author_email: raw.engine.author_email.unwrap_or_else(|| "paid@localhost".into()),
+        worktree_limits: raw.engine.worktree_limits.unwrap_or_default(),
         models: raw
             .engine
             .models
@@ -250,6 +251,9 @@ pub(super) fn build(
             })
             .collect(),
     };
+    if let Err(e) = engine.worktree_limits.validate() {
+        return Err(err("engine.worktree_limits", e.to_string()));
+    }
     if engine.max_iterations == 0 {
         return Err(err("engine.max_iterations", "must be at least 1".into()));
     }

@@ -302,6 +302,8 @@ pub struct EngineSettings {
     pub author_name: String,
     /// Commit author email.
     pub author_email: String,
+    /// What a run's worktree may hold (`[engine.worktree_limits]`).
+    pub worktree_limits: paid_core::WorktreeLimits,
 }
 
 /// `[agents.<kind>]`.

@@ -95,6 +95,7 @@ pub(super) struct RawEngine {
     pub(super) author_name: Option<String>,
     pub(super) author_email: Option<String>,
     pub(super) models: Vec<RawModel>,
+    pub(super) worktree_limits: Option<paid_core::WorktreeLimits>,
 }
 
 #[derive(Debug, Deserialize)]

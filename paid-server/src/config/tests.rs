@@ -255,3 +255,31 @@ fn model_names_are_checked_where_the_config_names_them() {
     let ok = "[engine]\n[[engine.models]]\nprovider = \"google\"\nmodel = \"models/gemini-2.5-pro\"\n";
     parse(&format!("{ok}{MINIMAL}model = \"models/gemini-2.5-pro\"\n")).unwrap();
 }
+
+#[test]
+fn egress_is_on_and_the_proxy_is_reached_by_its_alias_unless_turned_off() {
+    let c = parse(MINIMAL).unwrap();
+    let egress = c.docker.egress.as_ref().expect("egress control is on by default");
+    assert_eq!(egress.proxy_port, None, "the daemon fills in its proxy's port");
+    assert_eq!(c.proxy.sandbox_url, "http://paid-proxy:3128");
+    assert!(crate::egress::warning(&c.docker).is_none());
+
+    let off = parse(&format!("[docker]\negress = \"off\"\n{MINIMAL}")).unwrap();
+    assert!(off.docker.egress.is_none());
+    assert_eq!(off.proxy.sandbox_url, "http://127.0.0.1:8701");
+    assert!(crate::egress::warning(&off.docker).is_some_and(|w| w.contains("egress = \"off\"")));
+
+    let err = parse(&format!("[docker]\negress = \"sometimes\"\n{MINIMAL}")).unwrap_err();
+    assert_eq!(err.key, "docker.egress", "{err}");
+}
+
+#[test]
+fn worktree_limits_have_defaults_and_refuse_zero() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.engine.worktree_limits, paid_core::WorktreeLimits::default());
+    let c = parse(&format!("[engine.worktree_limits]\nfiles = 10\n{MINIMAL}")).unwrap();
+    assert_eq!(c.engine.worktree_limits.files, 10);
+    assert_eq!(c.engine.worktree_limits.file_bytes, 100 << 20);
+    let err = parse(&format!("[engine.worktree_limits]\nfile_bytes = 0\n{MINIMAL}")).unwrap_err();
+    assert_eq!(err.key, "engine.worktree_limits", "{err}");
+}
