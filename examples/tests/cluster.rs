@@ -136,6 +136,7 @@ impl Cluster {
                 title: format!("Make thing {number} faster"),
                 body: "Please.".into(),
                 author: "octocat".into(),
+                author_id: Some(paid_core::testing::fixtures::OCTOCAT_ID),
                 labels: vec!["paid-build".into()],
                 state: IssueState::Open,
                 url: format!("https://instant.invalid/{}/issues/{number}", project.repo),

@@ -81,7 +81,11 @@ async fn aider_succeeds_from_paid_init_defaults() {
     );
     edit(&mut text, "allowed_authors = [\"your-login\"]", "allowed_authors = [\"octocat\"]");
     edit(&mut text, "verify = [\"cargo test\"]", "verify = [\"sh test.sh\"]");
-    edit(&mut text, "image = \"paid/agent:bookworm\"\nagent = \"claude-code\"", "image = \"paid/agent-aider:bookworm\"\nagent = \"aider\"");
+    edit(
+        &mut text,
+        "image = \"paid/agent:bookworm\"\nagent = \"claude-code\"",
+        "image = \"paid/agent-aider:bookworm\"\nagent = \"aider\"",
+    );
     edit(&mut text, "# model = \"claude-sonnet-4-5\"", "model = \"openai/gpt-4o\"");
     edit(
         &mut text,
@@ -116,11 +120,8 @@ async fn aider_succeeds_from_paid_init_defaults() {
     }
     let prs = github.pull_requests(DEMO_REPO.0, DEMO_REPO.1);
     assert_eq!(prs.len(), 1);
-    let fixed = Command::new("git")
-        .args(["show", &format!("{}:calc.sh", prs[0].head)])
-        .current_dir(&remote)
-        .output()
-        .unwrap();
+    let fixed =
+        Command::new("git").args(["show", &format!("{}:calc.sh", prs[0].head)]).current_dir(&remote).output().unwrap();
     assert!(String::from_utf8_lossy(&fixed.stdout).contains("echo $(( $1 + $2 ))"), "{}", read_log());
     // Every model request came through the proxy, with the real key only
     // upstream.

@@ -41,6 +41,7 @@ pub use ports::forge::{
     CommentRequest, FailingCheck, Forge, ForgeIssue, LabelChange, PollRequest, PrFeedback, PrFeedbackRequest,
     PrRequest, PrState, PullRequest, ReviewComment, SubIssue, SubIssueLink, SubIssueRequest, Votes,
 };
+pub use ports::limits::{WorktreeLimits, WorktreeTally};
 pub use ports::llm::{ChatEvent, ChatRequest, ChatResponse, LlmProvider, Message, Role, ToolCall, ToolSpec};
 pub use ports::sandbox::{
     ExecEvent, ExecExit, ExecRequest, ReapReport, ReapRequest, ResourceLimits, SandboxHandle, SandboxInfo,
@@ -54,5 +55,4 @@ pub use ports::store::{
     AppendLog, Audit, Catalog, ClaimRequest, CostQuery, DailyCost, Journal, Ledger, RunFilter, RunLog, RunPatch, Runs,
     Spend, SpendGroup, SpendQuery, Store, StoreExt, Transition, UsageTotals,
 };
-pub use ports::limits::{WorktreeLimits, WorktreeTally};
 pub use ports::workspaces::{CommitRequest, RebaseOutcome, Workspaces, Worktree, WorktreeRequest};

@@ -434,6 +434,9 @@ impl Workspaces for DeadWorkspaces {
     async fn push(&self, project: &Project, worktree: &Worktree) -> Result<()> {
         read!(self, self.inner.push(project, worktree))
     }
+    async fn check_limits(&self, worktree: &Worktree, limits: &paid_core::WorktreeLimits) -> Result<()> {
+        read!(self, self.inner.check_limits(worktree, limits))
+    }
     async fn remove(&self, worktree: &Worktree) -> Result<()> {
         read!(self, self.inner.remove(worktree))
     }

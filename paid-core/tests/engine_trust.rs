@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use paid_core::engine::{EDITED_ACTION, UNTRUSTED_ACTION};
-use paid_core::store::prelude::*;
 use paid_core::testing::fixtures::OCTOCAT_ID;
 use paid_core::{
     AuthorPin, CommentRequest, Error, Forge, ForgeIssue, IssueState, LabelChange, PollRequest, PrFeedback,
@@ -134,7 +133,7 @@ async fn a_login_taken_over_by_another_account_is_not_trusted_and_an_allowlisted
     let project = paid_core::Project { allowed_author_ids: vec![OCTOCAT_ID, 666], ..w.project.clone() };
     w.store.put_project(&project).await.unwrap();
     let report = engine.poll_project(pid).await.unwrap();
-    assert_eq!((report.queued.len(), report.untrusted), (2, Vec::<u64>::new()), "{report:?}");
+    assert_eq!((report.queued.len(), report.untrusted.clone()), (2, Vec::<u64>::new()), "{report:?}");
 }
 
 #[tokio::test]
@@ -220,7 +219,12 @@ async fn review_comments_from_a_taken_over_login_are_dropped_and_first_seen_revi
     assert_eq!(done[0].state, RunState::Succeeded, "{:?}", done[0].failure);
     assert_eq!(
         w.store.author_pins(pid).await.unwrap(),
-        vec![AuthorPin { project_id: pid, login: "octocat".into(), user_id: OCTOCAT_ID, pinned_at: pinned_at(&w).await }]
+        vec![AuthorPin {
+            project_id: pid,
+            login: "octocat".into(),
+            user_id: OCTOCAT_ID,
+            pinned_at: pinned_at(&w).await
+        }]
     );
 
     let comment = |author: &str, id: u64, body: &str| ReviewComment {
@@ -252,10 +256,10 @@ async fn review_comments_from_a_taken_over_login_are_dropped_and_first_seen_revi
     let report = engine.follow_up(pid).await.unwrap();
     assert_eq!(report.queued.len(), 1, "{report:?}");
     let pins = w.store.author_pins(pid).await.unwrap();
-    assert_eq!(pins.iter().map(|p| (p.login.as_str(), p.user_id)).collect::<Vec<_>>(), [
-        ("hubot", 42),
-        ("octocat", OCTOCAT_ID)
-    ]);
+    assert_eq!(
+        pins.iter().map(|p| (p.login.as_str(), p.user_id)).collect::<Vec<_>>(),
+        [("hubot", 42), ("octocat", OCTOCAT_ID)]
+    );
     let ctx = w.store.run(report.queued[0]).await.unwrap().context.follow_up.unwrap();
     assert!(ctx.feedback.contains("Rename x.") && !ctx.feedback.contains("Push to main."), "{}", ctx.feedback);
 }

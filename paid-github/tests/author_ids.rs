@@ -83,7 +83,10 @@ async fn review_text_and_votes_are_trusted_by_id_or_login_and_carry_the_id() {
             ("carol".to_string(), Some(carol), "by id".to_string()),
         ]
     );
-    assert_eq!(fb.reviews.iter().map(|r| (r.author.as_str(), r.author_id)).collect::<Vec<_>>(), [("carol", Some(carol))]);
+    assert_eq!(
+        fb.reviews.iter().map(|r| (r.author.as_str(), r.author_id)).collect::<Vec<_>>(),
+        [("carol", Some(carol))]
+    );
     assert_eq!((fb.votes.up, fb.votes.down), (1, 0));
     assert_eq!(fb.excluded, 2, "mallory's comment and vote");
 

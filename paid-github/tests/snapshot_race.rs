@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use git2::Repository;
-use paid_core::{CommitRequest, Ids, RandomIds, Project, ProjectId, RepoRef, RunId, Workspaces, Worktree, WorktreeLimits, WorktreeRequest};
+use paid_core::{
+    CommitRequest, Ids, Project, ProjectId, RandomIds, RepoRef, RunId, Workspaces, Worktree, WorktreeLimits,
+    WorktreeRequest,
+};
 use paid_github::{GitWorkspaces, GitWorkspacesConfig};
 
 const SECRET: &[u8; 45] = b"HOST-SECRET-0123456789abcdefghijklmnopqrstuv\n";

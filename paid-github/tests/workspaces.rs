@@ -113,7 +113,13 @@ impl Setup {
 
     async fn commit(&self, wt: &paid_core::Worktree, message: &str) -> Option<String> {
         self.ws
-            .commit_all(&CommitRequest { worktree: wt, message, author_name: "Paid", author_email: "paid@example.com", limits: Default::default() })
+            .commit_all(&CommitRequest {
+                worktree: wt,
+                message,
+                author_name: "Paid",
+                author_email: "paid@example.com",
+                limits: Default::default(),
+            })
             .await
             .unwrap()
     }

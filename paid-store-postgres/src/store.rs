@@ -249,13 +249,7 @@ impl Catalog for PgStore {
         Ok(projects::issues(&self.pool, project).await?)
     }
 
-    async fn pin_author(
-        &self,
-        project: ProjectId,
-        login: &str,
-        user_id: u64,
-        at: Timestamp,
-    ) -> paid_core::Result<u64> {
+    async fn pin_author(&self, project: ProjectId, login: &str, user_id: u64, at: Timestamp) -> paid_core::Result<u64> {
         Ok(projects::pin_author(&self.pool, project, login, user_id, at).await?)
     }
 

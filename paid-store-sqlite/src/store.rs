@@ -176,13 +176,7 @@ impl Catalog for SqliteStore {
         self.read(move |c| projects::issues(c, project)).await
     }
 
-    async fn pin_author(
-        &self,
-        project: ProjectId,
-        login: &str,
-        user_id: u64,
-        at: Timestamp,
-    ) -> paid_core::Result<u64> {
+    async fn pin_author(&self, project: ProjectId, login: &str, user_id: u64, at: Timestamp) -> paid_core::Result<u64> {
         let login = login.to_string();
         self.write(move |c| projects::pin_author(c, project, &login, user_id, at)).await
     }

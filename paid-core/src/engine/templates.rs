@@ -62,11 +62,7 @@ fn render<S: Serialize>(name: &str, source: &str, own_issue: Option<u64>, ctx: S
 /// `value` neutralized (left as it is when it is safe already), as a safe
 /// string.
 fn neutral(value: &Value, own_issue: Option<u64>) -> Value {
-    if value.is_safe() {
-        value.clone()
-    } else {
-        Value::from_safe_string(neutralize(&value.to_string(), own_issue))
-    }
+    if value.is_safe() { value.clone() } else { Value::from_safe_string(neutralize(&value.to_string(), own_issue)) }
 }
 
 /// The footer of a pull request's body: what it closes and which run
@@ -202,7 +198,10 @@ mod tests {
     fn a_pr_body_neutralizes_the_summary_keeps_its_own_closing_line_and_fits() {
         let body = pr_body(HOSTILE, 12, run_id(), Some("m"), 50_000).unwrap();
         assert!(!live(&body), "{body}");
-        assert!(body.starts_with(&format!("Thanks @{Z}octocat. Fixes{Z} #99, see https:/{Z}/evil.example/x")), "{body}");
+        assert!(
+            body.starts_with(&format!("Thanks @{Z}octocat. Fixes{Z} #99, see https:/{Z}/evil.example/x")),
+            "{body}"
+        );
         assert!(body.contains("\n\nCloses #12\n\n---\nOpened by Paid run"), "{body}");
         let footer = pr_footer(12, run_id(), Some("m")).unwrap();
         assert!(body.ends_with(&footer));
@@ -244,7 +243,10 @@ mod tests {
         let subs = [PlannedLink { number: 4, title: "Do A" }, PlannedLink { number: 5, title: HOSTILE }];
         let text = plan_comment(3, &subs, run_id(), "m", "<!-- paid:run:x -->").unwrap();
         assert!(!live(&text), "{text}");
-        assert!(text.starts_with("Paid split this issue into 2 sub-issues:\n\n- [ ] #4 Do A\n- [ ] #5 Thanks @"), "{text}");
+        assert!(
+            text.starts_with("Paid split this issue into 2 sub-issues:\n\n- [ ] #4 Do A\n- [ ] #5 Thanks @"),
+            "{text}"
+        );
         assert!(
             text.ends_with(
                 "\nEach is labeled for execution. Run `00000000-0000-0000-0000-000000000000` used model m.\n\n\

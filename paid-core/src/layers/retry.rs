@@ -10,9 +10,9 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::{
-    AppendLog, AuditEvent, AuthorPin, ClaimRequest, CostQuery, DailyCost, Error, LogAppend, LogChunk, ModelDecision, NewRun,
-    Outcome, Project, ProjectId, Result, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery, StepRecord,
-    StepStatus, Store, Timestamp, TrackedIssue, Transition, UsageRecord,
+    AppendLog, AuditEvent, AuthorPin, ClaimRequest, CostQuery, DailyCost, Error, LogAppend, LogChunk, ModelDecision,
+    NewRun, Outcome, Project, ProjectId, Result, Run, RunFilter, RunId, RunPatch, RunState, Spend, SpendQuery,
+    StepRecord, StepStatus, Store, Timestamp, TrackedIssue, Transition, UsageRecord,
 };
 
 /// The shortest wait between two attempts (before jitter).

@@ -210,8 +210,8 @@ mod tests {
             let p = ForbiddenPaths::new(&[path.to_string()]).unwrap();
             assert!(p.check([*path]).is_ok(), "{path} allowed by its own pattern");
         }
-        let p = ForbiddenPaths::new(&[".gitlab-ci.yml".into(), "**/.gitattributes".into(), "Jenkinsfile".into()])
-            .unwrap();
+        let p =
+            ForbiddenPaths::new(&[".gitlab-ci.yml".into(), "**/.gitattributes".into(), "Jenkinsfile".into()]).unwrap();
         assert!(p.check([".gitlab-ci.yml", "a/.gitattributes", "Jenkinsfile"]).is_ok());
         assert_eq!(p.violations([".circleci/config.yml", ".gitmodules"]), vec![".circleci/config.yml", ".gitmodules"]);
     }

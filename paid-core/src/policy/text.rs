@@ -105,7 +105,8 @@ fn closing_keyword(chars: &[char], i: usize, own_issue: Option<u64>) -> Option<u
     let len = KEYWORDS
         .iter()
         .find(|k| {
-            chars.len() >= i + k.len() && chars[i..i + k.len()].iter().zip(k.chars()).all(|(a, b)| a.to_ascii_lowercase() == b)
+            chars.len() >= i + k.len()
+                && chars[i..i + k.len()].iter().zip(k.chars()).all(|(a, b)| a.to_ascii_lowercase() == b)
         })?
         .len();
     if chars.get(i + len) == Some(&ZERO_WIDTH_SPACE) {
@@ -189,7 +190,10 @@ mod tests {
 
     #[test]
     fn entities_cannot_smuggle_a_mention() {
-        assert_eq!(n("&#64;octocat &#x40;octocat &commat;octocat"), format!("&{Z}#64;octocat &{Z}#x40;octocat &{Z}commat;octocat"));
+        assert_eq!(
+            n("&#64;octocat &#x40;octocat &commat;octocat"),
+            format!("&{Z}#64;octocat &{Z}#x40;octocat &{Z}commat;octocat")
+        );
         assert_eq!(n("R & D"), "R & D");
     }
 
@@ -229,7 +233,8 @@ mod tests {
         }
         // Only #12 itself: not #120, #1, #012, another repository's #12, or
         // any issue when there is no own issue.
-        for text in ["Closes #120", "Closes #1", "Closes #012", "Closes octo/other#12", "Closes #12#13", "Closes #12/x"] {
+        for text in ["Closes #120", "Closes #1", "Closes #012", "Closes octo/other#12", "Closes #12#13", "Closes #12/x"]
+        {
             assert!(n(text).starts_with(&format!("Closes{Z}")), "{text:?}");
         }
         assert_eq!(neutralize("Closes #12", None), format!("Closes{Z} #12"));

@@ -40,13 +40,7 @@ pub fn is_trusted(project: &Project, login: &str, id: Option<u64>, pinned: Optio
 }
 
 /// [`is_trusted`], as a typed error naming the author and the allowlist.
-pub fn require_trusted(
-    project: &Project,
-    issue: u64,
-    login: &str,
-    id: Option<u64>,
-    pinned: Option<u64>,
-) -> Result<()> {
+pub fn require_trusted(project: &Project, issue: u64, login: &str, id: Option<u64>, pinned: Option<u64>) -> Result<()> {
     if is_trusted(project, login, id, pinned) {
         Ok(())
     } else {

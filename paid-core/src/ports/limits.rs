@@ -112,7 +112,12 @@ pub fn check_tree(root: &Path, limits: &WorktreeLimits) -> crate::Result<Worktre
             Ok(entries) => entries,
             // Gone meanwhile (the agent deleted it): nothing to count.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::permanent("filesystem", std::io::Error::new(e.kind(), format!("reading {}: {e}", dir.display())))),
+            Err(e) => {
+                return Err(Error::permanent(
+                    "filesystem",
+                    std::io::Error::new(e.kind(), format!("reading {}: {e}", dir.display())),
+                ));
+            }
         };
         for entry in entries.flatten() {
             let path = entry.path();

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{Duration, NaiveDate};
 
 use crate::{
-    AuditEvent, AuthorPin, Failure, LogAppend, LogChunk, LogStream, ModelDecision, NewRun, Outcome, Project, ProjectId, RepoRef,
-    Result, Run, RunId, RunState, StepRecord, Timestamp, TrackedIssue, Usage, UsageRecord,
+    AuditEvent, AuthorPin, Failure, LogAppend, LogChunk, LogStream, ModelDecision, NewRun, Outcome, Project, ProjectId,
+    RepoRef, Result, Run, RunId, RunState, StepRecord, Timestamp, TrackedIssue, Usage, UsageRecord,
 };
 
 /// A state change, applied only if the run is in `from` and the caller holds

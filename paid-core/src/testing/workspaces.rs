@@ -59,8 +59,13 @@ async fn push_change(f: &WorkspacesFixture, branch: &str, files: &[(&str, &str)]
     for (path, content) in files {
         std::fs::write(wt.path.join(path), content).expect("write");
     }
-    let commit =
-        CommitRequest { worktree: &wt, message: "change", author_name: "Paid", author_email: "paid@localhost", limits: Default::default() };
+    let commit = CommitRequest {
+        worktree: &wt,
+        message: "change",
+        author_name: "Paid",
+        author_email: "paid@localhost",
+        limits: Default::default(),
+    };
     let id = ws.commit_all(&commit).await.expect("commit").expect("a change");
     ws.push(&f.project, &wt).await.expect("push");
     (wt, id)
@@ -141,8 +146,13 @@ pub async fn rebase_conflicts_are_left_for_the_agent_with_their_paths(f: &Worksp
     assert_eq!(ws.rebase(&f.project, &wt).await.expect("rebase again"), expected, "reported again");
 
     // Markers left in place are never committed.
-    let commit =
-        CommitRequest { worktree: &wt, message: "resolve", author_name: "Paid", author_email: "paid@localhost", limits: Default::default() };
+    let commit = CommitRequest {
+        worktree: &wt,
+        message: "resolve",
+        author_name: "Paid",
+        author_email: "paid@localhost",
+        limits: Default::default(),
+    };
     let refused = ws.commit_all(&commit).await;
     assert!(
         matches!(&refused, Err(e) if e.to_string().contains("shared.txt")),
@@ -152,8 +162,13 @@ pub async fn rebase_conflicts_are_left_for_the_agent_with_their_paths(f: &Worksp
     // The agent resolves.
     std::fs::write(wt.path.join("shared.txt"), "both sides\n").expect("resolve");
     wt.base_commit = main_tip.clone();
-    let commit =
-        CommitRequest { worktree: &wt, message: "resolve", author_name: "Paid", author_email: "paid@localhost", limits: Default::default() };
+    let commit = CommitRequest {
+        worktree: &wt,
+        message: "resolve",
+        author_name: "Paid",
+        author_email: "paid@localhost",
+        limits: Default::default(),
+    };
     let merge = ws.commit_all(&commit).await.expect("commit").expect("the merge commit");
     assert_eq!(ws.commit_all(&commit).await.expect("commit again"), None, "the merge is done");
     let mut changed = ws.changed_paths(&wt).await.expect("changed");
@@ -183,8 +198,13 @@ pub async fn worktree_lifecycle(f: &WorkspacesFixture, run_id: RunId, branch: &s
     std::fs::remove_file(wt.path.join("README.md")).expect("delete");
     assert_eq!(ws.changed_paths(&wt).await.expect("changed"), vec!["README.md".to_string(), "new.txt".to_string()]);
 
-    let commit =
-        CommitRequest { worktree: &wt, message: "conformance", author_name: "Paid", author_email: "paid@localhost", limits: Default::default() };
+    let commit = CommitRequest {
+        worktree: &wt,
+        message: "conformance",
+        author_name: "Paid",
+        author_email: "paid@localhost",
+        limits: Default::default(),
+    };
     let id = ws.commit_all(&commit).await.expect("commit").expect("there were changes");
     assert_eq!(ws.commit_all(&commit).await.expect("commit again"), None, "nothing left to commit");
     assert_eq!(ws.changed_paths(&wt).await.expect("changed"), vec!["README.md".to_string(), "new.txt".to_string()]);
@@ -234,7 +254,8 @@ pub async fn limits_are_checked_and_a_commit_over_them_takes_nothing(f: &Workspa
     let limits = crate::WorktreeLimits { file_bytes: 1000, ..Default::default() };
     std::fs::write(wt.path.join("small.txt"), "fine").expect("write");
     ws.check_limits(&wt, &limits).await.expect("within the limits");
-    let commit = |message| CommitRequest { worktree: &wt, message, author_name: "Paid", author_email: "paid@localhost", limits };
+    let commit =
+        |message| CommitRequest { worktree: &wt, message, author_name: "Paid", author_email: "paid@localhost", limits };
     ws.commit_all(&commit("small")).await.expect("commit").expect("a change");
     let head = std::fs::read_to_string(wt.path.join("small.txt")).expect("read");
     assert_eq!(head, "fine");

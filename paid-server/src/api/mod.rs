@@ -15,7 +15,7 @@
 //! puts it behind the bearer token; `api.metrics_bind` moves it to a
 //! listener of its own ([`MetricsListener`]) that serves nothing else, and
 //! off the API listener. With `api.public_url` set, a request on the API
-//! listener whose `Host` names another host gets 421 ([`host_check`]).
+//! listener whose `Host` names another host gets 421.
 //! Files named in requests (`/keys/rotate`) must be inside `data_dir`.
 
 //!

@@ -333,6 +333,7 @@ pub(super) fn build(
             default_branch: p.default_branch.unwrap_or_else(|| "main".into()),
             trigger_labels: p.trigger_labels.unwrap_or_else(|| vec!["paid-build".into()]),
             allowed_authors: p.allowed_authors,
+            allowed_author_ids: p.allowed_author_ids,
             verify: p.verify,
             allowed_paths: p.allowed_paths,
             allowed_clone_hosts: p.allowed_clone_hosts,
@@ -347,10 +348,12 @@ pub(super) fn build(
                 Some(c) => Some(c.to_spec().map_err(|e| err(&key(&format!("compare.{}", e.field)), e.reason))?),
             },
         };
-        if spec.allowed_authors.is_empty() {
+        if spec.allowed_authors.is_empty() && spec.allowed_author_ids.is_empty() {
             return Err(err(
                 &key("allowed_authors"),
-                "is empty, so no issue could ever trigger a run; list the logins you trust".into(),
+                "is empty (and so is allowed_author_ids), so no issue could ever trigger a run; list the logins \
+                 (or user ids) you trust"
+                    .into(),
             ));
         }
         for (k, b) in
@@ -452,6 +455,7 @@ impl ProjectSpec {
         p.default_branch = self.default_branch.clone();
         p.trigger_labels = self.trigger_labels.clone();
         p.allowed_authors = self.allowed_authors.clone();
+        p.allowed_author_ids = self.allowed_author_ids.clone();
         p.verify = self.verify.clone();
         p.allowed_paths = self.allowed_paths.clone();
         p.image = self.image.clone();

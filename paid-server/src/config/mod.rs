@@ -369,8 +369,10 @@ pub struct ProjectSpec {
     pub default_branch: String,
     /// Trigger labels.
     pub trigger_labels: Vec<String>,
-    /// Trusted authors.
+    /// Trusted authors, by login (each pinned to its user id when first seen).
     pub allowed_authors: Vec<String>,
+    /// Trusted authors, by GitHub's numeric user id.
+    pub allowed_author_ids: Vec<u64>,
     /// Verify commands.
     pub verify: Vec<String>,
     /// Forbidden paths this project allows.

@@ -143,6 +143,7 @@ pub(super) struct RawProject {
     pub(super) default_branch: Option<String>,
     pub(super) trigger_labels: Option<Vec<String>>,
     pub(super) allowed_authors: Vec<String>,
+    pub(super) allowed_author_ids: Vec<u64>,
     pub(super) verify: Vec<String>,
     pub(super) allowed_paths: Vec<String>,
     pub(super) allowed_clone_hosts: Vec<String>,

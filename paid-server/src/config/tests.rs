@@ -283,3 +283,17 @@ fn worktree_limits_have_defaults_and_refuse_zero() {
     let err = parse(&format!("[engine.worktree_limits]\nfile_bytes = 0\n{MINIMAL}")).unwrap_err();
     assert_eq!(err.key, "engine.worktree_limits", "{err}");
 }
+
+#[test]
+fn authors_may_be_trusted_by_user_id() {
+    let c = parse("[[projects]]\nrepo = \"acme/widgets\"\nallowed_author_ids = [583231]\n").unwrap();
+    assert_eq!((c.projects[0].allowed_authors.len(), c.projects[0].allowed_author_ids.clone()), (0, vec![583231]));
+    let project = c.projects[0].to_project(paid_core::ProjectId(uuid::Uuid::nil()), chrono::Utc::now());
+    assert_eq!(project.allowed_author_ids, vec![583231]);
+    assert_eq!(parse(MINIMAL).unwrap().projects[0].allowed_author_ids, Vec::<u64>::new());
+    // Neither logins nor ids: nobody could trigger a run.
+    let e = parse("[[projects]]\nrepo = \"acme/widgets\"\n").unwrap_err();
+    assert_eq!(e.key, "projects[0].allowed_authors", "{e}");
+    let e = parse("[[projects]]\nrepo = \"acme/widgets\"\nallowed_author_ids = [\"octocat\"]\n").unwrap_err();
+    assert_eq!(e.key, "projects[0].allowed_author_ids[0]", "{e}");
+}

@@ -59,7 +59,9 @@ pub(super) async fn checks(
         match store {
             Some(store) => match crate::proxy::start(config, store, vault, Arc::new(Metrics::default())).await {
                 Ok(p) => started = p,
-                Err(e) => out.push(f("sandbox", "fail", format!("cannot start the metering proxy: {}", crate::one_line(&e)))),
+                Err(e) => {
+                    out.push(f("sandbox", "fail", format!("cannot start the metering proxy: {}", crate::one_line(&e))))
+                }
             },
             None => out.push(f("sandbox", "fail", "the store does not open, so the metering proxy cannot start")),
         }
@@ -143,7 +145,11 @@ async fn probe(
     result
 }
 
-async fn run_probe(rt: &DockerRuntime, sandbox: &paid_core::SandboxHandle, targets: &[String]) -> Result<Probe, String> {
+async fn run_probe(
+    rt: &DockerRuntime,
+    sandbox: &paid_core::SandboxHandle,
+    targets: &[String],
+) -> Result<Probe, String> {
     let mut argv = vec!["python3".to_string(), "-c".to_string(), PROBE.to_string()];
     argv.extend(targets.iter().cloned());
     let mut req = ExecRequest::argv(argv);
@@ -160,7 +166,9 @@ async fn run_probe(rt: &DockerRuntime, sandbox: &paid_core::SandboxHandle, targe
     let text = String::from_utf8_lossy(&stdout);
     match (exit, text.lines().last().map(serde_json::from_str::<Probe>)) {
         (Some(ExecExit::Code(0)), Some(Ok(p))) => Ok(p),
-        (Some(ExecExit::Code(127)), _) => Err("the image has no python3, which the probe (and the forwarder) need".into()),
+        (Some(ExecExit::Code(127)), _) => {
+            Err("the image has no python3, which the probe (and the forwarder) need".into())
+        }
         (exit, _) => Err(format!("the probe failed ({exit:?}): {}", String::from_utf8_lossy(&stderr).trim())),
     }
 }
@@ -196,15 +204,16 @@ fn judge(image: &str, p: &Probe, want_proxy: bool, url: &str, exes: &BTreeSet<St
         (true, None, error) => out.push(f(
             "sandbox proxy",
             "fail",
-            format!(
-                "{image}: cannot reach the metering proxy at {url}: {}",
-                error.as_deref().unwrap_or("no answer")
-            ),
+            format!("{image}: cannot reach the metering proxy at {url}: {}", error.as_deref().unwrap_or("no answer")),
         )),
     }
     for exe in exes {
         if p.missing.contains(exe) {
-            out.push(f("agent", "fail", format!("{image} has no `{exe}` on its PATH; build an image with the agent's CLI")));
+            out.push(f(
+                "agent",
+                "fail",
+                format!("{image} has no `{exe}` on its PATH; build an image with the agent's CLI"),
+            ));
         } else {
             out.push(f("agent", "ok", format!("{image} has `{exe}`")));
         }
@@ -249,7 +258,10 @@ mod tests {
             statuses(&got),
             [("sandbox egress".into(), "fail"), ("sandbox proxy".into(), "fail"), ("agent".into(), "fail")]
         );
-        assert!(got[0].message.contains("gateway 10.213.0.1 answers") && got[0].message.contains("172.17.0.1:8701"), "{got:?}");
+        assert!(
+            got[0].message.contains("gateway 10.213.0.1 answers") && got[0].message.contains("172.17.0.1:8701"),
+            "{got:?}"
+        );
         // A reached host port alone fails too.
         let got = judge("img", &probe(false, Some(401), &["172.17.0.1:8700"], &[]), true, "http://x", &exes);
         assert_eq!(got[0].status, "fail");

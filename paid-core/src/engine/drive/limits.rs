@@ -33,7 +33,9 @@ impl Watch<'_> {
                 match self.workspaces.check_limits(self.worktree, self.limits).await {
                     Ok(()) => {}
                     Err(e @ Error::WorktreeLimit(_)) => return e,
-                    Err(e) => warn!(worktree = %self.worktree.path.display(), error = %e, "could not check the worktree's limits"),
+                    Err(e) => {
+                        warn!(worktree = %self.worktree.path.display(), error = %e, "could not check the worktree's limits")
+                    }
                 }
             }
         };

@@ -261,7 +261,9 @@ mod tests {
         assert_eq!(title, format!("Ping @{z}octocat"));
         assert_eq!(
             body,
-            format!("Fixes{z} #3 per https:/{z}/evil.example/x\n\n## Acceptance criteria\n- [ ] ask @{z}mallory\n\n\nPart of #7.")
+            format!(
+                "Fixes{z} #3 per https:/{z}/evil.example/x\n\n## Acceptance criteria\n- [ ] ask @{z}mallory\n\n\nPart of #7."
+            )
         );
     }
 

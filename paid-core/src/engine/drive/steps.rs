@@ -10,8 +10,8 @@ use tracing::{info, warn};
 
 use super::follow_up::{follow_up_context, follow_up_prompt};
 use super::held::Drive;
-use super::limits::Watch;
 use super::journal::{Journal, OutputKind, Retry, StepOutput};
+use super::limits::Watch;
 use super::{Driver, RunLogger, SandboxSession};
 use crate::engine::EngineEvent;
 use crate::engine::comparison::{CompareProvisionOut, compared};
@@ -301,14 +301,14 @@ impl Driver {
                     .run(
                         &stop,
                         agent.run(AgentContext {
-                        run_id: run.id,
-                        project,
-                        issue,
-                        prompt,
-                        model: run.model.as_deref(),
-                        sandbox: &session,
-                        proxy: proxy.as_ref(),
-                        iteration,
+                            run_id: run.id,
+                            project,
+                            issue,
+                            prompt,
+                            model: run.model.as_deref(),
+                            sandbox: &session,
+                            proxy: proxy.as_ref(),
+                            iteration,
                             feedback: feedback.as_deref(),
                             cancel: agent_cancel,
                         }),
