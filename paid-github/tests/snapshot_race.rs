@@ -91,14 +91,18 @@ async fn a_symlink_swap_race_never_commits_the_host_file() {
     let swaps = Arc::new(AtomicUsize::new(0));
     let racer = std::thread::spawn({
         let (stop, swaps, root, secret) = (stop.clone(), swaps.clone(), wt.path.clone(), secret.clone());
+        // The staging file is outside the worktree (same filesystem), so
+        // only `victim.txt` changes, by atomic renames.
+        let tmp = dir.path().join("victim.tmp");
         move || {
-            let (victim, tmp) = (root.join("victim.txt"), root.join(".victim.tmp"));
+            let victim = root.join("victim.txt");
             while !stop.load(Ordering::Relaxed) {
                 std::fs::write(&tmp, "$Id$ harmless\n").unwrap();
                 std::fs::rename(&tmp, &victim).unwrap();
-                let _ = std::fs::remove_file(&tmp);
+                std::thread::sleep(std::time::Duration::from_micros(500));
                 std::os::unix::fs::symlink(&secret, &tmp).unwrap();
                 std::fs::rename(&tmp, &victim).unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(500));
                 swaps.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -108,19 +112,20 @@ async fn a_symlink_swap_race_never_commits_the_host_file() {
         std::fs::write(wt.path.join("counter.txt"), format!("{i}\n")).unwrap();
         match ws.commit_all(&commit(&wt, &format!("commit {i}"), WorktreeLimits::default())).await {
             Ok(_) => committed += 1,
-            Err(e) => {
-                assert!(matches!(e.code(), "invalid_input"), "{e}");
-                refused += 1;
-            }
+            // Refusing is safe; what matters is what a commit holds.
+            Err(_) => refused += 1,
         }
     }
     stop.store(true, Ordering::Relaxed);
     racer.join().unwrap();
-    assert!(swaps.load(Ordering::Relaxed) >= 50, "the racer ran");
+    assert!(swaps.load(Ordering::Relaxed) >= 5, "the racer ran");
     assert_eq!(committed + refused, 50);
     assert!(committed > 0, "some commits were made while racing");
+    // Not even a part of it (a read sized by the regular file's `lstat`
+    // would take only its first bytes).
+    let marker = &SECRET[..12];
     for blob in all_blobs(&wt) {
-        assert!(!blob.windows(SECRET.len()).any(|w| w == SECRET), "the host file was committed");
+        assert!(!blob.windows(marker.len()).any(|w| w == marker), "the host file was committed");
     }
 }
 

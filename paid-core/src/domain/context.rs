@@ -9,9 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::IssueSnapshot;
 use crate::engine::{CompareSpec, FollowUpContext};
 use crate::learning::PromptVersionId;
+use crate::{IssueSnapshot, TrackedIssue};
 
 /// What a run does, from its kind and its context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +75,17 @@ impl RunContext {
         self
     }
 
+    /// The run's issue as the run was queued: `tracked` (the issue as Paid
+    /// tracks it now) with the snapshot's title, body and author, if the
+    /// context has one (runs queued by an older build have none). Whether
+    /// it is trusted stays the tracked issue's say.
+    pub fn issue_as_queued(&self, tracked: TrackedIssue) -> TrackedIssue {
+        match &self.issue {
+            Some(snapshot) => snapshot.apply(&tracked),
+            None => tracked,
+        }
+    }
+
     /// This context with `candidate` picked.
     pub fn with_pick(mut self, candidate: impl Into<String>) -> Self {
         self.pick = Some(candidate.into());
@@ -107,6 +118,44 @@ mod tests {
         assert_eq!(serde_json::from_str::<RunContext>("{}").unwrap(), RunContext::new());
         assert!(RunContext::new().is_empty());
         assert!(!RunContext::new().with_pick("c1").is_empty());
+    }
+
+    #[test]
+    fn the_issue_snapshot_overrides_the_tracked_text_but_not_trust() {
+        let project = crate::ProjectId(uuid::Uuid::nil());
+        let tracked = crate::TrackedIssue {
+            project_id: project,
+            number: 7,
+            title: "Edited".into(),
+            body: "Edited later.".into(),
+            author: "octocat".into(),
+            author_id: Some(1),
+            labels: Vec::new(),
+            state: crate::IssueState::Open,
+            url: "https://forge.example/o/r/issues/7".into(),
+            trusted: false,
+            updated_at: chrono::DateTime::UNIX_EPOCH,
+        };
+        let snapshot = IssueSnapshot {
+            title: "Queued".into(),
+            body: "As queued.".into(),
+            author: "octocat".into(),
+            author_id: Some(583_231),
+            taken_at: chrono::DateTime::UNIX_EPOCH,
+        };
+        let ctx = RunContext::new().with_issue(snapshot.clone());
+        let issue = ctx.issue_as_queued(tracked.clone());
+        assert_eq!(
+            (issue.title.as_str(), issue.body.as_str(), issue.author_id),
+            ("Queued", "As queued.", Some(583_231))
+        );
+        assert!(!issue.trusted, "trust stays the tracked issue's");
+        assert_eq!(RunContext::new().issue_as_queued(tracked.clone()), tracked, "no snapshot: the tracked issue");
+        // Stored as JSON; contexts written before snapshots existed read back.
+        let json = serde_json::to_value(&ctx).unwrap();
+        assert_eq!(json["issue"]["body"], "As queued.");
+        assert_eq!(serde_json::from_value::<RunContext>(json).unwrap(), ctx);
+        assert_eq!(serde_json::from_str::<RunContext>(r#"{"pick":"c1"}"#).unwrap().issue, None);
     }
 
     #[test]

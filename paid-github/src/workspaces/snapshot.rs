@@ -59,7 +59,12 @@ fn walk(repo: &Repository, root: &Path, tracked: &BTreeSet<PathBuf>, limits: &Wo
                 continue;
             }
             let rel = dir.join(entry.file_name());
-            let meta = std::fs::symlink_metadata(root.join(&rel)).map_err(Error::io("lstat", root.join(&rel)))?;
+            let meta = match std::fs::symlink_metadata(root.join(&rel)) {
+                Ok(meta) => meta,
+                // Gone since it was listed: there is nothing to take.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("lstat", root.join(&rel))(e)),
+            };
             let is_tracked = tracked.contains(&rel);
             if meta.is_dir() {
                 let holds_tracked = tracked.range(rel.clone()..).next().is_some_and(|t| t.starts_with(&rel));

@@ -81,7 +81,8 @@ impl Comparison {
         cancel: &CancellationToken,
         report: &mut CandidateReport,
     ) -> Result<()> {
-        let issue = self.store.issue(project.id, run.issue_number).await?;
+        // The issue's text as the run was queued (see `Drive::issue`).
+        let issue = run.context.issue_as_queued(self.store.issue(project.id, run.issue_number).await?);
         let agent = driver.agent(project)?;
         let logger = driver.logger(run.id);
         let session = SandboxSession::new(self.runtime.clone(), resources.sandbox.clone(), logger.clone());

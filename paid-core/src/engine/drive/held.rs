@@ -58,10 +58,7 @@ impl Drive {
         self.issue
             .get_or_try_init(|| async {
                 let tracked = self.store.issue(self.run.project_id, self.run.issue_number).await?;
-                Ok(match &self.run.context.issue {
-                    Some(snapshot) => snapshot.apply(&tracked),
-                    None => tracked,
-                })
+                Ok(self.run.context.issue_as_queued(tracked))
             })
             .await
     }
