@@ -126,3 +126,32 @@ fn old_settings_without_the_allowlist_still_parse() {
     let back: paid_core::ProjectSettings = serde_json::from_value(serde_json::to_value(&with).unwrap()).unwrap();
     assert_eq!(back, with);
 }
+
+#[test]
+fn a_push_remote_is_a_fork_under_the_same_host_rules() {
+    let mut p = project("https://github.com/acme/widgets.git", &[]);
+    assert_eq!(p.pr_head("paid/1-fix"), "paid/1-fix");
+    p.settings.push_remote = Some("paid-bot/widgets".into());
+    p.validate().unwrap();
+    assert_eq!(p.push_fork(), Some(RepoRef::new("paid-bot", "widgets")));
+    assert_eq!(p.pr_head("paid/1-fix"), "paid-bot:paid/1-fix");
+    p.validate_clone_url("github.com").unwrap();
+
+    // The fork's URL follows the clone URL's rules.
+    p.settings.push_url = Some("https://evil.example/paid-bot/widgets.git".into());
+    match p.validate_clone_url("github.com") {
+        Err(Error::InvalidInput { what, message }) => {
+            assert_eq!(what, "project.push_url");
+            assert!(message.contains("allowed_clone_hosts"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    p.settings.push_url = Some("/srv/git/fork.git".into());
+    p.validate_clone_url("github.com").unwrap();
+
+    // A fork must be owner/name; a push_url needs the fork.
+    p.settings.push_remote = Some("not a repo".into());
+    assert!(matches!(p.validate(), Err(Error::InvalidInput { what, .. }) if what == "project.push_remote"));
+    p.settings.push_remote = None;
+    assert!(matches!(p.validate(), Err(Error::InvalidInput { what, .. }) if what == "project.push_url"));
+}

@@ -74,6 +74,18 @@ pub struct ProjectSettings {
     /// which only ever goes to the forge's own host. Empty by default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_clone_hosts: Vec<String>,
+    /// A fork (`owner/name`) to push run branches to instead of the
+    /// project's repository; pull requests are then opened from it
+    /// (`owner:branch`). The agent's code then never lands on a branch of
+    /// the project's repository, where CI may run it with the repository's
+    /// secrets. Default: none (push to `clone_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_remote: Option<String>,
+    /// Where the fork is pushed: default `https://<forge host>/<push_remote>.git`.
+    /// The same rules as `clone_url` apply (the forge's host, an
+    /// allowlisted host, or a local path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_url: Option<String>,
 }
 
 /// A repository Paid works on, with its settings.
@@ -185,7 +197,30 @@ impl Project {
         {
             return bad("model", &message);
         }
+        if let Some(fork) = &self.settings.push_remote
+            && RepoRef::parse(fork).is_err()
+        {
+            return bad("push_remote", &format!("{fork:?} is not a repository as owner/name"));
+        }
+        if self.settings.push_url.is_some() && self.settings.push_remote.is_none() {
+            return bad("push_url", "needs push_remote, the fork's owner/name (pull requests are opened from it)");
+        }
         Ok(())
+    }
+
+    /// The fork run branches are pushed to, when
+    /// [`ProjectSettings::push_remote`] is set.
+    pub fn push_fork(&self) -> Option<RepoRef> {
+        self.settings.push_remote.as_deref().and_then(|f| RepoRef::parse(f).ok())
+    }
+
+    /// The pull request head for `branch`: `owner:branch` when the branch is
+    /// pushed to a fork, else the branch itself.
+    pub fn pr_head(&self, branch: &str) -> String {
+        match self.push_fork() {
+            Some(fork) => format!("{}:{branch}", fork.owner),
+            None => branch.to_string(),
+        }
     }
 
     /// Checks `clone_url` against the forge whose web host is `forge_host`
@@ -195,8 +230,17 @@ impl Project {
     /// URLs (`ssh://`, `git@host:path`) and other schemes are refused, since
     /// the forge token is only for https.
     pub fn validate_clone_url(&self, forge_host: &str) -> crate::Result<()> {
-        let bad = |message: String| Err(crate::Error::InvalidInput { what: "project.clone_url".into(), message });
-        let url = self.clone_url.trim();
+        self.check_remote_url("project.clone_url", &self.clone_url, forge_host)?;
+        match &self.settings.push_url {
+            Some(url) => self.check_remote_url("project.push_url", url, forge_host),
+            None => Ok(()),
+        }
+    }
+
+    /// The rules of [`Project::validate_clone_url`] for one URL.
+    fn check_remote_url(&self, what: &str, url: &str, forge_host: &str) -> crate::Result<()> {
+        let bad = |message: String| Err(crate::Error::InvalidInput { what: what.into(), message });
+        let url = url.trim();
         // For messages: the URL without any `user:password@`.
         let shown = match url.split_once("://") {
             Some((scheme, rest)) => {

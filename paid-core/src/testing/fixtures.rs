@@ -71,6 +71,8 @@ pub fn project(name: &str) -> Project {
             budget_usd_per_run: Some(1.5),
             budget_usd_per_month: Some(40.0),
             allowed_clone_hosts: Vec::new(),
+            push_remote: None,
+            push_url: None,
         },
         ..Project::new(
             project_id(),

@@ -40,7 +40,9 @@ pub(super) fn list_pulls(st: &mut State, o: &str, n: &str, query: &[(String, Str
             };
             // `head` is `owner:branch`.
             let head_ok = head.as_deref().is_none_or(|h| match h.split_once(':') {
-                Some((owner, branch)) => owner.eq_ignore_ascii_case(&repo.owner) && branch == p.head,
+                Some((owner, branch)) => {
+                    owner.eq_ignore_ascii_case(p.head_owner.as_deref().unwrap_or(&repo.owner)) && branch == p.head
+                }
                 None => false,
             });
             state_ok && head_ok && base.as_deref().is_none_or(|b| b == p.base)
@@ -69,7 +71,12 @@ pub(super) fn create_pull(st: &mut State, o: &str, n: &str, json: Option<&Value>
     }
     let (title, head, base) =
         (field("title").unwrap_or_default(), field("head").unwrap_or_default(), field("base").unwrap_or_default());
-    let head = head.split_once(':').map_or(head.clone(), |(_, b)| b.to_string());
+    // `owner:branch` names a fork's branch.
+    let (head_owner, head) = match head.split_once(':') {
+        Some((owner, branch)) if !owner.eq_ignore_ascii_case(o) => (Some(owner.to_string()), branch.to_string()),
+        Some((_, branch)) => (None, branch.to_string()),
+        None => (None, head.clone()),
+    };
     let custom = |message: String| {
         Reply::invalid(json!([{"resource": "PullRequest", "code": "custom", "message": message}]), PULL_DOCS)
     };
@@ -77,8 +84,9 @@ pub(super) fn create_pull(st: &mut State, o: &str, n: &str, json: Option<&Value>
         return custom(format!("No commits between {base} and {head}"));
     }
     let Some(repo) = st.repo(o, n) else { return Reply::not_found() };
-    let exists =
-        repo.issues.values().any(|i| i.open && i.pull.as_ref().is_some_and(|p| p.head == head && p.base == base));
+    let exists = repo.issues.values().any(|i| {
+        i.open && i.pull.as_ref().is_some_and(|p| p.head == head && p.head_owner == head_owner && p.base == base)
+    });
     if exists {
         return custom(format!("A pull request already exists for {o}:{head}."));
     }
@@ -102,7 +110,7 @@ pub(super) fn create_pull(st: &mut State, o: &str, n: &str, json: Option<&Value>
         created_at: now,
         updated_at: now,
         closed_at: None,
-        pull: Some(Pull { id: pull_id, head, head_sha, base, merged: false }),
+        pull: Some(Pull { id: pull_id, head, head_owner, head_sha, base, merged: false }),
     };
     st.repo_mut(o, n).issues.insert(number, issue);
     let location = format!("{}/repos/{o}/{n}/pulls/{number}", st.base_url);

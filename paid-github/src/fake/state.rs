@@ -48,6 +48,9 @@ pub struct FakePullRequest {
     pub body: String,
     /// Head branch.
     pub head: String,
+    /// Owner of the head branch's repository: the repository's own owner,
+    /// or a fork's (the PR was opened with `head: owner:branch`).
+    pub head_owner: String,
     /// Base branch.
     pub base: String,
     /// Labels.
@@ -64,6 +67,8 @@ pub struct FakePullRequest {
 pub(crate) struct Pull {
     pub id: u64,
     pub head: String,
+    /// The fork's owner when the head is on a fork.
+    pub head_owner: Option<String>,
     pub head_sha: String,
     pub base: String,
     pub merged: bool,
@@ -326,6 +331,7 @@ impl State {
                     title: i.title.clone(),
                     body: i.body.clone().unwrap_or_default(),
                     head: p.head.clone(),
+                    head_owner: p.head_owner.clone().unwrap_or_else(|| repo.owner.clone()),
                     base: p.base.clone(),
                     labels: i.labels.clone(),
                     state: if p.merged {

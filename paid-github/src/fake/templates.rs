@@ -541,6 +541,7 @@ mod tests {
                 pull: Some(Pull {
                     id: 6,
                     head: "paid/7-bug-abcdef".into(),
+                    head_owner: None,
                     head_sha: "0".repeat(40),
                     base: "main".into(),
                     merged: false,

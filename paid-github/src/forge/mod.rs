@@ -261,15 +261,18 @@ impl GitHubForge {
         Ok(())
     }
 
+    /// The open pull request from `head`: a branch of `repo`, or
+    /// `owner:branch` for a fork's branch.
     async fn open_pull(&self, repo: &RepoRef, head: &str) -> Result<Option<Pull>> {
+        let (owner, branch) = head.split_once(':').unwrap_or((repo.owner.as_str(), head));
         let uri = format!(
             "{}/pulls?head={}&state=open&per_page={}",
             repo_path(repo),
-            encode(&format!("{}:{head}", repo.owner)),
+            encode(&format!("{owner}:{branch}")),
             self.per_page
         );
         let pulls: Vec<Pull> = self.client.list(&uri).await.map_err(not_found("repository", repo, None))?;
-        Ok(pulls.into_iter().find(|p| p.head.ref_name == head))
+        Ok(pulls.into_iter().find(|p| p.head.ref_name == branch))
     }
 
     async fn pull(&self, req: &PrRequest) -> Result<PullRequest> {

@@ -267,6 +267,18 @@ impl GitWorkspaces {
         Ok(project.clone_url.clone())
     }
 
+    /// Where run branches are pushed: the fork's URL when the project has a
+    /// `push_remote` (its `push_url`, else `<origin>/<fork>.git`), else the
+    /// clone URL. Checked by the same host rules.
+    fn push_url(&self, project: &Project) -> Result<String> {
+        let clone_url = self.clone_url(project)?;
+        Ok(match (project.push_fork(), &project.settings.push_url) {
+            (Some(_), Some(url)) => url.clone(),
+            (Some(fork), None) => self.origin.clone_url(&fork),
+            (None, _) => clone_url,
+        })
+    }
+
     /// The root directory (absolute).
     pub fn root(&self) -> &Path {
         &self.root
@@ -421,7 +433,7 @@ impl GitWorkspaces {
         .await?;
         let lock = self.lock_for(&mirror_path);
         let _guard = lock.lock().await;
-        let (url, branch, auth) = (self.clone_url(project)?, wt.branch.clone(), self.auth());
+        let (url, branch, auth) = (self.push_url(project)?, wt.branch.clone(), self.auth());
         blocking("push", move || push::push(&mirror_path, &url, &branch, &auth)).await
     }
 

@@ -81,6 +81,7 @@ pub(crate) async fn add_project(State(state): State<Arc<ApiState>>, ApiJson(req)
         budget_usd_per_run: req.budget_usd_per_run,
         budget_usd_per_month: req.budget_usd_per_month,
         allowed_clone_hosts: req.allowed_clone_hosts,
+        ..Default::default()
     };
     if p.allowed_authors.is_empty() {
         return Err(ApiError::new(

@@ -337,6 +337,8 @@ pub(super) fn build(
             verify: p.verify,
             allowed_paths: p.allowed_paths,
             allowed_clone_hosts: p.allowed_clone_hosts,
+            push_remote: p.push_remote,
+            push_url: p.push_url,
             image: p.image.unwrap_or_else(|| "paid/agent:bookworm".into()),
             agent: p.agent.unwrap_or_else(|| "claude-code".into()),
             model: p.model,
@@ -466,6 +468,8 @@ impl ProjectSpec {
             budget_usd_per_run: self.budget_usd_per_run,
             budget_usd_per_month: self.budget_usd_per_month,
             allowed_clone_hosts: self.allowed_clone_hosts.clone(),
+            push_remote: self.push_remote.clone(),
+            push_url: self.push_url.clone(),
         };
         p
     }

@@ -380,6 +380,11 @@ pub struct ProjectSpec {
     /// Hosts besides the forge's that `clone_url` may name (cloned from
     /// without the forge token).
     pub allowed_clone_hosts: Vec<String>,
+    /// A fork (`owner/name`) run branches are pushed to; PRs are opened
+    /// from it.
+    pub push_remote: Option<String>,
+    /// The fork's URL (default: on the forge's host).
+    pub push_url: Option<String>,
     /// Sandbox image.
     pub image: String,
     /// Agent kind.

@@ -147,6 +147,8 @@ pub(super) struct RawProject {
     pub(super) verify: Vec<String>,
     pub(super) allowed_paths: Vec<String>,
     pub(super) allowed_clone_hosts: Vec<String>,
+    pub(super) push_remote: Option<String>,
+    pub(super) push_url: Option<String>,
     pub(super) image: Option<String>,
     pub(super) agent: Option<String>,
     pub(super) model: Option<String>,

@@ -143,7 +143,8 @@ impl Driver {
         let body = templates::pr_body(&summary, run.issue_number, run.id, run.model.as_deref(), MAX_PR_BODY)?;
         let req = PrRequest {
             repo: project.repo.clone(),
-            head: head.clone(),
+            // `owner:branch` when the branch is on a fork (`push_remote`).
+            head: project.pr_head(&head),
             base: project.default_branch.clone(),
             title: pr_title(run.issue_number, &issue.title),
             body,
