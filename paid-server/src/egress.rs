@@ -26,13 +26,14 @@ pub fn warning(config: &DockerConfig) -> Option<&'static str> {
 }
 
 /// `config.docker` with the proxy's port filled in: with egress on and no
-/// `proxy_port` set, the port `proxy` listens on (none: no network).
-pub fn docker_config(config: &Config, proxy: Option<&StartedProxy>) -> DockerConfig {
+/// `proxy_port` set, `proxy_port` (the port the metering proxy listens on;
+/// none: no network).
+pub fn docker_config(config: &Config, proxy_port: Option<u16>) -> DockerConfig {
     let mut docker = config.docker.clone();
-    if let (Some(egress), Some(p)) = (docker.egress.as_mut(), proxy)
+    if let (Some(egress), Some(port)) = (docker.egress.as_mut(), proxy_port)
         && egress.proxy_port.is_none()
     {
-        egress.proxy_port = Some(p.server.addr().port());
+        egress.proxy_port = Some(port);
     }
     docker
 }

@@ -79,7 +79,7 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
     let (runtime, docker): (Arc<dyn SandboxRuntime>, Option<DockerRuntime>) = match runtime {
         Some(r) => (r, None),
         None => {
-            let docker_config = crate::egress::docker_config(&config, proxy.as_ref());
+            let docker_config = crate::egress::docker_config(&config, proxy.as_ref().map(|p| p.server.addr().port()));
             let docker = crate::egress::connect(docker_config, proxy.as_mut())
                 .await
                 .context("connecting to the Docker engine")?

@@ -138,9 +138,10 @@ pub async fn checks(config_path: &Path, progress: &(dyn Fn(String) + Send + Sync
     }
 
     progress("checking the proxy".into());
-    match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(config.proxy.bind)).await {
-        Ok(Ok(_)) => out.push(f("proxy", "ok", format!("listening on {}", config.proxy.bind))),
-        _ if config.providers.is_empty() => {
+    let proxy_listening = listening(config.proxy.bind).await;
+    match proxy_listening {
+        true => out.push(f("proxy", "ok", format!("listening on {}", config.proxy.bind))),
+        false if config.providers.is_empty() => {
             out.push(f("proxy", "ok", "no providers configured: the proxy is not needed"));
         }
         _ => out.push(f(
@@ -169,16 +170,22 @@ pub async fn checks(config_path: &Path, progress: &(dyn Fn(String) + Send + Sync
     }
 
     if images_ok {
-        out.extend(sandbox::checks(&config, opened.as_ref().map(|o| o.store.clone()), &vault, progress).await);
+        let store = opened.as_ref().map(|o| o.store.clone());
+        out.extend(sandbox::checks(&config, store, &vault, proxy_listening, progress).await);
     }
 
     let mut api = config.api.bind;
     if api.ip().is_unspecified() {
         api.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(api)).await {
-        Ok(Ok(_)) => out.push(f("daemon", "ok", format!("an API listens on {api}"))),
-        _ => out.push(f("daemon", "warn", format!("no daemon on {api}; start it with `paid serve`"))),
+    match listening(api).await {
+        true => out.push(f("daemon", "ok", format!("an API listens on {api}"))),
+        false => out.push(f("daemon", "warn", format!("no daemon on {api}; start it with `paid serve`"))),
     }
     out
+}
+
+/// Whether something accepts a TCP connection on `addr` within 2 s.
+async fn listening(addr: std::net::SocketAddr) -> bool {
+    matches!(tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
 }

@@ -40,11 +40,13 @@ struct Probe {
     missing: Vec<String>,
 }
 
-/// Runs the probe in a sandbox of every configured image.
+/// Runs the probe in a sandbox of every configured image;
+/// `proxy_listening`: something answers on `proxy.bind` (the daemon).
 pub(super) async fn checks(
     config: &Config,
     store: Option<Arc<dyn Store>>,
     vault: &Vault,
+    proxy_listening: bool,
     progress: &(dyn Fn(String) + Send + Sync),
 ) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -52,7 +54,7 @@ pub(super) async fn checks(
         out.push(f("egress", "warn", warning));
     }
     let want_proxy = !config.providers.is_empty();
-    let daemon_proxy = want_proxy && listening(config.proxy.bind).await;
+    let daemon_proxy = want_proxy && proxy_listening;
     let mut started = None;
     if want_proxy && !daemon_proxy {
         progress("starting the metering proxy for the sandbox check".into());
@@ -66,10 +68,12 @@ pub(super) async fn checks(
             None => out.push(f("sandbox", "fail", "the store does not open, so the metering proxy cannot start")),
         }
     }
-    let mut docker = crate::egress::docker_config(config, started.as_ref());
-    if daemon_proxy && let Some(e) = docker.egress.as_mut().filter(|e| e.proxy_port.is_none()) {
-        e.proxy_port = Some(config.proxy.bind.port());
-    }
+    // The running daemon's proxy, or the one started here.
+    let port = match &started {
+        Some(p) => Some(p.server.addr().port()),
+        None => daemon_proxy.then(|| config.proxy.bind.port()),
+    };
+    let docker = crate::egress::docker_config(config, port);
     let proxy_port = docker.egress.as_ref().and_then(|e| e.proxy_port);
     let rt = match crate::egress::connect(docker, started.as_mut()).await {
         Ok(rt) => rt,
@@ -106,10 +110,6 @@ pub(super) async fn checks(
     }
     let _ = rt.shutdown().await;
     out
-}
-
-async fn listening(addr: std::net::SocketAddr) -> bool {
-    matches!(tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
 }
 
 /// One sandbox of `image`: create, run the probe, remove.
