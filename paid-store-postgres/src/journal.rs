@@ -4,6 +4,10 @@
 //! caller holds its lease (re-checked on the newest row version under
 //! `READ COMMITTED`), and the journal write joins it, so a worker whose
 //! lease was taken over writes nothing.
+//!
+//! `started` records go through the relaxed pool (they commit without
+//! waiting for the WAL flush; see `store::relaxed_pool` for why losing one
+//! in a server crash is safe); finishes wait for it.
 
 use paid_core::{RunId, RunState, StepRecord, StepStatus, Timestamp};
 use sqlx::{PgConnection, PgPool};

@@ -192,15 +192,24 @@ fn notify_pool(connect: PgConnectOptions, acquire_timeout: Duration) -> PgPool {
 
 /// Connections for writes whose loss in a *server* crash is harmless, which
 /// commit without waiting for the WAL flush (`synchronous_commit = off`):
-/// log appends (output a crash cuts short anyway) and usage records. A
-/// clean restart loses nothing; a crash loses at most the last few hundred
-/// milliseconds of them, and never a later durable write's predecessors
-/// (the WAL is flushed in order). Usage also seeds the proxy's monthly
+/// log appends (output a crash cuts short anyway), usage records, and the
+/// journal's `started` records. A clean restart loses nothing; a crash
+/// loses at most the last few hundred milliseconds of them, and never a
+/// later durable write's predecessors (the WAL is flushed in order: a
+/// step's durable finish makes its `started` record durable too).
+///
+/// A lost `started` record is the same as a worker that crashed just
+/// before journaling the step: whoever drives the run next begins the step
+/// again, under the same idempotency key (the engine derives keys from the
+/// run, never from the journal), and no engine decision reads a `started`
+/// record. A *worker* crash loses nothing: the commit is already in the
+/// server's WAL buffers. Usage also seeds the proxy's monthly
 /// budgets after a restart, so a server crash can undercount a project's
 /// spend by the usage of that last fraction of a second. Transitions,
 /// leases and heartbeats (which share no pool with bulk log appends, so a
-/// busy log cannot starve them), the journal, decisions, outcomes and the
-/// audit trail always go through the main pool and wait for the flush.
+/// busy log cannot starve them), step finishes (a finished side effect is
+/// never forgotten), decisions, outcomes and the audit trail always go
+/// through the main pool and wait for the flush.
 fn relaxed_pool(connect: PgConnectOptions, options: &PgStoreOptions) -> PgPool {
     PgPoolOptions::new()
         .max_connections((options.max_connections_value() / 4).max(2))
@@ -335,7 +344,7 @@ impl Journal for PgStore {
         idempotency_key: Option<&str>,
         at: Timestamp,
     ) -> paid_core::Result<StepRecord> {
-        Ok(journal::begin(&self.pool, id, owner, step, idempotency_key, at).await?)
+        Ok(journal::begin(&self.relaxed_pool, id, owner, step, idempotency_key, at).await?)
     }
 
     async fn finish_step(
@@ -361,7 +370,7 @@ impl Journal for PgStore {
         idempotency_key: Option<&str>,
         at: Timestamp,
     ) -> paid_core::Result<StepRecord> {
-        Ok(journal::resume_or_begin(&self.pool, id, owner, step, idempotency_key, at).await?)
+        Ok(journal::resume_or_begin(&self.relaxed_pool, id, owner, step, idempotency_key, at).await?)
     }
 
     async fn finish_step_and_transition(
