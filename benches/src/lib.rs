@@ -93,7 +93,7 @@ pub async fn claim_complete(stores: Vec<Arc<dyn Store>>, runs: usize) -> Duratio
                             to: RunState::Cancelled,
                             owner: owner.clone(),
                             at: now,
-                            context: None,
+                            patch: Default::default(),
                         })
                         .await
                         .unwrap();

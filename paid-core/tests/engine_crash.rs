@@ -616,7 +616,7 @@ async fn crash_at_every_write(passes: bool) -> String {
     let started = Instant::now();
     let (boundaries, _) = build_run_crashing_at(passes, 0, FaultPoint::Before).await;
     assert_eq!(boundaries.first(), Some(&"claim"));
-    for method in ["resume_or_begin_step", "finish_step_and_transition", "patch_run", "finish_step"] {
+    for method in ["resume_or_begin_step", "finish_step_and_transition", "transition", "finish_step"] {
         assert!(boundaries.contains(&method), "{method} not on the run path: {boundaries:?}");
     }
     let cases: Vec<(usize, FaultPoint)> =

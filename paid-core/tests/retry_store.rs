@@ -46,7 +46,7 @@ fn to_selecting(run: &Run) -> Transition {
         to: RunState::SelectingModel,
         owner: "w".into(),
         at: at(1),
-        context: None,
+        patch: Default::default(),
     }
 }
 
@@ -57,7 +57,7 @@ fn to_provisioning(run: &Run) -> Transition {
         to: RunState::Provisioning,
         owner: "w".into(),
         at: at(3),
-        context: None,
+        patch: Default::default(),
     }
 }
 

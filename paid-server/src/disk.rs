@@ -394,7 +394,7 @@ mod tests {
             to: RunState::Failed,
             owner: "w".into(),
             at: when,
-            context: None,
+            patch: Default::default(),
         };
         store.transition(&t).await.unwrap();
         run.id

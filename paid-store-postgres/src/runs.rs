@@ -151,6 +151,8 @@ pub(crate) async fn transition(pool: &PgPool, t: &Transition) -> OpResult<Run> {
 async fn transition_on(conn: &mut PgConnection, t: &Transition) -> OpResult<Option<Run>> {
     let moved = sqlx::query(concat!(
         "UPDATE runs SET state = $4, updated_at = $5, context = COALESCE($9::jsonb, context),
+             branch = COALESCE($10, branch), model = COALESCE($11, model), pr_url = COALESCE($12, pr_url),
+             iterations = COALESCE($13, iterations), failure = COALESCE($14::json, failure),
              finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END,
              lease_owner = CASE WHEN $7 THEN NULL ELSE lease_owner END,
              lease_expires_at = CASE WHEN $7 THEN NULL ELSE lease_expires_at END
@@ -165,10 +167,8 @@ async fn transition_on(conn: &mut PgConnection, t: &Transition) -> OpResult<Opti
     .bind(t.at)
     .bind(t.to.is_terminal())
     .bind(t.to.is_parked() || t.from.is_parked())
-    .bind(t.from.is_parked())
-    .bind(t.context.as_ref().map(|c| json("run context", c)).transpose()?)
-    .fetch_optional(&mut *conn)
-    .await?;
+    .bind(t.from.is_parked());
+    let moved = bind_patch(moved, &t.patch)?.fetch_optional(&mut *conn).await?;
     first(moved)
 }
 
@@ -205,6 +205,8 @@ pub(crate) async fn finish_and_transition(
                  RETURNING s.run_id
              )
              UPDATE runs SET state = $4, updated_at = $5, context = COALESCE($12::jsonb, context),
+                 branch = COALESCE($13, branch), model = COALESCE($14, model), pr_url = COALESCE($15, pr_url),
+                 iterations = COALESCE($16, iterations), failure = COALESCE($17::json, failure),
                  finished_at = CASE WHEN $6 THEN $5 ELSE finished_at END,
                  lease_owner = CASE WHEN $11 THEN NULL ELSE lease_owner END,
                  lease_expires_at = CASE WHEN $11 THEN NULL ELSE lease_expires_at END
@@ -224,10 +226,8 @@ pub(crate) async fn finish_and_transition(
         .bind(error)
         // The step's `from` needed the lease (the journal does); parking
         // gives it up.
-        .bind(t.to.is_parked())
-        .bind(t.context.as_ref().map(|c| json("run context", c)).transpose()?)
-        .fetch_optional(pool)
-        .await?;
+        .bind(t.to.is_parked());
+        let moved = bind_patch(moved, &t.patch)?.fetch_optional(pool).await?;
         if let Some(run) = first(moved)? {
             return Ok(run);
         }
@@ -257,6 +257,23 @@ pub(crate) async fn finish_and_transition(
     }
     // The run changed between the statement and the reads.
     Err(lease_lost(t.run_id, &t.owner))
+}
+
+/// Binds `patch`'s fields, in order: context (jsonb), branch, model,
+/// PR URL, iterations, failure (json). Each `NULL` keeps the column.
+fn bind_patch<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    patch: &'q RunPatch,
+) -> OpResult<sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>> {
+    let context = patch.context.as_ref().map(|c| json("run context", c)).transpose()?;
+    let failure = patch.failure.as_ref().map(|f| json("run failure", f)).transpose()?;
+    Ok(query
+        .bind(context)
+        .bind(&patch.branch)
+        .bind(&patch.model)
+        .bind(&patch.pr_url)
+        .bind(patch.iterations.map(i64::from))
+        .bind(failure))
 }
 
 pub(crate) async fn patch(pool: &PgPool, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> OpResult<Run> {

@@ -21,7 +21,7 @@ fn claim(owner: &str, lease: Lease, now: chrono::DateTime<chrono::Utc>) -> Claim
 }
 
 fn step(run: &Run, from: RunState, to: RunState, owner: &str, secs: i64) -> Transition {
-    Transition { run_id: run.id, from, to, owner: owner.into(), at: at(secs), context: None }
+    Transition { run_id: run.id, from, to, owner: owner.into(), at: at(secs), patch: Default::default() }
 }
 
 /// Two workers race on one run, many times over, on two pools (two
@@ -252,7 +252,7 @@ async fn project_limits_hold_under_concurrent_claimers() {
                         to: RunState::Failed,
                         owner: owner.clone(),
                         at: now,
-                        context: None,
+                        patch: Default::default(),
                     })
                     .await
                     .unwrap();
@@ -312,7 +312,7 @@ async fn a_full_project_is_skipped_until_a_slot_frees() {
             to: RunState::Cancelled,
             owner: "c".into(),
             at: at(2),
-            context: None,
+            patch: Default::default(),
         })
         .await
         .unwrap();

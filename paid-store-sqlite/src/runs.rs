@@ -142,9 +142,7 @@ pub(crate) fn transition(c: &Connection, t: &Transition) -> Result<Run, OpError>
     }
     run.state = t.to;
     run.updated_at = t.at;
-    if let Some(context) = &t.context {
-        run.context = context.clone();
-    }
+    apply(&mut run, &t.patch);
     if t.to.is_terminal() {
         run.finished_at = Some(t.at);
     }
@@ -159,6 +157,14 @@ pub(crate) fn transition(c: &Connection, t: &Transition) -> Result<Run, OpError>
 pub(crate) fn patch(c: &Connection, id: RunId, owner: &str, patch: &RunPatch, at: Timestamp) -> Result<Run, OpError> {
     let mut run = get(c, id)?;
     check_lease(&run, owner, at)?;
+    apply(&mut run, patch);
+    run.updated_at = at;
+    save(c, &run)?;
+    Ok(run)
+}
+
+/// Sets the fields `patch` sets.
+fn apply(run: &mut Run, patch: &RunPatch) {
     let RunPatch { branch, model, pr_url, iterations, failure, context } = patch.clone();
     if let Some(context) = context {
         run.context = context;
@@ -178,9 +184,6 @@ pub(crate) fn patch(c: &Connection, id: RunId, owner: &str, patch: &RunPatch, at
     if failure.is_some() {
         run.failure = failure;
     }
-    run.updated_at = at;
-    save(c, &run)?;
-    Ok(run)
 }
 
 pub(crate) fn request_cancel(c: &Connection, id: RunId, at: Timestamp) -> Result<Run, OpError> {

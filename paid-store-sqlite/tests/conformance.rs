@@ -151,7 +151,14 @@ async fn migration_4_brings_runs_parked_by_an_older_build_into_shape() {
         let mut from = RunState::Queued;
         for to in [RunState::SelectingModel, RunState::Provisioning, RunState::RunningAgent, RunState::AwaitingChoice] {
             store
-                .transition(&Transition { run_id: run.id, from, to, owner: "old".into(), at: at(1), context: None })
+                .transition(&Transition {
+                    run_id: run.id,
+                    from,
+                    to,
+                    owner: "old".into(),
+                    at: at(1),
+                    patch: Default::default(),
+                })
                 .await
                 .unwrap();
             from = to;

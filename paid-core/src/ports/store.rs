@@ -27,9 +27,11 @@ pub struct Transition {
     pub owner: String,
     /// Now.
     pub at: Timestamp,
-    /// A new context for the run, set in the same write (a human's pick
-    /// moves a parked run on with it); `None` keeps the context.
-    pub context: Option<crate::RunContext>,
+    /// Fields set in the same write, as [`Runs::patch_run`] sets them: a
+    /// step's results (its model, branch, PR, iterations, failure) land
+    /// with the move they cause, and a human's pick moves a parked run on
+    /// with its new context. The default sets nothing.
+    pub patch: RunPatch,
 }
 
 /// Fields a step sets on a run, checked against the lease like a transition.
@@ -47,6 +49,32 @@ pub struct RunPatch {
     pub failure: Option<Failure>,
     /// The run's new context (replaces the whole context).
     pub context: Option<crate::RunContext>,
+}
+
+impl RunPatch {
+    /// Whether it sets nothing.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Adds `later` on top: each field `later` sets replaces this one's.
+    ///
+    /// ```
+    /// use paid_core::RunPatch;
+    ///
+    /// let mut patch = RunPatch { model: Some("a".into()), iterations: Some(1), ..RunPatch::default() };
+    /// patch.merge(RunPatch { iterations: Some(2), ..RunPatch::default() });
+    /// assert_eq!(patch, RunPatch { model: Some("a".into()), iterations: Some(2), ..RunPatch::default() });
+    /// ```
+    pub fn merge(&mut self, later: RunPatch) {
+        let RunPatch { branch, model, pr_url, iterations, failure, context } = later;
+        self.branch = branch.or(self.branch.take());
+        self.model = model.or(self.model.take());
+        self.pr_url = pr_url.or(self.pr_url.take());
+        self.iterations = iterations.or(self.iterations);
+        self.failure = failure.or(self.failure.take());
+        self.context = context.or(self.context.take());
+    }
 }
 
 /// A request to claim one runnable run.

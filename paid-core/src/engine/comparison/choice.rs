@@ -12,7 +12,7 @@ use super::{Comparison, compare_slots, compared, pick_of};
 use crate::engine::drive::journal::{Journal, OutputKind, Retry, StepOutput};
 use crate::engine::drive::{Driver, Resources};
 use crate::engine::learn::PromptPick;
-use crate::{AuditEvent, Error, Result, Run, RunId, RunState, StepStatus, Transition};
+use crate::{AuditEvent, Error, Result, Run, RunId, RunPatch, RunState, StepStatus, Transition};
 
 /// The audit action that records a human's pick (for people).
 const PICK_ACTION: &str = "run.pick";
@@ -132,7 +132,10 @@ impl Comparison {
                 to: RunState::Committing,
                 owner: self.config.worker_id.clone(),
                 at: self.clock.now(),
-                context: Some(run.context.clone().with_pick(report.name.clone())),
+                patch: RunPatch {
+                    context: Some(run.context.clone().with_pick(report.name.clone())),
+                    ..RunPatch::default()
+                },
             })
             .await;
         let run = match moved {

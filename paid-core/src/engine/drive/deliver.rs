@@ -157,7 +157,7 @@ impl Driver {
                 forge.find_or_create_pr(&req)
             })
             .await?;
-        self.patch(run, RunPatch { pr_url: Some(pr.url.clone()), ..Default::default() }).await?;
+        d.set_with_transition(RunPatch { pr_url: Some(pr.url.clone()), ..Default::default() });
         if pr.created {
             self.metrics.prs_created_total.get_or_create(&ProjectLabels { project_id: project.id.to_string() }).inc();
         }

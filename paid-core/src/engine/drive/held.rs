@@ -18,7 +18,7 @@ use tokio::sync::OnceCell;
 
 use super::Driver;
 use super::journal::Journal;
-use crate::{Project, Result, Run, Store, TrackedIssue, UsageRecord};
+use crate::{Project, Result, Run, RunPatch, Store, TrackedIssue, UsageRecord};
 
 /// A run as one drive holds it; passed to every step.
 pub(super) struct Drive {
@@ -33,6 +33,8 @@ pub(super) struct Drive {
     cancel_requested: Arc<AtomicBool>,
     issue: OnceCell<TrackedIssue>,
     usage: std::sync::Mutex<Option<Vec<UsageRecord>>>,
+    /// Fields the current step set on the run, written with its transition.
+    patch: std::sync::Mutex<RunPatch>,
 }
 
 impl std::fmt::Debug for Drive {
@@ -83,6 +85,19 @@ impl Drive {
     fn usage_cache(&self) -> std::sync::MutexGuard<'_, Option<Vec<UsageRecord>>> {
         self.usage.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Sets fields on the run in the write that moves it on (the step's
+    /// transition, or its failure's), not in a write of their own. A step
+    /// sets them from its journaled output, so a crash before the
+    /// transition loses nothing: the resumed step sets them again.
+    pub(super) fn set_with_transition(&self, patch: RunPatch) {
+        self.patch.lock().unwrap_or_else(std::sync::PoisonError::into_inner).merge(patch);
+    }
+
+    /// The fields set since the last transition, for the next one.
+    pub(super) fn take_patch(&self) -> RunPatch {
+        std::mem::take(&mut *self.patch.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
 }
 
 impl Driver {
@@ -101,6 +116,7 @@ impl Driver {
             cancel_requested,
             issue: OnceCell::new(),
             usage: std::sync::Mutex::new(None),
+            patch: std::sync::Mutex::new(RunPatch::default()),
         })
     }
 }

@@ -175,7 +175,7 @@ impl Driver {
                     to,
                     owner: self.config.worker_id.clone(),
                     at: self.clock.now(),
-                    context: None,
+                    patch: d.take_patch(),
                 },
                 &d.journal,
             )
@@ -193,7 +193,6 @@ impl Driver {
     async fn fail(&self, d: &Drive, error: Error) -> Result<Run> {
         let run = &d.run;
         let store = &self.store;
-        let owner = self.config.worker_id.as_str();
         warn!(run_id = %run.id, step = %run.state, error = %error, "run step failed");
         if let Error::PolicyViolation { paths } = &error {
             store
@@ -212,23 +211,15 @@ impl Driver {
             code: error.code().into(),
             message: error.to_string(),
         });
-        let mut run = run.clone();
         if run.failure.is_none() {
-            run = store
-                .patch_run(
-                    run.id,
-                    owner,
-                    &RunPatch { failure: Some(failure.clone()), ..Default::default() },
-                    self.clock.now(),
-                )
-                .await?;
+            d.set_with_transition(RunPatch { failure: Some(failure.clone()), ..Default::default() });
             let _ = self
                 .logger(run.id)
                 .write(LogStream::System, &format!("[paid] {}: {}\n", run.state, failure.message))
                 .await;
         }
         let to = if run.state == RunState::Cleaning { end_state(&failure) } else { RunState::Cleaning };
-        self.move_to(d, &run, to).await
+        self.move_to(d, run, to).await
     }
 
     fn record_end(&self, run: &Run, project: &Project) {

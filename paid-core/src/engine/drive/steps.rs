@@ -91,7 +91,7 @@ impl Driver {
             (RunKind::Build, None) => Some(self.branch_name(d).await?),
             _ => None,
         };
-        self.patch(run, RunPatch { model: Some(decision.model.clone()), branch, ..Default::default() }).await?;
+        d.set_with_transition(RunPatch { model: Some(decision.model.clone()), branch, ..Default::default() });
         match run.kind {
             RunKind::Plan => Ok(RunState::Planning),
             RunKind::Build => Ok(RunState::Provisioning),
@@ -117,7 +117,7 @@ impl Driver {
             None => {
                 // Selected before branches were named with the model.
                 let b = self.branch_name(d).await?;
-                self.patch(run, RunPatch { branch: Some(b.clone()), ..Default::default() }).await?;
+                d.set_with_transition(RunPatch { branch: Some(b.clone()), ..Default::default() });
                 b
             }
         };
@@ -137,7 +137,7 @@ impl Driver {
         {
             let mut context = run.context.clone();
             context.prompt_version = Some(pick.version);
-            self.patch(run, RunPatch { context: Some(context), ..RunPatch::default() }).await?;
+            d.set_with_transition(RunPatch { context: Some(context), ..RunPatch::default() });
         }
         Ok(RunState::RunningAgent)
     }
@@ -326,7 +326,7 @@ impl Driver {
         // The step's time limit cut the agent short: its output is stored all the same.
         flush_quietly(&logger).await;
         let out = out?;
-        self.patch(run, RunPatch { iterations: Some(out.iteration), ..Default::default() }).await?;
+        d.set_with_transition(RunPatch { iterations: Some(out.iteration), ..Default::default() });
         if let Some(c) = &self.credentials
             && let Some(reason) = c.budget_exceeded(run.id).await?
         {

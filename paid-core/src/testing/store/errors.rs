@@ -28,7 +28,7 @@ pub async fn missing_entities(store: Arc<dyn Store>) {
         to: RunState::SelectingModel,
         owner: OWNER.into(),
         at: at(1),
-        context: None,
+        patch: Default::default(),
     };
     expect_err!(s.transition(&t).await, Error::NotFound { entity: "run", .. });
     expect_err!(s.patch_run(gone, OWNER, &RunPatch::default(), at(1)).await, Error::NotFound { entity: "run", .. });

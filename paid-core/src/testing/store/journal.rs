@@ -76,7 +76,7 @@ pub async fn finish_step_and_transition_is_atomic(store: Arc<dyn Store>) {
         to,
         owner: owner.into(),
         at: when,
-        context: None,
+        patch: Default::default(),
     };
     let output = serde_json::json!({ "sandbox": "s1" });
 

@@ -158,7 +158,7 @@ pub async fn runs_moved_on_from_parked_are_claimed(store: Arc<dyn Store>) {
         to: RunState::Committing,
         owner: OWNER.into(),
         at: at(3),
-        context: None,
+        patch: Default::default(),
     };
     expect_err!(s.transition(&stale).await, Error::LeaseLost { .. } | Error::IllegalTransition { .. });
     let pick = Transition { from: RunState::AwaitingChoice, owner: "api".into(), ..stale };
@@ -190,7 +190,7 @@ pub async fn parking_through_finish_step_and_transition(store: Arc<dyn Store>) {
         to: RunState::AwaitingChoice,
         owner: OWNER.into(),
         at: at(3),
-        context: None,
+        patch: Default::default(),
     };
     let moved = s.finish_step_and_transition(&t, Ok(serde_json::json!({ "candidates": 2 }))).await.unwrap();
     let want = Run {
@@ -319,7 +319,7 @@ pub async fn leases_expire_and_are_reclaimed(store: Arc<dyn Store>) {
         to: RunState::Provisioning,
         owner: OWNER.into(),
         at: at(131),
-        context: None,
+        patch: Default::default(),
     };
     expect_err!(s.transition(&stale).await, Error::LeaseLost { .. });
     assert_eq!(s.run(run.id).await.unwrap(), want);

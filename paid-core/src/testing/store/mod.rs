@@ -296,7 +296,7 @@ async fn walk(store: &dyn Store, mut run: Run, owner: &str, states: &[RunState],
                 to,
                 owner: owner.into(),
                 at: when,
-                context: None,
+                patch: Default::default(),
             })
             .await
             .unwrap();

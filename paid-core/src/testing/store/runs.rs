@@ -58,13 +58,27 @@ pub async fn run_context_is_written_with_the_run(store: Arc<dyn Store>) {
         to: RunState::SelectingModel,
         owner: OWNER.into(),
         at: at(4),
-        context: Some(cleared.clone()),
+        patch: RunPatch {
+            context: Some(cleared.clone()),
+            model: Some("moved-model".into()),
+            pr_url: Some("https://forge.invalid/pr/7".into()),
+            iterations: Some(3),
+            ..RunPatch::default()
+        },
     };
     assert!(matches!(s.transition(&refused).await, Err(Error::IllegalTransition { .. })), "a stale `from` is refused");
     assert_eq!(s.run(walked.id).await.unwrap().context, picked, "a refused transition changes nothing");
     let moved = Transition { from: RunState::RunningAgent, to: RunState::Verifying, ..refused };
-    assert_eq!(s.transition(&moved).await.unwrap().context, cleared);
-    assert_eq!(s.run(walked.id).await.unwrap().context, cleared);
+    let before = s.run(walked.id).await.unwrap();
+    assert_eq!((before.model.as_deref(), before.pr_url.as_deref(), before.iterations), (Some("m"), None, 0));
+    let after = s.transition(&moved).await.unwrap();
+    assert_eq!(after.context, cleared);
+    assert_eq!(
+        (after.model.as_deref(), after.pr_url.as_deref(), after.iterations, &after.branch),
+        (Some("moved-model"), Some("https://forge.invalid/pr/7"), 3, &before.branch),
+        "a transition sets the fields its patch sets, and keeps the others"
+    );
+    assert_eq!(s.run(walked.id).await.unwrap(), after);
     assert_eq!(s.run(plain.id).await.unwrap().context, RunContext::new(), "other runs are untouched");
 
     // A finished step and its transition carry one the same way.
@@ -73,11 +87,12 @@ pub async fn run_context_is_written_with_the_run(store: Arc<dyn Store>) {
         from: RunState::Verifying,
         to: RunState::Committing,
         at: at(5),
-        context: Some(picked.clone()),
+        patch: RunPatch { context: Some(picked.clone()), iterations: Some(4), ..RunPatch::default() },
         ..moved
     };
     let run = s.finish_step_and_transition(&finished, Ok(serde_json::json!({}))).await.unwrap();
-    assert_eq!((run.state, &run.context), (RunState::Committing, &picked));
+    assert_eq!((run.state, &run.context, run.iterations), (RunState::Committing, &picked, 4));
+    assert_eq!(run.model.as_deref(), Some("moved-model"), "fields the patch leaves out are kept");
     assert_eq!(s.run(walked.id).await.unwrap().context, picked);
 }
 
@@ -205,7 +220,7 @@ pub async fn transitions_reject_illegal(store: Arc<dyn Store>) {
             if from.can_transition_to(to) {
                 continue;
             }
-            let t = Transition { run_id: run.id, from, to, owner: OWNER.into(), at: at(2), context: None };
+            let t = Transition { run_id: run.id, from, to, owner: OWNER.into(), at: at(2), patch: Default::default() };
             expect_err!(s.transition(&t).await, Error::IllegalTransition { .. });
         }
         assert_eq!(s.run(run.id).await.unwrap(), run, "refused transitions from {from} change nothing");
@@ -225,7 +240,7 @@ pub async fn transitions_compare_and_set(store: Arc<dyn Store>) {
         (RunState::Provisioning, RunState::RunningAgent),
         (RunState::Provisioning, RunState::Cleaning),
     ] {
-        let stale = Transition { run_id: run.id, from, to, owner: OWNER.into(), at: at(2), context: None };
+        let stale = Transition { run_id: run.id, from, to, owner: OWNER.into(), at: at(2), patch: Default::default() };
         expect_err!(s.transition(&stale).await, Error::IllegalTransition { .. });
     }
     assert_eq!(s.run(run.id).await.unwrap(), run);
@@ -243,7 +258,7 @@ pub async fn transitions_need_the_lease(store: Arc<dyn Store>) {
         to: RunState::SelectingModel,
         owner: owner.into(),
         at: when,
-        context: None,
+        patch: Default::default(),
     };
     let patch = RunPatch { branch: Some("paid/1-x-abcdef".into()), ..RunPatch::default() };
 
