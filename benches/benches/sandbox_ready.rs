@@ -7,7 +7,7 @@
 //!   of the image running `true`, through the API (and, for comparison, the
 //!   `docker run --rm <image> true` CLI);
 //! - `cold`: `DockerRuntime::create` of a hardened sandbox, then `true`;
-//!   once without and once with egress control (a network per sandbox);
+//!   once without and once with egress control (no network, a relay to the proxy);
 //! - `warm`: the same from the warm pool (with egress), the pool refilled
 //!   between samples (not timed);
 //! - `naive`: what the original Paid does, `docker run` of the same image

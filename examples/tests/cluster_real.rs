@@ -184,6 +184,13 @@ impl DockerScope {
         by_label.into_iter().chain(by_name).collect::<BTreeSet<_>>().into_iter().collect()
     }
 
+    /// `docker volume ls` names of this test's volumes (the egress
+    /// forwarder's socket volume).
+    fn volumes(&self) -> Vec<String> {
+        let strict = !std::thread::panicking();
+        docker(&["volume", "ls", "--filter", &self.label(), "--format", "{{.Name}}"], strict)
+    }
+
     /// Each line with the labels of its container or network, for the
     /// failure message.
     fn describe(&self, lines: &[String], what: &str) -> String {
@@ -211,6 +218,10 @@ impl Drop for DockerScope {
             self.networks().iter().filter_map(|l| l.split_whitespace().next().map(str::to_string)).collect();
         if !nets.is_empty() {
             let _ = Command::new("docker").args(["network", "rm"]).args(&nets).output();
+        }
+        let volumes = self.volumes();
+        if !volumes.is_empty() {
+            let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).output();
         }
     }
 }
@@ -319,10 +330,10 @@ async fn paid_serve_and_a_paid_worker_share_twenty_issues_on_postgres_and_leave_
     std::fs::write(dir.path().join("api-token"), API_TOKEN).unwrap();
     paid_server::vault::write_new_key(&dir.path().join("master.key")).unwrap();
 
-    // The agent refuses to work outside an egress network: every run's
+    // The agent refuses to work without the egress relay: every run's
     // success proves its sandbox (cold or pooled) had the proxy address.
     let agent = format!(
-        "test -n \"$PAID_PROXY_URL\" || {{ echo \"no egress network: PAID_PROXY_URL is unset\" >&2; exit 3; }}; {FIXER_SCRIPT}"
+        "test -n \"$PAID_PROXY_URL\" || {{ echo \"no egress relay: PAID_PROXY_URL is unset\" >&2; exit 3; }}; {FIXER_SCRIPT}"
     );
     let config = format!(
         r#"
@@ -354,10 +365,9 @@ per_image = 1
 
 [docker.egress]
 # Nothing listens there: no provider is configured, so no metering proxy
-# runs; the scripted agent needs no network. The sandboxes still get their
-# own internal networks and the forwarder.
+# runs; the scripted agent needs no network. The sandboxes still get the
+# relay to the forwarder's socket, and the forwarder runs.
 proxy_port = {proxy_port}
-spare_networks = 1
 
 [engine]
 max_iterations = 2
@@ -542,9 +552,10 @@ max_concurrent_runs = 4
     }
     let containers = scope.containers();
     let networks = scope.networks();
+    let volumes = scope.volumes();
     assert!(
-        containers.is_empty() && networks.is_empty(),
-        "left behind after both nodes stopped:\ncontainers:\n{}\nnetworks:\n{}\n{}",
+        containers.is_empty() && networks.is_empty() && volumes.is_empty(),
+        "left behind after both nodes stopped:\ncontainers:\n{}\nnetworks:\n{}\nvolumes: {volumes:?}\n{}",
         scope.describe(&containers, "container"),
         scope.describe(&networks, "network"),
         logs(&serve, &worker)

@@ -264,6 +264,15 @@ agent = "test-agent"
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
     }
 
+    /// Managed volumes: the egress forwarder's socket volume.
+    fn volumes(&self) -> Vec<String> {
+        let out = Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &format!("label={}.managed=true", self.label_prefix)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+
     fn worktrees(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.path("data/workspaces/worktrees"))
             .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -281,14 +290,10 @@ impl Drop for World {
         if !ids.is_empty() {
             let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
         }
-        // Sandbox networks (egress control) a killed daemon left behind.
-        let out = Command::new("docker")
-            .args(["network", "ls", "-q", "--filter", &format!("label={}.managed=true", self.label_prefix)])
-            .output()
-            .unwrap();
-        let nets: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
-        if !nets.is_empty() {
-            let _ = Command::new("docker").args(["network", "rm"]).args(&nets).output();
+        // The egress forwarder's socket volume a killed daemon left behind.
+        let volumes = self.volumes();
+        if !volumes.is_empty() {
+            let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).output();
         }
     }
 }
@@ -370,15 +375,16 @@ fn bridge_gateway() -> String {
     std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
 }
 
-/// What a compromised agent tries: a default route, a listener on this
-/// host's bridge address, another container, and the metering proxy by the
-/// URL it was given. Targets are this machine's own: the test's listener
-/// and container.
+/// What a compromised agent tries: a default route (with egress control it
+/// must have none), a listener on this host's bridge address, another
+/// container, and the metering proxy by the URL it was given. Targets are
+/// this machine's own: the test's listener and container.
 fn egress_probe(host: &str, other: &str) -> String {
     format!(
         r#"probe() {{ if timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; then echo "reached $1:$2"; else echo "blocked $1:$2"; fi; }}
-{{ gw=$(python3 -c "import socket; print(next((socket.inet_ntoa(int(l.split()[2], 16).to_bytes(4, 'little')) for l in open('/proc/net/route').read().splitlines()[1:] if l.split()[1] == '00000000'), ''))")
-  if [ -z "$gw" ]; then echo "no default route"; elif timeout 3 bash -c "exec 3<>/dev/tcp/$gw/9" 2>&1 | grep -q refused; then echo "gateway answers"; else echo "gateway is nobody"; fi
+{{ gw=$(python3 -c "import socket; print(next((socket.inet_ntoa(int(l.split()[2], 16).to_bytes(4, 'little')) for l in open('/proc/net/route').read().splitlines()[1:] if l.split()[1] == '00000000'), 'none'))")
+  if [ "$gw" = none ]; then echo "no default route"; elif [ -z "$gw" ]; then echo "unreadable route table"; elif timeout 3 bash -c "exec 3<>/dev/tcp/$gw/9" 2>&1 | grep -q refused; then echo "gateway answers"; else echo "gateway is nobody"; fi
+  echo "routes $(tail -n +2 /proc/net/route | grep -c .)"
   probe {host}
   probe {other}
   python3 -c "import os, urllib.request as u; print('proxy', u.urlopen(os.environ['PAID_PROXY_URL'] + '/health', timeout=5).read().decode())" 2>&1 | tail -n 1
@@ -501,11 +507,13 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
     let out = w.paid(&["runs", "logs", &run_id, "--follow"]);
     let logs = String::from_utf8_lossy(&out.stdout);
     assert!(logs.contains("ok: add 2 3"), "{logs}");
-    // The proxy's address is the forwarder's alias, with no configuration.
-    assert!(logs.contains("proxy=http://paid-proxy:3128 token="), "{logs}");
+    // The proxy is on the sandbox's own loopback (its relay), with no
+    // configuration.
+    assert!(logs.contains("proxy=http://127.0.0.1:3128 token="), "{logs}");
     assert!(!logs.contains("token=0\n"), "the agent got no run token: {logs}");
-    // What the compromised agent found: no route out, neither target, and
-    // the proxy reached (its /health answered through the forwarder).
+    // What the compromised agent found: no default route (no network at
+    // all), neither target, and the proxy reached (its /health answered
+    // through the sandbox's relay and the forwarder).
     let branch = runs[0]["branch"].as_str().unwrap();
     let probe = Command::new("git")
         .args(["show", &format!("{branch}:egress-probe.txt")])
@@ -513,9 +521,8 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
         .output()
         .unwrap();
     let probe = String::from_utf8_lossy(&probe.stdout);
-    // (Docker gives an internal network's sandboxes a default route; its
-    // gateway address is held by nobody, so it leads nowhere.)
-    let expected = format!("gateway is nobody\nblocked {}\nblocked {}\nproxy ok\n", targets.host, targets.other);
+    let expected =
+        format!("no default route\nroutes 0\nblocked {}\nblocked {}\nproxy ok\n", targets.host, targets.other);
     assert_eq!(probe.as_ref(), expected, "the sandbox's view; log:\n{}", w.log());
     // The same probe on the default bridge reaches both targets.
     let control = targets.probe_on_the_default_bridge();
@@ -622,8 +629,8 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
     assert_eq!(status("daemon").as_deref(), Some("ok"), "{doctor:#}");
     assert_eq!(status("proxy").as_deref(), Some("ok"), "{doctor:#}");
     // A sandbox of the project's image, made as `paid serve` makes them,
-    // reached the running daemon's proxy through the forwarder and nothing
-    // else.
+    // has no route, and reached the running daemon's proxy through its
+    // relay and the forwarder and nothing else.
     assert_eq!(status("sandbox egress").as_deref(), Some("ok"), "{doctor:#}");
     assert_eq!(status("sandbox proxy").as_deref(), Some("ok"), "{doctor:#}");
     assert!(ok, "{doctor:#}");
@@ -631,6 +638,7 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
     let status = w.stop();
     assert!(status.success(), "{status}; log:\n{}", w.log());
     assert!(w.sandboxes().is_empty(), "sandboxes left: {:?}", w.sandboxes());
+    assert!(w.volumes().is_empty(), "volumes left: {:?}", w.volumes());
 }
 
 /// The metric families of DESIGN §8.

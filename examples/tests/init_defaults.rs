@@ -31,7 +31,7 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-        for kind in [&["ps", "-aq"][..], &["network", "ls", "-q"][..]] {
+        for kind in [&["ps", "-aq"][..], &["network", "ls", "-q"][..], &["volume", "ls", "-q"][..]] {
             let out = Command::new("docker")
                 .args(kind)
                 .args(["--filter", &format!("label={}.managed=true", self.1)])
@@ -39,7 +39,11 @@ impl Drop for Daemon {
                 .unwrap();
             let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
             if !ids.is_empty() {
-                let rm: &[&str] = if kind[0] == "ps" { &["rm", "-f"] } else { &["network", "rm"] };
+                let rm: &[&str] = match kind[0] {
+                    "ps" => &["rm", "-f"],
+                    "network" => &["network", "rm"],
+                    _ => &["volume", "rm", "-f"],
+                };
                 let _ = Command::new("docker").args(rm).args(&ids).output();
             }
         }

@@ -61,9 +61,9 @@ async fn aider_fixes_the_issue_through_the_metering_proxy() {
         .build()
         .unwrap();
     let server = proxy.spawn(SocketAddr::new(bridge_gateway(), 0)).await.unwrap();
-    // Egress control, as `paid serve` has it by default: the sandbox's only
-    // exit is the forwarder, which relays to the proxy on the host's bridge
-    // address; aider finds the proxy by the forwarder's alias.
+    // Egress control, as `paid serve` has it by default: the sandbox has no
+    // network; its relay on 127.0.0.1:3128 reaches the forwarder, which
+    // relays to the proxy on the host's bridge address.
     let docker = DockerRuntime::connect(DockerConfig {
         egress: Some(EgressConfig::proxy(server.addr().port())),
         label_prefix: format!("paid-aider-{}", std::process::id()),
@@ -72,7 +72,7 @@ async fn aider_fixes_the_issue_through_the_metering_proxy() {
     .await
     .unwrap();
     h.runtime = Arc::new(docker.clone());
-    let credentials = Arc::new(ProxyCredentials::new(proxy.clone(), "http://paid-proxy:3128"));
+    let credentials = Arc::new(ProxyCredentials::new(proxy.clone(), "http://127.0.0.1:3128"));
 
     let agent = Arc::new(CliAgent::new(Arc::new(Aider)));
     let engine = h.engine_with(agent, "openai/gpt-4o", 2, Some(credentials));

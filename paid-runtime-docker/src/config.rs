@@ -60,9 +60,9 @@ pub struct DockerConfig {
     /// off, that is the engine's default bridge, which reaches everything the
     /// host reaches. Use `"none"` for no network at all.
     pub network: Option<String>,
-    /// Egress control, **on by default**: every sandbox on its own internal
-    /// network whose only reachable endpoint is the metering proxy (through
-    /// the forwarder), or with no network at all while no
+    /// Egress control, **on by default**: every sandbox with no network at
+    /// all, reaching only the metering proxy (through a relay on its own
+    /// loopback and the forwarder's Unix socket) once a
     /// [`proxy_port`](EgressConfig::proxy_port) is set. `None` turns it off;
     /// in a config file that is `"egress": "off"` (TOML `egress = "off"`),
     /// and `"on"` is the default settings. When on,
@@ -86,7 +86,8 @@ pub struct DockerConfig {
     /// Request timeout for engine calls, in seconds. Streamed exec output is
     /// not subject to it. Default 120.
     pub request_timeout_secs: u64,
-    /// The user a sandbox's init and keepalive (`sleep infinity`) run as,
+    /// The user a sandbox's init and keepalive (`sleep infinity`, or the
+    /// egress relay) run as,
     /// `uid:gid`: never root and never the uid of [`user`](Self::user), so
     /// that the sandbox user, without capabilities, cannot signal them and
     /// the runtime can end every other process after each exec (`kill -9
@@ -128,7 +129,7 @@ impl DockerConfig {
     }
 
     /// `<prefix>.<name>`, for the runtime's other labels (`role`,
-    /// `endpoint`, `network`, `pool.owner`, `pool.slot`).
+    /// `endpoint`, `pool.owner`, `pool.slot`).
     pub(crate) fn label(&self, name: &str) -> String {
         format!("{}.{name}", self.label_prefix)
     }
@@ -146,17 +147,14 @@ impl DockerConfig {
 
 /// How sandboxes reach the metering proxy and nothing else.
 ///
-/// Each sandbox gets its own Docker network, created on demand with
-/// `Internal: true` (no route out), no address on the host side
-/// (`com.docker.network.bridge.inhibit_ipv4`, so not even the host's own
-/// ports answer) and a subnet cut from [`subnet_pool`](Self::subnet_pool).
-/// A small forwarder container per engine, hardened like a sandbox, joins
-/// every sandbox network and the [`uplink_network`](Self::uplink_network),
-/// and relays one TCP port to the proxy, also under the name
-/// [`proxy_alias`](Self::proxy_alias). A few networks are kept ready
-/// ([`spare_networks`](Self::spare_networks)) so a create does not wait
-/// for one. Sandboxes find it in
-/// `PAID_PROXY_URL` (`http://<forwarder address>:<forwarder_port>`),
+/// A sandbox has no network at all (Docker's `none`: only `lo`, no route).
+/// A small forwarder container per engine, hardened like a sandbox, sits on
+/// the [`uplink_network`](Self::uplink_network) and relays connections from
+/// a Unix socket to the proxy; the socket lives in a volume of the
+/// forwarder's that every sandbox mounts read-only. In the sandbox, a relay
+/// (its keepalive, out of the sandbox user's reach) listens on
+/// `127.0.0.1:<forwarder_port>` and relays to that socket. Sandboxes find
+/// the proxy in `PAID_PROXY_URL` (`http://127.0.0.1:3128`),
 /// `PAID_PROXY_HOST` and `PAID_PROXY_PORT`.
 ///
 /// ```
@@ -165,52 +163,42 @@ impl DockerConfig {
 /// let config: DockerConfig = serde_json::from_str(r#"{ "egress": { "proxy_port": 8089 } }"#).unwrap();
 /// let egress = config.egress.unwrap();
 /// assert_eq!((egress.proxy_host.as_str(), egress.proxy_port), ("host-gateway", Some(8089)));
-/// assert_eq!(egress.subnet_pool, "10.213.0.0/16");
+/// assert_eq!(egress.forwarder_port, 3128);
 ///
-/// // On by default, with no proxy yet: sandboxes get no network at all.
+/// // On by default, with no proxy yet: sandboxes get no network and no relay.
 /// assert_eq!(DockerConfig::default().egress.unwrap().proxy_port, None);
 /// // Off only when asked for.
 /// let off: DockerConfig = serde_json::from_str(r#"{ "egress": "off" }"#).unwrap();
 /// assert!(off.egress.is_none());
 /// ```
+///
+/// The settings of the per-sandbox networks of earlier versions
+/// (`subnet_pool`, `subnet_prefix`, `spare_networks`, `proxy_alias`) are
+/// gone; a config that still names them is refused as naming unknown
+/// fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EgressConfig {
     /// The proxy's TCP port on [`proxy_host`](Self::proxy_host). Default
-    /// `None`: no proxy, so sandboxes get no network at all (`none`); an
-    /// embedding application or `paid serve` sets it to the port its
-    /// metering proxy listens on.
+    /// `None`: no proxy, so sandboxes get no network at all (`none`) and no
+    /// relay; an embedding application or `paid serve` sets it to the port
+    /// its metering proxy listens on.
     pub proxy_port: Option<u16>,
     /// Where the proxy listens, as seen from the forwarder: a host name, an
     /// address, or `"host-gateway"` (default), the Docker host's address on
     /// the default bridge (`docker0`). The proxy must listen on that address
     /// (or on `0.0.0.0`), not only on `127.0.0.1`.
     pub proxy_host: String,
-    /// The port the forwarder listens on in sandbox networks. Default 3128.
+    /// The port of a sandbox's own loopback its relay to the proxy listens
+    /// on: sandboxes reach the proxy at `http://127.0.0.1:<forwarder_port>`.
+    /// Default 3128.
     pub forwarder_port: u16,
-    /// A name the forwarder answers to on every sandbox network (the
-    /// network's DNS resolves it), so one URL reaches the proxy from any
-    /// sandbox: `http://<alias>:<forwarder_port>`, e.g. as the base URL
-    /// the metering proxy hands out. Default `"paid-proxy"`.
-    pub proxy_alias: String,
-    /// The forwarder's image; it needs `python3`. Default
-    /// `"paid/agent:bookworm"`.
+    /// The forwarder's image; it needs `python3`, as do the sandbox images
+    /// (for their relay). Default `"paid/agent:bookworm"`.
     pub forwarder_image: String,
     /// The ordinary network the forwarder reaches the proxy through.
     /// Default `"bridge"`.
     pub uplink_network: String,
-    /// The address range sandbox networks are cut from, as a CIDR. Default
-    /// `"10.213.0.0/16"`. Pick one no host route uses.
-    pub subnet_pool: String,
-    /// Prefix length of each sandbox network (at most 29). Default 28:
-    /// 4096 sandbox networks in the default pool.
-    pub subnet_prefix: u8,
-    /// Sandbox networks kept ready per endpoint, with the forwarder already
-    /// connected, so creating a sandbox does not wait for a network. A
-    /// network holds nothing of a run: each is still used by one sandbox
-    /// only and removed with it. Default 2; 0 creates every network on
-    /// demand.
-    pub spare_networks: usize,
 }
 
 impl Default for EgressConfig {
@@ -219,12 +207,8 @@ impl Default for EgressConfig {
             proxy_port: None,
             proxy_host: "host-gateway".to_string(),
             forwarder_port: 3128,
-            proxy_alias: "paid-proxy".to_string(),
             forwarder_image: "paid/agent:bookworm".to_string(),
             uplink_network: "bridge".to_string(),
-            subnet_pool: "10.213.0.0/16".to_string(),
-            subnet_prefix: 28,
-            spare_networks: 2,
         }
     }
 }

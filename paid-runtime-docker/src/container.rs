@@ -89,7 +89,10 @@ pub(crate) mod role {
     pub(crate) const SANDBOX: &str = "sandbox";
     /// The egress forwarder of one engine.
     pub(crate) const FORWARDER: &str = "forwarder";
-    /// A sandbox's own internal network.
+    /// The volume holding an egress forwarder's socket.
+    pub(crate) const FORWARDER_SOCKET: &str = "forwarder-socket";
+    /// A sandbox's own internal network, as older versions made them (the
+    /// reaper still removes them).
     pub(crate) const SANDBOX_NET: &str = "sandbox-net";
 }
 
@@ -103,9 +106,9 @@ pub(crate) fn labels(config: &DockerConfig, spec: &SandboxSpec) -> HashMap<Strin
 }
 
 /// How one sandbox differs from the spec alone: what is mounted, its
-/// labels, its environment and its network. A cold sandbox mounts the
-/// worktree and carries the run's labels; a pooled one mounts an empty
-/// slot and carries no run yet.
+/// labels, its environment, its network and its keepalive. A cold sandbox
+/// mounts the worktree and carries the run's labels; a pooled one mounts an
+/// empty slot and carries no run yet.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Shape {
     /// The host directory mounted at `spec.mount_at`.
@@ -117,6 +120,20 @@ pub(crate) struct Shape {
     pub(crate) env: BTreeMap<String, String>,
     /// The network mode or network to join.
     pub(crate) network: Option<String>,
+    /// With egress to a proxy: the relay that is the sandbox's keepalive
+    /// (otherwise `sleep infinity`).
+    pub(crate) relay: Option<Relay>,
+}
+
+/// A sandbox's way to the metering proxy (see the `egress` module): the
+/// egress forwarder's socket volume, and the port of the sandbox's own
+/// loopback its relay listens on.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Relay {
+    /// The relay's port on `127.0.0.1`.
+    pub(crate) port: u16,
+    /// The forwarder's socket volume, read-only.
+    pub(crate) mount: Mount,
 }
 
 impl Shape {
@@ -128,6 +145,7 @@ impl Shape {
             labels: labels(config, spec),
             env: spec.env.clone(),
             network: config.network.clone(),
+            relay: None,
         }
     }
 }
@@ -136,8 +154,10 @@ impl Shape {
 /// all capabilities dropped, `no-new-privileges`, a read-only root with tmpfs
 /// for `/tmp` and home, the worktree as the only writable bind mount, memory
 /// with swap equal to it, a CPU quota, a PID limit, an init process that
-/// reaps orphans, and the management labels. It keeps running `sleep
-/// infinity` until stopped; work happens in execs.
+/// reaps orphans, and the management labels. It keeps running its keepalive
+/// (`sleep infinity`, or with egress to a proxy the relay to the forwarder's
+/// socket, whose volume is then mounted read-only) until stopped; work
+/// happens in execs.
 pub(crate) fn create_body(
     config: &DockerConfig,
     spec: &SandboxSpec,
@@ -161,12 +181,19 @@ pub(crate) fn create_body(
             format!("rw,nosuid,nodev,exec,size={},uid={},gid={},mode=0700", config.home_bytes, user.uid, user.gid),
         ),
     ]);
-    let worktree = Mount {
+    let mut mounts = vec![Mount {
         typ: Some(MountType::BIND),
         source: Some(shape.mount_source.to_string_lossy().into_owned()),
         target: Some(spec.mount_at.clone()),
         read_only: Some(false),
         ..Default::default()
+    }];
+    let keepalive = match &shape.relay {
+        Some(relay) => {
+            mounts.push(relay.mount.clone());
+            crate::relay::sandbox_entrypoint(relay.port)
+        }
+        None => vec!["sleep".to_string(), "infinity".to_string()],
     };
 
     let home = shape.env.get("HOME").unwrap_or(&config.home);
@@ -177,7 +204,8 @@ pub(crate) fn create_body(
         image: Some(spec.image.clone()),
         // The init and keepalive; every exec names the sandbox user.
         user: Some(format!("{}:{}", init.uid, init.gid)),
-        entrypoint: Some(vec!["sleep".to_string(), "infinity".to_string()]),
+        // The engine's init (`Init` below) runs it as its only child.
+        entrypoint: Some(keepalive),
         cmd: None,
         env: Some(env),
         working_dir: Some(spec.mount_at.clone()),
@@ -189,7 +217,7 @@ pub(crate) fn create_body(
             readonly_rootfs: Some(true),
             privileged: Some(false),
             tmpfs: Some(tmpfs),
-            mounts: Some(vec![worktree]),
+            mounts: Some(mounts),
             memory: Some(memory),
             memory_swap: Some(memory),
             nano_cpus: Some(nano_cpus),
@@ -392,23 +420,34 @@ mod tests {
     }
 
     #[test]
-    fn a_shape_decides_mount_labels_env_and_network() {
+    fn a_shape_decides_mount_labels_env_network_and_keepalive() {
         let config = DockerConfig::default();
+        let socket = Mount {
+            typ: Some(MountType::VOLUME),
+            source: Some("paid-egress-1-sock".into()),
+            target: Some("/run/paid-egress".into()),
+            read_only: Some(true),
+            ..Default::default()
+        };
         let shape = Shape {
             mount_source: PathBuf::from("/pool/slot-1"),
             labels: HashMap::from([("paid.managed".to_string(), "true".to_string())]),
-            env: BTreeMap::from([("PAID_PROXY_URL".to_string(), "http://10.213.0.2:3128".to_string())]),
-            network: Some("paid-net-1".into()),
+            env: BTreeMap::from([("PAID_PROXY_URL".to_string(), "http://127.0.0.1:3128".to_string())]),
+            network: Some("none".into()),
+            relay: Some(Relay { port: 3128, mount: socket.clone() }),
         };
         let body = create_body(&config, &spec(), &shape).unwrap();
-        assert_eq!(body.env, Some(vec!["HOME=/home/agent".into(), "PAID_PROXY_URL=http://10.213.0.2:3128".into()]));
+        assert_eq!(body.env, Some(vec!["HOME=/home/agent".into(), "PAID_PROXY_URL=http://127.0.0.1:3128".into()]));
         assert_eq!(body.labels, Some(shape.labels.clone()));
+        assert_eq!(body.entrypoint, Some(crate::relay::sandbox_entrypoint(3128)), "the relay is the keepalive");
+        assert_eq!(body.user.as_deref(), Some("65534:65534"), "run by the init user, out of the sandbox's reach");
         let host = body.host_config.unwrap();
-        assert_eq!(host.network_mode.as_deref(), Some("paid-net-1"));
+        assert_eq!((host.network_mode.as_deref(), host.init), (Some("none"), Some(true)));
         let mounts = host.mounts.unwrap();
-        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts.len(), 2);
         assert_eq!(mounts[0].source.as_deref(), Some("/pool/slot-1"));
         assert_eq!(mounts[0].target.as_deref(), Some("/workspace"));
+        assert_eq!(mounts[1], socket);
     }
 
     #[test]

@@ -1,62 +1,75 @@
-//! Egress control: one internal network per sandbox, and a forwarder per
-//! engine that relays one port to the metering proxy.
+//! Egress control: sandboxes have no network at all, and reach the metering
+//! proxy through a Unix socket of a forwarder per engine.
 //!
-//! # Why a network per sandbox
+//! # Why no network
 //!
-//! On the engine (tested on 20.10 with iptables), a shared `Internal: true`
-//! bridge network is not enough:
-//! - containers on it still get a default route via the bridge's host-side
-//!   address, and traffic to the host itself goes through the host's
-//!   `INPUT` chain, which Docker does not filter: every host port listening
-//!   on `0.0.0.0` answers, on every host address;
-//! - `com.docker.network.bridge.enable_icc=false` drops *all* traffic
-//!   between containers of the bridge, so it would cut sandboxes off from
-//!   the forwarder as well as from each other.
+//! Any Docker network gives a sandbox more than the proxy. On the engine we
+//! run (20.10), even an `Internal: true` bridge network with no host-side
+//! address (`com.docker.network.bridge.inhibit_ipv4`) gives its containers a
+//! default route, to a gateway address nobody holds: a dead end, but a
+//! route, and one a change of the host's setup could bring to life (Docker
+//! 25 stopped installing it, moby PR #46603). Deleting it from inside takes
+//! `CAP_NET_ADMIN`, which a sandbox never has (and `no-new-privileges`
+//! keeps even a privileged `docker exec` from getting it). Traffic to the
+//! host itself goes through the host's `INPUT` chain, which Docker does not
+//! filter, so every host port on `0.0.0.0` is one route away.
 //!
-//! So each sandbox gets its own bridge network, with:
-//! - `Internal: true`: the engine drops anything routed off the bridge;
-//! - `com.docker.network.bridge.inhibit_ipv4=true`: the host takes no
-//!   address on the bridge, so the sandbox's default gateway does not exist
-//!   and no host port is reachable;
-//! - a small subnet (`/28` by default) cut from a configured pool, so
-//!   thousands of networks fit without exhausting the engine's default
-//!   address pools (31 networks);
-//! - just two members, the sandbox and the forwarder: other sandboxes are
-//!   on other networks, with no route between them.
+//! So a sandbox gets Docker's `none` network mode: a network namespace with
+//! only `lo` and no route at all. Nothing in it can send a packet anywhere
+//! but to itself.
 //!
-//! Network names and the forwarder's address are chosen here, so a
-//! sandbox's environment (`PAID_PROXY_URL`) is known before it is created.
-//! The forwarder also answers to one alias (`paid-proxy`) on every network,
-//! so a single URL works in every sandbox.
-//! The embedded DNS server of an internal network resolves the names of its
-//! members only; it does not forward queries out (checked by the tests).
+//! # How the proxy is reached
 //!
-//! # The forwarder
+//! - The **forwarder**, one container per engine (and label prefix and
+//!   proxy target), named so that workers sharing the engine share it,
+//!   listens on a Unix socket ([`SOCKET_PATH`]) in a named volume of its own
+//!   (`<forwarder name>-sock`, a small tmpfs owned by the sandbox user) and
+//!   relays each connection over TCP to the proxy. It is on the uplink
+//!   network (default `bridge`), which is what makes a proxy on another host
+//!   than a remote engine reachable. It runs the sandbox image's `python3`
+//!   ([`FORWARDER_SCRIPT`]), hardened like a sandbox (non-root, no
+//!   capabilities, read-only root, memory/CPU/PID limits, IP forwarding off),
+//!   and the engine restarts it if it dies.
+//! - Each **sandbox** mounts that volume **read-only** at [`SOCKET_DIR`]
+//!   (connecting to a socket needs no write access to the mount; replacing
+//!   or removing it does), and its keepalive, instead of `sleep infinity`,
+//!   is a small relay ([`SANDBOX_RELAY_SCRIPT`]) that listens on the
+//!   sandbox's own `127.0.0.1:<forwarder_port>` and relays to the socket. It
+//!   runs as the [`init_user`](crate::DockerConfig::init_user) under the
+//!   engine's init, so the sandbox user cannot kill it, and the runtime's
+//!   kill of everything else after each exec spares it. `PAID_PROXY_URL` is
+//!   `http://127.0.0.1:3128` in every sandbox.
 //!
-//! One container per engine (and label prefix and proxy target), named so
-//! that workers sharing the engine share it. It runs a short asyncio relay
-//! from the sandbox image's `python3`, hardened like a sandbox (non-root, no
-//! capabilities, read-only root, memory/CPU/PID limits, IP forwarding off)
-//! and restarted by the engine if it dies. It joins the uplink network
-//! (default `bridge`) to reach the proxy, and each sandbox network at the
-//! subnet's second address.
+//! A socket reaches only the forwarder, and the forwarder only the proxy:
+//! another sandbox, the host's ports and the outside are not addressable
+//! at all. `create` returns once the relay listens.
+//!
+//! With egress on and no proxy (no [`proxy_port`](EgressConfig::proxy_port))
+//! a sandbox still gets `none`, with `sleep infinity` as its keepalive, no
+//! volume and no forwarder.
+//!
+//! [`SOCKET_PATH`]: crate::relay::SOCKET_PATH
+//! [`SOCKET_DIR`]: crate::relay::SOCKET_DIR
+//! [`FORWARDER_SCRIPT`]: crate::relay::FORWARDER_SCRIPT
+//! [`SANDBOX_RELAY_SCRIPT`]: crate::relay::SANDBOX_RELAY_SCRIPT
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::Ipv4Addr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, NetworkConnectRequest,
-    NetworkCreateRequest, NetworkDisconnectRequest, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{CreateContainerOptionsBuilder, InspectContainerOptions};
-use paid_core::{Ids, RandomIds};
+use tokio::time::Instant;
 
 use crate::config::{DockerConfig, EgressConfig};
-use crate::container::{NO_NEW_PRIVILEGES, SandboxUser, role};
+use crate::container::{NO_NEW_PRIVILEGES, Relay, SandboxUser, Shape, role};
 use crate::endpoint::Endpoint;
 use crate::error::{DockerError, status_of};
+use crate::exec::{ExecTarget, run_captured};
+use crate::relay::{FORWARDER_SCRIPT, SOCKET_DIR, SOCKET_PATH, relay_listening};
+use crate::runtime::remove_container;
 
 /// Environment variable with the proxy's URL, as a sandbox reaches it.
 pub const PROXY_URL_ENV: &str = "PAID_PROXY_URL";
@@ -68,170 +81,84 @@ pub const PROXY_PORT_ENV: &str = "PAID_PROXY_PORT";
 /// The host name the forwarder resolves to the proxy host when that is
 /// `host-gateway`.
 const UPSTREAM_ALIAS: &str = "paid-proxy-upstream";
-/// How many subnets a create tries before giving up.
-const SUBNET_ATTEMPTS: usize = 32;
+/// How long `create` waits for a sandbox's relay to listen.
+const RELAY_START: Duration = Duration::from_secs(15);
 
-/// The relay the forwarder runs: accept on `PAID_FWD_LISTEN`, connect to
-/// `PAID_FWD_HOST:PAID_FWD_PORT`, copy both ways with half-close.
-pub(crate) const FORWARDER_SCRIPT: &str = r#"
-import asyncio, os, sys
-LISTEN = int(os.environ["PAID_FWD_LISTEN"])
-HOST = os.environ["PAID_FWD_HOST"]
-PORT = int(os.environ["PAID_FWD_PORT"])
-
-async def pipe(reader, writer):
-    try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except Exception:
-        pass
-
-async def handle(client_r, client_w):
-    try:
-        up_r, up_w = await asyncio.wait_for(asyncio.open_connection(HOST, PORT), 10)
-    except Exception as e:
-        print("paid-forwarder: upstream %s:%d unreachable: %s" % (HOST, PORT, e), file=sys.stderr, flush=True)
-        client_w.close()
-        return
-    try:
-        await asyncio.gather(pipe(client_r, up_w), pipe(up_r, client_w))
-    finally:
-        for w in (up_w, client_w):
-            try:
-                w.close()
-            except Exception:
-                pass
-
-async def main():
-    server = await asyncio.start_server(handle, "0.0.0.0", LISTEN, backlog=1024)
-    print("paid-forwarder: :%d -> %s:%d" % (LISTEN, HOST, PORT), flush=True)
-    async with server:
-        await server.serve_forever()
-
-asyncio.run(main())
-"#;
-
-/// An IPv4 subnet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Subnet {
-    base: u32,
-    prefix: u8,
-}
-
-impl Subnet {
-    /// `a.b.c.d/n`.
-    pub(crate) fn cidr(self) -> String {
-        format!("{}/{}", Ipv4Addr::from(self.base), self.prefix)
-    }
-
-    /// The first host address, the (never assigned) gateway of the network.
-    pub(crate) fn gateway(self) -> Ipv4Addr {
-        Ipv4Addr::from(self.base + 1)
-    }
-
-    /// The second host address: the forwarder.
-    pub(crate) fn forwarder(self) -> Ipv4Addr {
-        Ipv4Addr::from(self.base + 2)
-    }
-}
-
-/// The range sandbox subnets are cut from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SubnetPool {
-    base: u32,
-    prefix: u8,
-    subnet_prefix: u8,
-}
-
-impl SubnetPool {
-    /// Parses `pool` (a CIDR) into subnets of `/subnet_prefix`.
-    pub(crate) fn parse(pool: &str, subnet_prefix: u8) -> Result<Self, DockerError> {
-        let invalid = |message: String| DockerError::Invalid { what: "egress subnet pool", message };
-        let (addr, prefix) = pool.split_once('/').ok_or_else(|| invalid(format!("{pool:?} is not a CIDR")))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| invalid(format!("{pool:?}: {addr:?} is not an IPv4 address")))?;
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| (8..=29).contains(p))
-            .ok_or_else(|| invalid(format!("{pool:?}: the prefix length must be 8 to 29")))?;
-        if !(prefix..=29).contains(&subnet_prefix) {
-            return Err(invalid(format!(
-                "subnet prefix /{subnet_prefix} must be between the pool's /{prefix} and /29 \
-                 (a sandbox network needs room for a gateway, the forwarder and the sandbox)"
-            )));
-        }
-        let mask = u32::MAX << (32 - prefix);
-        let base = u32::from(addr);
-        if base & !mask != 0 {
-            return Err(invalid(format!("{pool:?} has host bits set; use {}/{prefix}", Ipv4Addr::from(base & mask))));
-        }
-        Ok(Self { base, prefix, subnet_prefix })
-    }
-
-    /// How many subnets the pool holds.
-    pub(crate) fn len(self) -> u32 {
-        1 << (self.subnet_prefix - self.prefix)
-    }
-
-    /// Subnet number `index` (modulo [`len`](Self::len)).
-    pub(crate) fn subnet(self, index: u32) -> Subnet {
-        let size = 1u32 << (32 - self.subnet_prefix);
-        Subnet { base: self.base + (index % self.len()) * size, prefix: self.subnet_prefix }
-    }
-}
-
-/// The environment that tells a sandbox where the proxy is.
-pub(crate) fn proxy_env(forwarder: Ipv4Addr, port: u16) -> BTreeMap<String, String> {
+/// The environment that tells a sandbox where the proxy is: its own
+/// loopback, where its relay listens on `port`.
+pub(crate) fn proxy_env(port: u16) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (PROXY_URL_ENV.to_string(), format!("http://{forwarder}:{port}")),
-        (PROXY_HOST_ENV.to_string(), forwarder.to_string()),
+        (PROXY_URL_ENV.to_string(), format!("http://127.0.0.1:{port}")),
+        (PROXY_HOST_ENV.to_string(), "127.0.0.1".to_string()),
         (PROXY_PORT_ENV.to_string(), port.to_string()),
     ])
 }
 
-/// The body of `POST /networks/create` for a sandbox network.
-pub(crate) fn network_body(config: &DockerConfig, name: &str, subnet: Subnet) -> NetworkCreateRequest {
-    NetworkCreateRequest {
-        name: name.to_string(),
-        driver: Some("bridge".to_string()),
-        internal: Some(true),
-        attachable: Some(false),
-        enable_ipv6: Some(false),
-        ipam: Some(Ipam {
-            driver: Some("default".to_string()),
-            config: Some(vec![IpamConfig {
-                subnet: Some(subnet.cidr()),
-                gateway: Some(subnet.gateway().to_string()),
-                ..Default::default()
-            }]),
-            options: None,
-        }),
-        options: Some(HashMap::from([
-            ("com.docker.network.bridge.inhibit_ipv4".to_string(), "true".to_string()),
-            ("com.docker.network.bridge.enable_icc".to_string(), "true".to_string()),
-            ("com.docker.network.bridge.enable_ip_masquerade".to_string(), "false".to_string()),
-        ])),
-        labels: Some(HashMap::from([
-            (config.managed_label(), "true".to_string()),
-            (config.label("role"), role::SANDBOX_NET.to_string()),
-        ])),
-        ..Default::default()
-    }
-}
-
 /// The forwarder's container name on one engine: stable per label prefix
-/// and proxy target, so workers sharing the engine share it.
+/// and proxy target, so workers sharing the engine share it. (The hash
+/// still covers `forwarder_port`, as it did when the forwarder listened on
+/// it, so an older version's forwarder has this name and is replaced.)
 pub(crate) fn forwarder_name(config: &DockerConfig, egress: &EgressConfig) -> String {
     let target = format!("{}:{}:{}", egress.proxy_host, egress.proxy_port.unwrap_or(0), egress.forwarder_port);
     // FNV-1a: stable across processes and versions, unlike `DefaultHasher`.
     let hash = target.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("{}-egress-{:012x}", config.label_prefix, hash & 0xffff_ffff_ffff)
+}
+
+/// The name of the volume holding forwarder `forwarder`'s socket.
+pub(crate) fn socket_volume(forwarder: &str) -> String {
+    format!("{forwarder}-sock")
+}
+
+/// The local driver's options of a socket volume: a small tmpfs owned by
+/// the sandbox user (the forwarder's user), writable by it alone.
+fn volume_driver_opts(config: &DockerConfig) -> Result<HashMap<String, String>, DockerError> {
+    let user = SandboxUser::parse(&config.user)?;
+    Ok(HashMap::from([
+        ("type".to_string(), "tmpfs".to_string()),
+        ("device".to_string(), "tmpfs".to_string()),
+        ("o".to_string(), format!("size=64k,uid={},gid={},mode=0755,nosuid,nodev,noexec", user.uid, user.gid)),
+    ]))
+}
+
+fn volume_labels(config: &DockerConfig) -> HashMap<String, String> {
+    HashMap::from([
+        (config.managed_label(), "true".to_string()),
+        (config.label("role"), role::FORWARDER_SOCKET.to_string()),
+    ])
+}
+
+/// The body that creates a forwarder's socket volume.
+pub(crate) fn volume_body(config: &DockerConfig, name: &str) -> Result<VolumeCreateRequest, DockerError> {
+    Ok(VolumeCreateRequest {
+        name: Some(name.to_string()),
+        driver: Some("local".to_string()),
+        driver_opts: Some(volume_driver_opts(config)?),
+        labels: Some(volume_labels(config)),
+        ..Default::default()
+    })
+}
+
+/// The socket volume mounted at [`SOCKET_DIR`]; read-only for a sandbox.
+/// Should the volume be gone (removed between the forwarder's check and
+/// the create), the engine makes it again with these same options.
+fn volume_mount(config: &DockerConfig, volume: &str, read_only: bool) -> Result<Mount, DockerError> {
+    Ok(Mount {
+        typ: Some(MountType::VOLUME),
+        source: Some(volume.to_string()),
+        target: Some(SOCKET_DIR.to_string()),
+        read_only: Some(read_only),
+        volume_options: Some(MountVolumeOptions {
+            no_copy: Some(true),
+            labels: Some(volume_labels(config)),
+            driver_config: Some(MountVolumeOptionsDriverConfig {
+                name: Some("local".to_string()),
+                options: Some(volume_driver_opts(config)?),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 /// The body that creates the forwarder.
@@ -242,13 +169,14 @@ pub(crate) fn forwarder_body(config: &DockerConfig, egress: &EgressConfig) -> Re
     } else {
         (egress.proxy_host.clone(), None)
     };
+    let volume = socket_volume(&forwarder_name(config, egress));
     Ok(ContainerCreateBody {
         image: Some(egress.forwarder_image.clone()),
         user: Some(format!("{}:{}", user.uid, user.gid)),
         entrypoint: Some(vec!["python3".to_string(), "-u".to_string(), "-c".to_string(), FORWARDER_SCRIPT.to_string()]),
         cmd: None,
         env: Some(vec![
-            format!("PAID_FWD_LISTEN={}", egress.forwarder_port),
+            format!("PAID_FWD_SOCKET={SOCKET_PATH}"),
             format!("PAID_FWD_HOST={host}"),
             format!("PAID_FWD_PORT={}", egress.proxy_port.unwrap_or(0)),
         ]),
@@ -268,6 +196,7 @@ pub(crate) fn forwarder_body(config: &DockerConfig, egress: &EgressConfig) -> Re
             nano_cpus: Some(500_000_000),
             pids_limit: Some(64),
             init: Some(true),
+            mounts: Some(vec![volume_mount(config, &volume, false)?]),
             network_mode: Some(egress.uplink_network.clone()),
             extra_hosts,
             sysctls: Some(HashMap::from([("net.ipv4.ip_forward".to_string(), "0".to_string())])),
@@ -281,162 +210,25 @@ pub(crate) fn forwarder_body(config: &DockerConfig, egress: &EgressConfig) -> Re
     })
 }
 
-/// A sandbox network, created and joined by the forwarder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SandboxNet {
-    /// The network's name.
-    pub(crate) name: String,
-    /// Where the sandbox finds the proxy.
-    pub(crate) env: BTreeMap<String, String>,
-}
-
-/// Egress on one runtime: the parsed configuration, and the spare
-/// networks kept ready per endpoint.
+/// Egress on one runtime: the configuration, checked.
 #[derive(Debug)]
 pub(crate) struct Egress {
     /// The runtime's configuration (labels, user, build hint).
     runtime: DockerConfig,
     /// The egress part.
     pub(crate) config: EgressConfig,
-    pool: SubnetPool,
-    /// This runtime instance, the `<prefix>.spare` label of its spares.
-    instance: String,
-    spares: Mutex<Spares>,
-}
-
-/// Spare networks per endpoint index.
-#[derive(Debug, Default)]
-struct Spares {
-    ready: HashMap<usize, VecDeque<Spare>>,
-    filling: HashMap<usize, usize>,
-    closed: bool,
-}
-
-/// A spare network and when it was made.
-#[derive(Debug, Clone)]
-pub(crate) struct Spare {
-    pub(crate) net: SandboxNet,
-    pub(crate) endpoint: usize,
-    born: Instant,
 }
 
 impl Egress {
     /// Checks and keeps `runtime.egress`; `None` when egress is off.
-    /// `instance` names this runtime on its spare networks.
-    pub(crate) fn from_config(runtime: &DockerConfig, instance: &str) -> Result<Option<Self>, DockerError> {
+    pub(crate) fn from_config(runtime: &DockerConfig) -> Result<Option<Self>, DockerError> {
         let Some(config) = &runtime.egress else { return Ok(None) };
         if runtime.network.is_some() {
             return Err(DockerError::Invalid {
                 what: "network",
-                message: "`network` and `egress` exclude each other: with egress every sandbox gets its own network"
-                    .to_string(),
+                message: "`network` and `egress` exclude each other: with egress sandboxes get no network".to_string(),
             });
         }
-        Self::check(config)?;
-        Ok(Some(Self {
-            runtime: runtime.clone(),
-            config: config.clone(),
-            pool: SubnetPool::parse(&config.subnet_pool, config.subnet_prefix)?,
-            instance: instance.to_string(),
-            spares: Mutex::default(),
-        }))
-    }
-
-    fn spares(&self) -> std::sync::MutexGuard<'_, Spares> {
-        self.spares.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// How long a spare may wait before it is replaced (the warm pool's
-    /// `max_idle_secs`, below the reaper's idle threshold).
-    fn spare_max_age(&self) -> Duration {
-        Duration::from_secs(self.runtime.warm_pool.max_idle_secs)
-    }
-
-    /// A ready spare network of endpoint `endpoint`, if there is one.
-    pub(crate) fn take_spare(&self, endpoint: usize) -> Option<SandboxNet> {
-        let max_age = self.spare_max_age();
-        let mut spares = self.spares();
-        spares.closed = false;
-        // Too old ones stay for the reaper to replace.
-        let queue = spares.ready.entry(endpoint).or_default();
-        let fresh = queue.iter().position(|s| s.born.elapsed() <= max_age)?;
-        queue.remove(fresh).map(|s| s.net)
-    }
-
-    /// Reserves the creates that bring endpoint `endpoint` back to
-    /// `spare_networks`; returns how many.
-    pub(crate) fn reserve_spares(&self, endpoint: usize) -> usize {
-        let mut spares = self.spares();
-        if spares.closed || self.isolated() {
-            return 0;
-        }
-        let ready = spares.ready.get(&endpoint).map_or(0, VecDeque::len);
-        let filling = spares.filling.entry(endpoint).or_default();
-        let deficit = self.config.spare_networks.saturating_sub(ready + *filling);
-        *filling += deficit;
-        deficit
-    }
-
-    /// Records the end of a reserved create. Returns the network back when
-    /// the spares were drained meanwhile: the caller removes it, then calls
-    /// [`release_spare`](Self::release_spare), so a drain waits for that too.
-    pub(crate) fn finish_spare(&self, endpoint: usize, created: Option<SandboxNet>) -> Option<SandboxNet> {
-        let mut spares = self.spares();
-        match created {
-            Some(net) if spares.closed => Some(net),
-            created => {
-                let filling = spares.filling.entry(endpoint).or_default();
-                *filling = filling.saturating_sub(1);
-                if let Some(net) = created {
-                    spares.ready.entry(endpoint).or_default().push_back(Spare { net, endpoint, born: Instant::now() });
-                }
-                None
-            }
-        }
-    }
-
-    /// Ends a create whose network [`finish_spare`](Self::finish_spare)
-    /// handed back, once it is removed.
-    pub(crate) fn release_spare(&self, endpoint: usize) {
-        let mut spares = self.spares();
-        let filling = spares.filling.entry(endpoint).or_default();
-        *filling = filling.saturating_sub(1);
-    }
-
-    /// Whether `network` is one of this runtime's ready spares.
-    pub(crate) fn holds_spare(&self, network: &str) -> bool {
-        self.spares().ready.values().flatten().any(|s| s.net.name == network)
-    }
-
-    /// Takes out the spares older than the warm pool's `max_idle_secs`.
-    pub(crate) fn take_stale_spares(&self) -> Vec<Spare> {
-        let max_age = self.spare_max_age();
-        let mut stale = Vec::new();
-        for queue in self.spares().ready.values_mut() {
-            let (old, fresh): (Vec<_>, Vec<_>) = queue.drain(..).partition(|s| s.born.elapsed() > max_age);
-            *queue = fresh.into();
-            stale.extend(old);
-        }
-        stale
-    }
-
-    /// Stops refilling and takes every spare out; also says how many
-    /// creates are still running.
-    pub(crate) fn drain_spares(&self) -> (Vec<Spare>, usize) {
-        let mut spares = self.spares();
-        spares.closed = true;
-        let filling = spares.filling.values().sum();
-        (spares.ready.values_mut().flat_map(|q| q.drain(..)).collect(), filling)
-    }
-
-    /// Whether sandboxes are cut off entirely: egress is on but there is
-    /// no proxy to reach, so they get Docker's `none` network and no
-    /// forwarder runs.
-    pub(crate) fn isolated(&self) -> bool {
-        self.config.proxy_port.is_none()
-    }
-
-    fn check(config: &EgressConfig) -> Result<(), DockerError> {
         if config.proxy_port == Some(0) {
             return Err(DockerError::Invalid {
                 what: "egress.proxy_port",
@@ -446,179 +238,118 @@ impl Egress {
         if config.forwarder_port == 0 {
             return Err(DockerError::Invalid { what: "egress.forwarder_port", message: "0 is not a port".to_string() });
         }
+        Ok(Some(Self { runtime: runtime.clone(), config: config.clone() }))
+    }
+
+    /// Whether there is no proxy to reach: sandboxes get no relay, no
+    /// socket, and no forwarder runs.
+    pub(crate) fn isolated(&self) -> bool {
+        self.config.proxy_port.is_none()
+    }
+
+    /// Shapes a new sandbox: no network; with a proxy, the socket volume
+    /// (read-only), the relay as its keepalive and the proxy's address in
+    /// its environment. Makes sure the forwarder runs.
+    pub(crate) async fn shape(&self, endpoint: &Endpoint, shape: &mut Shape) -> Result<(), DockerError> {
+        shape.network = Some("none".to_string());
+        if self.isolated() {
+            return Ok(());
+        }
+        let volume = self.ensure_forwarder(endpoint).await?;
+        let port = self.config.forwarder_port;
+        shape.relay = Some(Relay { port, mount: volume_mount(&self.runtime, &volume, true)? });
+        shape.env.extend(proxy_env(port));
         Ok(())
     }
 
-    /// The forwarder of `endpoint`, created and started when missing.
+    /// The forwarder of `endpoint`, created (with its volume) and started
+    /// when missing, replaced when an older version made it (it has no
+    /// socket volume); returns the volume's name.
     pub(crate) async fn ensure_forwarder(&self, endpoint: &Endpoint) -> Result<String, DockerError> {
         let config = &self.runtime;
-        let mut known = endpoint.forwarder.lock().await;
-        if let Some(id) = known.as_ref() {
-            return Ok(id.clone());
-        }
+        let _serial = endpoint.forwarder.lock().await;
         let docker = &endpoint.docker;
         let name = forwarder_name(config, &self.config);
-        let id = match docker.inspect_container(&name, None::<InspectContainerOptions>).await {
+        let volume = socket_volume(&name);
+        match docker.inspect_container(&name, None::<InspectContainerOptions>).await {
             Ok(inspect) => {
-                let id = inspect.id.unwrap_or_else(|| name.clone());
-                if inspect.state.and_then(|s| s.running) != Some(true) {
-                    docker.start_container(&id, None).await.map_err(endpoint.api("start forwarder"))?;
-                }
-                id
-            }
-            Err(e) if status_of(&e) == Some(404) => {
-                let options = CreateContainerOptionsBuilder::new().name(&name).build();
-                let body = forwarder_body(config, &self.config)?;
-                let id = match docker.create_container(Some(options), body).await {
-                    Ok(created) => created.id,
-                    // Another worker created it first.
-                    Err(e) if status_of(&e) == Some(409) => name.clone(),
-                    Err(e) if status_of(&e) == Some(404) => {
-                        return Err(DockerError::ImageMissing {
-                            image: self.config.forwarder_image.clone(),
-                            hint: config.image_build_hint.clone(),
-                        });
+                let id = inspect.id.clone().unwrap_or_else(|| name.clone());
+                let current = inspect.mounts.iter().flatten().any(|m| {
+                    m.name.as_deref() == Some(volume.as_str()) && m.destination.as_deref() == Some(SOCKET_DIR)
+                });
+                if current {
+                    if inspect.state.and_then(|s| s.running) != Some(true) {
+                        start(endpoint, &id).await?;
                     }
-                    Err(e) => return Err(endpoint.api("create forwarder")(e)),
-                };
-                match docker.start_container(&id, None).await {
-                    Ok(()) => {}
-                    Err(e) if status_of(&e) == Some(304) => {}
-                    Err(e) => return Err(endpoint.api("start forwarder")(e)),
+                    return Ok(volume);
                 }
-                tracing::info!(endpoint = %endpoint.name, forwarder = %name, "egress forwarder started");
-                id
+                tracing::info!(endpoint = %endpoint.name, forwarder = %name, "replacing an older egress forwarder");
+                remove_container(endpoint, &id).await?;
             }
+            Err(e) if status_of(&e) == Some(404) => {}
             Err(e) => return Err(endpoint.api("inspect forwarder")(e)),
-        };
-        *known = Some(id.clone());
-        Ok(id)
-    }
-
-    /// Creates a sandbox network on `endpoint` and connects the forwarder to
-    /// it at the subnet's second address. Subnets already taken (by this or
-    /// another worker) are skipped.
-    pub(crate) async fn create_network(&self, endpoint: &Endpoint, spare: bool) -> Result<SandboxNet, DockerError> {
-        let config = &self.runtime;
-        let forwarder = self.ensure_forwarder(endpoint).await?;
-        let ids = RandomIds;
-        let start = u32::from_str_radix(&ids.hex(4), 16).unwrap_or(0);
-        let mut last = None;
-        for attempt in 0..SUBNET_ATTEMPTS {
-            // Step by a large odd number: consecutive attempts land far apart.
-            let subnet = self.pool.subnet(start.wrapping_add(attempt as u32 * 2_654_435_761));
-            let name = format!("{}-net-{}", config.label_prefix, ids.hex(6));
-            let mut body = network_body(config, &name, subnet);
-            if spare && let Some(labels) = body.labels.as_mut() {
-                labels.insert(config.label("spare"), self.instance.clone());
-            }
-            match endpoint.docker.create_network(body).await {
-                Ok(_) => {}
-                Err(e) if overlaps(&e) => {
-                    last = Some(e);
-                    continue;
-                }
-                Err(e) => return Err(endpoint.api("create sandbox network")(e)),
-            }
-            if let Err(e) = self.connect(endpoint, &forwarder, &name, subnet).await {
-                let _ = endpoint.docker.remove_network(&name).await;
-                return Err(e);
-            }
-            return Ok(SandboxNet { name, env: proxy_env(subnet.forwarder(), self.config.forwarder_port) });
         }
-        Err(DockerError::Egress {
-            message: format!(
-                "no free subnet in {} after {SUBNET_ATTEMPTS} attempts ({}); widen egress.subnet_pool",
-                self.config.subnet_pool,
-                last.map(|e| e.to_string()).unwrap_or_default()
-            ),
-        })
-    }
-
-    /// Connects the forwarder to `network`; re-creates a forwarder that went
-    /// missing once.
-    async fn connect(
-        &self,
-        endpoint: &Endpoint,
-        forwarder: &str,
-        network: &str,
-        subnet: Subnet,
-    ) -> Result<(), DockerError> {
-        let request = |container: &str| NetworkConnectRequest {
-            container: container.to_string(),
-            endpoint_config: Some(EndpointSettings {
-                ipam_config: Some(EndpointIpamConfig {
-                    ipv4_address: Some(subnet.forwarder().to_string()),
-                    ..Default::default()
-                }),
-                aliases: (!self.config.proxy_alias.is_empty()).then(|| vec![self.config.proxy_alias.clone()]),
-                ..Default::default()
-            }),
-        };
-        match endpoint.docker.connect_network(network, request(forwarder)).await {
-            Ok(()) => Ok(()),
+        docker.create_volume(volume_body(config, &volume)?).await.map_err(endpoint.api("create forwarder volume"))?;
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        let id = match docker.create_container(Some(options), forwarder_body(config, &self.config)?).await {
+            Ok(created) => created.id,
+            // Another worker created it first.
+            Err(e) if status_of(&e) == Some(409) => name.clone(),
             Err(e) if status_of(&e) == Some(404) => {
-                tracing::warn!(endpoint = %endpoint.name, "the egress forwarder is gone; re-creating it");
-                *endpoint.forwarder.lock().await = None;
-                let forwarder = self.ensure_forwarder(endpoint).await?;
-                endpoint
-                    .docker
-                    .connect_network(network, request(&forwarder))
-                    .await
-                    .map_err(endpoint.api("connect forwarder"))
+                return Err(DockerError::ImageMissing {
+                    image: self.config.forwarder_image.clone(),
+                    hint: config.image_build_hint.clone(),
+                });
             }
-            Err(e) => Err(endpoint.api("connect forwarder")(e)),
-        }
-    }
-
-    /// Disconnects the forwarder from `network` and removes it. Missing
-    /// networks are fine.
-    pub(crate) async fn remove_network(&self, endpoint: &Endpoint, network: &str) -> Result<(), DockerError> {
-        let forwarder = endpoint.forwarder.lock().await.clone();
-        if let Some(forwarder) = forwarder {
-            let request = NetworkDisconnectRequest { container: forwarder, force: Some(true) };
-            match endpoint.docker.disconnect_network(network, request).await {
-                Ok(()) => {}
-                Err(e) if matches!(status_of(&e), Some(404 | 500)) => {
-                    tracing::debug!(network, error = %e, "forwarder not on the network");
-                }
-                Err(e) => return Err(endpoint.api("disconnect forwarder")(e)),
-            }
-        }
-        remove_network(endpoint, network).await
+            Err(e) => return Err(endpoint.api("create forwarder")(e)),
+        };
+        start(endpoint, &id).await?;
+        tracing::info!(endpoint = %endpoint.name, forwarder = %name, "egress forwarder started");
+        Ok(volume)
     }
 }
 
-/// Removes `network`, disconnecting whatever is still on it first (only
-/// the forwarder should be). Missing networks are fine.
-pub(crate) async fn remove_network(endpoint: &Endpoint, network: &str) -> Result<(), DockerError> {
-    match endpoint.docker.remove_network(network).await {
+async fn start(endpoint: &Endpoint, id: &str) -> Result<(), DockerError> {
+    match endpoint.docker.start_container(id, None).await {
         Ok(()) => Ok(()),
-        Err(e) if status_of(&e) == Some(404) => Ok(()),
-        Err(e) if status_of(&e) == Some(403) || e.to_string().contains("active endpoints") => {
-            let inspect = endpoint
-                .docker
-                .inspect_network(network, None::<bollard::query_parameters::InspectNetworkOptions>)
-                .await
-                .map_err(endpoint.api("inspect network"))?;
-            for container in inspect.containers.unwrap_or_default().into_keys() {
-                let request = NetworkDisconnectRequest { container, force: Some(true) };
-                let _ = endpoint.docker.disconnect_network(network, request).await;
-            }
-            match endpoint.docker.remove_network(network).await {
-                Ok(()) => Ok(()),
-                Err(e) if status_of(&e) == Some(404) => Ok(()),
-                Err(e) => Err(endpoint.api("remove network")(e)),
-            }
-        }
-        Err(e) => Err(endpoint.api("remove network")(e)),
+        Err(e) if status_of(&e) == Some(304) => Ok(()),
+        Err(e) => Err(endpoint.api("start forwarder")(e)),
     }
 }
 
-/// Whether a network create failed because the subnet is taken.
-fn overlaps(err: &bollard::errors::Error) -> bool {
-    let text = err.to_string();
-    matches!(status_of(err), Some(400 | 403 | 409 | 500)) && (text.contains("overlaps") || text.contains("in use"))
+/// Waits until the relay of the sandbox `target` names listens on
+/// `127.0.0.1:port` (read from `/proc/net/tcp` by an exec as the sandbox
+/// user; nothing connects to it).
+pub(crate) async fn wait_for_relay(target: &ExecTarget, port: u16) -> Result<(), DockerError> {
+    let until = Instant::now() + RELAY_START;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let read = run_captured(target, vec!["cat".to_string(), "/proc/net/tcp".to_string()]).await;
+        let last = match read {
+            Ok((_, out)) if relay_listening(&String::from_utf8_lossy(&out), port) => return Ok(()),
+            Ok(_) => "it does not listen yet".to_string(),
+            Err(e) => {
+                let inspect = target.docker.inspect_container(&target.sandbox, None::<InspectContainerOptions>).await;
+                let state = inspect.ok().and_then(|i| i.state).unwrap_or_default();
+                if state.running != Some(true) {
+                    return Err(DockerError::Egress {
+                        message: format!(
+                            "the sandbox's proxy relay (its keepalive) exited with code {}: the image needs python3",
+                            state.exit_code.unwrap_or_default()
+                        ),
+                    });
+                }
+                e.to_string()
+            }
+        };
+        if Instant::now() >= until {
+            return Err(DockerError::Egress {
+                message: format!("the sandbox's proxy relay did not listen within {RELAY_START:?}: {last}"),
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
 }
 
 #[cfg(test)]
@@ -626,78 +357,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subnets_are_cut_from_the_pool() {
-        let pool = SubnetPool::parse("10.213.0.0/16", 28).unwrap();
-        assert_eq!(pool.len(), 4096);
-        let first = pool.subnet(0);
+    fn the_proxy_is_on_the_sandboxs_own_loopback() {
         assert_eq!(
-            (first.cidr(), first.gateway(), first.forwarder()),
-            ("10.213.0.0/28".to_string(), Ipv4Addr::new(10, 213, 0, 1), Ipv4Addr::new(10, 213, 0, 2))
-        );
-        assert_eq!(pool.subnet(1).cidr(), "10.213.0.16/28");
-        assert_eq!(pool.subnet(4095).cidr(), "10.213.255.240/28");
-        assert_eq!(pool.subnet(4096), first, "indices wrap around");
-        let pool = SubnetPool::parse("192.168.64.0/24", 29).unwrap();
-        assert_eq!((pool.len(), pool.subnet(3).cidr()), (32, "192.168.64.24/29".to_string()));
-    }
-
-    #[test]
-    fn nonsense_pools_are_refused() {
-        for (pool, prefix) in [
-            ("10.213.0.0", 28),
-            ("10.213.0.0/33", 28),
-            ("10.213.0.0/16", 30),
-            ("10.213.0.0/16", 12),
-            ("10.213.0.1/16", 28),
-            ("ten/16", 28),
-        ] {
-            let err = SubnetPool::parse(pool, prefix).unwrap_err();
-            assert!(matches!(err, DockerError::Invalid { what: "egress subnet pool", .. }), "{pool} /{prefix}: {err}");
-        }
-    }
-
-    #[test]
-    fn the_network_is_internal_with_no_host_address() {
-        let config = DockerConfig::default();
-        let subnet = SubnetPool::parse("10.213.0.0/16", 28).unwrap().subnet(2);
-        let body = network_body(&config, "paid-net-abc", subnet);
-        pretty_assertions::assert_eq!(
-            body,
-            NetworkCreateRequest {
-                name: "paid-net-abc".into(),
-                driver: Some("bridge".into()),
-                internal: Some(true),
-                attachable: Some(false),
-                enable_ipv6: Some(false),
-                ipam: Some(Ipam {
-                    driver: Some("default".into()),
-                    config: Some(vec![IpamConfig {
-                        subnet: Some("10.213.0.32/28".into()),
-                        gateway: Some("10.213.0.33".into()),
-                        ..Default::default()
-                    }]),
-                    options: None,
-                }),
-                options: Some(HashMap::from([
-                    ("com.docker.network.bridge.inhibit_ipv4".into(), "true".into()),
-                    ("com.docker.network.bridge.enable_icc".into(), "true".into()),
-                    ("com.docker.network.bridge.enable_ip_masquerade".into(), "false".into()),
-                ])),
-                labels: Some(HashMap::from([
-                    ("paid.managed".into(), "true".into()),
-                    ("paid.role".into(), "sandbox-net".into()),
-                ])),
-                ..Default::default()
-            }
-        );
-        assert_eq!(
-            proxy_env(subnet.forwarder(), 3128),
+            proxy_env(3128),
             BTreeMap::from([
-                ("PAID_PROXY_URL".to_string(), "http://10.213.0.34:3128".to_string()),
-                ("PAID_PROXY_HOST".to_string(), "10.213.0.34".to_string()),
+                ("PAID_PROXY_URL".to_string(), "http://127.0.0.1:3128".to_string()),
+                ("PAID_PROXY_HOST".to_string(), "127.0.0.1".to_string()),
                 ("PAID_PROXY_PORT".to_string(), "3128".to_string()),
             ])
         );
+    }
+
+    #[test]
+    fn the_socket_volume_is_a_tmpfs_of_the_sandbox_user_read_only_in_sandboxes() {
+        let config = DockerConfig::default();
+        let body = volume_body(&config, "paid-egress-1-sock").unwrap();
+        let opts = body.driver_opts.unwrap();
+        assert_eq!((opts["type"].as_str(), opts["device"].as_str()), ("tmpfs", "tmpfs"));
+        assert!(opts["o"].contains("uid=1000,gid=1000,mode=0755,nosuid,nodev,noexec"), "{}", opts["o"]);
+        assert_eq!(body.labels.unwrap()["paid.role"], "forwarder-socket");
+        let mount = volume_mount(&config, "paid-egress-1-sock", true).unwrap();
+        assert_eq!(
+            (mount.typ, mount.source.as_deref(), mount.target.as_deref(), mount.read_only),
+            (Some(MountType::VOLUME), Some("paid-egress-1-sock"), Some("/run/paid-egress"), Some(true))
+        );
+        let driver = mount.volume_options.unwrap().driver_config.unwrap();
+        assert_eq!(driver.options.unwrap()["o"], opts["o"], "a volume the engine re-creates is the same");
     }
 
     #[test]
@@ -714,8 +399,14 @@ mod tests {
         assert_eq!(host.network_mode.as_deref(), Some("bridge"));
         assert_eq!(host.extra_hosts, Some(vec!["paid-proxy-upstream:host-gateway".to_string()]));
         assert_eq!(host.sysctls.unwrap()["net.ipv4.ip_forward"], "0");
+        let mounts = host.mounts.unwrap();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].source, Some(socket_volume(&forwarder_name(&config, &egress))));
+        assert_eq!(mounts[0].read_only, Some(false), "the forwarder makes the socket");
         assert_eq!(body.labels.unwrap()["paid.role"], "forwarder");
-        assert!(body.env.unwrap().contains(&"PAID_FWD_HOST=paid-proxy-upstream".to_string()));
+        let env = body.env.unwrap();
+        assert!(env.contains(&"PAID_FWD_HOST=paid-proxy-upstream".to_string()), "{env:?}");
+        assert!(env.contains(&"PAID_FWD_SOCKET=/run/paid-egress/proxy.sock".to_string()), "{env:?}");
 
         let direct = EgressConfig { proxy_host: "10.0.0.7".into(), ..EgressConfig::proxy(8089) };
         let body = forwarder_body(&config, &direct).unwrap();
@@ -729,30 +420,6 @@ mod tests {
     }
 
     #[test]
-    fn spares_refill_to_their_number_and_go_stale() {
-        let config = DockerConfig { egress: Some(EgressConfig::proxy(8089)), ..DockerConfig::default() };
-        let egress = Egress::from_config(&config, "i").unwrap().unwrap();
-        let net = |name: &str| SandboxNet { name: name.into(), env: BTreeMap::new() };
-        assert_eq!(egress.take_spare(0), None);
-        assert_eq!(egress.reserve_spares(0), 2);
-        assert_eq!(egress.reserve_spares(0), 0, "both creates already reserved");
-        assert_eq!(egress.finish_spare(0, Some(net("a"))), None);
-        assert_eq!(egress.finish_spare(0, None), None);
-        assert!(egress.holds_spare("a") && !egress.holds_spare("b"));
-        assert_eq!(egress.reserve_spares(0), 1);
-        assert_eq!(egress.reserve_spares(1), 2, "per endpoint");
-        assert_eq!(egress.take_spare(0), Some(net("a")));
-        assert_eq!(egress.take_stale_spares().len(), 0);
-        let (drained, filling) = egress.drain_spares();
-        assert_eq!((drained.len(), filling), (0, 3));
-        assert_eq!(egress.finish_spare(0, Some(net("late"))), Some(net("late")), "drained: handed back");
-        assert_eq!(egress.drain_spares().1, 3, "still in flight until removed");
-        egress.release_spare(0);
-        assert_eq!(egress.drain_spares().1, 2);
-        assert_eq!(egress.reserve_spares(0), 0);
-    }
-
-    #[test]
     fn egress_is_on_by_default_and_needs_no_fixed_network() {
         let with = |egress: EgressConfig, network: Option<&str>| DockerConfig {
             egress: Some(egress),
@@ -760,18 +427,17 @@ mod tests {
             ..DockerConfig::default()
         };
         let zero = EgressConfig { proxy_port: Some(0), ..EgressConfig::default() };
-        let err = Egress::from_config(&with(zero, None), "i").unwrap_err();
+        let err = Egress::from_config(&with(zero, None)).unwrap_err();
         assert!(matches!(err, DockerError::Invalid { what: "egress.proxy_port", .. }), "{err}");
-        let err = Egress::from_config(&with(EgressConfig::proxy(8089), Some("bridge")), "i").unwrap_err();
+        let err = Egress::from_config(&with(EgressConfig::proxy(8089), Some("bridge"))).unwrap_err();
         assert!(matches!(err, DockerError::Invalid { what: "network", .. }), "{err}");
-        let proxied = Egress::from_config(&with(EgressConfig::proxy(8089), None), "i").unwrap().unwrap();
+        let proxied = Egress::from_config(&with(EgressConfig::proxy(8089), None)).unwrap().unwrap();
         assert!(!proxied.isolated());
-        // The default: on, with no proxy, so no network and no spares.
-        let default = Egress::from_config(&DockerConfig::default(), "i").unwrap().unwrap();
+        // The default: on, with no proxy, so no network and no relay.
+        let default = Egress::from_config(&DockerConfig::default()).unwrap().unwrap();
         assert!(default.isolated());
-        assert_eq!(default.reserve_spares(0), 0);
         // Off only when asked.
         let off = DockerConfig { egress: None, ..DockerConfig::default() };
-        assert!(Egress::from_config(&off, "i").unwrap().is_none());
+        assert!(Egress::from_config(&off).unwrap().is_none());
     }
 }

@@ -29,8 +29,9 @@ pub(crate) struct Endpoint {
     pub(crate) oom: Arc<OomCounts>,
     /// Clean-ups of dropped execs under way, per sandbox.
     pub(crate) cleanups: Arc<Cleanups>,
-    /// The forwarder's container id, once known.
-    pub(crate) forwarder: tokio::sync::Mutex<Option<String>>,
+    /// Held while this runtime checks, creates or removes the egress
+    /// forwarder of this engine.
+    pub(crate) forwarder: tokio::sync::Mutex<()>,
     /// Sandboxes being created through this endpoint right now; counted
     /// as load so concurrent creates spread.
     pub(crate) in_flight: AtomicUsize,
@@ -108,7 +109,7 @@ impl Endpoint {
             docker,
             oom: Arc::default(),
             cleanups: Arc::default(),
-            forwarder: tokio::sync::Mutex::new(None),
+            forwarder: tokio::sync::Mutex::new(()),
             in_flight: AtomicUsize::new(0),
         })
     }

@@ -12,7 +12,8 @@
 //!
 //! How, using nothing the sandbox can forge:
 //! - The sandbox's init (the engine's `docker-init`) and its keepalive
-//!   (`sleep infinity`) run as [`init_user`](crate::DockerConfig::init_user),
+//!   (`sleep infinity`, or with egress to a proxy the relay to it, which
+//!   must survive every exec) run as [`init_user`](crate::DockerConfig::init_user),
 //!   a different uid from the sandbox user every exec runs as. Without
 //!   capabilities the sandbox user cannot signal them.
 //! - A fresh exec, as the sandbox user, runs `kill -9 -1`: the kernel sends

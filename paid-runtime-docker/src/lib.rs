@@ -25,8 +25,9 @@
 //!
 //! # What a sandbox is
 //!
-//! One container per [`SandboxSpec`](paid_core::SandboxSpec), running
-//! `sleep infinity` under the engine's init (which reaps orphans), with:
+//! One container per [`SandboxSpec`](paid_core::SandboxSpec), running a
+//! keepalive (`sleep infinity`, or with [egress](#egress) to a proxy the
+//! relay to it) under the engine's init (which reaps orphans), with:
 //! - every command run as the [`user`](DockerConfig::user) (uid 1000 by
 //!   default, never root), the init and keepalive as the
 //!   [`init_user`](DockerConfig::init_user) (65534, never root, never the
@@ -41,13 +42,14 @@
 //!   `limits.cpus`, `PidsLimit` = `limits.pids`;
 //! - labels `paid.managed=true`, `paid.run_id`, `paid.project_id` (the
 //!   prefix is [configurable](DockerConfig::label_prefix)), plus
-//!   `paid.role=sandbox`, `paid.endpoint` (where it was placed) and, with
-//!   egress, `paid.network`; and the name `paid-<run id>-<6 hex>`. A pooled
+//!   `paid.role=sandbox` and `paid.endpoint` (where it was placed); and the
+//!   name `paid-<run id>-<6 hex>`. A pooled
 //!   sandbox is created before its run is known, so it has no run labels:
 //!   its name (given at claim time) carries the run, and the reaper and
 //!   [`list_managed`](paid_core::SandboxRuntime::list_managed) read it from
 //!   there;
-//! - with [egress](#egress), its own internal network; otherwise the
+//! - with [egress](#egress), no network at all (only `lo`), and with a
+//!   proxy the egress forwarder's socket volume, read-only; otherwise the
 //!   configured [`network`](DockerConfig::network).
 //!
 //! # How commands end
@@ -80,20 +82,19 @@
 //! # Egress
 //!
 //! Egress control is on by default ([`DockerConfig::egress`]; turning it off
-//! takes an explicit `None`, `egress = "off"` in a config file). With no
-//! [`proxy_port`](EgressConfig::proxy_port), a sandbox has no network at
-//! all. With one, it reaches exactly one thing:
-//! the metering proxy, through a forwarder container, at the address in its
-//! `PAID_PROXY_URL` / `PAID_PROXY_HOST` / `PAID_PROXY_PORT`, or by the name
-//! [`proxy_alias`](EgressConfig::proxy_alias) (`paid-proxy`). Other sandboxes,
-//! the host's other ports and outside addresses are unreachable, and names
-//! outside the sandbox's network do not resolve. Each sandbox gets its own
-//! internal network with no host-side address; a shared internal network is
-//! not enough on the engine (containers on it reach every port of the host,
-//! and `enable_icc=false` would cut them off from the forwarder too). A few
-//! [spare networks](EgressConfig::spare_networks) are kept ready so a
-//! create does not wait for one. The `egress` module docs (in the source)
-//! give the details.
+//! takes an explicit `None`, `egress = "off"` in a config file). A sandbox
+//! then has **no network at all**: Docker's `none` mode, only `lo`, no
+//! route (an internal Docker network would still give it a default route
+//! on engines before 25). With a [`proxy_port`](EgressConfig::proxy_port)
+//! it reaches exactly one thing, the metering proxy, at
+//! `PAID_PROXY_URL=http://127.0.0.1:3128` (also `PAID_PROXY_HOST` /
+//! `PAID_PROXY_PORT`): its keepalive is a relay from that loopback port to
+//! a Unix socket of the engine's forwarder container, whose volume the
+//! sandbox mounts read-only, and the forwarder relays to the proxy over
+//! TCP. The relay runs as the [`init_user`](DockerConfig::init_user), so
+//! the sandbox user cannot stop or replace it; `create` returns once it
+//! listens. Other sandboxes, the host and outside addresses are not even
+//! addressable. The `egress` module docs (in the source) give the details.
 //!
 //! ```no_run
 //! use paid_runtime_docker::{DockerConfig, DockerRuntime, EgressConfig};
@@ -119,7 +120,7 @@
 //! removed with its run), and replaced after
 //! [`max_idle_secs`](WarmPoolConfig::max_idle_secs). The engine needs no
 //! change. Call [`DockerRuntime::shutdown`] before the process exits: it
-//! drains the pool and the spare networks.
+//! drains the pool, and removes the egress forwarder when no sandbox uses it.
 //!
 //! The trade-offs: while a pooled sandbox runs, the worktree's path is a
 //! symbolic link (host tools that `lstat` it see a link; git does not mind),
@@ -131,16 +132,16 @@
 //! # Reaper
 //!
 //! [`DockerRuntime::reap_with`] removes orphaned, idle, too old and abandoned
-//! sandboxes, dangling networks and orphan pool slots, and reports them in
-//! a [`ReapReport`]. It never touches a container without the management
-//! label. See [`ReapPolicy`]. Run it every few minutes: it is also what
-//! replaces this runtime's stale pooled sandboxes and spare networks. The
+//! sandboxes, orphan pool slots and the sandbox networks older versions
+//! made, and reports them in a [`ReapReport`]. It never touches a container
+//! without the management label. See [`ReapPolicy`]. Run it every few
+//! minutes: it is also what replaces this runtime's stale pooled sandboxes. The
 //! port's [`reap`](paid_core::SandboxRuntime::reap) (what `Engine::sweep`
 //! calls) runs it with the request's keep-set and minimum age.
 //!
 //! Together with [`DockerRuntime::shutdown`] nothing outlives its use: after
 //! a sweep and a shutdown, what carries the management label belongs to a
-//! kept run (its sandbox and network, and the forwarder they use).
+//! kept run (its sandbox, and the forwarder and socket volume it uses).
 //!
 //! # Images
 //!
@@ -184,6 +185,7 @@ mod metrics;
 mod permissions;
 mod pool;
 mod reaper;
+mod relay;
 mod runtime;
 mod tls;
 mod uplink;

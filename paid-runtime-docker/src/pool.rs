@@ -85,8 +85,6 @@ pub(crate) struct PoolEntry {
     pub(crate) endpoint: usize,
     /// Its slot directory.
     pub(crate) slot: PathBuf,
-    /// Its own network, with egress.
-    pub(crate) network: Option<String>,
     /// When it became ready.
     pub(crate) born: Instant,
 }
@@ -475,7 +473,6 @@ mod tests {
             id: id.into(),
             endpoint: 0,
             slot: PathBuf::from(format!("/pool/{id}")),
-            network: None,
             born: Instant::now().checked_sub(age).unwrap(),
         }
     }

@@ -16,17 +16,17 @@
 //!   this runtime's own pool entries past `warm_pool.max_idle_secs` are
 //!   replaced by fresh ones.
 //!
-//! Then it removes **dangling networks** (sandbox networks with no sandbox
-//! on them; another runtime's spare networks only once older than
-//! `idle_after`, and this runtime's own spares are replaced after
-//! `warm_pool.max_idle_secs`) and **orphan slots** of the warm pool (whose
-//! container is gone; a worktree still linked to one gets its directory
-//! back).
+//! Then it removes **orphan slots** of the warm pool (whose container is
+//! gone; a worktree still linked to one gets its directory back) and the
+//! **sandbox networks of older versions** (which gave each sandbox an
+//! internal network; today sandboxes have none) once no sandbox is on them.
 //!
-//! The egress forwarder is never removed. Anything younger than
-//! [`ReapPolicy::grace`] is left alone, so a sandbox or network being
-//! created right now is never taken for an orphan. Containers without the
-//! label are never looked at: the engine filters by label before listing.
+//! The egress forwarder and its socket volume are never removed here
+//! ([`DockerRuntime::shutdown`] removes both, the volume only with the
+//! forwarder). Anything younger than [`ReapPolicy::grace`] is left alone,
+//! so a sandbox being created right now is never taken for an orphan.
+//! Containers and networks without the label are never looked at: the
+//! engine filters by label before listing.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -34,15 +34,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::ContainerSummaryStateEnum;
+use bollard::models::NetworkDisconnectRequest;
 use bollard::query_parameters::{InspectContainerOptions, InspectNetworkOptions, ListNetworksOptionsBuilder};
 use paid_core::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ReaperConfig;
 use crate::container::{role, sandbox_info};
-use crate::egress::remove_network;
 use crate::endpoint::Endpoint;
-use crate::error::DockerError;
+use crate::error::{DockerError, status_of};
 use crate::exec::{ACTIVITY_FILE, run_captured};
 use crate::pool::{self, Detached};
 use crate::runtime::{DockerRuntime, blocking};
@@ -117,8 +117,8 @@ pub enum ReapReason {
     /// This runtime's unclaimed pooled sandbox, removed by
     /// [`DockerRuntime::shutdown`].
     Drained,
-    /// An egress forwarder with no sandbox network left on its engine,
-    /// removed by [`DockerRuntime::shutdown`].
+    /// An egress forwarder no sandbox on its engine uses any more, removed
+    /// (with its socket volume) by [`DockerRuntime::shutdown`].
     UnusedForwarder,
 }
 
@@ -142,7 +142,7 @@ pub struct Reaped {
 pub struct ReapReport {
     /// Containers removed.
     pub containers: Vec<Reaped>,
-    /// Dangling sandbox networks removed.
+    /// Sandbox networks removed (older versions gave each sandbox one).
     pub networks: Vec<String>,
     /// Warm-pool slots released (their container was gone).
     pub slots: Vec<PathBuf>,
@@ -270,8 +270,8 @@ fn unix_of(stamp: &str) -> Option<u64> {
 }
 
 impl DockerRuntime {
-    /// Removes orphaned, idle, too old and abandoned sandboxes, dangling
-    /// sandbox networks and orphan pool slots, on every endpoint, as the
+    /// Removes orphaned, idle, too old and abandoned sandboxes, orphan
+    /// pool slots and older versions' sandbox networks, on every endpoint, as the
     /// [module docs](crate::ReapPolicy) describe; reports what it removed.
     /// Never touches a container without the `<prefix>.managed=true` label.
     ///
@@ -309,24 +309,12 @@ impl DockerRuntime {
                     reason: ReapReason::StalePoolEntry,
                 };
                 match shared.destroy(entry).await {
-                    Ok(network) => {
-                        report.networks.extend(network);
-                        report.containers.push(reaped);
-                    }
+                    Ok(()) => report.containers.push(reaped),
                     Err(e) => report.errors.push(format!("{}: {e}", reaped.id)),
                 }
             }
             for key in pool.all_keys() {
                 shared.refill(&key);
-            }
-        }
-        // ... and its own stale spare networks.
-        if let Some(egress) = &shared.egress {
-            let stale = egress.take_stale_spares();
-            report.networks.extend(stale.iter().map(|s| s.net.name.clone()));
-            shared.drop_spares(stale).await;
-            for endpoint in &shared.endpoints {
-                shared.refill_spares(endpoint);
             }
         }
 
@@ -433,7 +421,8 @@ impl DockerRuntime {
         Ok(idle_for(activity, now, age))
     }
 
-    /// Removes sandbox networks with no sandbox on them.
+    /// Removes the sandbox networks older versions made, once no container
+    /// but a forwarder is on them.
     async fn reap_networks(
         &self,
         policy: &ReapPolicy,
@@ -452,21 +441,8 @@ impl DockerRuntime {
             let networks = endpoint.docker.list_networks(Some(options)).await.map_err(endpoint.api("list networks"))?;
             for network in networks {
                 let (Some(id), Some(name)) = (network.id, network.name) else { continue };
-                if !seen.insert(id.clone()) {
-                    continue;
-                }
                 let created = network.created.as_deref().and_then(unix_of).unwrap_or(now);
-                let age = Duration::from_secs(now.saturating_sub(created));
-                // A spare network has no sandbox by design: this runtime's
-                // own are kept (and replaced when stale, above); another
-                // runtime's only once it would have replaced them.
-                let spare = network.labels.as_ref().is_some_and(|l| l.contains_key(&config.label("spare")));
-                let held = self.shared().egress.as_ref().is_some_and(|e| e.holds_spare(&name));
-                // One being set up has no sandbox yet: the configured grace
-                // holds whatever the caller's.
-                let setup_grace = policy.grace.max(Duration::from_secs(config.reaper.grace_secs));
-                let keep = if spare { held || age <= policy.idle_after } else { age < setup_grace };
-                if keep {
+                if !seen.insert(id.clone()) || Duration::from_secs(now.saturating_sub(created)) < policy.grace {
                     continue;
                 }
                 let inspect = match endpoint.docker.inspect_network(&id, None::<InspectNetworkOptions>).await {
@@ -480,9 +456,9 @@ impl DockerRuntime {
                 if members.keys().any(|c| !forwarders.contains(c)) {
                     continue;
                 }
-                match remove_network(endpoint, &id).await {
+                match remove_network(endpoint, &id, members.into_keys()).await {
                     Ok(()) => {
-                        tracing::info!(network = %name, endpoint = %endpoint.name, "reaped a dangling network");
+                        tracing::info!(network = %name, endpoint = %endpoint.name, "reaped an old sandbox network");
                         report.networks.push(name);
                     }
                     Err(e) => report.errors.push(format!("network {name}: {e}")),
@@ -531,6 +507,24 @@ impl DockerRuntime {
             Ok(released) => report.slots.extend(released),
             Err(e) => report.errors.push(e.to_string()),
         }
+    }
+}
+
+/// Disconnects `members` from `network` and removes it; a missing network
+/// is fine.
+async fn remove_network(
+    endpoint: &Endpoint,
+    network: &str,
+    members: impl Iterator<Item = String>,
+) -> Result<(), DockerError> {
+    for container in members {
+        let request = NetworkDisconnectRequest { container, force: Some(true) };
+        let _ = endpoint.docker.disconnect_network(network, request).await;
+    }
+    match endpoint.docker.remove_network(network).await {
+        Ok(()) => Ok(()),
+        Err(e) if status_of(&e) == Some(404) => Ok(()),
+        Err(e) => Err(endpoint.api("remove network")(e)),
     }
 }
 

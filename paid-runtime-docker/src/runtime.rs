@@ -19,7 +19,7 @@ use paid_core::{
 
 use crate::config::DockerConfig;
 use crate::container::{SandboxUser, Shape, container_name, create_body, init_user, role, sandbox_info};
-use crate::egress::Egress;
+use crate::egress::{self, Egress};
 use crate::endpoint::{Endpoint, Transport, least_loaded};
 use crate::error::{DockerError, status_of};
 use crate::exec;
@@ -71,8 +71,6 @@ pub(crate) struct Tracked {
     pub(crate) counted: bool,
     /// When this runtime learned of it.
     pub(crate) since: Instant,
-    /// Its own network, with egress.
-    pub(crate) network: Option<String>,
     /// Its slot, when it came from the warm pool.
     pub(crate) slot: Option<PathBuf>,
     /// Environment applied to every exec under the request's (a pooled
@@ -114,7 +112,7 @@ impl DockerRuntime {
             .map(|endpoint| Transport::of(endpoint.as_deref(), &config))
             .collect::<Result<Vec<_>, _>>()?;
         let instance = RandomIds.hex(4);
-        let egress = Egress::from_config(&config, &instance)?;
+        let egress = Egress::from_config(&config)?;
         let mut endpoints = Vec::new();
         for (index, transport) in transports.into_iter().enumerate() {
             let endpoint = Endpoint::connect(index, transport).await?;
@@ -242,7 +240,6 @@ impl Shared {
                     .or_else(|| record.as_ref().and_then(|r| r.project_id.clone())),
                 counted: false,
                 since: Instant::now(),
-                network: labels.get(&self.label("network")).cloned(),
                 slot: record.as_ref().map(|_| slot.clone()).unwrap_or_default(),
                 env: record.map(|r| r.env).unwrap_or_default(),
             };
@@ -287,42 +284,34 @@ impl Shared {
         Ok(self.endpoints[least_loaded(&counts)].clone())
     }
 
-    /// Creates and starts a container; on any failure removes what was
-    /// made, the network included.
+    /// Creates and starts a container of `shape` and, when its keepalive is
+    /// the egress relay, waits until the relay listens; on any failure
+    /// removes what was made.
     pub(crate) async fn start_container(
         &self,
         endpoint: &Endpoint,
         name: &str,
         image: &str,
         body: ContainerCreateBody,
-        network: Option<&str>,
+        shape: &Shape,
     ) -> Result<String, DockerError> {
         let options = CreateContainerOptionsBuilder::new().name(name).build();
-        let created = match endpoint.docker.create_container(Some(options), body).await {
-            Ok(created) => created,
-            Err(e) => {
-                self.drop_network(endpoint, network).await;
-                return Err(match status_of(&e) {
-                    Some(404) => self.image_missing(image),
-                    _ => DockerError::from_bollard("create container", &endpoint.name, e),
-                });
-            }
-        };
+        let created = endpoint.docker.create_container(Some(options), body).await.map_err(|e| match status_of(&e) {
+            Some(404) => self.image_missing(image),
+            _ => DockerError::from_bollard("create container", &endpoint.name, e),
+        })?;
         if let Err(e) = endpoint.docker.start_container(&created.id, None).await {
             let _ = remove_container(endpoint, &created.id).await;
-            self.drop_network(endpoint, network).await;
             return Err(DockerError::from_bollard("start container", &endpoint.name, e));
         }
         endpoint.oom.reset(&created.id);
-        Ok(created.id)
-    }
-
-    /// Removes a sandbox network, logging (not failing) when it cannot.
-    pub(crate) async fn drop_network(&self, endpoint: &Endpoint, network: Option<&str>) {
-        let (Some(egress), Some(network)) = (&self.egress, network) else { return };
-        if let Err(e) = egress.remove_network(endpoint, network).await {
-            tracing::warn!(network, error = %e, "could not remove a sandbox network; the reaper will");
+        if let Some(relay) = &shape.relay
+            && let Err(e) = egress::wait_for_relay(&endpoint.target(&self.config, &created.id), relay.port).await
+        {
+            let _ = remove_container(endpoint, &created.id).await;
+            return Err(e);
         }
+        Ok(created.id)
     }
 
     fn image_missing(&self, image: &str) -> DockerError {
@@ -341,12 +330,10 @@ impl Shared {
         let mut shape = Shape::cold(&self.config, spec);
         shape.labels.insert(self.label("role"), role::SANDBOX.to_string());
         shape.labels.insert(self.label("endpoint"), endpoint.name.to_string());
-        let network = self.sandbox_network(&endpoint, &mut shape).await?;
+        self.egress_shape(&endpoint, &mut shape).await?;
         let body = create_body(&self.config, spec, &shape)?;
         let name = container_name(&self.config, spec, &RandomIds.hex(3));
-        let id = self.start_container(&endpoint, &name, &spec.image, body, network.as_deref()).await;
-        self.refill_spares(&endpoint);
-        let id = id?;
+        let id = self.start_container(&endpoint, &name, &spec.image, body, &shape).await?;
         self.tracked().insert(
             id.clone(),
             Tracked {
@@ -354,7 +341,6 @@ impl Shared {
                 project_id: Some(spec.project_id.to_string()),
                 counted: false,
                 since: Instant::now(),
-                network,
                 slot: None,
                 env: BTreeMap::new(),
             },
@@ -366,68 +352,22 @@ impl Shared {
         Ok(SandboxHandle { id, mount_at: spec.mount_at.clone() })
     }
 
-    /// With egress, takes a spare network (or creates one) for a new
-    /// sandbox, and puts it, its label and the proxy's address into
-    /// `shape`. The caller refills the spares once the sandbox runs, so the
-    /// refill does not compete with its start.
-    pub(crate) async fn sandbox_network(
-        self: &Arc<Self>,
-        endpoint: &Arc<Endpoint>,
-        shape: &mut Shape,
-    ) -> Result<Option<String>, DockerError> {
-        let Some(egress) = &self.egress else { return Ok(None) };
-        if egress.isolated() {
-            // No proxy to reach: no network at all.
-            shape.network = Some("none".to_string());
-            return Ok(None);
-        }
-        let net = match egress.take_spare(endpoint.index) {
-            Some(net) => net,
-            None => egress.create_network(endpoint, false).await?,
-        };
-        shape.network = Some(net.name.clone());
-        shape.labels.insert(self.label("network"), net.name.clone());
-        shape.env.extend(net.env);
-        Ok(Some(net.name))
-    }
-
-    /// Spawns the creates that bring `endpoint`'s spare networks back to
-    /// their number.
-    pub(crate) fn refill_spares(self: &Arc<Self>, endpoint: &Arc<Endpoint>) {
-        let Some(egress) = &self.egress else { return };
-        for _ in 0..egress.reserve_spares(endpoint.index) {
-            let (shared, endpoint) = (self.clone(), endpoint.clone());
-            tokio::spawn(async move {
-                let Some(egress) = &shared.egress else { return };
-                let created = match egress.create_network(&endpoint, true).await {
-                    Ok(net) => Some(net),
-                    Err(e) => {
-                        tracing::warn!(endpoint = %endpoint.name, error = %e, "could not make a spare network");
-                        None
-                    }
-                };
-                if let Some(stray) = egress.finish_spare(endpoint.index, created) {
-                    shared.drop_network(&endpoint, Some(&stray.name)).await;
-                    egress.release_spare(endpoint.index);
-                }
-            });
+    /// With egress, shapes a new sandbox (see the `egress` module): no
+    /// network, and with a proxy the relay to the forwarder's socket.
+    pub(crate) async fn egress_shape(&self, endpoint: &Endpoint, shape: &mut Shape) -> Result<(), DockerError> {
+        match &self.egress {
+            Some(egress) => egress.shape(endpoint, shape).await,
+            None => Ok(()),
         }
     }
 
-    /// Removes spare networks.
-    pub(crate) async fn drop_spares(&self, spares: Vec<crate::egress::Spare>) {
-        let drops = spares.iter().map(|s| self.drop_network(&self.endpoints[s.endpoint], Some(&s.net.name)));
-        futures::future::join_all(drops).await;
-    }
-
-    /// Removes sandbox `id` with everything that belongs to it: its
-    /// network, and for a pooled one, the slot (the worktree moves back).
+    /// Removes sandbox `id` with everything that belongs to it: for a
+    /// pooled one, the slot (the worktree moves back).
     pub(crate) async fn remove_sandbox(&self, id: &str) -> Result<Option<Tracked>, DockerError> {
         let Some((endpoint, tracked)) = self.locate(id).await? else { return Ok(None) };
         remove_container(&endpoint, id).await?;
         // Only the caller that takes it out of the map counts it down.
         let tracked = self.untrack(id).unwrap_or(tracked);
-        self.drop_network(&endpoint, tracked.network.as_deref()).await;
         if let Some(slot) = tracked.slot.clone() {
             let restored = blocking(move || {
                 let record = pool::read_record(&slot)?;
@@ -596,8 +536,8 @@ impl SandboxRuntime for DockerRuntime {
         }
     }
 
-    /// Removes the sandbox, its network, and for a pooled sandbox gives the
-    /// worktree its directory back. Idempotent.
+    /// Removes the sandbox, and for a pooled sandbox gives the worktree its
+    /// directory back. Idempotent.
     async fn remove(&self, sandbox: &SandboxHandle) -> Result<()> {
         self.shared.remove_sandbox(&sandbox.id).await?;
         Ok(())
@@ -628,21 +568,21 @@ impl SandboxRuntime for DockerRuntime {
         Ok(out)
     }
 
-    /// Removes every managed container and sandbox network that belongs to
-    /// no run in `req.keep` and is at least `req.min_age` old: run
-    /// sandboxes (claimed pooled ones included) with their networks and
-    /// slots, other runtimes' abandoned pool entries and spare networks,
-    /// dangling networks, orphan slots. This runtime's own pool and spares
-    /// stay ([`DockerRuntime::shutdown`] removes them).
+    /// Removes every managed container that belongs to no run in
+    /// `req.keep` and is at least `req.min_age` old: run sandboxes (claimed
+    /// pooled ones included) with their slots, other runtimes' abandoned
+    /// pool entries, orphan slots, and sandbox networks older versions
+    /// left. This runtime's own pool stays ([`DockerRuntime::shutdown`]
+    /// removes it).
     ///
     /// Beyond the port's contract, a kept run's sandbox idle or older than
     /// [`DockerConfig::reaper`] allows is removed too (the engine re-creates
     /// a missing sandbox). Ages are by the engine's clock; `req.now` is not
     /// used. See [`DockerRuntime::reap_with`].
     ///
-    /// Networks and pool slots younger than [`DockerConfig::reaper`]'s
-    /// `grace_secs` stay whatever `req.min_age` says: one being set up has
-    /// no container yet and would look dangling.
+    /// Pool slots younger than [`DockerConfig::reaper`]'s `grace_secs` stay
+    /// whatever `req.min_age` says: one being set up has no container yet
+    /// and would look orphaned.
     async fn reap(&self, req: &paid_core::ReapRequest<'_>) -> Result<paid_core::ReapReport> {
         let policy = ReapPolicy { grace: req.min_age, ..ReapPolicy::from_config(&self.shared.config.reaper) }
             .with_live_runs(req.keep.iter());

@@ -1,16 +1,19 @@
-//! The warm pool and the spare networks as the runtime runs them: fill,
-//! claim, destroy, drain (see "Warm pool" in the crate docs; the
-//! bookkeeping is in `pool`).
+//! The warm pool as the runtime runs it: fill, claim, destroy, drain (see
+//! "Warm pool" in the crate docs; the bookkeeping is in `pool`), and the
+//! runtime's shutdown.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{InspectContainerOptions, ListNetworksOptionsBuilder, RenameContainerOptionsBuilder};
+use bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptionsBuilder, RemoveVolumeOptions, RenameContainerOptionsBuilder,
+};
 use paid_core::{Ids, RandomIds, Result, SandboxHandle, SandboxSpec};
 
 use crate::container::{Shape, create_body, role, run_container_name};
-use crate::egress::forwarder_name;
+use crate::egress::{forwarder_name, socket_volume};
+use crate::endpoint::Endpoint;
 use crate::error::{DockerError, status_of};
 use crate::permissions::make_writable;
 use crate::pool::{self, Pool, PoolEntry, PoolKey, PoolStatus, SlotRecord};
@@ -59,15 +62,15 @@ impl DockerRuntime {
         }
     }
 
-    /// Removes every pooled sandbox no run has claimed (with its network
-    /// and slot) and every spare network, and stops refilling both until
-    /// [`warm_up`](Self::warm_up) or the next `create`. Waits (up to a
-    /// minute) for creates under way; what they make is removed too. Run
-    /// sandboxes are not touched. Reports what it removed.
+    /// Removes every pooled sandbox no run has claimed (with its slot),
+    /// and stops refilling until [`warm_up`](Self::warm_up) or the next
+    /// `create`. Waits (up to a minute) for creates under way; what they
+    /// make is removed too. Run sandboxes are not touched. Reports what it
+    /// removed.
     ///
     /// [`shutdown`](Self::shutdown) calls it; without either, the pool's
-    /// sandboxes and spare networks outlive the process until another
-    /// runtime's reaper finds them abandoned.
+    /// sandboxes outlive the process until another runtime's reaper finds
+    /// them abandoned.
     pub async fn drain_pool(&self) -> ReapReport {
         let shared = self.shared();
         let mut report = ReapReport::default();
@@ -86,24 +89,15 @@ impl DockerRuntime {
                 .collect();
             for (reaped, outcome) in described.into_iter().zip(shared.destroy_all(entries).await) {
                 match outcome {
-                    Ok(network) => {
-                        report.networks.extend(network);
-                        report.containers.push(reaped);
-                    }
+                    Ok(()) => report.containers.push(reaped),
                     Err(e) => report.errors.push(format!("{}: {e}", reaped.id)),
                 }
             }
-            let (spares, spares_filling) = shared.egress.as_ref().map(|e| e.drain_spares()).unwrap_or_default();
-            report.networks.extend(spares.iter().map(|s| s.net.name.clone()));
-            shared.drop_spares(spares).await;
-            if pool_filling + spares_filling == 0 {
+            if pool_filling == 0 {
                 break;
             }
             if Instant::now() >= until {
-                report.errors.push(format!(
-                    "{} pooled sandboxes and {} spare networks still being created after a minute",
-                    pool_filling, spares_filling
-                ));
+                report.errors.push(format!("{pool_filling} pooled sandboxes still being created after a minute"));
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -111,10 +105,10 @@ impl DockerRuntime {
         report
     }
 
-    /// Call once before the process exits: [drains the pool](Self::drain_pool)
-    /// and the spare networks, then on each engine with no sandbox network
-    /// left (no sandbox of any worker needs it) removes the egress
-    /// forwarder. Reports what it removed.
+    /// Call once before the process exits: [drains the pool](Self::drain_pool),
+    /// then on each engine where no container (of any worker) mounts the
+    /// egress forwarder's socket volume any more, removes the forwarder
+    /// and then its volume. Reports what it removed.
     ///
     /// Run sandboxes stay: their runs resume after a restart or on another
     /// worker, and [`reap_with`](Self::reap_with) removes them once their
@@ -124,47 +118,56 @@ impl DockerRuntime {
         let mut report = self.drain_pool().await;
         let shared = self.shared();
         let Some(egress) = shared.egress.as_ref().filter(|e| !e.isolated()) else { return report };
-        let config = &shared.config;
-        let name = forwarder_name(config, &egress.config);
-        let filters = HashMap::from([(
-            "label",
-            vec![format!("{}=true", config.managed_label()), format!("{}={}", config.label("role"), role::SANDBOX_NET)],
-        )]);
+        let name = forwarder_name(&shared.config, &egress.config);
         for endpoint in &shared.endpoints {
-            let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
-            match endpoint.docker.list_networks(Some(options)).await {
-                Ok(networks) if networks.is_empty() => {}
-                Ok(_) => continue,
-                Err(e) => {
-                    report.errors.push(format!("{}: cannot list sandbox networks: {e}", endpoint.name));
-                    continue;
-                }
-            }
-            let id = match endpoint.docker.inspect_container(&name, None::<InspectContainerOptions>).await {
-                Ok(inspect) => inspect.id.unwrap_or_else(|| name.clone()),
-                Err(e) if status_of(&e) == Some(404) => continue,
-                Err(e) => {
-                    report.errors.push(format!("{name} on {}: {e}", endpoint.name));
-                    continue;
-                }
-            };
-            *endpoint.forwarder.lock().await = None;
-            match remove_container(endpoint, &id).await {
-                Ok(()) => {
-                    tracing::info!(endpoint = %endpoint.name, forwarder = %name, "egress forwarder removed");
-                    report.containers.push(Reaped {
-                        id,
-                        name: name.clone(),
-                        endpoint: endpoint.name.to_string(),
-                        run_id: None,
-                        reason: ReapReason::UnusedForwarder,
-                    });
-                }
+            // Held so that this runtime's own creates wait.
+            let _serial = endpoint.forwarder.lock().await;
+            match remove_unused_forwarder(endpoint, &name).await {
+                Ok(Some(id)) => report.containers.push(Reaped {
+                    id,
+                    name: name.clone(),
+                    endpoint: endpoint.name.to_string(),
+                    run_id: None,
+                    reason: ReapReason::UnusedForwarder,
+                }),
+                Ok(None) => {}
                 Err(e) => report.errors.push(format!("{name} on {}: {e}", endpoint.name)),
             }
         }
         report
     }
+}
+
+/// Removes forwarder `name` of `endpoint`, and then its socket volume, when
+/// no other container mounts the volume; returns the forwarder's id when it
+/// removed it. The volume goes only with the forwarder.
+async fn remove_unused_forwarder(endpoint: &Endpoint, name: &str) -> Result<Option<String>, DockerError> {
+    let docker = &endpoint.docker;
+    let volume = socket_volume(name);
+    let filters = HashMap::from([("volume", vec![volume.clone()])]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let users = docker.list_containers(Some(options)).await.map_err(endpoint.api("list containers"))?;
+    let id = match docker.inspect_container(name, None::<InspectContainerOptions>).await {
+        Ok(inspect) => inspect.id.unwrap_or_else(|| name.to_string()),
+        Err(e) if status_of(&e) == Some(404) => return Ok(None),
+        Err(e) => return Err(endpoint.api("inspect forwarder")(e)),
+    };
+    if users.iter().any(|c| c.id.as_deref() != Some(id.as_str())) {
+        return Ok(None);
+    }
+    remove_container(endpoint, &id).await?;
+    tracing::info!(endpoint = %endpoint.name, forwarder = %name, "egress forwarder removed");
+    match docker.remove_volume(&volume, None::<RemoveVolumeOptions>).await {
+        Ok(()) => {}
+        Err(e) if status_of(&e) == Some(404) => {}
+        // A sandbox of another worker mounted it meanwhile: its next create
+        // brings the forwarder back, on this same volume.
+        Err(e) if status_of(&e) == Some(409) => {
+            tracing::info!(endpoint = %endpoint.name, volume, "forwarder volume in use again; kept");
+        }
+        Err(e) => return Err(endpoint.api("remove forwarder volume")(e)),
+    }
+    Ok(Some(id))
 }
 
 impl Shared {
@@ -191,14 +194,13 @@ impl Shared {
             ]),
             env: BTreeMap::new(),
             network: self.config.network.clone(),
+            relay: None,
         };
         let result = async {
-            let network = self.sandbox_network(&endpoint, &mut shape).await?;
+            self.egress_shape(&endpoint, &mut shape).await?;
             let body = create_body(&self.config, template, &shape)?;
             let name = format!("{}-pool-{}", self.config.label_prefix, RandomIds.hex(6));
-            let id = self.start_container(&endpoint, &name, &template.image, body, network.as_deref()).await;
-            self.refill_spares(&endpoint);
-            let id = id?;
+            let id = self.start_container(&endpoint, &name, &template.image, body, &shape).await?;
             let record = SlotRecord {
                 container: id.clone(),
                 origin: None,
@@ -209,10 +211,9 @@ impl Shared {
             let at = slot.clone();
             if let Err(e) = blocking(move || pool::write_record(&at, &record)).await {
                 let _ = remove_container(&endpoint, &id).await;
-                self.drop_network(&endpoint, network.as_deref()).await;
                 return Err(e);
             }
-            Ok(PoolEntry { id, endpoint: endpoint.index, slot: slot.clone(), network, born: Instant::now() })
+            Ok(PoolEntry { id, endpoint: endpoint.index, slot: slot.clone(), born: Instant::now() })
         }
         .await;
         if result.is_err() {
@@ -315,7 +316,6 @@ impl Shared {
                 project_id: Some(spec.project_id.to_string()),
                 counted: false,
                 since: Instant::now(),
-                network: entry.network.clone(),
                 slot: Some(entry.slot.clone()),
                 env: spec.env.clone(),
             },
@@ -327,25 +327,23 @@ impl Shared {
         Ok(SandboxHandle { id: entry.id.clone(), mount_at: spec.mount_at.clone() })
     }
 
-    /// Removes an unclaimed pool entry: container, network, slot. Returns
-    /// the network, or why the container could not be removed (then the
-    /// reaper removes it later).
-    pub(crate) async fn destroy(&self, entry: PoolEntry) -> Result<Option<String>, DockerError> {
+    /// Removes an unclaimed pool entry: container and slot. Fails when the
+    /// container could not be removed (then the reaper removes it later).
+    pub(crate) async fn destroy(&self, entry: PoolEntry) -> Result<(), DockerError> {
         let endpoint = &self.endpoints[entry.endpoint];
         if let Err(e) = remove_container(endpoint, &entry.id).await {
             tracing::warn!(sandbox = %entry.id, error = %e, "could not remove a pooled sandbox; the reaper will");
             return Err(e);
         }
-        self.drop_network(endpoint, entry.network.as_deref()).await;
         let slot = entry.slot.clone();
         if let Err(e) = blocking(move || pool::detach(&slot, None).map(|_| ())).await {
             tracing::warn!(slot = %entry.slot.display(), error = %e, "could not delete a pool slot");
         }
-        Ok(entry.network)
+        Ok(())
     }
 
     /// [`destroy`](Self::destroy)s `entries` concurrently; outcomes in order.
-    pub(crate) async fn destroy_all(&self, entries: Vec<PoolEntry>) -> Vec<Result<Option<String>, DockerError>> {
+    pub(crate) async fn destroy_all(&self, entries: Vec<PoolEntry>) -> Vec<Result<(), DockerError>> {
         futures::future::join_all(entries.into_iter().map(|e| self.destroy(e))).await
     }
 }

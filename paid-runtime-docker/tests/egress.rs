@@ -1,258 +1,281 @@
-//! Egress control against the real engine: inside a sandbox the proxy
-//! answers (through the forwarder), while the host's other ports, the
-//! host's addresses, another sandbox and outside addresses do not, and
-//! outside names do not resolve. Every probe is bounded by a timeout.
+//! Egress control against the real engine. A sandbox has no network at all
+//! (only `lo`, no route). It reaches the metering proxy (a test listener
+//! here) through its own loopback: its relay, then the forwarder's socket.
+//! It reaches nothing else: not the host's bridge address, not another
+//! sandbox, not the forwarder's other side. Every probe has a timeout, and
+//! every target is on this machine: loopback, the Docker bridge, or our own
+//! containers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::net::{Ipv4Addr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{InspectContainerOptions, InspectNetworkOptions};
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures::StreamExt;
 use paid_core::testing::sandbox::{self as suite, run, sh};
-use paid_core::{ExecExit, ExecRequest, SandboxHandle, SandboxRuntime};
-use paid_runtime_docker::{DockerConfig, DockerRuntime, EgressConfig};
+use paid_core::{ExecEvent, ExecExit, ExecRequest, ResourceLimits, SandboxHandle, SandboxRuntime};
+use paid_runtime_docker::{DockerConfig, DockerRuntime, EgressConfig, ReapReason, WarmPoolConfig};
+use serde_json::Value;
 
-use common::{image, managed_networks, runtime_with, unique_prefix, with_cleanup};
+use common::{image, managed_ids, managed_volumes, runtime_with, unique_prefix, with_cleanup};
 
 /// A host-side HTTP responder on `0.0.0.0`: the stand-in for the metering
-/// proxy. Counts the requests it answers.
-fn http_responder(body: &'static str) -> (u16, Arc<AtomicUsize>) {
+/// proxy. Answers each request with its path, and records the paths.
+fn http_responder() -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let counter = counter.clone();
+            let record = record.clone();
             std::thread::spawn(move || {
                 stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
                 let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
                     match stream.read(&mut buf) {
                         Ok(0) | Err(_) => break,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                counter.fetch_add(1, Ordering::SeqCst);
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+                let text = String::from_utf8_lossy(&head);
+                let path = text.split_whitespace().nth(1).unwrap_or_default().to_string();
+                record.lock().unwrap().push(path.clone());
+                let reply =
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{path}", path.len());
                 let _ = stream.write_all(reply.as_bytes());
             });
         }
     });
-    (port, hits)
+    (port, seen)
 }
 
-/// The host's address on its default route (no packet is sent).
-fn host_address() -> Ipv4Addr {
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
-    socket.connect(("8.8.8.8", 53)).unwrap();
-    match socket.local_addr().unwrap().ip() {
-        std::net::IpAddr::V4(v4) => v4,
-        other => panic!("no IPv4 host address: {other}"),
-    }
-}
-
-/// Tries a TCP connection to each `host:port` from inside the sandbox,
-/// all at once, each bounded by 3 s; returns `(target, "OPEN" | "FAIL ...")`.
-async fn probe(runtime: &DockerRuntime, sandbox: &SandboxHandle, targets: &[String]) -> Vec<(String, String)> {
+/// What a sandbox sees of its network: its routes (`/proc/net/route`
+/// without the header), its interfaces, and a TCP connect to each
+/// `host:port` (all at once, 3 s each): `OPEN` or `FAIL <errno name>`.
+async fn probe(runtime: &DockerRuntime, sandbox: &SandboxHandle, targets: &[String]) -> Value {
     let script = r#"
-import socket, sys, threading
-results = {}
+import errno, json, os, socket, sys, threading
+out = {"interfaces": sorted(os.listdir("/sys/class/net")), "tcp": {}}
+with open("/proc/net/route") as f:
+    out["routes"] = [l for l in f.read().splitlines()[1:] if l.strip()]
 def attempt(target):
     host, port = target.rsplit(":", 1)
     s = socket.socket()
     s.settimeout(3)
     try:
         s.connect((host, int(port)))
-        results[target] = "OPEN"
-    except Exception as e:
-        results[target] = "FAIL " + type(e).__name__
+        out["tcp"][target] = "OPEN"
+    except OSError as e:
+        out["tcp"][target] = "FAIL " + errno.errorcode.get(e.errno or 0, type(e).__name__)
     finally:
         s.close()
 threads = [threading.Thread(target=attempt, args=(t,)) for t in sys.argv[1:]]
 for t in threads: t.start()
 for t in threads: t.join()
-for target in sys.argv[1:]:
-    print(target, results[target])
+print(json.dumps(out))
 "#;
     let mut argv = vec!["python3".to_string(), "-c".to_string(), script.to_string()];
     argv.extend(targets.iter().cloned());
     let out = run(runtime, sandbox, ExecRequest::argv(argv).with_timeout(Duration::from_secs(60))).await;
     assert_eq!(out.exit, ExecExit::Code(0), "probe: {}", out.stderr_text());
-    out.stdout_text()
-        .lines()
-        .map(|line| {
-            let (target, rest) = line.split_once(' ').unwrap();
-            (target.to_string(), rest.to_string())
-        })
-        .collect()
+    serde_json::from_str(&out.stdout_text()).unwrap()
 }
 
-async fn ip_on(runtime: &DockerRuntime, container: &str, network: &str) -> String {
-    let inspect = runtime.client().inspect_container(container, None::<InspectContainerOptions>).await.unwrap();
-    let networks = inspect.network_settings.unwrap().networks.unwrap();
-    networks[network].ip_address.clone().unwrap()
+/// `GET $PAID_PROXY_URL/<path>` from inside the sandbox: the body, or the
+/// error.
+async fn get(runtime: &DockerRuntime, sandbox: &SandboxHandle, path: &str) -> Result<String, String> {
+    let get = "import os, sys, urllib.request as u; \
+               print(u.urlopen(os.environ['PAID_PROXY_URL'] + '/' + sys.argv[1], timeout=5).read().decode())";
+    let req = ExecRequest::argv(["python3", "-c", get, path]).with_timeout(Duration::from_secs(30));
+    let out = run(runtime, sandbox, req).await;
+    match out.exit {
+        ExecExit::Code(0) => Ok(out.stdout_text().trim_end().to_string()),
+        _ => Err(out.stderr_text()),
+    }
 }
 
-async fn network_of(runtime: &DockerRuntime, sandbox: &SandboxHandle) -> String {
-    let inspect = runtime.client().inspect_container(&sandbox.id, None::<InspectContainerOptions>).await.unwrap();
-    inspect.host_config.unwrap().network_mode.unwrap()
+/// Retries [`get`] for up to 20 s.
+async fn get_eventually(runtime: &DockerRuntime, sandbox: &SandboxHandle, path: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        match get(runtime, sandbox, path).await {
+            Ok(body) => return body,
+            Err(e) if Instant::now() > until => panic!("the proxy did not answer again: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
+/// The forwarder's name, as the runtime derives it (FNV-1a of the target).
+fn forwarder_name(prefix: &str, proxy_port: u16) -> String {
+    let target = format!("host-gateway:{proxy_port}:3128");
+    let hash = target.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("{prefix}-egress-{:012x}", hash & 0xffff_ffff_ffff)
+}
+
+/// Two sandboxes, one from the warm pool and one cold, each with only `lo`
+/// and no route, reach the proxy at `$PAID_PROXY_URL`, and each request
+/// arrives as its own. Neither reaches the host's bridge address, nor the
+/// other's loopback. The sandbox cannot remove the socket or stop its
+/// relay. The relay survives an unreachable forwarder and comes back after
+/// a restart. `shutdown` removes the forwarder and its volume.
 #[tokio::test(flavor = "multi_thread")]
-async fn only_the_proxy_is_reachable() {
-    let (proxy_port, proxy_hits) = http_responder("paid-proxy-ok");
-    let (other_port, other_hits) = http_responder("other-listener");
-    // Both host listeners really listen, on every host address.
-    let mut own = std::net::TcpStream::connect((host_address(), other_port)).unwrap();
-    own.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-    let mut reply = String::new();
-    own.read_to_string(&mut reply).unwrap();
-    assert!(reply.ends_with("other-listener"), "{reply}");
-    let before = other_hits.load(Ordering::SeqCst);
-
+async fn a_sandbox_has_no_network_and_reaches_only_the_proxy() {
+    let (proxy_port, seen) = http_responder();
+    // Another host listener, on every host address: it must see nothing.
+    let other = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    let base = tempfile::tempdir().unwrap();
     let prefix = unique_prefix("egress");
     let config = DockerConfig {
         label_prefix: prefix.clone(),
         egress: Some(EgressConfig::proxy(proxy_port)),
+        warm_pool: WarmPoolConfig { per_image: 1, root: Some(base.path().join("pool")), ..Default::default() },
         ..DockerConfig::default()
     };
     let runtime = runtime_with(config).await;
     let docker = runtime.client().clone();
+    let docker0 = runtime.uplink_gateway().await.unwrap().expect("the bridge has an IPv4 gateway");
     with_cleanup(&docker, &prefix, async {
-        let (wa, wb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let a = runtime.create(&suite::spec(&image(), wa.path())).await.unwrap();
-        let b = runtime.create(&suite::spec(&image(), wb.path())).await.unwrap();
-        let (net_a, net_b) = (network_of(&runtime, &a).await, network_of(&runtime, &b).await);
-        assert_ne!(net_a, net_b, "every sandbox has its own network");
+        // A forwarder an older version left under the same name (no socket
+        // volume): it is replaced.
+        let forwarder = forwarder_name(&prefix, proxy_port);
+        let old = ContainerCreateBody {
+            image: Some(image()),
+            entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+            labels: Some(HashMap::from([
+                (format!("{prefix}.managed"), "true".to_string()),
+                (format!("{prefix}.role"), "forwarder".to_string()),
+            ])),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(&forwarder).build();
+        docker.create_container(Some(options), old).await.unwrap();
 
-        // The proxy's address is in the environment, and it answers.
-        let out = sh(&runtime, &a, "echo $PAID_PROXY_URL $PAID_PROXY_HOST $PAID_PROXY_PORT").await;
-        let env = out.stdout_text();
-        let fields: Vec<&str> = env.split_whitespace().collect();
-        assert_eq!(fields.len(), 3, "{env}");
-        assert_eq!(fields[0], format!("http://{}:{}", fields[1], fields[2]));
-        let get = "import os, urllib.request; \
-                   print(urllib.request.urlopen(os.environ['PAID_PROXY_URL'] + '/v1/models', timeout=5).read().decode())";
-        let out = run(&runtime, &a, ExecRequest::argv(["python3", "-c", get]).with_timeout(Duration::from_secs(30))).await;
-        assert_eq!((out.exit, out.stdout_text().as_str()), (ExecExit::Code(0), "paid-proxy-ok\n"), "{}", out.stderr_text());
-        assert!(proxy_hits.load(Ordering::SeqCst) >= 1, "the request reached the host-side proxy");
-        // The same through the alias every sandbox network resolves.
-        for sandbox in [&a, &b] {
-            let get = "import urllib.request; \
-                       print(urllib.request.urlopen('http://paid-proxy:3128/', timeout=5).read().decode())";
-            let req = ExecRequest::argv(["python3", "-c", get]).with_timeout(Duration::from_secs(30));
-            let out = run(&runtime, sandbox, req).await;
-            assert_eq!(out.stdout_text(), "paid-proxy-ok\n", "{}", out.stderr_text());
+        let worktree = |name: &str| {
+            let dir = base.path().join("w").join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        };
+        let spec_a = suite::spec(&image(), &worktree("a"));
+        runtime.warm_up(&spec_a, Duration::from_secs(60)).await.unwrap();
+        let a = runtime.create(&spec_a).await.unwrap();
+        // Other limits: the pool does not serve it, so it is created cold.
+        let limits = ResourceLimits { memory_bytes: 384 << 20, ..spec_a.limits };
+        let b = runtime.create(&common::spec_with(&worktree("b"), limits)).await.unwrap();
+
+        let volume = format!("{forwarder}-sock");
+        for (sandbox, pooled) in [(&a, true), (&b, false)] {
+            let inspect = docker.inspect_container(&sandbox.id, None::<InspectContainerOptions>).await.unwrap();
+            let config = inspect.config.unwrap();
+            assert_eq!(config.labels.unwrap().contains_key(&format!("{prefix}.pool.slot")), pooled);
+            assert_eq!(config.user.as_deref(), Some("65534:65534"), "the relay runs as the init user");
+            assert_eq!(config.entrypoint.unwrap()[..3], ["python3", "-u", "-c"], "the relay is the keepalive");
+            assert_eq!(inspect.host_config.unwrap().network_mode.as_deref(), Some("none"));
+            let mounts = inspect.mounts.unwrap();
+            let socket = mounts.iter().find(|m| m.destination.as_deref() == Some("/run/paid-egress")).unwrap();
+            assert_eq!((socket.name.as_deref(), socket.rw), (Some(volume.as_str()), Some(false)));
         }
-
-        // A listener in sandbox B, which B itself reaches.
-        let serve = "nohup python3 -m http.server 8000 --bind 0.0.0.0 >/dev/null 2>&1 & \
-                     for i in $(seq 50); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8000), 1)' \
-                     2>/dev/null && exit 0; sleep 0.1; done; exit 1";
-        assert_eq!(sh(&runtime, &b, serve).await.exit, ExecExit::Code(0), "B's listener is up");
-        let b_ip = ip_on(&runtime, &b.id, &net_b).await;
-
-        let forwarder_host: Ipv4Addr = fields[1].parse().unwrap();
-        let gateway = Ipv4Addr::from(u32::from(forwarder_host) - 1);
-        // The forwarder's uplink: its gateway is the host's docker0 address.
-        let forwarder_name = docker
-            .inspect_network(&net_a, None::<InspectNetworkOptions>)
-            .await
-            .unwrap()
-            .containers
-            .unwrap()
-            .into_values()
-            .filter_map(|c| c.name)
-            .find(|n| n.starts_with(&format!("{prefix}-egress-")))
-            .unwrap();
-        let forwarder = docker.inspect_container(&forwarder_name, None::<InspectContainerOptions>).await.unwrap();
-        let uplink = forwarder.network_settings.unwrap().networks.unwrap()["bridge"].clone();
-        let (docker0, forwarder_uplink) = (uplink.gateway.unwrap(), uplink.ip_address.unwrap());
-        let host = host_address();
-
-        let allowed = vec![format!("{forwarder_host}:{}", fields[2])];
-        let denied = vec![
-            format!("{b_ip}:8000"),                // another sandbox
-            format!("{docker0}:{other_port}"),     // another host listener, via docker0
-            format!("{host}:{other_port}"),        // ... via the host's address
-            format!("{gateway}:{other_port}"),     // ... via the network's gateway
-            format!("{docker0}:{proxy_port}"),     // the proxy itself, bypassing the forwarder
-            format!("{host}:{proxy_port}"),
-            format!("{forwarder_host}:22"),        // the forwarder's other ports
-            format!("{forwarder_uplink}:3128"),    // the forwarder's other side
-            "1.1.1.1:53".to_string(),              // outside
-            "8.8.8.8:53".to_string(),
-            "1.1.1.1:443".to_string(),
-        ];
-        let results = probe(&runtime, &a, &[allowed.clone(), denied.clone()].concat()).await;
-        eprintln!("{results:#?}");
-        assert_eq!(results.len(), allowed.len() + denied.len());
-        for (target, result) in &results {
-            if allowed.contains(target) {
-                assert_eq!(result, "OPEN", "{target} must answer");
-            } else {
-                assert!(result.starts_with("FAIL"), "{target} must be unreachable from a sandbox, got {result}");
-            }
-        }
-        assert_eq!(other_hits.load(Ordering::SeqCst), before, "nothing reached the other host listener");
-
-        // Names outside the sandbox's network do not resolve.
-        let out = sh(
-            &runtime,
-            &a,
-            "timeout 4 getent hosts deb.debian.org || timeout 4 getent hosts example.com || echo unresolved",
-        )
-        .await;
-        assert_eq!(out.stdout_text(), "unresolved\n");
-
-        // The network as the engine holds it: internal, no host address,
-        // just the sandbox and the forwarder.
-        let net = docker.inspect_network(&net_a, None::<InspectNetworkOptions>).await.unwrap();
-        assert_eq!(net.internal, Some(true));
-        let options = net.options.unwrap();
-        assert_eq!(options["com.docker.network.bridge.inhibit_ipv4"], "true");
-        assert_eq!(net.containers.unwrap().len(), 2);
-        assert_eq!(net.labels.unwrap()[&format!("{prefix}.managed")], "true");
-
-        // The forwarder is hardened too.
-        let inspect = docker.inspect_container(&forwarder_name, None::<InspectContainerOptions>).await.unwrap();
+        let inspect = docker.inspect_container(&forwarder, None::<InspectContainerOptions>).await.unwrap();
+        let mounts = inspect.mounts.unwrap();
+        assert!(mounts.iter().any(|m| m.name.as_deref() == Some(volume.as_str())), "replaced: {mounts:?}");
         let host_config = inspect.host_config.unwrap();
         assert_eq!(host_config.cap_drop, Some(vec!["ALL".to_string()]));
         assert_eq!(host_config.readonly_rootfs, Some(true));
         assert_eq!(host_config.security_opt, Some(vec!["no-new-privileges".to_string()]));
-        assert_eq!(inspect.config.unwrap().user.as_deref(), Some("1000:1000"));
+        let uplink = inspect.network_settings.unwrap().networks.unwrap()["bridge"].ip_address.clone().unwrap();
+
+        let env = sh(&runtime, &a, "echo $PAID_PROXY_URL $PAID_PROXY_HOST $PAID_PROXY_PORT").await.stdout_text();
+        assert_eq!(env, "http://127.0.0.1:3128 127.0.0.1 3128\n");
+
+        // B listens on its own loopback while A probes (one exec, held open:
+        // the end of an exec ends what it started).
+        let listen = "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 8000)); s.listen(); \
+                      print('listening', flush=True); time.sleep(120)";
+        let mut held = runtime.exec(&b, ExecRequest::argv(["python3", "-c", listen])).await.unwrap();
+        match held.next().await {
+            Some(Ok(ExecEvent::Stdout(out))) => assert_eq!(out, "listening\n"),
+            other => panic!("B's listener: {other:?}"),
+        }
+        let targets = [
+            "127.0.0.1:3128".to_string(),      // A's relay: the proxy
+            "127.0.0.1:8000".to_string(),      // B's listener, on B's loopback
+            format!("{docker0}:{other_port}"), // the host's bridge address
+            format!("{docker0}:{proxy_port}"), // ... the proxy itself, bypassing the relay
+            format!("{uplink}:3128"),          // the forwarder's other side
+        ];
+        let seen_by_a = probe(&runtime, &a, &targets).await;
+        drop(held);
+        eprintln!("{seen_by_a:#}");
+        assert_eq!(seen_by_a["routes"], serde_json::json!([]), "no route at all");
+        assert_eq!(seen_by_a["interfaces"], serde_json::json!(["lo"]));
+        let tcp = &seen_by_a["tcp"];
+        assert_eq!(tcp[&targets[0]], "OPEN");
+        assert_eq!(tcp[&targets[1]], "FAIL ECONNREFUSED", "another sandbox's loopback is not A's");
+        for target in &targets[2..] {
+            assert_eq!(tcp[target], "FAIL ENETUNREACH", "{target}: no route, so not even a packet");
+        }
+
+        // Each sandbox's request reaches the proxy, as its own.
+        assert_eq!(get(&runtime, &a, "from-a").await, Ok("/from-a".to_string()));
+        assert_eq!(get(&runtime, &b, "from-b").await, Ok("/from-b".to_string()));
+        let paths = seen.lock().unwrap().clone();
+        assert!(paths.contains(&"/from-a".to_string()) && paths.contains(&"/from-b".to_string()), "{paths:?}");
+        other.set_nonblocking(true).unwrap();
+        assert!(other.accept().is_err(), "nothing reached the other host listener");
+
+        // The sandbox user cannot stop its relay or touch the socket, and
+        // the clean-up after each exec spares the relay (no restart).
+        let started = |inspect: bollard::models::ContainerInspectResponse| inspect.state.unwrap().started_at;
+        let before = started(docker.inspect_container(&a.id, None::<InspectContainerOptions>).await.unwrap());
+        let tamper = "kill -9 1 $(pgrep python3) 2>/dev/null; rm -f /run/paid-egress/proxy.sock; \
+                      touch /run/paid-egress/x; ln -sf /tmp /run/paid-egress/proxy.sock; ls /run/paid-egress";
+        assert_eq!(sh(&runtime, &a, tamper).await.stdout_text(), "proxy.sock\n");
+        assert_eq!(get(&runtime, &a, "after-kill").await, Ok("/after-kill".to_string()));
+        let after = started(docker.inspect_container(&a.id, None::<InspectContainerOptions>).await.unwrap());
+        assert_eq!(before, after, "the sandbox was not restarted");
+
+        // An unreachable forwarder fails the request, not the relay.
+        let stop = StopContainerOptionsBuilder::new().t(0).build();
+        docker.stop_container(&forwarder, Some(stop)).await.unwrap();
+        assert!(get(&runtime, &a, "no-forwarder").await.is_err());
+        assert!(runtime.is_running(&a).await.unwrap(), "the relay outlives a failed upstream connect");
+        docker.start_container(&forwarder, None).await.unwrap();
+        assert_eq!(get_eventually(&runtime, &a, "forwarder-back").await, "/forwarder-back");
+
+        // A restart (the exec clean-up's last resort) brings the relay back.
+        let restart = RestartContainerOptionsBuilder::new().t(0).build();
+        docker.restart_container(&b.id, Some(restart)).await.unwrap();
+        assert_eq!(get_eventually(&runtime, &b, "restarted").await, "/restarted");
 
         runtime.remove(&a).await.unwrap();
         runtime.remove(&b).await.unwrap();
-        assert!(!managed_networks(&docker, &prefix).await.contains(&net_a), "removing a sandbox removes its network");
-        // What is left are spare networks, ready for the next sandboxes.
-        for name in managed_networks(&docker, &prefix).await {
-            let net = docker.inspect_network(&name, None::<InspectNetworkOptions>).await.unwrap();
-            assert!(net.labels.unwrap().contains_key(&format!("{prefix}.spare")), "{name} is not a spare");
-        }
-        runtime.drain_pool().await;
-        let left = managed_networks(&docker, &prefix).await;
-        assert!(left.is_empty(), "draining removes the spares: {left:?}");
+        let report = runtime.shutdown().await;
+        assert_eq!(report.errors, Vec::<String>::new());
+        let mut reasons: Vec<ReapReason> = report.containers.iter().map(|r| r.reason).collect();
+        reasons.dedup();
+        assert_eq!(reasons, [ReapReason::Drained, ReapReason::UnusedForwarder], "the pool, then the forwarder");
+        assert_eq!(managed_ids(&docker, &prefix).await, Vec::<String>::new());
+        assert_eq!(managed_volumes(&docker, &prefix).await, Vec::<String>::new(), "the volume went with it");
     })
     .await;
-    assert!(managed_networks(&docker, &prefix).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_conformance_suite_passes_with_egress() {
-    let (proxy_port, _) = http_responder("ok");
+    let (proxy_port, _) = http_responder();
     let prefix = unique_prefix("egconf");
     let config = DockerConfig {
         label_prefix: prefix.clone(),
@@ -264,50 +287,21 @@ async fn the_conformance_suite_passes_with_egress() {
     with_cleanup(&docker, &prefix, async {
         let dir = tempfile::tempdir().unwrap();
         suite::run_all(&runtime, &image(), dir.path()).await;
-        runtime.drain_pool().await;
-        let left = managed_networks(&docker, &prefix).await;
-        for name in &left {
-            let net = docker.inspect_network(name, None::<InspectNetworkOptions>).await.unwrap();
-            eprintln!(
-                "left: {name} {:?} {:?}",
-                net.labels,
-                net.containers.map(|c| c.into_values().map(|e| e.name).collect::<Vec<_>>())
-            );
-        }
-        assert!(left.is_empty(), "no network left behind: {left:?}");
+        let report = runtime.shutdown().await;
+        assert_eq!(report.errors, Vec::<String>::new());
+        assert_eq!(managed_ids(&docker, &prefix).await, Vec::<String>::new(), "{report:?}");
+        assert_eq!(managed_volumes(&docker, &prefix).await, Vec::<String>::new());
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn egress_configuration_errors_say_what_to_fix() {
+    let egress = |egress: EgressConfig| DockerConfig { egress: Some(egress), ..DockerConfig::default() };
     for (config, what) in [
-        (
-            DockerConfig {
-                egress: Some(EgressConfig { proxy_port: Some(0), ..EgressConfig::default() }),
-                ..DockerConfig::default()
-            },
-            "egress.proxy_port",
-        ),
-        (
-            DockerConfig {
-                egress: Some(EgressConfig::proxy(8089)),
-                network: Some("bridge".into()),
-                ..DockerConfig::default()
-            },
-            "network",
-        ),
-        (
-            DockerConfig {
-                egress: Some(EgressConfig {
-                    subnet_pool: "10.0.0.0/8".into(),
-                    subnet_prefix: 31,
-                    ..EgressConfig::proxy(1)
-                }),
-                ..DockerConfig::default()
-            },
-            "egress subnet pool",
-        ),
+        (egress(EgressConfig { proxy_port: Some(0), ..EgressConfig::default() }), "egress.proxy_port"),
+        (egress(EgressConfig { forwarder_port: 0, ..EgressConfig::proxy(8089) }), "egress.forwarder_port"),
+        (DockerConfig { network: Some("bridge".into()), ..egress(EgressConfig::proxy(8089)) }, "network"),
     ] {
         match DockerRuntime::connect(config).await {
             Err(paid_core::Error::InvalidInput { what: got, message }) => {
@@ -320,34 +314,38 @@ async fn egress_configuration_errors_say_what_to_fix() {
 }
 
 /// `DockerConfig::default()` has egress control on: with no proxy to
-/// reach, a sandbox has no network at all (only loopback), so a listener
-/// on every host address is out of its reach; `egress: None` (off) puts it
-/// on the default bridge, where the same listener answers.
+/// reach, a sandbox has no network (only `lo`, no route) and no relay, so
+/// neither a listener on the host's bridge address nor a proxy answers.
+/// The control: `egress: None` (off) puts it on the default bridge, where
+/// the same probe reaches that listener.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_default_config_gives_sandboxes_no_network() {
-    let (port, _) = http_responder("host-listener");
-    let interfaces = "ls /sys/class/net | tr '\\n' ' '";
+    let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
 
     let prefix = unique_prefix("noegress");
     let runtime = runtime_with(DockerConfig { label_prefix: prefix.clone(), ..DockerConfig::default() }).await;
     let docker = runtime.client().clone();
-    // The host's own address on Docker's default bridge.
     let gateway = runtime.uplink_gateway().await.unwrap().expect("the bridge has an IPv4 gateway");
-    let target = vec![format!("{gateway}:{port}")];
+    let targets = [format!("{gateway}:{port}"), "127.0.0.1:3128".to_string()];
     with_cleanup(&docker, &prefix, async {
         let worktree = tempfile::tempdir().unwrap();
         let sandbox = runtime.create(&suite::spec(&image(), worktree.path())).await.unwrap();
-        assert_eq!(network_of(&runtime, &sandbox).await, "none");
-        assert_eq!(sh(&runtime, &sandbox, interfaces).await.stdout_text(), "lo ");
+        let inspect = docker.inspect_container(&sandbox.id, None::<InspectContainerOptions>).await.unwrap();
+        assert_eq!(inspect.config.unwrap().entrypoint, Some(vec!["sleep".to_string(), "infinity".to_string()]));
+        assert_eq!(inspect.host_config.unwrap().network_mode.as_deref(), Some("none"));
+        assert_eq!(inspect.mounts.unwrap().len(), 1, "the worktree only: no socket volume");
         let env = sh(&runtime, &sandbox, "echo \"[$PAID_PROXY_URL]\"").await.stdout_text();
         assert_eq!(env, "[]\n", "no proxy, no proxy address");
-        let got = probe(&runtime, &sandbox, &target).await;
-        assert!(got[0].1.starts_with("FAIL"), "{got:?}");
+        let seen = probe(&runtime, &sandbox, &targets).await;
+        assert_eq!((&seen["routes"], &seen["interfaces"]), (&serde_json::json!([]), &serde_json::json!(["lo"])));
+        assert_eq!(seen["tcp"][&targets[0]], "FAIL ENETUNREACH", "{seen}");
+        assert_eq!(seen["tcp"][&targets[1]], "FAIL ECONNREFUSED", "no relay: {seen}");
         runtime.remove(&sandbox).await.unwrap();
+        assert_eq!(managed_ids(&docker, &prefix).await, Vec::<String>::new(), "no forwarder either");
     })
     .await;
 
-    // The control: egress off, the same probe reaches the listener.
     let prefix = unique_prefix("egressoff");
     let off = DockerConfig { label_prefix: prefix.clone(), egress: None, ..DockerConfig::default() };
     let runtime = runtime_with(off).await;
@@ -355,8 +353,10 @@ async fn the_default_config_gives_sandboxes_no_network() {
     with_cleanup(&docker, &prefix, async {
         let worktree = tempfile::tempdir().unwrap();
         let sandbox = runtime.create(&suite::spec(&image(), worktree.path())).await.unwrap();
-        let got = probe(&runtime, &sandbox, &target).await;
-        assert_eq!(got[0].1, "OPEN", "{got:?}");
+        let seen = probe(&runtime, &sandbox, &targets).await;
+        assert_ne!(seen["routes"], serde_json::json!([]), "{seen}");
+        assert_eq!(seen["tcp"][&targets[0]], "OPEN", "{seen}");
+        assert_eq!(seen["tcp"][&targets[1]], "FAIL ECONNREFUSED", "no relay: {seen}");
         runtime.remove(&sandbox).await.unwrap();
     })
     .await;

@@ -1,6 +1,7 @@
 //! The reaper against the real engine: it removes a planted orphan, idle
-//! and too old sandboxes, and dangling networks, reports them, and leaves
-//! live sandboxes, busy sandboxes and unlabeled containers alone.
+//! and too old sandboxes, and an older version's sandbox network, reports
+//! them, and leaves live sandboxes, busy sandboxes, unlabeled containers
+//! and the egress forwarder in use alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -46,9 +47,7 @@ async fn exists(docker: &bollard::Docker, id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reaper_removes_orphans_and_leaves_unlabeled_containers_alone() {
     let prefix = unique_prefix("reap");
-    // No configured grace: the dangling network planted below goes at once.
-    let reaper = ReaperConfig { grace_secs: 0, ..ReaperConfig::default() };
-    let runtime = runtime_with(DockerConfig { label_prefix: prefix.clone(), reaper, ..DockerConfig::default() }).await;
+    let runtime = runtime_with(DockerConfig { label_prefix: prefix.clone(), ..DockerConfig::default() }).await;
     let docker = runtime.client().clone();
     let unlabeled_name = format!("{prefix}-unlabeled-{}", RandomIds.hex(3));
     let mut unlabeled = None;
@@ -72,7 +71,7 @@ async fn the_reaper_removes_orphans_and_leaves_unlabeled_containers_alone() {
         // A container Paid does not manage (its name even looks like ours).
         let other = plant(&docker, &unlabeled_name, HashMap::new()).await;
         unlabeled = Some(other.clone());
-        // A network left behind.
+        // A sandbox network an older version left behind.
         let dangling = format!("{prefix}-net-dangling");
         docker
             .create_network(NetworkCreateRequest {
@@ -100,27 +99,6 @@ async fn the_reaper_removes_orphans_and_leaves_unlabeled_containers_alone() {
         assert!(!exists(&docker, &orphan).await, "the orphan is gone");
         assert!(exists(&docker, &other).await, "the unlabeled container is untouched");
         assert!(runtime.is_running(&live).await.unwrap(), "the live sandbox is untouched");
-
-        // With the configured grace (the default minute), a network just
-        // created is one being set up: it stays whatever the caller's grace.
-        let young = format!("{prefix}-net-young");
-        docker
-            .create_network(NetworkCreateRequest {
-                name: young.clone(),
-                internal: Some(true),
-                labels: Some(HashMap::from([
-                    (format!("{prefix}.managed"), "true".to_string()),
-                    (format!("{prefix}.role"), "sandbox-net".to_string()),
-                ])),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let graceful = runtime_with(DockerConfig { label_prefix: prefix.clone(), ..DockerConfig::default() }).await;
-        let kept = graceful.reap_with(&policy().with_live_runs([spec.run_id])).await.unwrap();
-        assert!(!kept.networks.contains(&young), "a young network is kept under the configured grace: {kept:?}");
-        let gone = runtime.reap_with(&policy().with_live_runs([spec.run_id])).await.unwrap();
-        assert_eq!(gone.networks, vec![young], "without a configured grace it goes");
 
         // Without the live run in the set, the live sandbox is an orphan too.
         let report = runtime.reap_with(&policy().with_live_runs(Vec::<String>::new())).await.unwrap();
@@ -232,56 +210,12 @@ async fn after_a_crash_the_reaper_cleans_the_pool_and_restores_the_worktree() {
     .await;
 }
 
-/// Spare networks have no sandbox by design: the runtime holding them
-/// keeps them, another runtime's reaper leaves them until `idle_after`.
-#[tokio::test(flavor = "multi_thread")]
-async fn spare_networks_are_not_dangling() {
-    let prefix = unique_prefix("spare");
-    let proxy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let config = DockerConfig {
-        label_prefix: prefix.clone(),
-        egress: Some(paid_runtime_docker::EgressConfig::proxy(proxy.local_addr().unwrap().port())),
-        ..DockerConfig::default()
-    };
-    let owner = runtime_with(config.clone()).await;
-    let docker = owner.client().clone();
-    with_cleanup(&docker, &prefix, async {
-        let worktree = tempfile::tempdir().unwrap();
-        let sandbox = owner.create(&suite::spec(&image(), worktree.path())).await.unwrap();
-        owner.remove(&sandbox).await.unwrap();
-        let until = std::time::Instant::now() + Duration::from_secs(30);
-        while common::managed_networks(&docker, &prefix).await.len() < 2 {
-            assert!(std::time::Instant::now() < until, "the spares were not made");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let sorted = async || {
-            let mut names = common::managed_networks(&docker, &prefix).await;
-            names.sort();
-            names
-        };
-        let spares = sorted().await;
-
-        let own = owner.reap_with(&policy()).await.unwrap();
-        assert!(own.networks.is_empty(), "{own:?}");
-        let other = runtime_with(config).await;
-        let foreign = other.reap_with(&policy()).await.unwrap();
-        assert!(foreign.networks.is_empty(), "{foreign:?}");
-        assert_eq!(sorted().await, spares);
-
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        let late = ReapPolicy { idle_after: Duration::ZERO, ..policy() };
-        let mut reaped = other.reap_with(&late).await.unwrap().networks;
-        reaped.sort();
-        assert_eq!(reaped, spares, "another runtime's spares go once past idle_after");
-    })
-    .await;
-}
-
-/// With a warm pool and egress on, a worker dies with a full pool and
-/// spare networks; another creates and removes sandboxes and keeps one run.
-/// The port's `reap` removes what the dead worker left, keeps the kept
-/// run's sandbox and the live pool; after that run ends, `shutdown` leaves
-/// no container, network or slot behind.
+/// With a warm pool and egress on, a worker dies with a full pool; another
+/// creates and removes sandboxes and keeps one run. The port's `reap`
+/// removes what the dead worker left but the shared forwarder and its
+/// socket volume, and keeps the kept run's sandbox and the live pool. A
+/// `shutdown` while that sandbox runs keeps the forwarder and its volume;
+/// after the run ends, `shutdown` leaves no container, volume or slot.
 #[tokio::test(flavor = "multi_thread")]
 async fn reap_and_shutdown_leave_nothing_behind_with_pool_and_egress() {
     let base = tempfile::tempdir().unwrap();
@@ -300,33 +234,25 @@ async fn reap_and_shutdown_leave_nothing_behind_with_pool_and_egress() {
     };
     let dead = runtime_with(config.clone()).await;
     let docker = dead.client().clone();
-    let sorted = async |what: &str| {
-        let mut names = match what {
-            "containers" => common::managed_ids(&docker, &prefix).await,
-            _ => common::managed_networks(&docker, &prefix).await,
-        };
-        names.sort();
-        names
+    let sorted = async || {
+        let mut ids = common::managed_ids(&docker, &prefix).await;
+        ids.sort();
+        ids
     };
-    let wait_for_networks = async |n: usize| {
-        let until = std::time::Instant::now() + Duration::from_secs(60);
-        while sorted("networks").await.len() < n {
-            assert!(std::time::Instant::now() < until, "spare networks were not made");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
+    let volumes = async || common::managed_volumes(&docker, &prefix).await;
     with_cleanup(&docker, &prefix, async {
         let spec = |n: usize| {
             let worktree = base.path().join(format!("w/{n}"));
             std::fs::create_dir_all(&worktree).unwrap();
             suite::spec(&image(), &worktree)
         };
-        // The dead worker: a pooled sandbox with its network, two spares.
+        // The dead worker: a pooled sandbox, and the forwarder it started.
         dead.warm_up(&spec(0), Duration::from_secs(60)).await.unwrap();
-        wait_for_networks(3).await;
         let dead_left = std::time::Instant::now();
         drop(dead);
-        let (dead_containers, dead_networks) = (sorted("containers").await, sorted("networks").await);
+        let dead_containers = sorted().await;
+        assert_eq!(dead_containers.len(), 2, "{dead_containers:?}");
+        assert_eq!(volumes().await.len(), 1, "the forwarder's socket volume");
 
         // The live worker: three runs, two of them end.
         let live = runtime_with(config).await;
@@ -339,8 +265,6 @@ async fn reap_and_shutdown_leave_nothing_behind_with_pool_and_egress() {
         live.remove(&sandboxes[0]).await.unwrap();
         live.remove(&sandboxes[1]).await.unwrap();
         live.warm_up(&specs[0], Duration::from_secs(60)).await.unwrap();
-        // The kept sandbox, its network, a pooled sandbox with its network, two spares.
-        wait_for_networks(dead_networks.len() + 4).await;
         // Everything of the dead worker is older than `idle_after`; the
         // kept sandbox was just used.
         tokio::time::sleep(Duration::from_secs(3).saturating_sub(dead_left.elapsed())).await;
@@ -352,24 +276,30 @@ async fn reap_and_shutdown_leave_nothing_behind_with_pool_and_egress() {
         eprintln!("{report:#?}");
         assert_eq!(report.errors, Vec::<String>::new());
         assert_eq!(report.sandboxes, Vec::<String>::new(), "the ended runs' sandboxes were removed already");
-        let containers = sorted("containers").await;
-        let networks = sorted("networks").await;
+        let containers = sorted().await;
         let forwarder = dead_containers.iter().filter(|id| containers.contains(id)).count();
         assert_eq!(forwarder, 1, "of the dead worker's containers only the shared forwarder stays");
-        assert!(!dead_networks.iter().any(|n| networks.contains(n)), "the dead worker's networks are gone");
         assert!(live.is_running(&sandboxes[2]).await.unwrap(), "the kept run's sandbox stays");
         assert_eq!(live.pool_status()[0].ready, 1, "the live pool stays");
-        assert_eq!((containers.len(), networks.len()), (3, 4), "{containers:?} {networks:?}");
+        assert_eq!(containers.len(), 3, "forwarder, kept sandbox, pooled sandbox: {containers:?}");
+        assert_eq!(volumes().await.len(), 1, "the reaper leaves the forwarder's volume");
+
+        // The kept sandbox still uses the forwarder: it stays, with its volume.
+        let report = live.shutdown().await;
+        assert_eq!(report.errors, Vec::<String>::new());
+        let reasons: Vec<ReapReason> = report.containers.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, [ReapReason::Drained]);
+        assert_eq!((sorted().await.len(), volumes().await.len()), (2, 1));
+        assert!(live.is_running(&sandboxes[2]).await.unwrap());
 
         live.remove(&sandboxes[2]).await.unwrap();
         let report = live.shutdown().await;
         eprintln!("{report:#?}");
         assert_eq!(report.errors, Vec::<String>::new());
-        let mut reasons: Vec<ReapReason> = report.containers.iter().map(|r| r.reason).collect();
-        reasons.sort();
-        assert_eq!(reasons, [ReapReason::Drained, ReapReason::UnusedForwarder]);
-        assert_eq!(sorted("containers").await, Vec::<String>::new(), "no managed container is left");
-        assert_eq!(sorted("networks").await, Vec::<String>::new(), "no sandbox network is left");
+        let reasons: Vec<ReapReason> = report.containers.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, [ReapReason::UnusedForwarder]);
+        assert_eq!(sorted().await, Vec::<String>::new(), "no managed container is left");
+        assert_eq!(volumes().await, Vec::<String>::new(), "no volume is left");
         assert_eq!(std::fs::read_dir(base.path().join("pool")).unwrap().count(), 0, "no slot is left");
     })
     .await;

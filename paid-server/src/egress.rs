@@ -1,6 +1,7 @@
-//! Egress control as the daemon sets it up: on by default, with the
-//! sandboxes' only exit the metering proxy, reached through the runtime's
-//! forwarder under the name `paid-proxy`, with no configuration.
+//! Egress control as the daemon sets it up: on by default, sandboxes with
+//! no network at all whose only way out is the metering proxy, reached at
+//! `http://127.0.0.1:3128` (a relay on the sandbox's own loopback, then the
+//! runtime's forwarder), with no configuration.
 //!
 //! The forwarder runs on Docker's default bridge and reaches the proxy at
 //! the host's bridge address (`host-gateway`). A proxy bound to loopback
@@ -51,7 +52,8 @@ pub(crate) async fn connect(
             info!("egress control on; no metering proxy (no provider configured), so sandboxes get no network")
         }
         Some(e) => info!(
-            proxy_host = %e.proxy_host, proxy_port = e.proxy_port.unwrap_or_default(), alias = %e.proxy_alias,
+            proxy_host = %e.proxy_host, proxy_port = e.proxy_port.unwrap_or_default(),
+            sandbox_port = e.forwarder_port,
             "egress control on: sandboxes reach only the metering proxy"
         ),
     }

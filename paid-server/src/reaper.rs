@@ -47,9 +47,9 @@ impl Reaper {
         Self { engine, docker, settings }
     }
 
-    /// Stops what the runtime keeps between runs (the warm pool and its
-    /// spare networks) at shutdown, so no idle container outlives the
-    /// server.
+    /// Stops what the runtime keeps between runs (the warm pool, and the
+    /// egress forwarder once no sandbox uses it) at shutdown, so no idle
+    /// container outlives the server.
     pub async fn shutdown(&self) -> paid_core::Result<()> {
         if let Some(docker) = &self.docker {
             let report = docker.shutdown().await;

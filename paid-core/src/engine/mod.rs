@@ -289,7 +289,7 @@ impl Engine {
     /// ([`crate::Workspaces::sweep_orphans`]) and whatever the runtime
     /// manages for runs that ended or that this store does not know
     /// ([`crate::SandboxRuntime::reap`]: sandboxes, and the runtime's own
-    /// extras such as per-sandbox networks or warm-pool entries).
+    /// extras such as the egress forwarder or warm-pool entries).
     ///
     /// Everything owned by a run not in an end state stays: its worktree,
     /// every comparison candidate's worktree (a parked run's included) and

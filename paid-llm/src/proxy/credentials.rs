@@ -10,7 +10,8 @@ use super::Proxy;
 /// ends the run as `budget_exceeded`.
 ///
 /// `sandbox_url` is the proxy's base URL as seen from inside a sandbox
-/// (the egress forwarder's address, or the bridge gateway).
+/// (with Paid's egress control `http://127.0.0.1:3128`, the relay on the
+/// sandbox's own loopback; otherwise an address of the proxy's).
 #[derive(Debug, Clone)]
 pub struct ProxyCredentials {
     proxy: Proxy,

@@ -393,7 +393,7 @@ impl Proxy {
     }
 
     /// The endpoint to hand an agent: `base_url` is how the sandbox reaches
-    /// the proxy (e.g. `http://paid-proxy:8080`).
+    /// the proxy (e.g. `http://127.0.0.1:3128`).
     pub fn endpoint(&self, base_url: &str, token: &RunToken) -> ProxyEndpoint {
         ProxyEndpoint { base_url: base_url.trim_end_matches('/').to_string(), token: token.secret() }
     }

@@ -60,11 +60,12 @@ pub async fn runtime_with(config: DockerConfig) -> DockerRuntime {
     DockerRuntime::connect(config).await.unwrap_or_else(|e| panic!("connect: {e}"))
 }
 
-/// Removes every container and network labeled `<prefix>.managed=true`
-/// (forwarders included), by id. Returns how many containers it found.
+/// Removes every container, network and volume labeled
+/// `<prefix>.managed=true` (forwarders and their socket volumes included),
+/// by id or name. Returns how many containers it found.
 pub async fn cleanup(docker: &bollard::Docker, prefix: &str) -> usize {
     use bollard::query_parameters::{
-        ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+        ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
     };
     let filters = std::collections::HashMap::from([("label", vec![format!("{prefix}.managed=true")])]);
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
@@ -78,7 +79,19 @@ pub async fn cleanup(docker: &bollard::Docker, prefix: &str) -> usize {
     for n in docker.list_networks(Some(options)).await.unwrap_or_default() {
         let _ = docker.remove_network(&n.id.unwrap_or_default()).await;
     }
+    for name in managed_volumes(docker, prefix).await {
+        let _ = docker.remove_volume(&name, None::<RemoveVolumeOptions>).await;
+    }
     containers.len()
+}
+
+/// Volumes labeled `<prefix>.managed=true`, by name.
+pub async fn managed_volumes(docker: &bollard::Docker, prefix: &str) -> Vec<String> {
+    use bollard::query_parameters::ListVolumesOptionsBuilder;
+    let filters = std::collections::HashMap::from([("label", vec![format!("{prefix}.managed=true")])]);
+    let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+    let listed = docker.list_volumes(Some(options)).await.unwrap();
+    listed.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect()
 }
 
 /// Containers labeled `<prefix>.managed=true`, all states.

@@ -194,9 +194,10 @@ pub(super) fn build(
             .sandbox_url
             .unwrap_or_else(|| match &docker.egress {
                 // With egress control (the default) every sandbox reaches the
-                // proxy through the forwarder, by its alias.
-                Some(e) if !e.proxy_alias.is_empty() => format!("http://{}:{}", e.proxy_alias, e.forwarder_port),
-                _ => format!("http://{proxy_bind}"),
+                // proxy on its own loopback, through its relay and the
+                // forwarder.
+                Some(e) => format!("http://127.0.0.1:{}", e.forwarder_port),
+                None => format!("http://{proxy_bind}"),
             })
             .trim_end_matches('/')
             .to_string(),

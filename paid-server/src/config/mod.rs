@@ -266,8 +266,9 @@ pub struct ProxyConfig {
     /// Where the proxy listens.
     pub bind: SocketAddr,
     /// How sandboxes reach it. Default: with egress control (on unless
-    /// `docker.egress = "off"`), the forwarder's alias,
-    /// `http://paid-proxy:3128`; with egress off, `http://<bind>`.
+    /// `docker.egress = "off"`), the relay on each sandbox's own loopback,
+    /// `http://127.0.0.1:3128` (`docker.egress.forwarder_port`); with
+    /// egress off, `http://<bind>`.
     pub sandbox_url: String,
 }
 

@@ -257,11 +257,17 @@ fn model_names_are_checked_where_the_config_names_them() {
 }
 
 #[test]
-fn egress_is_on_and_the_proxy_is_reached_by_its_alias_unless_turned_off() {
+fn egress_is_on_and_the_proxy_is_reached_on_the_sandboxs_loopback_unless_turned_off() {
     let c = parse(MINIMAL).unwrap();
     let egress = c.docker.egress.as_ref().expect("egress control is on by default");
     assert_eq!(egress.proxy_port, None, "the daemon fills in its proxy's port");
-    assert_eq!(c.proxy.sandbox_url, "http://paid-proxy:3128");
+    assert_eq!(c.proxy.sandbox_url, "http://127.0.0.1:3128");
+
+    let port = parse(&format!("[docker.egress]\nforwarder_port = 3000\n{MINIMAL}")).unwrap();
+    assert_eq!(port.proxy.sandbox_url, "http://127.0.0.1:3000");
+    // The per-sandbox networks' settings of earlier versions are gone.
+    let err = parse(&format!("[docker.egress]\nspare_networks = 1\n{MINIMAL}")).unwrap_err();
+    assert!(err.key.starts_with("docker.egress") && err.reason.contains("spare_networks"), "{err}");
     assert!(crate::egress::warning(&c.docker).is_none());
 
     let off = parse(&format!("[docker]\negress = \"off\"\n{MINIMAL}")).unwrap();

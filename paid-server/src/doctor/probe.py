@@ -1,23 +1,28 @@
 # paid doctor's probe, run with python3 in a sandbox of each configured image.
-# Prints one JSON object: whether the sandbox has a default route, what the
-# metering proxy answered through the forwarder, which of the targets given
-# as arguments (host:port, this machine's own addresses) answered a TCP
-# connect, and which of the executables in PAID_DOCTOR_EXES are missing.
+# Prints one JSON object: the sandbox's routes and default gateway (with
+# egress control it has none: no network at all), what the metering proxy
+# answered through the sandbox's relay and the forwarder, which of the
+# targets given as arguments (host:port, this machine's own addresses)
+# answered a TCP connect, and which of the executables in PAID_DOCTOR_EXES
+# are missing.
 import json, os, shutil, socket, sys, urllib.error, urllib.request
 
-out = {"gateway": None, "gateway_answers": False, "proxy_status": None, "proxy_error": None, "reached": [], "missing": []}
+out = {"routes": [], "gateway": None, "gateway_answers": False, "proxy_status": None, "proxy_error": None,
+       "reached": [], "missing": []}
+ip = lambda hex_le: socket.inet_ntoa(int(hex_le, 16).to_bytes(4, "little"))
 try:
     with open("/proc/net/route") as f:
         for line in f.read().splitlines()[1:]:
             fields = line.split()
-            if len(fields) > 2 and fields[1] == "00000000":
-                out["gateway"] = socket.inet_ntoa(int(fields[2], 16).to_bytes(4, "little"))
+            if len(fields) > 2:
+                out["routes"].append("%s via %s dev %s" % (ip(fields[1]), ip(fields[2]), fields[0]))
+                if fields[1] == "00000000":
+                    out["gateway"] = ip(fields[2])
 except OSError as e:
     out["route_error"] = str(e)
 
-# A default route is harmless only if its gateway is nobody: with egress
-# control the sandbox network's gateway address is held by no host or
-# container. Anything that answers (even a refused connection) is a way out.
+# Whether the default gateway answers (even a refused connection is an
+# answer), to tell a route into the host from a dead end.
 if out["gateway"]:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(2)

@@ -1,9 +1,9 @@
 //! `paid doctor`'s proof of the sandbox path: a sandbox of each configured
 //! image, created the way `paid serve` creates them, checks that it reaches
-//! the metering proxy through the egress forwarder (any HTTP answer to a
-//! bad token counts), that it has no default route and reaches nothing else
-//! of this host, and that the configured agents' programs are on its
-//! `PATH`.
+//! the metering proxy at `proxy.sandbox_url` (through its relay and the
+//! egress forwarder; any HTTP answer to a bad token counts), that it has no
+//! route at all and reaches nothing of this host, and that the configured
+//! agents' programs are on its `PATH`.
 //!
 //! The proxy probed is the running daemon's when one listens on
 //! `proxy.bind`; otherwise the doctor starts the configured proxy itself for
@@ -32,6 +32,8 @@ const PROBE: &str = include_str!("probe.py");
 /// What the probe printed.
 #[derive(Debug, Deserialize)]
 struct Probe {
+    #[serde(default)]
+    routes: Vec<String>,
     gateway: Option<String>,
     gateway_answers: bool,
     proxy_status: Option<u16>,
@@ -167,7 +169,7 @@ async fn run_probe(
     match (exit, text.lines().last().map(serde_json::from_str::<Probe>)) {
         (Some(ExecExit::Code(0)), Some(Ok(p))) => Ok(p),
         (Some(ExecExit::Code(127)), _) => {
-            Err("the image has no python3, which the probe (and the forwarder) need".into())
+            Err("the image has no python3, which the probe (and the egress relay) need".into())
         }
         (exit, _) => Err(format!("the probe failed ({exit:?}): {}", String::from_utf8_lossy(&stderr).trim())),
     }
@@ -177,18 +179,21 @@ async fn run_probe(
 fn judge(image: &str, p: &Probe, want_proxy: bool, url: &str, exes: &BTreeSet<String>) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut escapes = Vec::new();
-    if let (Some(gateway), true) = (&p.gateway, p.gateway_answers) {
-        escapes.push(format!("its default gateway {gateway} answers"));
+    match (&p.gateway, p.gateway_answers) {
+        (Some(gateway), true) => escapes.push(format!("it has a default route via {gateway}, which answers")),
+        (Some(gateway), false) => escapes.push(format!("it has a default route via {gateway}")),
+        (None, _) if !p.routes.is_empty() => escapes.push(format!("it has routes ({})", p.routes.join("; "))),
+        (None, _) => {}
     }
     if !p.reached.is_empty() {
         escapes.push(format!("it reached {} on this host", p.reached.join(", ")));
     }
     if escapes.is_empty() {
-        let route = match &p.gateway {
-            Some(gateway) => format!("its default gateway {gateway} is held by nobody"),
-            None => "no default route".to_string(),
-        };
-        out.push(f("sandbox egress", "ok", format!("{image}: {route}; reached nothing of this host")));
+        out.push(f(
+            "sandbox egress",
+            "ok",
+            format!("{image}: no network (no route at all); reached nothing of this host"),
+        ));
     } else {
         out.push(f(
             "sandbox egress",
@@ -225,10 +230,13 @@ fn judge(image: &str, p: &Probe, want_proxy: bool, url: &str, exes: &BTreeSet<St
 mod tests {
     use super::*;
 
-    fn probe(gateway_answers: bool, status: Option<u16>, reached: &[&str], missing: &[&str]) -> Probe {
+    /// A probe's result; `gateway`: a default route via 10.213.0.1, and
+    /// whether that answers.
+    fn probe(gateway: Option<bool>, status: Option<u16>, reached: &[&str], missing: &[&str]) -> Probe {
         Probe {
-            gateway: Some("10.213.0.1".to_string()),
-            gateway_answers,
+            routes: gateway.map(|_| vec!["0.0.0.0 via 10.213.0.1 dev eth0".to_string()]).unwrap_or_default(),
+            gateway: gateway.map(|_| "10.213.0.1".to_string()),
+            gateway_answers: gateway == Some(true),
             proxy_status: status,
             proxy_error: status.is_none().then(|| "timed out".to_string()),
             reached: reached.iter().map(|s| s.to_string()).collect(),
@@ -243,27 +251,35 @@ mod tests {
     #[test]
     fn a_confined_sandbox_with_its_agent_passes() {
         let exes = BTreeSet::from(["claude".to_string()]);
-        let got = judge("img", &probe(false, Some(401), &[], &[]), true, "http://paid-proxy:3128", &exes);
+        let got = judge("img", &probe(None, Some(401), &[], &[]), true, "http://127.0.0.1:3128", &exes);
         assert_eq!(
             statuses(&got),
             [("sandbox egress".into(), "ok"), ("sandbox proxy".into(), "ok"), ("agent".into(), "ok")]
         );
+        assert!(got[0].message.contains("no route at all"), "{got:?}");
     }
 
     #[test]
     fn escapes_an_unreachable_proxy_and_a_missing_agent_fail() {
         let exes = BTreeSet::from(["claude".to_string()]);
-        let got = judge("img", &probe(true, None, &["172.17.0.1:8701"], &["claude"]), true, "http://x", &exes);
+        let got = judge("img", &probe(Some(true), None, &["172.17.0.1:8701"], &["claude"]), true, "http://x", &exes);
         assert_eq!(
             statuses(&got),
             [("sandbox egress".into(), "fail"), ("sandbox proxy".into(), "fail"), ("agent".into(), "fail")]
         );
         assert!(
-            got[0].message.contains("gateway 10.213.0.1 answers") && got[0].message.contains("172.17.0.1:8701"),
+            got[0].message.contains("route via 10.213.0.1, which answers")
+                && got[0].message.contains("172.17.0.1:8701"),
             "{got:?}"
         );
-        // A reached host port alone fails too.
-        let got = judge("img", &probe(false, Some(401), &["172.17.0.1:8700"], &[]), true, "http://x", &exes);
+        // A reached host port alone fails too, and so does a default route
+        // that leads nowhere, or any route at all.
+        let got = judge("img", &probe(None, Some(401), &["172.17.0.1:8700"], &[]), true, "http://x", &exes);
         assert_eq!(got[0].status, "fail");
+        let got = judge("img", &probe(Some(false), Some(401), &[], &[]), true, "http://x", &exes);
+        assert_eq!(got[0].status, "fail", "{got:?}");
+        assert!(got[0].message.contains("default route via 10.213.0.1"), "{got:?}");
+        let routes = Probe { routes: vec!["10.0.0.0 via 0.0.0.0 dev eth0".into()], ..probe(None, Some(401), &[], &[]) };
+        assert_eq!(judge("img", &routes, true, "http://x", &BTreeSet::new()).first().map(|f| f.status), Some("fail"));
     }
 }
