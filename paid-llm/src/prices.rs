@@ -114,6 +114,18 @@ impl Price {
         i64::try_from((picos + 500_000) / 1_000_000).unwrap_or(i64::MAX)
     }
 
+    /// The most `input` and `output` tokens can cost at this price, in
+    /// micro-USD, rounded up: input at the dearest of the input, cache read
+    /// and cache write rates, output at the dearer of the output and
+    /// reasoning rates.
+    pub fn worst_cost_micros(&self, input: u64, output: u64) -> i64 {
+        let r = self.rates();
+        let input_rate = r.input.max(r.cache_read).max(r.cache_write);
+        let output_rate = r.output.max(r.reasoning);
+        let picos = u128::from(input) * input_rate + u128::from(output) * output_rate;
+        i64::try_from(picos.div_ceil(1_000_000)).unwrap_or(i64::MAX)
+    }
+
     /// A blended USD per million tokens: three parts input to one part
     /// output, the usual shape of agent traffic before caching.
     pub fn blended_usd_per_mtok(&self) -> f64 {

@@ -65,8 +65,14 @@ async fn a_run_cost_cap_hit_mid_run_refuses_the_next_request_and_marks_the_run()
 #[tokio::test]
 async fn the_refusal_uses_each_providers_quota_format() {
     let env = Env::new().await;
-    let limited =
-        env.proxy.issue_token_with(env.run.id, env.project.id, None, RunLimits { tokens: Some(1), cost_micros: None });
+    // Room for the first request's worst case (its body, framing and 256
+    // output tokens), not for its actual 11,000 tokens.
+    let limited = env.proxy.issue_token_with(
+        env.run.id,
+        env.project.id,
+        None,
+        RunLimits { tokens: Some(5_000), cost_micros: None },
+    );
     env.fake.set_default(Canned::text("ok").usage(REQUEST_USAGE));
     assert_eq!(call(&env, limited.expose()).await.status(), 200);
 
@@ -87,11 +93,13 @@ async fn the_refusal_uses_each_providers_quota_format() {
 async fn the_default_token_cap_is_ten_million() {
     assert_eq!(BudgetConfig::default().run_tokens, Some(10_000_000));
     let env = Env::new().await;
-    env.fake.set_default(Canned::text("ok").usage(Usage { input: 9_999_999, ..Usage::default() }));
+    env.fake.set_default(Canned::text("ok").usage(Usage { input: 9_990_000, ..Usage::default() }));
     assert_eq!(call(&env, env.token.expose()).await.status(), 200);
-    env.fake.set_default(Canned::text("ok").usage(Usage { input: 1, ..Usage::default() }));
+    // 10,000 tokens left: room for a request whose worst case is under 2,000.
+    env.fake.set_default(Canned::text("ok").usage(Usage { input: 10_000, ..Usage::default() }));
     assert_eq!(call(&env, env.token.expose()).await.status(), 200); // exactly 10M now
     assert_eq!(call(&env, env.token.expose()).await.status(), 429);
+    assert_eq!(env.proxy.budget_breach(env.run.id).map(|b| (b.cap, b.spent)), Some((Cap::RunTokens, 10_000_000)));
 }
 
 #[tokio::test]

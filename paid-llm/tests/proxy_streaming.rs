@@ -116,4 +116,10 @@ async fn a_client_leaving_mid_stream_still_gets_its_input_metered() {
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].status, "200_client_closed");
     assert_eq!(records[0].usage.input, 500);
+    // The upstream may bill what it went on generating: the stream costs its
+    // worst case (its body and framing as input at $1/M, 256 output tokens
+    // at $5/M), never just what the client saw, and never zero.
+    let cost = records[0].cost_micros.unwrap();
+    assert!(cost >= 1_024 + 256 * 5, "charged {cost}");
+    assert_eq!(env.proxy.spend(env.run.id).cost_micros, cost, "the budget is charged what the row says");
 }

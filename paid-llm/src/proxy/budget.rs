@@ -15,11 +15,17 @@
 //! (by default, audit events in the store) and the run's breach stays
 //! queryable with [`Budgets::breach`].
 //!
+//! Before a request is forwarded, [`Budgets::reserve`] holds its worst case
+//! (see [`WorstCase`]) against every cap it falls under, and refuses it when
+//! that does not fit beside what is spent and what requests in flight hold.
+//! When the response ends, [`Reservation::settle`] swaps the hold for the
+//! actual usage in one step; a reservation dropped unsettled is released.
+//! So concurrent requests cannot overspend a cap: the spend of a run stays
+//! within its cap as long as each request's actual usage is within its
+//! worst case.
+//!
 //! Spending is kept in memory and seeded from the store's usage records the
 //! first time a run or project is seen, so a restarted proxy keeps counting.
-//! Requests that start concurrently just under a cap may all go through: a
-//! cap bounds when requests *start*, and overshoot is at most what the
-//! requests in flight spend.
 //!
 //! The caps are pure data; the arithmetic ([`Spend`]) has no I/O.
 
@@ -33,6 +39,7 @@ use paid_core::{AuditEvent, CostQuery, ProjectId, RunId, Store, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Grant;
+pub use super::reservation::{Refusal, Reservation, WorstCase};
 
 /// The caps. `None` means no cap.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -208,6 +215,8 @@ pub struct Spend {
 #[derive(Debug, Default)]
 struct RunState {
     spend: Spend,
+    /// Held by requests in flight.
+    reserved: Spend,
     breach: Option<Breach>,
     alerted: HashSet<Cap>,
 }
@@ -221,6 +230,9 @@ struct ProjectState {
     day_micros: i64,
     month: Option<(i32, u32)>,
     month_micros: i64,
+    /// Held by requests in flight, today and this month.
+    day_reserved: i64,
+    month_reserved: i64,
     alerted: HashSet<(Cap, NaiveDate)>,
 }
 
@@ -230,11 +242,13 @@ impl ProjectState {
         if self.day != Some(day) {
             self.day = Some(day);
             self.day_micros = 0;
+            self.day_reserved = 0;
         }
         let month = (day.year(), day.month());
         if self.month != Some(month) {
             self.month = Some(month);
             self.month_micros = 0;
+            self.month_reserved = 0;
         }
     }
 }
@@ -275,6 +289,15 @@ fn spent(cap: Cap, run: &RunState, project: &ProjectState) -> i64 {
         Cap::RunCost => run.spend.cost_micros,
         Cap::ProjectDaily => project.day_micros,
         Cap::ProjectMonthly => project.month_micros,
+    }
+}
+
+fn reserved(cap: Cap, run: &RunState, project: &ProjectState) -> i64 {
+    match cap {
+        Cap::RunTokens => i64::try_from(run.reserved.tokens).unwrap_or(i64::MAX),
+        Cap::RunCost => run.reserved.cost_micros,
+        Cap::ProjectDaily => project.day_reserved,
+        Cap::ProjectMonthly => project.month_reserved,
     }
 }
 
@@ -368,43 +391,82 @@ impl Budgets {
     pub fn charge(&self, grant: &Grant, tokens: u64, cost_micros: Option<i64>, now: Timestamp) -> Vec<BudgetEvent> {
         let config = self.config_for(grant.project_id);
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        charge_locked(&mut ledger, &config, grant, tokens, cost_micros, now)
+    }
+
+    /// Holds `worst` against every cap `grant`'s request falls under, or
+    /// refuses it: [`Refusal::Reached`] when a cap is already reached (the
+    /// run is stopped, as [`Budgets::check`] does), [`Refusal::NoRoom`]
+    /// when the worst case does not fit beside what is spent and held.
+    /// Checking and holding are one step, so requests that arrive together
+    /// cannot all pass on the same room.
+    pub async fn reserve(
+        self: &Arc<Self>,
+        grant: &Grant,
+        worst: WorstCase,
+        now: Timestamp,
+    ) -> Result<Reservation, Refusal> {
+        self.check(grant, now).await.map_err(|(breach, event)| Refusal::Reached(breach, event))?;
+        let config = self.config_for(grant.project_id);
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
         let Ledger { runs, projects } = &mut *ledger;
         let project = projects.entry(grant.project_id).or_default();
         project.roll(now);
         let run = runs.entry(grant.run_id).or_default();
-        let cost = cost_micros.unwrap_or(0);
-        run.spend.tokens = run.spend.tokens.saturating_add(tokens);
-        run.spend.cost_micros = run.spend.cost_micros.saturating_add(cost);
-        project.day_micros = project.day_micros.saturating_add(cost);
-        project.month_micros = project.month_micros.saturating_add(cost);
-
-        let mut events = Vec::new();
-        let event =
-            |kind, breach| BudgetEvent { kind, run_id: grant.run_id, project_id: grant.project_id, breach, at: now };
         for cap in CAPS {
-            let Some(lim) = limit(cap, &config, grant) else { continue };
-            let s = spent(cap, run, project);
-            let breach = Breach { cap, spent: s, limit: lim };
-            let alert_at = (lim as f64 * config.alert_ratio).ceil() as i64;
-            if s >= alert_at {
-                let fresh = match cap {
-                    Cap::RunTokens | Cap::RunCost => run.alerted.insert(cap),
-                    Cap::ProjectDaily | Cap::ProjectMonthly => {
-                        let day = now.date_naive();
-                        let key_day = if cap == Cap::ProjectMonthly { day.with_day(1).unwrap_or(day) } else { day };
-                        project.alerted.insert((cap, key_day))
-                    }
-                };
-                if fresh {
-                    events.push(event(BudgetEventKind::Alert, breach));
-                }
-            }
-            if s >= lim && run.breach.is_none() {
-                run.breach = Some(breach);
-                events.push(event(BudgetEventKind::Exceeded, breach));
+            let Some(limit) = limit(cap, &config, grant) else { continue };
+            let committed = spent(cap, run, project).saturating_add(reserved(cap, run, project));
+            let need = worst.of(cap);
+            if committed.saturating_add(need) > limit {
+                return Err(Refusal::NoRoom { cap, committed, worst: need, limit });
             }
         }
-        events
+        run.reserved.tokens = run.reserved.tokens.saturating_add(worst.tokens);
+        run.reserved.cost_micros = run.reserved.cost_micros.saturating_add(worst.cost_micros);
+        project.day_reserved = project.day_reserved.saturating_add(worst.cost_micros);
+        project.month_reserved = project.month_reserved.saturating_add(worst.cost_micros);
+        let day = project.day.unwrap_or_else(|| now.date_naive());
+        Ok(Reservation::new(self.clone(), grant.clone(), worst, day))
+    }
+
+    /// Releases what `reservation` held and charges `actual` (tokens, cost),
+    /// under one lock. Returns the alerts and breaches the charge caused.
+    pub(super) fn settle_held(
+        &self,
+        grant: &Grant,
+        held: WorstCase,
+        day: NaiveDate,
+        actual: Option<(u64, Option<i64>)>,
+        now: Timestamp,
+    ) -> Vec<BudgetEvent> {
+        let config = self.config_for(grant.project_id);
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let Ledger { runs, projects } = &mut *ledger;
+            if let Some(run) = runs.get_mut(&grant.run_id) {
+                run.reserved.tokens = run.reserved.tokens.saturating_sub(held.tokens);
+                run.reserved.cost_micros = (run.reserved.cost_micros.saturating_sub(held.cost_micros)).max(0);
+            }
+            if let Some(project) = projects.get_mut(&grant.project_id) {
+                // A day or month that rolled over since started its holds at zero.
+                if project.day == Some(day) {
+                    project.day_reserved = (project.day_reserved.saturating_sub(held.cost_micros)).max(0);
+                }
+                if project.month == Some((day.year(), day.month())) {
+                    project.month_reserved = (project.month_reserved.saturating_sub(held.cost_micros)).max(0);
+                }
+            }
+        }
+        match actual {
+            Some((tokens, cost)) => charge_locked(&mut ledger, &config, grant, tokens, cost, now),
+            None => Vec::new(),
+        }
+    }
+
+    /// What requests in flight hold for `run`.
+    pub fn reserved(&self, run: RunId) -> Spend {
+        let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        ledger.runs.get(&run).map(|r| r.reserved.clone()).unwrap_or_default()
     }
 
     /// Seeds the ledger from the store the first time a run is seen, and
@@ -462,6 +524,54 @@ impl Budgets {
             }
         }
     }
+}
+
+/// [`Budgets::charge`] on the locked ledger.
+fn charge_locked(
+    ledger: &mut Ledger,
+    config: &BudgetConfig,
+    grant: &Grant,
+    tokens: u64,
+    cost_micros: Option<i64>,
+    now: Timestamp,
+) -> Vec<BudgetEvent> {
+    let Ledger { runs, projects } = ledger;
+    let project = projects.entry(grant.project_id).or_default();
+    project.roll(now);
+    let run = runs.entry(grant.run_id).or_default();
+    let cost = cost_micros.unwrap_or(0).max(0);
+    run.spend.tokens = run.spend.tokens.saturating_add(tokens);
+    run.spend.cost_micros = run.spend.cost_micros.saturating_add(cost);
+    project.day_micros = project.day_micros.saturating_add(cost);
+    project.month_micros = project.month_micros.saturating_add(cost);
+
+    let mut events = Vec::new();
+    let event =
+        |kind, breach| BudgetEvent { kind, run_id: grant.run_id, project_id: grant.project_id, breach, at: now };
+    for cap in CAPS {
+        let Some(lim) = limit(cap, config, grant) else { continue };
+        let s = spent(cap, run, project);
+        let breach = Breach { cap, spent: s, limit: lim };
+        let alert_at = (lim as f64 * config.alert_ratio).ceil() as i64;
+        if s >= alert_at {
+            let fresh = match cap {
+                Cap::RunTokens | Cap::RunCost => run.alerted.insert(cap),
+                Cap::ProjectDaily | Cap::ProjectMonthly => {
+                    let day = now.date_naive();
+                    let key_day = if cap == Cap::ProjectMonthly { day.with_day(1).unwrap_or(day) } else { day };
+                    project.alerted.insert((cap, key_day))
+                }
+            };
+            if fresh {
+                events.push(event(BudgetEventKind::Alert, breach));
+            }
+        }
+        if s >= lim && run.breach.is_none() {
+            run.breach = Some(breach);
+            events.push(event(BudgetEventKind::Exceeded, breach));
+        }
+    }
+    events
 }
 
 #[cfg(test)]

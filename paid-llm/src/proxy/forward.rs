@@ -13,10 +13,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use paid_core::{Usage, UsageRecord};
 use secrecy::ExposeSecret;
-use serde_json::Value;
 
 use super::auth::{CREDENTIAL_HEADERS, Grant, presented_token};
-use super::budget::{Breach, BudgetEvent};
+use super::budget::{Breach, BudgetEvent, Refusal, Reservation, WorstCase};
+use super::request::Plan;
 use super::sse::{StreamEnd, tap};
 use super::{Shared, Upstream};
 use crate::providers::{ProviderKind, anthropic, gemini, openai};
@@ -101,6 +101,25 @@ fn budget_message(b: &Breach) -> String {
     )
 }
 
+fn no_room_message(refused: &Refusal) -> String {
+    format!(
+        "Paid budget: {refused}. Lower max_tokens or shorten the request, or wait for requests in flight to finish."
+    )
+}
+
+/// What a metered request is charged when it is recorded.
+pub(crate) enum Charge {
+    /// Nothing: it was refused before it was sent.
+    Nothing,
+    /// Nothing, and its hold is released: the upstream billed nothing (it
+    /// was unreachable, redirected, or answered an error).
+    Release(Option<Reservation>),
+    /// Its reported usage, or its worst case when it reported none.
+    Usage(Option<Reservation>),
+    /// Its worst case, whatever it reported: it was cut short.
+    Worst(Option<Reservation>),
+}
+
 /// The handler for every path but `/health`.
 pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request<Body>) -> Response {
     let started = Instant::now();
@@ -158,7 +177,10 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
         Err(_) => return refusal(Some(kind), StatusCode::PAYLOAD_TOO_LARGE, &format!("request body over {cap} bytes")),
     };
 
-    let mut plan = Plan::read(kind, &rest, body);
+    let mut plan = match Plan::read(kind, &rest, body) {
+        Ok(plan) => plan,
+        Err(message) => return refusal(Some(kind), StatusCode::BAD_REQUEST, &message),
+    };
 
     // The model reaches metric labels, usage rows and logs: a priced model,
     // or a bounded name (`paid_core::validate_model_name`), else nothing is
@@ -171,27 +193,46 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
         return refusal(Some(kind), StatusCode::BAD_REQUEST, &message);
     }
 
+    let mut hold = None;
     if endpoint.metered {
-        if let Err((breach, event)) = shared.budgets.check(&grant, now).await {
-            if let Some(event) = event {
-                shared.report(vec![event]);
-            }
-            let model = plan.model.clone().unwrap_or_default();
-            shared.record(&grant, upstream, &model, None, "budget_exceeded", started);
-            return refusal(Some(kind), StatusCode::TOO_MANY_REQUESTS, &budget_message(&breach));
-        }
-        if shared.budgets.config_for(grant.project_id).refuse_unpriced && shared.budgets.has_cost_cap(&grant) {
+        let price = plan.model.as_deref().and_then(|m| shared.price_of(upstream, m));
+        if shared.budgets.config_for(grant.project_id).refuse_unpriced
+            && shared.budgets.has_cost_cap(&grant)
+            && price.is_none()
+        {
             let model = plan.model.as_deref().unwrap_or("");
-            if shared.price_of(upstream, model).is_none() {
-                return refusal(
-                    Some(kind),
-                    StatusCode::FORBIDDEN,
-                    &format!("model {model:?} has no price, so its cost cannot be capped; add it to the price file"),
-                );
+            return refusal(
+                Some(kind),
+                StatusCode::FORBIDDEN,
+                &format!("model {model:?} has no price, so its cost cannot be capped; add it to the price file"),
+            );
+        }
+        let max_output = plan
+            .max_output
+            .or_else(|| price.and_then(|p| p.max_output))
+            .unwrap_or(super::reservation::DEFAULT_MAX_OUTPUT_TOKENS);
+        let worst = WorstCase::of_request(plan.body.len(), max_output, price.and_then(|p| p.price_at(now)));
+        match shared.budgets.reserve(&grant, worst, now).await {
+            Ok(reservation) => hold = Some(reservation),
+            Err(refused) => {
+                let (status, message) = match &refused {
+                    Refusal::Reached(breach, event) => {
+                        if let Some(event) = event {
+                            shared.report(vec![event.clone()]);
+                        }
+                        ("budget_exceeded", budget_message(breach))
+                    }
+                    Refusal::NoRoom { .. } => ("budget_no_room", no_room_message(&refused)),
+                };
+                let model = plan.model.clone().unwrap_or_default();
+                shared.record(&grant, upstream, &model, None, status, started, Charge::Nothing);
+                return refusal(Some(kind), StatusCode::TOO_MANY_REQUESTS, &message);
             }
         }
     }
-    plan.ensure_stream_usage();
+    if let Err(message) = plan.ensure_stream_usage() {
+        return refusal(Some(kind), StatusCode::BAD_REQUEST, &message);
+    }
 
     // Forward with the real key.
     let url = match forward_query(query) {
@@ -200,6 +241,11 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
     };
     let mut headers = outgoing_headers(&parts.headers);
     inject_key(upstream, &mut headers);
+    if let Some(hold) = &mut hold {
+        // From here the upstream may bill: a request dropped unsettled (its
+        // client left) costs its worst case.
+        hold.mark_sent();
+    }
     let sent = shared
         .http
         .request(parts.method.clone(), &url)
@@ -220,6 +266,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
                     None,
                     "upstream_unreachable",
                     started,
+                    Charge::Release(hold),
                 );
             }
             return refusal(Some(kind), StatusCode::BAD_GATEWAY, &format!("upstream {} is unreachable", upstream.name));
@@ -233,7 +280,15 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
     if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
         tracing::warn!(upstream = %upstream.name, status = status.as_u16(), "upstream answered with a redirect; not followed");
         if endpoint.metered {
-            shared.record(&grant, upstream, plan.model.as_deref().unwrap_or(""), None, "upstream_redirect", started);
+            shared.record(
+                &grant,
+                upstream,
+                plan.model.as_deref().unwrap_or(""),
+                None,
+                "upstream_redirect",
+                started,
+                Charge::Release(hold),
+            );
         }
         return refusal(
             Some(kind),
@@ -264,7 +319,10 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
             let _guard = guard;
             if metered {
                 let model = acceptable(&shared2, &upstream2, m.model.clone()).or(model).unwrap_or_default();
-                shared2.record(&grant, &upstream2, &model, m.usage, end.status(), started);
+                // A stream cut short (by the client or the upstream) may be
+                // billed beyond the usage seen so far: it costs its worst case.
+                let charge = if end == StreamEnd::Complete { Charge::Usage(hold) } else { Charge::Worst(hold) };
+                shared2.record(&grant, &upstream2, &model, m.usage, end.status(), started, charge);
             }
         });
         let mut response = Response::new(Body::from_stream(stream));
@@ -277,7 +335,15 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
         Ok(b) => b,
         Err(msg) => {
             if endpoint.metered {
-                shared.record(&grant, upstream, plan.model.as_deref().unwrap_or(""), None, "upstream_broke", started);
+                shared.record(
+                    &grant,
+                    upstream,
+                    plan.model.as_deref().unwrap_or(""),
+                    None,
+                    "upstream_broke",
+                    started,
+                    Charge::Worst(hold),
+                );
             }
             return refusal(Some(kind), StatusCode::BAD_GATEWAY, &msg);
         }
@@ -285,7 +351,9 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
     if endpoint.metered {
         let m = if status.is_success() { from_body(kind, &bytes) } else { Metered::default() };
         let model = acceptable(&shared, upstream, m.model).or(plan.model).unwrap_or_default();
-        shared.record(&grant, upstream, &model, m.usage, status.as_str(), started);
+        // An error answer is not billed; a success without usage costs its worst case.
+        let charge = if status.is_success() { Charge::Usage(hold) } else { Charge::Release(hold) };
+        shared.record(&grant, upstream, &model, m.usage, status.as_str(), started, charge);
     }
     out_headers.remove(header::CONTENT_LENGTH);
     let mut response = Response::new(Body::from(bytes));
@@ -311,68 +379,6 @@ async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<Bytes, Strin
         buf.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(buf))
-}
-
-/// The request as it will be forwarded.
-struct Plan {
-    kind: ProviderKind,
-    body: Bytes,
-    model: Option<String>,
-    stream: bool,
-    /// Whether the client asked for usage in its stream (OpenAI format).
-    include_usage: bool,
-}
-
-/// The few fields the proxy reads from a request body; serde skips the rest
-/// (the prompt) without building it.
-#[derive(serde::Deserialize)]
-struct Peek {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(default)]
-    stream_options: Option<PeekStreamOptions>,
-}
-
-#[derive(serde::Deserialize)]
-struct PeekStreamOptions {
-    #[serde(default)]
-    include_usage: Option<bool>,
-}
-
-impl Plan {
-    fn read(kind: ProviderKind, path: &str, body: Bytes) -> Self {
-        let peek: Option<Peek> = match kind {
-            ProviderKind::Gemini => None,
-            _ => serde_json::from_slice(&body).ok(),
-        };
-        let (model, stream, include_usage) = match (kind, peek) {
-            (ProviderKind::Gemini, _) => {
-                (gemini::model_from_path(path).map(str::to_string), path.ends_with(":streamGenerateContent"), false)
-            }
-            (_, Some(p)) => {
-                (p.model, p.stream.unwrap_or(false), p.stream_options.and_then(|o| o.include_usage).unwrap_or(false))
-            }
-            (_, None) => (None, false, false),
-        };
-        Self { kind, body, model, stream, include_usage }
-    }
-
-    /// OpenAI streams report usage only when asked: ask, if the client did not.
-    fn ensure_stream_usage(&mut self) {
-        if !self.kind.is_openai_format() || !self.stream || self.include_usage {
-            return;
-        }
-        let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&self.body) else { return };
-        let opts = obj.entry("stream_options").or_insert_with(|| Value::Object(Default::default()));
-        let Value::Object(opts) = opts else { return };
-        opts.insert("include_usage".into(), Value::Bool(true));
-        if let Ok(v) = serde_json::to_vec(&obj) {
-            self.body = Bytes::from(v);
-            self.include_usage = true;
-        }
-    }
 }
 
 /// Drops the `key` parameter (a Gemini credential) from a query string.
@@ -468,7 +474,9 @@ impl Shared {
         self.prices.model(&upstream.name, model).or_else(|| self.prices.model(upstream.kind.as_str(), model))
     }
 
-    /// Charges the budgets, counts metrics and writes the usage record.
+    /// Charges the budgets as `charge` says, counts metrics and writes the
+    /// usage record (with the cost charged).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record(
         &self,
         grant: &Grant,
@@ -477,15 +485,31 @@ impl Shared {
         usage: Option<Usage>,
         status: &str,
         started: Instant,
+        charge: Charge,
     ) {
         let at = self.clock.now();
         let latency = started.elapsed();
-        let cost = usage.as_ref().and_then(|u| {
+        let priced = usage.as_ref().and_then(|u| {
             let info = self.price_of(upstream, model)?;
             Some(info.price_at(at)?.cost_micros(u))
         });
+        let at_worst = |hold: Reservation| {
+            let held = hold.held();
+            (Some(held.cost_micros), hold.settle_at_worst(at))
+        };
+        let (cost, events) = match (charge, &usage) {
+            (Charge::Nothing, _) => (priced, Vec::new()),
+            (Charge::Release(hold), _) => {
+                drop(hold);
+                (priced, Vec::new())
+            }
+            (Charge::Usage(Some(hold)), Some(u)) => (priced, hold.settle(u.total(), priced, at)),
+            (Charge::Usage(Some(hold)), None) | (Charge::Worst(Some(hold)), _) => at_worst(hold),
+            (Charge::Usage(None) | Charge::Worst(None), _) => {
+                (priced, self.budgets.charge(grant, usage.as_ref().map_or(0, Usage::total), priced, at))
+            }
+        };
         let usage = usage.unwrap_or_default();
-        let events = self.budgets.charge(grant, usage.total(), cost, at);
         self.report(events);
         self.metrics.record_request(&upstream.name, model, latency);
         self.metrics.record_usage(&grant.project_id.to_string(), model, &usage, cost);

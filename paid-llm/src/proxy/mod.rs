@@ -44,6 +44,8 @@ pub mod auth;
 pub mod budget;
 mod credentials;
 mod forward;
+mod request;
+mod reservation;
 pub mod sse;
 
 pub use credentials::ProxyCredentials;
@@ -190,7 +192,7 @@ pub(crate) struct Shared {
     pub(crate) config: ProxyConfig,
     pub(crate) upstreams: HashMap<String, Upstream>,
     pub(crate) tokens: TokenRegistry,
-    pub(crate) budgets: Budgets,
+    pub(crate) budgets: Arc<Budgets>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) prices: Arc<PriceRegistry>,
     pub(crate) metrics: LlmMetrics,
@@ -328,7 +330,7 @@ impl ProxyBuilder {
             None => crate::providers::http_client()?,
         };
         let observer = self.observer.unwrap_or_else(|| Arc::new(AuditObserver::new(self.store.clone())));
-        let budgets = Budgets::new(self.config.budgets, self.store.clone());
+        let budgets = Arc::new(Budgets::new(self.config.budgets, self.store.clone()));
         for (project, config) in self.project_budgets {
             budgets.set_project(project, Some(config));
         }
@@ -434,6 +436,12 @@ impl Proxy {
     /// What `run` spent through this proxy (and before, per the store).
     pub fn spend(&self, run: RunId) -> Spend {
         self.shared.budgets.spend(run)
+    }
+
+    /// What `run`'s requests in flight hold against its caps (see
+    /// [`budget::Reservation`]).
+    pub fn reserved(&self, run: RunId) -> Spend {
+        self.shared.budgets.reserved(run)
     }
 
     /// Waits until every usage record and budget event so far is written.
