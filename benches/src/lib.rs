@@ -284,7 +284,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(paid_store_sqlite::SqliteStore::open_in_memory().unwrap());
         let o = orchestration(store, 3, dir.path()).await;
-        assert_eq!(o.total.len(), 3);
-        assert!(o.overhead().iter().zip(&o.total).all(|(over, total)| over <= total));
+        assert_eq!((o.total.len(), o.agent.len()), (3, 3));
+        for (i, (total, agent)) in o.total.iter().zip(&o.agent).enumerate() {
+            // The timed agent ran inside each timed `run_once`: some time in
+            // it, and no more than the run's wall time.
+            assert!(*agent > Duration::ZERO, "run {i}: no time measured in the agent");
+            assert!(agent <= total, "run {i}: agent {agent:?} longer than the whole run {total:?}");
+            assert_eq!(o.overhead()[i] + *agent, *total, "run {i}: overhead is wall time minus agent time");
+        }
+    }
+
+    #[test]
+    fn overhead_is_wall_time_minus_agent_time_per_run() {
+        let ms = Duration::from_millis;
+        let o = Orchestration { total: vec![ms(10), ms(7), ms(3)], agent: vec![ms(4), ms(7), ms(5)] };
+        // The last agent time is longer than its run (clock skew): zero, not a wrap.
+        assert_eq!(o.overhead(), vec![ms(6), ms(0), ms(0)]);
     }
 }

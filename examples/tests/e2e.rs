@@ -33,6 +33,23 @@ fn remote_file(remote: &Path, branch: &str, file: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Polls `probe` every 50 ms until it gives `Ok`, for at most `limit`; then
+/// fails naming `what` and the last thing `probe` saw (its `Err`).
+async fn wait_for<T, F, Fut>(what: &str, limit: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match probe().await {
+            Ok(found) => return found,
+            Err(seen) if std::time::Instant::now() >= deadline => panic!("{what}: not within {limit:?}; saw {seen}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// Whether a process of `run_id`'s sandbox runs a command line containing
 /// `command` (`docker top`).
 async fn sandbox_runs(s: &DemoSetup, run_id: paid_core::RunId, command: &str) -> bool {
@@ -134,10 +151,13 @@ async fn engine_dropped_after_push_resumes_with_one_pr_and_one_comment() {
     let first = s.engine_with(config("worker-a"), clock.clone()).unwrap();
     first.poll_project(s.project.id).await.unwrap();
     let run = first.claim_next().await.unwrap().unwrap();
-    let mut state = run.state;
-    while state != RunState::OpeningPr {
-        state = first.advance(run.id).await.unwrap().state;
-        assert!(!state.is_terminal(), "ended early: {state}");
+    let mut states = vec![run.state];
+    while states.last() != Some(&RunState::OpeningPr) {
+        // One step per state and one agent iteration: far fewer than this.
+        assert!(states.len() < 30, "never reached opening_pr; went through {states:?}");
+        let state = first.advance(run.id).await.unwrap().state;
+        states.push(state);
+        assert!(!state.is_terminal(), "ended early; went through {states:?}");
     }
     // The push happened; the worker dies before opening the PR.
     drop(first);
@@ -295,18 +315,24 @@ async fn cancelling_a_running_agent_stops_it_and_cleans_up() {
         async move { engine.run_once().await }
     });
     // Wait until the agent is running: its process is up in the sandbox.
-    let run_id = loop {
+    let minute = std::time::Duration::from_secs(60);
+    let run_id = wait_for("a run in running_agent", minute, || async {
         let runs = s.store.runs(&RunFilter::default()).await.unwrap();
-        if let Some(r) = runs.iter().find(|r| r.state == RunState::RunningAgent) {
-            break r.id;
+        match runs.iter().find(|r| r.state == RunState::RunningAgent) {
+            Some(r) => Ok(r.id),
+            None => Err(format!("runs {:?}", runs.iter().map(|r| (r.state, &r.failure)).collect::<Vec<_>>())),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !sandbox_runs(&s, run_id, "sleep 300").await {
-        assert!(std::time::Instant::now() < deadline, "the agent's process never started");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    wait_for("the agent's `sleep 300` in its sandbox", minute, || async {
+        if sandbox_runs(&s, run_id, "sleep 300").await {
+            return Ok(());
+        }
+        let run = s.store.run(run_id).await.unwrap();
+        let sandboxes = s.runtime.list_managed().await.unwrap();
+        Err(format!("run in {} ({:?}), sandboxes {sandboxes:?}", run.state, run.failure))
+    })
+    .await;
     let asked = std::time::Instant::now();
     engine.cancel(run_id).await.unwrap();
     let run =
@@ -320,8 +346,9 @@ async fn cancelling_a_running_agent_stops_it_and_cleans_up() {
 
 /// Credentials whose proxy reports the run over budget after its first
 /// agent iteration, as `paid_llm::proxy::ProxyCredentials` does once a cap
-/// refused a request.
+/// refused a request. It hands out `token` as the run token.
 struct OverBudget {
+    token: &'static str,
     revoked: std::sync::Mutex<Vec<paid_core::RunId>>,
 }
 
@@ -332,10 +359,7 @@ impl paid_core::RunCredentials for OverBudget {
         _run: paid_core::RunId,
         _project: paid_core::ProjectId,
     ) -> paid_core::Result<paid_core::ProxyEndpoint> {
-        Ok(paid_core::ProxyEndpoint {
-            base_url: "http://proxy.invalid".into(),
-            token: "run-token-for-test".to_string().into(),
-        })
+        Ok(paid_core::ProxyEndpoint { base_url: "http://proxy.invalid".into(), token: self.token.to_string().into() })
     }
 
     async fn revoke(&self, run: paid_core::RunId) -> paid_core::Result<()> {
@@ -348,13 +372,22 @@ impl paid_core::RunCredentials for OverBudget {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_budget_breach_ends_the_run_as_budget_exceeded_and_revokes_its_token() {
+/// The agent's check of its environment: the proxy endpoint and the run
+/// token it expects, and no provider key. It prints `proxy-env: ok` and
+/// exits 0, or prints `proxy-env: wrong` with what it saw and exits 42.
+const PROXY_ENV_CHECK: &str = "if [ \"$PAID_PROXY_URL\" = http://proxy.invalid ] \
+     && [ \"$PAID_RUN_TOKEN\" = run-token-for-test ] \
+     && [ -z \"${OPENAI_API_KEY:-}${ANTHROPIC_API_KEY:-}\" ]; \
+     then echo 'proxy-env: ok'; \
+     else echo \"proxy-env: wrong: url=$PAID_PROXY_URL token of ${#PAID_RUN_TOKEN} chars\"; exit 42; fi";
+
+/// Runs issue 1 with [`PROXY_ENV_CHECK`] as the agent and credentials
+/// handing out `token`, which report the run over budget: returns the run,
+/// its `running_agent` journal output and its log.
+async fn run_over_budget(token: &'static str) -> (paid_core::Run, serde_json::Value, String) {
     let tmp = tempfile::tempdir().unwrap();
-    // The agent sees the proxy endpoint and its run token, never a provider key.
-    let script = "test \"$PAID_PROXY_URL\" = http://proxy.invalid && test \"$PAID_RUN_TOKEN\" = run-token-for-test";
-    let s = setup(tmp.path(), DemoConfig { agent_script: script.into(), ..DemoConfig::default() }).await;
-    let credentials = Arc::new(OverBudget { revoked: std::sync::Mutex::new(Vec::new()) });
+    let s = setup(tmp.path(), DemoConfig { agent_script: PROXY_ENV_CHECK.into(), ..DemoConfig::default() }).await;
+    let credentials = Arc::new(OverBudget { token, revoked: std::sync::Mutex::new(Vec::new()) });
     let engine = s
         .builder_with(s.engine_config(), Arc::new(paid_core::SystemClock))
         .unwrap()
@@ -363,11 +396,46 @@ async fn a_budget_breach_ends_the_run_as_budget_exceeded_and_revokes_its_token()
         .unwrap();
     engine.poll_project(s.project.id).await.unwrap();
     let run = engine.run_until_idle().await.unwrap().pop().unwrap();
+    // Whatever the agent saw, the breach ends the run: the state alone
+    // cannot tell whether the environment was right.
     assert_eq!(run.state, RunState::BudgetExceeded, "{:?}", run.failure);
-    let failure = run.failure.unwrap();
+    let failure = run.failure.clone().unwrap();
     assert_eq!(failure.code, "budget_exceeded");
     assert!(failure.message.contains("cost cap"), "{}", failure.message);
     assert_eq!(*credentials.revoked.lock().unwrap(), vec![run.id]);
     assert!(s.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).is_empty());
     assert_cleaned_up(&s, run.id).await;
+
+    let steps = s.store.steps(run.id).await.unwrap();
+    let agent: Vec<_> = steps.iter().filter(|st| st.step == RunState::RunningAgent).collect();
+    assert_eq!(agent.len(), 1, "one agent iteration: {steps:#?}");
+    assert_eq!(agent[0].status, StepStatus::Done, "{:#?}", agent[0]);
+    let log: String = s.store.logs(run.id, 0).await.unwrap().iter().map(|l| l.text.as_str()).collect();
+    (run, agent[0].output.clone(), log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_breach_ends_the_run_as_budget_exceeded_and_revokes_its_token() {
+    // The agent sees the proxy endpoint and its run token, never a provider key.
+    let (_, agent, log) = run_over_budget("run-token-for-test").await;
+    let outcome = &agent["outcome"];
+    assert_eq!(outcome["exit"]["kind"], "completed", "the agent's check failed: {outcome:#}\n{log}");
+    assert_eq!(outcome["summary"], "proxy-env: ok", "{outcome:#}");
+    // Lines the agent printed (the log also echoes the script itself).
+    assert!(log.lines().any(|l| l == "proxy-env: ok"), "{log}");
+    assert!(!log.lines().any(|l| l.starts_with("proxy-env: wrong")), "{log}");
+}
+
+/// The negative control of the test above: with another token the same
+/// check fails, visibly, though the run ends the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_proxy_check_fails_visibly_on_a_wrong_token() {
+    let (_, agent, log) = run_over_budget("some-other-token").await;
+    let outcome = &agent["outcome"];
+    assert_eq!(outcome["exit"]["kind"], "failed", "{outcome:#}\n{log}");
+    let message = outcome["exit"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("exited with 42"), "{outcome:#}");
+    assert_eq!(outcome["summary"], "proxy-env: wrong: url=http://proxy.invalid token of 16 chars", "{outcome:#}");
+    assert!(log.lines().any(|l| l.starts_with("proxy-env: wrong")), "{log}");
+    assert!(!log.lines().any(|l| l == "proxy-env: ok"), "{log}");
 }

@@ -14,8 +14,8 @@ use paid_core::engine::{CompareSpec, SelectionRule, SweepOptions};
 use paid_core::testing::faults::{FaultPoint, FlakyStore};
 use paid_core::testing::{fixtures, sandbox as suite};
 use paid_core::{
-    Clock, ManualClock, RunId, RunState, SandboxHandle, SandboxRuntime, SandboxSpec, SystemClock, Workspaces,
-    WorktreeRequest,
+    Clock, ManualClock, RunId, RunState, SandboxHandle, SandboxRuntime, SandboxSpec, SequentialIds, SystemClock,
+    Workspaces, WorktreeRequest,
 };
 use pretty_assertions::assert_eq;
 use support::{Behavior, World};
@@ -85,13 +85,22 @@ async fn a_sweep_keeps_every_worktree_and_sandbox_of_active_runs_comparison_cand
     let w =
         World::new(&[("lean", Behavior::new(&["a.txt"], true, 300)), ("big", Behavior::new(&["b.txt"], true, 900))])
             .await;
-    let engine = w.builder("w1").build().unwrap();
+    // Sequential ids: the parked run's id, and so its candidates' worktree
+    // ids, are known in advance and written out below by hand.
+    let engine = w.builder("w1").ids(Arc::new(SequentialIds::default())).build().unwrap();
     // A comparison parked until a human picks: its candidates' worktrees stay.
     let spec = CompareSpec::models(["lean", "big"]).rule(SelectionRule::Human);
     let parked = engine.enqueue_compare(w.project.id, 1, spec).await.unwrap();
+    assert_eq!(parked.id.to_string(), "01900000-0000-7000-8000-000000000001");
     assert_eq!(engine.run_until_idle().await.unwrap()[0].state, RunState::AwaitingChoice);
-    let candidates = sorted(w.worktrees_left());
-    assert_eq!(candidates.len(), 2, "{candidates:?}");
+    // Candidate worktrees carry the run's id with version 8 and the index
+    // plus one in byte 7.
+    let worktrees = w.dir.path().join("worktrees");
+    let candidates = sorted(vec![
+        worktrees.join("01900000-0000-8001-8000-000000000001"),
+        worktrees.join("01900000-0000-8002-8000-000000000001"),
+    ]);
+    assert_eq!(sorted(w.worktrees_left()), candidates, "the candidates' worktrees, and nothing else");
     let (_, parked_box) = leftovers(&w, parked.id).await;
     let parked_tree = w.dir.path().join("worktrees").join(parked.id.to_string());
     // A queued run whose worktree is being made.

@@ -30,22 +30,35 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 #[tokio::test]
 async fn github_forge_passes_the_forge_suite() {
-    let github = FakeGitHub::start().await.unwrap();
+    let github = Arc::new(FakeGitHub::start().await.unwrap());
     let (owner, name) = ("conformance", "repo");
     github.add_issue(owner, name, 1, "Build me", "body", "alice", &["paid-build"]);
     github.add_issue(owner, name, 2, "Plan me", "body", "alice", &["paid-plan"]);
     github.add_issue(owner, name, 3, "Leave me", "body", "bob", &["bug"]);
+    github.add_issue(owner, name, 4, "Done already", "body", "alice", &["paid-build"]);
+    assert!(github.close_issue(owner, name, 4));
     let forge =
         GitHubForge::new(GitHubConfig::new().base_uri(github.base_url()).token("t".to_string().into()).per_page(1))
             .unwrap();
+    let (comments, reviews, votes) = (github.clone(), github.clone(), github.clone());
     let fixture = ForgeFixture {
         forge: Arc::new(forge),
         repo: RepoRef::new(owner, name),
         build_issue: 1,
         plan_issue: 2,
         other_issue: 3,
+        closed_issue: 4,
         head: "paid/1-build-me-abcdef".into(),
         base: "main".into(),
+        comment_body: Box::new(move |number, id| {
+            comments.comments(owner, name, number).into_iter().find(|c| c.id == id).map(|c| c.body)
+        }),
+        seed_review_comment: Box::new(move |pr, author, path, line, body| {
+            reviews.add_review_comment(owner, name, pr, author, path, line, body, None).unwrap();
+        }),
+        seed_vote: Box::new(move |pr, author, up| {
+            votes.add_reaction(owner, name, pr, author, if up { "+1" } else { "-1" }).unwrap();
+        }),
     };
     paid_core::testing::forge::run_all(&fixture).await;
 }

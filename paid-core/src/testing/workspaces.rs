@@ -228,18 +228,34 @@ pub async fn unclonable_remote_is_a_clone_error(f: &WorkspacesFixture) {
     assert!(matches!(&err, Error::Clone { url, .. } if url.contains("paid-conformance.git")), "{err:?}");
 }
 
-/// `sweep_orphans` never removes a worktree of a run it is told to keep.
+/// `sweep_orphans` never removes a worktree of a run it is told to keep,
+/// leaves worktrees younger than `older_than` alone, and removes the
+/// worktree of a run it was not told to keep once old enough (reporting
+/// its path).
 pub async fn sweep_keeps_active_runs(f: &WorkspacesFixture) {
     let ws = &f.workspaces;
-    let run_id = RunId(uuid::Uuid::now_v7());
-    let wt = ws
-        .create_worktree(&WorktreeRequest { project: &f.project, run_id, branch: "paid/2-sweep-bbbbbb" })
+    let (kept_run, orphan_run) = (RunId(uuid::Uuid::now_v7()), RunId(uuid::Uuid::now_v7()));
+    let kept = ws
+        .create_worktree(&WorktreeRequest { project: &f.project, run_id: kept_run, branch: "paid/2-sweep-bbbbbb" })
         .await
         .expect("worktree");
-    let removed = ws.sweep_orphans(&[run_id], Duration::zero()).await.expect("sweep");
-    assert!(!removed.contains(&wt.path), "{removed:?}");
-    assert!(wt.path.exists());
-    ws.remove(&wt).await.expect("remove");
+    let orphan = ws
+        .create_worktree(&WorktreeRequest { project: &f.project, run_id: orphan_run, branch: "paid/3-sweep-cccccc" })
+        .await
+        .expect("worktree");
+
+    // Too young: nothing of ours is removed.
+    let removed = ws.sweep_orphans(&[kept_run], Duration::hours(24)).await.expect("sweep");
+    assert!(!removed.contains(&kept.path) && !removed.contains(&orphan.path), "{removed:?}");
+    assert!(kept.path.exists() && orphan.path.exists(), "a young worktree was removed");
+
+    let removed = ws.sweep_orphans(&[kept_run], Duration::zero()).await.expect("sweep");
+    assert!(!removed.contains(&kept.path), "the kept run's worktree was reported removed: {removed:?}");
+    assert!(kept.path.exists(), "the kept run's worktree was removed");
+    assert!(removed.contains(&orphan.path), "the orphan was not reported removed: {removed:?}");
+    assert!(!orphan.path.exists(), "the orphan's worktree is still there");
+    ws.remove(&kept).await.expect("remove");
+    ws.remove(&orphan).await.expect("removing a swept worktree is fine");
 }
 
 /// A worktree within its limits passes the check and commits; one file

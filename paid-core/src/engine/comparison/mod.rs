@@ -228,8 +228,29 @@ mod tests {
         let unique: std::collections::BTreeSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
         assert!(ids.iter().all(|id| id.0.get_version_num() == 8 && *id != a && *id != b));
-        assert_eq!(candidate_id(a, 3), candidate_id(a, 3));
+        // Stable across processes: version nibble 8, index + 1 mixed into byte 7.
+        assert_eq!(candidate_id(a, 3).to_string(), "00000000-0000-8004-0000-000000000001");
         let v7 = RunId(uuid::Uuid::now_v7());
         assert_ne!(candidate_id(v7, 0).0.get_version_num(), 7);
+    }
+
+    /// What a sweep keeps for a run, written out by hand for one run id
+    /// rather than recomputed with [`candidate_id`].
+    #[test]
+    fn worktree_ids_are_the_run_and_every_possible_candidate() {
+        let run = RunId(uuid::Uuid::from_u128(0x0190_b1e4_0000_7abc_8000_0000_0000_0001));
+        let ids: Vec<String> = worktree_ids(run).map(|id| id.to_string()).collect();
+        let want = [
+            "0190b1e4-0000-7abc-8000-000000000001",
+            "0190b1e4-0000-8abd-8000-000000000001",
+            "0190b1e4-0000-8abe-8000-000000000001",
+            "0190b1e4-0000-8abf-8000-000000000001",
+            "0190b1e4-0000-8ab8-8000-000000000001",
+            "0190b1e4-0000-8ab9-8000-000000000001",
+            "0190b1e4-0000-8aba-8000-000000000001",
+            "0190b1e4-0000-8abb-8000-000000000001",
+            "0190b1e4-0000-8ab4-8000-000000000001",
+        ];
+        assert_eq!(ids, want);
     }
 }
