@@ -83,6 +83,9 @@ async fn serve_proxy(args: &[String]) {
         .upstream(Upstream::new(ProviderKind::Compatible, &args[1], Some("sk-upstream".into())).named("idle"))
         .config(paid_llm::proxy::ProxyConfig {
             check_run_state: std::env::var_os("BENCH_NO_RUN_CHECK").is_none(),
+            // One run token carries every stream of the benchmark.
+            run_concurrency: 4096,
+            max_in_flight: 4096,
             ..Default::default()
         })
         .build()

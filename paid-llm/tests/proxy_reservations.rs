@@ -1,4 +1,4 @@
-//! Budgets hold under concurrency: each request's worst case is reserved
+//! In-flight limits, and budgets that hold under concurrency: each request's worst case is reserved
 //! before it is forwarded, so requests that arrive together cannot all pass
 //! on the same room under a cap.
 //!
@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::Env;
 use paid_core::Usage;
 use paid_llm::fake::Canned;
+use paid_llm::proxy::ProxyConfig;
 use paid_llm::proxy::budget::BudgetConfig;
 use serde_json::Value;
 
@@ -30,9 +31,16 @@ fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-/// A $1.00 run cap; a slow upstream that bills each request $0.30.
+/// A $1.00 run cap; a slow upstream that bills each request $0.30. The
+/// run may have more requests in flight than the default 4, so that the
+/// budget alone decides.
 async fn env() -> Env {
-    let env = Env::with_budgets(BudgetConfig { run_cost_micros: Some(CAP_MICROS), ..BudgetConfig::default() }).await;
+    let env = Env::with_config(ProxyConfig {
+        budgets: BudgetConfig { run_cost_micros: Some(CAP_MICROS), ..BudgetConfig::default() },
+        run_concurrency: 64,
+        ..ProxyConfig::default()
+    })
+    .await;
     env.fake.set_default(Canned::text("essay").usage(ACTUAL).head_delay(Duration::from_millis(300)));
     env
 }
@@ -162,4 +170,35 @@ async fn a_body_with_a_duplicate_key_is_refused() {
     let err: Value = resp.json().await.unwrap();
     assert!(err["error"]["message"].as_str().unwrap().contains("duplicate key \"stream\""), "{err}");
     assert!(env.fake.received().is_empty());
+}
+
+/// A run has at most 4 requests in flight (the default); the fifth and
+/// later get a 429 that says to retry, not a budget refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_has_at_most_four_requests_in_flight() {
+    let env = Env::new().await;
+    env.fake.set_default(
+        Canned::text("ok")
+            .usage(Usage { input: 5, output: 5, ..Usage::default() })
+            .head_delay(Duration::from_millis(500)),
+    );
+    let token = env.token.expose().to_string();
+    let send = || {
+        env.http
+            .post(format!("{}/anthropic/v1/messages", env.server.url()))
+            .header("x-api-key", &token)
+            .json(&serde_json::json!({"model": "claude-haiku-4-5", "max_tokens": 10, "messages": []}))
+            .send()
+    };
+    let answers = futures::future::join_all((0..8).map(|_| send())).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.as_ref().unwrap().status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429, 429, 429]);
+    let busy = answers.into_iter().map(Result::unwrap).find(|r| r.status() == 429).unwrap();
+    assert_eq!(busy.headers()["retry-after"], "1");
+    assert!(busy.headers().get("x-should-retry").is_none(), "a busy run may retry");
+    let body: Value = busy.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("4 requests in flight"), "{body}");
+    assert_eq!(env.fake.received().len(), 4);
+    assert_eq!(send().await.unwrap().status(), 200, "permits come back when requests end");
 }

@@ -16,6 +16,7 @@ use secrecy::ExposeSecret;
 
 use super::auth::{CREDENTIAL_HEADERS, Grant, presented_token};
 use super::budget::{Breach, BudgetEvent, Refusal, Reservation, WorstCase};
+use super::limits::Busy;
 use super::request::Plan;
 use super::sse::{StreamEnd, tap};
 use super::{Shared, Upstream};
@@ -101,6 +102,20 @@ fn budget_message(b: &Breach) -> String {
     )
 }
 
+/// A request turned away because too many are in flight: a 429 (per run)
+/// or 503 (the proxy) that the SDKs retry after a second.
+fn busy_refusal(kind: ProviderKind, busy: Busy) -> Response {
+    let status = match busy {
+        Busy::Run { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Busy::Proxy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let mut resp = refusal(Some(kind), status, &busy.to_string());
+    let headers = resp.headers_mut();
+    headers.remove("x-should-retry");
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
 fn no_room_message(refused: &Refusal) -> String {
     format!(
         "Paid budget: {refused}. Lower max_tokens or shorten the request, or wait for requests in flight to finish."
@@ -164,6 +179,12 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
             StatusCode::NOT_FOUND,
             &format!("{} {rest} is not available through this proxy", parts.method),
         );
+    };
+
+    // At most so many requests in flight, per run and in all.
+    let admitted = match shared.in_flight.admit(grant.run_id) {
+        Ok(admitted) => admitted,
+        Err(busy) => return busy_refusal(kind, busy),
     };
 
     // Read the body, capped.
@@ -317,6 +338,8 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
         let guard = shared.pending.guard();
         let stream = tap(kind, resp.bytes_stream().boxed(), move |m: Metered, end: StreamEnd| {
             let _guard = guard;
+            // In flight until the stream ends.
+            let _admitted = admitted;
             if metered {
                 let model = acceptable(&shared2, &upstream2, m.model.clone()).or(model).unwrap_or_default();
                 // A stream cut short (by the client or the upstream) may be

@@ -44,6 +44,7 @@ pub mod auth;
 pub mod budget;
 mod credentials;
 mod forward;
+mod limits;
 mod request;
 mod reservation;
 pub mod sse;
@@ -129,6 +130,13 @@ pub struct ProxyConfig {
     /// The default caps, for projects without their own
     /// ([`Proxy::set_project_budget`]).
     pub budgets: BudgetConfig,
+    /// Requests one run may have in flight at once (4); more get a 429 that
+    /// clients retry.
+    pub run_concurrency: usize,
+    /// Requests the proxy serves at once, all runs together (512); more get
+    /// a 503. With [`max_body_bytes`](Self::max_body_bytes), it bounds the
+    /// memory request bodies can hold.
+    pub max_in_flight: usize,
 }
 
 impl Default for ProxyConfig {
@@ -139,6 +147,8 @@ impl Default for ProxyConfig {
             upstream_timeout: Duration::from_secs(1800),
             check_run_state: true,
             budgets: BudgetConfig::default(),
+            run_concurrency: 4,
+            max_in_flight: 512,
         }
     }
 }
@@ -200,6 +210,7 @@ pub(crate) struct Shared {
     pub(crate) http: reqwest::Client,
     pub(crate) observer: Arc<dyn BudgetObserver>,
     pub(crate) pending: Arc<Pending>,
+    pub(crate) in_flight: limits::InFlight,
 }
 
 /// The proxy. Clones share tokens, budgets and connections.
@@ -334,6 +345,7 @@ impl ProxyBuilder {
         for (project, config) in self.project_budgets {
             budgets.set_project(project, Some(config));
         }
+        let in_flight = limits::InFlight::new(self.config.run_concurrency, self.config.max_in_flight);
         Ok(Proxy {
             shared: Arc::new(Shared {
                 budgets,
@@ -347,6 +359,7 @@ impl ProxyBuilder {
                 http,
                 observer,
                 pending: Arc::new(Pending::default()),
+                in_flight,
             }),
         })
     }
@@ -402,6 +415,7 @@ impl Proxy {
 
     /// Revokes every token of `run` (call when it ends). Returns how many.
     pub fn revoke(&self, run: RunId) -> usize {
+        self.shared.in_flight.forget(run);
         self.shared.tokens.revoke(run)
     }
 
