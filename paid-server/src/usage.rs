@@ -35,7 +35,7 @@ pub(crate) async fn usage_metrics(
         let project_id = run.project_id.to_string();
         // The proxy counts what it meters itself; only what agents reported
         // (provider `agent:<kind>`) is added here.
-        for u in usage.into_iter().filter(|u| u.provider.starts_with("agent:")) {
+        for u in usage.into_iter().filter(paid_core::UsageRecord::is_reported) {
             for (direction, n) in [
                 ("input", u.usage.input),
                 ("cache_read", u.usage.cache_read),

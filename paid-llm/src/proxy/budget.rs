@@ -482,9 +482,11 @@ impl Budgets {
         if need_run {
             match self.store.usage(grant.run_id).await {
                 Ok(records) => {
-                    for r in records {
-                        run_spend.tokens += r.usage.total();
-                        run_spend.cost_micros += r.cost_micros.unwrap_or(0);
+                    // What agents reported about themselves is not what the
+                    // proxy charged: only metered requests count.
+                    for r in records.iter().filter(|r| !r.is_reported()) {
+                        run_spend.tokens = run_spend.tokens.saturating_add(r.usage.total());
+                        run_spend.cost_micros = run_spend.cost_micros.saturating_add(r.cost_micros.unwrap_or(0).max(0));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, run_id = %grant.run_id, "cannot read past usage of run"),
@@ -636,5 +638,21 @@ mod tests {
         // Four proxies seeded: one read of the run's own usage and one
         // aggregate each, however many runs the project has.
         assert_eq!((store.calls("usage"), store.calls("daily_costs"), store.calls("runs")), (4, 4, 0));
+    }
+
+    #[tokio::test]
+    async fn what_an_agent_reports_is_never_charged() {
+        let (store, run, now) = seeded().await;
+        let huge = paid_core::Usage { input: u64::MAX, output: u64::MAX, ..paid_core::Usage::default() };
+        for metered in [false, true, false] {
+            let report = UsageRecord::reported(run.id, "aider", "m", huge, Some(i64::MAX), metered, now);
+            store.record_usage(&report).await.unwrap();
+        }
+        let budgets = Budgets::new(BudgetConfig { run_cost_micros: Some(1_000), ..BudgetConfig::default() }, store);
+        budgets.check(&grant(&run), now).await.unwrap();
+        assert_eq!(budgets.spend(run.id), Spend::default(), "reports do not add to the run's spend, nor wrap it");
+        // The negative control: a metered request does.
+        budgets.charge(&grant(&run), 10, Some(2_000), now);
+        assert!(budgets.check(&grant(&run), now).await.is_err());
     }
 }

@@ -108,20 +108,19 @@ impl Comparison {
             let outcome = self.timed_agent(agent.as_ref(), ctx, &resources.worktree).await?;
             report.iterations = iteration;
             report.summary = outcome.summary.clone();
-            cost = cost.zip(outcome.cost_micros).map(|(a, b)| a + b);
+            cost = cost.zip(outcome.cost_micros).map(|(a, b)| a.saturating_add(b));
             if let Some(usage) = outcome.usage {
-                self.store
-                    .record_usage(&UsageRecord {
-                        run_id: run.id,
-                        provider: format!("agent:{}", project.agent),
-                        model: slot.candidate.model.clone(),
-                        usage,
-                        cost_micros: outcome.cost_micros,
-                        latency_ms: 0,
-                        status: "reported".into(),
-                        at: self.clock.now(),
-                    })
-                    .await?;
+                let (model, metered) = (slot.candidate.model.as_str(), self.credentials.is_some());
+                let record = UsageRecord::reported(
+                    run.id,
+                    &project.agent,
+                    model,
+                    usage,
+                    outcome.cost_micros,
+                    metered,
+                    self.clock.now(),
+                );
+                self.store.record_usage(&record).await?;
             }
             report.cost_micros = cost;
             if let Some(c) = &self.credentials

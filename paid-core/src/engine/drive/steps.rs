@@ -333,17 +333,13 @@ impl Driver {
             return Err(Error::BudgetExceeded(reason));
         }
         if let Some(usage) = out.outcome.usage {
+            // Data, not money: a proxy metering the run charges its own count.
+            let model = run.model.as_deref().unwrap_or_default();
+            let metered = self.credentials.is_some();
+            let cost = out.outcome.cost_micros;
+            let now = self.clock.now();
             store
-                .record_usage(&UsageRecord {
-                    run_id: run.id,
-                    provider: format!("agent:{}", project.agent),
-                    model: run.model.clone().unwrap_or_default(),
-                    usage,
-                    cost_micros: out.outcome.cost_micros,
-                    latency_ms: 0,
-                    status: "reported".into(),
-                    at: self.clock.now(),
-                })
+                .record_usage(&UsageRecord::reported(run.id, &project.agent, model, usage, cost, metered, now))
                 .await?;
             d.usage_changed();
         }
