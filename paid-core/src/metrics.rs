@@ -115,6 +115,15 @@ pub struct GitHubCallLabels {
     pub status: String,
 }
 
+/// `{project_id, period}` of a budget.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    /// Project id.
+    pub project_id: String,
+    /// `day` or `month` (UTC).
+    pub period: String,
+}
+
 /// `{token_id}`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TokenIdLabels {
@@ -170,6 +179,12 @@ pub struct Metrics {
     pub github_api_calls_total: Family<GitHubCallLabels, Counter>,
     /// `paid_github_rate_limit_remaining{token_id}`.
     pub github_rate_limit_remaining: Family<TokenIdLabels, Gauge>,
+    /// `paid_budget_limit_usd{project_id,period}`: a project's cap.
+    pub budget_limit_usd: Family<BudgetLabels, FloatGauge>,
+    /// `paid_budget_spent_usd{project_id,period}`: spent in the period.
+    pub budget_spent_usd: Family<BudgetLabels, FloatGauge>,
+    /// `paid_budget_reserved_usd{project_id,period}`: held by requests in flight.
+    pub budget_reserved_usd: Family<BudgetLabels, FloatGauge>,
 }
 
 impl Default for Metrics {
@@ -191,6 +206,9 @@ impl Default for Metrics {
             llm_request_seconds: Family::new_with_constructor(seconds),
             github_api_calls_total: Family::default(),
             github_rate_limit_remaining: Family::default(),
+            budget_limit_usd: Family::default(),
+            budget_spent_usd: Family::default(),
+            budget_reserved_usd: Family::default(),
         }
     }
 }
@@ -230,6 +248,13 @@ impl Metrics {
             "paid_github_rate_limit_remaining",
             "GitHub rate limit remaining",
             self.github_rate_limit_remaining.clone(),
+        );
+        registry.register("paid_budget_limit_usd", "A project's cost cap per period", self.budget_limit_usd.clone());
+        registry.register("paid_budget_spent_usd", "A project's spend in the period", self.budget_spent_usd.clone());
+        registry.register(
+            "paid_budget_reserved_usd",
+            "A project's spend held by LLM requests in flight",
+            self.budget_reserved_usd.clone(),
         );
     }
 }

@@ -265,6 +265,7 @@ pub struct Budgets {
     projects: RwLock<HashMap<ProjectId, BudgetConfig>>,
     store: Arc<dyn Store>,
     ledger: Mutex<Ledger>,
+    metrics: Option<crate::metrics::LlmMetrics>,
 }
 
 impl fmt::Debug for Budgets {
@@ -306,7 +307,39 @@ const CAPS: [Cap; 4] = [Cap::RunTokens, Cap::RunCost, Cap::ProjectDaily, Cap::Pr
 impl Budgets {
     /// Caps from `config`; spending is seeded from `store`.
     pub fn new(config: BudgetConfig, store: Arc<dyn Store>) -> Self {
-        Self { config, projects: RwLock::new(HashMap::new()), store, ledger: Mutex::new(Ledger::default()) }
+        Self {
+            config,
+            projects: RwLock::new(HashMap::new()),
+            store,
+            ledger: Mutex::new(Ledger::default()),
+            metrics: None,
+        }
+    }
+
+    /// Publishes each project's caps, spend and holds per period
+    /// (`paid_budget_{limit,spent,reserved}_usd`) into `metrics` as they
+    /// change.
+    pub fn with_metrics(mut self, metrics: crate::metrics::LlmMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Sets the budget gauges of `project` from its state.
+    fn publish(&self, project_id: ProjectId, project: &ProjectState, config: &BudgetConfig) {
+        let Some(metrics) = &self.metrics else { return };
+        let m = metrics.metrics();
+        let usd = |micros: i64| micros as f64 / 1e6;
+        for (period, limit, spent, reserved) in [
+            ("day", config.project_daily_micros, project.day_micros, project.day_reserved),
+            ("month", config.project_monthly_micros, project.month_micros, project.month_reserved),
+        ] {
+            let labels = paid_core::metrics::BudgetLabels { project_id: project_id.to_string(), period: period.into() };
+            if let Some(limit) = limit {
+                m.budget_limit_usd.get_or_create(&labels).set(usd(limit));
+            }
+            m.budget_spent_usd.get_or_create(&labels).set(usd(spent));
+            m.budget_reserved_usd.get_or_create(&labels).set(usd(reserved));
+        }
     }
 
     /// The default caps (for projects without their own).
@@ -391,7 +424,11 @@ impl Budgets {
     pub fn charge(&self, grant: &Grant, tokens: u64, cost_micros: Option<i64>, now: Timestamp) -> Vec<BudgetEvent> {
         let config = self.config_for(grant.project_id);
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-        charge_locked(&mut ledger, &config, grant, tokens, cost_micros, now)
+        let events = charge_locked(&mut ledger, &config, grant, tokens, cost_micros, now);
+        if let Some(project) = ledger.projects.get(&grant.project_id) {
+            self.publish(grant.project_id, project, &config);
+        }
+        events
     }
 
     /// Holds `worst` against every cap `grant`'s request falls under, or
@@ -426,6 +463,7 @@ impl Budgets {
         project.day_reserved = project.day_reserved.saturating_add(worst.cost_micros);
         project.month_reserved = project.month_reserved.saturating_add(worst.cost_micros);
         let day = project.day.unwrap_or_else(|| now.date_naive());
+        self.publish(grant.project_id, project, &config);
         Ok(Reservation::new(self.clone(), grant.clone(), worst, day))
     }
 
@@ -457,10 +495,14 @@ impl Budgets {
                 }
             }
         }
-        match actual {
+        let events = match actual {
             Some((tokens, cost)) => charge_locked(&mut ledger, &config, grant, tokens, cost, now),
             None => Vec::new(),
+        };
+        if let Some(project) = ledger.projects.get(&grant.project_id) {
+            self.publish(grant.project_id, project, &config);
         }
+        events
     }
 
     /// What requests in flight hold for `run`.

@@ -341,7 +341,8 @@ impl ProxyBuilder {
             None => crate::providers::http_client()?,
         };
         let observer = self.observer.unwrap_or_else(|| Arc::new(AuditObserver::new(self.store.clone())));
-        let budgets = Arc::new(Budgets::new(self.config.budgets, self.store.clone()));
+        let metrics = self.metrics.unwrap_or_default();
+        let budgets = Arc::new(Budgets::new(self.config.budgets, self.store.clone()).with_metrics(metrics.clone()));
         for (project, config) in self.project_budgets {
             budgets.set_project(project, Some(config));
         }
@@ -354,7 +355,7 @@ impl ProxyBuilder {
                 tokens: TokenRegistry::default(),
                 store: self.store,
                 prices,
-                metrics: self.metrics.unwrap_or_default(),
+                metrics,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 http,
                 observer,

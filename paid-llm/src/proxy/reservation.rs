@@ -218,4 +218,33 @@ mod tests {
         drop(held_today);
         assert!(b.reserve(&grant, worst(20), today).await.is_ok());
     }
+
+    #[tokio::test]
+    async fn budget_gauges_follow_holds_and_spend() {
+        let config = BudgetConfig { project_monthly_micros: Some(5_000_000), ..BudgetConfig::default() };
+        let (b, grant) = budgets(config);
+        let shared = Arc::new(paid_core::metrics::Metrics::default());
+        let b = Arc::new(
+            Arc::try_unwrap(b)
+                .unwrap_or_else(|_| panic!("one owner"))
+                .with_metrics(crate::metrics::LlmMetrics::new(shared.clone())),
+        );
+        let gauge = |family: &prometheus_client::metrics::family::Family<
+            paid_core::metrics::BudgetLabels,
+            prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+        >,
+                     period: &str| {
+            let labels =
+                paid_core::metrics::BudgetLabels { project_id: grant.project_id.to_string(), period: period.into() };
+            family.get_or_create(&labels).get()
+        };
+        let now = at(40 * DAY);
+        let held = b.reserve(&grant, worst(250_000), now).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(gauge(&shared.budget_reserved_usd, "month"), 0.25);
+        assert_eq!(gauge(&shared.budget_limit_usd, "month"), 5.0);
+        held.settle(10, Some(100_000), now);
+        assert_eq!(gauge(&shared.budget_reserved_usd, "month"), 0.0);
+        assert_eq!(gauge(&shared.budget_spent_usd, "month"), 0.1);
+        assert_eq!(gauge(&shared.budget_spent_usd, "day"), 0.1);
+    }
 }
