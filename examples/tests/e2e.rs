@@ -358,6 +358,7 @@ impl paid_core::RunCredentials for OverBudget {
         &self,
         _run: paid_core::RunId,
         _project: paid_core::ProjectId,
+        _valid_for: std::time::Duration,
     ) -> paid_core::Result<paid_core::ProxyEndpoint> {
         Ok(paid_core::ProxyEndpoint { base_url: "http://proxy.invalid".into(), token: self.token.to_string().into() })
     }

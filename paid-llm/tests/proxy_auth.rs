@@ -173,3 +173,36 @@ async fn invalid_model_names_are_refused_before_forwarding_or_recording() {
         assert_eq!(env.request(ProviderKind::OpenAi, t, ok, false).send().await.unwrap().status(), 200, "{ok}");
     }
 }
+
+/// The token the engine hands an agent expires with the step's time limit,
+/// so one that leaks from a sandbox stops working.
+#[tokio::test]
+async fn a_run_token_expires_with_the_step_that_issued_it() {
+    use paid_core::RunCredentials as _;
+    use secrecy::ExposeSecret as _;
+
+    let env = Env::new().await;
+    env.fake.set_default(paid_llm::fake::Canned::text("ok"));
+    let clock = std::sync::Arc::new(paid_core::ManualClock::new(chrono::Utc::now()));
+    let proxy = paid_llm::proxy::Proxy::builder(env.store.clone())
+        .upstream(paid_llm::proxy::Upstream::new(ProviderKind::Anthropic, env.fake.url(), Some("k".into())))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let server = proxy.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let credentials = paid_llm::proxy::ProxyCredentials::new(proxy, server.url());
+    let endpoint = credentials.issue(env.run.id, env.project.id, std::time::Duration::from_secs(600)).await.unwrap();
+    let send = || {
+        env.http
+            .post(format!("{}/anthropic/v1/messages", server.url()))
+            .header("x-api-key", endpoint.token.expose_secret())
+            .json(&json!({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []}))
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), 200);
+    clock.advance(chrono::Duration::seconds(599));
+    assert_eq!(send().await.unwrap().status(), 200, "still within the step's limit");
+    clock.advance(chrono::Duration::seconds(2));
+    refused(send().await.unwrap(), 401).await;
+    assert_eq!(env.fake.received().len(), 2);
+}

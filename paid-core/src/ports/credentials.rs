@@ -12,9 +12,16 @@ use crate::{ProjectId, ProxyEndpoint, Result, RunId};
 /// Issues and revokes the per-run token a sandbox presents to the proxy.
 #[async_trait]
 pub trait RunCredentials: Send + Sync + 'static {
-    /// The run's endpoint and a token valid while the run is active. Calling
-    /// it again for the same run may return the same token or a fresh one.
-    async fn issue(&self, run_id: RunId, project_id: ProjectId) -> Result<ProxyEndpoint>;
+    /// The run's endpoint and a token valid while the run is active, for at
+    /// most `valid_for` (the time limit of the step that hands it to an
+    /// agent): a token that leaks from a sandbox stops working with it.
+    /// Calling it again for the same run returns a fresh token.
+    async fn issue(
+        &self,
+        run_id: RunId,
+        project_id: ProjectId,
+        valid_for: std::time::Duration,
+    ) -> Result<ProxyEndpoint>;
     /// Revokes the run's token (idempotent).
     async fn revoke(&self, run_id: RunId) -> Result<()>;
     /// `Some(reason)` once a budget refused one of the run's requests.

@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use paid_core::{ProjectId, ProxyEndpoint, RunCredentials, RunId};
 
 use super::Proxy;
+use super::auth::RunLimits;
 
-/// Hands each run a proxy token (issued per agent iteration, revoked at
-/// cleanup) and reports the proxy's budget verdict to the engine, which then
+/// Hands each run a proxy token (issued per agent iteration, expiring with
+/// the step's time limit, revoked at cleanup) and reports the proxy's budget verdict to the engine, which then
 /// ends the run as `budget_exceeded`.
 ///
 /// `sandbox_url` is the proxy's base URL as seen from inside a sandbox
@@ -27,8 +28,15 @@ impl ProxyCredentials {
 
 #[async_trait]
 impl RunCredentials for ProxyCredentials {
-    async fn issue(&self, run_id: RunId, project_id: ProjectId) -> paid_core::Result<ProxyEndpoint> {
-        let token = self.proxy.issue_token(run_id, project_id);
+    async fn issue(
+        &self,
+        run_id: RunId,
+        project_id: ProjectId,
+        valid_for: std::time::Duration,
+    ) -> paid_core::Result<ProxyEndpoint> {
+        let valid_for = chrono::Duration::from_std(valid_for).unwrap_or(chrono::Duration::MAX);
+        let expires_at = self.proxy.shared.clock.now().checked_add_signed(valid_for);
+        let token = self.proxy.issue_token_with(run_id, project_id, expires_at, RunLimits::default());
         Ok(self.proxy.endpoint(&self.sandbox_url, &token))
     }
 

@@ -89,13 +89,13 @@ impl Comparison {
                 message: format!("comparison run {} has no provisioned candidates", run.id),
             });
         }
-        let proxy: Option<ProxyEndpoint> = match &self.credentials {
-            Some(c) => Some(c.issue(run.id, run.project_id).await?),
-            None => None,
-        };
         let t = &self.config.timeouts;
         let per_iteration = t.agent + t.verify * (project.verify.len() as u32).max(1);
         let limit = per_iteration * self.config.max_iterations + t.commit + Duration::from_secs(60);
+        let proxy: Option<ProxyEndpoint> = match &self.credentials {
+            Some(c) => Some(c.issue(run.id, run.project_id, limit).await?),
+            None => None,
+        };
         let (slots_ref, run_pick, proxy) = (&slots, run_pick.as_ref(), proxy.as_ref());
         let out: CompareOut = driver
             .journaled(run, journal, None, limit, Retry::Never, || async move {

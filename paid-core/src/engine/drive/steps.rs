@@ -272,7 +272,7 @@ impl Driver {
         let iteration = run.iterations + 1;
         let limit = self.config.timeouts.agent;
         let proxy: Option<ProxyEndpoint> = match &self.credentials {
-            Some(c) => Some(c.issue(run.id, run.project_id).await?),
+            Some(c) => Some(c.issue(run.id, run.project_id, limit + Duration::from_secs(30)).await?),
             None => None,
         };
         let logger = self.logger(run.id);
