@@ -266,22 +266,42 @@ impl Egress {
     /// when missing, replaced when an older version made it (it has no
     /// socket volume); returns the volume's name.
     pub(crate) async fn ensure_forwarder(&self, endpoint: &Endpoint) -> Result<String, DockerError> {
-        let config = &self.runtime;
         let _serial = endpoint.forwarder.lock().await;
+        // Workers of other processes share the forwarder: one may remove it
+        // (shutting down) between our look and our start. Look again.
+        for _ in 0..2 {
+            if let Some(volume) = self.ensure_forwarder_once(endpoint).await? {
+                return Ok(volume);
+            }
+        }
+        self.ensure_forwarder_once(endpoint).await?.ok_or_else(|| DockerError::Egress {
+            message: "the egress forwarder kept disappearing before it could start (removed by another worker)"
+                .to_string(),
+        })
+    }
+
+    /// One look at the forwarder: `None` when it vanished before it started.
+    async fn ensure_forwarder_once(&self, endpoint: &Endpoint) -> Result<Option<String>, DockerError> {
+        let config = &self.runtime;
         let docker = &endpoint.docker;
         let name = forwarder_name(config, &self.config);
         let volume = socket_volume(&name);
         match docker.inspect_container(&name, None::<InspectContainerOptions>).await {
             Ok(inspect) => {
                 let id = inspect.id.clone().unwrap_or_else(|| name.clone());
-                let current = inspect.mounts.iter().flatten().any(|m| {
-                    m.name.as_deref() == Some(volume.as_str()) && m.destination.as_deref() == Some(SOCKET_DIR)
-                });
+                // The mounts it was created with: a forwarder another worker
+                // created a moment ago and has not started yet has no runtime
+                // mounts to show, and must not be taken for an older one.
+                let requested = inspect.host_config.as_ref().and_then(|h| h.mounts.as_ref());
+                let current = requested
+                    .into_iter()
+                    .flatten()
+                    .any(|m| m.source.as_deref() == Some(volume.as_str()) && m.target.as_deref() == Some(SOCKET_DIR));
                 if current {
-                    if inspect.state.and_then(|s| s.running) != Some(true) {
-                        start(endpoint, &id).await?;
+                    if inspect.state.and_then(|s| s.running) != Some(true) && !start(endpoint, &id).await? {
+                        return Ok(None);
                     }
-                    return Ok(volume);
+                    return Ok(Some(volume));
                 }
                 tracing::info!(endpoint = %endpoint.name, forwarder = %name, "replacing an older egress forwarder");
                 remove_container(endpoint, &id).await?;
@@ -303,16 +323,20 @@ impl Egress {
             }
             Err(e) => return Err(endpoint.api("create forwarder")(e)),
         };
-        start(endpoint, &id).await?;
+        if !start(endpoint, &id).await? {
+            return Ok(None);
+        }
         tracing::info!(endpoint = %endpoint.name, forwarder = %name, "egress forwarder started");
-        Ok(volume)
+        Ok(Some(volume))
     }
 }
 
-async fn start(endpoint: &Endpoint, id: &str) -> Result<(), DockerError> {
+/// Starts the forwarder; `false` when it is gone (another worker removed it).
+async fn start(endpoint: &Endpoint, id: &str) -> Result<bool, DockerError> {
     match endpoint.docker.start_container(id, None).await {
-        Ok(()) => Ok(()),
-        Err(e) if status_of(&e) == Some(304) => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if status_of(&e) == Some(304) => Ok(true),
+        Err(e) if status_of(&e) == Some(404) => Ok(false),
         Err(e) => Err(endpoint.api("start forwarder")(e)),
     }
 }

@@ -58,6 +58,7 @@ async fn baseline(runtime: &DockerRuntime, sandbox: &SandboxHandle) -> Vec<Proce
         if processes.iter().any(|p| p.args == "sleep infinity") {
             break;
         }
+        // not an assertion: the poll interval of a bounded wait (the counts are asserted below)
         tokio::time::sleep(Duration::from_millis(20)).await;
         processes = listed(runtime, sandbox).await;
     }
@@ -190,7 +191,17 @@ async fn an_exec_running_when_another_ends_is_ended_too() {
         let before = baseline(&runtime, sandbox).await;
         let long = runtime.exec(sandbox, ExecRequest::shell("sleep 1005; echo finished")).await.unwrap();
         let long = tokio::spawn(long.map(Result::unwrap).collect::<Vec<_>>());
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The long exec runs before the short one starts.
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let processes = listed(&runtime, sandbox).await;
+            if processes.iter().any(|p| p.args.contains("sleep 1005")) {
+                break;
+            }
+            assert!(Instant::now() < until, "the long exec never started: {processes:?}");
+            // not an assertion: the poll interval of the deadline-bounded wait above
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(sh(&runtime, sandbox, "echo short").await.stdout_text(), "short\n");
         let long = tokio::time::timeout(KILL_BUDGET, long).await.unwrap().unwrap();
         assert_eq!(long, vec![ExecEvent::Exit(ExecExit::Code(137))]);
