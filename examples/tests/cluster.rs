@@ -68,6 +68,7 @@ impl Worker {
                 return status;
             }
             assert!(Instant::now() < deadline, "worker {} did not exit within {limit:?}\n{}", self.id, self.tail());
+            // not an assertion: the poll interval of a deadline-bounded wait
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -176,6 +177,7 @@ impl Cluster {
                 let logs: Vec<String> = workers.iter().map(|w| format!("--- {}\n{}", w.id, w.tail())).collect();
                 panic!("{open} of {} runs still open after {limit:?}\n{}", runs.len(), logs.join("\n"));
             }
+            // not an assertion: the poll interval of a deadline-bounded wait
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -311,6 +313,7 @@ async fn a_worker_killed_in_running_agent_is_taken_over_from_the_journal() {
             break;
         }
         assert!(Instant::now() < deadline, "the victim never reached running_agent: {r:?}\n{}", victim.tail());
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Kill it only once its agent has started (journaled `started`).
@@ -320,6 +323,7 @@ async fn a_worker_killed_in_running_agent_is_taken_over_from_the_journal() {
             break;
         }
         assert!(Instant::now() < deadline, "the victim's agent never started\n{}", victim.tail());
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The rescuer is up (ready) before the victim dies, so the takeover
@@ -408,6 +412,7 @@ async fn a_database_restart_mid_load_loses_no_run() {
             break;
         }
         assert!(Instant::now() < deadline, "the load never got going");
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     restart_postgres(&script);
@@ -472,6 +477,7 @@ async fn sigterm_finishes_or_releases_the_current_step() {
         if status == 503 || std::time::Instant::now() > deadline {
             break (status, body);
         }
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(status, 503, "draining: {body}");
@@ -501,6 +507,7 @@ async fn sigterm_finishes_or_releases_the_current_step() {
             break;
         }
         assert!(Instant::now() < deadline, "never reached the slow agent: {r:?}\n{}", worker.tail());
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     wait_agent_started(&cluster, &projects, 2, &worker).await;
@@ -559,6 +566,7 @@ async fn wait_agent_started(cluster: &Cluster, projects: &[Project], n: usize, w
             return;
         }
         assert!(Instant::now() < deadline, "the agent never started\n{}", worker.tail());
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -591,6 +599,7 @@ async fn http_get(port: u16, path: &str, limit: Duration, until_ok: bool) -> (u1
                 let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
                 let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
                 if status == 503 && until_ok && Instant::now() < deadline {
+                    // not an assertion: the poll interval of a deadline-bounded wait
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -598,6 +607,7 @@ async fn http_get(port: u16, path: &str, limit: Duration, until_ok: bool) -> (u1
             }
             Err(e) => {
                 assert!(Instant::now() < deadline, "health endpoint on port {port} never answered: {e}");
+                // not an assertion: the poll interval of a deadline-bounded wait
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

@@ -86,6 +86,7 @@ impl Node {
                 return;
             }
             assert!(Instant::now() < deadline, "{} did not answer /health in 90 s\n{}", self.name, self.tail());
+            // not an assertion: the poll interval of a deadline-bounded wait
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -116,6 +117,7 @@ impl Node {
                 self.name,
                 self.tail()
             );
+            // not an assertion: the poll interval of a deadline-bounded wait
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -473,6 +475,7 @@ max_concurrent_runs = 4
                 runs.iter().map(|r| (r.run.issue_number, r.run.state.to_string())).collect();
             panic!("after {RUNS_LIMIT:?}, {ended} of {} runs ended: {states:?}\n{}", runs.len(), logs(&serve, &worker));
         }
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let runs_took = started.elapsed();

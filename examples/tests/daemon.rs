@@ -217,6 +217,7 @@ agent = "test-agent"
                 return;
             }
             assert!(Instant::now() < deadline, "paid serve did not answer /health in 60 s; log:\n{}", self.log());
+            // not an assertion: the poll interval of a deadline-bounded wait
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -232,6 +233,7 @@ agent = "test-agent"
                 return status;
             }
             assert!(Instant::now() < deadline, "paid serve did not stop after SIGTERM; log:\n{}", self.log());
+            // not an assertion: the poll interval of a deadline-bounded wait
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -252,6 +254,7 @@ agent = "test-agent"
                 return runs;
             }
             assert!(Instant::now() < deadline, "timed out waiting for {what}; runs: {runs:#?}\nlog:\n{}", self.log());
+            // not an assertion: the poll interval of a deadline-bounded wait
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -426,6 +429,7 @@ impl EgressTargets {
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&other).is_err() {
             assert!(Instant::now() < deadline, "the target container never listened on {other}");
+            // not an assertion: the poll interval of a deadline-bounded wait
             std::thread::sleep(Duration::from_millis(100));
         }
         Self { host, other, container, _listener: listener }
@@ -473,6 +477,7 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while w.github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).is_empty() {
         assert!(Instant::now() < deadline, "no PR after 120 s; log:\n{}", w.log());
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let runs = w.wait_runs("the run to succeed", Duration::from_secs(60), |r| state_of(r) == ["succeeded"]).await;
@@ -704,6 +709,7 @@ async fn cancel_stops_a_long_running_agent_within_5_s_and_cleans_up() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !w.sandboxes().iter().any(|id| container_runs(id, "sleep 300")) {
         assert!(Instant::now() < deadline, "the agent's process never started; log:\n{}", w.log());
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(w.sandboxes().len(), 1, "one sandbox while the agent runs");
@@ -1108,6 +1114,7 @@ async fn a_new_forge_token_is_used_without_a_restart() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while polls(401) == 0 {
         assert!(Instant::now() < deadline, "no poll with the old token; log:\n{}", w.log());
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(polls(200), 0);
@@ -1236,6 +1243,7 @@ async fn a_signed_issues_webhook_starts_a_run_before_the_next_poll_and_a_tampere
     let deadline = Instant::now() + Duration::from_secs(30);
     while !world.github.requests().iter().any(|r| r.method == "GET" && r.path.ends_with("/issues")) {
         assert!(Instant::now() < deadline, "no startup poll; log:\n{}", world.log());
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(world.get("/api/v1/runs").await["data"].as_array().unwrap().is_empty());

@@ -150,6 +150,7 @@ agent = "test-agent"
                 return;
             }
             assert!(Instant::now() < deadline, "paid serve did not answer /health in 60 s; log:\n{}", self.log());
+            // not an assertion: the poll interval of a deadline-bounded wait
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -165,6 +166,7 @@ agent = "test-agent"
                 return;
             }
             assert!(Instant::now() < deadline, "paid serve did not stop after SIGTERM; log:\n{}", self.log());
+            // not an assertion: the poll interval of a deadline-bounded wait
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -45,6 +45,7 @@ where
         match probe().await {
             Ok(found) => return found,
             Err(seen) if std::time::Instant::now() >= deadline => panic!("{what}: not within {limit:?}; saw {seen}"),
+            // not an assertion: the poll interval of a deadline-bounded wait
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
         }
     }

@@ -165,6 +165,7 @@ verify = ["grep -qxF -- '- Document the calculator (#1)' CHANGELOG.md"]
         }
         assert!(!running.is_finished(), "the server stopped: {:?}", running.await);
         assert!(Instant::now() < deadline, "no run ended within 120 s: {runs:#?}");
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     shutdown.cancel();

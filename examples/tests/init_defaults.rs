@@ -120,6 +120,7 @@ async fn aider_succeeds_from_paid_init_defaults() {
     let deadline = Instant::now() + Duration::from_secs(240);
     while github.pull_requests(DEMO_REPO.0, DEMO_REPO.1).is_empty() {
         assert!(Instant::now() < deadline, "no pull request after 240 s; log:\n{}", read_log());
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let prs = github.pull_requests(DEMO_REPO.0, DEMO_REPO.1);

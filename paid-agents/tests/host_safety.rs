@@ -50,6 +50,8 @@ impl Workspaces for Watching {
     async fn commit_all(&self, req: &CommitRequest<'_>) -> Result<Option<String>> {
         let ticks = req.worktree.path.join("ticks");
         let before = size(&ticks);
+        // not an assertion: the observation window of `before == after` in the test;
+        // a live writer appends every 20 ms, ~25 times in it.
         tokio::time::sleep(Duration::from_millis(500)).await;
         *self.seen.lock().unwrap() = Some((before, size(&ticks)));
         self.inner.commit_all(req).await

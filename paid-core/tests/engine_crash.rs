@@ -557,6 +557,7 @@ where
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

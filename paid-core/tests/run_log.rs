@@ -52,6 +52,7 @@ impl SandboxRuntime for ScriptedRuntime {
             loop {
                 match steps.next()? {
                     Step::Out(text) => return Some((Ok(ExecEvent::Stdout(Bytes::from(text))), steps)),
+                    // not an assertion: a scripted pause in the fake agent's output
                     Step::Wait(d) => tokio::time::sleep(d).await,
                     Step::Exit => return Some((Ok(ExecEvent::Exit(ExecExit::Code(0))), steps)),
                     Step::Hang => std::future::pending::<()>().await,

@@ -99,9 +99,11 @@ async fn a_symlink_swap_race_never_commits_the_host_file() {
             while !stop.load(Ordering::Relaxed) {
                 std::fs::write(&tmp, "$Id$ harmless\n").unwrap();
                 std::fs::rename(&tmp, &victim).unwrap();
+                // not an assertion: paces the racing writer so its renames interleave with the snapshot
                 std::thread::sleep(std::time::Duration::from_micros(500));
                 std::os::unix::fs::symlink(&secret, &tmp).unwrap();
                 std::fs::rename(&tmp, &victim).unwrap();
+                // not an assertion: paces the racing writer, as above
                 std::thread::sleep(std::time::Duration::from_micros(500));
                 swaps.fetch_add(1, Ordering::Relaxed);
             }

@@ -111,6 +111,7 @@ async fn a_client_leaving_mid_stream_still_gets_its_input_metered() {
             break records;
         }
         assert!(Instant::now() < deadline, "the abandoned stream was never metered");
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(records.len(), 1, "{records:?}");

@@ -190,6 +190,7 @@ impl LlmProvider for ScriptedLlm {
 
     async fn complete(&self, req: &ChatRequest) -> paid_core::Result<ChatResponse> {
         self.seen.lock().unwrap().push(req.clone());
+        // not an assertion: the scripted model's latency
         tokio::time::sleep(self.delay).await;
         match &self.answer {
             Ok(text) => Ok(ChatResponse {

@@ -753,6 +753,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt as _;
+
     use super::*;
 
     #[test]
@@ -824,14 +826,12 @@ mod tests {
         drop(other);
         // Another sandbox does not wait.
         tokio::time::timeout(Duration::from_millis(100), cleanups.wait("s2", CLEANUP_WAIT)).await.unwrap();
-        let waiter = {
-            let cleanups = cleanups.clone();
-            tokio::spawn(async move { cleanups.wait("s1", CLEANUP_WAIT).await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiter.is_finished(), "returned while the clean-up was under way");
+        let waiter = cleanups.wait("s1", CLEANUP_WAIT);
+        tokio::pin!(waiter);
+        // Polled once: it found the clean-up under way and is parked on it.
+        assert!(waiter.as_mut().now_or_never().is_none(), "returned while the clean-up was under way");
         drop(guard);
-        tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(1), waiter).await.unwrap();
         assert!(!cleanups.busy("s1"));
     }
 

@@ -113,6 +113,7 @@ async fn get_eventually(runtime: &DockerRuntime, sandbox: &SandboxHandle, path: 
         match get(runtime, sandbox, path).await {
             Ok(body) => return body,
             Err(e) if Instant::now() > until => panic!("the proxy did not answer again: {e}"),
+            // not an assertion: the poll interval of a deadline-bounded wait
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
@@ -202,6 +203,7 @@ async fn a_sandbox_has_no_network_and_reaches_only_the_proxy() {
 
         // B listens on its own loopback while A probes (one exec, held open:
         // the end of an exec ends what it started).
+        // not an assertion: the Python listener holds its socket open while A probes; its exec is ended below
         let listen = "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 8000)); s.listen(); \
                       print('listening', flush=True); time.sleep(120)";
         let mut held = runtime.exec(&b, ExecRequest::argv(["python3", "-c", listen])).await.unwrap();

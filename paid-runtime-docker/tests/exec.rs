@@ -63,6 +63,7 @@ async fn cancel_returns_quickly_and_kills_the_tree() {
         let mut events = runtime.exec(sandbox, ExecRequest::shell(script).with_cancel(cancel.clone())).await.unwrap();
         let mut started = false;
         for _ in 0..20 {
+            // not an assertion: the poll interval of a bounded wait (20 tries; `started` is asserted below)
             tokio::time::sleep(Duration::from_millis(100)).await;
             started = running(&runtime, sandbox, "sleep 1001").await && running(&runtime, sandbox, "sleep 1002").await;
             if started {
@@ -98,6 +99,7 @@ async fn dropping_the_stream_kills_the_command() {
         let until = Instant::now() + KILL_BUDGET;
         while running(&runtime, sandbox, "sleep 1003").await {
             assert!(Instant::now() < until, "the command outlived its dropped stream");
+            // not an assertion: the poll interval of a deadline-bounded wait
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
@@ -272,6 +274,7 @@ async fn a_flooding_command_ends_promptly_on_timeout_and_on_drop() {
         let until = Instant::now() + KILL_BUDGET;
         while running(&runtime, sandbox, "yes").await {
             assert!(Instant::now() < until, "the flood outlived its dropped stream");
+            // not an assertion: the poll interval of a deadline-bounded wait
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(sh(&runtime, sandbox, "cat /tmp/marker").await.stdout_text(), "kept\n", "no restart happened");

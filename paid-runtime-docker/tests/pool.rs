@@ -39,6 +39,7 @@ async fn wait_ready(runtime: &DockerRuntime, want: usize) {
     let until = Instant::now() + Duration::from_secs(60);
     while runtime.pool_status().first().is_none_or(|s| s.ready < want) {
         assert!(Instant::now() < until, "the pool did not refill: {:?}", runtime.pool_status());
+        // not an assertion: the poll interval of a deadline-bounded wait
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

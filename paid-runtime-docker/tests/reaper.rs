@@ -130,6 +130,7 @@ async fn idle_and_old_sandboxes_go_busy_ones_stay() {
         let mut long =
             runtime.exec(&busy, ExecRequest::shell("echo go; sleep 600").with_cancel(cancel.clone())).await.unwrap();
         assert!(long.next().await.is_some());
+        // not an assertion: lets idle time pass: docker's ages are whole seconds of the real clock, which cannot be paused
         tokio::time::sleep(Duration::from_millis(2100)).await;
         // Created after the others' last activity: idle for less than a second.
         let fresh = runtime.create(&s_new).await.unwrap();
@@ -145,6 +146,7 @@ async fn idle_and_old_sandboxes_go_busy_ones_stay() {
         assert!(runtime.is_running(&busy).await.unwrap() && runtime.is_running(&fresh).await.unwrap());
 
         // Too old beats busy (ages are whole seconds).
+        // not an assertion: lets a whole second pass (docker's ages are whole seconds of the real clock)
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let old = ReapPolicy { max_age: Duration::from_millis(1), ..policy() }.with_live_runs(live);
         let report = runtime.reap_with(&old).await.unwrap();
@@ -190,6 +192,7 @@ async fn after_a_crash_the_reaper_cleans_the_pool_and_restores_the_worktree() {
         drop(dead); // no drain, no remove: the worker is gone
 
         let survivor = runtime_with(config).await;
+        // not an assertion: lets a whole second pass (docker's ages are whole seconds of the real clock)
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let policy = ReapPolicy { idle_after: Duration::ZERO, ..policy() }.with_live_runs(Vec::<String>::new());
         let report = survivor.reap_with(&policy).await.unwrap();
@@ -267,6 +270,7 @@ async fn reap_and_shutdown_leave_nothing_behind_with_pool_and_egress() {
         live.warm_up(&specs[0], Duration::from_secs(60)).await.unwrap();
         // Everything of the dead worker is older than `idle_after`; the
         // kept sandbox was just used.
+        // not an assertion: lets the dead worker's things age past `idle_after` (docker's real clock; ages are whole seconds)
         tokio::time::sleep(Duration::from_secs(3).saturating_sub(dead_left.elapsed())).await;
         sh(&live, &sandboxes[2], "true").await;
 

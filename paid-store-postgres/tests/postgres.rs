@@ -238,11 +238,13 @@ async fn project_limits_hold_under_concurrent_claimers() {
             while done.load(Ordering::SeqCst) < 2 * RUNS_PER_PROJECT as usize {
                 assert!(started.elapsed() < Duration::from_secs(60), "limits test took too long");
                 let Some(run) = store.claim(&claim(&owner, Lease::hours(1), now)).await.unwrap() else {
+                    // not an assertion: backs off while nothing is claimable; the loop is bounded by the 60 s check above
                     tokio::time::sleep(Duration::from_millis(2)).await;
                     continue;
                 };
                 let n = busy[&run.project_id].fetch_add(1, Ordering::SeqCst) + 1;
                 peak[&run.project_id].fetch_max(n, Ordering::SeqCst);
+                // not an assertion: holds the claimed run a moment, so that claims overlap (the peaks are asserted)
                 tokio::time::sleep(Duration::from_millis(3)).await;
                 busy[&run.project_id].fetch_sub(1, Ordering::SeqCst);
                 store
@@ -342,6 +344,7 @@ async fn notify_wakes_an_idle_worker_at_once() {
     let queue = {
         let store = store.clone();
         tokio::spawn(async move {
+            // not an assertion: queues the run while the wait below is blocked; the assertion is that it wakes at once
             tokio::time::sleep(Duration::from_millis(300)).await;
             store.create_run(&fixtures::new_run(project.id, 1)).await.unwrap()
         })
@@ -357,6 +360,7 @@ async fn notify_wakes_an_idle_worker_at_once() {
     assert_eq!(work.wait(Duration::from_millis(300)).await, Wake::TimedOut);
     store.release(run.id, "w").await.unwrap();
     // Arrived before this wait began: still seen.
+    // not an assertion: lets the release's notification arrive before the wait begins; were it later, the wait would still be notified at once
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     assert_eq!(work.wait(poll).await, Wake::Notified);

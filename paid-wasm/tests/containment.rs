@@ -268,11 +268,23 @@ fn more_concurrent_calls_than_slots_are_refused_not_queued() {
         host.load("slow", &abi_module("(loop $l (br $l)) unreachable")).unwrap(),
         serde_json::json!({}),
     ));
-    let busy = slow.clone();
-    let first = std::thread::spawn(move || busy.call::<_, serde_json::Value>("choose_variant", &choose_request(0)));
-    std::thread::sleep(Duration::from_millis(200));
-    let err = slow.call::<_, serde_json::Value>("choose_variant", &choose_request(1)).unwrap_err();
+    // Two calls start together; each would hold the slot until its 2 s
+    // deadline, so whichever comes second finds it taken and is refused.
+    let together = Arc::new(std::sync::Barrier::new(2));
+    let calls: Vec<_> = (0..2)
+        .map(|i| {
+            let (slow, together) = (slow.clone(), together.clone());
+            std::thread::spawn(move || {
+                together.wait();
+                slow.call::<_, serde_json::Value>("choose_variant", &choose_request(i))
+            })
+        })
+        .collect();
+    let (busy, ran): (Vec<_>, Vec<_>) =
+        calls.into_iter().map(|c| c.join().unwrap()).partition(|r| matches!(r, Err(Error::Busy { .. })));
+    assert_eq!((busy.len(), ran.len()), (1, 1), "busy: {busy:?}, ran: {ran:?}");
+    let err = busy.into_iter().next().unwrap().unwrap_err();
     assert!(matches!(err, Error::Busy { limit: 1, .. }), "{err:?}");
     assert_names(&err, "slow");
-    assert!(matches!(first.join().unwrap(), Err(Error::OutOfFuel { .. } | Error::Deadline { .. })));
+    assert!(matches!(ran[0], Err(Error::OutOfFuel { .. } | Error::Deadline { .. })), "{ran:?}");
 }

@@ -532,6 +532,7 @@ impl Agent for InstantAgent {
             .await?;
         if let Some(delay) = self.delays.get(&ctx.issue.number) {
             tokio::select! {
+                // not an assertion: the instant agent's scripted working time (cancellable)
                 () = tokio::time::sleep(*delay) => {}
                 () = ctx.cancel.cancelled() => return Err(Error::Cancelled),
             }

@@ -322,6 +322,8 @@ pub async fn cancel_kills_the_process_tree(runtime: &dyn SandboxRuntime, image: 
         let req = ExecRequest::shell(LONG_TREE).with_cancel(cancel.clone());
         let canceller = cancel.clone();
         let cancelled_at = tokio::spawn(async move {
+            // not an assertion: gives the tree time to start; that it did is
+            // asserted below (its output), so a short delay fails loudly.
             tokio::time::sleep(Duration::from_millis(500)).await;
             canceller.cancel();
             Instant::now()
@@ -329,6 +331,7 @@ pub async fn cancel_kills_the_process_tree(runtime: &dyn SandboxRuntime, image: 
         let out = run(runtime, sandbox, req).await;
         let cancelled_at = cancelled_at.await.unwrap();
         assert_eq!(out.exit, ExecExit::Cancelled);
+        assert_eq!(out.stdout_text(), "started\n", "the tree had started when it was cancelled");
         assert!(
             out.ended - cancelled_at < KILL_BUDGET,
             "cancellation took {:?} to report; the budget is {KILL_BUDGET:?}",

@@ -98,6 +98,7 @@ impl Agent for ScriptedAgent {
         let behavior = self.behaviors.get(&model).cloned().unwrap_or_else(|| Behavior::new(&["fix.txt"], true, 1_000));
         if let Some(delay) = behavior.delay {
             tokio::select! {
+                // not an assertion: the fake agent's scripted working time (cancellable)
                 () = tokio::time::sleep(delay) => {}
                 () = ctx.cancel.cancelled() => return Err(paid_core::Error::Cancelled),
             }

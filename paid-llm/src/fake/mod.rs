@@ -310,10 +310,12 @@ async fn answer(State(state): State<Arc<FakeState>>, req: http::Request<Body>) -
     let reply = lock(&state.script).pop_front().unwrap_or_else(|| Reply::Ok(lock(&state.default).clone()));
     match reply {
         Reply::Error(e) => {
+            // not an assertion: the fake upstream's scripted latency
             tokio::time::sleep(e.head_delay).await;
             error_response(kind, &e)
         }
         Reply::Ok(c) => {
+            // not an assertion: the fake upstream's scripted latency
             tokio::time::sleep(c.head_delay).await;
             let requested = match kind {
                 ProviderKind::Gemini => crate::providers::gemini::model_from_path(&path).unwrap_or("").to_string(),
@@ -367,6 +369,7 @@ fn error_response(kind: ProviderKind, e: &FakeError) -> Response {
 fn sse_response(frames: Vec<String>, gap: Duration) -> Response {
     let stream = futures::stream::iter(frames.into_iter().enumerate()).then(move |(i, frame)| async move {
         if i > 0 && !gap.is_zero() {
+            // not an assertion: paces the fake stream's frames
             tokio::time::sleep(gap).await;
         }
         Ok::<_, Infallible>(Bytes::from(frame))
