@@ -192,24 +192,25 @@ fn notify_pool(connect: PgConnectOptions, acquire_timeout: Duration) -> PgPool {
 
 /// Connections for writes whose loss in a *server* crash is harmless, which
 /// commit without waiting for the WAL flush (`synchronous_commit = off`):
-/// log appends (output a crash cuts short anyway), usage records, and the
-/// journal's `started` records. A clean restart loses nothing; a crash
-/// loses at most the last few hundred milliseconds of them, and never a
-/// later durable write's predecessors (the WAL is flushed in order: a
-/// step's durable finish makes its `started` record durable too).
+/// log appends (output a crash cuts short anyway) and the journal's
+/// `started` records. A clean restart loses nothing; a crash loses at most
+/// the last few hundred milliseconds of them, and never a later durable
+/// write's predecessors (the WAL is flushed in order: a step's durable
+/// finish makes its `started` record durable too).
 ///
 /// A lost `started` record is the same as a worker that crashed just
 /// before journaling the step: whoever drives the run next begins the step
 /// again, under the same idempotency key (the engine derives keys from the
 /// run, never from the journal), and no engine decision reads a `started`
 /// record. A *worker* crash loses nothing: the commit is already in the
-/// server's WAL buffers. Usage also seeds the proxy's monthly
-/// budgets after a restart, so a server crash can undercount a project's
-/// spend by the usage of that last fraction of a second. Transitions,
-/// leases and heartbeats (which share no pool with bulk log appends, so a
-/// busy log cannot starve them), step finishes (a finished side effect is
-/// never forgotten), decisions, outcomes and the audit trail always go
-/// through the main pool and wait for the flush.
+/// server's WAL buffers.
+///
+/// Usage records are money: they seed the proxy's budgets after a restart,
+/// so they wait for the flush (the proxy writes them off the request path).
+/// So do transitions, leases and heartbeats (which share no pool with bulk
+/// log appends, so a busy log cannot starve them), step finishes (a
+/// finished side effect is never forgotten), decisions, outcomes and the
+/// audit trail.
 fn relaxed_pool(connect: PgConnectOptions, options: &PgStoreOptions) -> PgPool {
     PgPoolOptions::new()
         .max_connections((options.max_connections_value() / 4).max(2))
@@ -404,7 +405,7 @@ impl RunLog for PgStore {
 #[async_trait]
 impl Ledger for PgStore {
     async fn record_usage(&self, usage: &UsageRecord) -> paid_core::Result<()> {
-        Ok(records::record_usage(&self.relaxed_pool, usage).await?)
+        Ok(records::record_usage(&self.pool, usage).await?)
     }
 
     async fn usage(&self, id: RunId) -> paid_core::Result<Vec<UsageRecord>> {
