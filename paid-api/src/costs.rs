@@ -57,4 +57,24 @@ pub struct Costs {
     pub by_month: Vec<CostRow>,
     /// Everything.
     pub total: CostRow,
+    /// Each project's monthly budget this month (UTC): its cap, what it
+    /// spent, and what LLM requests in flight hold against it.
+    #[serde(default)]
+    pub budgets: Vec<BudgetState>,
+}
+
+/// A project's budget in the current period.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BudgetState {
+    /// `owner/name`.
+    pub repo: String,
+    /// `YYYY-MM`.
+    pub period: String,
+    /// The cap, USD (`None`: no cap).
+    pub limit_usd: Option<f64>,
+    /// Spent in the period, USD (the store's usage records).
+    pub spent_usd: f64,
+    /// Held by this node's metering proxy for requests in flight, USD
+    /// (`None` without a proxy).
+    pub reserved_usd: Option<f64>,
 }

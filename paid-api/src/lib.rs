@@ -27,7 +27,7 @@ pub mod status;
 
 #[cfg(feature = "client")]
 pub use client::{ApiClient, ClientError};
-pub use costs::{CostRow, CostView, Costs, CostsQuery};
+pub use costs::{BudgetState, CostRow, CostView, Costs, CostsQuery};
 pub use envelope::{Envelope, ErrorBody, ErrorEnvelope, Meta, Page};
 pub use learning::{ExperimentDetail, ExperimentsQuery, PromptDetail};
 pub use projects::{NewProject, ProjectSettings, ProjectSource, ProjectView, RemovedProject};

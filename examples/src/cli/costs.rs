@@ -23,4 +23,19 @@ fn print_costs(d: &Costs) {
         }
     }
     println!("total    ${:.4}", d.total.usd);
+    if !d.budgets.is_empty() {
+        println!("budgets");
+        println!("  {:<10} {:<28} {:>10} {:>10} {:>10}", "PERIOD", "REPO", "CAP USD", "SPENT", "HELD");
+        let usd = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        for b in &d.budgets {
+            println!(
+                "  {:<10} {:<28} {:>10} {:>10.4} {:>10}",
+                b.period,
+                b.repo,
+                usd(b.limit_usd),
+                b.spent_usd,
+                usd(b.reserved_usd)
+            );
+        }
+    }
 }

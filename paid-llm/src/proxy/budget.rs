@@ -505,6 +505,14 @@ impl Budgets {
         events
     }
 
+    /// What requests in flight hold against `project`'s caps this month
+    /// (UTC, as of the last request), in micro-USD.
+    pub fn project_reserved_micros(&self, project: ProjectId, now: Timestamp) -> i64 {
+        let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        let this_month = Some((now.year(), now.month()));
+        ledger.projects.get(&project).filter(|p| p.month == this_month).map_or(0, |p| p.month_reserved)
+    }
+
     /// What requests in flight hold for `run`.
     pub fn reserved(&self, run: RunId) -> Spend {
         let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());

@@ -453,6 +453,12 @@ impl Proxy {
         self.shared.budgets.spend(run)
     }
 
+    /// What requests in flight hold against `project`'s caps this month,
+    /// in micro-USD.
+    pub fn project_reserved_micros(&self, project: ProjectId) -> i64 {
+        self.shared.budgets.project_reserved_micros(project, self.shared.clock.now())
+    }
+
     /// What `run`'s requests in flight hold against its caps (see
     /// [`budget::Reservation`]).
     pub fn reserved(&self, run: RunId) -> Spend {

@@ -241,6 +241,8 @@ mod tests {
         let now = at(40 * DAY);
         let held = b.reserve(&grant, worst(250_000), now).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(gauge(&shared.budget_reserved_usd, "month"), 0.25);
+        assert_eq!(b.project_reserved_micros(grant.project_id, now), 250_000);
+        assert_eq!(b.project_reserved_micros(grant.project_id, at(80 * DAY)), 0, "another month holds nothing");
         assert_eq!(gauge(&shared.budget_limit_usd, "month"), 5.0);
         held.settle(10, Some(100_000), now);
         assert_eq!(gauge(&shared.budget_reserved_usd, "month"), 0.0);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use chrono::Datelike;
-use paid_api::{CostRow, Costs, CostsQuery};
+use paid_api::{BudgetState, CostRow, Costs, CostsQuery};
 use paid_core::{CostQuery, ProjectId, Store, UsageTotals};
 
 use super::ApiState;
@@ -21,7 +21,38 @@ pub(crate) async fn costs(State(state): State<Arc<ApiState>>, Query(q): Query<Co
         Some(repo) => Some(find_project(&state, repo).await?.id),
         None => None,
     };
-    ok(StatusCode::OK, summarize(state.store.as_ref(), project_id).await?)
+    let mut costs = summarize(state.store.as_ref(), project_id).await?;
+    costs.budgets = budgets(&state, project_id, &costs).await?;
+    ok(StatusCode::OK, costs)
+}
+
+/// Each project's (or `project`'s) budget this month: its cap, its spend
+/// (from `costs`, already summed), and what this node's proxy holds for
+/// requests in flight.
+async fn budgets(state: &ApiState, project: Option<ProjectId>, costs: &Costs) -> Result<Vec<BudgetState>, ApiError> {
+    let now = chrono::Utc::now();
+    let period = format!("{:04}-{:02}", now.year(), now.month());
+    let mut projects = state.store.projects().await?;
+    projects.retain(|p| project.is_none_or(|id| p.id == id));
+    projects.sort_by_key(|p| p.repo.to_string());
+    Ok(projects
+        .into_iter()
+        .map(|p| {
+            let repo = p.repo.to_string();
+            let spent_micros: i64 = costs
+                .by_month
+                .iter()
+                .filter(|r| r.period == period && r.repo == repo)
+                .fold(0, |sum, r| sum.saturating_add(r.micros));
+            BudgetState {
+                repo,
+                period: period.clone(),
+                limit_usd: p.settings.budget_usd_per_month,
+                spent_usd: spent_micros as f64 / 1e6,
+                reserved_usd: state.proxy.as_ref().map(|proxy| proxy.project_reserved_micros(p.id) as f64 / 1e6),
+            }
+        })
+        .collect())
 }
 
 /// The costs of every project (or of `project`), folded from the store's
@@ -59,7 +90,12 @@ async fn summarize(store: &dyn Store, project: Option<ProjectId>) -> Result<Cost
         row.usd = row.micros as f64 / 1e6;
         row.tokens = row.tokens.saturating_add(t.tokens());
     }
-    Ok(Costs { by_day: day.into_values().collect(), by_month: month.into_values().collect(), total })
+    Ok(Costs {
+        by_day: day.into_values().collect(),
+        by_month: month.into_values().collect(),
+        total,
+        budgets: Vec::new(),
+    })
 }
 
 #[cfg(test)]
@@ -111,7 +147,12 @@ mod tests {
                 add(&mut total, &u);
             }
         }
-        Costs { by_day: day.into_values().collect(), by_month: month.into_values().collect(), total }
+        Costs {
+            by_day: day.into_values().collect(),
+            by_month: month.into_values().collect(),
+            total,
+            budgets: Vec::new(),
+        }
     }
 
     /// Two projects; `runs` runs in the first, each with usage on three days
