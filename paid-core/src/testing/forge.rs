@@ -14,6 +14,8 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use crate::{
     CommentRequest, Error, Forge, LabelChange, PollRequest, PrFeedbackRequest, PrRequest, PrState, RepoRef,
     ReviewComment, Votes,
@@ -64,16 +66,35 @@ impl std::fmt::Debug for ForgeFixture {
     }
 }
 
+/// One case of the suite, run against the fixture.
+pub type TestFn = for<'a> fn(&'a ForgeFixture) -> BoxFuture<'a, ()>;
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        /// Every case of the suite, with its name, in the order [`run_all`]
+        /// runs them (later ones use what earlier ones created).
+        pub const TESTS: &[(&str, TestFn)] = &[
+            $((stringify!($name), |f| -> BoxFuture<'_, ()> { Box::pin($name(f)) })),*
+        ];
+    };
+}
+
+suite!(
+    polls_issues_carrying_any_trigger_label,
+    reads_one_issue,
+    missing_issue_is_not_found,
+    comment_with_a_marker_is_edited_in_place,
+    labels_are_added_and_removed,
+    pull_request_is_created_once_per_head_branch,
+    pr_feedback_of_an_open_pr_without_trusted_authors,
+    closed_issues_lists_only_closed_ones,
+);
+
 /// Every test of the suite, in order.
 pub async fn run_all(f: &ForgeFixture) {
-    polls_issues_carrying_any_trigger_label(f).await;
-    reads_one_issue(f).await;
-    missing_issue_is_not_found(f).await;
-    comment_with_a_marker_is_edited_in_place(f).await;
-    labels_are_added_and_removed(f).await;
-    pull_request_is_created_once_per_head_branch(f).await;
-    pr_feedback_of_an_open_pr_without_trusted_authors(f).await;
-    closed_issues_lists_only_closed_ones(f).await;
+    for (_, test) in TESTS {
+        test(f).await;
+    }
 }
 
 /// `poll_triggered` returns open issues carrying **any** of the labels,
@@ -102,8 +123,11 @@ pub async fn reads_one_issue(f: &ForgeFixture) {
     assert!(!issue.url.is_empty());
 }
 
-/// An issue that does not exist is [`Error::NotFound`].
+/// An issue that does not exist is [`Error::NotFound`], while one that
+/// exists is found (the positive control).
 pub async fn missing_issue_is_not_found(f: &ForgeFixture) {
+    let found = f.forge.issue(&f.repo, f.build_issue).await.expect("an existing issue is found");
+    assert_eq!(found.number, f.build_issue);
     let err = f.forge.issue(&f.repo, 987_654).await.expect_err("no such issue");
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }

@@ -313,12 +313,18 @@ pub async fn run_scores_one_per_run(store: Arc<dyn LearningStore>) {
     assert_eq!(store.run_scores(ghost.prompt_version_id).await.unwrap(), Vec::<RunScore>::new());
 }
 
-/// Reads of missing entities fail with `NotFound`; lists are empty.
+/// Reads of missing entities fail with `NotFound`; lists are empty. The
+/// positive control: a prompt that was put is found, and is all there is.
 pub async fn missing_entities(store: Arc<dyn LearningStore>) {
     expect_err!(store.prompt("nothing").await, Error::NotFound { .. });
     expect_err!(store.version(PromptVersionId(Uuid::now_v7())).await, Error::NotFound { .. });
     expect_err!(store.experiment(ExperimentId(Uuid::now_v7())).await, Error::NotFound { .. });
     assert_eq!(store.prompts().await.unwrap(), Vec::<Prompt>::new());
+    let present = prompt("present", 10);
+    store.put_prompt(&present).await.unwrap();
+    assert_eq!(store.prompt("present").await.unwrap(), present, "missing_entities: a prompt that exists is found");
+    expect_err!(store.prompt("nothing").await, Error::NotFound { .. });
+    assert_eq!(store.prompts().await.unwrap(), vec![present]);
     assert_eq!(store.samples(ExperimentId(Uuid::now_v7())).await.unwrap(), Vec::<ArmSample>::new());
     assert_eq!(store.assignment(ExperimentId(Uuid::now_v7()), "p#1").await.unwrap(), None);
 }

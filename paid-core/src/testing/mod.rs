@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod forge;
 pub mod instant;
 pub mod learning;
+pub mod null;
 pub mod sandbox;
 pub mod secrets;
 pub mod store;

@@ -49,6 +49,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -171,26 +172,48 @@ pub async fn with_sandbox(runtime: &dyn SandboxRuntime, spec: &SandboxSpec, body
     removed.unwrap_or_else(|e| panic!("remove sandbox {}: {e}", sandbox.id));
 }
 
+/// One case of the suite: `(runtime, image, worktree)`.
+pub type TestFn = for<'a> fn(&'a dyn SandboxRuntime, &'a str, &'a Path) -> BoxFuture<'a, ()>;
+
+/// [`missing_image_is_reported`], which takes no image, as a [`TestFn`].
+async fn missing_image_is_reported_case(runtime: &dyn SandboxRuntime, _image: &str, worktree: &Path) {
+    missing_image_is_reported(runtime, worktree).await;
+}
+
+macro_rules! suite {
+    ($($dir:literal => $name:ident),* $(,)?) => {
+        /// Every case [`run_all`] runs, with its name and its worktree's
+        /// directory name, in order. [`reap_removes_sandboxes_of_runs_not_kept`]
+        /// is not among them.
+        pub const TESTS: &[(&str, &str, TestFn)] = &[
+            $((stringify!($name), $dir, |r, i, w| -> BoxFuture<'_, ()> { Box::pin($name(r, i, w)) })),*
+        ];
+    };
+}
+
+suite!(
+    "lifecycle" => lifecycle,
+    "streams" => streams_stdout_and_stderr_apart,
+    "streaming" => streams_output_as_it_comes,
+    "exit-codes" => reports_exit_codes,
+    "worktree" => shares_the_worktree_with_the_host,
+    "env" => passes_env_and_workdir,
+    "timeout" => timeout_kills_the_process_tree,
+    "cancel" => cancel_kills_the_process_tree,
+    "remove" => remove_is_idempotent,
+    "list" => list_managed_includes_the_sandbox,
+    "removed" => exec_in_a_removed_sandbox_is_not_found,
+    "missing-image" => missing_image_is_reported_case,
+);
+
 /// Runs every function of the suite, each in a fresh subdirectory of
 /// `worktrees`.
 pub async fn run_all(runtime: &dyn SandboxRuntime, image: &str, worktrees: &Path) {
-    let dir = |name: &str| {
-        let dir = worktrees.join(name);
+    for (_, dir, test) in TESTS {
+        let dir = worktrees.join(dir);
         std::fs::create_dir_all(&dir).unwrap();
-        dir
-    };
-    lifecycle(runtime, image, &dir("lifecycle")).await;
-    streams_stdout_and_stderr_apart(runtime, image, &dir("streams")).await;
-    streams_output_as_it_comes(runtime, image, &dir("streaming")).await;
-    reports_exit_codes(runtime, image, &dir("exit-codes")).await;
-    shares_the_worktree_with_the_host(runtime, image, &dir("worktree")).await;
-    passes_env_and_workdir(runtime, image, &dir("env")).await;
-    timeout_kills_the_process_tree(runtime, image, &dir("timeout")).await;
-    cancel_kills_the_process_tree(runtime, image, &dir("cancel")).await;
-    remove_is_idempotent(runtime, image, &dir("remove")).await;
-    list_managed_includes_the_sandbox(runtime, image, &dir("list")).await;
-    exec_in_a_removed_sandbox_is_not_found(runtime, image, &dir("removed")).await;
-    missing_image_is_reported(runtime, &dir("missing-image")).await;
+        test(runtime, image, &dir).await;
+    }
 }
 
 /// Create, exec, stop (twice), remove (twice).
@@ -354,10 +377,17 @@ async fn assert_tree_gone(runtime: &dyn SandboxRuntime, sandbox: &SandboxHandle)
     assert_eq!((out.exit, out.stdout_text().as_str()), (ExecExit::Code(0), "still-usable\n"));
 }
 
-/// Removing twice, or a sandbox that never existed, is fine.
+/// Removing twice, or a sandbox that never existed, is fine; a removed
+/// sandbox no longer runs (the positive control: it ran before).
 pub async fn remove_is_idempotent(runtime: &dyn SandboxRuntime, image: &str, worktree: &Path) {
     let sandbox = runtime.create(&spec(image, worktree)).await.unwrap();
+    let running = runtime.is_running(&sandbox).await;
+    if !matches!(running, Ok(true)) {
+        let _ = runtime.remove(&sandbox).await;
+        panic!("a created sandbox runs before it is removed: {running:?}");
+    }
     runtime.remove(&sandbox).await.unwrap();
+    assert!(!runtime.is_running(&sandbox).await.unwrap(), "a removed sandbox does not run");
     runtime.remove(&sandbox).await.expect("removing a removed sandbox");
     let never = SandboxHandle { id: "paid-conformance-never-existed".into(), mount_at: "/workspace".into() };
     runtime.remove(&never).await.expect("removing a sandbox that never existed");

@@ -35,6 +35,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
+use futures::future::BoxFuture;
 
 use crate::{PutSecret, SecretStore, Timestamp};
 
@@ -52,10 +53,20 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn SecretStore>>,
 {
-    put_get_list_delete(factory().await.as_ref()).await;
-    ciphertext_is_opaque(factory().await.as_ref()).await;
-    conditional_writes(factory().await.as_ref()).await;
+    for (_, test) in TESTS {
+        test(factory().await.as_ref()).await;
+    }
 }
+
+/// One test of the suite. It gets a fresh, empty store.
+pub type TestFn = for<'a> fn(&'a dyn SecretStore) -> BoxFuture<'a, ()>;
+
+/// Every test, with its name, in the order [`run_all`] runs them.
+pub const TESTS: &[(&str, TestFn)] = &[
+    ("put_get_list_delete", |store| -> BoxFuture<'_, ()> { Box::pin(put_get_list_delete(store)) }),
+    ("ciphertext_is_opaque", |store| -> BoxFuture<'_, ()> { Box::pin(ciphertext_is_opaque(store)) }),
+    ("conditional_writes", |store| -> BoxFuture<'_, ()> { Box::pin(conditional_writes(store)) }),
+];
 
 /// Writing, reading, listing and deleting.
 pub async fn put_get_list_delete(store: &dyn SecretStore) {

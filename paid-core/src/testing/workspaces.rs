@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use chrono::Duration;
+use futures::future::BoxFuture;
 
 use crate::{CommitRequest, Error, Project, RebaseOutcome, RunId, Workspaces, Worktree, WorktreeRequest};
 
@@ -38,15 +39,39 @@ impl std::fmt::Debug for WorkspacesFixture {
     }
 }
 
+/// One case of the suite, run against the fixture.
+pub type TestFn = for<'a> fn(&'a WorkspacesFixture) -> BoxFuture<'a, ()>;
+
+/// [`worktree_lifecycle`] for a fresh run on a branch of its own.
+async fn worktree_lifecycle_of_a_new_run(f: &WorkspacesFixture) {
+    worktree_lifecycle(f, RunId(uuid::Uuid::now_v7()), "paid/1-conformance-aaaaaa").await;
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        /// Every case of the suite, with its name, in the order [`run_all`]
+        /// runs them.
+        pub const TESTS: &[(&str, TestFn)] = &[
+            $((stringify!($name), |f| -> BoxFuture<'_, ()> { Box::pin($name(f)) })),*
+        ];
+    };
+}
+
+suite!(
+    worktree_lifecycle_of_a_new_run,
+    unclonable_remote_is_a_clone_error,
+    sweep_keeps_active_runs,
+    rebase_of_a_current_branch_is_up_to_date,
+    rebase_replays_the_branch_when_the_default_branch_moved,
+    rebase_conflicts_are_left_for_the_agent_with_their_paths,
+    limits_are_checked_and_a_commit_over_them_takes_nothing,
+);
+
 /// Every test of the suite.
 pub async fn run_all(f: &WorkspacesFixture) {
-    worktree_lifecycle(f, RunId(uuid::Uuid::now_v7()), "paid/1-conformance-aaaaaa").await;
-    unclonable_remote_is_a_clone_error(f).await;
-    sweep_keeps_active_runs(f).await;
-    rebase_of_a_current_branch_is_up_to_date(f).await;
-    rebase_replays_the_branch_when_the_default_branch_moved(f).await;
-    rebase_conflicts_are_left_for_the_agent_with_their_paths(f).await;
-    limits_are_checked_and_a_commit_over_them_takes_nothing(f).await;
+    for (_, test) in TESTS {
+        test(f).await;
+    }
 }
 
 /// Creates a worktree for a new run on `branch`, writes `files`, commits

@@ -228,10 +228,17 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, req: http::Request
                 &format!("model {model:?} has no price, so its cost cannot be capped; add it to the price file"),
             );
         }
-        let max_output = plan
-            .max_output
-            .or_else(|| price.and_then(|p| p.max_output))
-            .unwrap_or(super::reservation::DEFAULT_MAX_OUTPUT_TOKENS);
+        // A request for a priced model without an output cap gets one (the
+        // model's maximum, or the default), so that its reservation bounds
+        // what it can cost. (An unpriced model costs nothing to reserve, and
+        // a small self-hosted one may refuse a cap over its context.)
+        let cap = price.and_then(|p| p.max_output).unwrap_or(super::reservation::DEFAULT_MAX_OUTPUT_TOKENS);
+        if price.is_some()
+            && let Err(message) = plan.ensure_output_cap(cap)
+        {
+            return refusal(Some(kind), StatusCode::BAD_REQUEST, &message);
+        }
+        let max_output = plan.max_output.unwrap_or(cap);
         let worst = WorstCase::of_request(plan.body.len(), max_output, price.and_then(|p| p.price_at(now)));
         match shared.budgets.reserve(&grant, worst, now).await {
             Ok(reservation) => hold = Some(reservation),

@@ -70,6 +70,44 @@ impl Plan {
         Ok(Self { kind, body, model, stream, max_output })
     }
 
+    /// Caps the output at `tokens` when the request sets no cap of its own,
+    /// so that what is reserved for it bounds what it can cost: in the
+    /// field each dialect reads (`max_completion_tokens` for OpenAI,
+    /// `max_tokens` for compatible servers, Gemini's
+    /// `generationConfig.maxOutputTokens`; Anthropic requires `max_tokens`
+    /// already).
+    pub(crate) fn ensure_output_cap(&mut self, tokens: u64) -> Result<(), String> {
+        if self.max_output.is_some() || self.kind == ProviderKind::Anthropic {
+            return Ok(());
+        }
+        let mut obj = match serde_json::from_slice::<Value>(&self.body) {
+            Ok(Value::Object(obj)) => obj,
+            _ => return Err("the request body is not a JSON object".into()),
+        };
+        match self.kind {
+            ProviderKind::OpenAi => {
+                obj.insert("max_completion_tokens".into(), tokens.into());
+            }
+            ProviderKind::Compatible => {
+                obj.insert("max_tokens".into(), tokens.into());
+            }
+            ProviderKind::Gemini => {
+                let config = obj.entry("generationConfig").or_insert(Value::Null);
+                if !config.is_object() {
+                    *config = Value::Object(Default::default());
+                }
+                if let Value::Object(config) = config {
+                    config.insert("maxOutputTokens".into(), tokens.into());
+                }
+            }
+            ProviderKind::Anthropic => {}
+        }
+        let body = serde_json::to_vec(&obj).map_err(|e| format!("cannot write the request body: {e}"))?;
+        self.body = Bytes::from(body);
+        self.max_output = Some(tokens);
+        Ok(())
+    }
+
     /// OpenAI-format streams report usage only when asked: ask, always,
     /// whatever the client sent (`stream_options` missing, `null`, not an
     /// object, or `include_usage: false`).
@@ -195,6 +233,26 @@ mod tests {
         let mut plain = read(ProviderKind::OpenAi, r#"{"model":"a"}"#).unwrap();
         plain.ensure_stream_usage().unwrap();
         assert_eq!(&plain.body[..], br#"{"model":"a"}"#, "a non-stream request is forwarded as sent");
+    }
+
+    #[test]
+    fn a_request_without_an_output_cap_gets_one_in_its_own_dialect() {
+        let capped = |kind, body: &str| {
+            let mut plan = Plan::read(kind, "/x", Bytes::from(body.to_string())).unwrap();
+            plan.ensure_output_cap(99).unwrap();
+            (serde_json::from_slice::<Value>(&plan.body).unwrap(), plan.max_output)
+        };
+        let (body, cap) = capped(ProviderKind::OpenAi, r#"{"model":"a"}"#);
+        assert_eq!((body["max_completion_tokens"].as_u64(), cap), (Some(99), Some(99)));
+        let (body, _) = capped(ProviderKind::Compatible, r#"{"model":"a"}"#);
+        assert_eq!(body["max_tokens"], 99);
+        let (body, _) = capped(ProviderKind::Gemini, r#"{"contents":[],"generationConfig":{"temperature":0}}"#);
+        assert_eq!(
+            (body["generationConfig"]["maxOutputTokens"].as_u64(), body["generationConfig"]["temperature"].as_u64()),
+            (Some(99), Some(0))
+        );
+        let (body, cap) = capped(ProviderKind::OpenAi, r#"{"model":"a","max_tokens":5}"#);
+        assert_eq!((body.get("max_completion_tokens"), cap), (None, Some(5)), "a cap the client set is kept");
     }
 
     #[test]
