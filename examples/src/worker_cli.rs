@@ -76,9 +76,16 @@ pub struct WorkerArgs {
     /// The ports the engine uses.
     #[arg(long, value_enum, default_value = "real")]
     pub backends: Backends,
+    /// Once every listener is bound, write their addresses here as JSON, atomically
+    /// (`{"pid", "api", "health", "metrics", "proxy"}`, `null` when absent): with port 0 in
+    /// `api.bind`/`--health-addr`, `proxy.bind`, `api.metrics_bind`, this says where they are.
+    #[arg(long, env = "PAID_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
     /// Instant backends: where worktrees (empty directories) go.
+    #[cfg(feature = "load-test")]
     #[arg(help_heading = "Instant backends (feature load-test)", long, env = "PAID_INSTANT_DIR")]
     pub instant_dir: Option<PathBuf>,
+    #[cfg(feature = "load-test")]
     /// Instant backends: make the agent take MS milliseconds on issue N (`N=MS`; repeatable,
     /// or comma-separated in the environment).
     #[arg(help_heading = "Instant backends (feature load-test)", long = "instant-slow-issue", env = "PAID_INSTANT_SLOW", value_delimiter = ',', value_parser = parse_slow)]
@@ -97,7 +104,7 @@ pub enum LogFormat {
     Text,
 }
 
-#[cfg_attr(not(feature = "load-test"), allow(dead_code))]
+#[cfg(feature = "load-test")]
 fn parse_slow(s: &str) -> Result<(u64, u64), String> {
     let (issue, ms) = s.split_once('=').ok_or_else(|| format!("{s:?} is not ISSUE=MILLISECONDS"))?;
     let issue = issue.trim().parse().map_err(|e| format!("issue in {s:?}: {e}"))?;
@@ -137,7 +144,10 @@ pub async fn run_real(args: &WorkerArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.health_addr {
         config.api.bind = addr;
     }
-    let builder = paid_server::Server::builder(config).api(false).poller(false);
+    let mut builder = paid_server::Server::builder(config).api(false).poller(false);
+    if let Some(path) = &args.ready_file {
+        builder = builder.ready_file(path);
+    }
     paid_server::server::serve_with(builder).await
 }
 
@@ -178,6 +188,7 @@ pub async fn run_instant(args: WorkerArgs) -> anyhow::Result<()> {
         async_commit: args.async_commit,
         instant_dir: args.instant_dir,
         instant_slow: args.instant_slow,
+        ready_file: args.ready_file,
     };
     run_until(settings, stop).await
 }

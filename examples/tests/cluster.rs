@@ -30,17 +30,22 @@ struct Worker {
     id: String,
     child: Child,
     log: PathBuf,
+    ready_file: PathBuf,
 }
 
 impl Worker {
     fn start(cluster: &Cluster, id: &str, extra: &[&str]) -> Self {
         let log = cluster.dir.path().join(format!("{id}.log"));
         let stderr = std::fs::File::create(&log).unwrap();
+        let ready_file = cluster.dir.path().join(format!("{id}.ready.json"));
+        let _ = std::fs::remove_file(&ready_file);
         let child = Command::new(env!("CARGO_BIN_EXE_paid-worker"))
             .args(["--backends", "instant", "--database-url", &testing::database_url(), "--schema", &cluster.schema])
             .args(["--worker-id", id])
             .args(["--instant-dir", cluster.dir.path().join("worktrees").to_str().unwrap()])
             .args(["--poll-ms", "300", "--pool-size", "4", "--log-format", "json"])
+            .arg("--ready-file")
+            .arg(&ready_file)
             .args(extra)
             .env_remove("PAID_INSTANT_SLOW")
             .stdin(Stdio::null())
@@ -48,7 +53,34 @@ impl Worker {
             .stderr(stderr)
             .spawn()
             .expect("start paid-worker");
-        Self { id: id.into(), child, log }
+        Self { id: id.into(), child, log, ready_file }
+    }
+
+    /// Waits (at most 20 s) for the ready file; fails with the log's tail
+    /// if the worker exits or the deadline passes first.
+    fn ready(&mut self) -> paid_server::ready::Ready {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            // Written by a rename: present means complete.
+            if let Ok(ready) = paid_server::ready::Ready::read(&self.ready_file) {
+                assert_eq!(ready.pid, self.pid(), "{ready:?}");
+                return ready;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("worker {} exited with {status} before it was ready\n{}", self.id, self.tail());
+            }
+            assert!(Instant::now() < deadline, "worker {} wrote no ready file in 20 s\n{}", self.id, self.tail());
+            // not an assertion: the poll interval of a deadline-bounded wait
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The port `--health-addr 127.0.0.1:0` was bound to.
+    fn health_port(&mut self) -> u16 {
+        let ready = self.ready();
+        let port = ready.health.unwrap_or_else(|| panic!("worker {} serves no health: {ready:?}", self.id)).port();
+        assert_ne!(port, 0, "{ready:?}");
+        port
     }
 
     fn pid(&self) -> u32 {
@@ -243,19 +275,20 @@ async fn five_hundred_runs_on_four_workers_succeed_exactly_once() {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::new().await;
     let projects = cluster.queue(10, 50, 2).await;
-    let health_port = free_port();
     let started = Instant::now();
-    let workers: Vec<Worker> = (0..4)
+    let mut workers: Vec<Worker> = (0..4)
         .map(|i| {
-            let health = format!("127.0.0.1:{health_port}");
             let extra: Vec<&str> = if i == 0 {
-                vec!["--lease-ms", "10000", "--health-addr", &health]
+                vec!["--lease-ms", "10000", "--health-addr", ANY_PORT]
             } else {
                 vec!["--lease-ms", "10000"]
             };
             Worker::start(&cluster, &format!("load-{i}"), &extra)
         })
         .collect();
+    let health_port = workers[0].health_port();
+    // Without --health-addr a worker serves nothing, and says so.
+    assert_eq!(workers[1].ready().health, None);
 
     let (status, body) = http_get(health_port, "/health/ready", Duration::from_secs(20), true).await;
     assert_eq!(status, 200, "{body}");
@@ -328,9 +361,8 @@ async fn a_worker_killed_in_running_agent_is_taken_over_from_the_journal() {
     }
     // The rescuer is up (ready) before the victim dies, so the takeover
     // time below is the lease's, not the rescuer's startup.
-    let port = free_port();
-    let health = format!("127.0.0.1:{port}");
-    let rescuer = Worker::start(&cluster, "rescuer", &[&lease[..], &["--health-addr", &health]].concat());
+    let mut rescuer = Worker::start(&cluster, "rescuer", &[&lease[..], &["--health-addr", ANY_PORT]].concat());
+    let port = rescuer.health_port();
     let (status, body) = http_get(port, "/health/ready", Duration::from_secs(20), true).await;
     assert_eq!(status, 200, "{body}\n{}", rescuer.tail());
     let held = cluster.store.run(run.id).await.unwrap();
@@ -462,13 +494,12 @@ async fn sigterm_finishes_or_releases_the_current_step() {
     let slow = cluster.add_run(&projects[0], 7, now).await;
 
     // 1. The step (a 2 s agent) fits in the grace period: it finishes.
-    let port = free_port();
-    let health = format!("127.0.0.1:{port}");
     let mut worker = Worker::start(
         &cluster,
         "drainer",
-        &["--lease-ms", "60000", "--health-addr", &health, "--instant-slow-issue", "7=2000"],
+        &["--lease-ms", "60000", "--health-addr", ANY_PORT, "--instant-slow-issue", "7=2000"],
     );
+    let port = worker.health_port();
     wait_agent_started(&cluster, &projects, 1, &worker).await;
     let waiting = cluster.add_run(&projects[0], 8, now).await;
     worker.signal("-TERM");
@@ -539,9 +570,8 @@ async fn an_idle_worker_is_woken_by_notify_not_by_polling() {
     let _serial = SERIAL.lock().await;
     let cluster = Cluster::new().await;
     let projects = cluster.queue(1, 0, 2).await;
-    let port = free_port();
-    let health = format!("127.0.0.1:{port}");
-    let worker = Worker::start(&cluster, "sleeper", &["--poll-ms", "60000", "--health-addr", &health]);
+    let mut worker = Worker::start(&cluster, "sleeper", &["--poll-ms", "60000", "--health-addr", ANY_PORT]);
+    let port = worker.health_port();
     let (status, body) = http_get(port, "/health/ready", Duration::from_secs(20), true).await;
     assert_eq!(status, 200, "{body}");
     // A first run shows the worker claiming; once it has ended, the worker
@@ -579,9 +609,8 @@ fn crash_postgres(script: &Path) {
     assert!(out.status.success(), "crash and restart failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+/// Health listeners bind port 0; the ready file says where they are.
+const ANY_PORT: &str = "127.0.0.1:0";
 
 /// A plain HTTP/1.0 GET on loopback, retried until it connects (and, with
 /// `until_ok`, until it stops answering 503) or `limit` passes. Returns the

@@ -33,6 +33,8 @@ const WORKER_ID: &str = "cluster-worker";
 /// How long the 20 runs may take, all together.
 const RUNS_LIMIT: Duration = Duration::from_secs(6 * 60);
 
+/// A port for `docker.egress.proxy_port` where nothing listens (no provider,
+/// no proxy): nothing binds it, so there is no race to lose.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -47,15 +49,37 @@ struct Node {
 }
 
 impl Node {
-    fn spawn(name: &'static str, mut command: Command, log: PathBuf, port: u16) -> Self {
+    /// Starts `command` with `--ready-file ready_file` and waits (at most
+    /// 90 s) for the file: its listeners bind port 0.
+    fn spawn(name: &'static str, mut command: Command, log: PathBuf, ready_file: PathBuf) -> Self {
         let stderr = std::fs::File::create(&log).unwrap();
+        let _ = std::fs::remove_file(&ready_file);
         let child = command
+            .arg("--ready-file")
+            .arg(&ready_file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Self { name, child: Some(child), log, health: format!("http://127.0.0.1:{port}") }
+        let mut node = Self { name, child: Some(child), log, health: String::new() };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let ready = loop {
+            // Written by a rename: present means complete.
+            if let Ok(ready) = paid_server::ready::Ready::read(&ready_file) {
+                break ready;
+            }
+            if let Some(status) = node.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("{name} exited with {status} before it was ready\n{}", node.tail());
+            }
+            assert!(Instant::now() < deadline, "{name} wrote no ready file in 90 s\n{}", node.tail());
+            // not an assertion: the poll interval of a deadline-bounded wait
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let health = ready.health.unwrap_or_else(|| panic!("{name} serves no health: {ready:?}"));
+        assert_ne!(health.port(), 0, "{ready:?}");
+        node.health = format!("http://{health}");
+        node
     }
 
     fn log(&self) -> String {
@@ -327,8 +351,6 @@ async fn paid_serve_and_a_paid_worker_share_twenty_issues_on_postgres_and_leave_
         );
     }
     let scope = DockerScope { prefix: format!("pc{}", &uuid::Uuid::now_v7().simple().to_string()[20..]) };
-    let api_port = free_port();
-    let worker_port = free_port();
     std::fs::write(dir.path().join("api-token"), API_TOKEN).unwrap();
     paid_server::vault::write_new_key(&dir.path().join("master.key")).unwrap();
 
@@ -349,7 +371,7 @@ url = "{database_url}"
 schema = "{schema}"
 
 [api]
-bind = "127.0.0.1:{api_port}"
+bind = "127.0.0.1:0"
 token_file = "api-token"
 
 [keys]
@@ -424,17 +446,19 @@ max_concurrent_runs = 4
     worker_cmd
         .arg("--config")
         .arg(&config_file)
-        .args(["--worker-id", WORKER_ID, "--health-addr", &format!("127.0.0.1:{worker_port}")])
+        .args(["--worker-id", WORKER_ID, "--health-addr", "127.0.0.1:0"])
         .args(["--log-format", "json"])
         // A node of its own: mirrors, worktrees and pool slots are local
         // state (its locks are per process), so it gets its own data_dir.
         .env("PAID_DATA_DIR", dir.path().join("data-worker"));
-    let mut worker = Node::spawn("paid-worker", worker_cmd, dir.path().join("worker.log"), worker_port);
+    let mut worker =
+        Node::spawn("paid-worker", worker_cmd, dir.path().join("worker.log"), dir.path().join("worker.ready.json"));
     worker.wait_healthy().await;
 
     let mut serve_cmd = base(env!("CARGO_BIN_EXE_paid"));
     serve_cmd.arg("--config").arg(&config_file).arg("serve");
-    let mut serve = Node::spawn("paid serve", serve_cmd, dir.path().join("serve.log"), api_port);
+    let mut serve =
+        Node::spawn("paid serve", serve_cmd, dir.path().join("serve.log"), dir.path().join("serve.ready.json"));
     serve.wait_healthy().await;
     let logs = |serve: &Node, worker: &Node| format!("{}\n{}", serve.tail(), worker.tail());
 

@@ -17,9 +17,11 @@ use serde_json::Value;
 const API_TOKEN: &str = "test-api-token-0123456789abcdef";
 const ISSUE_AUTHOR: &str = "demo-user";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+/// Listeners bind port 0: `paid serve --ready-file` says where they are.
+const ANY_PORT: &str = "127.0.0.1:0";
+
+/// The metering proxy on port 0, with one provider.
+const PROXY_ON_ANY_PORT: &str = "[proxy]\nbind = \"127.0.0.1:0\"\n\n[providers.anthropic]\nbase_url = \"http://127.0.0.1:9\"\nkey_env = \"PAID_TEST_ANTHROPIC_KEY\"\n";
 
 /// Whether a process of container `id` runs a command line containing
 /// `command` (`docker top`).
@@ -40,7 +42,8 @@ struct World {
     dir: tempfile::TempDir,
     github: FakeGitHub,
     remote: PathBuf,
-    port: u16,
+    /// The running (or last) daemon's ready file: its bound addresses.
+    ready: Option<paid_server::ready::Ready>,
     label_prefix: String,
     daemon: Option<Child>,
 }
@@ -70,11 +73,10 @@ impl World {
             ISSUE_AUTHOR,
             &["paid-build"],
         );
-        let port = free_port();
         let label_prefix = format!("pt{}", rand_hex());
         std::fs::write(dir.path().join("api-token"), API_TOKEN).unwrap();
         paid_server::vault::write_new_key(&dir.path().join("master.key")).unwrap();
-        let world = Self { dir, github, remote, port, label_prefix, daemon: None };
+        let world = Self { dir, github, remote, ready: None, label_prefix, daemon: None };
         world.write_config("paid.toml", &setup, "master.key");
         world
     }
@@ -95,7 +97,7 @@ shutdown_grace_secs = 60
 url = "data/paid.db"
 
 [api]
-bind = "127.0.0.1:{port}"
+bind = "{port}"
 token_file = "api-token"
 max_body_bytes = 4096
 
@@ -138,7 +140,7 @@ agent = "test-agent"
 
 {extra}
 "#,
-            port = self.port,
+            port = ANY_PORT,
             github = self.github.base_url(),
             prefix = self.label_prefix,
             script = setup.agent_script,
@@ -151,8 +153,31 @@ agent = "test-agent"
         std::fs::write(self.path(name), text).unwrap();
     }
 
+    /// The running daemon's bound addresses.
+    fn ready(&self) -> &paid_server::ready::Ready {
+        self.ready.as_ref().expect("a started daemon")
+    }
+
     fn api(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.ready().api.expect("paid serve serves the API"))
+    }
+
+    /// The metering proxy's bound address.
+    fn proxy_addr(&self) -> std::net::SocketAddr {
+        self.ready().proxy.expect("the proxy is configured")
+    }
+
+    /// `name` with the port-0 listeners of `from` pinned to where the
+    /// running daemon bound them (for `paid doctor`, which reads them).
+    fn pin_config(&self, from: &str, name: &str) {
+        let any = format!("bind = \"{ANY_PORT}\"");
+        let mut text = std::fs::read_to_string(self.path(from)).unwrap();
+        text = text.replacen(&any, &format!("bind = \"{}\"", self.ready().api.unwrap()), 1);
+        if let Some(proxy) = self.ready().proxy {
+            text = text.replacen(&any, &format!("bind = \"{proxy}\""), 1);
+        }
+        assert!(!text.contains(&any), "{text}");
+        std::fs::write(self.path(name), text).unwrap();
     }
 
     fn command(&self, config: &str) -> Command {
@@ -168,6 +193,10 @@ agent = "test-agent"
             .env("PAID_TEST_GITHUB_TOKEN", "gh-test-token")
             .env("PAID_TEST_ANTHROPIC_KEY", "sk-ant-test-key")
             .env("PAID_POLL_INTERVAL_MS", "300");
+        // The CLI finds the daemon from its ready file, not api.bind (port 0).
+        if let Some(api) = self.ready.as_ref().and_then(|r| r.api) {
+            c.env("PAID_API_URL", format!("http://{api}"));
+        }
         c
     }
 
@@ -201,12 +230,29 @@ agent = "test-agent"
         self.start_command(command).await;
     }
 
-    /// Starts `paid serve` from `command` (see [`World::command`]) and waits
-    /// until /health answers.
+    /// Starts `paid serve` from `command` (see [`World::command`]), waits
+    /// for its ready file, then until /health answers.
     async fn start_command(&mut self, mut command: Command) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.path("daemon.log")).unwrap();
-        let child = command.arg("serve").stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let ready_file = self.path("ready.json");
+        // A previous daemon's file says nothing about this one.
+        let _ = std::fs::remove_file(&ready_file);
+        self.ready = None;
+        let child = command
+            .arg("serve")
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         self.daemon = Some(child);
+        let log_path = self.path("daemon.log");
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let ready = wait_ready(&ready_file, self.daemon.as_mut().unwrap(), log);
+        assert_ne!(ready.api.map(|a| a.port()), Some(0), "{ready:?}");
+        self.ready = Some(ready);
         let http = client();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -298,6 +344,31 @@ impl Drop for World {
         if !volumes.is_empty() {
             let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).output();
         }
+    }
+}
+
+/// The last lines of a log, for failure messages.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// Waits (at most 60 s) for `child`'s ready file; fails with the log's
+/// tail if it exits or the deadline passes first.
+fn wait_ready(path: &Path, child: &mut Child, log: impl Fn() -> String) -> paid_server::ready::Ready {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Written by a rename: present means complete.
+        if let Ok(ready) = paid_server::ready::Ready::read(path) {
+            assert_eq!(ready.pid, child.id(), "{ready:?}");
+            return ready;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("exited with {status} before writing {}; log tail:\n{}", path.display(), tail(&log()));
+        }
+        assert!(Instant::now() < deadline, "no ready file {} after 60 s; log tail:\n{}", path.display(), tail(&log()));
+        // not an assertion: the poll interval of a deadline-bounded wait
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -462,15 +533,12 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
     // a compromised one: with paid.toml's defaults (egress control on; the
     // proxy on loopback), it probes its sandbox and commits what it found.
     let targets = EgressTargets::start();
-    let proxy_port = free_port();
-    let extra = format!(
-        "[proxy]\nbind = \"127.0.0.1:{proxy_port}\"\n\n[providers.anthropic]\nbase_url = \"http://127.0.0.1:9\"\nkey_env = \"PAID_TEST_ANTHROPIC_KEY\"\n"
-    );
+    let extra = PROXY_ON_ANY_PORT;
     let script = format!(
-        "echo \"proxy=$PAID_PROXY_URL token=${{#PAID_RUN_TOKEN}}\" && {} && {FIXER_SCRIPT}",
+        "echo \"proxy=$PAID_PROXY_URL token=${{#PAID_RUN_TOKEN}} model=[$PAID_MODEL]\" && {} && {FIXER_SCRIPT}",
         egress_probe(&targets.host, &targets.other)
     );
-    let mut w = World::new(Setup { agent_script: &script, extra: &extra }).await;
+    let mut w = World::new(Setup { agent_script: &script, extra }).await;
     w.start("paid.toml").await;
 
     // The poller picks the labeled issue up; a PR appears on the forge.
@@ -502,7 +570,11 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
     );
     assert!(data["cost"]["usd"].is_number(), "{:#}", data["cost"]);
     assert!(data["cost"]["records"].is_number() && data["cost"]["unpriced_records"].is_number());
-    assert_eq!(data["model_decision"]["selector"], "fixed");
+    // No model is configured (no engine.models, no project model): the
+    // agent's own default, never a placeholder model name.
+    assert_eq!(data["model_decision"]["selector"], "agent_default", "{data:#}");
+    assert_eq!(data["model_decision"]["model"], "", "{data:#}");
+    assert!(data["run"]["model"].is_null(), "{data:#}");
     assert!(show["meta"]["request_id"].as_str().is_some_and(|s| !s.is_empty()));
 
     // Human output, logs, lists.
@@ -515,6 +587,7 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
     // The proxy is on the sandbox's own loopback (its relay), with no
     // configuration.
     assert!(logs.contains("proxy=http://127.0.0.1:3128 token="), "{logs}");
+    assert!(logs.contains(" model=[]"), "the agent was given a model: {logs}");
     assert!(!logs.contains("token=0\n"), "the agent got no run token: {logs}");
     // What the compromised agent found: no default route (no network at
     // all), neither target, and the proxy reached (its /health answered
@@ -537,7 +610,7 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
             && control.contains(&format!("reached {}", targets.other)),
         "{control}"
     );
-    let proxy_health = client().get(format!("http://127.0.0.1:{proxy_port}/health")).send().await.unwrap();
+    let proxy_health = client().get(format!("http://{}/health", w.proxy_addr())).send().await.unwrap();
     assert_eq!(proxy_health.status(), 200);
     let (ok, list) = w.paid_json(&["runs", "list"]);
     assert!(ok && list["data"][0]["id"] == run_id.as_str(), "{list:#}");
@@ -623,7 +696,9 @@ async fn serve_polls_the_issue_and_a_pull_request_appears() {
     assert!(run_line["span"]["trace_id"].is_string() && run_line["span"]["project_id"].is_string(), "{run_line}");
 
     // `paid doctor` agrees.
-    let (ok, doctor) = w.paid_json(&["doctor"]);
+    // The doctor reads the listeners from the file: pin them to the ready file's.
+    w.pin_config("paid.toml", "doctor.toml");
+    let (ok, doctor) = w.paid_json_with("doctor.toml", &["doctor"]);
     let checks = doctor["data"]["checks"].as_array().unwrap();
     let status =
         |name: &str| checks.iter().find(|c| c["check"] == name).map(|c| c["status"].as_str().unwrap().to_string());
@@ -844,12 +919,12 @@ async fn stored_tokens_are_encrypted_rotated_and_never_read_with_a_wrong_key() {
     paid_server::vault::write_new_key(&w.path("other.key")).unwrap();
     for key in ["master.key", "other.key"] {
         w.write_config("wrong.toml", &Setup::default(), key);
-        let out = bounded(w.command("wrong.toml").arg("serve"));
+        let out = bounded(w.command("wrong.toml").args(["serve", "--ready-file"]).arg(w.path("wrong-ready.json")));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "started with the wrong key {key}: {err}");
         assert!(err.contains(&format!("encrypted under master key {new_id}")), "{err}");
         assert!(err.contains("loaded keys"), "{err}");
-        assert!(client().get(format!("{}/health", w.api())).send().await.is_err(), "nothing may listen");
+        assert!(!w.path("wrong-ready.json").exists(), "nothing may be ready: {err}");
     }
 }
 
@@ -909,18 +984,34 @@ async fn bad_input_is_rejected_clearly() {
         ),
     ] {
         std::fs::write(w.path("bad.toml"), &bad).unwrap();
-        let out = bounded(w.command("bad.toml").env_remove("PAID_POLL_INTERVAL_MS").arg("serve"));
+        let out = bounded(
+            w.command("bad.toml")
+                .env_remove("PAID_POLL_INTERVAL_MS")
+                .args(["serve", "--ready-file"])
+                .arg(w.path("bad-ready.json")),
+        );
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{key}: {err}");
         assert!(err.contains(&w.path("bad.toml").display().to_string()), "{key}: file not named: {err}");
         assert!(err.contains(key), "{key}: key not named: {err}");
         assert!(err.contains(reason), "{key}: reason missing: {err}");
-        assert!(client().get(format!("{}/health", w.api())).send().await.is_err(), "nothing may listen");
+        assert!(!w.path("bad-ready.json").exists(), "{key}: nothing may be ready: {err}");
         let out = bounded(w.command("bad.toml").env_remove("PAID_POLL_INTERVAL_MS").args(["--json", "serve"]));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["error"]["code"], "invalid_config");
         assert_eq!(v["error"]["details"]["key"], key);
     }
+    // The poll-interval test hook (this test build has it) refuses 0.
+    let out = bounded(
+        w.command("paid.toml")
+            .env("PAID_POLL_INTERVAL_MS", "0")
+            .args(["serve", "--ready-file"])
+            .arg(w.path("bad-ready.json")),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("PAID_POLL_INTERVAL_MS") && err.contains("at least 1 ms"), "{err}");
+    assert!(!w.path("bad-ready.json").exists(), "nothing may be ready: {err}");
 
     w.start("paid.toml").await;
 
@@ -1141,11 +1232,7 @@ async fn a_new_forge_token_is_used_without_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn project_budgets_reach_the_proxy_and_survive_a_restart() {
-    let proxy_port = free_port();
-    let extra = format!(
-        "[proxy]\nbind = \"127.0.0.1:{proxy_port}\"\n\n[providers.anthropic]\nbase_url = \"http://127.0.0.1:9\"\nkey_env = \"PAID_TEST_ANTHROPIC_KEY\"\n"
-    );
-    let mut w = World::new(Setup { extra: &extra, ..Setup::default() }).await;
+    let mut w = World::new(Setup { extra: PROXY_ON_ANY_PORT, ..Setup::default() }).await;
     w.github.add_issue(DEMO_REPO.0, DEMO_REPO.1, 1, "x", "y", ISSUE_AUTHOR, &[]);
     let cfg = std::fs::read_to_string(w.path("paid.toml"))
         .unwrap()
@@ -1184,6 +1271,15 @@ async fn project_budgets_reach_the_proxy_and_survive_a_restart() {
     assert_eq!(tools["budget_usd_per_month"], 20.0, "{list:#}");
     let calc = list["data"].as_array().unwrap().iter().find(|p| p["repo"]["name"] == "calc").unwrap().clone();
     assert_eq!(calc["budget_usd_per_run"], 0.5, "{list:#}");
+    // `paid costs` shows each project's monthly budget: cap, spend, holds.
+    let (ok, costs) = w.paid_json(&["costs"]);
+    assert!(ok, "{costs:#}");
+    let budgets = costs["data"]["budgets"].as_array().unwrap();
+    let tools = budgets.iter().find(|b| b["repo"] == "acme/tools").unwrap_or_else(|| panic!("{costs:#}"));
+    let state = |b: &Value| (b["limit_usd"].as_f64(), b["spent_usd"].as_f64(), b["reserved_usd"].as_f64());
+    assert_eq!(state(tools), (Some(20.0), Some(0.0), Some(0.0)), "{costs:#}");
+    let calc = budgets.iter().find(|b| b["repo"] != "acme/tools").unwrap_or_else(|| panic!("{costs:#}"));
+    assert_eq!(state(calc), (None, Some(0.0), Some(0.0)), "no monthly cap: {costs:#}");
 
     // Removing it returns it to the defaults.
     let (ok, _) = w.paid_json(&["project", "remove", "acme/tools"]);

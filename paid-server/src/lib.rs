@@ -27,6 +27,7 @@
 //! | [`crypto`], [`vault`] | AES-256-GCM secrets at rest, key rotation |
 //! | [`github`] | token checks (scopes, repository access) |
 //! | [`forge_token`] | the forge token, replaced without a restart |
+//! | [`ready`] | the ready file: bound addresses, written once listening |
 //! | [`projects`] | declared projects, the per-project model selector |
 //! | [`proxy`] | the metering proxy of `paid-llm` and per-run credentials |
 //! | [`reaper`], [`disk`] | orphan cleanup and the disk guard |
@@ -48,6 +49,7 @@ pub mod logging;
 pub mod poller;
 pub mod projects;
 pub mod proxy;
+pub mod ready;
 pub mod reaper;
 pub mod server;
 pub mod stores;

@@ -61,11 +61,13 @@ pub async fn by_repo(store: &dyn Store, repo: &str) -> paid_core::Result<Option<
 }
 
 /// The model selector: the project's preferred model when it has one, the
-/// configured default otherwise; the project's per-run budget goes with the
-/// decision.
+/// configured default (the first of `engine.models`) otherwise; with
+/// neither, the agent's own default model (the decision's model is empty,
+/// so no `--model` flag is passed and the run names no model). The
+/// project's per-run budget goes with the decision.
 pub struct ProjectSelector {
     store: Arc<dyn Store>,
-    default: FixedSelector,
+    default: Option<FixedSelector>,
 }
 
 impl std::fmt::Debug for ProjectSelector {
@@ -75,11 +77,14 @@ impl std::fmt::Debug for ProjectSelector {
 }
 
 impl ProjectSelector {
-    /// A selector defaulting to `default`.
-    pub fn new(store: Arc<dyn Store>, default: FixedSelector) -> Self {
+    /// A selector defaulting to `default`, else to the agent's own model.
+    pub fn new(store: Arc<dyn Store>, default: Option<FixedSelector>) -> Self {
         Self { store, default }
     }
 }
+
+/// What [`ProjectSelector`] decides with no model configured anywhere.
+pub const AGENT_DEFAULT_SELECTOR: &str = "agent_default";
 
 #[async_trait]
 impl ModelSelector for ProjectSelector {
@@ -90,7 +95,13 @@ impl ModelSelector for ProjectSelector {
         if let Some(usd) = extras.budget_usd_per_run {
             req.budget_micros = Some((usd * 1e6) as i64);
         }
-        let mut decision = self.default.select(&req).await?;
+        let fallback = FixedSelector { provider: String::new(), model: String::new() };
+        let mut decision = self.default.as_ref().unwrap_or(&fallback).select(&req).await?;
+        if self.default.is_none() {
+            decision.selector = AGENT_DEFAULT_SELECTOR.into();
+            decision.reasoning =
+                "no model configured (engine.models, the project's model): the agent's own default".into();
+        }
         if let Some(model) = extras.model {
             if let Some(c) = req.candidates.iter().find(|c| c.model == model) {
                 decision.provider = c.provider.clone();
@@ -100,5 +111,47 @@ impl ModelSelector for ProjectSelector {
             decision.reasoning = "the project's configured model".into();
         }
         Ok(decision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use paid_core::testing::fixtures;
+
+    async fn decide(default: Option<FixedSelector>, project_model: Option<&str>) -> ModelDecision {
+        let store: Arc<dyn Store> = Arc::new(paid_store_sqlite::SqliteStore::open_in_memory().unwrap());
+        let mut project = fixtures::project("widgets");
+        project.settings.model = project_model.map(str::to_string);
+        store.put_project(&project).await.unwrap();
+        store.put_issue(&fixtures::issue(project.id, 1)).await.unwrap();
+        let run = store.create_run(&fixtures::new_run(project.id, 1)).await.unwrap();
+        let req = SelectionRequest {
+            run_id: run.id,
+            title: "t".into(),
+            labels: Vec::new(),
+            candidates: Vec::new(),
+            budget_micros: None,
+            at: fixtures::at(0),
+        };
+        ProjectSelector::new(store, default).select(&req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn with_no_model_configured_the_agent_default_is_used_never_a_placeholder() {
+        let d = decide(None, None).await;
+        assert_eq!((d.provider.as_str(), d.model.as_str()), ("", ""));
+        assert_eq!(d.selector, AGENT_DEFAULT_SELECTOR);
+        // The project's model wins over the agent's default...
+        let d = decide(None, Some("gpt-5")).await;
+        assert_eq!((d.model.as_str(), d.selector.as_str()), ("gpt-5", "project_preference"));
+        // ...and the first of engine.models is the default otherwise.
+        let fixed = FixedSelector { provider: "anthropic".into(), model: "claude-sonnet-4-5".into() };
+        let d = decide(Some(fixed), None).await;
+        assert_eq!(
+            (d.provider.as_str(), d.model.as_str(), d.selector.as_str()),
+            ("anthropic", "claude-sonnet-4-5", "fixed")
+        );
     }
 }

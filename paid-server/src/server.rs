@@ -51,6 +51,7 @@ pub struct ServerBuilder {
     pub(crate) agents: Option<Vec<Arc<dyn Agent>>>,
     pub(crate) api: bool,
     pub(crate) poller: bool,
+    pub(crate) ready_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -76,6 +77,7 @@ impl ServerBuilder {
             agents: None,
             api: true,
             poller: true,
+            ready_file: None,
         }
     }
 
@@ -135,6 +137,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Once every listener is bound, writes their addresses to `path` as
+    /// JSON, atomically ([`crate::ready`]): with port 0 in `api.bind`,
+    /// `api.metrics_bind` or `proxy.bind`, this is where they ended up.
+    pub fn ready_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ready_file = Some(path.into());
+        self
+    }
+
     /// Measures the disk through `probe` instead of `statvfs` (tests).
     pub fn disk_probe(mut self, probe: Arc<dyn FsProbe>) -> Self {
         self.probe = probe;
@@ -165,6 +175,8 @@ pub struct Server {
     pub(crate) token_source: Arc<ForgeToken>,
     pub(crate) proxy: Option<crate::proxy::StartedProxy>,
     pub(crate) poller: bool,
+    pub(crate) api: bool,
+    pub(crate) ready_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Server {
@@ -229,7 +241,16 @@ impl Server {
             token_source,
             proxy,
             poller,
+            api,
+            ready_file,
         } = self;
+        let ready = crate::ready::Ready {
+            api: api.then_some(addr),
+            health: Some(addr),
+            metrics: Some(metrics_listener.as_ref().map_or(addr, |m| m.addr)),
+            proxy: proxy.as_ref().map(|p| p.server.addr()),
+            ..crate::ready::Ready::this_process()
+        };
         // Measure once and sweep leftovers before claiming anything.
         disk.tick(Some(&reaper)).await;
         match reaper.sweep(Pressure::Routine).await {
@@ -307,6 +328,14 @@ impl Server {
             poller,
             "paid serving"
         );
+        // Every listener was bound in `build`; the HTTP servers are spawned.
+        if let Some(path) = &ready_file {
+            if let Err(e) = ready.write(path) {
+                shutdown.cancel();
+                return Err(e);
+            }
+            info!(path = %path.display(), "ready file written");
+        }
 
         shutdown.cancelled().await;
         let grace = config.shutdown_grace;

@@ -27,8 +27,18 @@ use crate::stores::{agents, api_token, forge_token, open_store};
 use crate::vault::{Vault, load_keyring};
 
 pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
-    let ServerBuilder { config, probe, store, runtime, forge, workspaces, agents: given_agents, api: with_api, poller } =
-        b;
+    let ServerBuilder {
+        config,
+        probe,
+        store,
+        runtime,
+        forge,
+        workspaces,
+        agents: given_agents,
+        api: with_api,
+        poller,
+        ready_file,
+    } = b;
     let cfg_err = |key: &str, reason: String| ConfigError { file: config.file.clone(), key: key.into(), reason };
     // `/metrics` behind the token needs it on a worker without the API too.
     let token = if with_api || config.api.metrics_auth { Some(api_token(&config)?) } else { None };
@@ -137,12 +147,8 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
         }
     }
 
-    let default = config
-        .engine
-        .models
-        .first()
-        .map(|m| FixedSelector { provider: m.provider.clone(), model: m.model.clone() })
-        .unwrap_or(FixedSelector { provider: "scripted".into(), model: "none".into() });
+    let default =
+        config.engine.models.first().map(|m| FixedSelector { provider: m.provider.clone(), model: m.model.clone() });
     let engine_config = EngineConfig {
         worker_id: config.worker_id.clone(),
         lease: config.engine.lease,
@@ -263,5 +269,7 @@ pub(crate) async fn build(b: ServerBuilder) -> anyhow::Result<Server> {
         token_source,
         proxy,
         poller,
+        api: with_api,
+        ready_file,
     })
 }

@@ -69,7 +69,7 @@ pub fn init(global: &Global, force: bool, out: Out) -> ExitCode {
 }
 
 /// `paid serve`: the server, until SIGTERM or SIGINT.
-pub async fn serve(global: &Global, out: Out) -> ExitCode {
+pub async fn serve(global: &Global, ready_file: Option<&Path>, out: Out) -> ExitCode {
     let config = match Config::load(&global.config) {
         Ok(c) => c,
         Err(e) => {
@@ -78,7 +78,11 @@ pub async fn serve(global: &Global, out: Out) -> ExitCode {
         }
     };
     paid_server::logging::init(&config.log);
-    match paid_server::server::serve(config).await {
+    let mut builder = paid_server::Server::builder(config);
+    if let Some(path) = ready_file {
+        builder = builder.ready_file(path);
+    }
+    match paid_server::server::serve_with(builder).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(ce) = e.downcast_ref::<ConfigError>() {

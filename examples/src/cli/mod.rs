@@ -60,7 +60,13 @@ pub enum Command {
         force: bool,
     },
     /// Run the daemon: poller, workers, HTTP API, reaper, disk guard.
-    Serve,
+    Serve {
+        /// Once every listener is bound, write their addresses here as JSON, atomically
+        /// (`{"pid", "api", "health", "metrics", "proxy"}`, `null` when absent): with port 0
+        /// in `api.bind`, `api.metrics_bind` or `proxy.bind`, this says where they are.
+        #[arg(long, env = "PAID_READY_FILE")]
+        ready_file: Option<PathBuf>,
+    },
     /// Check Docker, images, the store, keys, the forge token and the proxy.
     Doctor,
     /// Sandbox images.
@@ -171,7 +177,7 @@ pub async fn run(global: Global, command: Command) -> ExitCode {
     let out = Out { json: global.json };
     match command {
         Command::Init { force } => local::init(&global, force, out),
-        Command::Serve => local::serve(&global, out).await,
+        Command::Serve { ready_file } => local::serve(&global, ready_file.as_deref(), out).await,
         Command::Doctor => {
             init_cli_logging();
             local::doctor(&global.config, out.json).await
@@ -215,7 +221,7 @@ async fn remote(client: ApiClient, command: Command, global: &Global, out: Out) 
         Command::Runs(cmd) => runs::runs(&client, cmd, out).await,
         Command::Prompts(cmd) => prompts::prompts(&client, cmd, out).await,
         Command::Costs { project } => costs::costs(&client, project, out).await,
-        Command::Init { .. } | Command::Serve | Command::Doctor | Command::Images(_) => Ok(ExitCode::SUCCESS),
+        Command::Init { .. } | Command::Serve { .. } | Command::Doctor | Command::Images(_) => Ok(ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| out.fail(&e))
 }

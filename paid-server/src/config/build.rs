@@ -22,13 +22,7 @@ pub(super) fn build(
     let data_dir = resolve(base, raw.data_dir.unwrap_or_else(|| PathBuf::from("paid-data")));
 
     let poll_interval = match env.get(TEST_POLL_INTERVAL_ENV) {
-        Some(ms) => Duration::from_millis(ms.trim().parse().map_err(|_| {
-            ConfigError::new(
-                Path::new("<environment>"),
-                TEST_POLL_INTERVAL_ENV,
-                format!("{ms:?} is not a whole number of milliseconds"),
-            )
-        })?),
+        Some(ms) => test_poll_interval(ms)?,
         None => {
             let secs = raw.poll_interval_secs.unwrap_or(60);
             if Duration::from_secs(secs) < MIN_POLL_INTERVAL {
@@ -488,4 +482,31 @@ fn public_url(s: &str) -> Result<reqwest::Url, String> {
         return Err("must not carry credentials".into());
     }
     Ok(url)
+}
+
+/// `PAID_POLL_INTERVAL_MS`: a test hook, compiled in only with the
+/// `test-hooks` feature (never in a production build); at least 1 ms.
+#[cfg(feature = "test-hooks")]
+fn test_poll_interval(ms: &str) -> Result<Duration, ConfigError> {
+    let err = |reason: String| ConfigError::new(Path::new("<environment>"), TEST_POLL_INTERVAL_ENV, reason);
+    match ms.trim().parse::<u64>() {
+        Ok(0) => Err(err("0 is not an interval: at least 1 ms".into())),
+        Ok(ms) => Ok(Duration::from_millis(ms)),
+        Err(_) => Err(err(format!("{ms:?} is not a whole number of milliseconds"))),
+    }
+}
+
+/// Without the `test-hooks` feature the test hook is refused, never
+/// silently ignored nor obeyed.
+#[cfg(not(feature = "test-hooks"))]
+fn test_poll_interval(_ms: &str) -> Result<Duration, ConfigError> {
+    Err(ConfigError::new(
+        Path::new("<environment>"),
+        TEST_POLL_INTERVAL_ENV,
+        format!(
+            "is a test hook this build does not have (feature test-hooks); unset it and use poll_interval_secs \
+             (at least {} s)",
+            MIN_POLL_INTERVAL.as_secs()
+        ),
+    ))
 }

@@ -60,9 +60,10 @@ pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How each environment variable maps onto a key of `paid.toml`.
 ///
-/// Lists are comma-separated. `PAID_POLL_INTERVAL_MS` is for tests only: it
-/// allows intervals below the 60 s minimum and wins over
-/// `poll_interval_secs`.
+/// Lists are comma-separated. `PAID_POLL_INTERVAL_MS` is a test hook,
+/// compiled in only with the `test-hooks` feature: it allows intervals below
+/// the 60 s minimum (at least 1 ms) and wins over `poll_interval_secs`;
+/// without the feature, setting it is a configuration error.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("PAID_DATA_DIR", "data_dir"),
     ("PAID_POLL_INTERVAL_SECS", "poll_interval_secs"),
@@ -110,7 +111,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("PAID_LOG_LEVEL", "log.level"),
 ];
 
-/// The test-only override of the poll interval, in milliseconds.
+/// The test-only override of the poll interval, in milliseconds (feature
+/// `test-hooks`; refused without it).
 pub const TEST_POLL_INTERVAL_ENV: &str = "PAID_POLL_INTERVAL_MS";
 
 /// Keys that would hold a secret inline, and are refused.

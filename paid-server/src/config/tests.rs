@@ -74,9 +74,21 @@ fn poll_interval_minimum_and_the_test_override() {
     let e = parse(&format!("poll_interval_secs = 5\n{MINIMAL}")).unwrap_err();
     assert_eq!(e.key, "poll_interval_secs");
     assert!(e.reason.contains("minimum of 60 s"), "{e}");
-    let env = BTreeMap::from([(TEST_POLL_INTERVAL_ENV.to_string(), "200".to_string())]);
-    let c = Config::parse(Path::new("/x/paid.toml"), &format!("poll_interval_secs = 5\n{MINIMAL}"), &env).unwrap();
-    assert_eq!(c.poll_interval, Duration::from_millis(200));
+    let with = |ms: &str| {
+        let env = BTreeMap::from([(TEST_POLL_INTERVAL_ENV.to_string(), ms.to_string())]);
+        Config::parse(Path::new("/x/paid.toml"), &format!("poll_interval_secs = 5\n{MINIMAL}"), &env)
+    };
+    if cfg!(feature = "test-hooks") {
+        assert_eq!(with("200").unwrap().poll_interval, Duration::from_millis(200));
+        let e = with("0").unwrap_err();
+        assert_eq!(e.key, TEST_POLL_INTERVAL_ENV);
+        assert!(e.reason.contains("at least 1 ms"), "{e}");
+    } else {
+        // A production build refuses the hook instead of obeying it.
+        let e = with("200").unwrap_err();
+        assert_eq!(e.key, TEST_POLL_INTERVAL_ENV);
+        assert!(e.reason.contains("test hook"), "{e}");
+    }
 }
 
 #[test]

@@ -57,6 +57,9 @@ pub struct InstantWorker {
     pub instant_dir: Option<PathBuf>,
     /// Make the agent take `ms` milliseconds on issue `n`: `(n, ms)`.
     pub instant_slow: Vec<(u64, u64)>,
+    /// Where to write the bound health address once listening
+    /// ([`crate::ready`]).
+    pub ready_file: Option<PathBuf>,
 }
 
 /// Runs the worker until `stop` is cancelled.
@@ -93,16 +96,22 @@ pub async fn run_until(args: InstantWorker, stop: CancellationToken) -> anyhow::
     let draining = Arc::new(AtomicBool::new(false));
     // Health stays up while draining (readiness then says so), until the end.
     let health_stop = CancellationToken::new();
+    let mut ready = crate::ready::Ready::this_process();
     let health = match args.health_addr {
         Some(addr) => {
             let state =
                 health::HealthState { worker_id: worker_id.clone(), store: pg.clone(), draining: draining.clone() };
             let (bound, task) = health::serve(addr, state, health_stop.clone()).await?;
             info!(addr = %bound, "health endpoints listening");
+            ready.health = Some(bound);
             Some(task)
         }
         None => None,
     };
+    if let Some(path) = &args.ready_file {
+        ready.write(path)?;
+        info!(path = %path.display(), "ready file written");
+    }
 
     let wake = Arc::new(Notify::new());
     let forwarder = forward_wakeups(pg.clone(), wake.clone(), stop.clone());

@@ -91,7 +91,9 @@ impl Driver {
             (RunKind::Build, None) => Some(self.branch_name(d).await?),
             _ => None,
         };
-        d.set_with_transition(RunPatch { model: Some(decision.model.clone()), branch, ..Default::default() });
+        // An empty model is the agent's own default: the run names none.
+        let model = Some(decision.model.clone()).filter(|m| !m.is_empty());
+        d.set_with_transition(RunPatch { model, branch, ..Default::default() });
         match run.kind {
             RunKind::Plan => Ok(RunState::Planning),
             RunKind::Build => Ok(RunState::Provisioning),
