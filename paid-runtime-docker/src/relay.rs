@@ -16,15 +16,11 @@ pub(crate) const SOCKET_DIR: &str = "/run/paid-egress";
 /// The forwarder's socket, in [`SOCKET_DIR`].
 pub(crate) const SOCKET_PATH: &str = "/run/paid-egress/proxy.sock";
 
-/// The forwarder's relay: accept on the Unix socket `PAID_FWD_SOCKET`
-/// (a stale one is removed first; the new one is mode 0666, so a sandbox's
-/// relay connects whatever its uid), connect to `PAID_FWD_HOST:PAID_FWD_PORT`.
-pub(crate) const FORWARDER_SCRIPT: &str = r#"
-import asyncio, os, sys
-SOCKET = os.environ["PAID_FWD_SOCKET"]
-HOST = os.environ["PAID_FWD_HOST"]
-PORT = int(os.environ["PAID_FWD_PORT"])
-
+/// The copy loop both relays run, one per direction: read, write, drain,
+/// and at the end half-close the writer.
+macro_rules! pipe_py {
+    () => {
+        r#"
 async def pipe(reader, writer):
     try:
         while True:
@@ -37,7 +33,23 @@ async def pipe(reader, writer):
             writer.write_eof()
     except Exception:
         pass
+"#
+    };
+}
 
+/// The forwarder's relay: accept on the Unix socket `PAID_FWD_SOCKET`
+/// (a stale one is removed first; the new one is mode 0666, so a sandbox's
+/// relay connects whatever its uid), connect to `PAID_FWD_HOST:PAID_FWD_PORT`.
+pub(crate) const FORWARDER_SCRIPT: &str = concat!(
+    r#"
+import asyncio, os, sys
+SOCKET = os.environ["PAID_FWD_SOCKET"]
+HOST = os.environ["PAID_FWD_HOST"]
+PORT = int(os.environ["PAID_FWD_PORT"])
+
+"#,
+    pipe_py!(),
+    r#"
 async def handle(client_r, client_w):
     try:
         up_r, up_w = await asyncio.wait_for(asyncio.open_connection(HOST, PORT), 10)
@@ -67,13 +79,15 @@ async def main():
         await server.serve_forever()
 
 asyncio.run(main())
-"#;
+"#
+);
 
 /// A sandbox's keepalive when it has a proxy to reach: listens on
 /// `127.0.0.1:<argv[1]>` (before loading asyncio, so an early connection
 /// waits in the backlog rather than being refused) and relays each
 /// connection to the Unix socket `argv[2]`.
-pub(crate) const SANDBOX_RELAY_SCRIPT: &str = r#"
+pub(crate) const SANDBOX_RELAY_SCRIPT: &str = concat!(
+    r#"
 import socket, sys
 PORT = int(sys.argv[1])
 SOCKET = sys.argv[2]
@@ -83,19 +97,9 @@ listener.bind(("127.0.0.1", PORT))
 listener.listen(1024)
 import asyncio
 
-async def pipe(reader, writer):
-    try:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            writer.write(data)
-            await writer.drain()
-        if writer.can_write_eof():
-            writer.write_eof()
-    except Exception:
-        pass
-
+"#,
+    pipe_py!(),
+    r#"
 async def handle(client_r, client_w):
     try:
         up_r, up_w = await asyncio.wait_for(asyncio.open_unix_connection(SOCKET), 10)
@@ -120,7 +124,8 @@ async def main():
         await server.serve_forever()
 
 asyncio.run(main())
-"#;
+"#
+);
 
 /// The argv of a sandbox whose keepalive is the relay on `port`.
 pub(crate) fn sandbox_entrypoint(port: u16) -> Vec<String> {
@@ -148,6 +153,18 @@ pub(crate) fn relay_listening(proc_net_tcp: &str, port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_relays_are_valid_python_with_one_copy_loop() {
+        for script in [FORWARDER_SCRIPT, SANDBOX_RELAY_SCRIPT] {
+            assert_eq!(script.matches("async def pipe(").count(), 1, "{script}");
+            let out = std::process::Command::new("python3")
+                .args(["-c", "import sys; compile(sys.argv[1], 'relay', 'exec')", script])
+                .output()
+                .unwrap_or_else(|e| panic!("python3: {e}"));
+            assert!(out.status.success(), "{}\n{script}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
 
     #[test]
     fn the_relay_is_seen_listening_on_loopback_only() {
