@@ -266,6 +266,7 @@ pub struct Budgets {
     store: Arc<dyn Store>,
     ledger: Mutex<Ledger>,
     metrics: Option<crate::metrics::LlmMetrics>,
+    clock: Arc<dyn paid_core::Clock>,
 }
 
 impl fmt::Debug for Budgets {
@@ -313,7 +314,20 @@ impl Budgets {
             store,
             ledger: Mutex::new(Ledger::default()),
             metrics: None,
+            clock: Arc::new(paid_core::SystemClock),
         }
+    }
+
+    /// Takes the time from `clock` where no caller gives it (a reservation
+    /// dropped unsettled). Default: the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn paid_core::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, by the ledger's clock.
+    pub(super) fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Publishes each project's caps, spend and holds per period

@@ -342,7 +342,12 @@ impl ProxyBuilder {
         };
         let observer = self.observer.unwrap_or_else(|| Arc::new(AuditObserver::new(self.store.clone())));
         let metrics = self.metrics.unwrap_or_default();
-        let budgets = Arc::new(Budgets::new(self.config.budgets, self.store.clone()).with_metrics(metrics.clone()));
+        let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let budgets = Arc::new(
+            Budgets::new(self.config.budgets, self.store.clone())
+                .with_metrics(metrics.clone())
+                .with_clock(clock.clone()),
+        );
         for (project, config) in self.project_budgets {
             budgets.set_project(project, Some(config));
         }
@@ -356,7 +361,7 @@ impl ProxyBuilder {
                 store: self.store,
                 prices,
                 metrics,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                clock,
                 http,
                 observer,
                 pending: Arc::new(Pending::default()),

@@ -141,7 +141,8 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled {
             let actual = self.sent.then_some((self.held.tokens, Some(self.held.cost_micros)));
-            let events = self.budgets.settle_held(&self.grant, self.held, self.day, actual, chrono::Utc::now());
+            let now = self.budgets.now();
+            let events = self.budgets.settle_held(&self.grant, self.held, self.day, actual, now);
             if !events.is_empty() {
                 tracing::warn!(run_id = %self.grant.run_id, events = events.len(), "a request dropped mid-flight was charged its worst case");
             }
@@ -170,7 +171,8 @@ mod tests {
             expires_at: None,
             limits: RunLimits::default(),
         };
-        (Arc::new(Budgets::new(config, store)), grant)
+        let clock = Arc::new(paid_core::ManualClock::new(at(40 * DAY)));
+        (Arc::new(Budgets::new(config, store).with_clock(clock)), grant)
     }
 
     fn worst(cost_micros: i64) -> WorstCase {
@@ -203,6 +205,10 @@ mod tests {
         sent.mark_sent();
         drop(sent);
         assert_eq!((b.spend(other.run_id).cost_micros, b.reserved(other.run_id).cost_micros), (50, 0));
+        // Charged on the ledger's clock's day: the project's day holds 20 + 50.
+        let third = Grant { run_id: RunId(uuid::Uuid::now_v7()), ..grant.clone() };
+        let refused = b.reserve(&third, worst(81), now).await.err();
+        assert_eq!(refused, Some(Refusal::NoRoom { cap: Cap::ProjectDaily, committed: 70, worst: 81, limit: 150 }));
     }
 
     #[tokio::test]
