@@ -316,6 +316,10 @@ impl Catalog for Counted {
     async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool> {
         self.timed("record_delivery", self.inner.record_delivery(key, at, forget_before)).await
     }
+
+    async fn claim_poll(&self, project: ProjectId, owner: &str, until: Timestamp, now: Timestamp) -> Result<bool> {
+        self.timed("claim_poll", self.inner.claim_poll(project, owner, until, now)).await
+    }
 }
 
 #[async_trait]

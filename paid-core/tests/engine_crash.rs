@@ -210,6 +210,10 @@ impl Catalog for CrashStore {
     async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool> {
         write!(self, "record_delivery", self.inner.record_delivery(key, at, forget_before))
     }
+
+    async fn claim_poll(&self, project: ProjectId, owner: &str, until: Timestamp, now: Timestamp) -> Result<bool> {
+        write!(self, "claim_poll", self.inner.claim_poll(project, owner, until, now))
+    }
 }
 
 #[async_trait]

@@ -1,5 +1,12 @@
 //! The poller: every project on the interval (issues, then the feedback on
 //! its pull requests), and one project at once when a webhook nudges.
+//!
+//! In a cluster, one node polls each project at a time: a scheduled poll
+//! first takes or renews the project's poll lease
+//! ([`paid_core::Catalog::claim_poll`]) for one interval, so the nodes that
+//! do not hold it skip the project, and when its holder dies another takes
+//! it over within an interval of the lease running out. A webhook nudge
+//! polls at once, on the node that received it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +28,10 @@ pub(crate) struct Poller {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) disk: Arc<DiskGuard>,
     pub(crate) wake: Arc<Notify>,
+    /// This node's name on poll leases (its worker id).
+    pub(crate) owner: String,
+    /// How long a poll lease lasts: the poll interval.
+    pub(crate) lease: Duration,
 }
 
 impl Poller {
@@ -55,9 +66,29 @@ impl Poller {
             if shutdown.is_cancelled() {
                 return;
             }
-            if self.admits(&p).await {
+            if self.holds_poll_lease(&p).await && self.admits(&p).await {
                 self.poll(&p).await;
                 self.follow_up(&p).await;
+            }
+        }
+    }
+
+    /// Takes or renews `project`'s poll lease; `false` while another node
+    /// holds it. A store error counts as held, so a store hiccup delays no
+    /// poll (a duplicate poll is harmless: intake queues an issue once).
+    async fn holds_poll_lease(&self, project: &paid_core::Project) -> bool {
+        let now = chrono::Utc::now();
+        let until = now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
+        match self.store.claim_poll(project.id, &self.owner, until, now).await {
+            Ok(held) => {
+                if !held {
+                    tracing::debug!(project_id = %project.id, "another node polls this project");
+                }
+                held
+            }
+            Err(e) => {
+                warn!(project_id = %project.id, error = %e, "cannot take the poll lease; polling anyway");
+                true
             }
         }
     }

@@ -277,7 +277,14 @@ impl Server {
         }
         let mut background = Vec::new();
         if poller {
-            let p = Poller { engine: engine.clone(), store: store.clone(), disk: disk.clone(), wake };
+            let p = Poller {
+                engine: engine.clone(),
+                store: store.clone(),
+                disk: disk.clone(),
+                wake,
+                owner: config.worker_id.clone(),
+                lease: config.poll_interval,
+            };
             background.push(tokio::spawn(p.run(config.poll_interval, nudges, shutdown.clone())));
         }
         background.push(tokio::spawn(periodic(config.reaper.interval, shutdown.clone(), {

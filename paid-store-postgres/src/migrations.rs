@@ -33,10 +33,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "run_context_project_settings", sql: include_str!("schema/0005_run_context.sql") },
     Migration { version: 6, name: "webhook_deliveries", sql: include_str!("schema/0006_webhook_deliveries.sql") },
     Migration { version: 7, name: "author_ids", sql: include_str!("schema/0007_author_ids.sql") },
+    Migration { version: 8, name: "poll_leases", sql: include_str!("schema/0008_poll_leases.sql") },
 ];
 
 /// The schema version this build creates: the number of its newest migration.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// Brings `schema` (the connection's `search_path`) up to [`SCHEMA_VERSION`],
 /// creating it if needed. Returns the versions it applied.

@@ -270,6 +270,16 @@ impl Catalog for PgStore {
     async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> paid_core::Result<bool> {
         Ok(deliveries::record(&self.pool, key, at, forget_before).await?)
     }
+
+    async fn claim_poll(
+        &self,
+        project: ProjectId,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> paid_core::Result<bool> {
+        Ok(deliveries::claim_poll(&self.pool, project, owner, until, now).await?)
+    }
 }
 
 #[async_trait]

@@ -679,7 +679,7 @@ async fn migration_7_adds_author_ids_and_pins_to_a_schema_6_database_with_data()
     let migrated = PgStore::connect_with(options).await.unwrap();
     let version: i32 =
         sqlx::query_scalar("SELECT max(version) FROM schema_migrations").fetch_one(migrated.pool()).await.unwrap();
-    assert_eq!((version, SCHEMA_VERSION), (7, 7));
+    assert_eq!((version, SCHEMA_VERSION), (8, 8));
     assert_eq!(migrated.issue(project.id, 3).await.unwrap(), issue, "the issue is kept, with no author id");
     assert_eq!(migrated.project(project.id).await.unwrap(), project);
     assert_eq!(migrated.run(run.id).await.unwrap(), run);

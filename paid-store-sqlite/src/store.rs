@@ -189,6 +189,17 @@ impl Catalog for SqliteStore {
         let key = key.to_string();
         self.write(move |c| deliveries::record(c, &key, at, forget_before)).await
     }
+
+    async fn claim_poll(
+        &self,
+        project: ProjectId,
+        owner: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> paid_core::Result<bool> {
+        let owner = owner.to_string();
+        self.write(move |c| deliveries::claim_poll(c, project, &owner, until, now)).await
+    }
 }
 
 #[async_trait]

@@ -295,7 +295,7 @@ async fn migration_7_adds_author_ids_and_pins_to_a_schema_6_file_with_data() {
 
     let store = SqliteStore::open(&path).unwrap();
     assert_eq!(recorded_migrations(&path).last().map(|(v, _)| *v), Some(SCHEMA_VERSION));
-    assert_eq!(SCHEMA_VERSION, 7);
+    assert_eq!(SCHEMA_VERSION, 8);
     assert_eq!(store.issue(project.id, 3).await.unwrap(), issue, "the issue is kept, with no author id");
     assert_eq!(store.project(project.id).await.unwrap(), project);
     assert_eq!(store.run(run.id).await.unwrap(), run);

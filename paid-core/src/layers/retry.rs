@@ -183,6 +183,11 @@ impl Catalog for RetryStore {
     async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool> {
         plain!(self, "record_delivery", self.inner.record_delivery(key, at, forget_before))
     }
+
+    async fn claim_poll(&self, project: ProjectId, owner: &str, until: Timestamp, now: Timestamp) -> Result<bool> {
+        // Idempotent: a retried claim by the same owner renews its own lease.
+        plain!(self, "claim_poll", self.inner.claim_poll(project, owner, until, now))
+    }
 }
 
 #[async_trait]

@@ -429,6 +429,13 @@ pub trait Catalog: Send + Sync + 'static {
     /// gets `true`. The same write drops every other key recorded before
     /// `forget_before`, so the store keeps one replay window of keys.
     async fn record_delivery(&self, key: &str, at: Timestamp, forget_before: Timestamp) -> Result<bool>;
+    /// Takes or renews the lease on polling `project` for `owner` until
+    /// `until`, so that one node of a cluster polls each project at a time.
+    /// `Ok(true)` when `owner` now holds it: nobody did, `owner` did, or the
+    /// holder's lease ran out (`expires <= now`); `Ok(false)`, and nothing
+    /// written, while another owner's lease runs. Of concurrent calls for one
+    /// project, on any handle, at most one other than the holder's wins.
+    async fn claim_poll(&self, project: ProjectId, owner: &str, until: Timestamp, now: Timestamp) -> Result<bool>;
 }
 
 /// Run state: creating, reading and listing runs, moving them through the

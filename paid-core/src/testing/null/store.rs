@@ -103,6 +103,9 @@ impl Catalog for NullStore {
     async fn record_delivery(&self, _key: &str, _at: Timestamp, _forget_before: Timestamp) -> Result<bool> {
         Ok(true)
     }
+    async fn claim_poll(&self, _project: ProjectId, _owner: &str, _until: Timestamp, _now: Timestamp) -> Result<bool> {
+        Ok(true)
+    }
 }
 
 #[deny(clippy::missing_trait_methods)]

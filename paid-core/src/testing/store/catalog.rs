@@ -168,6 +168,28 @@ pub async fn authors_are_pinned_once(store: Arc<dyn Store>) {
     assert_eq!(s.author_pins(other.id).await.unwrap().len(), 1);
 }
 
+/// Poll leases ([`Catalog::claim_poll`](crate::Catalog::claim_poll)): one
+/// owner per project while its lease runs, renewed by the holder, taken
+/// over once it runs out; projects are independent.
+pub async fn poll_leases_have_one_holder(store: Arc<dyn Store>) {
+    let s = &*store;
+    let (p, q) = (fixtures::project("polled"), fixtures::project("other"));
+    assert!(s.claim_poll(p.id, "node-a", at(60), at(0)).await.unwrap(), "nobody holds it");
+    assert!(!s.claim_poll(p.id, "node-b", at(70), at(10)).await.unwrap(), "a's lease runs");
+    assert!(s.claim_poll(q.id, "node-b", at(70), at(10)).await.unwrap(), "another project is free");
+    assert!(s.claim_poll(p.id, "node-a", at(120), at(50)).await.unwrap(), "the holder renews");
+    assert!(!s.claim_poll(p.id, "node-b", at(130), at(119)).await.unwrap(), "renewed until 120");
+    assert!(s.claim_poll(p.id, "node-b", at(180), at(120)).await.unwrap(), "ran out at 120: taken over");
+    assert!(!s.claim_poll(p.id, "node-a", at(190), at(130)).await.unwrap(), "b holds it now");
+
+    // Of concurrent claims by many owners, one wins.
+    let wins = futures::future::join_all(
+        (0..8).map(|i| async move { s.claim_poll(p.id, &format!("racer-{i}"), at(400), at(300)).await.unwrap() }),
+    )
+    .await;
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1, "{wins:?}");
+}
+
 /// Delivery keys ([`Catalog::record_delivery`](crate::Catalog::record_delivery)):
 /// the first record of a key is `true`, a replay inside the window `false`;
 /// a key older than `forget_before` counts as new again, and every other

@@ -134,6 +134,7 @@ suite!(
     issues_crud,
     authors_are_pinned_once,
     deliveries_are_recorded_once,
+    poll_leases_have_one_holder,
     runs_create_and_read,
     runs_one_active_per_issue_and_kind,
     runs_list_newest_first,
