@@ -5,8 +5,9 @@
 //! first takes or renews the project's poll lease
 //! ([`paid_core::Catalog::claim_poll`]) for one interval, so the nodes that
 //! do not hold it skip the project, and when its holder dies another takes
-//! it over within an interval of the lease running out. A webhook nudge
-//! polls at once, on the node that received it.
+//! it over within an interval of the lease running out (at once after a
+//! clean shutdown, which ends the node's leases). A webhook nudge polls at
+//! once, on the node that received it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +45,7 @@ impl Poller {
         let mut next = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return self.release_poll_leases().await,
                 _ = tokio::time::sleep_until(next) => {
                     self.cycle(&shutdown).await;
                     next = tokio::time::Instant::now() + every;
@@ -69,6 +70,19 @@ impl Poller {
             if self.holds_poll_lease(&p).await && self.admits(&p).await {
                 self.poll(&p).await;
                 self.follow_up(&p).await;
+            }
+        }
+    }
+
+    /// Ends this node's poll leases (a lease renewed to expire now), so that
+    /// after a clean shutdown another node, or this one restarted, polls at
+    /// once instead of after the lease.
+    async fn release_poll_leases(&self) {
+        let Ok(projects) = self.store.projects().await else { return };
+        let now = chrono::Utc::now();
+        for p in projects {
+            if let Err(e) = self.store.claim_poll(p.id, &self.owner, now, now).await {
+                warn!(project_id = %p.id, error = %e, "cannot release the poll lease");
             }
         }
     }

@@ -181,6 +181,8 @@ pub async fn poll_leases_have_one_holder(store: Arc<dyn Store>) {
     assert!(!s.claim_poll(p.id, "node-b", at(130), at(119)).await.unwrap(), "renewed until 120");
     assert!(s.claim_poll(p.id, "node-b", at(180), at(120)).await.unwrap(), "ran out at 120: taken over");
     assert!(!s.claim_poll(p.id, "node-a", at(190), at(130)).await.unwrap(), "b holds it now");
+    assert!(s.claim_poll(p.id, "node-b", at(131), at(131)).await.unwrap(), "b releases it (renewed to expire now)");
+    assert!(s.claim_poll(p.id, "node-a", at(200), at(131)).await.unwrap(), "released: taken at once");
 
     // Of concurrent claims by many owners, one wins.
     let wins = futures::future::join_all(
