@@ -90,17 +90,7 @@ pub(crate) fn finish(
     let mut record = started.ok_or_else(|| {
         OpError::Refused(paid_core::Error::NotFound { entity: "step", id: format!("{step} (started) of run {id}") })
     })?;
-    match result {
-        Ok(output) => {
-            record.status = StepStatus::Done;
-            record.output = output;
-        }
-        Err(error) => {
-            record.status = StepStatus::Failed;
-            record.error = Some(error);
-        }
-    }
-    record.finished_at = Some(at);
+    record.finish(result, at);
     c.prepare_cached(
         "UPDATE steps SET status = ?3, output = ?4, error = ?5, finished_at = ?6 WHERE run_id = ?1 AND seq = ?2",
     )?

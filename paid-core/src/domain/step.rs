@@ -36,3 +36,21 @@ pub struct StepRecord {
     /// Finished at.
     pub finished_at: Option<Timestamp>,
 }
+
+impl StepRecord {
+    /// Marks it finished at `at` with `result`: done with its output, or
+    /// failed with its error.
+    pub fn finish(&mut self, result: Result<serde_json::Value, String>, at: Timestamp) {
+        match result {
+            Ok(output) => {
+                self.status = StepStatus::Done;
+                self.output = output;
+            }
+            Err(error) => {
+                self.status = StepStatus::Failed;
+                self.error = Some(error);
+            }
+        }
+        self.finished_at = Some(at);
+    }
+}

@@ -203,17 +203,7 @@ impl Journal {
             return;
         };
         let mut record = held.record.clone();
-        match result {
-            Ok(output) => {
-                record.status = StepStatus::Done;
-                record.output = output;
-            }
-            Err(error) => {
-                record.status = StepStatus::Failed;
-                record.error = Some(error);
-            }
-        }
-        record.finished_at = Some(at);
+        record.finish(result, at);
         *held = Entry::new(record);
     }
 }

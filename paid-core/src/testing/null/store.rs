@@ -167,17 +167,7 @@ impl Journal for NullStore {
         at: Timestamp,
     ) -> Result<StepRecord> {
         let mut record = step_record(id, step, None, at);
-        record.finished_at = Some(at);
-        match result {
-            Ok(output) => {
-                record.status = StepStatus::Done;
-                record.output = output;
-            }
-            Err(error) => {
-                record.status = StepStatus::Failed;
-                record.error = Some(error);
-            }
-        }
+        record.finish(result, at);
         Ok(record)
     }
     async fn steps(&self, _id: RunId) -> Result<Vec<StepRecord>> {
